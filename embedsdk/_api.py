@@ -1,0 +1,114 @@
+"""The three functions of the usage guide, on shared default clients.
+
+Calls with the same client options (model, base URL, key, limits, ...) share one
+:class:`Embedder`, hence one loop thread, one connection pool and one rate limit, whichever of
+the three functions they use. ``batch_size`` and the concurrency are per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, ClientOptions, resolve_options
+from ._core import Vectors
+from ._sync import Embedder
+
+#: Options every entry point takes (besides the per-call batch size and concurrency).
+CLIENT_OPTIONS = frozenset(
+    {
+        "model",
+        "base_url",
+        "api_key",
+        "rpm",
+        "tpm",
+        "max_retries",
+        "timeout",
+        "dimensions",
+        "encoding_format",
+        "cache",
+        "max_batch_tokens",
+        "allow_insecure",
+    }
+)
+_MAX_DEFAULT_CLIENTS = 8
+
+_lock = threading.Lock()
+_clients: OrderedDict[ClientOptions, Embedder] = OrderedDict()
+
+
+def _client_for(function: str, options: dict[str, Any]) -> Embedder:
+    unknown = sorted(set(options) - CLIENT_OPTIONS)
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
+    resolved = resolve_options(**options)
+    key = dataclasses.replace(
+        resolved, batch_size=DEFAULT_BATCH_SIZE, max_concurrent=DEFAULT_MAX_CONCURRENT
+    )
+    with _lock:
+        client = _clients.get(key)
+        if client is not None:
+            _clients.move_to_end(key)
+            return client
+        client = Embedder(**options)
+        _clients[key] = client
+        evicted = _clients.popitem(last=False)[1] if len(_clients) > _MAX_DEFAULT_CLIENTS else None
+    if evicted is not None:
+        evicted.close()
+    return client
+
+
+def close_default_clients() -> None:
+    """Close the clients the module-level functions made (also done at exit)."""
+    with _lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+def get_batch_embeddings(
+    texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, **options: Any
+) -> Vectors:
+    """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
+
+    Options: ``model``, ``base_url``, ``api_key``, ``rpm``, ``tpm`` (per minute),
+    ``max_retries``, ``timeout`` (seconds per request), ``dimensions``, ``encoding_format``,
+    ``cache``, ``max_batch_tokens``, ``allow_insecure``; anything else is a ``TypeError``.
+    """
+    client = _client_for("get_batch_embeddings", options)
+    return client.embed(texts, batch_size=batch_size, max_concurrent=1)
+
+
+def get_batch_embeddings_concurrent(
+    texts: Sequence[str],
+    max_workers: int = DEFAULT_MAX_CONCURRENT,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    **options: Any,
+) -> Vectors:
+    """Embed ``texts`` with a pool of ``max_workers`` threads, one batch in flight each.
+
+    The threads hand their batches to the client's event-loop thread, so the rate limit and
+    connections are shared. Options as for :func:`get_batch_embeddings`.
+    """
+    client = _client_for("get_batch_embeddings_concurrent", options)
+    return client.embed_threaded(texts, max_workers=max_workers, batch_size=batch_size)
+
+
+async def get_batch_embeddings_async(
+    texts: Sequence[str],
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    **options: Any,
+) -> Vectors:
+    """Embed ``texts`` with up to ``max_concurrent`` requests in flight; await it.
+
+    Runs on the shared default client's loop thread, so it works from any event loop and
+    shares limits with the sync functions. For a client that lives inside your own loop use
+    :class:`AsyncEmbedder`. Options as for :func:`get_batch_embeddings`.
+    """
+    client = _client_for("get_batch_embeddings_async", options)
+    return await client.embed_async(texts, batch_size=batch_size, max_concurrent=max_concurrent)

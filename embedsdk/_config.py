@@ -1,0 +1,165 @@
+"""Options of a client: defaults, environment variables and validation (no I/O)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._exceptions import ConfigurationError
+
+DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
+DEFAULT_MODEL = "BAAI/bge-m3"
+DEFAULT_BATCH_SIZE = 20
+DEFAULT_MAX_CONCURRENT = 5
+DEFAULT_MAX_RETRIES = 6
+DEFAULT_TIMEOUT = 60.0
+
+#: Where the API key may come from, in order of precedence after ``api_key=``.
+API_KEY_VARIABLES = ("EMBEDSDK_API_KEY", "SILICONFLOW_API_KEY", "siliconflow_api_key")
+
+ENCODING_FORMATS = ("base64", "float")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientOptions:
+    """Everything that shapes a client's requests. Built by :func:`resolve_options`.
+
+    ``timeout`` is seconds per request; ``rpm`` requests and ``tpm`` estimated tokens per
+    minute; ``max_batch_tokens`` estimated tokens per request.
+    """
+
+    model: str
+    base_url: str
+    api_key: str | None = dataclasses.field(repr=False)
+    api_key_source: str
+    batch_size: int
+    max_concurrent: int
+    rpm: float | None
+    tpm: float | None
+    max_retries: int
+    timeout: float
+    dimensions: int | None
+    encoding_format: str
+    cache: Any
+    max_batch_tokens: int
+    allow_insecure: bool
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url + "/embeddings"
+
+    @property
+    def is_loopback(self) -> bool:
+        return _is_loopback(urlsplit(self.base_url).hostname or "")
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number or None, got {value!r}")
+    return float(value)
+
+
+def _find_api_key(api_key: str | None) -> tuple[str | None, str]:
+    """The key and where it came from (``"api_key argument"`` or the variable's name)."""
+    if api_key is not None:
+        return api_key, "api_key argument"
+    for name in API_KEY_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return value, f"environment variable {name}"
+    return None, "nowhere"
+
+
+def _check_base_url(base_url: str, has_key: bool, allow_insecure: bool) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    insecure = parts.scheme == "http" and not _is_loopback(parts.hostname)
+    if insecure and has_key and not allow_insecure:
+        raise ConfigurationError(
+            f"refusing to send the API key in clear text to {parts.hostname}: use https, "
+            "or pass allow_insecure=True if this network is trusted"
+        )
+    return base_url.rstrip("/")
+
+
+def resolve_options(
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    timeout: float = DEFAULT_TIMEOUT,
+    dimensions: int | None = None,
+    encoding_format: str = "base64",
+    cache: bool | str | os.PathLike[str] | Any = False,
+    max_batch_tokens: int = 60_000,
+    allow_insecure: bool = False,
+) -> ClientOptions:
+    """Check every option and fill the rest from the environment.
+
+    Raises :class:`ConfigurationError` naming the bad option; an unknown keyword is a
+    ``TypeError`` (Python's own, from this signature).
+    """
+    key, source = _find_api_key(api_key)
+    url = _check_base_url(
+        base_url or os.environ.get("EMBEDSDK_BASE_URL") or DEFAULT_BASE_URL,
+        has_key=key is not None,
+        allow_insecure=allow_insecure,
+    )
+    if key is None and not _is_loopback(urlsplit(url).hostname or ""):
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set one of the environment variables "
+            + ", ".join(API_KEY_VARIABLES)
+        )
+    if encoding_format not in ENCODING_FORMATS:
+        raise ConfigurationError(
+            f"encoding_format must be one of {ENCODING_FORMATS}, got {encoding_format!r}"
+        )
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    if cache is not False and cache is not None:
+        raise ConfigurationError(
+            "the disk cache is not available in this version: pass cache=False"
+        )
+    return ClientOptions(
+        model=model or os.environ.get("EMBEDSDK_MODEL") or DEFAULT_MODEL,
+        base_url=url,
+        api_key=key,
+        api_key_source=source,
+        batch_size=_positive_int("batch_size", batch_size),
+        max_concurrent=_positive_int("max_concurrent", max_concurrent),
+        rpm=_positive_number("rpm", rpm),
+        tpm=_positive_number("tpm", tpm),
+        max_retries=max_retries,
+        timeout=_positive_number("timeout", timeout) or DEFAULT_TIMEOUT,
+        dimensions=None if dimensions is None else _positive_int("dimensions", dimensions),
+        encoding_format=encoding_format,
+        cache=None,
+        max_batch_tokens=_positive_int("max_batch_tokens", max_batch_tokens),
+        allow_insecure=allow_insecure,
+    )

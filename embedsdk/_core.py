@@ -1,0 +1,337 @@
+"""The async core: every entry point ends up here.
+
+A call goes: validate -> de-duplicate -> estimate tokens -> plan batches -> send the batches
+with at most ``max_concurrent`` in flight (a worker takes the next batch as soon as it is free,
+so there are no waves) -> pace each attempt through the rate limiters -> retry with backoff ->
+decode and check the answer -> place rows by ``index`` -> gather duplicates back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import backoff
+import numpy as np
+import numpy.typing as npt
+from aiolimiter import AsyncLimiter
+
+from . import _retry
+from ._config import ClientOptions, resolve_options
+from ._exceptions import (
+    APIStatusError,
+    BadRequestError,
+    ClientClosedError,
+    EmbedSDKError,
+)
+from ._planning import deduplicate, estimate_tokens, plan_batches, validate_texts
+from ._responses import decode_embeddings, status_error, trace_id_of
+from ._transport import AiohttpTransport, Request, Transport
+from ._version import __version__
+
+logger = logging.getLogger("embedsdk")
+
+Vectors = npt.NDArray[np.float32]
+
+#: Dimensions of well-known models, used only to shape the answer to an empty input.
+KNOWN_DIMENSIONS = {
+    "BAAI/bge-m3": 1024,
+    "Pro/BAAI/bge-m3": 1024,
+    "BAAI/bge-large-zh-v1.5": 1024,
+    "BAAI/bge-large-en-v1.5": 1024,
+    "netease-youdao/bce-embedding-base_v1": 768,
+    "Qwen/Qwen3-Embedding-0.6B": 1024,
+    "Qwen/Qwen3-Embedding-4B": 2560,
+    "Qwen/Qwen3-Embedding-8B": 4096,
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+_BATCH_LIMIT_RE = re.compile(r"(?:maximum|max)[^0-9]{0,40}?batch size[^0-9]{0,10}(\d+)", re.I)
+
+
+@dataclasses.dataclass
+class Stats:
+    """Counters of one client since it was made (all integers)."""
+
+    requests: int = 0
+    retries: int = 0
+    inputs_sent: int = 0
+    tokens: int = 0
+    splits: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+class _Job:
+    """One call's state: the unique texts, their batches, and the rows as they arrive."""
+
+    def __init__(self, texts: Sequence[str], batch_size: int, max_batch_tokens: int) -> None:
+        self.n_inputs = len(texts)
+        self.unique, self.inverse = deduplicate(texts)
+        self.tokens = [estimate_tokens(t) for t in self.unique]
+        self.batches = plan_batches(self.tokens, batch_size, max_batch_tokens)
+        self.rows: Vectors | None = None
+        self.filled = np.zeros(len(self.unique), dtype=bool)
+        self.error: BaseException | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def store(self, start: int, vectors: Vectors) -> None:
+        if self.rows is None:
+            self.rows = np.empty((len(self.unique), vectors.shape[1]), dtype=np.float32)
+        elif vectors.shape[1] != self.rows.shape[1]:
+            raise EmbedSDKError(
+                f"the server changed dimension mid-call: {self.rows.shape[1]} then "
+                f"{vectors.shape[1]}"
+            )
+        self.rows[start : start + len(vectors)] = vectors
+        self.filled[start : start + len(vectors)] = True
+
+    def result(self, empty_dim: int) -> Vectors:
+        if self.rows is None:
+            return np.empty((self.n_inputs, empty_dim), dtype=np.float32)
+        if self.inverse is None:
+            return self.rows
+        return np.ascontiguousarray(self.rows[self.inverse])
+
+    def fail(self, exc: BaseException, empty_dim: int) -> BaseException:
+        """Annotate ``exc`` with the inputs left without a vector and what did arrive."""
+        missing = ~self.filled if self.inverse is None else ~self.filled[self.inverse]
+        failed = np.flatnonzero(missing).tolist()
+        if isinstance(exc, EmbedSDKError):
+            exc.failed_indices = failed
+            if self.rows is not None:
+                partial = self.result(empty_dim).copy()
+                partial[missing] = np.nan
+                exc.partial = partial
+            if failed and exc.args and isinstance(exc.args[0], str):
+                exc.args = (f"{exc.args[0]}; {_describe(failed, self.n_inputs)}",)
+        return exc
+
+
+def _describe(failed: list[int], total: int) -> str:
+    if len(failed) > 1 and failed[-1] - failed[0] + 1 == len(failed):
+        where = f"inputs {failed[0]}..{failed[-1]}"
+    else:
+        where = "inputs " + ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
+    return f"{len(failed)} of {total} inputs have no vector ({where})"
+
+
+class AsyncEmbedder:
+    """A long-lived async client. Create it anywhere; use it inside one event loop.
+
+    >>> async with AsyncEmbedder(model="BAAI/bge-m3") as emb:    # doctest: +SKIP
+    ...     vectors = await emb.embed(["你好", "hello"])           # (2, 1024) float32
+
+    Options are those of :func:`embedsdk.get_batch_embeddings_async`. ``transport`` replaces
+    the network (see :class:`embedsdk.MockTransport`).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        transport: Transport | None = None,
+        **options: Any,
+    ) -> None:
+        self.options: ClientOptions = resolve_options(model=model, **options)
+        self.stats = Stats()
+        self._transport = transport
+        self._owns_transport = transport is None
+        self._closed = False
+        self._encoding = self.options.encoding_format
+        self._batch_cap = self.options.batch_size
+        self._limiters: tuple[AsyncLimiter | None, AsyncLimiter | None] | None = None
+        self._dim_hint = self.options.dimensions or KNOWN_DIMENSIONS.get(self.options.model, 0)
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"embedsdk/{__version__}",
+        }
+        if self.options.api_key:
+            self._headers["Authorization"] = f"Bearer {self.options.api_key}"
+
+    def __repr__(self) -> str:
+        o = self.options
+        return f"<AsyncEmbedder model={o.model!r} base_url={o.base_url!r}>"
+
+    async def __aenter__(self) -> AsyncEmbedder:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close connections. Further calls raise :class:`ClientClosedError`."""
+        self._closed = True
+        if self._transport is not None and self._owns_transport:
+            await self._transport.aclose()
+
+    # -- the public call -------------------------------------------------------------------
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> Vectors:
+        """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``."""
+        job = self._prepare(texts, batch_size)
+        workers = max_concurrent or self.options.max_concurrent
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise TypeError(f"max_concurrent must be a positive integer, got {workers!r}")
+        batches = iter(job.batches)
+
+        async def worker() -> None:
+            for batch in batches:  # shared iterator: each batch is taken once
+                await self._run_batch(job, batch)
+
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(job.batches)))]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException as exc:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise job.fail(exc, self._dim_hint) from None
+        return self._finish(job)
+
+    # -- the steps, also used by the thread-pool wrapper -----------------------------------
+
+    def _prepare(self, texts: Sequence[str], batch_size: int | None = None) -> _Job:
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of str, not one str; wrap it in a list")
+        texts = list(texts)
+        validate_texts(texts)
+        size = self._batch_cap if batch_size is None else batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise TypeError(f"batch_size must be a positive integer, got {size!r}")
+        return _Job(texts, min(size, self._batch_cap), self.options.max_batch_tokens)
+
+    async def _run_batch(self, job: _Job, batch: tuple[int, int]) -> None:
+        if job.error is not None:
+            return
+        start, stop = batch
+        task = asyncio.current_task()
+        assert task is not None
+        job.tasks.add(task)
+        try:
+            await self._fetch_into(job, start, stop)
+        except BaseException as exc:
+            job.error = job.error or exc
+            raise
+        finally:
+            job.tasks.discard(task)
+
+    async def _cancel(self, job: _Job) -> None:
+        """Cancel the batches of ``job`` still in flight (thread-pool wrapper, on failure)."""
+        job.error = job.error or asyncio.CancelledError()
+        tasks = list(job.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _finish(self, job: _Job) -> Vectors:
+        if job.rows is not None:
+            self._dim_hint = job.rows.shape[1]
+        return job.result(self._dim_hint)
+
+    async def _fetch_into(self, job: _Job, start: int, stop: int) -> None:
+        """Fetch unique rows start..stop, halving the batch when the server says it is too big."""
+        texts = job.unique[start:stop]
+        tokens = sum(job.tokens[start:stop])
+        try:
+            vectors = await self._send_with_retries(texts, tokens)
+        except APIStatusError as exc:
+            if not _retry.should_split(exc) or len(texts) == 1:
+                raise
+            self._lower_batch_cap(exc, len(texts))
+            self.stats.splits += 1
+            for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
+                await self._fetch_into(job, start + a, start + b)
+            return
+        job.store(start, vectors)
+
+    def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
+        match = _BATCH_LIMIT_RE.search(exc.message)
+        limit = int(match.group(1)) if match else sent // 2
+        self._batch_cap = max(1, min(self._batch_cap, limit, sent - 1))
+        logger.info("server refused a batch of %d; batch cap is now %d", sent, self._batch_cap)
+
+    # -- one request, with pacing and retries ----------------------------------------------
+
+    async def _send_with_retries(self, texts: list[str], tokens: int) -> Vectors:
+        send = backoff.on_exception(
+            _retry.wait_gen,
+            EmbedSDKError,
+            max_tries=self.options.max_retries + 1,
+            giveup=lambda exc: not _retry.is_retryable(exc),
+            on_backoff=self._on_backoff,
+            jitter=None,
+            logger=None,
+        )(self._send_once)
+        result: Vectors = await send(texts, tokens)
+        return result
+
+    def _on_backoff(self, details: Any) -> None:
+        self.stats.retries += 1
+        exc = details.get("exception")
+        logger.debug("retry %d in %.2f s after %s", details["tries"], details["wait"], exc)
+
+    async def _pace(self, tokens: int) -> None:
+        if self._limiters is None:  # created on the loop that uses them
+            o = self.options
+            self._limiters = (
+                AsyncLimiter(o.rpm, 60) if o.rpm else None,
+                AsyncLimiter(o.tpm, 60) if o.tpm else None,
+            )
+        rpm, tpm = self._limiters
+        if rpm is not None:
+            await rpm.acquire()
+        if tpm is not None:
+            # A request larger than the bucket waits for a full bucket, never forever.
+            await tpm.acquire(min(tokens, tpm.max_rate))
+
+    async def _send_once(self, texts: list[str], tokens: int) -> Vectors:
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        await self._pace(tokens)
+        if self._transport is None:
+            self._transport = AiohttpTransport()
+        payload: dict[str, Any] = {"model": self.options.model, "input": texts}
+        payload["encoding_format"] = self._encoding
+        if self.options.dimensions is not None:
+            payload["dimensions"] = self.options.dimensions
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
+        self.stats.requests += 1
+        response = await self._transport.send(request)
+        if response.status >= 400:
+            exc = status_error(response.status, response.headers, response.body)
+            if self._refuses_base64(exc):
+                return await self._send_once(texts, tokens)
+            raise exc
+        vectors, used = decode_embeddings(
+            response.body, len(texts), self.options.dimensions, trace_id_of(response.headers)
+        )
+        self.stats.inputs_sent += len(texts)
+        self.stats.tokens += used if used is not None else tokens
+        return vectors
+
+    def _refuses_base64(self, exc: APIStatusError) -> bool:
+        """Some servers (older vLLM, TEI) refuse base64: switch this client to float lists."""
+        if self._encoding != "base64" or not isinstance(exc, BadRequestError):
+            return False
+        if "base64" not in exc.message.lower() and "encoding_format" not in exc.message.lower():
+            return False
+        logger.info("server refuses base64 (%s); using float lists from now on", exc.message)
+        self._encoding = "float"
+        return True

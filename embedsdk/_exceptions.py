@@ -1,0 +1,178 @@
+"""Exceptions raised by embedsdk.
+
+Every error embedsdk raises on purpose derives from :class:`EmbedSDKError`::
+
+    EmbedSDKError
+    ├── ConfigurationError          bad option, missing key, unsafe URL (before any request)
+    ├── InvalidInputError           a text is not a non-empty ``str`` (names its index)
+    ├── ClientClosedError           the client was used after ``close()``
+    ├── ResponseValidationError     a 2xx answer not to be trusted (JSON, count, index, dim)
+    └── APIError                    talking to the provider failed
+        ├── APIConnectionError      no HTTP answer: refused, reset, DNS, TLS
+        │   └── APITimeoutError     no answer within ``timeout`` seconds
+        └── APIStatusError          an HTTP error status; carries status_code, message, trace_id
+            ├── BadRequestError           400 (and 413 that could not be split further)
+            ├── AuthenticationError       401
+            ├── PermissionDeniedError     403
+            ├── NotFoundError             404
+            ├── RateLimitError            429
+            │   └── InsufficientQuotaError  429 with code ``insufficient_quota`` (never retried)
+            └── InternalServerError       5xx
+
+An error that stops a call part-way (retries ran out, or a request was refused) carries
+``failed_indices`` (the input positions left without a vector) and ``partial`` (the ``(N, D)``
+float32 array of what did arrive, NaN rows where nothing did, or ``None``); its message names the
+failed inputs. What arrived is also in the cache when the cache is on, so a re-run pays only for
+the rest.
+
+The names follow openai-python's so that code catching ``openai.RateLimitError`` ports by
+changing the import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "EmbedSDKError",
+    "InsufficientQuotaError",
+    "InternalServerError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+]
+
+
+class EmbedSDKError(Exception):
+    """Base class of every error embedsdk raises on purpose."""
+
+    #: Input positions left without a vector when this error stopped a call, else None.
+    failed_indices: list[int] | None = None
+    #: What arrived before the error: (N, D) float32 with NaN rows for failed inputs, or None.
+    partial: Any = None
+
+
+class ConfigurationError(EmbedSDKError, ValueError):
+    """An option or the environment is wrong; raised before any request is sent."""
+
+
+class InvalidInputError(EmbedSDKError, ValueError):
+    """An input text cannot be embedded. ``index`` is its position in the input."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class ClientClosedError(EmbedSDKError, RuntimeError):
+    """The client was used after ``close()``."""
+
+
+class ResponseValidationError(EmbedSDKError):
+    """A successful HTTP answer whose body cannot be trusted (retried like a 5xx)."""
+
+    def __init__(self, message: str, *, trace_id: str | None = None) -> None:
+        super().__init__(message if trace_id is None else f"{message} (trace id {trace_id})")
+        self.trace_id = trace_id
+
+
+class APIError(EmbedSDKError):
+    """Talking to the provider failed."""
+
+
+class APIConnectionError(APIError):
+    """No HTTP answer arrived: connection refused or reset, DNS or TLS failure."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer within the per-request ``timeout`` (seconds)."""
+
+
+class APIStatusError(APIError):
+    """The provider answered with an HTTP error status.
+
+    Attributes: ``status_code``; ``message`` (the provider's own words, parsed from any known
+    body shape); ``code`` (the provider's error code, e.g. ``20042`` or ``"insufficient_quota"``);
+    ``trace_id`` (``x-siliconcloud-trace-id`` or ``x-request-id``); ``retry_after`` (seconds the
+    server asked us to wait, if it said); ``body`` (the raw body text, at most 2,000 characters).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: Any = None,
+        trace_id: str | None = None,
+        retry_after: float | None = None,
+        body: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.code = code
+        self.trace_id = trace_id
+        self.retry_after = retry_after
+        self.body = body[:2000]
+        text = f"HTTP {status_code}: {message}"
+        if code is not None:
+            text += f" (code {code})"
+        if trace_id:
+            text += f" [trace id {trace_id}]"
+        super().__init__(text)
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400 (or a 413 that could not be split further): the request itself is wrong."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the API key is missing or wrong."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: the key may not do this (SiliconFlow: often account verification)."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: wrong base URL or unknown model."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: the provider is rate limiting this account."""
+
+
+class InsufficientQuotaError(RateLimitError):
+    """HTTP 429 with code ``insufficient_quota``: out of credit; retrying cannot help."""
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 5xx: the provider failed or is overloaded."""
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int, code: Any = None) -> type[APIStatusError]:
+    """The exception class for an HTTP status (and provider error code)."""
+    if status == 429 and code == "insufficient_quota":
+        return InsufficientQuotaError
+    if status >= 500:
+        return InternalServerError
+    return _STATUS_CLASSES.get(status, APIStatusError)

@@ -1,0 +1,146 @@
+"""Turning HTTP answers into vectors or exceptions. Pure functions: no I/O, no loop."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ._exceptions import APIStatusError, ResponseValidationError, status_error_class
+
+#: Servers have sent absurd hints (41165011 s); never wait longer than this for one.
+MAX_RETRY_AFTER = 120.0
+
+TRACE_HEADERS = ("x-siliconcloud-trace-id", "x-request-id", "request-id", "x-trace-id")
+
+
+def trace_id_of(headers: Mapping[str, str]) -> str | None:
+    for name in TRACE_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``.
+
+    ``Retry-After`` may be seconds or an HTTP date. Returns ``None`` when there is no usable
+    hint; caps the answer at :data:`MAX_RETRY_AFTER`.
+    """
+    value: float | None = None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            value = float(ms) / 1000.0
+        except ValueError:
+            value = None
+    raw = headers.get("retry-after")
+    if value is None and raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(raw).timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None
+            value = when - (time.time() if now is None else now)
+    if value is None or value != value or value < 0:  # NaN or negative
+        return None if value is None or value != value else 0.0
+    return min(value, MAX_RETRY_AFTER)
+
+
+def parse_error_body(body: bytes) -> tuple[str, Any]:
+    """The provider's message and error code from any body shape we have met.
+
+    OpenAI ``{"error": {"message", "code", ...}}``; SiliconFlow ``{"code", "message",
+    "data"}``; text-embeddings-inference ``{"error": "...", "error_type": "..."}``; FastAPI
+    ``{"detail": ...}``; or bare text such as ``Invalid token``.
+    """
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return (text[:500] or "(empty body)"), None
+    if not isinstance(data, dict):
+        return text[:500], None
+    error = data.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error), error.get("code") or error.get("type")
+    if isinstance(error, str):
+        return error, data.get("error_type") or data.get("code")
+    if "message" in data:
+        return str(data["message"]), data.get("code")
+    if "detail" in data:
+        return str(data["detail"]), None
+    return text[:500], None
+
+
+def status_error(status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
+    """The exception for an HTTP error answer, with the provider's words and trace id."""
+    message, code = parse_error_body(body)
+    cls = status_error_class(status, code)
+    return cls(
+        message,
+        status_code=status,
+        code=code,
+        trace_id=trace_id_of(headers),
+        retry_after=parse_retry_after(headers),
+        body=body.decode("utf-8", "replace"),
+    )
+
+
+def _decode_one(item: Any, index: int) -> np.ndarray:
+    if isinstance(item, str):
+        raw = base64.b64decode(item, validate=True)
+        if len(raw) % 4:
+            raise ValueError(f"base64 vector at index {index} is not whole float32s")
+        return np.frombuffer(raw, dtype="<f4")
+    if isinstance(item, list):
+        return np.asarray(item, dtype=np.float32)
+    raise ValueError(f"embedding at index {index} is {type(item).__name__}")
+
+
+def decode_embeddings(
+    body: bytes,
+    count: int,
+    dimensions: int | None = None,
+    trace_id: str | None = None,
+) -> tuple[np.ndarray, int | None]:
+    """The ``(count, D)`` float32 rows of a 200 answer, placed by ``data[].index``.
+
+    Accepts base64 strings or float lists whatever was asked for. Checks that every index
+    from 0 to count-1 comes exactly once, that all vectors have one length (``dimensions``
+    when given) and that they are finite. Returns the rows and ``usage.prompt_tokens``.
+    Raises :class:`ResponseValidationError` for anything else.
+    """
+    try:
+        payload = json.loads(body)
+        data = payload["data"]
+        if not isinstance(data, list):
+            raise ValueError("'data' is not a list")
+        if len(data) != count:
+            raise ValueError(f"expected {count} embeddings, got {len(data)}")
+        rows: list[Any] = [None] * count
+        for item in data:
+            index = item["index"]
+            if type(index) is not int or not 0 <= index < count or rows[index] is not None:
+                raise ValueError(f"bad or repeated index {index!r}")
+            rows[index] = _decode_one(item["embedding"], index)
+        dims = {len(r) for r in rows}
+        if len(dims) != 1 or (dimensions is not None and dims != {dimensions}):
+            raise ValueError(f"vector lengths {sorted(dims)}, expected {dimensions or 'one'}")
+        matrix = np.vstack(rows) if count else np.empty((0, 0), np.float32)
+        if not np.isfinite(matrix).all():
+            raise ValueError("vector contains NaN or infinity")
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise ResponseValidationError(f"untrustworthy response: {exc}", trace_id=trace_id) from exc
+    usage = payload.get("usage")
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return matrix, tokens if isinstance(tokens, int) else None

@@ -1,0 +1,190 @@
+"""Sync clients: each owns one event-loop thread that runs the async core.
+
+No embedding logic lives here. A sync call hands a coroutine to the client's loop thread and
+waits for it (as anyio's blocking portal does), so the serial, thread-pool and long-lived sync
+variants share one connection pool and one rate limit per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+import weakref
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from ._core import AsyncEmbedder, Vectors
+from ._exceptions import ClientClosedError
+
+T = TypeVar("T")
+
+_portals: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+class LoopThread:
+    """A daemon thread running an event loop, started lazily, safe across ``fork``."""
+
+    def __init__(self, name: str = "embedsdk-loop") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        _portals.add(self)
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the thread did not come along
+                self._loop, self._thread, self._pid = None, None, os.getpid()
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(loop, ready), name=self._name, daemon=True
+                )
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        loop = self._ensure_started()
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a sync embedsdk call was made from its own loop thread (deadlock)")
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop thread and wait; Ctrl-C cancels it there."""
+        future = self.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():
+                future.cancel()  # cancels the task inside the loop
+                concurrent.futures.wait([future], timeout=1.0)
+            raise
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None or self._pid != os.getpid():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not threading.current_thread():
+            thread.join(timeout=5)
+        if not loop.is_running():
+            loop.close()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for portal in list(_portals):
+        portal.stop()
+
+
+class Embedder:
+    """A long-lived sync client; safe to share between threads.
+
+    >>> with Embedder(model="BAAI/bge-m3") as emb:     # doctest: +SKIP
+    ...     vectors = emb.embed(["你好", "hello"])      # (2, 1024) float32
+
+    Takes the same options as :class:`AsyncEmbedder`.
+    """
+
+    def __init__(self, model: str | None = None, **options: Any) -> None:
+        self._core = AsyncEmbedder(model, **options)
+        self._portal = LoopThread()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        o = self._core.options
+        return f"<Embedder model={o.model!r} base_url={o.base_url!r}>"
+
+    def __enter__(self) -> Embedder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def options(self) -> Any:
+        return self._core.options
+
+    @property
+    def stats(self) -> Any:
+        return self._core.stats
+
+    def close(self) -> None:
+        """Close connections and stop the loop thread. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._portal.call(self._core.aclose())
+        finally:
+            self._portal.stop()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise ClientClosedError("this client is closed; create a new one")
+        return self._portal.call(coro)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> Vectors:
+        """Embed ``texts`` with up to ``max_concurrent`` requests in flight."""
+        return self._call(
+            self._core.embed(texts, batch_size=batch_size, max_concurrent=max_concurrent)
+        )
+
+    async def embed_async(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> Vectors:
+        """Await from any event loop; the work runs on this client's own loop thread."""
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        coro = self._core.embed(texts, batch_size=batch_size, max_concurrent=max_concurrent)
+        return await asyncio.wrap_future(self._portal.submit(coro))
+
+    def _run_batch(self, job: Any, batch: tuple[int, int]) -> None:
+        self._call(self._core._run_batch(job, batch))
+
+    def embed_threaded(
+        self, texts: Sequence[str], *, max_workers: int, batch_size: int | None = None
+    ) -> Vectors:
+        """Embed with ``max_workers`` threads, each handing one batch at a time to the core."""
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise TypeError(f"max_workers must be a positive integer, got {max_workers!r}")
+        core = self._core
+        job = core._prepare(texts, batch_size)
+        with concurrent.futures.ThreadPoolExecutor(max_workers, "embedsdk-worker") as pool:
+            futures = [pool.submit(self._run_batch, job, b) for b in job.batches]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()
+            except BaseException as exc:
+                # Stop the batches in flight too, not only the queued ones (Ctrl-C, fail fast).
+                self._portal.call(core._cancel(job))
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise job.fail(exc, core._dim_hint) from None
+        return core._finish(job)
