@@ -70,28 +70,43 @@ class Stats:
 
 
 class _Job:
-    """One call's state: the unique texts, their batches, and the rows as they arrive."""
+    """One call's state: the unique texts, which of them to fetch, and the rows as they arrive.
 
-    def __init__(self, texts: Sequence[str], batch_size: int, max_batch_tokens: int) -> None:
+    Rows are addressed by their position among the unique texts. ``todo`` lists the rows still
+    to fetch (all of them, less the cache hits); ``batches`` are ``(start, stop)`` slices of it.
+    """
+
+    def __init__(self, texts: Sequence[str]) -> None:
         self.n_inputs = len(texts)
         self.unique, self.inverse = deduplicate(texts)
-        self.tokens = [estimate_tokens(t) for t in self.unique]
-        self.batches = plan_batches(self.tokens, batch_size, max_batch_tokens)
         self.rows: Vectors | None = None
         self.filled = np.zeros(len(self.unique), dtype=bool)
+        self.todo: npt.NDArray[np.intp] = np.arange(len(self.unique))
+        self.tokens: list[int] = []
+        self.batches: list[tuple[int, int]] = []
         self.error: BaseException | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
 
-    def store(self, start: int, vectors: Vectors) -> None:
+    def plan(self, batch_size: int, max_batch_tokens: int) -> None:
+        """Estimate the tokens of the rows to fetch and cut them into batches."""
+        self.todo = np.flatnonzero(~self.filled)
+        self.tokens = [estimate_tokens(self.unique[i]) for i in self.todo]
+        self.batches = plan_batches(self.tokens, batch_size, max_batch_tokens)
+
+    def texts(self, start: int, stop: int) -> list[str]:
+        return [self.unique[i] for i in self.todo[start:stop]]
+
+    def store(self, rows: Any, vectors: Vectors) -> None:
+        """Put ``vectors`` at unique ``rows`` (a slice or an index array)."""
         if self.rows is None:
             self.rows = np.empty((len(self.unique), vectors.shape[1]), dtype=np.float32)
         elif vectors.shape[1] != self.rows.shape[1]:
             raise EmbedSDKError(
-                f"the server changed dimension mid-call: {self.rows.shape[1]} then "
-                f"{vectors.shape[1]}"
+                f"vectors of {vectors.shape[1]} dimensions arrived for a call that already "
+                f"has {self.rows.shape[1]}: did the model or the cache change?"
             )
-        self.rows[start : start + len(vectors)] = vectors
-        self.filled[start : start + len(vectors)] = True
+        self.rows[rows] = vectors
+        self.filled[rows] = True
 
     def result(self, empty_dim: int) -> Vectors:
         if self.rows is None:
@@ -182,7 +197,7 @@ class AsyncEmbedder:
         max_concurrent: int | None = None,
     ) -> Vectors:
         """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``."""
-        job = self._prepare(texts, batch_size)
+        job = await self._start(texts, batch_size)
         workers = max_concurrent or self.options.max_concurrent
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise TypeError(f"max_concurrent must be a positive integer, got {workers!r}")
@@ -204,7 +219,8 @@ class AsyncEmbedder:
 
     # -- the steps, also used by the thread-pool wrapper -----------------------------------
 
-    def _prepare(self, texts: Sequence[str], batch_size: int | None = None) -> _Job:
+    async def _start(self, texts: Sequence[str], batch_size: int | None = None) -> _Job:
+        """Check the input, serve what the cache has, and plan batches for the rest."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
         if isinstance(texts, str):
@@ -214,7 +230,13 @@ class AsyncEmbedder:
         size = self._batch_cap if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise TypeError(f"batch_size must be a positive integer, got {size!r}")
-        return _Job(texts, min(size, self._batch_cap), self.options.max_batch_tokens)
+        job = _Job(texts)
+        await self._cache_lookup(job)
+        job.plan(min(size, self._batch_cap), self.options.max_batch_tokens)
+        return job
+
+    async def _cache_lookup(self, job: _Job) -> None:
+        """Hook for the disk cache; without one every row is fetched."""
 
     async def _run_batch(self, job: _Job, batch: tuple[int, int]) -> None:
         if job.error is not None:
@@ -245,8 +267,8 @@ class AsyncEmbedder:
         return job.result(self._dim_hint)
 
     async def _fetch_into(self, job: _Job, start: int, stop: int) -> None:
-        """Fetch unique rows start..stop, halving the batch when the server says it is too big."""
-        texts = job.unique[start:stop]
+        """Fetch ``todo[start:stop]``, splitting the batch when the server says it is too big."""
+        texts = job.texts(start, stop)
         tokens = sum(job.tokens[start:stop])
         try:
             vectors = await self._send_with_retries(texts, tokens)
@@ -258,7 +280,11 @@ class AsyncEmbedder:
             for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
                 await self._fetch_into(job, start + a, start + b)
             return
-        job.store(start, vectors)
+        job.store(job.todo[start:stop], vectors)
+        await self._cache_store(texts, vectors)
+
+    async def _cache_store(self, texts: list[str], vectors: Vectors) -> None:
+        """Hook for the disk cache: each batch is written as soon as it arrives."""
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
         match = _BATCH_LIMIT_RE.search(exc.message)

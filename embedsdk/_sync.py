@@ -176,7 +176,7 @@ class Embedder:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise TypeError(f"max_workers must be a positive integer, got {max_workers!r}")
         core = self._core
-        job = core._prepare(texts, batch_size)
+        job = self._call(core._start(texts, batch_size))
         with concurrent.futures.ThreadPoolExecutor(max_workers, "embedsdk-worker") as pool:
             futures = [pool.submit(self._run_batch, job, b) for b in job.batches]
             try:
