@@ -9,11 +9,12 @@ decode and check the answer -> place rows by ``index`` -> gather duplicates back
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import backoff
@@ -29,7 +30,13 @@ from ._exceptions import (
     ClientClosedError,
     EmbedSDKError,
 )
-from ._planning import deduplicate, estimate_tokens, plan_batches, validate_texts
+from ._planning import (
+    deduplicate,
+    estimate_tokens,
+    iter_windows,
+    plan_batches,
+    validate_texts,
+)
 from ._responses import decode_embeddings, status_error, trace_id_of
 from ._transport import AiohttpTransport, Request, Transport
 from ._version import __version__
@@ -76,8 +83,9 @@ class _Job:
     to fetch (all of them, less the cache hits); ``batches`` are ``(start, stop)`` slices of it.
     """
 
-    def __init__(self, texts: Sequence[str]) -> None:
+    def __init__(self, texts: Sequence[str], offset: int = 0) -> None:
         self.n_inputs = len(texts)
+        self.offset = offset  # position of texts[0] in the caller's whole input (streams)
         self.unique, self.inverse = deduplicate(texts)
         self.rows: Vectors | None = None
         self.filled = np.zeros(len(self.unique), dtype=bool)
@@ -118,7 +126,7 @@ class _Job:
     def fail(self, exc: BaseException, empty_dim: int) -> BaseException:
         """Annotate ``exc`` with the inputs left without a vector and what did arrive."""
         missing = ~self.filled if self.inverse is None else ~self.filled[self.inverse]
-        failed = np.flatnonzero(missing).tolist()
+        failed = (np.flatnonzero(missing) + self.offset).tolist()
         if isinstance(exc, EmbedSDKError):
             exc.failed_indices = failed
             if self.rows is not None:
@@ -126,16 +134,36 @@ class _Job:
                 partial[missing] = np.nan
                 exc.partial = partial
             if failed and exc.args and isinstance(exc.args[0], str):
-                exc.args = (f"{exc.args[0]}; {_describe(failed, self.n_inputs)}",)
+                exc.args = (f"{exc.args[0]}; {_describe(failed)}",)
         return exc
 
 
-def _describe(failed: list[int], total: int) -> str:
+def _describe(failed: list[int]) -> str:
     if len(failed) > 1 and failed[-1] - failed[0] + 1 == len(failed):
         where = f"inputs {failed[0]}..{failed[-1]}"
     else:
         where = "inputs " + ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
-    return f"{len(failed)} of {total} inputs have no vector ({where})"
+    return f"{len(failed)} inputs have no vector ({where})"
+
+
+async def _windows(
+    texts: Iterable[str] | AsyncIterable[str], size: int
+) -> AsyncIterator[list[str]]:
+    """Lists of up to ``size`` consecutive texts from a sync or async iterable."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be an iterable of str, not one str; wrap it in a list")
+    if hasattr(texts, "__aiter__"):
+        window: list[str] = []
+        async for text in texts:
+            window.append(text)
+            if len(window) >= size:
+                yield window
+                window = []
+        if window:
+            yield window
+    else:
+        for window in iter_windows(texts, size):
+            yield window
 
 
 class AsyncEmbedder:
@@ -196,16 +224,90 @@ class AsyncEmbedder:
         batch_size: int | None = None,
         max_concurrent: int | None = None,
     ) -> Vectors:
-        """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``."""
+        """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``.
+
+        ``batch_size`` caps inputs per request and ``max_concurrent`` requests in flight (the
+        client's own settings when omitted).
+        """
+        workers = self._workers(max_concurrent)
         job = await self._start(texts, batch_size)
-        workers = max_concurrent or self.options.max_concurrent
+        await self._run(job, workers)
+        return self._finish(job)
+
+    async def embed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int | None = None,
+        max_concurrent: int | None = None,
+        window: int | None = None,
+    ) -> AsyncGenerator[tuple[int, Vectors], None]:
+        """Embed a stream of texts lazily; yields ``(start_index, vectors)`` blocks in order.
+
+        Reads ``window`` texts at a time (default: enough to keep every slot busy for a while)
+        and keeps at most two windows in memory, while the next window's requests start before
+        the current one is handed out, so the slots never sit idle at a window boundary.
+        """
+        workers = self._workers(max_concurrent)
+        size = window or max(1024, 8 * workers * (batch_size or self.options.batch_size))
+        slots = asyncio.Semaphore(workers)
+        pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
+        start = 0
+        try:
+            async for chunk in _windows(texts, size):
+                pending.append(
+                    (
+                        start,
+                        asyncio.ensure_future(
+                            self._embed_window(chunk, start, batch_size, workers, slots)
+                        ),
+                    )
+                )
+                start += len(chunk)
+                if len(pending) >= 2:
+                    offset, task = pending.popleft()
+                    yield offset, await task
+            while pending:
+                offset, task = pending.popleft()
+                yield offset, await task
+        finally:
+            for _, task in pending:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
+
+    async def _embed_window(
+        self,
+        texts: list[str],
+        offset: int,
+        batch_size: int | None,
+        workers: int,
+        slots: asyncio.Semaphore,
+    ) -> Vectors:
+        job = await self._start(texts, batch_size, offset)
+        await self._run(job, workers, slots)
+        return self._finish(job)
+
+    def _workers(self, max_concurrent: int | None) -> int:
+        workers = self.options.max_concurrent if max_concurrent is None else max_concurrent
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise TypeError(f"max_concurrent must be a positive integer, got {workers!r}")
+        return workers
+
+    async def _run(self, job: _Job, workers: int, slots: asyncio.Semaphore | None = None) -> None:
+        """Send the job's batches with at most ``workers`` in flight (and ``slots``, if shared).
+
+        Each worker takes the next batch as soon as it is free: no waves. The first failure
+        cancels the rest and is raised annotated with what is missing.
+        """
         batches = iter(job.batches)
 
         async def worker() -> None:
             for batch in batches:  # shared iterator: each batch is taken once
-                await self._run_batch(job, batch)
+                if slots is None:
+                    await self._run_batch(job, batch)
+                else:
+                    async with slots:
+                        await self._run_batch(job, batch)
 
         tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(job.batches)))]
         try:
@@ -215,22 +317,23 @@ class AsyncEmbedder:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise job.fail(exc, self._dim_hint) from None
-        return self._finish(job)
 
     # -- the steps, also used by the thread-pool wrapper -----------------------------------
 
-    async def _start(self, texts: Sequence[str], batch_size: int | None = None) -> _Job:
+    async def _start(
+        self, texts: Sequence[str], batch_size: int | None = None, offset: int = 0
+    ) -> _Job:
         """Check the input, serve what the cache has, and plan batches for the rest."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of str, not one str; wrap it in a list")
         texts = list(texts)
-        validate_texts(texts)
+        validate_texts(texts, offset)
         size = self._batch_cap if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise TypeError(f"batch_size must be a positive integer, got {size!r}")
-        job = _Job(texts)
+        job = _Job(texts, offset)
         await self._cache_lookup(job)
         job.plan(min(size, self._batch_cap), self.options.max_batch_tokens)
         return job

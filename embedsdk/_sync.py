@@ -13,7 +13,7 @@ import concurrent.futures
 import os
 import threading
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ._core import AsyncEmbedder, Vectors
@@ -93,6 +93,10 @@ def _stop_all() -> None:
         portal.stop()
 
 
+async def _anext(stream: AsyncGenerator[T, None]) -> T:
+    return await stream.__anext__()
+
+
 class Embedder:
     """A long-lived sync client; safe to share between threads.
 
@@ -165,6 +169,32 @@ class Embedder:
             raise ClientClosedError("this client is closed; create a new one")
         coro = self._core.embed(texts, batch_size=batch_size, max_concurrent=max_concurrent)
         return await asyncio.wrap_future(self._portal.submit(coro))
+
+    def embed_stream(
+        self,
+        texts: Iterable[str],
+        *,
+        batch_size: int | None = None,
+        max_concurrent: int | None = None,
+        window: int | None = None,
+    ) -> Iterator[tuple[int, Vectors]]:
+        """Embed an iterable lazily; yields ``(start_index, vectors)`` blocks in input order.
+
+        See :meth:`AsyncEmbedder.embed_stream`. Closing the generator early (``break``) stops
+        the requests in flight.
+        """
+        stream = self._core.embed_stream(
+            texts, batch_size=batch_size, max_concurrent=max_concurrent, window=window
+        )
+        try:
+            while True:
+                try:
+                    yield self._call(_anext(stream))
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self._closed:
+                self._portal.call(stream.aclose())
 
     def _run_batch(self, job: Any, batch: tuple[int, int]) -> None:
         self._call(self._core._run_batch(job, batch))
