@@ -71,22 +71,29 @@ def close_default_clients() -> None:
 
 
 def get_batch_embeddings(
-    texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, **options: Any
+    texts: Sequence[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+    **options: Any,
 ) -> Vectors:
     """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
 
     Options: ``model``, ``base_url``, ``api_key``, ``rpm``, ``tpm`` (per minute),
     ``max_retries``, ``timeout`` (seconds per request), ``dimensions``, ``encoding_format``,
     ``cache``, ``max_batch_tokens``, ``allow_insecure``; anything else is a ``TypeError``.
+    ``progress=True`` shows a bar on stderr.
     """
     client = _client_for("get_batch_embeddings", options)
-    return client.embed(texts, batch_size=batch_size, max_concurrent=1)
+    return client.embed(texts, batch_size=batch_size, max_concurrent=1, progress=progress)
 
 
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = DEFAULT_MAX_CONCURRENT,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    progress: bool = False,
     **options: Any,
 ) -> Vectors:
     """Embed ``texts`` with a pool of ``max_workers`` threads, one batch in flight each.
@@ -95,13 +102,17 @@ def get_batch_embeddings_concurrent(
     connections are shared. Options as for :func:`get_batch_embeddings`.
     """
     client = _client_for("get_batch_embeddings_concurrent", options)
-    return client.embed_threaded(texts, max_workers=max_workers, batch_size=batch_size)
+    return client.embed_threaded(
+        texts, max_workers=max_workers, batch_size=batch_size, progress=progress
+    )
 
 
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    progress: bool = False,
     **options: Any,
 ) -> Vectors:
     """Embed ``texts`` with up to ``max_concurrent`` requests in flight; await it.
@@ -111,4 +122,6 @@ async def get_batch_embeddings_async(
     :class:`AsyncEmbedder`. Options as for :func:`get_batch_embeddings`.
     """
     client = _client_for("get_batch_embeddings_async", options)
-    return await client.embed_async(texts, batch_size=batch_size, max_concurrent=max_concurrent)
+    return await client.embed_async(
+        texts, batch_size=batch_size, max_concurrent=max_concurrent, progress=progress
+    )

@@ -14,7 +14,14 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Sequence,
+    Sized,
+)
 from typing import Any
 
 import backoff
@@ -37,6 +44,7 @@ from ._planning import (
     plan_batches,
     validate_texts,
 )
+from ._progress import Progress
 from ._responses import decode_embeddings, status_error, trace_id_of
 from ._transport import AiohttpTransport, Request, Transport
 from ._version import __version__
@@ -94,6 +102,8 @@ class _Job:
         self.batches: list[tuple[int, int]] = []
         self.error: BaseException | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.progress: Progress | None = None
+        self.advanced = 0  # inputs counted on the progress bar
 
     def plan(self, batch_size: int, max_batch_tokens: int) -> None:
         """Estimate the tokens of the rows to fetch and cut them into batches."""
@@ -115,6 +125,12 @@ class _Job:
             )
         self.rows[rows] = vectors
         self.filled[rows] = True
+        self.advance(len(vectors))
+
+    def advance(self, count: int) -> None:
+        if self.progress is not None:
+            self.advanced += count
+            self.progress.advance(count)
 
     def result(self, empty_dim: int) -> Vectors:
         if self.rows is None:
@@ -223,16 +239,22 @@ class AsyncEmbedder:
         *,
         batch_size: int | None = None,
         max_concurrent: int | None = None,
+        progress: bool = False,
     ) -> Vectors:
         """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``.
 
         ``batch_size`` caps inputs per request and ``max_concurrent`` requests in flight (the
-        client's own settings when omitted).
+        client's own settings when omitted); ``progress`` shows a bar on stderr.
         """
         workers = self._workers(max_concurrent)
-        job = await self._start(texts, batch_size)
-        await self._run(job, workers)
-        return self._finish(job)
+        bar = Progress(len(texts), self.stats) if progress else None
+        try:
+            job = await self._start(texts, batch_size, progress=bar)
+            await self._run(job, workers)
+            return self._finish(job)
+        finally:
+            if bar is not None:
+                bar.close()
 
     async def embed_stream(
         self,
@@ -241,14 +263,18 @@ class AsyncEmbedder:
         batch_size: int | None = None,
         max_concurrent: int | None = None,
         window: int | None = None,
+        progress: bool = False,
     ) -> AsyncGenerator[tuple[int, Vectors], None]:
         """Embed a stream of texts lazily; yields ``(start_index, vectors)`` blocks in order.
 
         Reads ``window`` texts at a time (default: enough to keep every slot busy for a while)
         and keeps at most two windows in memory, while the next window's requests start before
         the current one is handed out, so the slots never sit idle at a window boundary.
+        ``progress`` shows a bar on stderr (with a total when ``texts`` has a length).
         """
         workers = self._workers(max_concurrent)
+        total = len(texts) if isinstance(texts, Sized) else None
+        bar = Progress(total, self.stats) if progress else None
         size = window or max(1024, 8 * workers * (batch_size or self.options.batch_size))
         slots = asyncio.Semaphore(workers)
         pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
@@ -259,7 +285,7 @@ class AsyncEmbedder:
                     (
                         start,
                         asyncio.ensure_future(
-                            self._embed_window(chunk, start, batch_size, workers, slots)
+                            self._embed_window(chunk, start, batch_size, workers, slots, bar)
                         ),
                     )
                 )
@@ -274,6 +300,8 @@ class AsyncEmbedder:
             for _, task in pending:
                 task.cancel()
             await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
+            if bar is not None:
+                bar.close()
 
     async def _embed_window(
         self,
@@ -282,8 +310,9 @@ class AsyncEmbedder:
         batch_size: int | None,
         workers: int,
         slots: asyncio.Semaphore,
+        bar: Progress | None,
     ) -> Vectors:
-        job = await self._start(texts, batch_size, offset)
+        job = await self._start(texts, batch_size, offset, bar)
         await self._run(job, workers, slots)
         return self._finish(job)
 
@@ -321,7 +350,11 @@ class AsyncEmbedder:
     # -- the steps, also used by the thread-pool wrapper -----------------------------------
 
     async def _start(
-        self, texts: Sequence[str], batch_size: int | None = None, offset: int = 0
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        offset: int = 0,
+        progress: Progress | None = None,
     ) -> _Job:
         """Check the input, serve what the cache has, and plan batches for the rest."""
         if self._closed:
@@ -334,6 +367,7 @@ class AsyncEmbedder:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise TypeError(f"batch_size must be a positive integer, got {size!r}")
         job = _Job(texts, offset)
+        job.progress = progress
         await self._cache_lookup(job)
         job.plan(min(size, self._batch_cap), self.options.max_batch_tokens)
         return job
@@ -365,6 +399,7 @@ class AsyncEmbedder:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _finish(self, job: _Job) -> Vectors:
+        job.advance(job.n_inputs - job.advanced)  # the duplicates, served by their first copy
         if job.rows is not None:
             self._dim_hint = job.rows.shape[1]
         return job.result(self._dim_hint)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ._core import AsyncEmbedder, Vectors
 from ._exceptions import ClientClosedError
+from ._progress import Progress
 
 T = TypeVar("T")
 
@@ -151,10 +152,13 @@ class Embedder:
         *,
         batch_size: int | None = None,
         max_concurrent: int | None = None,
+        progress: bool = False,
     ) -> Vectors:
         """Embed ``texts`` with up to ``max_concurrent`` requests in flight."""
         return self._call(
-            self._core.embed(texts, batch_size=batch_size, max_concurrent=max_concurrent)
+            self._core.embed(
+                texts, batch_size=batch_size, max_concurrent=max_concurrent, progress=progress
+            )
         )
 
     async def embed_async(
@@ -163,11 +167,14 @@ class Embedder:
         *,
         batch_size: int | None = None,
         max_concurrent: int | None = None,
+        progress: bool = False,
     ) -> Vectors:
         """Await from any event loop; the work runs on this client's own loop thread."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
-        coro = self._core.embed(texts, batch_size=batch_size, max_concurrent=max_concurrent)
+        coro = self._core.embed(
+            texts, batch_size=batch_size, max_concurrent=max_concurrent, progress=progress
+        )
         return await asyncio.wrap_future(self._portal.submit(coro))
 
     def embed_stream(
@@ -177,6 +184,7 @@ class Embedder:
         batch_size: int | None = None,
         max_concurrent: int | None = None,
         window: int | None = None,
+        progress: bool = False,
     ) -> Iterator[tuple[int, Vectors]]:
         """Embed an iterable lazily; yields ``(start_index, vectors)`` blocks in input order.
 
@@ -184,7 +192,11 @@ class Embedder:
         the requests in flight.
         """
         stream = self._core.embed_stream(
-            texts, batch_size=batch_size, max_concurrent=max_concurrent, window=window
+            texts,
+            batch_size=batch_size,
+            max_concurrent=max_concurrent,
+            window=window,
+            progress=progress,
         )
         try:
             while True:
@@ -200,21 +212,31 @@ class Embedder:
         self._call(self._core._run_batch(job, batch))
 
     def embed_threaded(
-        self, texts: Sequence[str], *, max_workers: int, batch_size: int | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        max_workers: int,
+        batch_size: int | None = None,
+        progress: bool = False,
     ) -> Vectors:
         """Embed with ``max_workers`` threads, each handing one batch at a time to the core."""
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise TypeError(f"max_workers must be a positive integer, got {max_workers!r}")
         core = self._core
-        job = self._call(core._start(texts, batch_size))
-        with concurrent.futures.ThreadPoolExecutor(max_workers, "embedsdk-worker") as pool:
-            futures = [pool.submit(self._run_batch, job, b) for b in job.batches]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    future.result()
-            except BaseException as exc:
-                # Stop the batches in flight too, not only the queued ones (Ctrl-C, fail fast).
-                self._portal.call(core._cancel(job))
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise job.fail(exc, core._dim_hint) from None
-        return core._finish(job)
+        bar = Progress(len(texts), core.stats) if progress else None
+        try:
+            job = self._call(core._start(texts, batch_size, progress=bar))
+            with concurrent.futures.ThreadPoolExecutor(max_workers, "embedsdk-worker") as pool:
+                futures = [pool.submit(self._run_batch, job, b) for b in job.batches]
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        future.result()
+                except BaseException as exc:
+                    # Stop the batches in flight too, not only the queued ones (Ctrl-C).
+                    self._portal.call(core._cancel(job))
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise job.fail(exc, core._dim_hint) from None
+            return core._finish(job)
+        finally:
+            if bar is not None:
+                bar.close()

@@ -1,0 +1,95 @@
+"""Write an ``.npy`` file of float32 rows block by block, so no more than one block is in RAM."""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+_MAGIC = b"\x93NUMPY\x01\x00"
+# Room in the header for any row count up to 10**15, so the count can be fixed up at the end.
+_HEADER_LEN = 128
+
+
+def _header(rows: int, dim: int) -> bytes:
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
+    body = text.encode("latin1").ljust(_HEADER_LEN - len(_MAGIC) - 2 - 1) + b"\n"
+    return _MAGIC + len(body).to_bytes(2, "little") + body
+
+
+class NpyWriter:
+    """Append ``(n, D)`` float32 blocks to an ``.npy`` file; the row count is written on close.
+
+    >>> with NpyWriter("vectors.npy") as out:            # doctest: +SKIP
+    ...     for start, block in embedder.embed_stream(lines):
+    ...         out.write(block)
+
+    The file is written to ``path + ".partial"`` and renamed on a clean close, so a crashed run
+    never leaves a truncated file under the final name.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._tmp = self.path + ".partial"
+        self._file: BinaryIO | None = open(self._tmp, "wb")  # noqa: SIM115 (closed in close())
+        self.rows = 0
+        self.dim: int | None = None
+        self._file.write(_header(0, 0))
+
+    def __enter__(self) -> NpyWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc_info: object) -> None:
+        self.close(commit=exc_type is None)
+
+    def write(self, block: npt.ArrayLike) -> None:
+        """Append rows; every block must have the same number of columns."""
+        array = np.ascontiguousarray(block, dtype="<f4")
+        if array.ndim != 2:
+            raise ValueError(f"blocks must be 2-d (rows, dim), got shape {array.shape}")
+        if self.dim is None:
+            self.dim = array.shape[1]
+        elif array.shape[1] != self.dim:
+            raise ValueError(f"block has {array.shape[1]} columns, the file has {self.dim}")
+        assert self._file is not None, "writer is closed"
+        self._file.write(array.tobytes())
+        self.rows += array.shape[0]
+
+    def close(self, commit: bool = True) -> None:
+        """Fix the header up and move the file into place (or delete it when not ``commit``)."""
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        try:
+            if commit:
+                file.seek(0)
+                file.write(_header(self.rows, self.dim or 0))
+        finally:
+            file.close()
+        if commit:
+            os.replace(self._tmp, self.path)
+        else:
+            os.unlink(self._tmp)
+
+
+def write_npy(path: str | os.PathLike[str], blocks: Iterable[Any]) -> tuple[int, int]:
+    """Write ``blocks`` (arrays, or ``(start, array)`` pairs from ``embed_stream``) to ``path``.
+
+    Returns the ``(rows, dim)`` written.
+    """
+    with NpyWriter(path) as out:
+        for block in blocks:
+            out.write(block[1] if isinstance(block, tuple) else block)
+    return out.rows, out.dim or 0
+
+
+def _read_shape(path: str) -> tuple[int, ...]:  # used by tests
+    with open(path, "rb") as f:
+        f.read(len(_MAGIC))
+        size = int.from_bytes(f.read(2), "little")
+        header = ast.literal_eval(f.read(size).decode("latin1"))
+    return tuple(header["shape"])

@@ -1,0 +1,54 @@
+"""The progress bar (tqdm): texts/s, tokens, cache hits, retries and ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from tqdm import tqdm
+
+# Redraw the counters at most this often (seconds): tqdm's own throttle covers the bar, but
+# building the postfix dict on every batch would not be free at 10^5 batches per second.
+_POSTFIX_EVERY = 0.25
+
+
+class Progress:
+    """A bar over ``total`` texts (``None`` when the length is unknown), fed by the core."""
+
+    def __init__(self, total: int | None, stats: Any, enabled: bool = True) -> None:
+        self._stats = stats
+        self._base = (stats.tokens, stats.cache_hits, stats.retries)
+        self._last = 0.0
+        self._bar = tqdm(
+            total=total,
+            unit="text",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not enabled,
+            file=sys.stderr,
+            smoothing=0.05,
+        )
+
+    def advance(self, texts: int) -> None:
+        self._bar.update(texts)
+        now = time.monotonic()
+        if now - self._last >= _POSTFIX_EVERY:
+            self._last = now
+            self._bar.set_postfix(self.counters(), refresh=False)
+
+    def counters(self) -> dict[str, int]:
+        tokens, hits, retries = self._base
+        return {
+            "tokens": self._stats.tokens - tokens,
+            "cached": self._stats.cache_hits - hits,
+            "retries": self._stats.retries - retries,
+        }
+
+    def close(self) -> None:
+        self._bar.set_postfix(self.counters(), refresh=False)
+        self._bar.close()
+
+    @property
+    def elapsed(self) -> float:
+        return float(self._bar.format_dict.get("elapsed", 0.0))
