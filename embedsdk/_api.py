@@ -32,6 +32,7 @@ CLIENT_OPTIONS = frozenset(
         "cache",
         "max_batch_tokens",
         "allow_insecure",
+        "provider",
     }
 )
 _MAX_DEFAULT_CLIENTS = 8
@@ -81,8 +82,8 @@ def get_batch_embeddings(
 
     Options: ``model``, ``base_url``, ``api_key``, ``rpm``, ``tpm`` (per minute),
     ``max_retries``, ``timeout`` (seconds per request), ``dimensions``, ``encoding_format``,
-    ``cache``, ``max_batch_tokens``, ``allow_insecure``; anything else is a ``TypeError``.
-    ``progress=True`` shows a bar on stderr.
+    ``cache``, ``max_batch_tokens``, ``allow_insecure``, ``provider``; anything else is a
+    ``TypeError``. ``progress=True`` shows a bar on stderr.
     """
     client = _client_for("get_batch_embeddings", options)
     return client.embed(texts, batch_size=batch_size, max_concurrent=1, progress=progress)

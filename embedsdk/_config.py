@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError
+from ._providers import check_dimensions, profile_for
 
 DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
 DEFAULT_MODEL = "BAAI/bge-m3"
@@ -55,6 +56,7 @@ class ClientOptions:
     cache: Any
     max_batch_tokens: int
     allow_insecure: bool
+    provider: str = "generic"
 
     @property
     def endpoint(self) -> str:
@@ -117,8 +119,9 @@ def resolve_options(
     dimensions: int | None = None,
     encoding_format: str = "base64",
     cache: bool | str | os.PathLike[str] | Any = False,
-    max_batch_tokens: int = 60_000,
+    max_batch_tokens: int | None = None,
     allow_insecure: bool = False,
+    provider: str | None = None,
 ) -> ClientOptions:
     """Check every option and fill the rest from the environment.
 
@@ -146,20 +149,27 @@ def resolve_options(
         raise ConfigurationError(
             "the disk cache is not available in this version: pass cache=False"
         )
+    model = model or os.environ.get("EMBEDSDK_MODEL") or DEFAULT_MODEL
+    profile = profile_for(url, provider)
+    check_dimensions(profile, model, dimensions)
     return ClientOptions(
-        model=model or os.environ.get("EMBEDSDK_MODEL") or DEFAULT_MODEL,
+        model=model,
         base_url=url,
         api_key=key,
         api_key_source=source,
-        batch_size=_positive_int("batch_size", batch_size),
+        # The provider's cap wins over a larger batch_size: it would only earn a 413.
+        batch_size=min(_positive_int("batch_size", batch_size), profile.max_batch),
         max_concurrent=_positive_int("max_concurrent", max_concurrent),
         rpm=_positive_number("rpm", rpm),
         tpm=_positive_number("tpm", tpm),
         max_retries=max_retries,
         timeout=_positive_number("timeout", timeout) or DEFAULT_TIMEOUT,
         dimensions=None if dimensions is None else _positive_int("dimensions", dimensions),
-        encoding_format=encoding_format,
+        encoding_format="float" if profile.float_only else encoding_format,
         cache=None,
-        max_batch_tokens=_positive_int("max_batch_tokens", max_batch_tokens),
+        max_batch_tokens=profile.max_batch_tokens
+        if max_batch_tokens is None
+        else _positive_int("max_batch_tokens", max_batch_tokens),
         allow_insecure=allow_insecure,
+        provider=profile.name,
     )
