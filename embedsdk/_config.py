@@ -67,6 +67,10 @@ class ClientOptions:
         return _is_loopback(urlsplit(self.base_url).hostname or "")
 
 
+def _is_cache(value: Any) -> bool:
+    return hasattr(value, "get_many") and hasattr(value, "set_many")
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
@@ -118,7 +122,7 @@ def resolve_options(
     timeout: float = DEFAULT_TIMEOUT,
     dimensions: int | None = None,
     encoding_format: str = "base64",
-    cache: bool | str | os.PathLike[str] | Any = False,
+    cache: Any = True,
     max_batch_tokens: int | None = None,
     allow_insecure: bool = False,
     provider: str | None = None,
@@ -145,9 +149,9 @@ def resolve_options(
         )
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-    if cache is not False and cache is not None:
+    if not (cache is None or isinstance(cache, (bool, str, os.PathLike)) or _is_cache(cache)):
         raise ConfigurationError(
-            "the disk cache is not available in this version: pass cache=False"
+            f"cache must be True, False, a directory or a VectorCache, got {cache!r}"
         )
     model = model or os.environ.get("EMBEDSDK_MODEL") or DEFAULT_MODEL
     profile = profile_for(url, provider)
@@ -166,7 +170,7 @@ def resolve_options(
         timeout=_positive_number("timeout", timeout) or DEFAULT_TIMEOUT,
         dimensions=None if dimensions is None else _positive_int("dimensions", dimensions),
         encoding_format="float" if profile.float_only else encoding_format,
-        cache=None,
+        cache=cache,
         max_batch_tokens=profile.max_batch_tokens
         if max_batch_tokens is None
         else _positive_int("max_batch_tokens", max_batch_tokens),

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from aiolimiter import AsyncLimiter
 
 from . import _retry
+from ._cache import VectorCache, open_cache
 from ._config import ClientOptions, resolve_options
 from ._exceptions import (
     APIStatusError,
@@ -50,6 +51,8 @@ from ._transport import AiohttpTransport, Request, Transport
 from ._version import __version__
 
 logger = logging.getLogger("embedsdk")
+
+_UNOPENED = object()
 
 Vectors = npt.NDArray[np.float32]
 
@@ -208,6 +211,10 @@ class AsyncEmbedder:
         self._batch_cap = self.options.batch_size
         self._limiters: tuple[AsyncLimiter | None, AsyncLimiter | None] | None = None
         self._dim_hint = self.options.dimensions or KNOWN_DIMENSIONS.get(self.options.model, 0)
+        self._cache: Any = _UNOPENED
+        self._cache_lock: asyncio.Lock | None = None  # made on the loop that uses it
+        o = self.options
+        self._cache_namespace = VectorCache.namespace(o.endpoint, o.model, o.dimensions)
         self._headers = {
             "Content-Type": "application/json",
             "User-Agent": f"embedsdk/{__version__}",
@@ -230,6 +237,8 @@ class AsyncEmbedder:
         self._closed = True
         if self._transport is not None and self._owns_transport:
             await self._transport.aclose()
+        if isinstance(self._cache, VectorCache) and self._cache is not self.options.cache:
+            self._cache.close()  # only a cache we opened ourselves
 
     # -- the public call -------------------------------------------------------------------
 
@@ -373,7 +382,37 @@ class AsyncEmbedder:
         return job
 
     async def _cache_lookup(self, job: _Job) -> None:
-        """Hook for the disk cache; without one every row is fetched."""
+        """Serve what the disk cache has; only the misses will be sent."""
+        cache = await self._open_cache()
+        if cache is None or not job.unique:
+            return
+        loop = asyncio.get_running_loop()
+        matrix, hit = await loop.run_in_executor(
+            None, cache.get_many, self._cache_namespace, job.unique
+        )
+        hits = int(hit.sum())
+        self.stats.cache_hits += hits
+        self.stats.cache_misses += len(job.unique) - hits
+        if matrix is not None and hits:
+            if hits == len(job.unique):
+                job.rows = matrix  # every row cached: no copy
+                job.filled[:] = True
+                job.advance(hits)
+            else:
+                job.store(hit, matrix[hit])
+
+    async def _open_cache(self) -> VectorCache | None:
+        """Open the cache on first use, off the event loop (it touches the disk)."""
+        if self._cache is _UNOPENED:
+            if self._cache_lock is None:
+                self._cache_lock = asyncio.Lock()
+            async with self._cache_lock:
+                if self._cache is _UNOPENED:
+                    loop = asyncio.get_running_loop()
+                    spec = self.options.cache
+                    self._cache = await loop.run_in_executor(None, open_cache, spec)
+        cache: VectorCache | None = self._cache
+        return cache
 
     async def _run_batch(self, job: _Job, batch: tuple[int, int]) -> None:
         if job.error is not None:
@@ -422,7 +461,11 @@ class AsyncEmbedder:
         await self._cache_store(texts, vectors)
 
     async def _cache_store(self, texts: list[str], vectors: Vectors) -> None:
-        """Hook for the disk cache: each batch is written as soon as it arrives."""
+        """Write each batch as soon as it arrives, so an interrupted run resumes from here."""
+        cache = self._cache
+        if isinstance(cache, VectorCache):
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, cache.set_many, self._cache_namespace, texts, vectors)
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
         match = _BATCH_LIMIT_RE.search(exc.message)

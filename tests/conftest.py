@@ -1,0 +1,35 @@
+"""Shared test set-up: no real keys, no real cache directory, no sleeping retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import embedsdk
+from embedsdk import _retry
+
+_ENV = (
+    "EMBEDSDK_API_KEY",
+    "SILICONFLOW_API_KEY",
+    "siliconflow_api_key",
+    "EMBEDSDK_BASE_URL",
+    "EMBEDSDK_MODEL",
+    "EMBEDSDK_CACHE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test: a fresh cache directory, no key from the environment, retries that don't
+    sleep (tests that measure backoff turn it back on with ``embedsdk.set_testing(False)``),
+    and the module-level functions' shared clients closed afterwards."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EMBEDSDK_CACHE_DIR", str(tmp_path / "embedsdk-cache"))
+    was = _retry.is_testing()
+    embedsdk.set_testing(True)
+    yield
+    embedsdk.set_testing(was)
+    embedsdk.close_default_clients()
