@@ -1,0 +1,128 @@
+"""The simulator's settings: one dataclass, checked, convertible to and from JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+FAULT_KINDS = ("500", "503", "reset", "hang", "malformed", "wrong_count", "shuffle", "429")
+ERROR_STYLES = ("siliconflow", "openai", "tei", "text")
+BASE64_MODES = ("ok", "refuse", "ignore")
+DIMENSIONS_MODES = ("ok", "refuse")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimConfig:
+    """How the simulated provider behaves. Times are seconds; limits are per minute.
+
+    See the field comments; every field has a default, so ``SimConfig(latency=0.1)`` is a
+    provider that answers after 100 ms and otherwise never fails.
+    """
+
+    dim: int = 1024  # vector length when the request has no `dimensions`
+    latency: float = 0.0  # seconds per request
+    jitter: float = 0.0  # extra uniform [0, jitter] seconds per request
+    per_input: float = 0.0  # extra seconds per input in the request
+    max_batch: int | None = 64  # more inputs -> 413
+    max_input_tokens: int | None = None  # a longer input -> 500 "input is too large..."
+    rpm: float | None = None  # requests per sliding 60 s window -> 429 above
+    tpm: float | None = None  # tokens (the server's count) per sliding 60 s window
+    retry_after: bool = False  # send Retry-After (s) and retry-after-ms with a 429
+    ratelimit_headers: bool = False  # send x-ratelimit-* headers
+    fault_rate: float = 0.0  # probability that a request gets a fault
+    faults: tuple[str, ...] = (
+        "500",
+        "503",
+        "reset",
+        "hang",
+        "malformed",
+        "wrong_count",
+        "shuffle",
+    )
+    hang: float = 30.0  # seconds a "hang" fault waits before answering
+    seed: int = 0  # of the fault and jitter random generator
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    error_style: str = "siliconflow"  # "siliconflow" | "openai" | "tei" | "text"
+    base64: str = "ok"  # "ok" | "refuse" | "ignore"
+    dimensions: str = "ok"  # "ok" | "refuse"
+    insufficient_quota: bool = False  # every request -> 429 code "insufficient_quota"
+    models: tuple[str, ...] | None = None  # when set, other models -> 404
+    trace_ids: bool = True  # x-siliconcloud-trace-id on every answer
+    track_texts: bool = True  # count each text served in stats()["texts"]
+
+    def __post_init__(self) -> None:
+        # Lists (from JSON) and comma-separated strings become tuples: hashable, immutable.
+        object.__setattr__(self, "faults", _names(self.faults))
+        if self.models is not None:
+            object.__setattr__(self, "models", _names(self.models))
+        _validate(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (the API key included: it is the child's config)."""
+        data = dataclasses.asdict(self)
+        data["faults"] = list(self.faults)
+        data["models"] = None if self.models is None else list(self.models)
+        return data
+
+    @classmethod
+    def from_mapping(cls, fields: Mapping[str, Any]) -> SimConfig:
+        """A config from a mapping of field names (unknown names are a ``TypeError``)."""
+        return cls().replace(**fields)
+
+    def replace(self, **fields: Any) -> SimConfig:
+        """A copy with ``fields`` changed; unknown names are a ``TypeError``."""
+        unknown = sorted(set(fields) - FIELD_NAMES)
+        if unknown:
+            raise TypeError(f"unknown SimConfig field {unknown[0]!r}")
+        return dataclasses.replace(self, **fields)
+
+
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SimConfig))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A tuple of names from a tuple, a list or a comma-separated string."""
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    return tuple(value)
+
+
+def _number(name: str, value: Any, *, optional: bool = False, positive: bool = False) -> None:
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name} must be {kind} number{' or None' if optional else ''}")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _validate(config: SimConfig) -> None:
+    for name in ("latency", "jitter", "per_input", "hang"):
+        _number(name, getattr(config, name))
+    for name in ("rpm", "tpm"):
+        _number(name, getattr(config, name), optional=True, positive=True)
+    for name in ("max_batch", "max_input_tokens"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} must be an integer or None, got {value!r}")
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value!r}")
+    if isinstance(config.dim, bool) or not isinstance(config.dim, int) or config.dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {config.dim!r}")
+    _number("fault_rate", config.fault_rate)
+    if config.fault_rate > 1:
+        raise ValueError("fault_rate must be a probability between 0 and 1")
+    for kind in config.faults:
+        _choice("each fault", kind, FAULT_KINDS)
+    if config.fault_rate > 0 and not config.faults:
+        raise ValueError("fault_rate > 0 needs at least one fault kind")
+    _choice("error_style", config.error_style, ERROR_STYLES)
+    _choice("base64", config.base64, BASE64_MODES)
+    _choice("dimensions", config.dimensions, DIMENSIONS_MODES)
