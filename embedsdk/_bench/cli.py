@@ -1,0 +1,242 @@
+"""``embedsdk bench``: the command line of the benchmark (also ``python bench/run.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .._exceptions import EmbedSDKError
+from . import report, runner
+from .clients import CLIENTS, EXTRA_PEERS, available
+
+#: Scenario names in run order; "main" is accepted for "throughput".
+SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive")
+DEFAULT_SCENARIOS = ("throughput", "fast")
+
+#: Settings that differ between the full run and ``--quick``: (full, quick).
+PRESETS: dict[str, tuple[Any, Any]] = {
+    "sizes": ([10, 50, 200, 1000, 4000, 5000], [10, 50, 200, 1000]),
+    "repeat": (3, 2),  # --quick: about a minute on a 2-core machine
+    "fast_texts": (20_000, 2_000),
+    "cache_texts": (20_000, 2_000),
+    "memory_sizes": ([200_000, 2_000_000], [20_000, 200_000]),
+}
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_bench_parser(sub: Any) -> None:
+    """Add the ``bench`` subcommand to the ``embedsdk`` parser."""
+    parser = sub.add_parser(
+        "bench",
+        help="measure serial, thread-pool and async (and the peers)",
+        description="Measure embedsdk's serial, thread-pool and async calls, and openai-python, "
+        "langchain-openai and a bare aiohttp loop, on the same texts in one run. Without "
+        "--base-url everything runs against the built-in simulated provider (in a child "
+        "process), so no key and no network are needed. Prints tables; writes JSON and PNG "
+        "charts under --out. See bench/README.md.",
+    )
+    add_bench_arguments(parser)
+    parser.set_defaults(run=run_bench)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bench's flags (shared by ``embedsdk bench`` and ``python bench/run.py``)."""
+    a = parser.add_argument
+    a("--quick", action="store_true", help="smaller sizes: about a minute")
+    a(
+        "--scenario",
+        type=_names,
+        metavar="NAMES",
+        help="comma-separated, from " + ", ".join(SCENARIOS) + ", or all "
+        "(default: throughput,fast)",
+    )
+    a("--base-url", help="a real endpoint (key from the environment) instead of the simulator")
+    a("--model", default="BAAI/bge-m3", help="model name (default: %(default)s)")
+    a("--sizes", type=_int_list, metavar="N,N,...", help="texts per run (throughput)")
+    a(
+        "--repeat",
+        type=int,
+        metavar="R",
+        help="repetitions; the median is reported (default: 3, --quick: 2)",
+    )
+    a(
+        "--max-concurrent",
+        "--workers",
+        dest="concurrency",
+        type=int,
+        default=10,
+        metavar="W",
+        help="requests in flight / threads (default: %(default)s)",
+    )
+    a("--batch-size", type=int, default=20, metavar="B", help="texts per request (default: 20)")
+    a(
+        "--latency",
+        type=float,
+        default=0.1,
+        metavar="SECONDS",
+        help="simulated seconds per request (default: %(default)s)",
+    )
+    a("--dim", type=int, default=1024, help="simulated dimensions (default: %(default)s)")
+    a("--rpm", type=float, help="requests per minute the ceiling assumes (real endpoints)")
+    a("--clients", type=_names, metavar="NAMES", help="from " + ", ".join(CLIENTS))
+    a("--no-peers", action="store_true", help="leave out openai-python and langchain-openai")
+    a("--fast-texts", type=int, metavar="N", help="texts in the fast scenario (default: 20000)")
+    a("--fast-latency", type=float, default=0.0, metavar="SECONDS", help="(default: 0)")
+    a("--cache-texts", type=int, metavar="N", help="texts in the cache scenario (default: 20000)")
+    a("--cache-latency", type=float, default=0.1, metavar="SECONDS", help="(default: 0.1)")
+    a("--memory-sizes", type=_int_list, metavar="N,N", help="(default: 200000,2000000)")
+    a("--memory-dim", type=int, default=64, help="dimensions in the memory scenario (default: 64)")
+    a("--memory-batch", type=int, default=32, help="batch size in the memory scenario")
+    a("--memory-cache", action="store_true", help="memory scenario with the cache on")
+    a("--seed", type=int, default=0, help="seed of the generated texts")
+    a(
+        "--out",
+        type=Path,
+        default=Path("bench/results"),
+        metavar="DIR",
+        help="(default: %(default)s)",
+    )
+    a("--no-chart", action="store_true", help="write no PNG")
+    a("--no-verify", dest="verify", action="store_false", help="skip the exactness checks")
+    a("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the settings left unset from the full or the ``--quick`` preset, and check them."""
+    for name, (full, quick) in PRESETS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    scenarios = args.scenario or list(DEFAULT_SCENARIOS)
+    if "all" in scenarios:
+        scenarios = list(SCENARIOS)
+    scenarios = ["throughput" if s == "main" else s for s in scenarios]
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(
+            f"embedsdk bench: unknown scenario {unknown[0]!r}; choose from {SCENARIOS}"
+        )
+    args.scenario = [s for s in SCENARIOS if s in scenarios]
+    ids = args.clients or list(CLIENTS)
+    if args.no_peers:
+        ids = [i for i in ids if i not in EXTRA_PEERS]
+    unknown = sorted(set(ids) - set(CLIENTS))
+    if unknown:
+        raise SystemExit(
+            f"embedsdk bench: unknown client {unknown[0]!r}; choose from {list(CLIENTS)}"
+        )
+    missing = [i for i in ids if not available(i)]
+    if missing and not args.quiet:
+        runner.log(f"not installed, left out: {', '.join(missing)} (pip install 'embedsdk[bench]')")
+    args.clients = [i for i in CLIENTS if i in ids and i not in missing]
+    if "serial" not in args.clients and "throughput" in args.scenario:
+        args.clients.insert(0, "serial")  # the speed-ups are over it
+    for name in ("repeat", "concurrency", "batch_size", "fast_texts", "cache_texts"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"embedsdk bench: --{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def _adaptive(args: argparse.Namespace) -> tuple[dict[str, Any], str] | None:
+    """The adaptive scenario, when ``embedsdk._bench.adaptive`` exists.
+
+    Contract: ``run(args) -> dict`` (JSON-able), and ``format_table(result) -> str`` or a
+    ``"table"`` entry in the result.
+    """
+    try:
+        module = importlib.import_module(f"{__package__}.adaptive")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.adaptive":
+            raise
+        runner.log("adaptive: not available in this version, skipped", args.quiet)
+        return None
+    result: dict[str, Any] = module.run(args)
+    formatter: Callable[[dict[str, Any]], str] | None = getattr(module, "format_table", None)
+    text = formatter(result) if formatter is not None else str(result.get("table", ""))
+    return result, text
+
+
+def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] | None:
+    """Run one scenario; returns (result object, printable table, JSON) or None if skipped."""
+    from . import cache, memory, scenarios
+
+    if name == "throughput":
+        t = scenarios.run_throughput(args)
+        return t, report.throughput_table(t), t.to_json()
+    if name == "fast":
+        f = scenarios.run_fast(args)
+        return f, report.fast_table(f), f.to_json()
+    if name == "cache":
+        c = cache.run_cache(args)
+        return c, report.cache_table(c), c.to_json()
+    if name == "memory":
+        m = memory.run_memory(args)
+        return m, report.memory_table(m), m.to_json()
+    found = _adaptive(args)
+    return None if found is None else (found[0], found[1], found[0])
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen scenarios, print their tables, write JSON and charts; exit status."""
+    args = resolve_args(args)
+    if args.base_url:
+        runner.log(f"real endpoint {args.base_url}: requests are billed there", args.quiet)
+    started = datetime.datetime.now()
+    stem = args.out / f"bench-{started:%Y%m%d-%H%M%S}"
+    results: dict[str, Any] = {}
+    payload: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": report.machine(),
+        "argv": sys.argv[1:],
+        "scenarios": {},
+    }
+    with runner.SimPool() as args.sims:  # one simulator, started on first use
+        for name in args.scenario:
+            done = _run_scenario(name, args)
+            if done is None:
+                continue
+            results[name], text, payload["scenarios"][name] = done
+            print(f"\n{text}\n", flush=True)
+    json_path = report.write_json(payload, stem.with_suffix(".json"))
+    charts = [] if args.no_chart else _charts(results, stem)
+    print(f"JSON: {json_path}")
+    if charts:
+        print("charts: " + ", ".join(str(p) for p in charts))
+    elif not args.no_chart:
+        print("charts: none (matplotlib is not installed)")
+    return 0
+
+
+def _charts(results: dict[str, Any], stem: Path) -> list[Path]:
+    from .chart import write_charts
+
+    return write_charts(results, stem)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/run.py ...``: the same flags as ``embedsdk bench``."""
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__)
+    add_bench_arguments(parser)
+    try:
+        return run_bench(parser.parse_args(argv))
+    except EmbedSDKError as exc:  # as `embedsdk bench` does: a message, no traceback
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
