@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -10,9 +11,15 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from ._exceptions import EmbedSDKError
+
 _MAGIC = b"\x93NUMPY\x01\x00"
 # Room in the header for any row count up to 10**15, so the count can be fixed up at the end.
 _HEADER_LEN = 128
+
+
+class OutputFileError(EmbedSDKError):
+    """The output file cannot be written (missing directory, no permission, disk full)."""
 
 
 def _header(rows: int, dim: int) -> bytes:
@@ -65,14 +72,22 @@ class NpyWriter:
             return
         file, self._file = self._file, None
         try:
+            try:
+                if commit:
+                    file.seek(0)
+                    file.write(_header(self.rows, self.dim or 0))
+            finally:
+                file.close()  # flushes: a full disk shows up here
             if commit:
-                file.seek(0)
-                file.write(_header(self.rows, self.dim or 0))
-        finally:
-            file.close()
-        if commit:
-            os.replace(self._tmp, self.path)
-        else:
+                os.replace(self._tmp, self.path)
+                return
+        except BaseException:
+            self._discard()
+            raise
+        self._discard()
+
+    def _discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
 
 

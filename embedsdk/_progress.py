@@ -22,8 +22,7 @@ class Progress:
         self._last = 0.0
         self._bar = tqdm(
             total=total,
-            unit="text",
-            unit_scale=True,
+            unit="text",  # no unit_scale: it would show 40 texts as "40.0/40.0"
             dynamic_ncols=True,
             disable=not enabled,
             file=sys.stderr,
