@@ -11,10 +11,10 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, ClientOptions, resolve_options
-from ._core import Vectors
+from ._core import EmbeddingResult, Vectors
 from ._sync import Embedder
 
 #: Options every entry point takes (besides the per-call batch size and concurrency).
@@ -33,6 +33,9 @@ CLIENT_OPTIONS = frozenset(
         "max_batch_tokens",
         "allow_insecure",
         "provider",
+        "truncate",
+        "adaptive",
+        "rate_controller",
     }
 )
 _MAX_DEFAULT_CLIENTS = 8
@@ -71,22 +74,99 @@ def close_default_clients() -> None:
         client.close()
 
 
+@overload
+def get_batch_embeddings(
+    texts: Sequence[str],
+    *,
+    batch_size: int = ...,
+    progress: bool = ...,
+    errors: Literal["raise"] = ...,
+    **options: Any,
+) -> Vectors: ...
+
+
+@overload
+def get_batch_embeddings(
+    texts: Sequence[str],
+    *,
+    batch_size: int = ...,
+    progress: bool = ...,
+    errors: Literal["return"],
+    **options: Any,
+) -> EmbeddingResult: ...
+
+
+@overload
+def get_batch_embeddings(
+    texts: Sequence[str],
+    *,
+    batch_size: int = ...,
+    progress: bool = ...,
+    errors: str = ...,
+    **options: Any,
+) -> Vectors | EmbeddingResult: ...
+
+
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    errors: str = "raise",
     **options: Any,
-) -> Vectors:
+) -> Vectors | EmbeddingResult:
     """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
 
     Options: ``model``, ``base_url``, ``api_key``, ``rpm``, ``tpm`` (per minute),
     ``max_retries``, ``timeout`` (seconds per request), ``dimensions``, ``encoding_format``,
-    ``cache``, ``max_batch_tokens``, ``allow_insecure``, ``provider``; anything else is a
-    ``TypeError``. ``progress=True`` shows a bar on stderr.
+    ``cache``, ``max_batch_tokens``, ``allow_insecure``, ``provider``, ``truncate`` (cut texts
+    longer than the model takes instead of refusing them), ``adaptive`` (default ``True``:
+    learn the provider's rate limit from its 429s and pace under it), ``rate_controller`` (a
+    ``RateController`` to share; default: one per endpoint, key and model); anything else is
+    a ``TypeError``. ``progress=True`` shows a bar on stderr. ``errors="return"`` returns an
+    :class:`~embedsdk.EmbeddingResult` (NaN rows, an ``ok`` mask, the errors) instead of
+    raising when requests fail for good.
     """
     client = _client_for("get_batch_embeddings", options)
-    return client.embed(texts, batch_size=batch_size, max_concurrent=1, progress=progress)
+    return client.embed(
+        texts, batch_size=batch_size, max_concurrent=1, progress=progress, errors=errors
+    )
+
+
+@overload
+def get_batch_embeddings_concurrent(
+    texts: Sequence[str],
+    max_workers: int = ...,
+    batch_size: int = ...,
+    *,
+    progress: bool = ...,
+    errors: Literal["raise"] = ...,
+    **options: Any,
+) -> Vectors: ...
+
+
+@overload
+def get_batch_embeddings_concurrent(
+    texts: Sequence[str],
+    max_workers: int = ...,
+    batch_size: int = ...,
+    *,
+    progress: bool = ...,
+    errors: Literal["return"],
+    **options: Any,
+) -> EmbeddingResult: ...
+
+
+@overload
+def get_batch_embeddings_concurrent(
+    texts: Sequence[str],
+    max_workers: int = ...,
+    batch_size: int = ...,
+    *,
+    progress: bool = ...,
+    errors: str = ...,
+    **options: Any,
+) -> Vectors | EmbeddingResult: ...
 
 
 def get_batch_embeddings_concurrent(
@@ -95,17 +175,54 @@ def get_batch_embeddings_concurrent(
     batch_size: int = DEFAULT_BATCH_SIZE,
     *,
     progress: bool = False,
+    errors: str = "raise",
     **options: Any,
-) -> Vectors:
+) -> Vectors | EmbeddingResult:
     """Embed ``texts`` with a pool of ``max_workers`` threads, one batch in flight each.
 
     The threads hand their batches to the client's event-loop thread, so the rate limit and
-    connections are shared. Options as for :func:`get_batch_embeddings`.
+    connections are shared. Options and ``errors`` as for :func:`get_batch_embeddings`.
     """
     client = _client_for("get_batch_embeddings_concurrent", options)
     return client.embed_threaded(
-        texts, max_workers=max_workers, batch_size=batch_size, progress=progress
+        texts, max_workers=max_workers, batch_size=batch_size, progress=progress, errors=errors
     )
+
+
+@overload
+async def get_batch_embeddings_async(
+    texts: Sequence[str],
+    max_concurrent: int = ...,
+    batch_size: int = ...,
+    *,
+    progress: bool = ...,
+    errors: Literal["raise"] = ...,
+    **options: Any,
+) -> Vectors: ...
+
+
+@overload
+async def get_batch_embeddings_async(
+    texts: Sequence[str],
+    max_concurrent: int = ...,
+    batch_size: int = ...,
+    *,
+    progress: bool = ...,
+    errors: Literal["return"],
+    **options: Any,
+) -> EmbeddingResult: ...
+
+
+@overload
+async def get_batch_embeddings_async(
+    texts: Sequence[str],
+    max_concurrent: int = ...,
+    batch_size: int = ...,
+    *,
+    progress: bool = ...,
+    errors: str = ...,
+    **options: Any,
+) -> Vectors | EmbeddingResult: ...
 
 
 async def get_batch_embeddings_async(
@@ -114,15 +231,20 @@ async def get_batch_embeddings_async(
     batch_size: int = DEFAULT_BATCH_SIZE,
     *,
     progress: bool = False,
+    errors: str = "raise",
     **options: Any,
-) -> Vectors:
+) -> Vectors | EmbeddingResult:
     """Embed ``texts`` with up to ``max_concurrent`` requests in flight; await it.
 
     Runs on the shared default client's loop thread, so it works from any event loop and
     shares limits with the sync functions. For a client that lives inside your own loop use
-    :class:`AsyncEmbedder`. Options as for :func:`get_batch_embeddings`.
+    :class:`AsyncEmbedder`. Options and ``errors`` as for :func:`get_batch_embeddings`.
     """
     client = _client_for("get_batch_embeddings_async", options)
     return await client.embed_async(
-        texts, batch_size=batch_size, max_concurrent=max_concurrent, progress=progress
+        texts,
+        batch_size=batch_size,
+        max_concurrent=max_concurrent,
+        progress=progress,
+        errors=errors,
     )

@@ -8,6 +8,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._adaptive import RateController
 from ._exceptions import ConfigurationError
 from ._providers import check_dimensions, profile_for
 
@@ -38,7 +39,8 @@ class ClientOptions:
     """Everything that shapes a client's requests. Built by :func:`resolve_options`.
 
     ``timeout`` is seconds per request; ``rpm`` requests and ``tpm`` estimated tokens per
-    minute; ``max_batch_tokens`` estimated tokens per request.
+    minute; ``max_batch_tokens`` estimated tokens per request; ``truncate``: cut texts longer
+    than the model takes instead of refusing them.
     """
 
     model: str
@@ -57,6 +59,9 @@ class ClientOptions:
     max_batch_tokens: int
     allow_insecure: bool
     provider: str = "generic"
+    truncate: bool = False
+    adaptive: bool = True  # learn the provider's rate limit from its 429s (see _adaptive)
+    rate_controller: Any = None  # a RateController to share; None: the account's own
 
     @property
     def endpoint(self) -> str:
@@ -85,14 +90,39 @@ def _positive_number(name: str, value: Any) -> float | None:
     return float(value)
 
 
+def _optional_str(name: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a str or None, got {type(value).__name__}")
+    return value
+
+
+def _clean_key(value: str, source: str) -> str | None:
+    """The key without the blanks a copy-paste or ``$(cat file)`` leaves around it.
+
+    Blanks inside it would make aiohttp refuse the header with a bare ``ValueError``; the
+    message names where the key came from, never the key. An empty key is no key.
+    """
+    key = value.strip()
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise ConfigurationError(
+            f"the API key from the {source} contains blanks or control characters"
+        )
+    return key or None
+
+
 def _find_api_key(api_key: str | None) -> tuple[str | None, str]:
-    """The key and where it came from (``"api_key argument"`` or the variable's name)."""
-    if api_key is not None:
-        return api_key, "api_key argument"
+    """The key and where it came from (``"api_key argument"`` or the variable's name).
+
+    ``api_key=""`` means "send no key" (for local servers); it does not fall back to the
+    environment.
+    """
+    given = _optional_str("api_key", api_key)
+    if given is not None:
+        return _clean_key(given, "api_key argument"), "api_key argument"
     for name in API_KEY_VARIABLES:
         value = os.environ.get(name)
-        if value:
-            return value, f"environment variable {name}"
+        if value and value.strip():
+            return _clean_key(value, f"environment variable {name}"), f"environment variable {name}"
     return None, "nowhere"
 
 
@@ -126,6 +156,9 @@ def resolve_options(
     max_batch_tokens: int | None = None,
     allow_insecure: bool = False,
     provider: str | None = None,
+    truncate: bool = False,
+    adaptive: bool = True,
+    rate_controller: Any = None,
 ) -> ClientOptions:
     """Check every option and fill the rest from the environment.
 
@@ -134,7 +167,9 @@ def resolve_options(
     """
     key, source = _find_api_key(api_key)
     url = _check_base_url(
-        base_url or os.environ.get("EMBEDSDK_BASE_URL") or DEFAULT_BASE_URL,
+        _optional_str("base_url", base_url)
+        or os.environ.get("EMBEDSDK_BASE_URL")
+        or DEFAULT_BASE_URL,
         has_key=key is not None,
         allow_insecure=allow_insecure,
     )
@@ -153,7 +188,17 @@ def resolve_options(
         raise ConfigurationError(
             f"cache must be True, False, a directory or a VectorCache, got {cache!r}"
         )
-    model = model or os.environ.get("EMBEDSDK_MODEL") or DEFAULT_MODEL
+    if not isinstance(adaptive, bool):
+        raise ConfigurationError(f"adaptive must be True or False, got {adaptive!r}")
+    if rate_controller is not None and not isinstance(rate_controller, RateController):
+        raise ConfigurationError(
+            f"rate_controller must be a RateController, got {rate_controller!r}"
+        )
+    if not isinstance(truncate, bool):
+        raise ConfigurationError(f"truncate must be True or False, got {truncate!r}")
+    if not isinstance(allow_insecure, bool):
+        raise ConfigurationError(f"allow_insecure must be True or False, got {allow_insecure!r}")
+    model = _optional_str("model", model) or os.environ.get("EMBEDSDK_MODEL") or DEFAULT_MODEL
     profile = profile_for(url, provider)
     check_dimensions(profile, model, dimensions)
     return ClientOptions(
@@ -176,4 +221,7 @@ def resolve_options(
         else _positive_int("max_batch_tokens", max_batch_tokens),
         allow_insecure=allow_insecure,
         provider=profile.name,
+        truncate=truncate,
+        adaptive=adaptive,
+        rate_controller=rate_controller,
     )

@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import json
 import logging
+import os
 import re
 from collections.abc import (
     AsyncGenerator,
@@ -22,23 +23,33 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from typing import Any
+from typing import Any, Literal, overload
 
 import backoff
 import numpy as np
 import numpy.typing as npt
 from aiolimiter import AsyncLimiter
 
-from . import _retry
+from . import _adaptive, _retry
 from ._cache import VectorCache, open_cache
 from ._config import ClientOptions, resolve_options
 from ._exceptions import (
+    APIConnectionError,
+    APIError,
     APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
     BadRequestError,
     ClientClosedError,
+    ConfigurationError,
     EmbedSDKError,
+    InsufficientQuotaError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResponseValidationError,
 )
 from ._planning import (
+    apply_input_limit,
     deduplicate,
     estimate_tokens,
     iter_windows,
@@ -46,13 +57,15 @@ from ._planning import (
     validate_texts,
 )
 from ._progress import Progress
+from ._providers import han_chars_per_token, input_token_limit, profile_for
 from ._responses import decode_embeddings, status_error, trace_id_of
-from ._transport import AiohttpTransport, Request, Transport
+from ._transport import AiohttpTransport, Request, Response, Transport
 from ._version import __version__
 
 logger = logging.getLogger("embedsdk")
 
 _UNOPENED = object()
+_FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
 
 Vectors = npt.NDArray[np.float32]
 
@@ -76,7 +89,14 @@ _BATCH_LIMIT_RE = re.compile(r"(?:maximum|max)[^0-9]{0,40}?batch size[^0-9]{0,10
 
 @dataclasses.dataclass
 class Stats:
-    """Counters of one client since it was made (all integers)."""
+    """Counters of one client since it was made (all integers).
+
+    ``requests``: HTTP requests sent, retries included; ``retries``: attempts repeated after a
+    retryable failure; ``inputs_sent``: texts in successful answers; ``tokens``: tokens used,
+    as the server's ``usage.prompt_tokens`` says (our estimate when it says nothing);
+    ``splits``: batches split after a 413; ``cache_hits`` / ``cache_misses``: distinct texts of
+    each call found / not found in the disk cache (neither moves while the cache is off).
+    """
 
     requests: int = 0
     retries: int = 0
@@ -85,6 +105,71 @@ class Stats:
     splits: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    truncated: int = 0  # texts cut to the model's input limit (truncate=True)
+
+
+@dataclasses.dataclass
+class EmbeddingResult:
+    """What a call made with ``errors="return"`` gives instead of raising.
+
+    ``vectors``: the ``(N, D)`` float32 array, row i for ``texts[i]``, NaN rows where nothing
+    arrived (``D`` is 0 when nothing arrived and the model's dimension is unknown). ``ok``: the
+    ``(N,)`` bool mask of the rows that arrived. ``errors``: one exception per failed request
+    (or the one that stopped the call, such as a 401), each with ``failed_indices`` (the input
+    positions it left without a vector) and ``batch_indices``; empty when everything arrived.
+
+    >>> result = emb.embed(texts, errors="return")      # doctest: +SKIP
+    >>> good = result.vectors[result.ok]
+    >>> retry = [texts[i] for i in result.failed_indices]
+    """
+
+    vectors: Vectors
+    ok: npt.NDArray[np.bool_]
+    errors: list[EmbedSDKError]
+
+    @property
+    def failed_indices(self) -> list[int]:
+        """Input positions without a vector, in order."""
+        return [int(i) for i in np.flatnonzero(~self.ok)]
+
+    def error_for(self, index: int) -> EmbedSDKError | None:
+        """The exception that left input ``index`` without a vector, or ``None``."""
+        for exc in self.errors:
+            if exc.failed_indices is not None and index in exc.failed_indices:
+                return exc
+        return None
+
+    def raise_for_errors(self) -> None:
+        """Raise the first error, if any input failed (the ``errors="raise"`` behaviour)."""
+        if self.errors:
+            raise self.errors[0]
+
+
+#: In ``errors="return"`` mode these still stop the whole call: they concern every request
+#: (key, account, model, base URL, a server out of reach), so sending the rest only repeats them.
+_CALL_WIDE_ERRORS = (
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+    InsufficientQuotaError,
+    ClientClosedError,
+)
+
+
+def _stops_the_call(exc: EmbedSDKError) -> bool:
+    if isinstance(exc, APIConnectionError):
+        return not isinstance(exc, APITimeoutError)  # a timeout may be this batch's own
+    return isinstance(exc, _CALL_WIDE_ERRORS)
+
+
+_CLOSED_DURING_CALL = "the client was closed during this call"
+
+
+def _keep_going(errors: str) -> bool:
+    """``errors="return"``: collect failed batches and go on; ``"raise"``: stop at the first."""
+    if errors not in ("raise", "return"):
+        raise ValueError(f'errors must be "raise" or "return", got {errors!r}')
+    return errors == "return"
 
 
 class _Job:
@@ -107,15 +192,31 @@ class _Job:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.progress: Progress | None = None
         self.advanced = 0  # inputs counted on the progress bar
+        self.keep_going = False  # errors="return": a failed batch is noted, the rest goes on
+        self.failures: list[tuple[npt.NDArray[np.intp], EmbedSDKError]] = []  # (rows, error)
 
-    def plan(self, batch_size: int, max_batch_tokens: int) -> None:
-        """Estimate the tokens of the rows to fetch and cut them into batches."""
-        self.todo = np.flatnonzero(~self.filled)
+    def plan(self, batch_size: int, max_batch_tokens: int, elsewhere: Any = None) -> None:
+        """Estimate the tokens of the rows to fetch and cut them into batches.
+
+        ``elsewhere``: rows not to fetch although not filled yet (another window brings them).
+        """
+        wanted = ~self.filled
+        if elsewhere is not None:
+            wanted[elsewhere] = False
+        self.todo = np.flatnonzero(wanted)
         self.tokens = [estimate_tokens(self.unique[i]) for i in self.todo]
         self.batches = plan_batches(self.tokens, batch_size, max_batch_tokens)
 
     def texts(self, start: int, stop: int) -> list[str]:
         return [self.unique[i] for i in self.todo[start:stop]]
+
+    def positions(self, start: int, stop: int) -> list[int]:
+        """Where the texts of ``todo[start:stop]`` first occur in the caller's whole input."""
+        rows = self.todo[start:stop]
+        if self.inverse is not None:
+            first = np.unique(self.inverse, return_index=True)[1]  # first input of each row
+            rows = first[rows]
+        return (np.sort(rows) + self.offset).tolist()  # type: ignore[no-any-return]
 
     def store(self, rows: Any, vectors: Vectors) -> None:
         """Put ``vectors`` at unique ``rows`` (a slice or an index array)."""
@@ -156,6 +257,40 @@ class _Job:
                 exc.args = (f"{exc.args[0]}; {_describe(failed)}",)
         return exc
 
+    def inputs_of(self, rows: npt.NDArray[np.intp]) -> list[int]:
+        """Every input position (duplicates too) whose text is one of the unique ``rows``."""
+        found = (
+            np.sort(rows) if self.inverse is None else np.flatnonzero(np.isin(self.inverse, rows))
+        )
+        return [int(i) + self.offset for i in found]
+
+    def outcome(self, vectors: Vectors, fatal: EmbedSDKError | None) -> EmbeddingResult:
+        """The ``errors="return"`` answer: NaN where nothing arrived, the mask, the errors.
+
+        ``vectors`` (from :meth:`result`) may be ``rows`` itself: the job is over, so it is
+        written in place. Rows no failed batch accounts for were left by ``fatal``.
+        """
+        ok = self.filled.copy() if self.inverse is None else self.filled[self.inverse]
+        vectors[~ok] = np.nan
+        blamed = self.filled.copy()
+        errors: list[EmbedSDKError] = []
+        for rows, exc in self.failures:
+            exc.failed_indices = self.inputs_of(rows)
+            blamed[rows] = True
+            errors.append(exc)
+        if fatal is not None:
+            fatal.failed_indices = self.inputs_of(np.flatnonzero(~blamed))
+            errors.append(fatal)
+        return EmbeddingResult(vectors, ok, errors)
+
+
+def _request_span(positions: list[int]) -> str:
+    if len(positions) == 1:
+        return f" (in the request for input {positions[0]})"
+    if positions and positions[-1] - positions[0] + 1 == len(positions):
+        return f" (in the request for inputs {positions[0]}..{positions[-1]})"
+    return f" (in the request for {len(positions)} inputs from {positions[0]})"
+
 
 def _describe(failed: list[int]) -> str:
     if len(failed) > 1 and failed[-1] - failed[0] + 1 == len(failed):
@@ -163,6 +298,33 @@ def _describe(failed: list[int]) -> str:
     else:
         where = "inputs " + ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
     return f"{len(failed)} inputs have no vector ({where})"
+
+
+class _Window:
+    """A stream's window in flight, seen by the next window.
+
+    A text repeated across a window boundary is a miss in both windows' cache lookups while
+    the first window is still fetching it; the second window borrows its row instead of
+    paying for it again (``wanted`` rows are copied into ``lent`` before the first window's
+    block is handed to the caller, who may change it in place).
+    """
+
+    __slots__ = ("done", "job", "lent", "planned", "wanted")
+
+    def __init__(self) -> None:
+        self.job: _Job | None = None
+        self.planned = asyncio.Event()
+        self.done = False
+        self.wanted: npt.NDArray[np.intp] | None = None  # rows of ``job`` the next one needs
+        self.lent: asyncio.Future[Vectors] | None = None
+
+    def lend(self) -> None:
+        if self.lent is None or self.lent.done():
+            return
+        if self.job is not None and self.job.rows is not None and self.wanted is not None:
+            self.lent.set_result(self.job.rows[self.wanted].copy())
+        else:
+            self.lent.cancel()
 
 
 async def _windows(
@@ -207,12 +369,23 @@ class AsyncEmbedder:
         self._transport = transport
         self._owns_transport = transport is None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one loop it may be used on
+        self._pid = os.getpid()
         self._encoding = self.options.encoding_format
-        self._batch_cap = self.options.batch_size
+        self._profile = profile_for(self.options.base_url, self.options.provider)
+        # Inputs per request this client may send: the provider's cap, lowered for good by a
+        # 413 / "batch size" answer. ``batch_size`` (per client or per call) goes below it.
+        self._batch_cap = self._profile.max_batch
+        self._input_limit = input_token_limit(self._profile, self.options.model)
         self._limiters: tuple[AsyncLimiter | None, AsyncLimiter | None] | None = None
+        self._rate = _adaptive.controller_for(self.options)  # None with adaptive=False
         self._dim_hint = self.options.dimensions or KNOWN_DIMENSIONS.get(self.options.model, 0)
+        # The length of the first vectors that arrived: later answers of another length are
+        # untrustworthy (retried) rather than a failure of the whole call.
+        self._dim_seen: int | None = self.options.dimensions
         self._cache: Any = _UNOPENED
         self._cache_lock: asyncio.Lock | None = None  # made on the loop that uses it
+        self._disk_io: set[asyncio.Future[Any]] = set()  # cache reads/writes still running
         o = self.options
         self._cache_namespace = VectorCache.namespace(o.endpoint, o.model, o.dimensions)
         self._headers = {
@@ -237,10 +410,45 @@ class AsyncEmbedder:
         self._closed = True
         if self._transport is not None and self._owns_transport:
             await self._transport.aclose()
+        if self._disk_io:  # writes of cancelled calls still run in their threads
+            await asyncio.wait(list(self._disk_io))
         if isinstance(self._cache, VectorCache) and self._cache is not self.options.cache:
             self._cache.close()  # only a cache we opened ourselves
 
     # -- the public call -------------------------------------------------------------------
+
+    @overload
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["raise"] = ...,
+    ) -> Vectors: ...
+
+    @overload
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["return"],
+    ) -> EmbeddingResult: ...
+
+    @overload
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: str = ...,
+    ) -> Vectors | EmbeddingResult: ...
 
     async def embed(
         self,
@@ -249,18 +457,31 @@ class AsyncEmbedder:
         batch_size: int | None = None,
         max_concurrent: int | None = None,
         progress: bool = False,
-    ) -> Vectors:
+        errors: str = "raise",
+    ) -> Vectors | EmbeddingResult:
         """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``.
 
         ``batch_size`` caps inputs per request and ``max_concurrent`` requests in flight (the
         client's own settings when omitted); ``progress`` shows a bar on stderr.
+
+        ``errors="raise"`` (default): the first request that fails for good stops the call and
+        raises, carrying ``failed_indices`` and ``partial``. ``errors="return"``: failed
+        requests are noted and the rest goes on; returns an :class:`EmbeddingResult` (NaN rows,
+        an ``ok`` mask, the errors). Errors of the whole call (401, 403, 404, quota, server out
+        of reach) still stop the sending, but are returned too. Bad input raises in both modes.
         """
+        keep_going = _keep_going(errors)
         workers = self._workers(max_concurrent)
         bar = Progress(len(texts), self.stats) if progress else None
         try:
-            job = await self._start(texts, batch_size, progress=bar)
-            await self._run(job, workers)
-            return self._finish(job)
+            job = await self._start(texts, batch_size, progress=bar, keep_going=keep_going)
+            try:
+                await self._run(job, workers)
+            except EmbedSDKError as exc:
+                if not keep_going:
+                    raise
+                return self._conclude(job, exc)
+            return self._conclude(job)
         finally:
             if bar is not None:
                 bar.close()
@@ -288,16 +509,15 @@ class AsyncEmbedder:
         slots = asyncio.Semaphore(workers)
         pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
         start = 0
+        previous: _Window | None = None
         try:
             async for chunk in _windows(texts, size):
-                pending.append(
-                    (
-                        start,
-                        asyncio.ensure_future(
-                            self._embed_window(chunk, start, batch_size, workers, slots, bar)
-                        ),
-                    )
+                this = _Window()
+                coro = self._embed_window(
+                    chunk, start, batch_size, workers, slots, bar, this, previous
                 )
+                pending.append((start, asyncio.ensure_future(coro)))
+                previous = this
                 start += len(chunk)
                 if len(pending) >= 2:
                     offset, task = pending.popleft()
@@ -320,15 +540,74 @@ class AsyncEmbedder:
         workers: int,
         slots: asyncio.Semaphore,
         bar: Progress | None,
+        this: _Window,
+        previous: _Window | None,
     ) -> Vectors:
-        job = await self._start(texts, batch_size, offset, bar)
-        await self._run(job, workers, slots)
+        try:
+            job = this.job = await self._start(texts, batch_size, offset, bar)
+        finally:
+            this.planned.set()
+        borrowed = await self._borrow(job, previous, batch_size)
+        try:
+            await self._run(job, workers, slots)
+        finally:
+            this.done = True
+            this.lend()  # the rows the next window borrows, or a cancel if they never came
+        if borrowed is not None and previous is not None and previous.lent is not None:
+            job.store(borrowed, await previous.lent)
         return self._finish(job)
+
+    async def _borrow(
+        self, job: _Job, previous: _Window | None, batch_size: int | None
+    ) -> npt.NDArray[np.intp] | None:
+        """Leave out of ``job``'s batches the rows the previous window is fetching right now,
+        and ask it for them; returns those rows of ``job`` (``None`` when there are none)."""
+        if previous is None or not len(job.todo):
+            return None
+        await previous.planned.wait()
+        other = previous.job
+        if other is None or previous.done or not len(other.todo):
+            return None
+        fetching = {other.unique[i]: i for i in other.todo}
+        pairs = [(r, fetching[job.unique[r]]) for r in job.todo if job.unique[r] in fetching]
+        if not pairs:
+            return None
+        mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
+        previous.wanted = theirs
+        previous.lent = asyncio.get_running_loop().create_future()
+        size = self.options.batch_size if batch_size is None else batch_size
+        job.plan(min(size, self._batch_cap), self.options.max_batch_tokens, elsewhere=mine)
+        return mine
+
+    def _check_loop(self) -> None:
+        """Refuse a second event loop clearly: the session, the limiters and the locks belong
+        to the first one, and would fail later with "Event loop is closed" or worse."""
+        loop = asyncio.get_running_loop()
+        if self._pid != os.getpid():  # forked (multiprocessing): start afresh in the child
+            self._forget_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "this AsyncEmbedder was first used on another event loop (each asyncio.run() "
+                "makes a new one): create the client inside the loop that uses it, or use "
+                "embedsdk.Embedder, which runs on its own loop thread and works from any loop"
+            )
+
+    def _forget_loop(self) -> None:
+        """Drop what belongs to the parent's loop. Its session cannot be closed from here: it
+        is kept referenced, so that collecting it does not warn about an unclosed session."""
+        if self._owns_transport and self._transport is not None:
+            _FORKED_LEFTOVERS.append(self._transport)
+            self._transport = None
+        self._loop, self._pid = None, os.getpid()
+        self._limiters = None
+        self._cache_lock = None
 
     def _workers(self, max_concurrent: int | None) -> int:
         workers = self.options.max_concurrent if max_concurrent is None else max_concurrent
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise TypeError(f"max_concurrent must be a positive integer, got {workers!r}")
+            raise ConfigurationError(f"max_concurrent must be a positive integer, got {workers!r}")
         return workers
 
     async def _run(self, job: _Job, workers: int, slots: asyncio.Semaphore | None = None) -> None:
@@ -364,19 +643,23 @@ class AsyncEmbedder:
         batch_size: int | None = None,
         offset: int = 0,
         progress: Progress | None = None,
+        keep_going: bool = False,
     ) -> _Job:
         """Check the input, serve what the cache has, and plan batches for the rest."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
+        self._check_loop()
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of str, not one str; wrap it in a list")
         texts = list(texts)
         validate_texts(texts, offset)
-        size = self._batch_cap if batch_size is None else batch_size
+        texts = self._limit_inputs(texts, offset)
+        size = self.options.batch_size if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise TypeError(f"batch_size must be a positive integer, got {size!r}")
+            raise ConfigurationError(f"batch_size must be a positive integer, got {size!r}")
         job = _Job(texts, offset)
         job.progress = progress
+        job.keep_going = keep_going
         await self._cache_lookup(job)
         job.plan(min(size, self._batch_cap), self.options.max_batch_tokens)
         return job
@@ -386,10 +669,7 @@ class AsyncEmbedder:
         cache = await self._open_cache()
         if cache is None or not job.unique:
             return
-        loop = asyncio.get_running_loop()
-        matrix, hit = await loop.run_in_executor(
-            None, cache.get_many, self._cache_namespace, job.unique
-        )
+        matrix, hit = await self._on_disk(cache.get_many, self._cache_namespace, job.unique)
         hits = int(hit.sum())
         self.stats.cache_hits += hits
         self.stats.cache_misses += len(job.unique) - hits
@@ -408,11 +688,22 @@ class AsyncEmbedder:
                 self._cache_lock = asyncio.Lock()
             async with self._cache_lock:
                 if self._cache is _UNOPENED:
-                    loop = asyncio.get_running_loop()
-                    spec = self.options.cache
-                    self._cache = await loop.run_in_executor(None, open_cache, spec)
+                    self._cache = await self._on_disk(open_cache, self.options.cache)
         cache: VectorCache | None = self._cache
         return cache
+
+    async def _on_disk(self, function: Any, *args: Any) -> Any:
+        """Run blocking cache I/O on a thread, shielded from the caller's cancellation.
+
+        A thread cannot be stopped: cancelling the caller would only stop the waiting, and
+        :meth:`aclose` would then close SQLite under a write still running (the process
+        crashes). So the I/O is shielded and tracked, ``aclose`` waits for it, and a batch
+        that arrived is still written when its call is cancelled.
+        """
+        future = asyncio.get_running_loop().run_in_executor(None, function, *args)
+        self._disk_io.add(future)
+        future.add_done_callback(self._disk_io.discard)
+        return await asyncio.shield(future)
 
     async def _run_batch(self, job: _Job, batch: tuple[int, int]) -> None:
         if job.error is not None:
@@ -423,11 +714,57 @@ class AsyncEmbedder:
         job.tasks.add(task)
         try:
             await self._fetch_into(job, start, stop)
+        except EmbedSDKError as exc:
+            if self._closed and not isinstance(exc, ClientClosedError):
+                # close() cut the request off: say that, not "server disconnected".
+                closed = ClientClosedError(_CLOSED_DURING_CALL)
+                job.error = job.error or closed
+                raise closed from exc
+            self._blame(job, exc, start, stop)
+            if job.keep_going and not _stops_the_call(exc):
+                rows = job.todo[start:stop]
+                job.failures.append((rows[~job.filled[rows]], exc))
+                return
+            job.error = job.error or exc
+            raise
         except BaseException as exc:
             job.error = job.error or exc
             raise
         finally:
             job.tasks.discard(task)
+
+    def _blame(self, job: _Job, exc: EmbedSDKError, start: int, stop: int) -> None:
+        """Name the inputs of the failed request and say whether it was retried."""
+        if not isinstance(exc, (APIError, ResponseValidationError)) or exc.batch_indices:
+            return
+        exc.batch_indices = job.positions(start, stop)
+        note = "" if isinstance(exc, APIStatusError) else _request_span(exc.batch_indices)
+        if _retry.is_retryable(exc):  # it reached us, so every attempt failed
+            note += f"; gave up after {self.options.max_retries + 1} attempts"
+        if note and exc.args and isinstance(exc.args[0], str):
+            exc.args = (exc.args[0] + note,)
+
+    def _limit_inputs(self, texts: list[str], offset: int) -> list[str]:
+        """Refuse texts surely too long for the model, or cut them (``truncate=True``)."""
+        if self._input_limit is None:
+            return texts
+        texts, cut = apply_input_limit(
+            texts,
+            self._input_limit,
+            truncate=self.options.truncate,
+            model=self.options.model,
+            han_per_token=han_chars_per_token(self.options.model),
+            start=offset,
+        )
+        if cut:
+            self.stats.truncated += cut
+            logger.info("cut %d texts to %d tokens (estimated)", cut, self._input_limit)
+        return texts
+
+    def _conclude(self, job: _Job, fatal: EmbedSDKError | None = None) -> Vectors | EmbeddingResult:
+        """The array, or the :class:`EmbeddingResult` when the job was made to keep going."""
+        vectors = self._finish(job)
+        return job.outcome(vectors, fatal) if job.keep_going else vectors
 
     async def _cancel(self, job: _Job) -> None:
         """Cancel the batches of ``job`` still in flight (thread-pool wrapper, on failure)."""
@@ -444,28 +781,54 @@ class AsyncEmbedder:
         return job.result(self._dim_hint)
 
     async def _fetch_into(self, job: _Job, start: int, stop: int) -> None:
-        """Fetch ``todo[start:stop]``, splitting the batch when the server says it is too big."""
+        """Fetch ``todo[start:stop]``, splitting the batch when the server says it is too big.
+
+        A batch planned before a 413 lowered the cap is cut to the new cap before it is sent,
+        so one 413 costs one extra request, not one per batch already planned.
+        """
+        if stop - start > self._batch_cap:
+            await self._fetch_pieces(job, start, stop)
+            return
         texts = job.texts(start, stop)
         tokens = sum(job.tokens[start:stop])
         try:
             vectors = await self._send_with_retries(texts, tokens)
         except APIStatusError as exc:
             if not _retry.should_split(exc) or len(texts) == 1:
+                exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
                 raise
             self._lower_batch_cap(exc, len(texts))
             self.stats.splits += 1
-            for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
-                await self._fetch_into(job, start + a, start + b)
+            await self._fetch_pieces(job, start, stop)
             return
         job.store(job.todo[start:stop], vectors)
         await self._cache_store(texts, vectors)
+
+    async def _fetch_pieces(self, job: _Job, start: int, stop: int) -> None:
+        """Fetch ``todo[start:stop]`` in consecutive batches of at most the current cap."""
+        for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
+            await self._fetch_into(job, start + a, start + b)
 
     async def _cache_store(self, texts: list[str], vectors: Vectors) -> None:
         """Write each batch as soon as it arrives, so an interrupted run resumes from here."""
         cache = self._cache
         if isinstance(cache, VectorCache):
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, cache.set_many, self._cache_namespace, texts, vectors)
+            await self._on_disk(cache.set_many, self._cache_namespace, texts, vectors)
+
+    def _request_note(self, exc: APIStatusError, job: _Job, start: int, stop: int) -> str:
+        """Which inputs the failed request carried, and why a too-long input cannot pass."""
+        positions = job.positions(start, stop)
+        if len(positions) == 1:
+            note = f" (in the request for input {positions[0]})"
+        elif positions[-1] - positions[0] + 1 == len(positions):
+            note = f" (in the request for inputs {positions[0]}..{positions[-1]})"
+        else:
+            note = f" (in the request for {len(positions)} inputs from {positions[0]})"
+        if _retry.is_input_too_large(exc):
+            limit = self._profile.max_input_tokens(self.options.model)
+            where = f" ({self.options.model} takes {limit} tokens per input)" if limit else ""
+            note += f"; a text there is longer than the server takes{where}: shorten it"
+        return note
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
         match = _BATCH_LIMIT_RE.search(exc.message)
@@ -476,14 +839,16 @@ class AsyncEmbedder:
     # -- one request, with pacing and retries ----------------------------------------------
 
     async def _send_with_retries(self, texts: list[str], tokens: int) -> Vectors:
+        paced = self._rate is not None  # a 429 waits in the controller's shared pause
         send = backoff.on_exception(
             _retry.wait_gen,
             EmbedSDKError,
-            max_tries=self.options.max_retries + 1,
-            giveup=lambda exc: not _retry.is_retryable(exc),
+            max_tries=None,
+            giveup=_retry.RetryBudget(self.options.max_retries, paced).give_up,
             on_backoff=self._on_backoff,
             jitter=None,
             logger=None,
+            paced=paced,
         )(self._send_once)
         result: Vectors = await send(texts, tokens)
         return result
@@ -493,7 +858,8 @@ class AsyncEmbedder:
         exc = details.get("exception")
         logger.debug("retry %d in %.2f s after %s", details["tries"], details["wait"], exc)
 
-    async def _pace(self, tokens: int) -> None:
+    async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
+        """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
         if self._limiters is None:  # created on the loop that uses them
             o = self.options
             self._limiters = (
@@ -504,41 +870,86 @@ class AsyncEmbedder:
         if rpm is not None:
             await rpm.acquire()
         if tpm is not None:
+            # Estimates corrected by usage.prompt_tokens when the controller has seen some.
+            cost = tokens if self._rate is None else self._rate.cost(tokens)
             # A request larger than the bucket waits for a full bucket, never forever.
-            await tpm.acquire(min(tokens, tpm.max_rate))
+            await tpm.acquire(min(cost, tpm.max_rate))
+        return None if self._rate is None else await _adaptive.take_turn(self._rate, tokens)
+
+    async def _exchange(self, request: Request, ticket: _adaptive.Ticket | None) -> Response:
+        """Send ``request``; tell the rate controller, if any, how the server took it."""
+        assert self._transport is not None
+        if self._rate is None or ticket is None:
+            return await self._transport.send(request)
+        try:
+            response = await self._transport.send(request)
+        except BaseException:
+            self._rate.on_error(ticket)  # frees the probe slot: no answer is no signal
+            raise
+        _adaptive.report(self._rate, ticket, response.status, response.headers, response.body)
+        return response
 
     async def _send_once(self, texts: list[str], tokens: int) -> Vectors:
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
-        await self._pace(tokens)
+        ticket = await self._pace(tokens)
         if self._transport is None:
             self._transport = AiohttpTransport()
         payload: dict[str, Any] = {"model": self.options.model, "input": texts}
-        payload["encoding_format"] = self._encoding
+        encoding = payload["encoding_format"] = self._encoding
         if self.options.dimensions is not None:
             payload["dimensions"] = self.options.dimensions
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
         self.stats.requests += 1
-        response = await self._transport.send(request)
+        response = await self._exchange(request, ticket)
         if response.status >= 400:
-            exc = status_error(response.status, response.headers, response.body)
-            if self._refuses_base64(exc):
-                return await self._send_once(texts, tokens)
+            exc = self._error_for(response)
+            # Judge by what this request asked for: batches in flight when another one
+            # switched the client to floats still carry base64 and are re-sent too.
+            if encoding == "base64" and self._refuses_base64(exc):
+                return await self._send_once(texts, tokens)  # within this attempt, no retry
             raise exc
         vectors, used = decode_embeddings(
-            response.body, len(texts), self.options.dimensions, trace_id_of(response.headers)
+            response.body, len(texts), self._dim_seen, trace_id_of(response.headers)
         )
+        self._dim_seen = vectors.shape[1]
         self.stats.inputs_sent += len(texts)
         self.stats.tokens += used if used is not None else tokens
+        if ticket is not None and used is not None and self._rate is not None:
+            self._rate.on_usage(ticket, used)
         return vectors
 
     def _refuses_base64(self, exc: APIStatusError) -> bool:
-        """Some servers (older vLLM, TEI) refuse base64: switch this client to float lists."""
-        if self._encoding != "base64" or not isinstance(exc, BadRequestError):
+        """Some servers (older vLLM, TEI) refuse base64: switch this client to float lists.
+
+        They answer 400, or 422 from a validating framework (FastAPI, axum), naming base64
+        or the ``encoding_format`` field.
+        """
+        if not isinstance(exc, BadRequestError) and exc.status_code != 422:
             return False
-        if "base64" not in exc.message.lower() and "encoding_format" not in exc.message.lower():
+        message = exc.message.lower()
+        if not any(word in message for word in ("base64", "encoding_format", "encoding format")):
             return False
-        logger.info("server refuses base64 (%s); using float lists from now on", exc.message)
-        self._encoding = "float"
+        if self._encoding == "base64":
+            logger.info("server refuses base64 (%s); using float lists from now on", exc.message)
+            self._encoding = "float"
         return True
+
+    def _error_for(self, response: Response) -> APIStatusError:
+        """The exception for an error answer, never carrying the key; a 401/403 says where
+        the key came from (the argument or which variable), never its value."""
+        body = response.body
+        key = self.options.api_key
+        if key and key.encode() in body:  # some servers echo the key they refused
+            body = body.replace(key.encode(), b"***")
+        exc = status_error(response.status, response.headers, body)
+        if exc.status_code in (401, 403):
+            source = self.options.api_key_source
+            note = (
+                f"the API key came from the {source}"
+                if key
+                else "no API key was sent (pass api_key= or set EMBEDSDK_API_KEY)"
+            )
+            exc.args = (f"{exc.args[0]}; {note}",)
+        return exc

@@ -20,10 +20,12 @@ Every error embedsdk raises on purpose derives from :class:`EmbedSDKError`::
             └── InternalServerError       5xx
 
 An error that stops a call part-way (retries ran out, or a request was refused) carries
-``failed_indices`` (the input positions left without a vector) and ``partial`` (the ``(N, D)``
-float32 array of what did arrive, NaN rows where nothing did, or ``None``); its message names the
-failed inputs. What arrived is also in the cache when the cache is on, so a re-run pays only for
-the rest.
+``failed_indices`` (the input positions left without a vector), ``batch_indices`` (the inputs of
+the request that failed) and ``partial`` (the ``(N, D)`` float32 array of what did arrive, NaN rows
+where nothing did, or ``None``); its message names the failed request's inputs, how often it was
+tried, and the inputs left without a vector. What arrived is also in the cache when the cache is
+on, so a re-run pays only for the rest. Callers who prefer partial results to an exception pass
+``errors="return"`` to any entry point and get an ``EmbeddingResult`` instead.
 
 The names follow openai-python's so that code catching ``openai.RateLimitError`` ports by
 changing the import.
@@ -60,6 +62,8 @@ class EmbedSDKError(Exception):
     failed_indices: list[int] | None = None
     #: What arrived before the error: (N, D) float32 with NaN rows for failed inputs, or None.
     partial: Any = None
+    #: Input positions of the request (batch) that failed, when a request failed, else None.
+    batch_indices: list[int] | None = None
 
 
 class ConfigurationError(EmbedSDKError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,9 +30,7 @@ def validate_texts(texts: Sequence[Any], start: int = 0) -> None:
     ``start`` is added to the index in the message (for streams read in windows).
     """
     for i, text in enumerate(texts):
-        if type(text) is not str:
-            if isinstance(text, str):
-                continue
+        if type(text) is not str and not isinstance(text, str):  # exact check first: fast
             raise InvalidInputError(
                 f"texts[{start + i}] is {type(text).__name__}, not str: {text!r:.80}",
                 index=start + i,
@@ -42,6 +41,88 @@ def validate_texts(texts: Sequence[Any], start: int = 0) -> None:
                 "providers reject empty inputs",
                 index=start + i,
             )
+
+
+#: Han characters: BERT WordPiece vocabularies (bge-large-zh) give each one a token of its own.
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def min_tokens(text: str, han_per_token: int = 2) -> int:
+    """A lower bound of a text's tokens, to refuse only texts that are surely too long.
+
+    :func:`estimate_tokens` over-estimates on purpose (safe for batches and rate limits), so
+    refusing by it would refuse texts the server takes. Here Han characters count one per
+    ``han_per_token`` (1 for BERT WordPiece models such as bge-large-zh, which split every Han
+    character alone; 2 for SentencePiece / BPE vocabularies such as bge-m3, bce, Qwen3 and
+    OpenAI's, which merge common two-character words but rarely more on average), other
+    characters one per eight (English runs about four per token; long words and symbols
+    compress more) and blanks nothing (tokenizers fold runs of blanks away).
+    """
+    han = len(text) - len(_HAN.sub("", text))
+    others = len("".join(text.split())) - han
+    return han // han_per_token + others // 8
+
+
+def fit_to_tokens(text: str, limit: int) -> str:
+    """``text`` without leading blanks, cut to the longest prefix whose
+    :func:`estimate_tokens` is at most ``limit``: the server surely takes it.
+
+    The estimate grows with the prefix (never shrinks), so a binary search finds the cut.
+    """
+    text = text.lstrip()
+    if estimate_tokens(text) <= limit:
+        return text
+    fits, too_long = 0, len(text)  # estimate(text[:fits]) <= limit < estimate(text[:too_long])
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if estimate_tokens(text[:middle]) <= limit:
+            fits = middle
+        else:
+            too_long = middle
+    return text[:fits]
+
+
+def apply_input_limit(
+    texts: list[str],
+    limit: int,
+    *,
+    truncate: bool,
+    model: str,
+    han_per_token: int = 2,
+    start: int = 0,
+) -> tuple[list[str], int]:
+    """``texts`` made fit for a model taking ``limit`` tokens per input; how many were cut.
+
+    Without ``truncate``: raise :class:`InvalidInputError` for the first text whose
+    :func:`min_tokens` is above ``limit`` (surely too long); texts between the lower bound and
+    the over-estimate are sent and the server judges them. With ``truncate``: cut every text
+    whose :func:`estimate_tokens` is above ``limit``, so that no cut text can be refused (the
+    price: a text near the limit may lose a little more than it had to). ``start`` is added
+    to the index in the message.
+    """
+    # estimate_tokens(t) < 2 * len(t) + 3 and min_tokens(t) <= len(t): one C-level pass over
+    # the lengths finds the few texts worth a closer look.
+    lengths = np.fromiter(map(len, texts), dtype=np.intp, count=len(texts))
+    shortest = limit if not truncate else (limit - 3) // 2
+    candidates = np.flatnonzero(lengths > shortest).tolist()
+    if not truncate:
+        for i in candidates:
+            lower = min_tokens(texts[i], han_per_token)
+            if lower > limit:
+                raise InvalidInputError(
+                    f"texts[{start + i}] is too long for {model}, which takes {limit} tokens "
+                    f"per input: it has {lengths[i]} characters, at least {lower} tokens; "
+                    "shorten it, or pass truncate=True to the client to cut such texts",
+                    index=start + i,
+                )
+        return texts, 0
+    cut = [i for i in candidates if estimate_tokens(texts[i]) > limit]
+    if not cut:
+        return texts, 0
+    texts = list(texts)
+    for i in cut:
+        texts[i] = fit_to_tokens(texts[i], limit)
+    return texts, len(cut)
 
 
 def deduplicate(texts: Sequence[str]) -> tuple[list[str], np.ndarray | None]:

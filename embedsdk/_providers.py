@@ -1,7 +1,13 @@
 """What each provider accepts, chosen from the base URL (see shared provider facts).
 
-A profile caps the batch size and the tokens per request, says whether ``dimensions`` may be
-sent for a model, and whether the server only speaks float lists. Pure data and functions.
+A profile caps the inputs and the estimated tokens per request, knows the tokens one input may
+have where the provider publishes it, says whether ``dimensions`` may be sent for a model, and
+whether the server only speaks float lists. Pure data and functions: no I/O.
+
+>>> profile_for("https://api.siliconflow.cn/v1").max_batch
+64
+>>> profile_for("http://127.0.0.1:8080/v1", "tei").dimensions_for("BAAI/bge-m3")
+False
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ class Profile:
 
     ``max_batch``: inputs per request; ``max_batch_tokens``: estimated tokens per request;
     ``dimensions_for(model)``: whether the ``dimensions`` parameter may be sent;
-    ``float_only``: the server cannot send base64.
+    ``float_only``: the server cannot send base64; ``hosts``: base-URL host names that select
+    this profile; ``input_tokens``: ``(model regex, tokens per input)`` pairs, first match
+    wins, else ``default_input_tokens`` (``None``: not published).
     """
 
     name: str
@@ -42,21 +50,50 @@ class Profile:
     dimensions_for: Callable[[str], bool] = _always
     float_only: bool = False
     hosts: tuple[str, ...] = ()
+    input_tokens: tuple[tuple[str, int], ...] = ()
+    default_input_tokens: int | None = None
+
+    def max_input_tokens(self, model: str) -> int | None:
+        """Tokens one input of ``model`` may have on this provider, or ``None`` if unknown."""
+        for pattern, tokens in self.input_tokens:
+            if re.search(pattern, model, re.I):
+                return tokens
+        return self.default_input_tokens
+
+    def matches_host(self, host: str) -> bool:
+        """``host`` is one of ours, or a subdomain of one (regional endpoints)."""
+        return any(host == h or host.endswith("." + h) for h in self.hosts)
 
 
 PROFILES = {
     p.name: p
     for p in (
-        # 32 per the published spec, 64 seen enforced (413 code 20042); bge-m3 takes 8192
-        # tokens per input. dimensions: Qwen3-Embedding only (bge answers code 20015 / 500).
+        # 32 per the published spec, 64 seen enforced (413 code 20042). dimensions: the
+        # Qwen3-Embedding models only (bge answers code 20015, lately a 500).
         Profile(
             "siliconflow",
             64,
             64 * 8192,
             _matching(r"qwen3-embedding"),
             hosts=("api.siliconflow.cn", "api.siliconflow.com"),
+            input_tokens=(
+                (r"qwen3-embedding", 32768),
+                (r"bge-m3", 8192),
+                (r"bge-large|bce-embedding", 512),
+            ),
         ),
-        Profile("openai", 2048, 300_000, _matching(r"text-embedding-3"), hosts=("api.openai.com",)),
+        # 2048 inputs and 300k tokens per request, 8192 per input; only the -3 models take
+        # `dimensions` (ada-002 answers 400).
+        Profile(
+            "openai",
+            2048,
+            300_000,
+            _matching(r"text-embedding-3"),
+            hosts=("api.openai.com",),
+            default_input_tokens=8192,
+        ),
+        # Compatible mode: at most 10 inputs per request and float lists only; v3/v4 take
+        # `dimensions` and 8192 tokens per input.
         Profile(
             "dashscope",
             10,
@@ -64,8 +101,18 @@ PROFILES = {
             _matching(r"text-embedding-v[34]"),
             float_only=True,
             hosts=("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com"),
+            input_tokens=((r"text-embedding-v[34]", 8192),),
         ),
-        Profile("zhipu", 64, 64 * 3072, _matching(r"embedding-3"), hosts=("open.bigmodel.cn",)),
+        # About 64 inputs (unverified); embedding-3 takes `dimensions` and 3072 tokens per
+        # input, embedding-2 512. Base URL https://open.bigmodel.cn/api/paas/v4.
+        Profile(
+            "zhipu",
+            64,
+            64 * 3072,
+            _matching(r"embedding-3"),
+            hosts=("open.bigmodel.cn", "api.z.ai"),
+            input_tokens=((r"embedding-3", 3072), (r"embedding-2", 512)),
+        ),
         # text-embeddings-inference's default --max-client-batch-size is 32; it has no
         # `dimensions`. Self-hosted servers (vLLM, Ollama, infinity, llama.cpp) and anything
         # unknown get the same cautious cap; a 413 lowers it further at run time.
@@ -76,17 +123,21 @@ PROFILES = {
 
 
 def profile_for(base_url: str, name: str | None = None) -> Profile:
-    """The profile named ``name``, else the one whose host matches ``base_url``, else generic."""
+    """The profile named ``name``, else the one whose host matches ``base_url``, else generic.
+
+    ``name`` is case-insensitive; an unknown name is a :class:`ConfigurationError` listing
+    the known ones.
+    """
     if name is not None:
         try:
-            return PROFILES[name]
-        except KeyError:
+            return PROFILES[name.strip().lower()]
+        except (KeyError, AttributeError):
             raise ConfigurationError(
                 f"unknown provider {name!r}; choose one of {sorted(PROFILES)}"
             ) from None
     host = (urlsplit(base_url).hostname or "").lower()
     for profile in PROFILES.values():
-        if host in profile.hosts:
+        if profile.matches_host(host):
             return profile
     return PROFILES["generic"]
 
@@ -95,7 +146,46 @@ def check_dimensions(profile: Profile, model: str, dimensions: int | None) -> No
     """Refuse ``dimensions`` locally where the provider would answer with an error."""
     if dimensions is not None and not profile.dimensions_for(model):
         raise ConfigurationError(
-            f"{profile.name} does not accept dimensions= for model {model!r} "
-            "(on SiliconFlow only the Qwen3-Embedding models take it); leave it out, or pass "
+            f"{profile.name} does not accept dimensions= for model {model!r}"
+            f"{_DIMENSIONS_HINTS.get(profile.name, '')}; leave it out, or pass "
             "provider='generic' if your server does support it"
         )
+
+
+_DIMENSIONS_HINTS = {
+    "siliconflow": " (on SiliconFlow only the Qwen/Qwen3-Embedding-* models take it)",
+    "openai": " (only the text-embedding-3-* models take it)",
+    "dashscope": " (only text-embedding-v3 and v4 take it)",
+    "zhipu": " (only embedding-3 takes it)",
+    "tei": " (text-embeddings-inference has no dimensions parameter)",
+}
+
+
+#: Tokens per input that the models themselves take (their position limit), wherever they are
+#: served: used when the provider's profile publishes nothing for the model (self-hosted
+#: servers, the simulated provider). Unknown models get no local limit.
+MODEL_INPUT_TOKENS = (
+    (r"qwen3-embedding", 32768),
+    (r"bge-m3", 8192),
+    (r"bge-(large|base|small)-(zh|en)|bce-embedding", 512),
+    (r"text-embedding-(3-small|3-large|ada-002)", 8192),
+)
+
+#: BERT WordPiece models: every Han character is a token of its own.
+_WORDPIECE = re.compile(r"bge-(large|base|small)-(zh|en)", re.I)
+
+
+def input_token_limit(profile: Profile, model: str) -> int | None:
+    """Tokens one input of ``model`` may have: the provider's figure, else the model's own."""
+    limit = profile.max_input_tokens(model)
+    if limit is not None:
+        return limit
+    for pattern, tokens in MODEL_INPUT_TOKENS:
+        if re.search(pattern, model, re.I):
+            return tokens
+    return None
+
+
+def han_chars_per_token(model: str) -> int:
+    """At most how many Han characters one token of ``model`` covers (for a lower bound)."""
+    return 1 if _WORDPIECE.search(model) else 2

@@ -17,12 +17,26 @@ from ._exceptions import APIStatusError, ResponseValidationError, status_error_c
 #: Servers have sent absurd hints (41165011 s); never wait longer than this for one.
 MAX_RETRY_AFTER = 120.0
 
+#: Error codes of a 429 that means "out of credit", not "slow down": never retried.
+#: OpenAI's (and DashScope's compatible mode) ``insufficient_quota``; Zhipu's 1113 (account
+#: in arrears).
+_QUOTA_CODES = frozenset({"insufficient_quota", "1113"})
+
 TRACE_HEADERS = ("x-siliconcloud-trace-id", "x-request-id", "request-id", "x-trace-id")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` ignoring case: aiohttp's headers are case-insensitive, but the plain
+    dicts a :class:`~embedsdk.MockTransport` handler returns may say ``Retry-After``."""
+    value = headers.get(name)
+    if value is None and not hasattr(headers, "getall"):  # not a multidict: scan it
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
 
 
 def trace_id_of(headers: Mapping[str, str]) -> str | None:
     for name in TRACE_HEADERS:
-        value = headers.get(name)
+        value = _header(headers, name)
         if value:
             return value
     return None
@@ -35,13 +49,13 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     hint; caps the answer at :data:`MAX_RETRY_AFTER`.
     """
     value: float | None = None
-    ms = headers.get("retry-after-ms")
+    ms = _header(headers, "retry-after-ms")
     if ms:
         try:
             value = float(ms) / 1000.0
         except ValueError:
             value = None
-    raw = headers.get("retry-after")
+    raw = _header(headers, "retry-after")
     if value is None and raw:
         try:
             value = float(raw)
@@ -85,7 +99,8 @@ def parse_error_body(body: bytes) -> tuple[str, Any]:
 def status_error(status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
     """The exception for an HTTP error answer, with the provider's words and trace id."""
     message, code = parse_error_body(body)
-    cls = status_error_class(status, code)
+    quota = status == 429 and str(code) in _QUOTA_CODES
+    cls = status_error_class(status, "insufficient_quota" if quota else code)
     return cls(
         message,
         status_code=status,
@@ -103,7 +118,12 @@ def _decode_one(item: Any, index: int) -> np.ndarray:
             raise ValueError(f"base64 vector at index {index} is not whole float32s")
         return np.frombuffer(raw, dtype="<f4")
     if isinstance(item, list):
-        return np.asarray(item, dtype=np.float32)
+        # No dtype on the first pass: strings, None, booleans or nested lists must not be
+        # coerced into a plausible-looking float vector.
+        vector = np.asarray(item)
+        if vector.ndim != 1 or vector.dtype.kind not in "fiu":
+            raise ValueError(f"embedding at index {index} is not a flat list of numbers")
+        return vector.astype(np.float32)
     raise ValueError(f"embedding at index {index} is {type(item).__name__}")
 
 
@@ -122,9 +142,10 @@ def decode_embeddings(
     """
     try:
         payload = json.loads(body)
-        data = payload["data"]
+        data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list):
-            raise ValueError("'data' is not a list")
+            # Some gateways answer 200 with an error body: keep the provider's words.
+            raise ValueError(f"no list of embeddings in 'data': {parse_error_body(body)[0]:.200}")
         if len(data) != count:
             raise ValueError(f"expected {count} embeddings, got {len(data)}")
         rows: list[Any] = [None] * count
@@ -134,7 +155,7 @@ def decode_embeddings(
                 raise ValueError(f"bad or repeated index {index!r}")
             rows[index] = _decode_one(item["embedding"], index)
         dims = {len(r) for r in rows}
-        if len(dims) != 1 or (dimensions is not None and dims != {dimensions}):
+        if len(dims) != 1 or 0 in dims or (dimensions is not None and dims != {dimensions}):
             raise ValueError(f"vector lengths {sorted(dims)}, expected {dimensions or 'one'}")
         matrix = np.vstack(rows) if count else np.empty((0, 0), np.float32)
         if not np.isfinite(matrix).all():

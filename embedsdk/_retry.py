@@ -9,6 +9,7 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     InsufficientQuotaError,
+    RateLimitError,
     ResponseValidationError,
 )
 
@@ -39,6 +40,21 @@ def should_split(exc: BaseException) -> bool:
     return exc.status_code in (400, 422) and "batch size" in exc.message.lower()
 
 
+#: How servers say one input is longer than they take (llama.cpp 500, TEI 413/422 "must
+#: have less than 512 tokens", OpenAI 400 "maximum context length").
+_TOO_LONG_MARKERS = (*_PERMANENT_500_MARKERS, "must have less than", "maximum context length")
+
+
+def is_input_too_large(exc: BaseException) -> bool:
+    """The server refused an input for its length: no retry or split of the batch helps."""
+    if not isinstance(exc, APIStatusError):
+        return False
+    message = exc.message.lower()
+    if exc.status_code < 500 and "batch size" in message:  # the batch, not one input
+        return False
+    return any(marker in message for marker in _TOO_LONG_MARKERS)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transient failures: 408/409/429/5xx, no answer, timeouts, untrustworthy bodies.
 
@@ -60,18 +76,21 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     return random.uniform(0, min(cap, base * 2.0**attempt))
 
 
-def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, BaseException | None, None]:
+def wait_gen(
+    base: float = 0.5, cap: float = 30.0, paced: bool = False
+) -> Generator[float, BaseException | None, None]:
     """A ``backoff`` wait generator that honours the server's ``Retry-After`` hint.
 
     ``backoff`` sends each exception into the generator before asking for the next wait, so
     a hint (already capped by the parser) wins over the exponential guess; a small jitter
-    keeps many workers from returning at the same instant.
+    keeps many workers from returning at the same instant. ``paced``: a rate controller
+    holds every worker in one shared pause after a 429, so a 429 adds no wait of its own.
     """
     attempt = 0
     exc = yield 0.0
     while True:
         hint = getattr(exc, "retry_after", None)
-        if _testing:
+        if _testing or (paced and isinstance(exc, RateLimitError)):
             delay = 0.0
         elif hint is not None:
             delay = hint + random.uniform(0, 0.1 * hint + 0.05)
@@ -79,3 +98,27 @@ def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, BaseExcep
             delay = backoff_delay(attempt, base, cap)
         attempt += 1
         exc = yield delay
+
+
+class RetryBudget:
+    """The retries one request has left: ``give_up`` is ``backoff``'s ``giveup``.
+
+    ``max_retries`` failures of any retryable kind. When ``paced`` (adaptive rate control), a
+    429 first draws on an allowance of three times as many: the shared pause spaces them, and
+    a probe sent while a per-minute window is still full may meet several in a row.
+    """
+
+    __slots__ = ("failures", "rate_limits")
+
+    def __init__(self, max_retries: int, paced: bool = False) -> None:
+        self.failures = max_retries
+        self.rate_limits = 3 * max_retries if paced else 0
+
+    def give_up(self, exc: BaseException) -> bool:
+        if not is_retryable(exc):
+            return True
+        if self.rate_limits > 0 and isinstance(exc, RateLimitError):
+            self.rate_limits -= 1
+            return False
+        self.failures -= 1
+        return self.failures < 0

@@ -14,10 +14,10 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
-from ._core import AsyncEmbedder, Vectors
-from ._exceptions import ClientClosedError
+from ._core import AsyncEmbedder, EmbeddingResult, Vectors, _keep_going
+from ._exceptions import ClientClosedError, ConfigurationError, EmbedSDKError
 from ._progress import Progress
 
 T = TypeVar("T")
@@ -55,7 +55,15 @@ class LoopThread:
     def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
-        loop.run_forever()
+        try:
+            loop.run_forever()
+            _cancel_pending(loop)  # calls other threads still wait on end now, not never
+            # The default executor (cache I/O runs there) would otherwise leave its threads
+            # behind: loop.close() does not wait for them.
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         loop = self._ensure_started()
@@ -75,6 +83,14 @@ class LoopThread:
                 concurrent.futures.wait([future], timeout=1.0)
             raise
 
+    def started_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The running loop of this process, or ``None`` if none was started (or forked)."""
+        with self._lock:
+            return self._loop if self._pid == os.getpid() else None
+
+    def on_own_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def stop(self) -> None:
         with self._lock:
             loop, thread = self._loop, self._thread
@@ -83,14 +99,51 @@ class LoopThread:
             return
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
-            thread.join(timeout=5)
-        if not loop.is_running():
-            loop.close()
+            thread.join(timeout=5)  # the thread closes its loop on its way out
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks left on a stopped ``loop`` and let them unwind, as ``asyncio.run`` does.
+
+    A call waiting in the rate limiter when its client is closed would otherwise never finish,
+    and the thread that made it would wait forever.
+    """
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 @atexit.register
 def _stop_all() -> None:
     for portal in list(_portals):
+        portal.stop()
+
+
+async def _aclose_then_stop(core: AsyncEmbedder, portal: LoopThread) -> None:
+    try:
+        await core.aclose()
+    finally:
+        portal.stop()
+
+
+def _release(portal: LoopThread, core: AsyncEmbedder) -> None:
+    """Close ``core``'s connections and stop ``portal``'s thread, once.
+
+    Run by ``Embedder.close()``, and by a ``weakref.finalize`` when an Embedder that was never
+    closed is collected or the interpreter exits: otherwise its thread would run forever and
+    aiohttp would warn about an unclosed session. Never starts a thread just to close it.
+    """
+    loop = portal.started_loop()
+    if loop is None:
+        return
+    if portal.on_own_thread():  # a garbage collection that happened to run on the loop
+        loop.create_task(_aclose_then_stop(core, portal))
+        return
+    try:
+        portal.call(core.aclose())
+    finally:
         portal.stop()
 
 
@@ -111,6 +164,7 @@ class Embedder:
         self._core = AsyncEmbedder(model, **options)
         self._portal = LoopThread()
         self._closed = False
+        self._release = weakref.finalize(self, _release, self._portal, self._core)
 
     def __repr__(self) -> str:
         o = self._core.options
@@ -135,16 +189,51 @@ class Embedder:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._portal.call(self._core.aclose())
-        finally:
-            self._portal.stop()
+        self._release()  # a finalizer runs once: close() or collection, whichever is first
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:
             coro.close()
             raise ClientClosedError("this client is closed; create a new one")
-        return self._portal.call(coro)
+        try:
+            return self._portal.call(coro)
+        except concurrent.futures.CancelledError:
+            if self._closed:  # close() from another thread ended this call
+                raise ClientClosedError("the client was closed during this call") from None
+            raise
+
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["raise"] = ...,
+    ) -> Vectors: ...
+
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["return"],
+    ) -> EmbeddingResult: ...
+
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: str = ...,
+    ) -> Vectors | EmbeddingResult: ...
 
     def embed(
         self,
@@ -153,13 +242,55 @@ class Embedder:
         batch_size: int | None = None,
         max_concurrent: int | None = None,
         progress: bool = False,
-    ) -> Vectors:
-        """Embed ``texts`` with up to ``max_concurrent`` requests in flight."""
+        errors: str = "raise",
+    ) -> Vectors | EmbeddingResult:
+        """Embed ``texts`` with up to ``max_concurrent`` requests in flight.
+
+        ``errors="return"`` returns an :class:`EmbeddingResult` (NaN rows, ``ok`` mask,
+        errors) instead of raising when requests fail; see :meth:`AsyncEmbedder.embed`.
+        """
         return self._call(
             self._core.embed(
-                texts, batch_size=batch_size, max_concurrent=max_concurrent, progress=progress
+                texts,
+                batch_size=batch_size,
+                max_concurrent=max_concurrent,
+                progress=progress,
+                errors=errors,
             )
         )
+
+    @overload
+    async def embed_async(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["raise"] = ...,
+    ) -> Vectors: ...
+
+    @overload
+    async def embed_async(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["return"],
+    ) -> EmbeddingResult: ...
+
+    @overload
+    async def embed_async(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = ...,
+        max_concurrent: int | None = ...,
+        progress: bool = ...,
+        errors: str = ...,
+    ) -> Vectors | EmbeddingResult: ...
 
     async def embed_async(
         self,
@@ -168,14 +299,27 @@ class Embedder:
         batch_size: int | None = None,
         max_concurrent: int | None = None,
         progress: bool = False,
-    ) -> Vectors:
-        """Await from any event loop; the work runs on this client's own loop thread."""
+        errors: str = "raise",
+    ) -> Vectors | EmbeddingResult:
+        """Await from any event loop; the work runs on this client's own loop thread.
+
+        ``errors`` as for :meth:`embed`.
+        """
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
         coro = self._core.embed(
-            texts, batch_size=batch_size, max_concurrent=max_concurrent, progress=progress
+            texts,
+            batch_size=batch_size,
+            max_concurrent=max_concurrent,
+            progress=progress,
+            errors=errors,
         )
-        return await asyncio.wrap_future(self._portal.submit(coro))
+        try:
+            return await asyncio.wrap_future(self._portal.submit(coro))
+        except asyncio.CancelledError:
+            if self._closed:  # close() from another thread ended this call
+                raise ClientClosedError("the client was closed during this call") from None
+            raise
 
     def embed_stream(
         self,
@@ -211,6 +355,39 @@ class Embedder:
     def _run_batch(self, job: Any, batch: tuple[int, int]) -> None:
         self._call(self._core._run_batch(job, batch))
 
+    @overload
+    def embed_threaded(
+        self,
+        texts: Sequence[str],
+        *,
+        max_workers: int,
+        batch_size: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["raise"] = ...,
+    ) -> Vectors: ...
+
+    @overload
+    def embed_threaded(
+        self,
+        texts: Sequence[str],
+        *,
+        max_workers: int,
+        batch_size: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["return"],
+    ) -> EmbeddingResult: ...
+
+    @overload
+    def embed_threaded(
+        self,
+        texts: Sequence[str],
+        *,
+        max_workers: int,
+        batch_size: int | None = ...,
+        progress: bool = ...,
+        errors: str = ...,
+    ) -> Vectors | EmbeddingResult: ...
+
     def embed_threaded(
         self,
         texts: Sequence[str],
@@ -218,14 +395,19 @@ class Embedder:
         max_workers: int,
         batch_size: int | None = None,
         progress: bool = False,
-    ) -> Vectors:
-        """Embed with ``max_workers`` threads, each handing one batch at a time to the core."""
+        errors: str = "raise",
+    ) -> Vectors | EmbeddingResult:
+        """Embed with ``max_workers`` threads, each handing one batch at a time to the core.
+
+        ``errors`` as for :meth:`embed`.
+        """
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise TypeError(f"max_workers must be a positive integer, got {max_workers!r}")
+            raise ConfigurationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        keep_going = _keep_going(errors)
         core = self._core
         bar = Progress(len(texts), core.stats) if progress else None
         try:
-            job = self._call(core._start(texts, batch_size, progress=bar))
+            job = self._call(core._start(texts, batch_size, progress=bar, keep_going=keep_going))
             with concurrent.futures.ThreadPoolExecutor(max_workers, "embedsdk-worker") as pool:
                 futures = [pool.submit(self._run_batch, job, b) for b in job.batches]
                 try:
@@ -233,10 +415,14 @@ class Embedder:
                         future.result()
                 except BaseException as exc:
                     # Stop the batches in flight too, not only the queued ones (Ctrl-C).
-                    self._portal.call(core._cancel(job))
+                    if not self._closed:  # a closed client's loop already cancelled them
+                        self._portal.call(core._cancel(job))
                     pool.shutdown(wait=True, cancel_futures=True)
-                    raise job.fail(exc, core._dim_hint) from None
-            return core._finish(job)
+                    failure = job.fail(exc, core._dim_hint)
+                    if keep_going and isinstance(failure, EmbedSDKError):
+                        return core._conclude(job, failure)
+                    raise failure from None
+            return core._conclude(job)
         finally:
             if bar is not None:
                 bar.close()

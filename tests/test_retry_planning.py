@@ -1,0 +1,327 @@
+"""Pure decisions: retry or not, how long to wait, split or not, tokens, batches, inputs."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from embedsdk import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientClosedError,
+    InvalidInputError,
+    ResponseValidationError,
+    _retry,
+    estimate_tokens,
+)
+from embedsdk._planning import deduplicate, iter_windows, plan_batches, validate_texts
+from embedsdk._responses import status_error
+
+
+def http(status: int, message: str = "boom", code: object = None, **headers: str):
+    """A status error as the core builds it; ``retry_after="3"`` becomes ``retry-after: 3``."""
+    import json
+
+    headers = {k.replace("_", "-"): v for k, v in headers.items()}
+    body = {"message": message} if code is None else {"code": code, "message": message}
+    return status_error(status, headers, json.dumps(body).encode())
+
+
+# -- is_retryable ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_transient_statuses_are_retried(status: int) -> None:
+    assert _retry.is_retryable(http(status))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
+def test_client_errors_are_not_retried(status: int) -> None:
+    assert not _retry.is_retryable(http(status))
+
+
+def test_insufficient_quota_is_not_retried() -> None:
+    import json
+
+    body = {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}
+    exc = status_error(429, {}, json.dumps(body).encode())
+    assert not _retry.is_retryable(exc)
+    assert _retry.is_retryable(status_error(429, {}, b'{"message":"TPM limit reached."}'))
+
+
+def test_llama_cpp_input_too_large_500_is_not_retried() -> None:
+    assert not _retry.is_retryable(http(500, "input is too large to process. increase the batch"))
+    assert _retry.is_retryable(http(500, "internal error"))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        APIConnectionError("reset"),
+        APITimeoutError("no answer within 60 s"),
+        ResponseValidationError("untrustworthy response: short"),
+    ],
+)
+def test_no_answer_and_bad_answers_are_retried(exc: Exception) -> None:
+    assert _retry.is_retryable(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ClientClosedError("closed"),
+        ValueError("x"),
+        KeyboardInterrupt(),
+        InvalidInputError("x", index=0),
+    ],
+)
+def test_other_exceptions_are_not_retried(exc: BaseException) -> None:
+    assert not _retry.is_retryable(exc)
+
+
+# -- should_split ----------------------------------------------------------------------------
+
+
+def test_413_splits() -> None:
+    assert _retry.should_split(http(413, "input batch size 83 > maximum allowed batch size 64"))
+    assert _retry.should_split(http(413, "Payload Too Large"))  # the 2 MB body limit of TEI
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_batch_size_complaint_splits(status: int) -> None:
+    assert _retry.should_split(http(status, "batch size 77 > maximum allowed Batch Size 32"))
+
+
+def test_other_errors_do_not_split() -> None:
+    assert not _retry.should_split(http(400, "dimensions not supported"))
+    assert not _retry.should_split(http(500, "batch size too large"))
+    assert not _retry.should_split(APIConnectionError("reset"))
+    assert not _retry.should_split(ValueError("batch size"))
+
+
+# -- wait_gen: backoff's wait generator ------------------------------------------------------
+
+
+def started(**kwargs: float):
+    """A wait generator primed the way backoff primes it (send(None) first)."""
+    gen = _retry.wait_gen(**kwargs)
+    gen.send(None)
+    return gen
+
+
+@pytest.fixture
+def sleeping() -> None:
+    _retry.set_testing(False)  # conftest turns it back to what it was
+
+
+def test_wait_honours_retry_after(sleeping: None) -> None:
+    gen = started()
+    for hint in (3.0, 0.5, 120.0):
+        wait = gen.send(http(429, retry_after=str(hint)))
+        assert hint <= wait <= hint * 1.1 + 0.05
+
+
+def test_wait_honours_retry_after_ms(sleeping: None) -> None:
+    wait = started().send(http(429, retry_after_ms="2500"))
+    assert 2.5 <= wait <= 2.5 * 1.1 + 0.05
+
+
+def test_wait_caps_absurd_retry_after(sleeping: None) -> None:
+    wait = started().send(http(503, retry_after="41165011"))
+    assert wait <= 120.0 * 1.1 + 0.05
+
+
+def test_wait_without_hint_is_exponential_full_jitter(sleeping: None) -> None:
+    random.seed(0)
+    bounds = [min(30.0, 0.5 * 2.0**k) for k in range(10)]
+    for _ in range(50):
+        gen = started()
+        waits = [gen.send(APIConnectionError("reset")) for _ in bounds]
+        assert all(0.0 <= w <= b for w, b in zip(waits, bounds))
+    # and the cap really grows: late waits reach beyond the first bound
+    gen = started()
+    late = [gen.send(APIConnectionError("reset")) for _ in range(12)][-3:]
+    assert max(late) > 0.5
+
+
+def test_wait_is_zero_in_testing_mode() -> None:
+    _retry.set_testing(True)
+    gen = started()
+    assert gen.send(http(429, retry_after="30")) == 0.0
+    assert gen.send(APIConnectionError("reset")) == 0.0
+
+
+def test_set_testing_round_trip() -> None:
+    _retry.set_testing(False)
+    assert not _retry.is_testing()
+    _retry.set_testing(True)
+    assert _retry.is_testing()
+
+
+def test_backoff_delay_bounds() -> None:
+    random.seed(1)
+    for attempt in range(12):
+        assert 0.0 <= _retry.backoff_delay(attempt, base=0.5, cap=4.0) <= min(4.0, 0.5 * 2**attempt)
+
+
+# -- estimate_tokens -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("a", 3),  # 1 char / 3, rounded up, + 2 specials
+        ("abc", 3),
+        ("abcd", 4),
+        ("hello world!", 6),  # 12 / 3 + 2
+        ("你好", 4),  # 2 CJK + 2
+        ("今天天气很好", 8),
+        ("你好 world", 2 + 2 + 2),  # 2 CJK, 6 others -> 2, + 2
+    ],
+)
+def test_estimate_tokens(text: str, tokens: int) -> None:
+    assert estimate_tokens(text) == tokens
+
+
+def test_estimate_tokens_follows_the_facts_formula() -> None:
+    """CJK x 1.0 + other / 3 + 2, never below it (an over-estimate is safe)."""
+    rng = random.Random(5)
+    alphabet = "abcdefgh ,.!你好天气很模型嵌入"
+    for _ in range(200):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
+        cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+        assert estimate_tokens(text) >= cjk + (len(text) - cjk) / 3 + 2
+
+
+def test_estimate_tokens_survives_lone_surrogates_and_emoji() -> None:
+    assert estimate_tokens("\ud800x") >= 3
+    assert estimate_tokens("😀" * 4) >= 4
+
+
+# -- plan_batches ----------------------------------------------------------------------------
+
+
+def test_plan_batches_by_count() -> None:
+    assert plan_batches([1] * 7, 3, 10**9) == [(0, 3), (3, 6), (6, 7)]
+    assert plan_batches([1] * 6, 3, 10**9) == [(0, 3), (3, 6)]
+
+
+def test_plan_batches_by_tokens() -> None:
+    assert plan_batches([4, 4, 4, 4], 100, 8) == [(0, 2), (2, 4)]
+    assert plan_batches([5, 4, 1, 9, 1], 100, 10) == [(0, 3), (3, 5)]
+
+
+def test_plan_batches_oversized_input_goes_alone() -> None:
+    assert plan_batches([2, 50, 2], 100, 10) == [(0, 1), (1, 2), (2, 3)]
+    assert plan_batches([50], 100, 10) == [(0, 1)]
+
+
+def test_plan_batches_empty() -> None:
+    assert plan_batches([], 20, 100) == []
+
+
+def test_plan_batches_invariants() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        counts = [rng.randint(1, 40) for _ in range(rng.randint(0, 80))]
+        size, budget = rng.randint(1, 10), rng.randint(1, 100)
+        batches = plan_batches(counts, size, budget)
+        # consecutive, covering, non-empty
+        assert [a for a, _ in batches] == [0, *(b for _, b in batches[:-1])][: len(batches)]
+        assert (batches[-1][1] if batches else 0) == len(counts)
+        for a, b in batches:
+            assert 0 < b - a <= size
+            assert sum(counts[a:b]) <= budget or b - a == 1
+
+
+# -- deduplicate -----------------------------------------------------------------------------
+
+
+def test_deduplicate_no_duplicates_returns_none() -> None:
+    unique, inverse = deduplicate(["a", "b", "c"])
+    assert unique == ["a", "b", "c"] and inverse is None
+
+
+def test_deduplicate_first_seen_order_and_inverse() -> None:
+    texts = ["b", "a", "b", "c", "a", "b"]
+    unique, inverse = deduplicate(texts)
+    assert unique == ["b", "a", "c"]
+    assert inverse is not None and inverse.tolist() == [0, 1, 0, 2, 1, 0]
+    assert [unique[i] for i in inverse] == texts
+
+
+def test_deduplicate_empty() -> None:
+    assert deduplicate([]) == ([], None)
+
+
+def test_deduplicate_is_exact() -> None:
+    # Near-identical texts are different texts.
+    unique, inverse = deduplicate(["a", "a ", "A", "a"])
+    assert unique == ["a", "a ", "A"]
+    assert inverse is not None and inverse.tolist() == [0, 1, 2, 0]
+
+
+# -- validate_texts --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (None, "NoneType, not str"),
+        (3, "int, not str"),
+        (b"bytes", "bytes, not str"),
+        (["nested"], "list, not str"),
+        ("", "empty or only whitespace"),
+        ("   ", "empty or only whitespace"),
+        ("\n\t ", "empty or only whitespace"),
+        ("\u3000", "empty or only whitespace"),  # ideographic space
+    ],
+)
+def test_validate_texts_names_the_first_bad_index(bad: object, why: str) -> None:
+    texts = ["ok", "fine", bad, None]
+    with pytest.raises(InvalidInputError, match=rf"texts\[2\] is .*{why}") as info:
+        validate_texts(texts)
+    assert info.value.index == 2
+    assert isinstance(info.value, ValueError)
+
+
+def test_validate_texts_offset_for_windows() -> None:
+    with pytest.raises(InvalidInputError, match=r"texts\[1001\]") as info:
+        validate_texts(["a", ""], start=1000)
+    assert info.value.index == 1001
+
+
+def test_validate_texts_accepts_good_texts_and_str_subclasses() -> None:
+    class Text(str):
+        pass
+
+    validate_texts(["a", " padded ", "你好", Text("sub"), np.str_("numpy")])
+    validate_texts([])
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_validate_texts_str_subclass_still_checked_for_blank(blank: str) -> None:
+    class Text(str):
+        pass
+
+    for value in (Text(blank), np.str_(blank)):
+        with pytest.raises(InvalidInputError, match="empty or only whitespace"):
+            validate_texts(["a", value])
+
+
+def test_validate_texts_long_repr_is_truncated() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        validate_texts([b"x" * 10_000])
+    assert len(str(info.value)) < 200
+
+
+# -- iter_windows ----------------------------------------------------------------------------
+
+
+def test_iter_windows() -> None:
+    assert list(iter_windows(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(iter_windows([], 3)) == []
+    assert list(iter_windows(itertools.islice(itertools.count(), 6), 3)) == [[0, 1, 2], [3, 4, 5]]

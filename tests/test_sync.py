@@ -1,0 +1,681 @@
+"""The sync clients and the three module functions against real servers on 127.0.0.1.
+
+A small aiohttp provider served from its own thread measures concurrency server-side (peak
+requests in flight, connections used); aioresponses drives request/response logic through
+the real aiohttp transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import gc
+import hashlib
+import inspect
+import json
+import multiprocessing
+import os
+import threading
+from collections.abc import Awaitable, Iterator
+from typing import Any, Callable
+from unittest import mock
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+from aioresponses import CallbackResult, aioresponses
+
+import embedsdk
+from embedsdk import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientClosedError,
+    Embedder,
+    RateLimitError,
+    _api,
+)
+
+DIM = 4
+
+
+def vec(text: str, dim: int = DIM) -> np.ndarray:
+    seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+def expected(texts: list[str]) -> np.ndarray:
+    return np.stack([vec(t) for t in texts])
+
+
+def texts_for(n: int, tag: str = "t") -> list[str]:
+    return [f"{tag} {i} 你好" for i in range(n)]
+
+
+def answer(inputs: list[str], fmt: str = "base64") -> dict[str, Any]:
+    data = []
+    for i, text in enumerate(reversed(inputs)):  # answered out of order, by index
+        v = vec(text)
+        emb: Any = base64.b64encode(v.tobytes()).decode() if fmt == "base64" else v.tolist()
+        data.append({"object": "embedding", "index": len(inputs) - 1 - i, "embedding": emb})
+    return {"object": "list", "data": data, "usage": {"prompt_tokens": 3 * len(inputs)}}
+
+
+def check(result: np.ndarray, texts: list[str]) -> None:
+    assert result.dtype == np.float32 and result.flags.c_contiguous
+    assert result.shape == (len(texts), DIM)
+    np.testing.assert_array_equal(result, expected(texts))
+
+
+Hook = Callable[[list[str]], Awaitable[None]]
+
+
+class Provider:
+    """A real OpenAI-compatible provider on 127.0.0.1, on its own thread and event loop.
+
+    Counts are kept on the server's loop: ``peak`` requests in flight, ``sizes`` of the
+    batches, ``peers`` (client addresses, i.e. connections). ``hook(inputs)`` runs before
+    each answer, on the server's loop.
+    """
+
+    def __init__(self, delay: float = 0.01) -> None:
+        self.delay = delay
+        self.hook: Hook | None = None
+        self.in_flight = self.peak = self.requests = 0
+        self.sizes: list[int] = []
+        self.peers: set[Any] = set()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="test-provider")
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> Provider:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/embeddings", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+
+    async def _stop(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def run(self, coro: Awaitable[Any]) -> Any:
+        """Run a coroutine on the server's loop (e.g. to make an Event there)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        inputs = body["input"]
+        assert request.transport is not None
+        self.peers.add(request.transport.get_extra_info("peername"))
+        self.requests += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            if self.hook is not None:
+                await self.hook(inputs)
+            elif self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        self.sizes.append(len(inputs))
+        return web.json_response(answer(inputs, body.get("encoding_format", "float")))
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    with Provider() as p:
+        yield p
+
+
+def options(provider: Provider, **extra: Any) -> dict[str, Any]:
+    return {"base_url": provider.base_url, "cache": False, **extra}
+
+
+def slow_first(provider: Provider, n_batches: int, slow_text: str) -> None:
+    """The batch starting with ``slow_text`` is answered only after all the others.
+
+    With waves of N batches, the batches after the first wave would wait for it, and it for
+    them: the call would hang (and the guard below fail the test).
+    """
+
+    async def make() -> asyncio.Event:
+        return asyncio.Event()
+
+    others_done: asyncio.Event = provider.run(make())
+    answered = 0
+
+    async def hook(inputs: list[str]) -> None:
+        nonlocal answered
+        if inputs[0] == slow_text:
+            await asyncio.wait_for(others_done.wait(), timeout=20)
+        else:
+            await asyncio.sleep(0.001)
+            answered += 1
+            if answered == n_batches - 1:
+                others_done.set()
+
+    provider.hook = hook
+
+
+def in_thread(fn: Callable[[], Any], timeout: float = 60) -> Any:
+    """Run ``fn`` on a helper thread; a hang fails the test instead of blocking the suite."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result(timeout)
+
+
+def loop_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("embedsdk")]
+
+
+# -- the in-flight bound of each variant, measured by the server --------------------------------
+
+
+def test_serial_one_request_at_a_time(provider: Provider) -> None:
+    texts = texts_for(90)
+    check(embedsdk.get_batch_embeddings(texts, **options(provider)), texts)
+    assert provider.peak == 1
+    assert provider.sizes == [20, 20, 20, 20, 10]
+
+
+def test_serial_batch_size(provider: Provider) -> None:
+    texts = texts_for(25)
+    check(embedsdk.get_batch_embeddings(texts, batch_size=10, **options(provider)), texts)
+    assert provider.sizes == [10, 10, 5]
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_thread_pool_bound_is_max_workers(provider: Provider, workers: int) -> None:
+    texts = texts_for(60)
+    result = embedsdk.get_batch_embeddings_concurrent(
+        texts, max_workers=workers, batch_size=3, **options(provider)
+    )
+    check(result, texts)
+    assert provider.peak == workers
+    assert sorted(provider.sizes) == [3] * 20
+
+
+@pytest.mark.parametrize("limit", [2, 4])
+def test_async_bound_is_max_concurrent(provider: Provider, limit: int) -> None:
+    texts = texts_for(60)
+
+    async def main() -> np.ndarray:
+        return await embedsdk.get_batch_embeddings_async(
+            texts, max_concurrent=limit, batch_size=3, **options(provider)
+        )
+
+    check(asyncio.run(main()), texts)
+    assert provider.peak == limit
+
+
+def test_embedder_bound_is_max_concurrent(provider: Provider) -> None:
+    texts = texts_for(40)
+    with Embedder(max_concurrent=3, batch_size=2, **options(provider)) as emb:
+        check(emb.embed(texts), texts)
+        assert provider.peak == 3
+        provider.peak = 0
+        check(emb.embed(texts_for(40, "u"), max_concurrent=5), texts_for(40, "u"))
+        assert provider.peak == 5
+
+
+# -- no waves ---------------------------------------------------------------------------------
+
+
+def test_no_waves_thread_pool(provider: Provider) -> None:
+    texts = texts_for(12)
+    slow_first(provider, 12, texts[0])
+    result = in_thread(
+        lambda: embedsdk.get_batch_embeddings_concurrent(
+            texts, max_workers=3, batch_size=1, **options(provider)
+        )
+    )
+    check(result, texts)
+
+
+def test_no_waves_async(provider: Provider) -> None:
+    texts = texts_for(12)
+    slow_first(provider, 12, texts[0])
+
+    async def main() -> np.ndarray:
+        return await embedsdk.get_batch_embeddings_async(
+            texts, max_concurrent=3, batch_size=1, **options(provider)
+        )
+
+    check(in_thread(lambda: asyncio.run(main())), texts)
+
+
+def test_no_waves_embedder(provider: Provider) -> None:
+    texts = texts_for(12)
+    slow_first(provider, 12, texts[0])
+    with Embedder(max_concurrent=3, batch_size=1, **options(provider)) as emb:
+        check(in_thread(lambda: emb.embed(texts)), texts)
+
+
+# -- threads, running loops, sharing ----------------------------------------------------------
+
+
+def test_one_embedder_from_many_threads(provider: Provider) -> None:
+    groups = [texts_for(25, f"thread{i}") for i in range(8)]
+    with Embedder(max_concurrent=2, batch_size=5, **options(provider)) as emb:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(emb.embed, groups))
+        for group, result in zip(groups, results):
+            check(result, group)
+        assert len([t for t in loop_threads() if t.name == "embedsdk-loop"]) == 1
+        assert emb.stats.requests == 8 * 5 == provider.requests
+
+
+def test_sync_call_from_inside_a_running_event_loop(provider: Provider) -> None:
+    """As in Jupyter: a plain sync call from code that already runs a loop."""
+    texts = texts_for(30)
+
+    async def notebook_cell() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with Embedder(**options(provider)) as emb:
+            a = emb.embed(texts)
+        b = embedsdk.get_batch_embeddings(texts, **options(provider))
+        c = embedsdk.get_batch_embeddings_concurrent(texts, max_workers=2, **options(provider))
+        return a, b, c
+
+    for result in in_thread(lambda: asyncio.run(notebook_cell())):
+        check(result, texts)
+
+
+def test_async_function_awaited_from_a_user_loop(provider: Provider) -> None:
+    groups = [texts_for(20, f"g{i}") for i in range(3)]
+
+    async def main() -> list[np.ndarray]:
+        return await asyncio.gather(
+            *(
+                embedsdk.get_batch_embeddings_async(g, max_concurrent=2, **options(provider))
+                for g in groups
+            )
+        )
+
+    for group, result in zip(groups, asyncio.run(main())):
+        check(result, group)
+
+
+def test_embed_async_on_embedder_from_two_loops(provider: Provider) -> None:
+    texts = texts_for(10)
+    with Embedder(**options(provider)) as emb:
+        for _ in range(2):  # each asyncio.run is a new loop; the client's own loop stays
+            check(asyncio.run(emb.embed_async(texts)), texts)
+
+
+def test_variants_share_one_client_pool_and_limiter(provider: Provider) -> None:
+    opts = options(provider, rpm=100_000, tpm=10_000_000)
+    texts = texts_for(60)
+    check(embedsdk.get_batch_embeddings(texts, **opts), texts)
+    check(
+        embedsdk.get_batch_embeddings_concurrent(texts_for(60, "b"), max_workers=3, **opts),
+        texts_for(60, "b"),
+    )
+
+    async def main() -> np.ndarray:
+        return await embedsdk.get_batch_embeddings_async(
+            texts_for(60, "c"), max_concurrent=3, **opts
+        )
+
+    check(asyncio.run(main()), texts_for(60, "c"))
+    (client,) = _api._clients.values()  # one client for the three functions
+    assert client.stats.requests == provider.requests == 9
+    # One keep-alive pool: never more connections than requests were ever in flight at once.
+    assert len(provider.peers) <= 3
+    assert len([t for t in loop_threads() if t.name == "embedsdk-loop"]) == 1
+
+
+def test_different_options_get_different_clients(provider: Provider) -> None:
+    embedsdk.get_batch_embeddings(["a"], **options(provider))
+    embedsdk.get_batch_embeddings(["a"], **options(provider, model="other-model"))
+    embedsdk.get_batch_embeddings(["a"], batch_size=5, **options(provider))  # per call: shared
+    assert len(_api._clients) == 2
+
+
+def test_variants_share_one_rate_limit(provider: Provider) -> None:
+    """rpm=3: two serial requests and one from the thread pool empty the client's bucket, so
+    the async variant must wait for it (about 20 s) instead of sending at once."""
+    opts = options(provider, rpm=3)
+    embedsdk.get_batch_embeddings(texts_for(40), **opts)
+    embedsdk.get_batch_embeddings_concurrent(texts_for(20, "b"), max_workers=2, **opts)
+    assert provider.requests == 3
+
+    async def main() -> bool:
+        task = asyncio.ensure_future(embedsdk.get_batch_embeddings_async(["c"], **opts))
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        task.cancel()  # reaches the client's loop thread: the waiting call is abandoned
+        await asyncio.gather(task, return_exceptions=True)
+        return bool(done)
+
+    assert asyncio.run(main()) is False
+    assert provider.requests == 3
+
+
+def test_client_timeout_is_retried(provider: Provider) -> None:
+    async def make() -> asyncio.Event:
+        return asyncio.Event()
+
+    release: asyncio.Event = provider.run(make())
+    calls = 0
+
+    async def hook(inputs: list[str]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the first answer never comes in time
+            await asyncio.wait_for(release.wait(), timeout=10)
+
+    provider.hook = hook
+    try:
+        with Embedder(timeout=0.2, **options(provider)) as emb:
+            check(emb.embed(["a", "b"]), ["a", "b"])
+            assert emb.stats.retries == 1
+    finally:
+        provider.loop.call_soon_threadsafe(release.set)
+
+
+def test_client_timeout_gives_up_as_api_timeout_error(provider: Provider) -> None:
+    async def make() -> asyncio.Event:
+        return asyncio.Event()
+
+    release: asyncio.Event = provider.run(make())
+
+    async def hook(inputs: list[str]) -> None:
+        await asyncio.wait_for(release.wait(), timeout=10)
+
+    provider.hook = hook
+    try:
+        with pytest.raises(APITimeoutError, match=r"within 0\.1 s"):
+            embedsdk.get_batch_embeddings(["a"], timeout=0.1, max_retries=1, **options(provider))
+        assert provider.requests == 2
+    finally:
+        provider.loop.call_soon_threadsafe(release.set)
+
+
+def test_connection_refused_is_an_api_connection_error() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on once this socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(APIConnectionError, match=rf"127\.0\.0\.1:{port}") as info:
+        embedsdk.get_batch_embeddings(
+            ["a"], base_url=f"http://127.0.0.1:{port}/v1", cache=False, max_retries=2
+        )
+    assert type(info.value) is APIConnectionError
+    assert info.value.failed_indices == [0]
+
+
+# -- close -------------------------------------------------------------------------------------
+
+
+def test_close_then_use(provider: Provider) -> None:
+    emb = Embedder(**options(provider))
+    emb.embed(["a"])
+    emb.close()
+    emb.close()  # twice is fine
+    with pytest.raises(ClientClosedError):
+        emb.embed(["b"])
+    with pytest.raises(ClientClosedError):
+        emb.embed_threaded(["b"], max_workers=2)
+    with pytest.raises(ClientClosedError):
+        asyncio.run(emb.embed_async(["b"]))
+    with pytest.raises(ClientClosedError):
+        list(emb.embed_stream(["b"]))
+    assert provider.requests == 1
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_no_threads_left_after_close(provider: Provider, cache: bool) -> None:
+    before = set(threading.enumerate())
+    with Embedder(**options(provider, cache=cache)) as emb:
+        emb.embed(texts_for(30))
+        emb.embed_threaded(texts_for(30, "x"), max_workers=3)
+        assert loop_threads()
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []
+
+
+def test_dropped_embedder_releases_its_thread_and_connections(provider: Provider) -> None:
+    """An Embedder that is never closed must not leave a thread running forever, nor an
+    unclosed aiohttp session (a ResourceWarning, an error in this suite)."""
+    before = set(threading.enumerate())
+
+    def use_and_forget() -> None:
+        emb = Embedder(**options(provider))
+        emb.embed(texts_for(30))
+        assert loop_threads()
+
+    use_and_forget()
+    gc.collect()
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []
+
+
+def test_unused_embedder_starts_no_thread(provider: Provider) -> None:
+    before = set(threading.enumerate())
+    Embedder(**options(provider)).close()
+    with Embedder(**options(provider)):
+        pass
+    assert set(threading.enumerate()) <= before
+
+
+def _embed_in_child(base_url: str, queue: Any) -> None:
+    try:
+        result = embedsdk.get_batch_embeddings(["from the child"], base_url=base_url, cache=False)
+        queue.put(("ok", result.tolist()))
+    except BaseException as exc:  # reported to the parent, which fails the test
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_default_client_works_in_a_forked_child(provider: Provider) -> None:
+    """multiprocessing with fork copies the default client, used, into the child: there it
+    needs its own loop thread, session and limiters, not the parent's."""
+    embedsdk.get_batch_embeddings(["from the parent"], **options(provider))
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_embed_in_child, args=(provider.base_url, queue))
+    child.start()
+    try:
+        status, value = queue.get(timeout=60)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+        queue.close()
+        queue.join_thread()
+    assert status == "ok", value
+    np.testing.assert_array_equal(np.asarray(value, np.float32), expected(["from the child"]))
+    check(embedsdk.get_batch_embeddings(["parent again"], **options(provider)), ["parent again"])
+
+
+def test_close_default_clients_then_use_again(provider: Provider) -> None:
+    embedsdk.get_batch_embeddings(["a"], **options(provider))
+    embedsdk.close_default_clients()
+    assert _api._clients == {}
+    check(embedsdk.get_batch_embeddings(["b"], **options(provider)), ["b"])
+
+
+def test_sync_call_on_the_client_loop_thread_is_refused(provider: Provider) -> None:
+    with Embedder(**options(provider)) as emb:
+
+        async def on_loop_thread() -> Any:
+            return emb.embed(["a"])  # would wait for itself forever
+
+        with pytest.raises(RuntimeError, match="deadlock"):
+            emb._portal.call(on_loop_thread())
+
+
+def test_thread_pool_error_propagates(provider: Provider) -> None:
+    async def hook(inputs: list[str]) -> None:
+        if inputs[0] == "t 5 你好":
+            raise web.HTTPUnauthorized(text="Invalid token")
+
+    provider.hook = hook
+    with pytest.raises(AuthenticationError, match="Invalid token") as info:
+        embedsdk.get_batch_embeddings_concurrent(
+            texts_for(20), max_workers=3, batch_size=1, **options(provider)
+        )
+    assert info.value.failed_indices is not None and 5 in info.value.failed_indices
+
+
+def test_empty_input_every_variant(provider: Provider) -> None:
+    assert embedsdk.get_batch_embeddings([], **options(provider)).shape == (0, 1024)
+    assert embedsdk.get_batch_embeddings_concurrent([], **options(provider)).shape == (0, 1024)
+    assert asyncio.run(embedsdk.get_batch_embeddings_async([], **options(provider))).shape == (
+        0,
+        1024,
+    )
+    assert provider.requests == 0
+
+
+# -- request/response logic through the real aiohttp transport (aioresponses) -----------------
+
+URL = "http://127.0.0.1:9/v1"
+ENDPOINT = URL + "/embeddings"
+
+
+class CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.8 builds responses without the ``stream_writer`` aiohttp 3.14 requires
+    (https://github.com/pnuckowski/aioresponses/issues/289); older aiohttp has no such argument.
+    """
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+            kwargs.setdefault("stream_writer", mock.Mock(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+def post(mocked: aioresponses, **kwargs: Any) -> None:
+    mocked.post(ENDPOINT, response_class=CompatResponse, **kwargs)
+
+
+def reply(status: int = 200, fmt: str = "base64") -> Callable[..., CallbackResult]:
+    def callback(url: Any, **kwargs: Any) -> CallbackResult:
+        body = json.loads(kwargs["data"])
+        return CallbackResult(
+            status=status, payload=answer(body["input"], fmt), response_class=CompatResponse
+        )
+
+    return callback
+
+
+def test_aioresponses_request_shape_and_decoding() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def callback(url: Any, **kwargs: Any) -> CallbackResult:
+        seen.append({"body": json.loads(kwargs["data"]), "headers": kwargs["headers"]})
+        return reply(fmt="float")(url, **kwargs)
+
+    with aioresponses() as mocked:
+        post(mocked, callback=callback, repeat=True)
+        texts = texts_for(5)
+        check(
+            embedsdk.get_batch_embeddings(texts, base_url=URL, api_key="sk-x", cache=False), texts
+        )
+    (request,) = seen
+    assert request["body"]["input"] == texts
+    assert request["body"]["encoding_format"] == "base64"
+    assert request["headers"]["Authorization"] == "Bearer sk-x"
+    assert request["headers"]["User-Agent"].startswith("embedsdk/")
+
+
+def test_aioresponses_retry_after_then_success() -> None:
+    with aioresponses() as mocked:
+        post(
+            mocked,
+            status=429,
+            body=b'{"message":"TPM limit reached.","data":null}',
+            headers={"Retry-After": "1", "X-SiliconCloud-Trace-Id": "tr-429"},
+        )
+        post(mocked, callback=reply())
+        with Embedder(base_url=URL, cache=False) as emb:
+            check(emb.embed(["a"]), ["a"])
+            assert emb.stats.retries == 1
+
+
+def test_aioresponses_status_error_fields() -> None:
+    with aioresponses() as mocked:
+        post(
+            mocked,
+            status=429,
+            repeat=True,
+            content_type="text/plain",
+            body=b'{"message":"Request was rejected due to rate limiting.","data":null}',
+            headers={"X-SiliconCloud-Trace-Id": "tr-1"},
+        )
+        with pytest.raises(RateLimitError) as info:
+            embedsdk.get_batch_embeddings(["a"], base_url=URL, cache=False, max_retries=2)
+    exc = info.value
+    assert exc.status_code == 429 and exc.trace_id == "tr-1"
+    assert exc.message == "Request was rejected due to rate limiting."
+
+
+def test_aioresponses_bare_text_401() -> None:
+    with aioresponses() as mocked:
+        post(mocked, status=401, body=b"Invalid token", content_type="text/plain")
+        with pytest.raises(AuthenticationError, match="Invalid token"):
+            embedsdk.get_batch_embeddings(["a"], base_url=URL, cache=False)
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected_cls"),
+    [
+        (asyncio.TimeoutError(), APITimeoutError),
+        (aiohttp.ServerDisconnectedError(), APIConnectionError),
+        (aiohttp.ClientConnectionError("refused"), APIConnectionError),
+    ],
+)
+def test_aioresponses_transport_errors(raised: Exception, expected_cls: type) -> None:
+    with aioresponses() as mocked:
+        post(mocked, exception=raised, repeat=True)
+        with pytest.raises(expected_cls) as info:
+            embedsdk.get_batch_embeddings(["a"], base_url=URL, cache=False, max_retries=1)
+    assert type(info.value) is expected_cls
+    assert "127.0.0.1:9" in str(info.value)
+
+
+def test_aioresponses_connection_error_retried_then_ok() -> None:
+    with aioresponses() as mocked:
+        post(mocked, exception=aiohttp.ServerDisconnectedError())
+        post(mocked, exception=asyncio.TimeoutError())
+        post(mocked, callback=reply())
+        check(embedsdk.get_batch_embeddings(["a", "b"], base_url=URL, cache=False), ["a", "b"])
+
+
+# -- the simulated provider shipped with embedsdk ---------------------------------------------
+
+
+def test_simulated_provider_all_variants(simulated_provider_factory: Any) -> None:
+    from embedsdk.testing import expected_matrix
+
+    sim = simulated_provider_factory(dim=16, latency=0.002)
+    texts = [f"sim {i}" for i in range(45)] + ["sim 3"]
+    want = expected_matrix(texts, dim=16)
+    opts = {"base_url": sim.base_url, "cache": False}
+    np.testing.assert_array_equal(embedsdk.get_batch_embeddings(texts, **opts), want)
+    np.testing.assert_array_equal(
+        embedsdk.get_batch_embeddings_concurrent(texts, max_workers=3, **opts), want
+    )
+    got = asyncio.run(embedsdk.get_batch_embeddings_async(texts, max_concurrent=3, **opts))
+    np.testing.assert_array_equal(got, want)
+    stats = sim.stats()
+    assert stats["inputs"] == 3 * 45  # the duplicate is never sent
+    assert max(stats["batch_sizes"]) == 20
