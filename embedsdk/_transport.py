@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import urllib.request
 from collections.abc import Awaitable, Mapping
 from typing import Any, Callable, Union
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -57,22 +59,40 @@ class AiohttpTransport(Transport):
     def __init__(self, connection_limit: int = 100) -> None:
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}  # origin -> proxy URL, read once
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
             # No cookie jar: embeddings need none, and it costs time on every answer.
+            # No trust_env: with it aiohttp reads ~/.netrc and the proxy settings on a worker
+            # thread for every request (two executor hops each); _proxy_for reads them once.
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=True
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             )
         return self._session
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The proxy for ``url`` from HTTP(S)_PROXY / NO_PROXY, looked up once per origin."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            proxies = urllib.request.getproxies_environment()
+            bypass = urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
+            self._proxies[origin] = None if bypass else proxies.get(parts.scheme)
+        return self._proxies[origin]
 
     async def send(self, request: Request) -> Response:
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(total=request.timeout)
+        proxy = self._proxy_for(request.url)
         try:
             async with session.post(
-                request.url, data=request.body, headers=request.headers, timeout=timeout
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=timeout,
+                proxy=proxy,
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
@@ -92,8 +112,6 @@ class AiohttpTransport(Transport):
 
 
 def _origin(url: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
