@@ -20,7 +20,7 @@ from ._api import (
     get_batch_embeddings_concurrent,
 )
 from ._config import ClientOptions
-from ._core import AsyncEmbedder, Stats
+from ._core import AsyncEmbedder, EmbeddingResult, Stats
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -61,6 +61,7 @@ __all__ = [
     "ConfigurationError",
     "EmbedSDKError",
     "Embedder",
+    "EmbeddingResult",
     "InsufficientQuotaError",
     "InternalServerError",
     "InvalidInputError",

@@ -59,9 +59,10 @@ def _client_for(function: str, options: dict[str, Any]) -> Embedder:
             return client
         client = Embedder(**options)
         _clients[key] = client
-        evicted = _clients.popitem(last=False)[1] if len(_clients) > _MAX_DEFAULT_CLIENTS else None
-    if evicted is not None:
-        evicted.close()
+        if len(_clients) > _MAX_DEFAULT_CLIENTS:
+            # Not closed here: another thread may still be in a call on it. Its finalizer
+            # closes it once the last caller lets go of it.
+            _clients.popitem(last=False)
     return client
 
 

@@ -41,6 +41,15 @@ def validate_texts(texts: Sequence[Any], start: int = 0) -> None:
                 "providers reject empty inputs",
                 index=start + i,
             )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a bad decode
+                raise InvalidInputError(
+                    f"texts[{start + i}] is not valid Unicode (character {exc.start} is a lone "
+                    f"surrogate {text[exc.start]!r}): it cannot be sent as UTF-8",
+                    index=start + i,
+                ) from None
 
 
 #: Han characters: BERT WordPiece vocabularies (bge-large-zh) give each one a token of its own.

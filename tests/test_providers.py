@@ -361,10 +361,13 @@ def test_base64_refusal_with_many_batches_in_flight() -> None:
     """Batches already sent in base64 when the first refusal arrives are re-sent in floats
     too, each within its own attempt: no failed call, no retry counted."""
     arrived = 0
-    all_in = asyncio.Event()
+    events: list[asyncio.Event] = []  # made inside the loop: on 3.9 an Event binds one early
 
     async def handler(payload: dict[str, Any]) -> Response:
         nonlocal arrived
+        if not events:
+            events.append(asyncio.Event())
+        all_in = events[0]
         if payload["encoding_format"] == "base64":
             arrived += 1
             if arrived == 4:

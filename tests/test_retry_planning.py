@@ -325,3 +325,13 @@ def test_iter_windows() -> None:
     assert list(iter_windows(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(iter_windows([], 3)) == []
     assert list(iter_windows(itertools.islice(itertools.count(), 6), 3)) == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_validate_texts_names_a_lone_surrogate() -> None:
+    from embedsdk import InvalidInputError
+    from embedsdk._planning import validate_texts
+
+    validate_texts(["ok", "中文 ✓", "emoji 😀"])
+    with pytest.raises(InvalidInputError, match=r"texts\[3\] is not valid Unicode") as info:
+        validate_texts(["a", "b", "c", "bad \ud800 text"])
+    assert info.value.index == 3

@@ -679,3 +679,19 @@ def test_simulated_provider_all_variants(simulated_provider_factory: Any) -> Non
     stats = sim.stats()
     assert stats["inputs"] == 3 * 45  # the duplicate is never sent
     assert max(stats["batch_sizes"]) == 20
+
+
+def test_evicted_default_client_is_not_closed_under_its_caller(provider: Provider) -> None:
+    """Past eight option sets the oldest default client is dropped, not closed: a thread still
+    holding it finishes its call; the client is closed once nobody refers to it."""
+    from embedsdk import _api
+
+    first = _api._client_for("get_batch_embeddings", options(provider, max_retries=0))
+    for retries in range(1, 10):  # nine more option sets: `first` is evicted
+        embedsdk.get_batch_embeddings(["x"], **options(provider, max_retries=retries))
+    assert first not in _api._clients.values()
+    check(first.embed(["still works"]), ["still works"])
+    core = first._core
+    del first
+    gc.collect()
+    assert core._closed
