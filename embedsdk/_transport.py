@@ -78,7 +78,7 @@ class AiohttpTransport(Transport):
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._proxies:
             proxies = urllib.request.getproxies_environment()
-            bypass = urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
+            bypass = bool(proxies) and urllib.request.proxy_bypass(parts.hostname or "")
             self._proxies[origin] = None if bypass else proxies.get(parts.scheme)
         return self._proxies[origin]
 
