@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import atexit
 
+from ._adaptive import RateController
 from ._api import (
     close_default_clients,
     get_batch_embeddings,
     get_batch_embeddings_async,
     get_batch_embeddings_concurrent,
 )
+from ._cache import VectorCache
 from ._config import ClientOptions
 from ._core import AsyncEmbedder, EmbeddingResult, Stats
 from ._exceptions import (
@@ -39,6 +41,7 @@ from ._exceptions import (
     RateLimitError,
     ResponseValidationError,
 )
+from ._npy import NpyWriter, write_npy
 from ._planning import estimate_tokens
 from ._retry import set_testing
 from ._sync import Embedder
@@ -67,13 +70,16 @@ __all__ = [
     "InvalidInputError",
     "MockTransport",
     "NotFoundError",
+    "NpyWriter",
     "PermissionDeniedError",
+    "RateController",
     "RateLimitError",
     "Request",
     "Response",
     "ResponseValidationError",
     "Stats",
     "Transport",
+    "VectorCache",
     "__version__",
     "close_default_clients",
     "estimate_tokens",
@@ -81,4 +87,5 @@ __all__ = [
     "get_batch_embeddings_async",
     "get_batch_embeddings_concurrent",
     "set_testing",
+    "write_npy",
 ]

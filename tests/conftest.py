@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import embedsdk
-from embedsdk import _retry
+from embedsdk import _adaptive, _retry
 
 _ENV = (
     "EMBEDSDK_API_KEY",
@@ -24,7 +24,8 @@ _ENV = (
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test: a fresh cache directory, no key from the environment, retries that don't
     sleep (tests that measure backoff turn it back on with ``embedsdk.set_testing(False)``),
-    and the module-level functions' shared clients closed afterwards."""
+    the module-level functions' shared clients closed and the shared rate controllers
+    forgotten afterwards."""
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EMBEDSDK_CACHE_DIR", str(tmp_path / "embedsdk-cache"))
@@ -33,3 +34,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     yield
     embedsdk.set_testing(was)
     embedsdk.close_default_clients()
+    # Rate controllers are shared per (endpoint, key, model): a 429 of one test must not
+    # pace the next one against the same simulated endpoint.
+    with _adaptive._registry_lock:
+        _adaptive._registry.clear()
