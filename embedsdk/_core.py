@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
 import re
+import threading
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Iterable,
+    Iterator,
     Sequence,
     Sized,
 )
-from typing import Any, Literal, overload
+from typing import Any, Callable, Literal, TypeVar, overload
 
 import backoff
 import numpy as np
@@ -63,6 +67,8 @@ from ._transport import AiohttpTransport, Request, Response, Transport
 from ._version import __version__
 
 logger = logging.getLogger("embedsdk")
+
+T = TypeVar("T")
 
 _UNOPENED = object()
 _FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
@@ -342,9 +348,53 @@ async def _windows(
                 window = []
         if window:
             yield window
-    else:
+    elif isinstance(texts, Sequence):  # in memory: slicing never blocks
         for window in iter_windows(texts, size):
             yield window
+    else:
+        # A generator or a file may block (a slow pipe on stdin): read it off the loop, so
+        # the requests in flight are answered and placed meanwhile.
+        items = iter(texts)
+        while True:
+            window = await _off_loop(_take, items, size)
+            if not window:
+                return
+            yield window
+
+
+def _take(items: Iterator[str], size: int) -> list[str]:
+    return list(itertools.islice(items, size))
+
+
+async def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    """Run ``function`` on a daemon thread of its own and await its result.
+
+    Not the loop's executor: a read blocked on an idle pipe must not hold up the loop's
+    shutdown, nor the interpreter's exit (executor threads are joined at exit).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the caller was cancelled meanwhile
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = function(*args)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="embedsdk-reader", daemon=True).start()
+    return await future
 
 
 class AsyncEmbedder:

@@ -25,7 +25,7 @@ from embedsdk import (
     Request,
     Response,
 )
-from embedsdk.testing import SimulatedProvider
+from embedsdk.testing import SimulatedProvider, expected_matrix
 
 DIM = 4
 
@@ -360,3 +360,28 @@ def test_progress_bar_on_every_call(
         assert f"cached={0 if number == 0 else 40}" in err  # the first call filled the cache
     embedsdk.get_batch_embeddings(texts, **options)
     assert capsys.readouterr().err == ""  # no bar unless asked for
+
+
+def test_a_blocking_generator_does_not_stall_the_requests_in_flight(
+    simulated_provider_factory: Callable[..., SimulatedProvider],
+) -> None:
+    """A generator is read off the event loop: while it waits (a slow pipe), the requests of
+    the window already read go out and are answered."""
+    import time
+
+    sim = simulated_provider_factory(dim=8)
+    texts = [text(i) for i in range(200)]
+
+    def slow_source() -> Iterator[str]:
+        yield from texts[:100]
+        deadline = time.monotonic() + 10
+        while sim.stats()["inputs"] < 100:  # the first window must be served meanwhile
+            assert time.monotonic() < deadline, "the first window waited for the reader"
+            time.sleep(0.005)
+        yield from texts[100:]
+
+    with embedsdk.Embedder(base_url=sim.base_url, cache=False) as emb:
+        blocks = list(emb.embed_stream(slow_source(), window=100))
+    assert [start for start, _ in blocks] == [0, 100]
+    got = np.vstack([block for _, block in blocks])
+    np.testing.assert_array_equal(got, expected_matrix(texts, dim=8))
