@@ -362,6 +362,13 @@ async def _windows(
             yield window
 
 
+def _note_attempts(details: Any) -> None:
+    """backoff's ``on_giveup``: how many attempts the request had, for the error message."""
+    exc = details.get("exception")
+    if exc is not None:
+        exc.attempts = details["tries"]
+
+
 def _take(items: Iterator[str], size: int) -> list[str]:
     return list(itertools.islice(items, size))
 
@@ -789,8 +796,9 @@ class AsyncEmbedder:
             return
         exc.batch_indices = job.positions(start, stop)
         note = "" if isinstance(exc, APIStatusError) else _request_span(exc.batch_indices)
-        if _retry.is_retryable(exc):  # it reached us, so every attempt failed
-            note += f"; gave up after {self.options.max_retries + 1} attempts"
+        attempts = getattr(exc, "attempts", None)
+        if _retry.is_retryable(exc) and attempts:  # it reached us: every attempt failed
+            note += f"; gave up after {attempts} attempt{'s' if attempts > 1 else ''}"
         if note and exc.args and isinstance(exc.args[0], str):
             exc.args = (exc.args[0] + note,)
 
@@ -896,6 +904,7 @@ class AsyncEmbedder:
             max_tries=None,
             giveup=_retry.RetryBudget(self.options.max_retries, paced).give_up,
             on_backoff=self._on_backoff,
+            on_giveup=_note_attempts,
             jitter=None,
             logger=None,
             paced=paced,

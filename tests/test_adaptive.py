@@ -680,3 +680,15 @@ def test_bench_limit_arithmetic_and_table() -> None:
     table = bench.format_table({"settings": settings, "rows": [row, failed]})
     assert "all done" in table and "94%" in table and "2.1%" in table and "639 rpm" in table
     assert "FAILED: 8,000 missing, RateLimitError (400 of 1000 requests)" in table
+
+
+def test_the_error_counts_the_attempts_really_made(
+    simulated_provider_factory: Callable[..., Any],
+) -> None:
+    """Under adaptive control a 429 draws on its own allowance (3 x max_retries) first; the
+    message must say how many attempts were made, not max_retries + 1."""
+    sim = simulated_provider_factory(dim=8, fault_rate=1.0, faults=("429",))
+    with pytest.raises(RateLimitError, match="gave up after 9 attempts") as info:
+        embedsdk.get_batch_embeddings(["a", "b"], base_url=sim.base_url, cache=False, max_retries=2)
+    assert sim.stats()["requests"] == 9
+    assert info.value.failed_indices == [0, 1]
