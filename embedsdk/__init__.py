@@ -22,7 +22,7 @@ from ._api import (
 )
 from ._cache import VectorCache
 from ._config import ClientOptions
-from ._core import AsyncEmbedder, EmbeddingResult, Stats
+from ._core import AsyncEmbedder
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -41,6 +41,7 @@ from ._exceptions import (
     RateLimitError,
     ResponseValidationError,
 )
+from ._job import EmbeddingResult, Stats
 from ._npy import NpyWriter, write_npy
 from ._planning import estimate_tokens
 from ._retry import set_testing

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, overload
 
 from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, ClientOptions, resolve_options
-from ._core import EmbeddingResult, Vectors
+from ._job import EmbeddingResult, Vectors
 from ._sync import Embedder
 
 #: Options every entry point takes (besides the per-call batch size and concurrency).

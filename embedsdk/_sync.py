@@ -16,8 +16,9 @@ import weakref
 from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar, overload
 
-from ._core import AsyncEmbedder, EmbeddingResult, Vectors, _keep_going
+from ._core import AsyncEmbedder
 from ._exceptions import ClientClosedError, ConfigurationError, EmbedSDKError
+from ._job import EmbeddingResult, Vectors, _keep_going
 from ._progress import Progress
 
 T = TypeVar("T")

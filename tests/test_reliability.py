@@ -26,6 +26,7 @@ from embedsdk import (
     BadRequestError,
     ClientClosedError,
     Embedder,
+    EmbeddingResult,
     InsufficientQuotaError,
     InternalServerError,
     MockTransport,
@@ -33,7 +34,6 @@ from embedsdk import (
     Request,
     Response,
 )
-from embedsdk._core import EmbeddingResult
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 DIM = 16

@@ -1,0 +1,349 @@
+"""One call's state and what it gives back: counters, results, windows of a stream.
+
+:class:`_Job` holds one call's unique texts, the rows still to fetch and the rows as they
+arrive; :class:`EmbeddingResult` is what ``errors="return"`` gives; :func:`_windows` cuts a
+stream into windows, reading generators and files off the event loop. No I/O but that read.
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import threading
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientClosedError,
+    EmbedSDKError,
+    InsufficientQuotaError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ._planning import (
+    deduplicate,
+    estimate_tokens,
+    iter_windows,
+    plan_batches,
+)
+from ._progress import Progress
+
+T = TypeVar("T")
+
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass
+class Stats:
+    """Counters of one client since it was made (all integers).
+
+    ``requests``: HTTP requests sent, retries included; ``retries``: attempts repeated after a
+    retryable failure; ``inputs_sent``: texts in successful answers; ``tokens``: tokens used,
+    as the server's ``usage.prompt_tokens`` says (our estimate when it says nothing);
+    ``splits``: batches split after a 413; ``cache_hits`` / ``cache_misses``: distinct texts of
+    each call found / not found in the disk cache (neither moves while the cache is off).
+    """
+
+    requests: int = 0
+    retries: int = 0
+    inputs_sent: int = 0
+    tokens: int = 0
+    splits: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    truncated: int = 0  # texts cut to the model's input limit (truncate=True)
+
+
+@dataclasses.dataclass
+class EmbeddingResult:
+    """What a call made with ``errors="return"`` gives instead of raising.
+
+    ``vectors``: the ``(N, D)`` float32 array, row i for ``texts[i]``, NaN rows where nothing
+    arrived (``D`` is 0 when nothing arrived and the model's dimension is unknown). ``ok``: the
+    ``(N,)`` bool mask of the rows that arrived. ``errors``: one exception per failed request
+    (or the one that stopped the call, such as a 401), each with ``failed_indices`` (the input
+    positions it left without a vector) and ``batch_indices``; empty when everything arrived.
+
+    >>> result = emb.embed(texts, errors="return")      # doctest: +SKIP
+    >>> good = result.vectors[result.ok]
+    >>> retry = [texts[i] for i in result.failed_indices]
+    """
+
+    vectors: Vectors
+    ok: npt.NDArray[np.bool_]
+    errors: list[EmbedSDKError]
+
+    @property
+    def failed_indices(self) -> list[int]:
+        """Input positions without a vector, in order."""
+        return [int(i) for i in np.flatnonzero(~self.ok)]
+
+    def error_for(self, index: int) -> EmbedSDKError | None:
+        """The exception that left input ``index`` without a vector, or ``None``."""
+        for exc in self.errors:
+            if exc.failed_indices is not None and index in exc.failed_indices:
+                return exc
+        return None
+
+    def raise_for_errors(self) -> None:
+        """Raise the first error, if any input failed (the ``errors="raise"`` behaviour)."""
+        if self.errors:
+            raise self.errors[0]
+
+
+#: In ``errors="return"`` mode these still stop the whole call: they concern every request
+#: (key, account, model, base URL, a server out of reach), so sending the rest only repeats them.
+_CALL_WIDE_ERRORS = (
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+    InsufficientQuotaError,
+    ClientClosedError,
+)
+
+
+def _stops_the_call(exc: EmbedSDKError) -> bool:
+    if isinstance(exc, APIConnectionError):
+        return not isinstance(exc, APITimeoutError)  # a timeout may be this batch's own
+    return isinstance(exc, _CALL_WIDE_ERRORS)
+
+
+_CLOSED_DURING_CALL = "the client was closed during this call"
+
+
+def _keep_going(errors: str) -> bool:
+    """``errors="return"``: collect failed batches and go on; ``"raise"``: stop at the first."""
+    if errors not in ("raise", "return"):
+        raise ValueError(f'errors must be "raise" or "return", got {errors!r}')
+    return errors == "return"
+
+
+class _Job:
+    """One call's state: the unique texts, which of them to fetch, and the rows as they arrive.
+
+    Rows are addressed by their position among the unique texts. ``todo`` lists the rows still
+    to fetch (all of them, less the cache hits); ``batches`` are ``(start, stop)`` slices of it.
+    """
+
+    def __init__(self, texts: Sequence[str], offset: int = 0) -> None:
+        self.n_inputs = len(texts)
+        self.offset = offset  # position of texts[0] in the caller's whole input (streams)
+        self.unique, self.inverse = deduplicate(texts)
+        self.rows: Vectors | None = None
+        self.filled = np.zeros(len(self.unique), dtype=bool)
+        self.todo: npt.NDArray[np.intp] = np.arange(len(self.unique))
+        self.tokens: list[int] = []
+        self.batches: list[tuple[int, int]] = []
+        self.error: BaseException | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.progress: Progress | None = None
+        self.advanced = 0  # inputs counted on the progress bar
+        self.keep_going = False  # errors="return": a failed batch is noted, the rest goes on
+        self.failures: list[tuple[npt.NDArray[np.intp], EmbedSDKError]] = []  # (rows, error)
+
+    def plan(self, batch_size: int, max_batch_tokens: int, elsewhere: Any = None) -> None:
+        """Estimate the tokens of the rows to fetch and cut them into batches.
+
+        ``elsewhere``: rows not to fetch although not filled yet (another window brings them).
+        """
+        wanted = ~self.filled
+        if elsewhere is not None:
+            wanted[elsewhere] = False
+        self.todo = np.flatnonzero(wanted)
+        self.tokens = [estimate_tokens(self.unique[i]) for i in self.todo]
+        self.batches = plan_batches(self.tokens, batch_size, max_batch_tokens)
+
+    def texts(self, start: int, stop: int) -> list[str]:
+        return [self.unique[i] for i in self.todo[start:stop]]
+
+    def positions(self, start: int, stop: int) -> list[int]:
+        """Where the texts of ``todo[start:stop]`` first occur in the caller's whole input."""
+        rows = self.todo[start:stop]
+        if self.inverse is not None:
+            first = np.unique(self.inverse, return_index=True)[1]  # first input of each row
+            rows = first[rows]
+        return (np.sort(rows) + self.offset).tolist()  # type: ignore[no-any-return]
+
+    def store(self, rows: Any, vectors: Vectors) -> None:
+        """Put ``vectors`` at unique ``rows`` (a slice or an index array)."""
+        if self.rows is None:
+            self.rows = np.empty((len(self.unique), vectors.shape[1]), dtype=np.float32)
+        elif vectors.shape[1] != self.rows.shape[1]:
+            raise EmbedSDKError(
+                f"vectors of {vectors.shape[1]} dimensions arrived for a call that already "
+                f"has {self.rows.shape[1]}: did the model or the cache change?"
+            )
+        self.rows[rows] = vectors
+        self.filled[rows] = True
+        self.advance(len(vectors))
+
+    def advance(self, count: int) -> None:
+        if self.progress is not None:
+            self.advanced += count
+            self.progress.advance(count)
+
+    def result(self, empty_dim: int) -> Vectors:
+        if self.rows is None:
+            return np.empty((self.n_inputs, empty_dim), dtype=np.float32)
+        if self.inverse is None:
+            return self.rows
+        return np.ascontiguousarray(self.rows[self.inverse])
+
+    def fail(self, exc: BaseException, empty_dim: int) -> BaseException:
+        """Annotate ``exc`` with the inputs left without a vector and what did arrive."""
+        missing = ~self.filled if self.inverse is None else ~self.filled[self.inverse]
+        failed = (np.flatnonzero(missing) + self.offset).tolist()
+        if isinstance(exc, EmbedSDKError):
+            exc.failed_indices = failed
+            if self.rows is not None:
+                partial = self.result(empty_dim).copy()
+                partial[missing] = np.nan
+                exc.partial = partial
+            if failed and exc.args and isinstance(exc.args[0], str):
+                exc.args = (f"{exc.args[0]}; {_describe(failed)}",)
+        return exc
+
+    def inputs_of(self, rows: npt.NDArray[np.intp]) -> list[int]:
+        """Every input position (duplicates too) whose text is one of the unique ``rows``."""
+        found = (
+            np.sort(rows) if self.inverse is None else np.flatnonzero(np.isin(self.inverse, rows))
+        )
+        return [int(i) + self.offset for i in found]
+
+    def outcome(self, vectors: Vectors, fatal: EmbedSDKError | None) -> EmbeddingResult:
+        """The ``errors="return"`` answer: NaN where nothing arrived, the mask, the errors.
+
+        ``vectors`` (from :meth:`result`) may be ``rows`` itself: the job is over, so it is
+        written in place. Rows no failed batch accounts for were left by ``fatal``.
+        """
+        ok = self.filled.copy() if self.inverse is None else self.filled[self.inverse]
+        vectors[~ok] = np.nan
+        blamed = self.filled.copy()
+        errors: list[EmbedSDKError] = []
+        for rows, exc in self.failures:
+            exc.failed_indices = self.inputs_of(rows)
+            blamed[rows] = True
+            errors.append(exc)
+        if fatal is not None:
+            fatal.failed_indices = self.inputs_of(np.flatnonzero(~blamed))
+            errors.append(fatal)
+        return EmbeddingResult(vectors, ok, errors)
+
+
+def _request_span(positions: list[int]) -> str:
+    if len(positions) == 1:
+        return f" (in the request for input {positions[0]})"
+    if positions and positions[-1] - positions[0] + 1 == len(positions):
+        return f" (in the request for inputs {positions[0]}..{positions[-1]})"
+    return f" (in the request for {len(positions)} inputs from {positions[0]})"
+
+
+def _describe(failed: list[int]) -> str:
+    if len(failed) > 1 and failed[-1] - failed[0] + 1 == len(failed):
+        where = f"inputs {failed[0]}..{failed[-1]}"
+    else:
+        where = "inputs " + ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
+    return f"{len(failed)} inputs have no vector ({where})"
+
+
+class _Window:
+    """A stream's window in flight, seen by the next window.
+
+    A text repeated across a window boundary is a miss in both windows' cache lookups while
+    the first window is still fetching it; the second window borrows its row instead of
+    paying for it again (``wanted`` rows are copied into ``lent`` before the first window's
+    block is handed to the caller, who may change it in place).
+    """
+
+    __slots__ = ("done", "job", "lent", "planned", "wanted")
+
+    def __init__(self) -> None:
+        self.job: _Job | None = None
+        self.planned = asyncio.Event()
+        self.done = False
+        self.wanted: npt.NDArray[np.intp] | None = None  # rows of ``job`` the next one needs
+        self.lent: asyncio.Future[Vectors] | None = None
+
+    def lend(self) -> None:
+        if self.lent is None or self.lent.done():
+            return
+        if self.job is not None and self.job.rows is not None and self.wanted is not None:
+            self.lent.set_result(self.job.rows[self.wanted].copy())
+        else:
+            self.lent.cancel()
+
+
+async def _windows(
+    texts: Iterable[str] | AsyncIterable[str], size: int
+) -> AsyncIterator[list[str]]:
+    """Lists of up to ``size`` consecutive texts from a sync or async iterable."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be an iterable of str, not one str; wrap it in a list")
+    if hasattr(texts, "__aiter__"):
+        window: list[str] = []
+        async for text in texts:
+            window.append(text)
+            if len(window) >= size:
+                yield window
+                window = []
+        if window:
+            yield window
+    elif isinstance(texts, Sequence):  # in memory: slicing never blocks
+        for window in iter_windows(texts, size):
+            yield window
+    else:
+        # A generator or a file may block (a slow pipe on stdin): read it off the loop, so
+        # the requests in flight are answered and placed meanwhile.
+        items = iter(texts)
+        while True:
+            window = await _off_loop(_take, items, size)
+            if not window:
+                return
+            yield window
+
+
+def _take(items: Iterator[str], size: int) -> list[str]:
+    return list(itertools.islice(items, size))
+
+
+async def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    """Run ``function`` on a daemon thread of its own and await its result.
+
+    Not the loop's executor: a read blocked on an idle pipe must not hold up the loop's
+    shutdown, nor the interpreter's exit (executor threads are joined at exit).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the caller was cancelled meanwhile
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = function(*args)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="embedsdk-reader", daemon=True).start()
+    return await future
