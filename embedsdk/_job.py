@@ -5,6 +5,8 @@ arrive; :class:`EmbeddingResult` is what ``errors="return"`` gives; :func:`_wind
 stream into windows, reading generators and files off the event loop. No I/O but that read.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 import dataclasses
