@@ -17,7 +17,9 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -461,15 +463,40 @@ def _library_warnings_as_lines() -> Iterator[None]:
         logger.removeHandler(handler)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While a command runs, SIGTERM stops it as Ctrl-C does: requests in flight cancelled,
+    the partial ``.npy`` removed, what arrived kept in the cache."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    with _library_warnings_as_lines():
+    with _library_warnings_as_lines(), _sigterm_unwinds():
         try:
             status: int = args.run(args)
         except KeyboardInterrupt:
             print("embedsdk: interrupted", file=sys.stderr)
             return 130
+        except _Terminated:
+            print("embedsdk: terminated", file=sys.stderr)
+            return 143
         except EmbedSDKError as exc:
             print(f"embedsdk: error: {_one_line(exc)}", file=sys.stderr)
             return 1

@@ -413,10 +413,21 @@ def test_a_failed_run_resumes_from_the_cache(
     np.testing.assert_array_equal(load(tmp_path / "out.npy"), expected_matrix(texts, MODEL, DIM))
 
 
-def test_ctrl_c_exits_130_removes_the_partial_file_and_resumes(
-    simulated_provider_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_stops_cleanly_removes_the_partial_file_and_resumes(
+    simulated_provider_factory: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    signum: int,
+    status: int,
+    said: str,
 ) -> None:
-    """``python -m embedsdk embed`` in a child process, interrupted by SIGINT mid-run."""
+    """``python -m embedsdk embed`` in a child process, stopped by SIGINT (Ctrl-C) or SIGTERM
+    mid-run: both unwind the same way."""
     sim = simulated_provider_factory(latency=0.1)
     texts = texts_for(2_000)
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -434,23 +445,23 @@ def test_ctrl_c_exits_130_removes_the_partial_file_and_resumes(
         while sim.stats()["requests"] < 6 and child.poll() is None:
             assert time.monotonic() < deadline, "the child never got going"
             time.sleep(0.01)
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signum)
         _, err = child.communicate(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == 130, err
-    assert err.strip().splitlines() == ["embedsdk: interrupted"]
+    assert child.returncode == status, err
+    assert err.strip().splitlines() == [f"embedsdk: {said}"]
     assert leftovers(tmp_path) == []  # the .partial file is gone, and no out.npy
 
-    status, out, _ = run(capsys, "cache", "info", "--json")
+    _, out, _ = run(capsys, "cache", "info", "--json")
     cached = json.loads(out)["vectors"]
     assert 0 < cached < len(texts)
     sim.configure(latency=0.0)
     sim.reset_stats()
-    status, _, err = run(capsys, *args)
-    assert status == 0, err
+    rerun, _, err = run(capsys, *args)
+    assert rerun == 0, err
     assert sim.stats()["inputs"] == len(texts) - cached  # only the missing texts were sent
     np.testing.assert_array_equal(load(tmp_path / "out.npy"), expected_matrix(texts, MODEL, DIM))
 
