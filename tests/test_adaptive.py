@@ -507,11 +507,8 @@ WINDOW = 0.5  # seconds
 
 @pytest.fixture
 def short_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
-    """The simulator counts its limits over 0.5 s instead of 60 (thread mode: same process),
-    and the client's controller is told the same window; the client really sleeps."""
-    from embedsdk.testing import _limits
-
-    monkeypatch.setattr(_limits, "WINDOW", WINDOW)
+    """The simulator counts its limits over 0.5 s instead of 60 (``window=``), and the
+    client's controller is told the same window; the client really sleeps."""
     monkeypatch.setattr(_retry, "_testing", False)
     yield WINDOW
 
@@ -546,7 +543,7 @@ def _check_run(sim: Any, ctl: RateController, texts: list[str], vectors: np.ndar
 def test_end_to_end_rpm_limit_not_told(
     short_window: float, simulated_provider_factory: Callable[..., Any]
 ) -> None:
-    sim = simulated_provider_factory(rpm=30, dim=8)  # 30 requests per (0.5 s) window
+    sim = simulated_provider_factory(rpm=30, dim=8, window=WINDOW)  # 30 per 0.5 s
     texts = _texts(60)
     ctl = RateController(window=short_window)
     _check_run(sim, ctl, texts, _embed(sim.base_url, texts, rate_controller=ctl))
@@ -560,7 +557,7 @@ def test_end_to_end_rpm_limit_not_told(
 def test_end_to_end_tpm_limit_with_retry_after(
     short_window: float, simulated_provider_factory: Callable[..., Any]
 ) -> None:
-    sim = simulated_provider_factory(tpm=150, retry_after=True, dim=8)  # ~21 requests
+    sim = simulated_provider_factory(tpm=150, retry_after=True, dim=8, window=WINDOW)
     texts = _texts(45)
     ctl = RateController(window=short_window)
     _check_run(sim, ctl, texts, _embed(sim.base_url, texts, rate_controller=ctl))
@@ -577,7 +574,7 @@ def test_end_to_end_ratelimit_headers_pace_before_the_wall(
     few 429s (without them, every request in flight when it fills gets one: about 16)."""
     from embedsdk.testing import expected_matrix
 
-    sim = simulated_provider_factory(rpm=30, ratelimit_headers=True, dim=8)
+    sim = simulated_provider_factory(rpm=30, ratelimit_headers=True, dim=8, window=WINDOW)
     texts = _texts(60)
     ctl = RateController(window=short_window)
     vectors = _embed(sim.base_url, texts, rate_controller=ctl)

@@ -273,6 +273,18 @@ def test_rpm_limit_answers_429(simulated_provider_factory: Factory, retry_after:
     assert stats["rate_limited"] == 1 and stats["status"] == {200: 2, 429: 1}
 
 
+def test_rate_window_is_configurable(simulated_provider_factory: Factory) -> None:
+    """``window`` shortens the period the limits count over (fast tests of rate control)."""
+    import time
+
+    sim = simulated_provider_factory(rpm=2, window=0.3, retry_after=True)
+    assert [post(sim, body(["a"]))[0] for _ in range(3)] == [200, 200, 429]
+    time.sleep(0.35)  # the window has passed: both earlier requests have left it
+    assert post(sim, body(["a"]))[0] == 200
+    sim.configure(window=60.0)
+    assert [post(sim, body(["a"]))[0] for _ in range(2)] == [200, 429]
+
+
 def test_tpm_limit_and_ratelimit_headers(simulated_provider_factory: Factory) -> None:
     text = "x" * 39  # 10 + 1 tokens by the server's count
     sim = simulated_provider_factory(tpm=25, rpm=100, ratelimit_headers=True)

@@ -27,8 +27,9 @@ class SimConfig:
     per_input: float = 0.0  # extra seconds per input in the request
     max_batch: int | None = 64  # more inputs -> 413
     max_input_tokens: int | None = None  # a longer input -> 500 "input is too large..."
-    rpm: float | None = None  # requests per sliding 60 s window -> 429 above
-    tpm: float | None = None  # tokens (the server's count) per sliding 60 s window
+    rpm: float | None = None  # requests per sliding window (60 s) -> 429 above
+    tpm: float | None = None  # tokens (the server's count) per sliding window (60 s)
+    window: float = 60.0  # seconds the rpm / tpm limits count over (shorter: faster tests)
     retry_after: bool = False  # send Retry-After (s) and retry-after-ms with a 429
     ratelimit_headers: bool = False  # send x-ratelimit-* headers
     fault_rate: float = 0.0  # probability that a request gets a fault
@@ -108,6 +109,7 @@ def _validate(config: SimConfig) -> None:
         _number(name, getattr(config, name))
     for name in ("rpm", "tpm"):
         _number(name, getattr(config, name), optional=True, positive=True)
+    _number("window", config.window, positive=True)
     for name in ("max_batch", "max_input_tokens"):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

@@ -1,29 +1,30 @@
-"""Server-side rate limits: request and token counts over a sliding 60-second window."""
+"""Server-side rate limits: request and token counts over a sliding window (60 s by default)."""
 
 from __future__ import annotations
 
 import math
 from collections import deque
 
-WINDOW = 60.0  # seconds
+WINDOW = 60.0  # seconds, unless SimConfig.window says otherwise
 
 
 class SlidingWindow:
-    """Admitted requests of the last :data:`WINDOW` seconds, as ``(time, tokens)`` pairs.
+    """Admitted requests of the last ``window`` seconds, as ``(time, tokens)`` pairs.
 
     Times are whatever clock the caller passes (the loop's monotonic clock); only requests
     that were admitted count, as a provider bills only those.
     """
 
-    __slots__ = ("events", "tokens")
+    __slots__ = ("events", "tokens", "window")
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = WINDOW) -> None:
         self.events: deque[tuple[float, int]] = deque()
         self.tokens = 0
+        self.window = window
 
     def expire(self, now: float) -> None:
         events = self.events
-        while events and events[0][0] <= now - WINDOW:
+        while events and events[0][0] <= now - self.window:
             self.tokens -= events.popleft()[1]
 
     def admit(
@@ -45,22 +46,22 @@ class SlidingWindow:
     def _wait_requests(self, now: float, capacity: int) -> float:
         # The request fits once all but capacity - 1 of the current events have expired.
         oldest_needed = self.events[len(self.events) - capacity]
-        return max(0.0, oldest_needed[0] + WINDOW - now)
+        return max(0.0, oldest_needed[0] + self.window - now)
 
     def _wait_tokens(self, now: float, tokens: int, tpm: float) -> float:
         if tokens > tpm:
-            return WINDOW  # never fits; a client should give up, not spin
+            return self.window  # never fits; a client should give up, not spin
         excess = self.tokens + tokens - tpm
         for when, count in self.events:
             excess -= count
             if excess <= 0:
-                return max(0.0, when + WINDOW - now)
+                return max(0.0, when + self.window - now)
         return 0.0  # pragma: no cover - the loop always frees enough
 
     def remaining(self, now: float, rpm: float | None, tpm: float | None) -> dict[str, str]:
         """``x-ratelimit-*`` headers (OpenAI's names) describing the window."""
         self.expire(now)
-        reset = _duration(self.events[0][0] + WINDOW - now) if self.events else "0s"
+        reset = _duration(self.events[0][0] + self.window - now) if self.events else "0s"
         headers: dict[str, str] = {}
         if rpm is not None:
             headers["x-ratelimit-limit-requests"] = str(_capacity(rpm))

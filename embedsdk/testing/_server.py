@@ -116,7 +116,7 @@ class SimServer:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.memo = VectorMemo()
-        self.window = SlidingWindow()
+        self.window = SlidingWindow(config.window)
         self.rng = random.Random(config.seed)
         self.in_flight = 0
         self.stats = Stats()
@@ -238,6 +238,7 @@ class SimServer:
         if refusal is not None:
             return refusal
         loop = asyncio.get_running_loop()
+        self.window.window = cfg.window  # configure() may have changed it
         limited = self.window.admit(loop.time(), total, cfg.rpm, cfg.tpm)
         if cfg.ratelimit_headers:
             headers.update(self.window.remaining(loop.time(), cfg.rpm, cfg.tpm))
