@@ -130,6 +130,14 @@ def _check_base_url(base_url: str, has_key: bool, allow_insecure: bool) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        # Requests go to base_url + "/embeddings": a query would end up before that path, and
+        # aiohttp refuses "user:password@" next to the Authorization header (a ValueError).
+        # The URL is not echoed: its user-info or query may hold a secret.
+        raise ConfigurationError(
+            "base_url must not contain user-info (user:password@), a query (?...) or a "
+            "fragment (#...); pass the key as api_key or in the environment"
+        )
     insecure = parts.scheme == "http" and not _is_loopback(parts.hostname)
     if insecure and has_key and not allow_insecure:
         raise ConfigurationError(

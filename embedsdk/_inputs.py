@@ -6,10 +6,13 @@ command line can print it as it is.
 
 from __future__ import annotations
 
+import array
+import bisect
+import codecs
 import csv
-import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from typing import IO
@@ -18,6 +21,9 @@ from ._exceptions import EmbedSDKError
 
 FORMATS = ("lines", "jsonl", "csv")
 STDIN = "-"
+# csv's default limit is 131,072 characters per field; lines and JSONL take any length (and
+# --truncate cuts what is too long), so CSV should too.
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 class InputFileError(EmbedSDKError):
@@ -59,16 +65,40 @@ def check_input(path: str) -> None:
         raise InputFileError(f"input is a directory, not a file: {path}")
     if not os.access(path, os.R_OK):
         raise InputFileError(f"input file is not readable: {path}")
-    if os.path.getsize(path) == 0:
+    # Only a regular file has a size: a named pipe (<(cmd), mkfifo) reports 0 yet has texts.
+    if _is_regular(path) and os.path.getsize(path) == 0:
         raise InputFileError(f"input file is empty: {path}")
 
 
-def _open(path: str) -> IO[str]:
-    # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first text.
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _open(path: str) -> IO[bytes]:
     if path == STDIN:
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="strict")
+        return sys.stdin.buffer
     check_input(path)
-    return open(path, encoding="utf-8-sig", newline="")
+    return open(path, "rb")
+
+
+def _lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)``, split on ``\\n`` only and decoded one line at a time.
+
+    Splitting the bytes (not text mode, which also splits on a lone ``\\r``) keeps the count
+    equal to ``wc -l`` and to :func:`count_rows`; decoding per line lets bad UTF-8 name its line.
+    """
+    for number, raw in enumerate(stream, 1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]  # a byte-order mark is not part of the first text
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(
+                f"{_name(path)}, line {number} is not UTF-8 text (byte {exc.start + 1} of the line)"
+            ) from None
 
 
 def count_rows(path: str, fmt: str) -> int | None:
@@ -77,8 +107,8 @@ def count_rows(path: str, fmt: str) -> int | None:
     ``None`` for standard input or a file that cannot be read (reading it fails later, with a
     better message).
     """
-    if path == STDIN:
-        return None
+    if path == STDIN or not _is_regular(path):
+        return None  # a pipe can be read once only: by read_texts
     lines, last = 0, b"\n"
     try:
         with open(path, "rb") as f:
@@ -108,44 +138,44 @@ def read_texts(
     field: str = "text",
     column: str | None = None,
     skip_empty: bool = False,
+    numbers: LineNumbers | None = None,
 ) -> Iterator[str]:
     """Yield the texts of ``path`` (``-`` for stdin) one at a time, naming bad lines.
 
     Lazy: nothing is opened before the first ``next()``, and only one line is held at a time.
+    ``numbers``, when given, records the line of every text yielded (for later errors).
     """
     fmt = detect_format(path, fmt)
     stream = _open(path)
     seen = 0
     try:
-        for number, text in _rows(stream, fmt, field, column, path):
+        for number, text in _rows(_lines(stream, path), fmt, field, column, path):
             checked = _check(text, f"{_name(path)}, line {number}", skip_empty)
             if checked is not None:
+                if numbers is not None:
+                    numbers.add(seen, number)
                 seen += 1
                 yield checked
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"{_name(path)} is not UTF-8 text: {exc}") from None
     finally:
-        if isinstance(stream, io.TextIOWrapper) and path == STDIN:
-            stream.detach()  # closing the wrapper would close sys.stdin's buffer too
-        else:
+        if path != STDIN:  # sys.stdin's buffer is not ours to close
             stream.close()
     if seen == 0:
         raise InputFileError(f"no texts in {_name(path)}")
 
 
 def _rows(
-    stream: IO[str], fmt: str, field: str, column: str | None, path: str
+    lines: Iterator[tuple[int, str]], fmt: str, field: str, column: str | None, path: str
 ) -> Iterator[tuple[int, object]]:
     """``(line number, text)`` pairs; the text may still be of the wrong type or empty."""
     if fmt == "lines":
-        for number, line in enumerate(stream, 1):
+        for number, line in lines:
             yield number, line.rstrip("\r\n")
     elif fmt == "jsonl":
-        for number, line in enumerate(stream, 1):
+        for number, line in lines:
             if line.strip():
                 yield number, _json_field(line, field, f"{_name(path)}, line {number}")
     else:
-        yield from _csv_rows(stream, column, path)
+        yield from _csv_rows((line for _, line in lines), column, path)
 
 
 def _json_field(line: str, field: str, where: str) -> object:
@@ -161,8 +191,10 @@ def _json_field(line: str, field: str, where: str) -> object:
     return record[field]
 
 
-def _csv_rows(stream: IO[str], column: str | None, path: str) -> Iterator[tuple[int, object]]:
-    reader = csv.DictReader(stream, delimiter="\t" if path.lower().endswith(".tsv") else ",")
+def _csv_rows(lines: Iterator[str], column: str | None, path: str) -> Iterator[tuple[int, object]]:
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
+    reader = csv.DictReader(lines, delimiter="\t" if path.lower().endswith(".tsv") else ",")
     try:
         names = reader.fieldnames or []
         name = column or (names[0] if names else None)
@@ -180,3 +212,26 @@ def _csv_rows(stream: IO[str], column: str | None, path: str) -> Iterator[tuple[
             yield reader.line_num, value
     except csv.Error as exc:
         raise InputFileError(f"{_name(path)}, line {reader.line_num}: bad CSV ({exc})") from None
+
+
+class LineNumbers:
+    """The line each text of :func:`read_texts` came from, to name it in a later error.
+
+    Only the places where ``line - index`` changes are kept (skipped lines, blank JSONL lines,
+    the CSV header, multi-line CSV records), as 8-byte integers: nothing for a plain file.
+    """
+
+    def __init__(self) -> None:
+        self._starts = array.array("q")  # text index where an offset begins
+        self._offsets = array.array("q")  # line number minus text index from there on
+
+    def add(self, index: int, line: int) -> None:
+        offset = line - index
+        if not self._offsets or self._offsets[-1] != offset:
+            self._starts.append(index)
+            self._offsets.append(offset)
+
+    def line(self, index: int) -> int | None:
+        """The line of text ``index``, or ``None`` if no such text was read."""
+        i = bisect.bisect_right(self._starts, index) - 1
+        return None if i < 0 else index + self._offsets[i]

@@ -17,6 +17,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -34,8 +35,17 @@ from ._config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
 )
-from ._exceptions import APIError, EmbedSDKError
-from ._inputs import FORMATS, check_input, count_rows, detect_format, read_texts
+from ._exceptions import APIError, EmbedSDKError, InvalidInputError
+from ._inputs import (
+    FORMATS,
+    STDIN,
+    InputFileError,
+    LineNumbers,
+    check_input,
+    count_rows,
+    detect_format,
+    read_texts,
+)
 from ._npy import NpyWriter, OutputFileError
 from ._providers import PROFILES
 from ._sync import Embedder
@@ -198,14 +208,22 @@ def _run_embed(args: argparse.Namespace) -> int:
     if os.path.isdir(args.output):
         raise OutputFileError(f"cannot write {args.output}: it is a directory")
     total = count_rows(args.input, fmt)
+    numbers = LineNumbers()
     texts = read_texts(
-        args.input, fmt, field=args.field, column=args.column, skip_empty=args.skip_empty
+        args.input,
+        fmt,
+        field=args.field,
+        column=args.column,
+        skip_empty=args.skip_empty,
+        numbers=numbers,
     )
     show = not args.quiet and sys.stderr.isatty()
     started = time.perf_counter()
     with Embedder(**client_kwargs(args)) as client:
         try:
             rows, dim = _embed_to_file(client, _Sized(texts, total) if total else texts, args, show)
+        except InvalidInputError as exc:
+            raise _named_by_line(exc, args.input, numbers) from None
         except APIError as exc:
             if client.options.cache is not False and client.stats.requests:
                 exc.args = (
@@ -224,6 +242,17 @@ def _run_embed(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _named_by_line(exc: InvalidInputError, path: str, numbers: LineNumbers) -> InputFileError:
+    """The library names a bad text by its index in the stream; the user knows lines."""
+    message = str(exc).replace("pass truncate=True to the client", "use --truncate")
+    line = numbers.line(exc.index)
+    found = re.match(r"texts\[\d+\]", message)
+    if line is not None and found:
+        name = "standard input" if path == STDIN else path
+        message = f"{name}, line {line}: the text{message[found.end() :]}"
+    return InputFileError(message)
 
 
 def _truncated(stats: Any) -> str:
@@ -304,7 +333,14 @@ def _human_bytes(size: float) -> str:
 
 
 def _cache_directory(args: argparse.Namespace) -> Path:
-    return Path(args.dir).expanduser() if args.dir else default_cache_dir()
+    if args.dir:
+        return Path(args.dir).expanduser()
+    try:
+        return default_cache_dir()
+    except (RuntimeError, KeyError):  # no home directory (some containers), as open_cache
+        raise EmbedSDKError(
+            "no home directory to find the cache in: set EMBEDSDK_CACHE_DIR or pass --dir"
+        ) from None
 
 
 def cache_info(directory: Path) -> dict[str, Any]:

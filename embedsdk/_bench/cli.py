@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -149,9 +150,14 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     args.clients = [i for i in CLIENTS if i in ids and i not in missing]
     if "serial" not in args.clients and "throughput" in args.scenario:
         args.clients.insert(0, "serial")  # the speed-ups are over it
-    for name in ("repeat", "concurrency", "batch_size", "fast_texts", "cache_texts"):
+    counts = ("repeat", "concurrency", "batch_size", "fast_texts", "cache_texts", "dim")
+    for name in (*counts, "memory_dim", "memory_batch"):
         if getattr(args, name) < 1:
             raise SystemExit(f"embedsdk bench: --{name.replace('_', '-')} must be at least 1")
+    for name in ("latency", "fast_latency", "cache_latency"):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0:
+            raise SystemExit(f"embedsdk bench: --{name.replace('_', '-')} must be seconds >= 0")
     return args
 
 
