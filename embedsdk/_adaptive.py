@@ -64,8 +64,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import _retry
-from ._exceptions import InsufficientQuotaError, status_error_class
-from ._responses import parse_error_body, parse_retry_after
+from ._responses import is_quota, parse_error_body, parse_retry_after
 
 if TYPE_CHECKING:
     from ._config import ClientOptions
@@ -569,7 +568,7 @@ def report(
         return
     if status == 429:
         message, code = parse_error_body(body)
-        if not issubclass(status_error_class(status, code), InsufficientQuotaError):
+        if not is_quota(status, code):
             controller.on_rate_limited(ticket, parse_retry_after(headers), message, headers)
             return
     controller.on_error(ticket)

@@ -90,6 +90,14 @@ def _positive_number(name: str, value: Any) -> float | None:
     return float(value)
 
 
+def _at_least_one(name: str, value: Any) -> float | None:
+    """A per-minute count: at least 1 (a limiter cannot hand out a fraction of a request)."""
+    number = _positive_number(name, value)
+    if number is not None and number < 1:
+        raise ConfigurationError(f"{name} must be at least 1 (per minute), got {value!r}")
+    return number
+
+
 def _optional_str(name: str, value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ConfigurationError(f"{name} must be a str or None, got {type(value).__name__}")
@@ -217,7 +225,7 @@ def resolve_options(
         # The provider's cap wins over a larger batch_size: it would only earn a 413.
         batch_size=min(_positive_int("batch_size", batch_size), profile.max_batch),
         max_concurrent=_positive_int("max_concurrent", max_concurrent),
-        rpm=_positive_number("rpm", rpm),
+        rpm=_at_least_one("rpm", rpm),
         tpm=_positive_number("tpm", tpm),
         max_retries=max_retries,
         timeout=_positive_number("timeout", timeout) or DEFAULT_TIMEOUT,

@@ -637,10 +637,19 @@ class AsyncEmbedder:
         _adaptive.report(self._rate, ticket, response.status, response.headers, response.body)
         return response
 
+    def _check_open(self, ticket: _adaptive.Ticket | None = None) -> None:
+        """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
+        have run meanwhile, and a request sent now would open a session nobody closes)."""
+        if not self._closed:
+            return
+        if ticket is not None and self._rate is not None:
+            self._rate.on_error(ticket)  # free the probe slot the ticket may hold
+        raise ClientClosedError("this client is closed; create a new one")
+
     async def _send_once(self, texts: list[str], tokens: int) -> Vectors:
-        if self._closed:
-            raise ClientClosedError("this client is closed; create a new one")
+        self._check_open()
         ticket = await self._pace(tokens)
+        self._check_open(ticket)  # no await between here and the send
         if self._transport is None:
             self._transport = AiohttpTransport()
         payload: dict[str, Any] = {"model": self.options.model, "input": texts}
@@ -658,8 +667,10 @@ class AsyncEmbedder:
             if encoding == "base64" and self._refuses_base64(exc):
                 return await self._send_once(texts, tokens)  # within this attempt, no retry
             raise exc
+        # The key is scrubbed first: a gateway answering 200 with an error body may echo it,
+        # and the error (and its cause) would quote that body. A memmem scan: microseconds.
         vectors, used = decode_embeddings(
-            response.body, len(texts), self._dim_seen, trace_id_of(response.headers)
+            self._redact(response.body), len(texts), self._dim_seen, trace_id_of(response.headers)
         )
         self._dim_seen = vectors.shape[1]
         self.stats.inputs_sent += len(texts)
@@ -684,14 +695,18 @@ class AsyncEmbedder:
             self._encoding = "float"
         return True
 
+    def _redact(self, body: bytes) -> bytes:
+        """``body`` without the API key: some servers and gateways echo the key they got."""
+        key = self.options.api_key
+        if key and key.encode() in body:
+            body = body.replace(key.encode(), b"***")
+        return body
+
     def _error_for(self, response: Response) -> APIStatusError:
         """The exception for an error answer, never carrying the key; a 401/403 says where
         the key came from (the argument or which variable), never its value."""
-        body = response.body
         key = self.options.api_key
-        if key and key.encode() in body:  # some servers echo the key they refused
-            body = body.replace(key.encode(), b"***")
-        exc = status_error(response.status, response.headers, body)
+        exc = status_error(response.status, response.headers, self._redact(response.body))
         if exc.status_code in (401, 403):
             source = self.options.api_key_source
             note = (

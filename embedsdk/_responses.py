@@ -97,10 +97,15 @@ def parse_error_body(body: bytes) -> tuple[str, Any]:
     return text[:500], None
 
 
+def is_quota(status: int, code: Any) -> bool:
+    """A 429 that means "out of credit" (never retried, not a rate limit)."""
+    return status == 429 and str(code) in _QUOTA_CODES
+
+
 def status_error(status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:
     """The exception for an HTTP error answer, with the provider's words and trace id."""
     message, code = parse_error_body(body)
-    quota = status == 429 and str(code) in _QUOTA_CODES
+    quota = is_quota(status, code)
     cls = status_error_class(status, "insufficient_quota" if quota else code)
     return cls(
         message,

@@ -1,0 +1,92 @@
+"""Edge cases found in review: closing while a request waits for its turn, a key echoed in a
+200 answer, a quota 429 under adaptive control, and a fractional rpm."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import traceback
+from typing import Any
+
+import pytest
+
+import embedsdk
+from embedsdk import AsyncEmbedder, MockTransport, RateController, Request, Response
+from embedsdk.testing import SimulatedProvider
+
+KEY = "sk-live-SECRET1234567890"
+
+
+def test_aclose_while_waiting_for_a_turn_sends_nothing_and_leaks_nothing() -> None:
+    async def main() -> tuple[int, object, bool]:
+        embedsdk.set_testing(False)  # let the request really wait in the shared pause
+        async with SimulatedProvider() as sim:
+            ctl = RateController()
+            now = ctl.now()
+            ctl._start_pause(now, now + 0.3)  # as after a 429: every worker waits 0.3 s
+            emb = AsyncEmbedder(base_url=sim.base_url, cache=False, rate_controller=ctl)
+            task = asyncio.ensure_future(emb.embed(["a", "b"]))
+            await asyncio.sleep(0.05)  # the call now waits for its turn
+            await emb.aclose()
+            outcome: object
+            try:
+                outcome = (await task).shape
+            except embedsdk.ClientClosedError as exc:
+                outcome = exc
+            session = getattr(emb._transport, "_session", None)
+            leaked = session is not None and not session.closed
+            if leaked:
+                await session.close()
+            return sim.stats()["requests"], outcome, leaked
+
+    served, outcome, leaked = asyncio.run(main())
+    assert served == 0, f"{served} request(s) sent after aclose(): {outcome!r}"
+    assert not leaked, "a session was opened after aclose() and left open"
+    assert isinstance(outcome, embedsdk.ClientClosedError)
+
+
+def test_a_key_echoed_in_a_200_answer_is_not_in_the_error() -> None:
+    def handler(request: Request) -> Response:  # a gateway: "200 OK" with an error body
+        body = {"code": 20015, "message": f"invalid api key {KEY}", "data": None}
+        return Response(200, {}, json.dumps(body).encode())
+
+    with (
+        embedsdk.Embedder(
+            base_url="https://gw.example/v1",
+            api_key=KEY,
+            cache=False,
+            max_retries=0,
+            transport=MockTransport(handler),
+        ) as emb,
+        pytest.raises(embedsdk.ResponseValidationError) as info,
+    ):
+        emb.embed(["hello"])
+    exc = info.value
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    assert KEY not in text
+    assert "invalid api key ***" in text  # the provider's words are kept, the key is not
+
+
+def test_a_quota_429_does_not_pause_the_shared_controller() -> None:
+    def handler(request: Request) -> Response:  # Zhipu: account in arrears
+        body = {"error": {"code": "1113", "message": "余额不足或无可用资源包,请充值。"}}
+        return Response(429, {}, json.dumps(body).encode())
+
+    ctl = RateController()
+    with (
+        embedsdk.Embedder(
+            base_url="http://127.0.0.1:9/v1",
+            cache=False,
+            rate_controller=ctl,
+            transport=MockTransport(handler),
+        ) as emb,
+        pytest.raises(embedsdk.InsufficientQuotaError),
+    ):
+        emb.embed(["a"])
+    assert ctl.pauses == 0
+
+
+@pytest.mark.parametrize("rpm", [0.5, 0.999])
+def test_an_rpm_below_one_is_refused_up_front(rpm: Any) -> None:
+    with pytest.raises(embedsdk.ConfigurationError, match="rpm must be at least 1"):
+        embedsdk.Embedder(base_url="http://127.0.0.1:9/v1", cache=False, rpm=rpm)
