@@ -59,10 +59,10 @@ def _client_for(function: str, options: dict[str, Any]) -> Embedder:
             return client
         client = Embedder(**options)
         _clients[key] = client
-        if len(_clients) > _MAX_DEFAULT_CLIENTS:
-            # Not closed here: another thread may still be in a call on it. Its finalizer
-            # closes it once the last caller lets go of it.
-            _clients.popitem(last=False)
+        # Not closed here: another thread may still be in a call on it. Its finalizer
+        # closes it once the last caller lets go of it (not under the lock: it waits).
+        evicted = _clients.popitem(last=False)[1] if len(_clients) > _MAX_DEFAULT_CLIENTS else None
+    del evicted
     return client
 
 
