@@ -51,6 +51,23 @@ def load(path: Path) -> np.ndarray:
     return array
 
 
+def assert_embeds(
+    capsys: pytest.CaptureFixture[str],
+    source: str | Path,
+    texts: list[str],
+    *flags: str,
+    dim: int = DIM,
+) -> str:
+    """Run ``embed SOURCE -o out.npy FLAGS`` next to SOURCE (stdin: in the current folder),
+    check it succeeded and wrote exactly the simulator's vectors of ``texts``, in order;
+    return what it printed on stderr."""
+    out = (Path(source).parent if source != "-" else Path.cwd()) / "out.npy"
+    status, _, err = run(capsys, "embed", str(source), "-o", str(out), *flags)
+    assert status == 0, err
+    np.testing.assert_array_equal(load(out), expected_matrix(texts, MODEL, dim))
+    return err
+
+
 def assert_one_error_line(err: str, *fragments: str) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -128,18 +145,8 @@ def test_lines_in_order_with_answers_out_of_order(
     texts = texts_for(600)
     texts[7] = "emoji 🙂 and a tab\there"
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    out = tmp_path / "out.npy"
-    status, _, err = run(
-        capsys,
-        "embed",
-        str(tmp_path / "in.txt"),
-        "-o",
-        str(out),
-        *embed_args(sim, "--batch-size", "7", "--max-concurrent", "6", "-q"),
-    )
-    assert status == 0, err
-    assert err == ""
-    np.testing.assert_array_equal(load(out), expected_matrix(texts, MODEL, DIM))
+    flags = embed_args(sim, "--batch-size", "7", "--max-concurrent", "6", "-q")
+    assert assert_embeds(capsys, tmp_path / "in.txt", texts, *flags) == ""
     assert leftovers(tmp_path) == ["out.npy"]
     assert sim.stats()["peak_in_flight"] > 1
 
@@ -149,18 +156,8 @@ def test_full_size_vectors_and_crlf_lines(
 ) -> None:
     texts = texts_for(30)
     (tmp_path / "in.txt").write_bytes(("\r\n".join(texts)).encode("utf-8"))  # no final newline
-    out = tmp_path / "out.npy"
-    status, _, err = run(
-        capsys,
-        "embed",
-        str(tmp_path / "in.txt"),
-        "-o",
-        str(out),
-        "--base-url",
-        simulated_provider.base_url,
-    )
-    assert status == 0, err
-    np.testing.assert_array_equal(load(out), expected_matrix(texts))  # (30, 1024)
+    flags = ("--base-url", simulated_provider.base_url)
+    assert_embeds(capsys, tmp_path / "in.txt", texts, *flags, dim=1024)  # the default size
 
 
 def test_jsonl_with_field(
@@ -170,19 +167,8 @@ def test_jsonl_with_field(
     lines = [json.dumps({"id": i, "body": t, "text": "not this"}) for i, t in enumerate(texts)]
     lines.insert(50, "")  # blank lines in JSONL are skipped
     (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out = tmp_path / "out.npy"
-    status, _, err = run(
-        capsys,
-        "embed",
-        str(tmp_path / "data.jsonl"),
-        "-o",
-        str(out),
-        "--field",
-        "body",
-        *embed_args(simulated_provider),
-    )
-    assert status == 0, err
-    np.testing.assert_array_equal(load(out), expected_matrix(texts, MODEL, DIM))
+    flags = ("--field", "body", *embed_args(simulated_provider))
+    assert_embeds(capsys, tmp_path / "data.jsonl", texts, *flags)
 
 
 def test_csv_with_column(
@@ -196,19 +182,8 @@ def test_csv_with_column(
         writer = csv.writer(f)
         writer.writerow(["id", "body"])
         writer.writerows([i, t] for i, t in enumerate(texts))
-    out = tmp_path / "out.npy"
-    status, _, err = run(
-        capsys,
-        "embed",
-        str(tmp_path / "data.csv"),
-        "-o",
-        str(out),
-        "--column",
-        "body",
-        *embed_args(simulated_provider),
-    )
-    assert status == 0, err
-    np.testing.assert_array_equal(load(out), expected_matrix(texts, MODEL, DIM))
+    flags = ("--column", "body", *embed_args(simulated_provider))
+    assert_embeds(capsys, tmp_path / "data.csv", texts, *flags)
 
 
 def test_tsv_with_a_byte_order_mark(
@@ -217,12 +192,8 @@ def test_tsv_with_a_byte_order_mark(
     texts = texts_for(20, "tsv")
     body = "text\tid\n" + "".join(f"{t}\t{i}\n" for i, t in enumerate(texts))
     (tmp_path / "data.tsv").write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
-    out = tmp_path / "out.npy"
-    status, _, err = run(
-        capsys, "embed", str(tmp_path / "data.tsv"), "-o", str(out), *embed_args(simulated_provider)
-    )
-    assert status == 0, err  # the first column is "text", not "\ufefftext"
-    np.testing.assert_array_equal(load(out), expected_matrix(texts, MODEL, DIM))
+    # The first column is "text", not "\ufefftext".
+    assert_embeds(capsys, tmp_path / "data.tsv", texts, *embed_args(simulated_provider))
 
 
 def test_stdin(
@@ -234,10 +205,8 @@ def test_stdin(
     texts = texts_for(90, "s")
     data = ("\n".join(texts) + "\n").encode("utf-8")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
-    out = tmp_path / "out.npy"
-    status, _, err = run(capsys, "embed", "-", "-o", str(out), *embed_args(simulated_provider))
-    assert status == 0, err
-    np.testing.assert_array_equal(load(out), expected_matrix(texts, MODEL, DIM))
+    monkeypatch.chdir(tmp_path)
+    assert_embeds(capsys, "-", texts, *embed_args(simulated_provider))
     assert not sys.stdin.buffer.closed  # the reader let go of stdin without closing it
 
 
