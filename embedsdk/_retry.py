@@ -77,20 +77,22 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 
 
 def wait_gen(
-    base: float = 0.5, cap: float = 30.0, paced: bool = False
+    base: float = 0.5, cap: float = 30.0
 ) -> Generator[float, BaseException | None, None]:
     """A ``backoff`` wait generator that honours the server's ``Retry-After`` hint.
 
     ``backoff`` sends each exception into the generator before asking for the next wait, so
     a hint (already capped by the parser) wins over the exponential guess; a small jitter
-    keeps many workers from returning at the same instant. ``paced``: a rate controller
-    holds every worker in one shared pause after a 429, so a 429 adds no wait of its own.
+    keeps many workers from returning at the same instant. A 429 the rate controller paused
+    for (``rate_verdict == "paused"``) waits in that shared pause, and a refusal of a
+    concurrency cap (``"narrowed"``, without a hint) for a free slot: no wait of their own.
     """
     attempt = 0
     exc = yield 0.0
     while True:
         hint = getattr(exc, "retry_after", None)
-        if _testing or (paced and isinstance(exc, RateLimitError)):
+        verdict = getattr(exc, "rate_verdict", None)
+        if _testing or verdict == "paused" or (verdict == "narrowed" and hint is None):
             delay = 0.0
         elif hint is not None:
             delay = hint + random.uniform(0, 0.1 * hint + 0.05)
@@ -103,9 +105,10 @@ def wait_gen(
 class RetryBudget:
     """The retries one request has left: ``give_up`` is ``backoff``'s ``giveup``.
 
-    ``max_retries`` failures of any retryable kind. When ``paced`` (adaptive rate control), a
-    429 first draws on an allowance of three times as many: the shared pause spaces them, and
-    a probe sent while a per-minute window is still full may meet several in a row.
+    ``max_retries`` failures of any retryable kind. When ``paced`` (adaptive rate control),
+    a refusal the controller acted on (a 429, or a 503 read as a concurrency cap) first
+    draws on an allowance of three times as many: the controller spaces them, and a probe
+    sent while a window is still full may meet several in a row.
     """
 
     __slots__ = ("failures", "rate_limits")
@@ -117,8 +120,11 @@ class RetryBudget:
     def give_up(self, exc: BaseException) -> bool:
         if not is_retryable(exc):
             return True
-        if self.rate_limits > 0 and isinstance(exc, RateLimitError):
+        if self.rate_limits > 0 and getattr(exc, "rate_verdict", None) in _CONTROLLED:
             self.rate_limits -= 1
             return False
         self.failures -= 1
         return self.failures < 0
+
+
+_CONTROLLED = ("paused", "narrowed")
