@@ -108,8 +108,10 @@ def get_batch_embeddings(
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
 
-    Options: ``model``, ``base_url``, ``api_key``, ``rpm``, ``tpm`` (per minute),
-    ``max_retries``, ``timeout`` (seconds per request), ``dimensions``, ``encoding_format``,
+    Options (typed: see ``Options``): ``model``, ``base_url``, ``api_key`` (``""``: send
+    none; by default ``EMBEDSDK_API_KEY``, else the variable of the provider whose host
+    ``base_url`` names), ``rpm``, ``tpm`` (per minute), ``max_retries``, ``timeout`` (seconds
+    per request; ``None``: no limit), ``dimensions``, ``encoding_format``,
     ``cache``, ``max_batch_tokens``, ``allow_insecure``, ``provider``, ``truncate`` (cut texts
     longer than the model takes instead of refusing them), ``adaptive`` (default ``True``:
     learn the provider's rate limit from its 429s and pace under it), ``rate_controller`` (a

@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 from ._adaptive import RateController
 from ._exceptions import ConfigurationError
 from ._providers import (
+    PROFILES,
     Profile,
     all_key_variables,
     check_dimensions,
@@ -202,16 +203,12 @@ def _require_key(source: str, base_url: str) -> None:
         return
     applicable = api_key_variables(base_url)
     elsewhere = [
-        name
-        for name in API_KEY_VARIABLES
+        f"{name} is set, but only sent to {', '.join(profile.hosts)}"
+        for profile in PROFILES.values()
+        for name in profile.key_variables
         if name not in applicable and os.environ.get(name, "").strip()
     ]
-    note = (
-        f" ({', '.join(elsewhere)} {'is' if len(elsewhere) == 1 else 'are'} set, but only "
-        "sent to the hosts of the provider named)"
-        if elsewhere
-        else ""
-    )
+    note = f" ({'; '.join(elsewhere)})" if elsewhere else ""
     raise ConfigurationError(
         f"no API key for {host}: pass api_key=... or set {_or(applicable)}{note}; "
         'for a server that takes none, pass api_key=""'
