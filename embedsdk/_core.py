@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -27,10 +28,11 @@ import backoff
 import numpy as np
 import numpy.typing as npt
 from aiolimiter import AsyncLimiter
+from typing_extensions import Unpack
 
 from . import _adaptive, _retry
 from ._cache import VectorCache, open_cache
-from ._config import ClientOptions, resolve_options
+from ._config import ClientOptions, EmbedderOptions, resolve_options
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -54,11 +56,12 @@ from ._job import (
 )
 from ._planning import (
     apply_input_limit,
+    check_texts,
     plan_batches,
     validate_texts,
 )
 from ._progress import Progress
-from ._providers import han_chars_per_token, input_token_limit, profile_for
+from ._providers import han_chars_per_token, input_token_limit, known_dimension, profile_for
 from ._responses import decode_embeddings, status_error, trace_id_of
 from ._transport import AiohttpTransport, Request, Response, Transport
 from ._version import __version__
@@ -67,21 +70,6 @@ logger = logging.getLogger("embedsdk")
 
 _UNOPENED = object()
 _FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
-
-#: Dimensions of well-known models, used only to shape the answer to an empty input.
-KNOWN_DIMENSIONS = {
-    "BAAI/bge-m3": 1024,
-    "Pro/BAAI/bge-m3": 1024,
-    "BAAI/bge-large-zh-v1.5": 1024,
-    "BAAI/bge-large-en-v1.5": 1024,
-    "netease-youdao/bce-embedding-base_v1": 768,
-    "Qwen/Qwen3-Embedding-0.6B": 1024,
-    "Qwen/Qwen3-Embedding-4B": 2560,
-    "Qwen/Qwen3-Embedding-8B": 4096,
-    "text-embedding-3-small": 1536,
-    "text-embedding-3-large": 3072,
-    "text-embedding-ada-002": 1536,
-}
 
 _BATCH_LIMIT_RE = re.compile(r"(?:maximum|max)[^0-9]{0,40}?batch size[^0-9]{0,10}(\d+)", re.I)
 
@@ -108,7 +96,7 @@ class AsyncEmbedder:
         model: str | None = None,
         *,
         transport: Transport | None = None,
-        **options: Any,
+        **options: Unpack[EmbedderOptions],
     ) -> None:
         self.options: ClientOptions = resolve_options(model=model, **options)
         self.stats = Stats()
@@ -125,7 +113,8 @@ class AsyncEmbedder:
         self._input_limit = input_token_limit(self._profile, self.options.model)
         self._limiters: tuple[AsyncLimiter | None, AsyncLimiter | None] | None = None
         self._rate = _adaptive.controller_for(self.options)  # None with adaptive=False
-        self._dim_hint = self.options.dimensions or KNOWN_DIMENSIONS.get(self.options.model, 0)
+        # The width of an answer with no rows (an empty input): fixed, whatever ran before.
+        self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
         # The length of the first vectors that arrived: later answers of another length are
         # untrustworthy (retried) rather than a failure of the whole call.
         self._dim_seen: int | None = self.options.dimensions
@@ -144,6 +133,33 @@ class AsyncEmbedder:
     def __repr__(self) -> str:
         o = self.options
         return f"<AsyncEmbedder model={o.model!r} base_url={o.base_url!r}>"
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        """Never closed: say so once, and release its connections and cache anyway.
+
+        aiohttp would otherwise report an "Unclosed client session" and an "Unclosed
+        connector" naming none of our names. ``_warn`` is bound now: at interpreter exit the
+        ``warnings`` module may already be gone.
+        """
+        transport = getattr(self, "_transport", None)
+        if getattr(self, "_closed", True) or self._pid != os.getpid():
+            return  # closed, half-made (__init__ raised), or a forked copy of the parent's
+        self._closed = True
+        opened = self._cache if isinstance(self._cache, VectorCache) else None
+        if opened is self.options.cache:
+            opened = None  # the caller's own cache: not ours to close
+        if not (self._owns_transport and isinstance(transport, AiohttpTransport)) and not opened:
+            return  # nothing to release
+        _warn(
+            f"{self!r} was never closed: use `async with AsyncEmbedder(...) as emb:` or "
+            "`await emb.aclose()` when done; its connections are being closed now",
+            ResourceWarning,
+            source=self,
+        )
+        if self._owns_transport and isinstance(transport, AiohttpTransport):
+            transport.close_unawaited()
+        if opened is not None:
+            opened.close()
 
     async def __aenter__(self) -> AsyncEmbedder:
         return self
@@ -216,6 +232,7 @@ class AsyncEmbedder:
         an ``ok`` mask, the errors). Errors of the whole call (401, 403, 404, quota, server out
         of reach) still stop the sending, but are returned too. Bad input raises in both modes.
         """
+        check_texts(texts)
         keep_going = _keep_going(errors)
         workers = self._workers(max_concurrent)
         bar = Progress(len(texts), self.stats) if progress else None
@@ -248,6 +265,7 @@ class AsyncEmbedder:
         the current one is handed out, so the slots never sit idle at a window boundary.
         ``progress`` shows a bar on stderr (with a total when ``texts`` has a length).
         """
+        check_texts(texts)
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
@@ -523,8 +541,6 @@ class AsyncEmbedder:
 
     def _finish(self, job: _Job) -> Vectors:
         job.advance(job.n_inputs - job.advanced)  # the duplicates, served by their first copy
-        if job.rows is not None:
-            self._dim_hint = job.rows.shape[1]
         return job.result(self._dim_hint)
 
     async def _fetch_into(self, job: _Job, start: int, stop: int) -> None:

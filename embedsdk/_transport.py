@@ -24,7 +24,7 @@ class Request:
     url: str
     headers: Mapping[str, str] = dataclasses.field(repr=False)  # carries the key
     body: bytes
-    timeout: float
+    timeout: float | None  # seconds for the whole exchange; None: no limit
 
     def json(self) -> Any:
         import json
@@ -59,6 +59,7 @@ class AiohttpTransport(Transport):
     def __init__(self, connection_limit: int = 100) -> None:
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's
         self._proxies: dict[str, str | None] = {}  # origin -> proxy URL, read once
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -70,6 +71,7 @@ class AiohttpTransport(Transport):
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             )
+            self._loop = asyncio.get_running_loop()
         return self._session
 
     def _proxy_for(self, url: str) -> str | None:
@@ -84,6 +86,8 @@ class AiohttpTransport(Transport):
 
     async def send(self, request: Request) -> Response:
         session = self._get_session()
+        # Every part left at None: timeout=None means no limit at all, as in openai-python,
+        # not aiohttp's session default (5 min in total, 30 s to connect).
         timeout = aiohttp.ClientTimeout(total=request.timeout)
         proxy = self._proxy_for(request.url)
         try:
@@ -97,9 +101,8 @@ class AiohttpTransport(Transport):
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except asyncio.TimeoutError as exc:  # aiohttp raises the built-in TimeoutError
-            raise APITimeoutError(
-                f"no answer from {_origin(request.url)} within {request.timeout:g} s"
-            ) from exc
+            within = "" if request.timeout is None else f" within {request.timeout:g} s"
+            raise APITimeoutError(f"no answer from {_origin(request.url)}{within}") from exc
         except aiohttp.ClientError as exc:
             raise APIConnectionError(
                 f"connection to {_origin(request.url)} failed: {type(exc).__name__}: {exc}"
@@ -109,6 +112,50 @@ class AiohttpTransport(Transport):
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+    def close_unawaited(self) -> None:
+        """Close the session from synchronous code: the finalizer of a client nobody closed.
+
+        On the session's loop: at once when that is this thread's, else as a callback. Its
+        owner has already said what happened, so aiohttp's own "Unclosed client session"
+        warnings would only repeat it less helpfully.
+        """
+        session, loop, self._session = self._session, self._loop, None
+        if session is None or session.closed or loop is None:
+            return
+        if loop.is_running() and not _runs_on(loop):
+            try:
+                loop.call_soon_threadsafe(_close_session_now, session)
+                return
+            except RuntimeError:  # closed meanwhile
+                pass
+        _close_session_now(session)
+
+
+def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _close_session_now(session: aiohttp.ClientSession) -> None:
+    """Run ``session.close()`` as far as it goes without waiting, on the session's thread.
+
+    Its connections are closed synchronously (their sockets once the loop turns again, if it
+    ever does; a loop already closed has nothing left to run). What remains is waiting for
+    them to be gone, which nobody is there to do: the session is then detached, which marks
+    it closed without another warning.
+    """
+    closing = session.close().__await__()
+    try:
+        closing.send(None)
+    except StopIteration:
+        return
+    except Exception:  # a finalizer must not raise
+        pass
+    closing.close()
+    session.detach()
 
 
 def _origin(url: str) -> str:

@@ -353,13 +353,15 @@ def test_empty_input_no_request() -> None:
     assert server.bodies == []
 
 
-def test_empty_input_after_a_call_has_the_seen_dimension() -> None:
-    async def go() -> np.ndarray:
-        async with client(Server(), model="my-own-model") as emb:
-            await emb.embed(["a"])
-            return await emb.embed([])
+@pytest.mark.parametrize(("model", "width"), [("my-own-model", 0), ("BAAI/bge-m3", 1024)])
+def test_empty_input_has_the_same_shape_whatever_ran_before(model: str, width: int) -> None:
+    async def go() -> list[tuple[int, ...]]:
+        async with client(Server(), model=model) as emb:
+            before = (await emb.embed([])).shape
+            await emb.embed(["a"])  # DIM-wide vectors arrive
+            return [before, (await emb.embed([])).shape]
 
-    assert run(go()).shape == (0, DIM)
+    assert run(go()) == [(0, width), (0, width)]
 
 
 @pytest.mark.parametrize("bad", [None, 7, b"bytes", "", "   ", "\n\t"])

@@ -275,13 +275,13 @@ def test_401_fails_on_the_first_request_and_names_the_argument(
 def test_401_with_concurrency_sends_no_more_than_the_first_wave(
     simulated_provider_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SILICONFLOW_API_KEY", "a-wrong-key-0452")
+    monkeypatch.setenv("EMBEDSDK_API_KEY", "a-wrong-key-0452")
     sim = simulated_provider_factory(dim=DIM, api_key="the-right-key")
     emb = Embedder(base_url=sim.base_url, cache=False, max_concurrent=4)
     with emb, pytest.raises(AuthenticationError) as caught:
         emb.embed(TEXTS)
     assert sim.stats()["requests"] <= 4  # those already in flight; no retry, no next batch
-    assert "environment variable SILICONFLOW_API_KEY" in str(caught.value)
+    assert "environment variable EMBEDSDK_API_KEY" in str(caught.value)
     assert "a-wrong-key-0452" not in str(caught.value)
 
 
