@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ._adaptive import RateController
 from ._exceptions import ConfigurationError
@@ -135,7 +136,10 @@ def _find_api_key(api_key: str | None) -> tuple[str | None, str]:
 
 
 def _check_base_url(base_url: str, has_key: bool, allow_insecure: bool) -> str:
-    parts = urlsplit(base_url)
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:  # "http://[::1/v1": an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
     if "@" in parts.netloc or parts.query or parts.fragment:
@@ -146,6 +150,7 @@ def _check_base_url(base_url: str, has_key: bool, allow_insecure: bool) -> str:
             "base_url must not contain user-info (user:password@), a query (?...) or a "
             "fragment (#...); pass the key as api_key or in the environment"
         )
+    _check_host_and_port(base_url, parts)
     insecure = parts.scheme == "http" and not _is_loopback(parts.hostname)
     if insecure and has_key and not allow_insecure:
         raise ConfigurationError(
@@ -153,6 +158,40 @@ def _check_base_url(base_url: str, has_key: bool, allow_insecure: bool) -> str:
             "or pass allow_insecure=True if this network is trusted"
         )
     return base_url.rstrip("/")
+
+
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", re.I)
+
+
+def _check_host_and_port(base_url: str, parts: SplitResult) -> None:
+    """Refuse a URL aiohttp cannot use, before any request: a port out of 1..65535, a host
+    that is no IP address and no DNS name (blanks, ``%``, empty or over-long labels,
+    ``1.2.3.4.5``), blanks or control characters anywhere. Unchecked, such a URL fails at
+    every attempt with an error that does not say which part is wrong."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in base_url):
+        raise ConfigurationError(f"base_url contains blanks or control characters: {base_url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigurationError(
+            f"base_url has no usable port (1 to 65535): {base_url!r}; e.g. http://127.0.0.1:8080/v1"
+        )
+    host = parts.hostname or ""
+    if "[" in parts.netloc or re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigurationError(f"base_url's host {host!r} is not an IP address") from None
+        return
+    try:
+        ascii_host = host.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ConfigurationError(f"base_url's host {host!r} is not a valid host name")
 
 
 def resolve_options(
