@@ -153,17 +153,17 @@ def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
     """No connection was made: the name did not resolve, nothing listens, TLS, a proxy."""
     host, port = exc.host, exc.port
     where = _where(host, port)
-    cause = exc.os_error
-    why = cause.strerror or str(cause) or type(cause).__name__
-    if isinstance(exc, _DNS_ERROR) or isinstance(cause, socket.gaierror):
-        message = f"cannot resolve the host name {host!r} ({why}): check base_url and the DNS"
-        return APIConnectionError(message, host=host, port=port, reason="dns")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):  # no os_error before 3.9
         message = (
             f"the TLS certificate of {where} could not be verified "
             f"({exc.certificate_error}): check the host name, or the system's CA certificates"
         )
         return APIConnectionError(message, host=host, port=port, reason="certificate")
+    cause = exc.os_error
+    why = cause.strerror or str(cause) or type(cause).__name__
+    if isinstance(exc, _DNS_ERROR) or isinstance(cause, socket.gaierror):
+        message = f"cannot resolve the host name {host!r} ({why}): check base_url and the DNS"
+        return APIConnectionError(message, host=host, port=port, reason="dns")
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         message = f"cannot connect to the proxy {where} (HTTPS_PROXY / HTTP_PROXY): {why}"
         return APIConnectionError(message, host=host, port=port, reason="proxy")
