@@ -34,7 +34,6 @@ from ._exceptions import (
     APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     ClientClosedError,
     ConfigurationError,
     EmbedSDKError,
@@ -100,7 +99,7 @@ def _append(exc: BaseException, note: str) -> None:
 def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) -> None:
     """Say at INFO, once a call, that the server is out of reach (refused, DNS...): the
     retries that follow take a while, and a user should not wait for them in silence."""
-    if isinstance(exc, APITimeoutError) or not isinstance(exc, APIConnectionError):
+    if not isinstance(exc, APIConnectionError) or not _stops_the_call(exc):
         return
     if not job.told_unreachable:
         job.told_unreachable = True

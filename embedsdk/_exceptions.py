@@ -101,8 +101,9 @@ class APIConnectionError(APIError):
 
     ``host`` and ``port``: where the request went (``None`` when unknown). ``reason``: what
     failed, when known: ``"dns"`` (the host name did not resolve; retried at most twice),
-    ``"refused"`` (nothing listens there), ``"certificate"`` (TLS verification failed; not
-    retried), ``"proxy"``, ``"disconnected"``, ``"timeout"``, or ``None``.
+    ``"refused"`` (nothing listens there), ``"unreachable"`` (no route), ``"certificate"``
+    (TLS verification failed; not retried), ``"proxy"``, ``"disconnected"`` (the server hung
+    up on this request), ``"timeout"``, or ``None`` (a reset).
     """
 
     def __init__(

@@ -26,7 +26,6 @@ import numpy.typing as npt
 
 from ._exceptions import (
     APIConnectionError,
-    APITimeoutError,
     AuthenticationError,
     ClientClosedError,
     ConfigurationError,
@@ -120,9 +119,14 @@ _CALL_WIDE_ERRORS = (
 )
 
 
+#: Connection failures that concern every request: the server is out of reach. A timeout, a
+#: reset or a server hanging up may be one batch's own.
+_OUT_OF_REACH = frozenset({"dns", "refused", "unreachable", "certificate", "proxy"})
+
+
 def _stops_the_call(exc: EmbedSDKError) -> bool:
     if isinstance(exc, APIConnectionError):
-        return not isinstance(exc, APITimeoutError)  # a timeout may be this batch's own
+        return exc.reason in _OUT_OF_REACH
     return isinstance(exc, _CALL_WIDE_ERRORS)
 
 

@@ -170,7 +170,8 @@ def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
     if isinstance(cause, ConnectionRefusedError):
         message = f"cannot connect to {where}: connection refused (is the server running there?)"
         return APIConnectionError(message, host=host, port=port, reason="refused")
-    return APIConnectionError(f"cannot connect to {where}: {why}", host=host, port=port)
+    message = f"cannot connect to {where}: {why}"  # no route, network down...
+    return APIConnectionError(message, host=host, port=port, reason="unreachable")
 
 
 def _host_and_port(url: str) -> tuple[str, int | None]:

@@ -8,6 +8,7 @@ No test resolves a real name: DNS goes to a fake resolver, connections only to 1
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
@@ -114,6 +115,11 @@ GAIERROR = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
             "cannot connect to api.example.com:443: connection refused",
         ),
         (
+            connector_error(aiohttp.ClientConnectorError, OSError(101, "Network is unreachable")),
+            "unreachable",
+            "cannot connect to api.example.com:443: Network is unreachable",
+        ),
+        (
             connector_error(
                 aiohttp.ClientConnectorCertificateError,
                 ssl.SSLCertVerificationError(1, "certificate verify failed"),
@@ -138,6 +144,7 @@ GAIERROR = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         "dns",
         "dns-old-aiohttp",
         "refused",
+        "unreachable",
         "certificate",
         "proxy",
         "disconnected",
@@ -259,17 +266,46 @@ def test_a_refused_connection_stops_a_call_that_keeps_going_too(closed_port: int
     assert "connection refused" in str(exc)
 
 
-def test_a_timeout_is_not_said_at_info(caplog: pytest.LogCaptureFixture) -> None:
-    async def slow(request: Request) -> Response:
-        raise APITimeoutError("no answer from http://127.0.0.1:9 within 1 s")
+@pytest.mark.parametrize(
+    "error",
+    [
+        APITimeoutError("no answer from http://127.0.0.1:9 within 1 s"),
+        APIConnectionError("127.0.0.1:9 closed the connection", reason="disconnected"),
+        APIConnectionError("the connection to 127.0.0.1:9 failed: reset"),
+    ],
+)
+def test_a_timeout_or_a_reset_is_not_said_at_info(
+    error: APIConnectionError, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def failing(request: Request) -> Response:
+        raise error
 
     async def main() -> None:
         async with AsyncEmbedder(
-            base_url="http://127.0.0.1:9/v1", transport=MockTransport(slow), max_retries=1
+            base_url="http://127.0.0.1:9/v1", transport=MockTransport(failing), max_retries=1
         ) as emb:
-            with pytest.raises(APITimeoutError):
+            with pytest.raises(APIConnectionError):
                 await emb.embed(["a"])
 
     with caplog.at_level(logging.INFO, logger="embedsdk"):
         asyncio.run(main())
     assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
+
+
+def test_a_dropped_connection_is_one_batchs_own_when_the_call_keeps_going() -> None:
+    def answer(request: Request) -> Response:
+        texts = request.json()["input"]
+        if "poison" in texts:  # the server hangs up on this one request, every time
+            raise APIConnectionError("127.0.0.1:9 closed the connection", reason="disconnected")
+        data = [{"index": i, "embedding": [float(len(t)), 1.0]} for i, t in enumerate(texts)]
+        return Response(200, {}, json.dumps({"data": data}).encode())
+
+    texts = [f"t{i}" for i in range(30)]
+    texts[12] = "poison"
+    with Embedder(
+        base_url="http://127.0.0.1:9/v1", transport=MockTransport(answer), batch_size=5
+    ) as emb:
+        result = emb.embed(texts, errors="return")
+    (exc,) = result.errors
+    assert exc.failed_indices == list(range(10, 15))
+    assert result.ok.sum() == 25  # the other batches were sent and arrived
