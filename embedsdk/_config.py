@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from typing_extensions import TypedDict
 
@@ -230,7 +231,10 @@ def _parse_base_url(base_url: str | None) -> str:
     trailing ``/``. An empty argument is an error, not the default."""
     given = _optional_str("base_url", base_url)
     url = given if given is not None else _from_env("EMBEDSDK_BASE_URL") or DEFAULT_BASE_URL
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1/v1": an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
     if "@" in parts.netloc or parts.query or parts.fragment:
@@ -241,6 +245,7 @@ def _parse_base_url(base_url: str | None) -> str:
             "base_url must not contain user-info (user:password@), a query (?...) or a "
             "fragment (#...); pass the key as api_key or in the environment"
         )
+    _check_host_and_port(url, parts)
     return url.rstrip("/")
 
 
@@ -312,6 +317,40 @@ def _endpoint(
     _check_clear_text(url, key is not None, _flag("allow_insecure", allow_insecure))
     _require_key(source, url)
     return url, key, source
+
+
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", re.I)
+
+
+def _check_host_and_port(base_url: str, parts: SplitResult) -> None:
+    """Refuse a URL aiohttp cannot use, before any request: a port out of 1..65535, a host
+    that is no IP address and no DNS name (blanks, ``%``, empty or over-long labels,
+    ``1.2.3.4.5``), blanks or control characters anywhere. Unchecked, such a URL fails at
+    every attempt with an error that does not say which part is wrong."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in base_url):
+        raise ConfigurationError(f"base_url contains blanks or control characters: {base_url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigurationError(
+            f"base_url has no usable port (1 to 65535): {base_url!r}; e.g. http://127.0.0.1:8080/v1"
+        )
+    host = parts.hostname or ""
+    if "[" in parts.netloc or re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigurationError(f"base_url's host {host!r} is not an IP address") from None
+        return
+    try:
+        ascii_host = host.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ConfigurationError(f"base_url's host {host!r} is not a valid host name")
 
 
 def resolve_options(

@@ -13,7 +13,6 @@ import collections
 import json
 import logging
 import os
-import re
 import warnings
 from collections.abc import (
     AsyncGenerator,
@@ -34,9 +33,9 @@ from . import _adaptive, _retry
 from ._cache import VectorCache, open_cache
 from ._config import ClientOptions, EmbedderOptions, resolve_options
 from ._exceptions import (
+    APIConnectionError,
     APIError,
     APIStatusError,
-    BadRequestError,
     ClientClosedError,
     ConfigurationError,
     EmbedSDKError,
@@ -62,7 +61,14 @@ from ._planning import (
 )
 from ._progress import Progress
 from ._providers import han_chars_per_token, input_token_limit, known_dimension, profile_for
-from ._responses import decode_embeddings, status_error, trace_id_of
+from ._responses import (
+    content_type_of,
+    decode_embeddings,
+    not_found_hint,
+    status_error,
+    trace_id_of,
+)
+from ._text import excerpt, plural
 from ._transport import AiohttpTransport, Request, Response, Transport
 from ._version import __version__
 
@@ -71,7 +77,21 @@ logger = logging.getLogger("embedsdk")
 _UNOPENED = object()
 _FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
 
-_BATCH_LIMIT_RE = re.compile(r"(?:maximum|max)[^0-9]{0,40}?batch size[^0-9]{0,10}(\d+)", re.I)
+def _append(exc: BaseException, note: str) -> None:
+    """Add ``; note`` to the message of ``exc``."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]}; {note}",)
+
+
+def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) -> None:
+    """Say at INFO, once a call, that the server is out of reach (refused, DNS...): the
+    retries that follow take a while, and a user should not wait for them in silence."""
+    if not isinstance(exc, APIConnectionError) or not _stops_the_call(exc):
+        return
+    if not job.told_unreachable:
+        job.told_unreachable = True
+        retries = min(_retry.DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
+        logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
 
 
 def _note_attempts(details: Any) -> None:
@@ -264,6 +284,9 @@ class AsyncEmbedder:
         and keeps at most two windows in memory, while the next window's requests start before
         the current one is handed out, so the slots never sit idle at a window boundary.
         ``progress`` shows a bar on stderr (with a total when ``texts`` has a length).
+
+        When ``texts`` raises, the blocks of the windows already read are still yielded, then
+        its exception is raised (the window it broke off in is not sent).
         """
         check_texts(texts)
         workers = self._workers(max_concurrent)
@@ -274,8 +297,9 @@ class AsyncEmbedder:
         pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
         start = 0
         previous: _Window | None = None
+        broke: list[Exception] = []  # what the producer of ``texts`` raised, if it did
         try:
-            async for chunk in _windows(texts, size):
+            async for chunk in _windows(texts, size, broke):
                 this = _Window()
                 coro = self._embed_window(
                     chunk, start, batch_size, workers, slots, bar, this, previous
@@ -289,6 +313,8 @@ class AsyncEmbedder:
             while pending:
                 offset, task = pending.popleft()
                 yield offset, await task
+            if broke:
+                raise broke[0]
         finally:
             for _, task in pending:
                 task.cancel()
@@ -486,9 +512,11 @@ class AsyncEmbedder:
                 raise closed from exc
             self._blame(job, exc, start, stop)
             if job.keep_going and not _stops_the_call(exc):
-                rows = job.todo[start:stop]
-                job.failures.append((rows[~job.filled[rows]], exc))
-                return
+                if not job.breaker.gave_up(exc, self.options.max_retries):
+                    rows = job.todo[start:stop]
+                    job.failures.append((rows[~job.filled[rows]], exc))
+                    return
+                _append(exc, job.breaker.note())  # a storm: the other batches stay unsent
             job.error = job.error or exc
             raise
         except BaseException as exc:
@@ -505,7 +533,7 @@ class AsyncEmbedder:
         note = "" if isinstance(exc, APIStatusError) else _request_span(exc.batch_indices)
         attempts = getattr(exc, "attempts", None)
         if _retry.is_retryable(exc) and attempts:  # it reached us: every attempt failed
-            note += f"; gave up after {attempts} attempt{'s' if attempts > 1 else ''}"
+            note += f"; gave up after {plural(attempts, 'attempt')}"
         if note and exc.args and isinstance(exc.args[0], str):
             exc.args = (exc.args[0] + note,)
 
@@ -523,7 +551,7 @@ class AsyncEmbedder:
         )
         if cut:
             self.stats.truncated += cut
-            logger.info("cut %d texts to %d tokens (estimated)", cut, self._input_limit)
+            logger.info("cut %s to %d tokens (estimated)", plural(cut, "text"), self._input_limit)
         return texts
 
     def _conclude(self, job: _Job, fatal: EmbedSDKError | None = None) -> Vectors | EmbeddingResult:
@@ -555,7 +583,7 @@ class AsyncEmbedder:
         texts = job.texts(start, stop)
         tokens = sum(job.tokens[start:stop])
         try:
-            vectors = await self._send_with_retries(texts, tokens)
+            vectors = await self._send_with_retries(texts, tokens, job)
         except APIStatusError as exc:
             if not _retry.should_split(exc) or len(texts) == 1:
                 exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
@@ -565,6 +593,7 @@ class AsyncEmbedder:
             await self._fetch_pieces(job, start, stop)
             return
         job.store(job.todo[start:stop], vectors)
+        job.breaker.success()
         await self._cache_store(texts, vectors)
 
     async def _fetch_pieces(self, job: _Job, start: int, stop: int) -> None:
@@ -594,21 +623,24 @@ class AsyncEmbedder:
         return note
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
-        match = _BATCH_LIMIT_RE.search(exc.message)
-        limit = int(match.group(1)) if match else sent // 2
-        self._batch_cap = max(1, min(self._batch_cap, limit, sent - 1))
+        self._batch_cap = _retry.lowered_batch_cap(exc, sent, self._batch_cap)
         logger.info("server refused a batch of %d; batch cap is now %d", sent, self._batch_cap)
 
     # -- one request, with pacing and retries ----------------------------------------------
 
-    async def _send_with_retries(self, texts: list[str], tokens: int) -> Vectors:
+    async def _send_with_retries(self, texts: list[str], tokens: int, job: _Job) -> Vectors:
         paced = self._rate is not None  # a 429 waits in the controller's shared pause
+
+        def on_backoff(details: Any) -> None:
+            self._on_backoff(details)
+            _tell_unreachable(job, details.get("exception"), self.options.max_retries)
+
         send = backoff.on_exception(
             _retry.wait_gen,
             EmbedSDKError,
             max_tries=None,
             giveup=_retry.RetryBudget(self.options.max_retries, paced).give_up,
-            on_backoff=self._on_backoff,
+            on_backoff=on_backoff,
             on_giveup=_note_attempts,
             jitter=None,
             logger=None,
@@ -620,7 +652,9 @@ class AsyncEmbedder:
     def _on_backoff(self, details: Any) -> None:
         self.stats.retries += 1
         exc = details.get("exception")
-        logger.debug("retry %d in %.2f s after %s", details["tries"], details["wait"], exc)
+        # A server's message can be a page long: the log line quotes its start.
+        tries, wait = details["tries"], details["wait"]
+        logger.debug("retry %d in %.2f s after %s", tries, wait, excerpt(str(exc)))
 
     async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
         """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
@@ -680,13 +714,19 @@ class AsyncEmbedder:
             exc = self._error_for(response)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
-            if encoding == "base64" and self._refuses_base64(exc):
+            if encoding == "base64" and _retry.refuses_base64(exc):
+                self._use_floats(exc)
                 return await self._send_once(texts, tokens)  # within this attempt, no retry
             raise exc
         # The key is scrubbed first: a gateway answering 200 with an error body may echo it,
         # and the error (and its cause) would quote that body. A memmem scan: microseconds.
+        headers = response.headers
         vectors, used = decode_embeddings(
-            self._redact(response.body), len(texts), self._dim_seen, trace_id_of(response.headers)
+            self._redact(response.body),
+            len(texts),
+            self._dim_seen,
+            trace_id_of(headers),
+            content_type_of(headers),
         )
         self._dim_seen = vectors.shape[1]
         self.stats.inputs_sent += len(texts)
@@ -695,21 +735,13 @@ class AsyncEmbedder:
             self._rate.on_usage(ticket, used)
         return vectors
 
-    def _refuses_base64(self, exc: APIStatusError) -> bool:
-        """Some servers (older vLLM, TEI) refuse base64: switch this client to float lists.
-
-        They answer 400, or 422 from a validating framework (FastAPI, axum), naming base64
-        or the ``encoding_format`` field.
-        """
-        if not isinstance(exc, BadRequestError) and exc.status_code != 422:
-            return False
-        message = exc.message.lower()
-        if not any(word in message for word in ("base64", "encoding_format", "encoding format")):
-            return False
+    def _use_floats(self, exc: APIStatusError) -> None:
+        """The server refused base64 (:func:`_retry.refuses_base64`): floats from now on."""
         if self._encoding == "base64":
-            logger.info("server refuses base64 (%s); using float lists from now on", exc.message)
+            logger.info(
+                "server refuses base64 (%s); using float lists from now on", excerpt(exc.message)
+            )
             self._encoding = "float"
-        return True
 
     def _redact(self, body: bytes) -> bytes:
         """``body`` without the API key: some servers and gateways echo the key they got."""
@@ -731,4 +763,6 @@ class AsyncEmbedder:
                 else "no API key was sent (pass api_key= or set EMBEDSDK_API_KEY)"
             )
             exc.args = (f"{exc.args[0]}; {note}",)
+        elif exc.status_code == 404:
+            _append(exc, not_found_hint(self.options.endpoint, self.options.model, exc))
         return exc

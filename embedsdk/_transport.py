@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import socket
 import urllib.request
 from collections.abc import Awaitable, Mapping
 from typing import Any, Callable, Union
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._exceptions import APIConnectionError, APITimeoutError
+from ._exceptions import APIConnectionError, APITimeoutError, ConfigurationError, EmbedSDKError
 
 
 @dataclasses.dataclass
@@ -103,10 +104,8 @@ class AiohttpTransport(Transport):
         except asyncio.TimeoutError as exc:  # aiohttp raises the built-in TimeoutError
             within = "" if request.timeout is None else f" within {request.timeout:g} s"
             raise APITimeoutError(f"no answer from {_origin(request.url)}{within}") from exc
-        except aiohttp.ClientError as exc:
-            raise APIConnectionError(
-                f"connection to {_origin(request.url)} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        except (aiohttp.ClientError, UnicodeError) as exc:
+            raise _mapped(exc, request.url) from exc
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -161,6 +160,80 @@ def _close_session_now(session: aiohttp.ClientSession) -> None:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+class _Absent(Exception):
+    """Stands for an aiohttp exception class that the installed version does not have."""
+
+
+# aiohttp 3.10 added the DNS class (before it: a ClientConnectorError of a socket.gaierror)
+# and 3.9 the non-HTTP URL one (before it: InvalidURL).
+_DNS_ERROR: type[Exception] = getattr(aiohttp, "ClientConnectorDNSError", _Absent)
+_NON_HTTP_URL: type[Exception] = getattr(aiohttp, "NonHttpUrlClientError", _Absent)
+
+
+def _mapped(exc: BaseException, url: str) -> EmbedSDKError:
+    """aiohttp's exception as ours, most specific first (as httpx's
+    ``map_httpcore_exceptions``): each message names the host and port, and what to check."""
+    if isinstance(exc, (aiohttp.InvalidURL, _NON_HTTP_URL, UnicodeError)):
+        # _config checks base_url; this is for a URL it let through all the same.
+        return ConfigurationError(f"aiohttp cannot use the URL {url} ({exc}): check base_url")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _not_connected(exc)
+    host, port = _host_and_port(url)
+    where = _where(host, port)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        message, reason = f"{where} closed the connection without answering", "disconnected"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        message, reason = f"the answer from {where} was cut off ({exc})", "disconnected"
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        message = f"the proxy would not forward the request to {where}: HTTP {exc.status}"
+        reason = "proxy"
+    elif isinstance(exc, OSError):  # ClientOSError, ClientConnectionResetError: reset
+        message, reason = f"the connection to {where} failed: {exc.strerror or exc}", None
+    else:
+        message, reason = f"the connection to {where} failed: {type(exc).__name__}: {exc}", None
+    return APIConnectionError(message, host=host, port=port, reason=reason)
+
+
+def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
+    """No connection was made: the name did not resolve, nothing listens, TLS, a proxy."""
+    host, port = exc.host, exc.port
+    where = _where(host, port)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):  # no os_error before 3.9
+        message = (
+            f"the TLS certificate of {where} could not be verified "
+            f"({exc.certificate_error}): check the host name, or the system's CA certificates"
+        )
+        return APIConnectionError(message, host=host, port=port, reason="certificate")
+    cause = exc.os_error
+    why = cause.strerror or str(cause) or type(cause).__name__
+    if isinstance(exc, _DNS_ERROR) or isinstance(cause, socket.gaierror):
+        message = f"cannot resolve the host name {host!r} ({why}): check base_url and the DNS"
+        return APIConnectionError(message, host=host, port=port, reason="dns")
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        message = f"cannot connect to the proxy {where} (HTTPS_PROXY / HTTP_PROXY): {why}"
+        return APIConnectionError(message, host=host, port=port, reason="proxy")
+    if isinstance(cause, ConnectionRefusedError):
+        message = f"cannot connect to {where}: connection refused (is the server running there?)"
+        return APIConnectionError(message, host=host, port=port, reason="refused")
+    message = f"cannot connect to {where}: {why}"  # no route, network down...
+    return APIConnectionError(message, host=host, port=port, reason="unreachable")
+
+
+def _host_and_port(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return parts.hostname or "", None
+    return parts.hostname or "", port if port is not None else {"https": 443}.get(parts.scheme, 80)
+
+
+def _where(host: str, port: int | None) -> str:
+    """``host:port``, with an IPv6 address in brackets."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
 
 
 Handler = Callable[[Request], Union[Response, Awaitable[Response]]]

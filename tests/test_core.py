@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any, Callable, TypeVar
 
+import backoff
 import numpy as np
 import pytest
 
@@ -725,13 +726,22 @@ def test_retry_after_http_date_honoured(waits: list[float]) -> None:
     assert 25.0 <= waits[0] <= 30 * 1.1 + 0.05
 
 
-def test_without_hint_waits_grow_exponentially(waits: list[float]) -> None:
-    random.seed(11)
+def test_without_hint_waits_grow_exponentially(
+    waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
     server = Server(*[error(503, b"busy")] * 6)
+    jitter = backoff.full_jitter
+    monkeypatch.setattr(backoff, "full_jitter", lambda ceiling: ceiling)  # the ceilings bare
     check(run(embed(server, ["a"], max_retries=6, adaptive=False)), ["a"])
-    assert len(waits) == 6
-    for attempt, wait in enumerate(waits):
-        assert 0.0 <= wait <= min(30.0, 0.5 * 2**attempt)
+    assert waits == ceilings
+    # With the jitter: each wait somewhere in (0, ceiling], the later ones free to be longer.
+    monkeypatch.setattr(backoff, "full_jitter", jitter)
+    random.seed(11)
+    waits.clear()
+    check(run(embed(Server(*[error(503, b"busy")] * 6), ["a"], max_retries=6)), ["a"])
+    assert len(waits) == 6 and all(0.0 < w <= c for w, c in zip(waits, ceilings))
+    assert max(waits[3:]) > ceilings[0]
 
 
 def test_testing_mode_does_not_wait() -> None:
