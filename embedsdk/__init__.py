@@ -40,6 +40,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
+    UnprocessableEntityError,
 )
 from ._job import EmbeddingResult, Stats
 from ._npy import NpyWriter, write_npy
@@ -80,6 +81,7 @@ __all__ = [
     "ResponseValidationError",
     "Stats",
     "Transport",
+    "UnprocessableEntityError",
     "VectorCache",
     "__version__",
     "close_default_clients",

@@ -26,9 +26,9 @@ a cap only above it): the window drops to just below that level and nobody pause
 - **One shared pause.** Every worker of every client waits until the same instant:
   ``Retry-After`` / ``retry-after-ms`` when sent, else a short pause that doubles while the
   wall lasts, never longer than a quarter of the wall's age (so the probes stay few and a
-  minute's wall is not left much late) nor than the ``x-ratelimit-reset-*`` the server announced. One
-  probe then goes alone; the rest follow when it succeeds. 429s of requests already in
-  flight are echoes of the same event and change nothing.
+  minute's wall is not left much late) nor than the ``x-ratelimit-reset-*`` the server
+  announced. One probe then goes alone; the rest follow when it succeeds. 429s of requests
+  already in flight are echoes of the same event and change nothing.
 - **Additive increase, then faster.** While the pace holds requests back, it grows by 1 %
   of the decreased pace per second; after each quiet spell (``quiet`` seconds without a
   429) the step doubles, up to 16 % per second, so a raised limit is found again quickly.
@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import logging
 import math
@@ -276,8 +277,8 @@ class RateController:
     ``decrease``: the factor applied to the pace on a 429; ``increase``: the pace's growth
     per second, as a fraction of the pace set at the last decrease, doubling every
     ``quiet`` seconds without a 429 (up to 16 times); ``horizon``: how far ahead, in
-    seconds, a request may book its place in the pace; ``clock`` returns seconds (default: the running event loop's clock,
-    else :func:`time.monotonic`; tests pass a fake one).
+    seconds, a request may book its place in the pace; ``clock`` returns seconds (default:
+    the running event loop's clock, else :func:`time.monotonic`; tests pass a fake one).
 
     The core calls :meth:`reserve` then, once ``ticket.at`` has come, :meth:`admit` (book
     again when it says no; :func:`take_turn` is that loop), and reports the answer with
@@ -800,16 +801,12 @@ async def _slot_freed(controller: RateController, timeout: float) -> None:
             freed.set_result(None)
 
     def wake() -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
             loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # that loop is closed: nobody waits any more
-            pass
 
     if controller.wait_for_slot(wake):
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(freed, timeout)
-        except asyncio.TimeoutError:
-            pass
 
 
 def report(
@@ -827,9 +824,7 @@ def report(
     if status == 429:
         message, code = parse_error_body(body)
         if not is_quota(status, code):
-            return controller.on_rate_limited(
-                ticket, parse_retry_after(headers), message, headers
-            )
+            return controller.on_rate_limited(ticket, parse_retry_after(headers), message, headers)
     if status == 503:
         return controller.on_overloaded(ticket)
     controller.on_error(ticket)

@@ -11,40 +11,30 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
-from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, ClientOptions, resolve_options
+from typing_extensions import Unpack
+
+from ._config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_CONCURRENT,
+    ClientOptions,
+    Options,
+    resolve_options,
+)
 from ._job import EmbeddingResult, Vectors
 from ._sync import Embedder
 
-#: Options every entry point takes (besides the per-call batch size and concurrency).
-CLIENT_OPTIONS = frozenset(
-    {
-        "model",
-        "base_url",
-        "api_key",
-        "rpm",
-        "tpm",
-        "max_retries",
-        "timeout",
-        "dimensions",
-        "encoding_format",
-        "cache",
-        "max_batch_tokens",
-        "allow_insecure",
-        "provider",
-        "truncate",
-        "adaptive",
-        "rate_controller",
-    }
-)
+#: Options every entry point takes (besides the per-call batch size and concurrency): the keys
+#: of the ``Options`` typed dict, so that the types editors see and this check cannot drift.
+CLIENT_OPTIONS = frozenset(Options.__annotations__)
 _MAX_DEFAULT_CLIENTS = 8
 
 _lock = threading.Lock()
 _clients: OrderedDict[ClientOptions, Embedder] = OrderedDict()
 
 
-def _client_for(function: str, options: dict[str, Any]) -> Embedder:
+def _client_for(function: str, options: Options) -> Embedder:
     unknown = sorted(set(options) - CLIENT_OPTIONS)
     if unknown:
         raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
@@ -82,7 +72,7 @@ def get_batch_embeddings(
     batch_size: int = ...,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors: ...
 
 
@@ -93,7 +83,7 @@ def get_batch_embeddings(
     batch_size: int = ...,
     progress: bool = ...,
     errors: Literal["return"],
-    **options: Any,
+    **options: Unpack[Options],
 ) -> EmbeddingResult: ...
 
 
@@ -104,7 +94,7 @@ def get_batch_embeddings(
     batch_size: int = ...,
     progress: bool = ...,
     errors: str = ...,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult: ...
 
 
@@ -114,12 +104,14 @@ def get_batch_embeddings(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
     errors: str = "raise",
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
 
-    Options: ``model``, ``base_url``, ``api_key``, ``rpm``, ``tpm`` (per minute),
-    ``max_retries``, ``timeout`` (seconds per request), ``dimensions``, ``encoding_format``,
+    Options (typed: see ``Options``): ``model``, ``base_url``, ``api_key`` (``""``: send
+    none; by default ``EMBEDSDK_API_KEY``, else the variable of the provider whose host
+    ``base_url`` names), ``rpm``, ``tpm`` (per minute), ``max_retries``, ``timeout`` (seconds
+    per request; ``None``: no limit), ``dimensions``, ``encoding_format``,
     ``cache``, ``max_batch_tokens``, ``allow_insecure``, ``provider``, ``truncate`` (cut texts
     longer than the model takes instead of refusing them), ``adaptive`` (default ``True``:
     learn the provider's rate limit from its 429s and pace under it), ``rate_controller`` (a
@@ -142,7 +134,7 @@ def get_batch_embeddings_concurrent(
     *,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors: ...
 
 
@@ -154,7 +146,7 @@ def get_batch_embeddings_concurrent(
     *,
     progress: bool = ...,
     errors: Literal["return"],
-    **options: Any,
+    **options: Unpack[Options],
 ) -> EmbeddingResult: ...
 
 
@@ -166,7 +158,7 @@ def get_batch_embeddings_concurrent(
     *,
     progress: bool = ...,
     errors: str = ...,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult: ...
 
 
@@ -177,7 +169,7 @@ def get_batch_embeddings_concurrent(
     *,
     progress: bool = False,
     errors: str = "raise",
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` with a pool of ``max_workers`` threads, one batch in flight each.
 
@@ -198,7 +190,7 @@ async def get_batch_embeddings_async(
     *,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors: ...
 
 
@@ -210,7 +202,7 @@ async def get_batch_embeddings_async(
     *,
     progress: bool = ...,
     errors: Literal["return"],
-    **options: Any,
+    **options: Unpack[Options],
 ) -> EmbeddingResult: ...
 
 
@@ -222,7 +214,7 @@ async def get_batch_embeddings_async(
     *,
     progress: bool = ...,
     errors: str = ...,
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult: ...
 
 
@@ -233,7 +225,7 @@ async def get_batch_embeddings_async(
     *,
     progress: bool = False,
     errors: str = "raise",
-    **options: Any,
+    **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` with up to ``max_concurrent`` requests in flight; await it.
 

@@ -5,12 +5,25 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-from typing import Any
-from urllib.parse import urlsplit
+import re
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import SplitResult, urlsplit
+
+from typing_extensions import TypedDict
 
 from ._adaptive import RateController
 from ._exceptions import ConfigurationError
-from ._providers import check_dimensions, profile_for
+from ._providers import (
+    PROFILES,
+    Profile,
+    all_key_variables,
+    check_dimensions,
+    key_variables_for,
+    profile_for,
+)
+
+if TYPE_CHECKING:
+    from ._cache import VectorCache
 
 DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
 DEFAULT_MODEL = "BAAI/bge-m3"
@@ -19,8 +32,13 @@ DEFAULT_MAX_CONCURRENT = 5
 DEFAULT_MAX_RETRIES = 6
 DEFAULT_TIMEOUT = 60.0
 
-#: Where the API key may come from, in order of precedence after ``api_key=``.
-API_KEY_VARIABLES = ("EMBEDSDK_API_KEY", "SILICONFLOW_API_KEY", "siliconflow_api_key")
+#: The key variable read for every base URL, before the provider's own (see
+#: :func:`api_key_variables`).
+GENERIC_KEY_VARIABLE = "EMBEDSDK_API_KEY"
+
+#: Every variable a key may come from, for help texts. Which of them a client reads depends on
+#: its base URL: :func:`api_key_variables`.
+API_KEY_VARIABLES = (GENERIC_KEY_VARIABLE, *all_key_variables())
 
 ENCODING_FORMATS = ("base64", "float")
 
@@ -38,9 +56,9 @@ def _is_loopback(host: str) -> bool:
 class ClientOptions:
     """Everything that shapes a client's requests. Built by :func:`resolve_options`.
 
-    ``timeout`` is seconds per request; ``rpm`` requests and ``tpm`` estimated tokens per
-    minute; ``max_batch_tokens`` estimated tokens per request; ``truncate``: cut texts longer
-    than the model takes instead of refusing them.
+    ``timeout`` is seconds per request (``None``: no limit); ``rpm`` requests and ``tpm``
+    estimated tokens per minute; ``max_batch_tokens`` estimated tokens per request;
+    ``truncate``: cut texts longer than the model takes instead of refusing them.
     """
 
     model: str
@@ -52,7 +70,7 @@ class ClientOptions:
     rpm: float | None
     tpm: float | None
     max_retries: int
-    timeout: float
+    timeout: float | None
     dimensions: int | None
     encoding_format: str
     cache: Any
@@ -70,6 +88,39 @@ class ClientOptions:
     @property
     def is_loopback(self) -> bool:
         return _is_loopback(urlsplit(self.base_url).hostname or "")
+
+
+class _SharedOptions(TypedDict, total=False):
+    base_url: str | None
+    api_key: str | None
+    rpm: float | None
+    tpm: float | None
+    max_retries: int
+    timeout: float | None
+    dimensions: int | None
+    encoding_format: Literal["base64", "float"]
+    cache: bool | str | os.PathLike[str] | VectorCache | None
+    max_batch_tokens: int | None
+    allow_insecure: bool
+    provider: str | None
+    truncate: bool
+    adaptive: bool
+    rate_controller: RateController | None
+
+
+class Options(_SharedOptions, total=False):
+    """The client options of the three module functions, for ``**options: Unpack[Options]``
+    (their batch size and concurrency are arguments of each call)."""
+
+    model: str | None
+
+
+class EmbedderOptions(_SharedOptions, total=False):
+    """The options of :class:`Embedder` and :class:`AsyncEmbedder` after ``model``: the client
+    options and the defaults of each call's batch size and concurrency."""
+
+    batch_size: int
+    max_concurrent: int
 
 
 def _is_cache(value: Any) -> bool:
@@ -118,26 +169,74 @@ def _clean_key(value: str, source: str) -> str | None:
     return key or None
 
 
-def _find_api_key(api_key: str | None) -> tuple[str | None, str]:
-    """The key and where it came from (``"api_key argument"`` or the variable's name).
+def api_key_variables(base_url: str) -> tuple[str, ...]:
+    """The environment variables a client of ``base_url`` reads its key from, in order:
+    ``EMBEDSDK_API_KEY`` (goes wherever the user points), then the provider-named ones of the
+    provider whose host ``base_url`` is (``SILICONFLOW_API_KEY`` only to SiliconFlow...)."""
+    return (GENERIC_KEY_VARIABLE, *key_variables_for(base_url))
 
-    ``api_key=""`` means "send no key" (for local servers); it does not fall back to the
-    environment.
+
+def _find_api_key(api_key: str | None, base_url: str) -> tuple[str | None, str]:
+    """The key and where it came from (``"api_key argument"``, ``"environment variable
+    NAME"`` or ``"nowhere"``).
+
+    ``api_key=""`` means "send no key" (keyless self-hosted servers); it does not fall back to
+    the environment.
     """
     given = _optional_str("api_key", api_key)
     if given is not None:
         return _clean_key(given, "api_key argument"), "api_key argument"
-    for name in API_KEY_VARIABLES:
+    for name in api_key_variables(base_url):
         value = os.environ.get(name)
         if value and value.strip():
             return _clean_key(value, f"environment variable {name}"), f"environment variable {name}"
     return None, "nowhere"
 
 
-def _check_base_url(base_url: str, has_key: bool, allow_insecure: bool) -> str:
-    parts = urlsplit(base_url)
+def _require_key(source: str, base_url: str) -> None:
+    """Refuse a non-loopback base URL when no key was found and ``api_key=""`` was not said.
+
+    The message names the variables that apply to this host, and the provider-named ones
+    that are set but belong to another provider's hosts.
+    """
+    host = urlsplit(base_url).hostname or ""
+    if source != "nowhere" or _is_loopback(host):
+        return
+    applicable = api_key_variables(base_url)
+    elsewhere = [
+        f"{name} is set, but only sent to {', '.join(profile.hosts)}"
+        for profile in PROFILES.values()
+        for name in profile.key_variables
+        if name not in applicable and os.environ.get(name, "").strip()
+    ]
+    note = f" ({'; '.join(elsewhere)})" if elsewhere else ""
+    raise ConfigurationError(
+        f"no API key for {host}: pass api_key=... or set {_or(applicable)}{note}; "
+        'for a server that takes none, pass api_key=""'
+    )
+
+
+def _or(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _from_env(name: str) -> str | None:
+    """The variable's value without surrounding blanks; unset, empty or blank is ``None``."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _parse_base_url(base_url: str | None) -> str:
+    """The argument, else ``$EMBEDSDK_BASE_URL``, else SiliconFlow; checked, without the
+    trailing ``/``. An empty argument is an error, not the default."""
+    given = _optional_str("base_url", base_url)
+    url = given if given is not None else _from_env("EMBEDSDK_BASE_URL") or DEFAULT_BASE_URL
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1/v1": an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
     if "@" in parts.netloc or parts.query or parts.fragment:
         # Requests go to base_url + "/embeddings": a query would end up before that path, and
         # aiohttp refuses "user:password@" next to the Authorization header (a ValueError).
@@ -146,13 +245,112 @@ def _check_base_url(base_url: str, has_key: bool, allow_insecure: bool) -> str:
             "base_url must not contain user-info (user:password@), a query (?...) or a "
             "fragment (#...); pass the key as api_key or in the environment"
         )
-    insecure = parts.scheme == "http" and not _is_loopback(parts.hostname)
+    _check_host_and_port(url, parts)
+    return url.rstrip("/")
+
+
+def _check_clear_text(base_url: str, has_key: bool, allow_insecure: bool) -> None:
+    parts = urlsplit(base_url)
+    insecure = parts.scheme == "http" and not _is_loopback(parts.hostname or "")
     if insecure and has_key and not allow_insecure:
         raise ConfigurationError(
             f"refusing to send the API key in clear text to {parts.hostname}: use https, "
             "or pass allow_insecure=True if this network is trusted"
         )
-    return base_url.rstrip("/")
+
+
+def _model_name(model: str | None) -> str:
+    """The argument, else ``$EMBEDSDK_MODEL``, else bge-m3; a blank argument is an error."""
+    given = _optional_str("model", model)
+    if given is None:
+        return _from_env("EMBEDSDK_MODEL") or DEFAULT_MODEL
+    if not given.strip():
+        raise ConfigurationError(f"model must be a model name, got {given!r}")
+    return given.strip()
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _check_cache(cache: Any) -> Any:
+    if isinstance(cache, str) and not cache.strip():
+        raise ConfigurationError(
+            f"cache must be True, False, a directory or a VectorCache, got {cache!r} "
+            "(an empty path names no directory)"
+        )
+    if not (cache is None or isinstance(cache, (bool, str, os.PathLike)) or _is_cache(cache)):
+        raise ConfigurationError(
+            f"cache must be True, False, a directory or a VectorCache, got {cache!r}"
+        )
+    return cache
+
+
+def _check_controller(controller: Any) -> RateController | None:
+    if controller is not None and not isinstance(controller, RateController):
+        raise ConfigurationError(f"rate_controller must be a RateController, got {controller!r}")
+    return controller
+
+
+def _encoding(encoding_format: Any, profile: Profile) -> str:
+    if encoding_format not in ENCODING_FORMATS:
+        raise ConfigurationError(
+            f"encoding_format must be one of {ENCODING_FORMATS}, got {encoding_format!r}"
+        )
+    return "float" if profile.float_only else str(encoding_format)
+
+
+def _endpoint(
+    base_url: str | None, api_key: str | None, allow_insecure: Any
+) -> tuple[str, str | None, str]:
+    """The base URL, the key for it and where that came from, all checked."""
+    url = _parse_base_url(base_url)
+    key, source = _find_api_key(api_key, url)
+    _check_clear_text(url, key is not None, _flag("allow_insecure", allow_insecure))
+    _require_key(source, url)
+    return url, key, source
+
+
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", re.I)
+
+
+def _check_host_and_port(base_url: str, parts: SplitResult) -> None:
+    """Refuse a URL aiohttp cannot use, before any request: a port out of 1..65535, a host
+    that is no IP address and no DNS name (blanks, ``%``, empty or over-long labels,
+    ``1.2.3.4.5``), blanks or control characters anywhere. Unchecked, such a URL fails at
+    every attempt with an error that does not say which part is wrong."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in base_url):
+        raise ConfigurationError(f"base_url contains blanks or control characters: {base_url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigurationError(
+            f"base_url has no usable port (1 to 65535): {base_url!r}; e.g. http://127.0.0.1:8080/v1"
+        )
+    host = parts.hostname or ""
+    if "[" in parts.netloc or re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigurationError(f"base_url's host {host!r} is not an IP address") from None
+        return
+    try:
+        ascii_host = host.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ConfigurationError(f"base_url's host {host!r} is not a valid host name")
 
 
 def resolve_options(
@@ -165,7 +363,7 @@ def resolve_options(
     rpm: float | None = None,
     tpm: float | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = DEFAULT_TIMEOUT,
     dimensions: int | None = None,
     encoding_format: str = "base64",
     cache: Any = True,
@@ -179,42 +377,10 @@ def resolve_options(
     """Check every option and fill the rest from the environment.
 
     Raises :class:`ConfigurationError` naming the bad option; an unknown keyword is a
-    ``TypeError`` (Python's own, from this signature).
+    ``TypeError`` (Python's own, from this signature). ``timeout=None``: no time limit.
     """
-    key, source = _find_api_key(api_key)
-    url = _check_base_url(
-        _optional_str("base_url", base_url)
-        or os.environ.get("EMBEDSDK_BASE_URL")
-        or DEFAULT_BASE_URL,
-        has_key=key is not None,
-        allow_insecure=allow_insecure,
-    )
-    if key is None and not _is_loopback(urlsplit(url).hostname or ""):
-        raise ConfigurationError(
-            "no API key: pass api_key=... or set one of the environment variables "
-            + ", ".join(API_KEY_VARIABLES)
-        )
-    if encoding_format not in ENCODING_FORMATS:
-        raise ConfigurationError(
-            f"encoding_format must be one of {ENCODING_FORMATS}, got {encoding_format!r}"
-        )
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-    if not (cache is None or isinstance(cache, (bool, str, os.PathLike)) or _is_cache(cache)):
-        raise ConfigurationError(
-            f"cache must be True, False, a directory or a VectorCache, got {cache!r}"
-        )
-    if not isinstance(adaptive, bool):
-        raise ConfigurationError(f"adaptive must be True or False, got {adaptive!r}")
-    if rate_controller is not None and not isinstance(rate_controller, RateController):
-        raise ConfigurationError(
-            f"rate_controller must be a RateController, got {rate_controller!r}"
-        )
-    if not isinstance(truncate, bool):
-        raise ConfigurationError(f"truncate must be True or False, got {truncate!r}")
-    if not isinstance(allow_insecure, bool):
-        raise ConfigurationError(f"allow_insecure must be True or False, got {allow_insecure!r}")
-    model = _optional_str("model", model) or os.environ.get("EMBEDSDK_MODEL") or DEFAULT_MODEL
+    url, key, source = _endpoint(base_url, api_key, allow_insecure)
+    model = _model_name(model)
     profile = profile_for(url, provider)
     check_dimensions(profile, model, dimensions)
     return ClientOptions(
@@ -227,17 +393,17 @@ def resolve_options(
         max_concurrent=_positive_int("max_concurrent", max_concurrent),
         rpm=_at_least_one("rpm", rpm),
         tpm=_positive_number("tpm", tpm),
-        max_retries=max_retries,
-        timeout=_positive_number("timeout", timeout) or DEFAULT_TIMEOUT,
+        max_retries=_count("max_retries", max_retries),
+        timeout=_positive_number("timeout", timeout),
         dimensions=None if dimensions is None else _positive_int("dimensions", dimensions),
-        encoding_format="float" if profile.float_only else encoding_format,
-        cache=cache,
+        encoding_format=_encoding(encoding_format, profile),
+        cache=_check_cache(cache),
         max_batch_tokens=profile.max_batch_tokens
         if max_batch_tokens is None
         else _positive_int("max_batch_tokens", max_batch_tokens),
         allow_insecure=allow_insecure,
         provider=profile.name,
-        truncate=truncate,
-        adaptive=adaptive,
-        rate_controller=rate_controller,
+        truncate=_flag("truncate", truncate),
+        adaptive=_flag("adaptive", adaptive),
+        rate_controller=_check_controller(rate_controller),
     )

@@ -14,8 +14,8 @@ import json
 import logging
 import math
 import os
-import re
 import time
+import warnings
 import weakref
 from collections.abc import (
     AsyncGenerator,
@@ -29,15 +29,16 @@ from typing import Any, Literal, overload
 import backoff
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack
 
 from . import _adaptive, _retry
 from ._cache import VectorCache, open_cache
 from ._ceiling import Ceilings
-from ._config import ClientOptions, resolve_options
+from ._config import ClientOptions, EmbedderOptions, resolve_options
 from ._exceptions import (
+    APIConnectionError,
     APIError,
     APIStatusError,
-    BadRequestError,
     ClientClosedError,
     ConfigurationError,
     EmbedSDKError,
@@ -57,12 +58,20 @@ from ._job import (
 )
 from ._planning import (
     apply_input_limit,
+    check_texts,
     plan_batches,
     validate_texts,
 )
 from ._progress import Progress
-from ._providers import han_chars_per_token, input_token_limit, profile_for
-from ._responses import decode_embeddings, status_error, trace_id_of
+from ._providers import han_chars_per_token, input_token_limit, known_dimension, profile_for
+from ._responses import (
+    content_type_of,
+    decode_embeddings,
+    not_found_hint,
+    status_error,
+    trace_id_of,
+)
+from ._text import excerpt, plural
 from ._transport import AiohttpTransport, Request, Response, Transport
 from ._version import __version__
 
@@ -71,22 +80,22 @@ logger = logging.getLogger("embedsdk")
 _UNOPENED = object()
 _FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
 
-#: Dimensions of well-known models, used only to shape the answer to an empty input.
-KNOWN_DIMENSIONS = {
-    "BAAI/bge-m3": 1024,
-    "Pro/BAAI/bge-m3": 1024,
-    "BAAI/bge-large-zh-v1.5": 1024,
-    "BAAI/bge-large-en-v1.5": 1024,
-    "netease-youdao/bce-embedding-base_v1": 768,
-    "Qwen/Qwen3-Embedding-0.6B": 1024,
-    "Qwen/Qwen3-Embedding-4B": 2560,
-    "Qwen/Qwen3-Embedding-8B": 4096,
-    "text-embedding-3-small": 1536,
-    "text-embedding-3-large": 3072,
-    "text-embedding-ada-002": 1536,
-}
 
-_BATCH_LIMIT_RE = re.compile(r"(?:maximum|max)[^0-9]{0,40}?batch size[^0-9]{0,10}(\d+)", re.I)
+def _append(exc: BaseException, note: str) -> None:
+    """Add ``; note`` to the message of ``exc``."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]}; {note}",)
+
+
+def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) -> None:
+    """Say at INFO, once a call, that the server is out of reach (refused, DNS...): the
+    retries that follow take a while, and a user should not wait for them in silence."""
+    if not isinstance(exc, APIConnectionError) or not _stops_the_call(exc):
+        return
+    if not job.told_unreachable:
+        job.told_unreachable = True
+        retries = min(_retry.DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
+        logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
 
 
 def _note_attempts(details: Any) -> None:
@@ -111,7 +120,7 @@ class AsyncEmbedder:
         model: str | None = None,
         *,
         transport: Transport | None = None,
-        **options: Any,
+        **options: Unpack[EmbedderOptions],
     ) -> None:
         self.options: ClientOptions = resolve_options(model=model, **options)
         self.stats = Stats()
@@ -130,7 +139,8 @@ class AsyncEmbedder:
         self._bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
         self._last_told = -math.inf  # when a slow-down was last logged
         self._rate = _adaptive.controller_for(self.options)  # None with adaptive=False
-        self._dim_hint = self.options.dimensions or KNOWN_DIMENSIONS.get(self.options.model, 0)
+        # The width of an answer with no rows (an empty input): fixed, whatever ran before.
+        self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
         # The length of the first vectors that arrived: later answers of another length are
         # untrustworthy (retried) rather than a failure of the whole call.
         self._dim_seen: int | None = self.options.dimensions
@@ -149,6 +159,33 @@ class AsyncEmbedder:
     def __repr__(self) -> str:
         o = self.options
         return f"<AsyncEmbedder model={o.model!r} base_url={o.base_url!r}>"
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        """Never closed: say so once, and release its connections and cache anyway.
+
+        aiohttp would otherwise report an "Unclosed client session" and an "Unclosed
+        connector" naming none of our names. ``_warn`` is bound now: at interpreter exit the
+        ``warnings`` module may already be gone.
+        """
+        transport = getattr(self, "_transport", None)
+        if getattr(self, "_closed", True) or self._pid != os.getpid():
+            return  # closed, half-made (__init__ raised), or a forked copy of the parent's
+        self._closed = True
+        opened = self._cache if isinstance(self._cache, VectorCache) else None
+        if opened is self.options.cache:
+            opened = None  # the caller's own cache: not ours to close
+        if not (self._owns_transport and isinstance(transport, AiohttpTransport)) and not opened:
+            return  # nothing to release
+        _warn(
+            f"{self!r} was never closed: use `async with AsyncEmbedder(...) as emb:` or "
+            "`await emb.aclose()` when done; its connections are being closed now",
+            ResourceWarning,
+            source=self,
+        )
+        if self._owns_transport and isinstance(transport, AiohttpTransport):
+            transport.close_unawaited()
+        if opened is not None:
+            opened.close()
 
     async def __aenter__(self) -> AsyncEmbedder:
         return self
@@ -221,6 +258,7 @@ class AsyncEmbedder:
         an ``ok`` mask, the errors). Errors of the whole call (401, 403, 404, quota, server out
         of reach) still stop the sending, but are returned too. Bad input raises in both modes.
         """
+        check_texts(texts)
         keep_going = _keep_going(errors)
         workers = self._workers(max_concurrent)
         bar = Progress(len(texts), self.stats) if progress else None
@@ -252,7 +290,11 @@ class AsyncEmbedder:
         and keeps at most two windows in memory, while the next window's requests start before
         the current one is handed out, so the slots never sit idle at a window boundary.
         ``progress`` shows a bar on stderr (with a total when ``texts`` has a length).
+
+        When ``texts`` raises, the blocks of the windows already read are still yielded, then
+        its exception is raised (the window it broke off in is not sent).
         """
+        check_texts(texts)
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
@@ -261,8 +303,9 @@ class AsyncEmbedder:
         pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
         start = 0
         previous: _Window | None = None
+        broke: list[Exception] = []  # what the producer of ``texts`` raised, if it did
         try:
-            async for chunk in _windows(texts, size):
+            async for chunk in _windows(texts, size, broke):
                 this = _Window()
                 coro = self._embed_window(
                     chunk, start, batch_size, workers, slots, bar, this, previous
@@ -276,6 +319,8 @@ class AsyncEmbedder:
             while pending:
                 offset, task = pending.popleft()
                 yield offset, await task
+            if broke:
+                raise broke[0]
         finally:
             for _, task in pending:
                 task.cancel()
@@ -475,9 +520,11 @@ class AsyncEmbedder:
                 raise closed from exc
             self._blame(job, exc, start, stop)
             if job.keep_going and not _stops_the_call(exc):
-                rows = job.todo[start:stop]
-                job.failures.append((rows[~job.filled[rows]], exc))
-                return
+                if not job.breaker.gave_up(exc, self.options.max_retries):
+                    rows = job.todo[start:stop]
+                    job.failures.append((rows[~job.filled[rows]], exc))
+                    return
+                _append(exc, job.breaker.note())  # a storm: the other batches stay unsent
             job.error = job.error or exc
             raise
         except BaseException as exc:
@@ -494,7 +541,7 @@ class AsyncEmbedder:
         note = "" if isinstance(exc, APIStatusError) else _request_span(exc.batch_indices)
         attempts = getattr(exc, "attempts", None)
         if _retry.is_retryable(exc) and attempts:  # it reached us: every attempt failed
-            note += f"; gave up after {attempts} attempt{'s' if attempts > 1 else ''}"
+            note += f"; gave up after {plural(attempts, 'attempt')}"
         if note and exc.args and isinstance(exc.args[0], str):
             exc.args = (exc.args[0] + note,)
 
@@ -512,7 +559,7 @@ class AsyncEmbedder:
         )
         if cut:
             self.stats.truncated += cut
-            logger.info("cut %d texts to %d tokens (estimated)", cut, self._input_limit)
+            logger.info("cut %s to %d tokens (estimated)", plural(cut, "text"), self._input_limit)
         return texts
 
     def _conclude(self, job: _Job, fatal: EmbedSDKError | None = None) -> Vectors | EmbeddingResult:
@@ -530,8 +577,6 @@ class AsyncEmbedder:
 
     def _finish(self, job: _Job) -> Vectors:
         job.advance(job.n_inputs - job.advanced)  # the duplicates, served by their first copy
-        if job.rows is not None:
-            self._dim_hint = job.rows.shape[1]
         return job.result(self._dim_hint)
 
     async def _fetch_into(self, job: _Job, start: int, stop: int) -> None:
@@ -546,7 +591,7 @@ class AsyncEmbedder:
         texts = job.texts(start, stop)
         tokens = sum(job.tokens[start:stop])
         try:
-            vectors = await self._send_with_retries(texts, tokens)
+            vectors = await self._send_with_retries(texts, tokens, job)
         except APIStatusError as exc:
             if not _retry.should_split(exc) or len(texts) == 1:
                 exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
@@ -556,6 +601,7 @@ class AsyncEmbedder:
             await self._fetch_pieces(job, start, stop)
             return
         job.store(job.todo[start:stop], vectors)
+        job.breaker.success()
         await self._cache_store(texts, vectors)
 
     async def _fetch_pieces(self, job: _Job, start: int, stop: int) -> None:
@@ -585,21 +631,27 @@ class AsyncEmbedder:
         return note
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
-        match = _BATCH_LIMIT_RE.search(exc.message)
-        limit = int(match.group(1)) if match else sent // 2
-        self._batch_cap = max(1, min(self._batch_cap, limit, sent - 1))
+        self._batch_cap = _retry.lowered_batch_cap(exc, sent, self._batch_cap)
         logger.info("server refused a batch of %d; batch cap is now %d", sent, self._batch_cap)
 
     # -- one request, with pacing and retries ----------------------------------------------
 
-    async def _send_with_retries(self, texts: list[str], tokens: int) -> Vectors:
+    async def _send_with_retries(self, texts: list[str], tokens: int, job: _Job) -> Vectors:
         paced = self._rate is not None  # a 429 waits in the controller's shared pause
+        # How long a request refused by a rate limit keeps trying is measured in time (no
+        # sleeping in testing mode: a count of refusals stands for it).
+        clock = self._rate.now if paced and not _retry.is_testing() else None
+
+        def on_backoff(details: Any) -> None:
+            self._on_backoff(details)
+            _tell_unreachable(job, details.get("exception"), self.options.max_retries)
+
         send = backoff.on_exception(
             _retry.wait_gen,
             EmbedSDKError,
             max_tries=None,
-            giveup=_retry.RetryBudget(self.options.max_retries, paced).give_up,
-            on_backoff=self._on_backoff,
+            giveup=_retry.RetryBudget(self.options.max_retries, paced, clock).give_up,
+            on_backoff=on_backoff,
             on_giveup=_note_attempts,
             jitter=None,
             logger=None,
@@ -617,7 +669,8 @@ class AsyncEmbedder:
             when = "when a slot is free (fewer requests in flight)"
         else:
             when = f"in {details['wait']:.2f} s"
-        logger.debug("retry %d %s, after %s", details["tries"], when, exc)
+        # A server's message can be a page long: the log line quotes its start.
+        logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
 
     async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
         """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
@@ -692,13 +745,19 @@ class AsyncEmbedder:
             exc.rate_verdict = verdict  # how the retry waits (see _retry.wait_gen)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
-            if encoding == "base64" and self._refuses_base64(exc):
+            if encoding == "base64" and _retry.refuses_base64(exc):
+                self._use_floats(exc)
                 return await self._send_once(texts, tokens)  # within this attempt, no retry
             raise exc
         # The key is scrubbed first: a gateway answering 200 with an error body may echo it,
         # and the error (and its cause) would quote that body. A memmem scan: microseconds.
+        headers = response.headers
         vectors, used = decode_embeddings(
-            self._redact(response.body), len(texts), self._dim_seen, trace_id_of(response.headers)
+            self._redact(response.body),
+            len(texts),
+            self._dim_seen,
+            trace_id_of(headers),
+            content_type_of(headers),
         )
         self._dim_seen = vectors.shape[1]
         self.stats.inputs_sent += len(texts)
@@ -707,21 +766,13 @@ class AsyncEmbedder:
             self._rate.on_usage(ticket, used)
         return vectors
 
-    def _refuses_base64(self, exc: APIStatusError) -> bool:
-        """Some servers (older vLLM, TEI) refuse base64: switch this client to float lists.
-
-        They answer 400, or 422 from a validating framework (FastAPI, axum), naming base64
-        or the ``encoding_format`` field.
-        """
-        if not isinstance(exc, BadRequestError) and exc.status_code != 422:
-            return False
-        message = exc.message.lower()
-        if not any(word in message for word in ("base64", "encoding_format", "encoding format")):
-            return False
+    def _use_floats(self, exc: APIStatusError) -> None:
+        """The server refused base64 (:func:`_retry.refuses_base64`): floats from now on."""
         if self._encoding == "base64":
-            logger.info("server refuses base64 (%s); using float lists from now on", exc.message)
+            logger.info(
+                "server refuses base64 (%s); using float lists from now on", excerpt(exc.message)
+            )
             self._encoding = "float"
-        return True
 
     def _redact(self, body: bytes) -> bytes:
         """``body`` without the API key: some servers and gateways echo the key they got."""
@@ -743,4 +794,6 @@ class AsyncEmbedder:
                 else "no API key was sent (pass api_key= or set EMBEDSDK_API_KEY)"
             )
             exc.args = (f"{exc.args[0]}; {note}",)
+        elif exc.status_code == 404:
+            _append(exc, not_found_hint(self.options.endpoint, self.options.model, exc))
         return exc

@@ -3,18 +3,19 @@
 Every error embedsdk raises on purpose derives from :class:`EmbedSDKError`::
 
     EmbedSDKError
-    ├── ConfigurationError          bad option, missing key, unsafe URL (before any request)
+    ├── ConfigurationError          bad option, missing key, unusable URL (before any request)
     ├── InvalidInputError           a text is not a non-empty ``str`` (names its index)
     ├── ClientClosedError           the client was used after ``close()``
     ├── ResponseValidationError     a 2xx answer not to be trusted (JSON, count, index, dim)
     └── APIError                    talking to the provider failed
-        ├── APIConnectionError      no HTTP answer: refused, reset, DNS, TLS
+        ├── APIConnectionError      no HTTP answer: refused, reset, DNS, TLS (host, port, reason)
         │   └── APITimeoutError     no answer within ``timeout`` seconds
         └── APIStatusError          an HTTP error status; carries status_code, message, trace_id
             ├── BadRequestError           400 (and 413 that could not be split further)
             ├── AuthenticationError       401
             ├── PermissionDeniedError     403
-            ├── NotFoundError             404
+            ├── NotFoundError             404 (names the URL, hints at the usual fixes)
+            ├── UnprocessableEntityError  422 (a validating server refused a field)
             ├── RateLimitError            429
             │   └── InsufficientQuotaError  429 with code ``insufficient_quota`` (never retried)
             └── InternalServerError       5xx
@@ -52,6 +53,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseValidationError",
+    "UnprocessableEntityError",
 ]
 
 
@@ -98,11 +100,41 @@ class APIError(EmbedSDKError):
 
 
 class APIConnectionError(APIError):
-    """No HTTP answer arrived: connection refused or reset, DNS or TLS failure."""
+    """No HTTP answer arrived: connection refused or reset, DNS or TLS failure.
+
+    ``host`` and ``port``: where the request went (``None`` when unknown). ``reason``: what
+    failed, when known: ``"dns"`` (the host name did not resolve; retried at most twice),
+    ``"refused"`` (nothing listens there), ``"unreachable"`` (no route), ``"certificate"``
+    (TLS verification failed; not retried), ``"proxy"``, ``"disconnected"`` (the server hung
+    up on this request), ``"timeout"``, or ``None`` (a reset).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+        self.reason = reason
 
 
 class APITimeoutError(APIConnectionError):
     """No answer within the per-request ``timeout`` (seconds)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        reason: str | None = "timeout",
+    ) -> None:
+        super().__init__(message, host=host, port=port, reason=reason)
 
 
 class APIStatusError(APIError):
@@ -151,7 +183,12 @@ class PermissionDeniedError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
-    """HTTP 404: wrong base URL or unknown model."""
+    """HTTP 404: wrong base URL or unknown model; the message names the URL requested."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422: a validating server (FastAPI, axum: infinity, TEI, vLLM) refused the request's
+    fields; the message joins its validation messages (``input: Field required``)."""
 
 
 class RateLimitError(APIStatusError):
@@ -172,6 +209,7 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     413: BadRequestError,
+    422: UnprocessableEntityError,
     429: RateLimitError,
 }
 

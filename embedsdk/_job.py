@@ -26,9 +26,9 @@ import numpy.typing as npt
 
 from ._exceptions import (
     APIConnectionError,
-    APITimeoutError,
     AuthenticationError,
     ClientClosedError,
+    ConfigurationError,
     EmbedSDKError,
     InsufficientQuotaError,
     NotFoundError,
@@ -41,6 +41,8 @@ from ._planning import (
     plan_batches,
 )
 from ._progress import Progress
+from ._retry import CallBreaker
+from ._text import plural
 
 T = TypeVar("T")
 
@@ -110,6 +112,7 @@ class EmbeddingResult:
 #: In ``errors="return"`` mode these still stop the whole call: they concern every request
 #: (key, account, model, base URL, a server out of reach), so sending the rest only repeats them.
 _CALL_WIDE_ERRORS = (
+    ConfigurationError,
     AuthenticationError,
     PermissionDeniedError,
     NotFoundError,
@@ -118,9 +121,14 @@ _CALL_WIDE_ERRORS = (
 )
 
 
+#: Connection failures that concern every request: the server is out of reach. A timeout, a
+#: reset or a server hanging up may be one batch's own.
+_OUT_OF_REACH = frozenset({"dns", "refused", "unreachable", "certificate", "proxy"})
+
+
 def _stops_the_call(exc: EmbedSDKError) -> bool:
     if isinstance(exc, APIConnectionError):
-        return not isinstance(exc, APITimeoutError)  # a timeout may be this batch's own
+        return exc.reason in _OUT_OF_REACH
     return isinstance(exc, _CALL_WIDE_ERRORS)
 
 
@@ -156,6 +164,8 @@ class _Job:
         self.advanced = 0  # inputs counted on the progress bar
         self.keep_going = False  # errors="return": a failed batch is noted, the rest goes on
         self.failures: list[tuple[npt.NDArray[np.intp], EmbedSDKError]] = []  # (rows, error)
+        self.breaker = CallBreaker()  # errors="return": stops the sending in a storm
+        self.told_unreachable = False  # the INFO line "cannot connect" was logged
 
     def plan(self, batch_size: int, max_batch_tokens: int, elsewhere: Any = None) -> None:
         """Estimate the tokens of the rows to fetch and cut them into batches.
@@ -255,11 +265,14 @@ def _request_span(positions: list[int]) -> str:
 
 
 def _describe(failed: list[int]) -> str:
-    if len(failed) > 1 and failed[-1] - failed[0] + 1 == len(failed):
-        where = f"inputs {failed[0]}..{failed[-1]}"
+    """``"1 input has no vector (input 7)"``, ``"3 inputs have no vector (inputs 4..6)"``."""
+    if len(failed) == 1:
+        return f"1 input has no vector (input {failed[0]})"
+    if failed[-1] - failed[0] + 1 == len(failed):
+        where = f"{failed[0]}..{failed[-1]}"
     else:
-        where = "inputs " + ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
-    return f"{len(failed)} inputs have no vector ({where})"
+        where = ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
+    return f"{plural(len(failed), 'input')} have no vector (inputs {where})"
 
 
 class _Window:
@@ -290,36 +303,69 @@ class _Window:
 
 
 async def _windows(
-    texts: Iterable[str] | AsyncIterable[str], size: int
+    texts: Iterable[str] | AsyncIterable[str], size: int, broke: list[Exception] | None = None
 ) -> AsyncIterator[list[str]]:
-    """Lists of up to ``size`` consecutive texts from a sync or async iterable."""
+    """Lists of up to ``size`` consecutive texts from a sync or async iterable.
+
+    ``broke``: when the iterable raises, its exception is put there and the lists end (the
+    texts of the window it broke off are dropped: nothing is sent from a window that did not
+    read whole, as for a bad line in a small file). Without it, the exception is raised.
+    """
     if isinstance(texts, str):
         raise TypeError("texts must be an iterable of str, not one str; wrap it in a list")
-    if hasattr(texts, "__aiter__"):
-        window: list[str] = []
+    failed: list[Exception] = [] if broke is None else broke
+    if isinstance(texts, AsyncIterable):
+        source = _async_windows(texts, size, failed)
+    elif isinstance(texts, Sequence):  # in memory: slicing never blocks
+        source = _sequence_windows(texts, size)
+    else:
+        source = _read_windows(iter(texts), size, failed)
+    async for window in source:
+        yield window
+    if failed and broke is None:
+        raise failed[0]
+
+
+async def _sequence_windows(texts: Sequence[str], size: int) -> AsyncIterator[list[str]]:
+    for window in iter_windows(texts, size):
+        yield window
+
+
+async def _async_windows(
+    texts: AsyncIterable[str], size: int, failed: list[Exception]
+) -> AsyncIterator[list[str]]:
+    window: list[str] = []
+    try:
         async for text in texts:
             window.append(text)
             if len(window) >= size:
                 yield window
                 window = []
-        if window:
-            yield window
-    elif isinstance(texts, Sequence):  # in memory: slicing never blocks
-        for window in iter_windows(texts, size):
-            yield window
-    else:
-        # A generator or a file may block (a slow pipe on stdin): read it off the loop, so
-        # the requests in flight are answered and placed meanwhile.
-        items = iter(texts)
-        while True:
-            window = await _off_loop(_take, items, size)
-            if not window:
-                return
-            yield window
+    except Exception as exc:  # the producer broke off: the windows already out still count
+        failed.append(exc)
+        return
+    if window:
+        yield window
 
 
-def _take(items: Iterator[str], size: int) -> list[str]:
-    return list(itertools.islice(items, size))
+async def _read_windows(
+    items: Iterator[str], size: int, failed: list[Exception]
+) -> AsyncIterator[list[str]]:
+    """A generator or a file may block (a slow pipe on stdin): it is read off the loop, so
+    the requests in flight are answered and placed meanwhile."""
+    while True:
+        window = await _off_loop(_take, items, size, failed)
+        if not window:
+            return
+        yield window
+
+
+def _take(items: Iterator[str], size: int, failed: list[Exception]) -> list[str]:
+    try:
+        return list(itertools.islice(items, size))
+    except Exception as exc:  # the producer broke off: the windows already out still count
+        failed.append(exc)
+        return []
 
 
 async def _off_loop(function: Callable[..., T], *args: Any) -> T:

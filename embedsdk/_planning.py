@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, KeysView, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,32 @@ def estimate_tokens(text: str) -> int:
     n = len(text)
     wide = (len(text.encode("utf-8", "surrogatepass")) - n) // 2
     return wide + (n - wide + 2) // 3 + 2
+
+
+def check_texts(texts: object) -> None:
+    """Raise ``TypeError`` for a ``texts`` whose order is not the caller's: row i of the
+    answer is ``texts[i]``, so a set (its order is arbitrary) or a dict (iterating it gives
+    its keys) would come back in an order nobody chose (``d.keys()`` and ``d.values()`` are
+    taken: they keep the dict's order). One ``str`` is refused too: it would
+    be embedded character by character."""
+    if isinstance(texts, str):
+        raise TypeError(
+            "texts must be a list (or another ordered iterable) of str, not one str; "
+            "wrap it in a list"
+        )
+    if isinstance(texts, Mapping):
+        raise TypeError(
+            f"texts must be a list (or another ordered iterable) of str, not a "
+            f"{type(texts).__name__}: "
+            "iterating it gives its keys; pass list(d.values()) or list(d)"
+        )
+    if isinstance(texts, Set) and not isinstance(texts, KeysView):  # dict keys keep its order
+        raise TypeError(
+            f"texts must be a list (or another ordered iterable) of str, not a "
+            f"{type(texts).__name__}: its "
+            "order is arbitrary, so row i would match no text you chose; pass sorted(texts) "
+            "or a list"
+        )
 
 
 def validate_texts(texts: Sequence[Any], start: int = 0) -> None:

@@ -6,7 +6,8 @@ import sys
 import time
 from typing import Any
 
-from tqdm import tqdm
+# tqdm.auto: a widget in Jupyter (with ipywidgets), the usual text bar everywhere else.
+from tqdm.auto import tqdm
 
 # Redraw the counters at most this often (seconds): tqdm's own throttle covers the bar, but
 # building the postfix dict on every batch would not be free at 10^5 batches per second.

@@ -2,12 +2,15 @@
 
 A profile caps the inputs and the estimated tokens per request, knows the tokens one input may
 have where the provider publishes it, says whether ``dimensions`` may be sent for a model, and
-whether the server only speaks float lists. Pure data and functions: no I/O.
+whether the server only speaks float lists, and which environment variables may hold a key for
+its hosts (and only for them). Pure data and functions: no I/O.
 
 >>> profile_for("https://api.siliconflow.cn/v1").max_batch
 64
 >>> profile_for("http://127.0.0.1:8080/v1", "tei").dimensions_for("BAAI/bge-m3")
 False
+>>> key_variables_for("https://api.openai.com/v1")
+('OPENAI_API_KEY',)
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ class Profile:
     ``dimensions_for(model)``: whether the ``dimensions`` parameter may be sent;
     ``float_only``: the server cannot send base64; ``hosts``: base-URL host names that select
     this profile; ``input_tokens``: ``(model regex, tokens per input)`` pairs, first match
-    wins, else ``default_input_tokens`` (``None``: not published).
+    wins, else ``default_input_tokens`` (``None``: not published); ``key_variables``:
+    environment variables holding a key for these hosts, in order of precedence (read only
+    when the base URL's host is one of ``hosts``, never for ``provider=`` alone).
     """
 
     name: str
@@ -52,6 +57,7 @@ class Profile:
     hosts: tuple[str, ...] = ()
     input_tokens: tuple[tuple[str, int], ...] = ()
     default_input_tokens: int | None = None
+    key_variables: tuple[str, ...] = ()
 
     def max_input_tokens(self, model: str) -> int | None:
         """Tokens one input of ``model`` may have on this provider, or ``None`` if unknown."""
@@ -81,6 +87,8 @@ PROFILES = {
                 (r"bge-m3", 8192),
                 (r"bge-large|bce-embedding", 512),
             ),
+            # The lower-case name is the one the original usage guide spells.
+            key_variables=("SILICONFLOW_API_KEY", "siliconflow_api_key"),
         ),
         # 2048 inputs and 300k tokens per request, 8192 per input; only the -3 models take
         # `dimensions` (ada-002 answers 400).
@@ -91,6 +99,7 @@ PROFILES = {
             _matching(r"text-embedding-3"),
             hosts=("api.openai.com",),
             default_input_tokens=8192,
+            key_variables=("OPENAI_API_KEY",),
         ),
         # Compatible mode: at most 10 inputs per request and float lists only; v3/v4 take
         # `dimensions` and 8192 tokens per input.
@@ -102,6 +111,7 @@ PROFILES = {
             float_only=True,
             hosts=("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com"),
             input_tokens=((r"text-embedding-v[34]", 8192),),
+            key_variables=("DASHSCOPE_API_KEY",),
         ),
         # About 64 inputs (unverified); embedding-3 takes `dimensions` and 3072 tokens per
         # input, embedding-2 512. Base URL https://open.bigmodel.cn/api/paas/v4.
@@ -112,6 +122,7 @@ PROFILES = {
             _matching(r"embedding-3"),
             hosts=("open.bigmodel.cn", "api.z.ai"),
             input_tokens=((r"embedding-3", 3072), (r"embedding-2", 512)),
+            key_variables=("ZHIPUAI_API_KEY",),
         ),
         # text-embeddings-inference's default --max-client-batch-size is 32; it has no
         # `dimensions`. Self-hosted servers (vLLM, Ollama, infinity, llama.cpp) and anything
@@ -135,11 +146,26 @@ def profile_for(base_url: str, name: str | None = None) -> Profile:
             raise ConfigurationError(
                 f"unknown provider {name!r}; choose one of {sorted(PROFILES)}"
             ) from None
+    return profile_for_host(base_url) or PROFILES["generic"]
+
+
+def profile_for_host(base_url: str) -> Profile | None:
+    """The profile whose hosts include ``base_url``'s host, or ``None`` for any other host."""
     host = (urlsplit(base_url).hostname or "").lower()
-    for profile in PROFILES.values():
-        if profile.matches_host(host):
-            return profile
-    return PROFILES["generic"]
+    return next((p for p in PROFILES.values() if p.matches_host(host)), None)
+
+
+def key_variables_for(base_url: str) -> tuple[str, ...]:
+    """Provider-named variables that may hold the key for ``base_url``: those of the provider
+    whose host it is, and none for any other host, so that a SiliconFlow key is never sent
+    to OpenAI nor to a URL that merely claims ``provider="siliconflow"``."""
+    profile = profile_for_host(base_url)
+    return () if profile is None else profile.key_variables
+
+
+def all_key_variables() -> tuple[str, ...]:
+    """Every provider-named key variable, in profile order (for help texts)."""
+    return tuple(v for p in PROFILES.values() for v in p.key_variables)
 
 
 def check_dimensions(profile: Profile, model: str, dimensions: int | None) -> None:
@@ -159,6 +185,33 @@ _DIMENSIONS_HINTS = {
     "zhipu": " (only embedding-3 takes it)",
     "tei": " (text-embeddings-inference has no dimensions parameter)",
 }
+
+
+#: Output dimensions of well-known models (their default where ``dimensions`` may change it),
+#: wherever they are served: used only to shape the answer to an empty input.
+KNOWN_DIMENSIONS = {
+    "BAAI/bge-m3": 1024,
+    "Pro/BAAI/bge-m3": 1024,
+    "BAAI/bge-large-zh-v1.5": 1024,
+    "BAAI/bge-large-en-v1.5": 1024,
+    "netease-youdao/bce-embedding-base_v1": 768,
+    "Qwen/Qwen3-Embedding-0.6B": 1024,
+    "Qwen/Qwen3-Embedding-4B": 2560,
+    "Qwen/Qwen3-Embedding-8B": 4096,
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "text-embedding-v3": 1024,
+    "text-embedding-v4": 1024,
+    "embedding-2": 1024,
+    "embedding-3": 2048,
+}
+
+
+def known_dimension(model: str, dimensions: int | None = None) -> int | None:
+    """The length of ``model``'s vectors before any arrive: ``dimensions`` when it is given,
+    else the model's known default, else ``None``."""
+    return dimensions if dimensions is not None else KNOWN_DIMENSIONS.get(model)
 
 
 #: Tokens per input that the models themselves take (their position limit), wherever they are

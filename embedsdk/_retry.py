@@ -1,15 +1,19 @@
-"""When to retry, how long to wait, and when to split a batch. Pure functions."""
+"""When to retry, how long to wait, when to split a batch, when to stop a call. Pure."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Generator
+import re
+from collections.abc import Callable, Generator
+from typing import Any
+
+import backoff
 
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
+    BadRequestError,
     InsufficientQuotaError,
-    RateLimitError,
     ResponseValidationError,
 )
 
@@ -55,13 +59,45 @@ def is_input_too_large(exc: BaseException) -> bool:
     return any(marker in message for marker in _TOO_LONG_MARKERS)
 
 
+#: How servers name the largest batch they take: SiliconFlow "input batch size 83 > maximum
+#: allowed batch size 64", TEI "batch size 77 > maximum allowed batch size 32".
+_BATCH_LIMIT_RE = re.compile(r"(?:maximum|max)[^0-9]{0,40}?batch size[^0-9]{0,10}(\d+)", re.I)
+
+
+def lowered_batch_cap(exc: APIStatusError, sent: int, cap: int) -> int:
+    """The batch cap after the server refused a batch of ``sent`` inputs.
+
+    The limit the server names, else half of what was sent; never above ``cap`` or
+    ``sent - 1`` (a retry of the same size would only be refused again), never below 1.
+    """
+    match = _BATCH_LIMIT_RE.search(exc.message)
+    limit = int(match.group(1)) if match else sent // 2
+    return max(1, min(cap, limit, sent - 1))
+
+
+def refuses_base64(exc: BaseException) -> bool:
+    """Some servers (older vLLM, TEI) refuse base64: the client switches to float lists.
+
+    They answer 400, or 422 from a validating framework (FastAPI, axum), naming base64 or
+    the ``encoding_format`` field.
+    """
+    if not isinstance(exc, APIStatusError):
+        return False
+    if not isinstance(exc, BadRequestError) and exc.status_code != 422:
+        return False
+    message = exc.message.lower()
+    return any(word in message for word in ("base64", "encoding_format", "encoding format"))
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transient failures: 408/409/429/5xx, no answer, timeouts, untrustworthy bodies.
 
-    Never: other 4xx (400, 401, 403, 404), ``insufficient_quota``, and a 5xx that says the
-    input is too large.
+    Never: other 4xx (400, 401, 403, 404, 422), ``insufficient_quota``, a 5xx that says the
+    input is too large, and a TLS certificate that could not be verified.
     """
-    if isinstance(exc, (APIConnectionError, ResponseValidationError)):
+    if isinstance(exc, APIConnectionError):
+        return exc.reason != "certificate"
+    if isinstance(exc, ResponseValidationError):
         return True
     if not isinstance(exc, APIStatusError) or isinstance(exc, InsufficientQuotaError):
         return False
@@ -71,25 +107,22 @@ def is_retryable(exc: BaseException) -> bool:
     return exc.status_code in RETRY_STATUSES
 
 
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)] seconds."""
-    return random.uniform(0, min(cap, base * 2.0**attempt))
-
-
-def wait_gen(
-    base: float = 0.5, cap: float = 30.0
-) -> Generator[float, BaseException | None, None]:
+def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, BaseException | None, None]:
     """A ``backoff`` wait generator that honours the server's ``Retry-After`` hint.
 
-    ``backoff`` sends each exception into the generator before asking for the next wait, so
-    a hint (already capped by the parser) wins over the exponential guess; a small jitter
-    keeps many workers from returning at the same instant. A 429 the rate controller paused
-    for (``rate_verdict == "paused"``) waits in that shared pause, and a refusal of a
-    concurrency cap (``"narrowed"``, without a hint) for a free slot: no wait of their own.
+    Without a hint, backoff's own ``expo`` and ``full_jitter``: uniform in [0, ceiling] with
+    the ceiling ``base`` seconds doubling to ``cap``. ``backoff`` sends each exception into
+    the generator before asking for the next wait, so a hint (already capped by the parser)
+    wins over the exponential guess; a small jitter keeps many workers from returning at the
+    same instant. A 429 the rate controller paused for (``rate_verdict == "paused"``) waits
+    in that shared pause, and a refusal of a concurrency cap (``"narrowed"``, without a hint)
+    for a free slot: no wait of their own.
     """
-    attempt = 0
+    ceilings = backoff.expo(base=2, factor=base, max_value=cap)
+    next(ceilings)  # backoff's wait generators start with a bare yield
     exc = yield 0.0
     while True:
+        ceiling = next(ceilings)
         hint = getattr(exc, "retry_after", None)
         verdict = getattr(exc, "rate_verdict", None)
         if _testing or verdict == "paused" or (verdict == "narrowed" and hint is None):
@@ -97,34 +130,114 @@ def wait_gen(
         elif hint is not None:
             delay = hint + random.uniform(0, 0.1 * hint + 0.05)
         else:
-            delay = backoff_delay(attempt, base, cap)
-        attempt += 1
+            delay = backoff.full_jitter(ceiling)
         exc = yield delay
 
 
 class RetryBudget:
     """The retries one request has left: ``give_up`` is ``backoff``'s ``giveup``.
 
-    ``max_retries`` failures of any retryable kind. When ``paced`` (adaptive rate control),
-    a refusal the controller acted on (a 429, or a 503 read as a concurrency cap) first
-    draws on an allowance of three times as many: the controller spaces them, and a probe
-    sent while a window is still full may meet several in a row.
+    ``max_retries`` failures of any retryable kind, of which at most two host names that did
+    not resolve (a typo in the host stays one, retrying cannot fix it; a resolver's hiccup
+    passes). When ``paced`` (adaptive rate control), a refusal the controller acted on (a
+    429, or a 503 read as a concurrency cap) does not count as a failure for
+    :data:`PATIENCE` seconds per retry from the request's first one (3 minutes by default):
+    the controller spaces the attempts, and a window of a minute spent at once refuses every
+    probe until it opens again. ``clock`` gives seconds (the rate controller's); without
+    one, ten refusals per retry stand for that time.
     """
 
-    __slots__ = ("failures", "rate_limits")
+    __slots__ = ("clock", "failures", "lookups", "patience", "rate_limits", "since")
 
-    def __init__(self, max_retries: int, paced: bool = False) -> None:
+    def __init__(
+        self,
+        max_retries: int,
+        paced: bool = False,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.failures = max_retries
-        self.rate_limits = 3 * max_retries if paced else 0
+        self.lookups = min(DNS_RETRIES, max_retries)
+        self.rate_limits = 10 * max_retries if paced else 0
+        self.patience = PATIENCE * max_retries
+        self.clock = clock
+        self.since: float | None = None  # the first controlled refusal
 
     def give_up(self, exc: BaseException) -> bool:
         if not is_retryable(exc):
             return True
         if self.rate_limits > 0 and getattr(exc, "rate_verdict", None) in _CONTROLLED:
-            self.rate_limits -= 1
-            return False
+            if self.clock is None:
+                self.rate_limits -= 1
+                return False
+            now = self.clock()
+            if self.since is None:
+                self.since = now
+            if now - self.since <= self.patience:
+                return False
+            self.rate_limits = 0  # refused for too long: a daily quota, say
         self.failures -= 1
+        if isinstance(exc, APIConnectionError) and exc.reason == "dns":
+            self.lookups -= 1
+            return self.lookups < 0 or self.failures < 0
         return self.failures < 0
 
 
+#: Seconds per retry a request refused by a rate limit keeps waiting (adaptive control).
+PATIENCE = 30.0
 _CONTROLLED = ("paused", "narrowed")
+
+
+#: Retries of a request whose host name did not resolve.
+DNS_RETRIES = 2
+
+
+def cause_of(exc: BaseException) -> tuple[Any, ...]:
+    """What went wrong, for telling one kind of failure from another (not the message)."""
+    return (type(exc).__name__, getattr(exc, "status_code", None), getattr(exc, "reason", None))
+
+
+class CallBreaker:
+    """Stops a call that keeps going (``errors="return"``) when its requests fail one way.
+
+    A request that used all its retries on a retryable failure has *given up*. After
+    :meth:`needed` give-ups in a row with one cause, with nothing arriving in between, the
+    server is in a storm: the call's other batches would each go through the same retries
+    for the same answer, so they are not sent. Random faults do not trip it: it takes at
+    least 8 failed attempts in a row of one kind (two requests with their retries, more when
+    ``max_retries`` is under 3), which at a 20 % fault rate is a chance of 0.2**8 per run.
+    """
+
+    __slots__ = ("cause", "count")
+
+    def __init__(self) -> None:
+        self.cause: tuple[Any, ...] | None = None
+        self.count = 0
+
+    @staticmethod
+    def needed(max_retries: int) -> int:
+        """Give-ups in a row that trip it: 2, or enough to make 8 attempts."""
+        return max(2, -(-8 // (max_retries + 1)))
+
+    def success(self) -> None:
+        """A request's vectors arrived: the server works, whatever failed before."""
+        self.cause, self.count = None, 0
+
+    def gave_up(self, exc: BaseException, max_retries: int) -> bool:
+        """Note a request that failed for good; ``True`` when the call should stop sending.
+
+        A failure that is not retried (a 400, an input too long) concerns that batch only:
+        it neither counts nor breaks the run.
+        """
+        if not is_retryable(exc):
+            return False
+        cause = cause_of(exc)
+        self.count = self.count + 1 if cause == self.cause else 1
+        self.cause = cause
+        return self.count >= self.needed(max_retries)
+
+    def note(self) -> str:
+        """What the error that stopped the call says about it."""
+        return (
+            f"{self.count} requests in a row failed this way after all their retries, so the "
+            "call stopped sending: its other batches were not sent"
+        )

@@ -16,10 +16,15 @@ import weakref
 from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar, overload
 
+from typing_extensions import Unpack
+
+from ._config import ClientOptions, EmbedderOptions
 from ._core import AsyncEmbedder
 from ._exceptions import ClientClosedError, ConfigurationError, EmbedSDKError
-from ._job import EmbeddingResult, Vectors, _keep_going
+from ._job import EmbeddingResult, Stats, Vectors, _keep_going
+from ._planning import check_texts
 from ._progress import Progress
+from ._transport import Transport
 
 T = TypeVar("T")
 
@@ -158,11 +163,17 @@ class Embedder:
     >>> with Embedder(model="BAAI/bge-m3") as emb:     # doctest: +SKIP
     ...     vectors = emb.embed(["你好", "hello"])      # (2, 1024) float32
 
-    Takes the same options as :class:`AsyncEmbedder`.
+    Takes the same options as :class:`AsyncEmbedder` (``transport`` included).
     """
 
-    def __init__(self, model: str | None = None, **options: Any) -> None:
-        self._core = AsyncEmbedder(model, **options)
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        transport: Transport | None = None,
+        **options: Unpack[EmbedderOptions],
+    ) -> None:
+        self._core = AsyncEmbedder(model, transport=transport, **options)
         self._portal = LoopThread()
         self._closed = False
         self._release = weakref.finalize(self, _release, self._portal, self._core)
@@ -178,11 +189,13 @@ class Embedder:
         self.close()
 
     @property
-    def options(self) -> Any:
+    def options(self) -> ClientOptions:
+        """The resolved options (the key hidden from ``repr``)."""
         return self._core.options
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> Stats:
+        """Counters since the client was made."""
         return self._core.stats
 
     def close(self) -> None:
@@ -404,6 +417,7 @@ class Embedder:
         """
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        check_texts(texts)
         keep_going = _keep_going(errors)
         core = self._core
         bar = Progress(len(texts), core.stats) if progress else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import socket
 import urllib.request
 from collections.abc import Awaitable, Mapping
 from typing import Any, Callable, Union
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._exceptions import APIConnectionError, APITimeoutError
+from ._exceptions import APIConnectionError, APITimeoutError, ConfigurationError, EmbedSDKError
 
 
 @dataclasses.dataclass
@@ -24,7 +25,7 @@ class Request:
     url: str
     headers: Mapping[str, str] = dataclasses.field(repr=False)  # carries the key
     body: bytes
-    timeout: float
+    timeout: float | None  # seconds for the whole exchange; None: no limit
 
     def json(self) -> Any:
         import json
@@ -59,6 +60,7 @@ class AiohttpTransport(Transport):
     def __init__(self, connection_limit: int = 100) -> None:
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's
         self._proxies: dict[str, str | None] = {}  # origin -> proxy URL, read once
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -70,6 +72,7 @@ class AiohttpTransport(Transport):
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             )
+            self._loop = asyncio.get_running_loop()
         return self._session
 
     def _proxy_for(self, url: str) -> str | None:
@@ -84,6 +87,8 @@ class AiohttpTransport(Transport):
 
     async def send(self, request: Request) -> Response:
         session = self._get_session()
+        # Every part left at None: timeout=None means no limit at all, as in openai-python,
+        # not aiohttp's session default (5 min in total, 30 s to connect).
         timeout = aiohttp.ClientTimeout(total=request.timeout)
         proxy = self._proxy_for(request.url)
         try:
@@ -97,23 +102,138 @@ class AiohttpTransport(Transport):
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except asyncio.TimeoutError as exc:  # aiohttp raises the built-in TimeoutError
-            raise APITimeoutError(
-                f"no answer from {_origin(request.url)} within {request.timeout:g} s"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise APIConnectionError(
-                f"connection to {_origin(request.url)} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            within = "" if request.timeout is None else f" within {request.timeout:g} s"
+            raise APITimeoutError(f"no answer from {_origin(request.url)}{within}") from exc
+        except (aiohttp.ClientError, UnicodeError) as exc:
+            raise _mapped(exc, request.url) from exc
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
 
+    def close_unawaited(self) -> None:
+        """Close the session from synchronous code: the finalizer of a client nobody closed.
+
+        On the session's loop: at once when that is this thread's, else as a callback. Its
+        owner has already said what happened, so aiohttp's own "Unclosed client session"
+        warnings would only repeat it less helpfully.
+        """
+        session, loop, self._session = self._session, self._loop, None
+        if session is None or session.closed or loop is None:
+            return
+        if loop.is_running() and not _runs_on(loop):
+            try:
+                loop.call_soon_threadsafe(_close_session_now, session)
+                return
+            except RuntimeError:  # closed meanwhile
+                pass
+        _close_session_now(session)
+
+
+def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _close_session_now(session: aiohttp.ClientSession) -> None:
+    """Run ``session.close()`` as far as it goes without waiting, on the session's thread.
+
+    Its connections are closed synchronously (their sockets once the loop turns again, if it
+    ever does; a loop already closed has nothing left to run). What remains is waiting for
+    them to be gone, which nobody is there to do: the session is then detached, which marks
+    it closed without another warning.
+    """
+    closing = session.close().__await__()
+    try:
+        closing.send(None)
+    except StopIteration:
+        return
+    except Exception:  # a finalizer must not raise
+        pass
+    closing.close()
+    session.detach()
+
 
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+class _Absent(Exception):
+    """Stands for an aiohttp exception class that the installed version does not have."""
+
+
+# aiohttp 3.10 added the DNS class (before it: a ClientConnectorError of a socket.gaierror)
+# and 3.9 the non-HTTP URL one (before it: InvalidURL).
+_DNS_ERROR: type[Exception] = getattr(aiohttp, "ClientConnectorDNSError", _Absent)
+_NON_HTTP_URL: type[Exception] = getattr(aiohttp, "NonHttpUrlClientError", _Absent)
+
+
+def _mapped(exc: BaseException, url: str) -> EmbedSDKError:
+    """aiohttp's exception as ours, most specific first (as httpx's
+    ``map_httpcore_exceptions``): each message names the host and port, and what to check."""
+    if isinstance(exc, (aiohttp.InvalidURL, _NON_HTTP_URL, UnicodeError)):
+        # _config checks base_url; this is for a URL it let through all the same.
+        return ConfigurationError(f"aiohttp cannot use the URL {url} ({exc}): check base_url")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _not_connected(exc)
+    host, port = _host_and_port(url)
+    where = _where(host, port)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        message, reason = f"{where} closed the connection without answering", "disconnected"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        message, reason = f"the answer from {where} was cut off ({exc})", "disconnected"
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        message = f"the proxy would not forward the request to {where}: HTTP {exc.status}"
+        reason = "proxy"
+    elif isinstance(exc, OSError):  # ClientOSError, ClientConnectionResetError: reset
+        message, reason = f"the connection to {where} failed: {exc.strerror or exc}", None
+    else:
+        message, reason = f"the connection to {where} failed: {type(exc).__name__}: {exc}", None
+    return APIConnectionError(message, host=host, port=port, reason=reason)
+
+
+def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
+    """No connection was made: the name did not resolve, nothing listens, TLS, a proxy."""
+    host, port = exc.host, exc.port
+    where = _where(host, port)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):  # no os_error before 3.9
+        message = (
+            f"the TLS certificate of {where} could not be verified "
+            f"({exc.certificate_error}): check the host name, or the system's CA certificates"
+        )
+        return APIConnectionError(message, host=host, port=port, reason="certificate")
+    cause = exc.os_error
+    why = cause.strerror or str(cause) or type(cause).__name__
+    if isinstance(exc, _DNS_ERROR) or isinstance(cause, socket.gaierror):
+        message = f"cannot resolve the host name {host!r} ({why}): check base_url and the DNS"
+        return APIConnectionError(message, host=host, port=port, reason="dns")
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        message = f"cannot connect to the proxy {where} (HTTPS_PROXY / HTTP_PROXY): {why}"
+        return APIConnectionError(message, host=host, port=port, reason="proxy")
+    if isinstance(cause, ConnectionRefusedError):
+        message = f"cannot connect to {where}: connection refused (is the server running there?)"
+        return APIConnectionError(message, host=host, port=port, reason="refused")
+    message = f"cannot connect to {where}: {why}"  # no route, network down...
+    return APIConnectionError(message, host=host, port=port, reason="unreachable")
+
+
+def _host_and_port(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return parts.hostname or "", None
+    return parts.hostname or "", port if port is not None else {"https": 443}.get(parts.scheme, 80)
+
+
+def _where(host: str, port: int | None) -> str:
+    """``host:port``, with an IPv6 address in brackets."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
 
 
 Handler = Callable[[Request], Union[Response, Awaitable[Response]]]

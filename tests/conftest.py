@@ -9,11 +9,10 @@ import pytest
 
 import embedsdk
 from embedsdk import _adaptive, _retry
+from embedsdk._config import API_KEY_VARIABLES
 
 _ENV = (
-    "EMBEDSDK_API_KEY",
-    "SILICONFLOW_API_KEY",
-    "siliconflow_api_key",
+    *API_KEY_VARIABLES,  # every provider's: each is read for its provider's hosts
     "EMBEDSDK_BASE_URL",
     "EMBEDSDK_MODEL",
     "EMBEDSDK_CACHE",

@@ -185,7 +185,7 @@ def test_key_does_not_change_with_the_api_key(
     texts = texts_for(30)
     via_embedder(texts, base_url=sim.base_url, api_key="sk-first-key")
     sim.reset_stats()
-    monkeypatch.setenv("SILICONFLOW_API_KEY", "sk-second-key")
+    monkeypatch.setenv("EMBEDSDK_API_KEY", "sk-second-key")
     vectors, stats = via_embedder(texts, base_url=sim.base_url)
     assert sim.stats()["requests"] == 0 and stats.cache_hits == 30
     np.testing.assert_array_equal(vectors, expected_matrix(texts))

@@ -11,9 +11,9 @@ import pytest
 import embedsdk
 from embedsdk import AsyncEmbedder, ConfigurationError, Embedder
 from embedsdk._config import (
-    API_KEY_VARIABLES,
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
+    api_key_variables,
     resolve_options,
 )
 
@@ -77,17 +77,20 @@ def test_options_are_hashable_and_compare_by_value() -> None:
 # -- the key from the environment -------------------------------------------------------------
 
 
+SILICONFLOW_VARIABLES = ("EMBEDSDK_API_KEY", "SILICONFLOW_API_KEY", "siliconflow_api_key")
+
+
 def test_key_variables_in_order_of_precedence() -> None:
-    assert API_KEY_VARIABLES == ("EMBEDSDK_API_KEY", "SILICONFLOW_API_KEY", "siliconflow_api_key")
+    assert api_key_variables(DEFAULT_BASE_URL) == SILICONFLOW_VARIABLES
 
 
 @pytest.mark.parametrize("present", [(0, 1, 2), (1, 2), (2,), (0, 2), (0, 1)])
 def test_key_precedence(monkeypatch: pytest.MonkeyPatch, present: tuple[int, ...]) -> None:
     for i in present:
-        monkeypatch.setenv(API_KEY_VARIABLES[i], f"key-from-{i}")
+        monkeypatch.setenv(SILICONFLOW_VARIABLES[i], f"key-from-{i}")
     o = resolve_options()
     assert o.api_key == f"key-from-{present[0]}"
-    assert o.api_key_source == f"environment variable {API_KEY_VARIABLES[present[0]]}"
+    assert o.api_key_source == f"environment variable {SILICONFLOW_VARIABLES[present[0]]}"
 
 
 def test_argument_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,16 +137,26 @@ def test_missing_key_names_the_variables() -> None:
     with pytest.raises(ConfigurationError) as info:
         resolve_options()
     message = str(info.value)
-    assert "api_key" in message
-    for name in API_KEY_VARIABLES:
+    assert "api_key" in message and "api.siliconflow.cn" in message
+    for name in SILICONFLOW_VARIABLES:
         assert name in message
+    assert "OPENAI_API_KEY" not in message  # it would not be read for this host
 
 
-def test_empty_key_argument_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("url", [DEFAULT_BASE_URL, "https://tei.example.com/v1", LOCAL])
+def test_empty_key_argument_sends_none_and_ignores_the_environment(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
     monkeypatch.setenv("EMBEDSDK_API_KEY", "from-env")
-    with pytest.raises(ConfigurationError, match="no API key"):
-        resolve_options(api_key="")
-    assert resolve_options(api_key="", base_url=LOCAL).api_key is None
+    monkeypatch.setenv("SILICONFLOW_API_KEY", "from-env-too")
+    for empty in ("", "  "):
+        o = resolve_options(api_key=empty, base_url=url)
+        assert (o.api_key, o.api_key_source) == (None, "api_key argument")
+
+
+def test_empty_key_may_go_over_plain_http() -> None:
+    # No key, nothing to leak: a keyless TEI or vLLM on the LAN needs no allow_insecure.
+    assert resolve_options(api_key="", base_url="http://10.0.0.5:8080/v1").api_key is None
 
 
 @pytest.mark.parametrize(
@@ -197,6 +210,11 @@ BAD_VALUES = [
     ("encoding_format", None),
     ("cache", 42),
     ("base_url", "ftp://example.com/v1"),
+    ("base_url", ""),
+    ("model", ""),
+    ("model", "  "),
+    ("cache", ""),
+    ("cache", " "),
     ("base_url", "not a url"),
     ("base_url", 8080),
     ("model", 3),

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any, Callable, TypeVar
 
+import backoff
 import numpy as np
 import pytest
 
@@ -353,13 +354,15 @@ def test_empty_input_no_request() -> None:
     assert server.bodies == []
 
 
-def test_empty_input_after_a_call_has_the_seen_dimension() -> None:
-    async def go() -> np.ndarray:
-        async with client(Server(), model="my-own-model") as emb:
-            await emb.embed(["a"])
-            return await emb.embed([])
+@pytest.mark.parametrize(("model", "width"), [("my-own-model", 0), ("BAAI/bge-m3", 1024)])
+def test_empty_input_has_the_same_shape_whatever_ran_before(model: str, width: int) -> None:
+    async def go() -> list[tuple[int, ...]]:
+        async with client(Server(), model=model) as emb:
+            before = (await emb.embed([])).shape
+            await emb.embed(["a"])  # DIM-wide vectors arrive
+            return [before, (await emb.embed([])).shape]
 
-    assert run(go()).shape == (0, DIM)
+    assert run(go()) == [(0, width), (0, width)]
 
 
 @pytest.mark.parametrize("bad", [None, 7, b"bytes", "", "   ", "\n\t"])
@@ -723,13 +726,22 @@ def test_retry_after_http_date_honoured(waits: list[float]) -> None:
     assert 25.0 <= waits[0] <= 30 * 1.1 + 0.05
 
 
-def test_without_hint_waits_grow_exponentially(waits: list[float]) -> None:
-    random.seed(11)
+def test_without_hint_waits_grow_exponentially(
+    waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
     server = Server(*[error(503, b"busy")] * 6)
+    jitter = backoff.full_jitter
+    monkeypatch.setattr(backoff, "full_jitter", lambda ceiling: ceiling)  # the ceilings bare
     check(run(embed(server, ["a"], max_retries=6, adaptive=False)), ["a"])
-    assert len(waits) == 6
-    for attempt, wait in enumerate(waits):
-        assert 0.0 <= wait <= min(30.0, 0.5 * 2**attempt)
+    assert waits == ceilings
+    # With the jitter: each wait somewhere in (0, ceiling], the later ones free to be longer.
+    monkeypatch.setattr(backoff, "full_jitter", jitter)
+    random.seed(11)
+    waits.clear()
+    check(run(embed(Server(*[error(503, b"busy")] * 6), ["a"], max_retries=6)), ["a"])
+    assert len(waits) == 6 and all(0.0 < w <= c for w, c in zip(waits, ceilings))
+    assert max(waits[3:]) > ceilings[0]
 
 
 def test_testing_mode_does_not_wait() -> None:

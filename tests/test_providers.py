@@ -31,6 +31,7 @@ from embedsdk import (
     RateLimitError,
     Request,
     Response,
+    UnprocessableEntityError,
 )
 from embedsdk import testing as sim
 from embedsdk._config import resolve_options
@@ -605,7 +606,7 @@ SHAPES = [
     (424, {"error": "Inference failed", "error_type": "Backend"}, APIStatusError,
      "Inference failed", False),
     (422, {"message": "Input validation error", "code": 422, "type": "validation"},
-     APIStatusError, "Input validation error", False),
+     UnprocessableEntityError, "Input validation error", False),
     (400, {"object": "error", "message": "This model does not support dimensions",
            "type": "BadRequestError", "param": None, "code": 400}, BadRequestError,
      "does not support", False),

@@ -275,13 +275,13 @@ def test_401_fails_on_the_first_request_and_names_the_argument(
 def test_401_with_concurrency_sends_no_more_than_the_first_wave(
     simulated_provider_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SILICONFLOW_API_KEY", "a-wrong-key-0452")
+    monkeypatch.setenv("EMBEDSDK_API_KEY", "a-wrong-key-0452")
     sim = simulated_provider_factory(dim=DIM, api_key="the-right-key")
     emb = Embedder(base_url=sim.base_url, cache=False, max_concurrent=4)
     with emb, pytest.raises(AuthenticationError) as caught:
         emb.embed(TEXTS)
     assert sim.stats()["requests"] <= 4  # those already in flight; no retry, no next batch
-    assert "environment variable SILICONFLOW_API_KEY" in str(caught.value)
+    assert "environment variable EMBEDSDK_API_KEY" in str(caught.value)
     assert "a-wrong-key-0452" not in str(caught.value)
 
 
@@ -384,6 +384,95 @@ def test_errors_return_with_retries_exhausted_and_duplicates() -> None:
     assert "gave up after 3 attempts" in str(exc)
     expected = expected_matrix(texts, MODEL, DIM)
     assert np.array_equal(result.vectors[result.ok], expected[result.ok])
+
+
+# -- storms: a call that keeps going stops sending when every request fails one way ------------
+
+STORM_NOTE = "requests in a row failed this way after all their retries"
+
+
+def test_a_500_storm_stops_a_serial_call_after_two_requests_gave_up(
+    simulated_provider_factory: Factory,
+) -> None:
+    sim = simulated_provider_factory(dim=DIM, fault_rate=1.0, faults=("500",))
+    texts = TEXTS_200
+    result = embedsdk.get_batch_embeddings(
+        texts, base_url=sim.base_url, batch_size=20, max_retries=3, cache=False, errors="return"
+    )
+    assert sim.stats()["requests"] == 2 * 4  # two batches with their retries, then no more
+    assert not result.ok.any() and np.isnan(result.vectors).all()
+    first, storm = result.errors
+    assert STORM_NOTE not in str(first) and first.failed_indices == list(range(20))
+    assert "2 " + STORM_NOTE in str(storm) and "its other batches were not sent" in str(storm)
+    assert isinstance(storm, InternalServerError) and storm.batch_indices == list(range(20, 40))
+    assert storm.failed_indices == list(range(20, 200))  # its batch and the unsent ones
+
+
+@pytest.mark.parametrize("entry", ["AsyncEmbedder.embed", "Embedder.embed_threaded"])
+def test_a_storm_costs_one_round_of_retries_not_one_per_batch(
+    simulated_provider_factory: Factory, entry: str
+) -> None:
+    sim = simulated_provider_factory(dim=DIM, fault_rate=1.0, faults=("503",))
+    texts = [f"storm {i}" for i in range(2_000)]  # 100 batches
+    options: dict[str, Any] = {"base_url": sim.base_url, "cache": False, "batch_size": 20}
+    if entry == "AsyncEmbedder.embed":
+
+        async def run() -> Any:
+            async with AsyncEmbedder(max_concurrent=5, **options) as emb:
+                return await emb.embed(texts, errors="return")
+
+        result = asyncio.run(run())
+    else:
+        with Embedder(**options) as emb:
+            result = emb.embed_threaded(texts, max_workers=5, errors="return")
+    requests = sim.stats()["requests"]
+    # Before: 100 batches x 7 attempts. Now the first 5 in flight, and one or two that a
+    # freed worker started before the second gave up, each with its 7 attempts.
+    assert 2 * 7 <= requests <= 8 * 7
+    assert not result.ok.any()
+    assert any(STORM_NOTE in str(exc) for exc in result.errors)
+    assert sorted(i for exc in result.errors for i in exc.failed_indices or []) == list(
+        range(2_000)
+    )
+
+
+def test_a_short_outage_does_not_stop_the_call() -> None:
+    calls = {"n": 0}
+
+    def down_for_six(texts: list[str]) -> tuple[int, dict[str, Any]] | None:
+        calls["n"] += 1
+        return (503, OVERLOADED) if calls["n"] <= 6 else None
+
+    server = Server(down_for_six)
+    with Embedder(
+        transport=MockTransport(server),
+        base_url="http://127.0.0.1:9/v1",
+        batch_size=20,
+        max_retries=3,
+        max_concurrent=1,
+        cache=False,
+    ) as emb:
+        result = emb.embed(TEXTS_200, errors="return")
+    # Batch 1 gave up after 4 attempts; batch 2 got through on its third: the run was broken.
+    (exc,) = result.errors
+    assert exc.failed_indices == list(range(20)) and STORM_NOTE not in str(exc)
+    assert result.ok[20:].all() and len(server.requests) == 6 + 9
+
+
+def test_random_faults_with_few_retries_lose_single_batches_but_never_trip_the_breaker(
+    simulated_provider_factory: Factory,
+) -> None:
+    # One retry: at a 20 % fault rate, 4 % of the batches fail for good, here and there.
+    sim = simulated_provider_factory(dim=DIM, fault_rate=0.2, faults=("500",), seed=17)
+    texts = TEXTS[:1_000]
+    result = embedsdk.get_batch_embeddings(
+        texts, base_url=sim.base_url, batch_size=5, max_retries=1, cache=False, errors="return"
+    )
+    assert result.errors, "some batches must have failed for the test to mean anything"
+    assert not any(STORM_NOTE in str(exc) for exc in result.errors)
+    assert all(len(exc.batch_indices or []) <= 5 for exc in result.errors)  # one batch each
+    assert result.ok.mean() > 0.9
+    assert np.array_equal(result.vectors[result.ok], EXPECTED[:1_000][result.ok])
 
 
 def test_errors_must_be_raise_or_return() -> None:

@@ -22,7 +22,9 @@ from embedsdk import (
 )
 from embedsdk._responses import (
     MAX_RETRY_AFTER,
+    content_type_of,
     decode_embeddings,
+    not_found_hint,
     parse_error_body,
     parse_retry_after,
     status_error,
@@ -111,13 +113,111 @@ def test_parse_error_body_fastapi_validation_list_keeps_the_words() -> None:
     assert code is None
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {
+                "detail": [
+                    {"loc": ["body", "input", 0], "msg": "String should have at most 8 characters"}
+                ]
+            },
+            "input.0: String should have at most 8 characters",
+        ),
+        (
+            {"detail": [{"loc": ["query"], "msg": "bad"}, {"msg": "no place"}]},
+            "query: bad; no place",
+        ),
+        ({"detail": [{"type": "x"}]}, '{"type": "x"}'),  # no msg: the item as JSON, not a repr
+        (
+            {"errors": [{"loc": ["body", "model"], "msg": "Field required"}]},
+            "model: Field required",
+        ),
+        ([{"loc": ["body", "model"], "msg": "Field required"}], "model: Field required"),
+        ({"message": "a\n  b\t c"}, "a b c"),  # one line
+    ],
+    ids=["fastapi-index", "several", "no-msg", "errors-key", "bare-list", "blanks"],
+)
+def test_parse_error_body_validation_lists_read_as_sentences(body: object, message: str) -> None:
+    assert parse_error_body(json.dumps(body).encode())[0] == message
+
+
+def test_parse_error_body_long_provider_message_is_capped() -> None:
+    message, _ = parse_error_body(json.dumps({"message": "m" * 5000}).encode())
+    assert len(message) == 500 and message.endswith("…")
+
+
+NOT_JSON = "a body of type {}, not JSON: {}"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (
+            b"<html><title>502 Bad Gateway</title></html>",
+            "text/html",
+            NOT_JSON.format("text/html", "502 Bad Gateway"),
+        ),
+        (b"<h1>Oops &amp; sorry</h1>", "", "a body of no type, not JSON: Oops & sorry"),
+        (
+            b"<script>var x = 1;</script><style>p {}</style><p>Login</p>",
+            "text/html",
+            NOT_JSON.format("text/html", "Login"),
+        ),
+        (b"Invalid token", "text/plain", "Invalid token"),
+        (
+            b"key=value",
+            "application/x-www-form-urlencoded",
+            NOT_JSON.format("application/x-www-form-urlencoded", "key=value"),
+        ),
+        (b"<html></html>", "text/html", NOT_JSON.format("text/html", "(no text)")),
+    ],
+)
+def test_parse_error_body_that_is_not_json(body: bytes, content_type: str, message: str) -> None:
+    assert parse_error_body(body, content_type) == (message, None)
+
+
+def test_a_page_of_megabytes_is_read_only_as_far_as_needed() -> None:
+    page = b"<html><body>" + b"<script>" * 200_000 + b"</body></html>"
+    message, _ = parse_error_body(page, "text/html")
+    assert len(message) <= 240
+
+
+def test_content_type_of() -> None:
+    assert content_type_of({"Content-Type": "Text/HTML; charset=utf-8"}) == "text/html"
+    assert content_type_of({}) == ""
+
+
+NO_MODEL = b'{"code":20012,"message":"Model does not exist"}'
+NO_MODEL_OPENAI = b'{"error":{"message":"x","code":"model_not_found"}}'
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "fix"),
+    [
+        ("http://h:8080/embeddings", b"Not Found", "end base_url with /v1"),
+        ("http://h:8080/api/embeddings", b"Not Found", "end base_url with /v1"),
+        ("http://h/v1/embeddings/embeddings", b"Not Found", "already ends in /embeddings"),
+        ("http://h/embeddings/embeddings", b"Not Found", "already ends in /embeddings"),
+        ("https://h/v1/embeddings", NO_MODEL, "the model 'm'"),
+        ("https://h/v1/embeddings", NO_MODEL_OPENAI, "the model 'm'"),
+        ("https://open.bigmodel.cn/api/paas/v4/embeddings", b"Not Found", "check base_url, and"),
+        ("https://h/compatible-mode/v1/embeddings", b"Not Found", "check base_url, and"),
+    ],
+)
+def test_not_found_hint(endpoint: str, body: bytes, fix: str) -> None:
+    exc = status_error(404, {}, body)
+    hint = not_found_hint(endpoint, "m", exc)
+    assert hint.startswith(f"POST {endpoint} was not found; ") and fix in hint
+
+
 def test_parse_error_body_json_that_is_not_an_object() -> None:
     assert parse_error_body(b"[1, 2]") == ("[1, 2]", None)
 
 
 def test_parse_error_body_truncates_long_text() -> None:
     message, _ = parse_error_body(b"x" * 5000)
-    assert message == "x" * 500
+    assert message == "x" * 199 + "…"
 
 
 def test_parse_error_body_survives_invalid_utf8() -> None:
@@ -314,8 +414,42 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize("body", BAD_BODIES)
 def test_decode_rejects_untrustworthy_answers(body: bytes) -> None:
-    with pytest.raises(ResponseValidationError, match="untrustworthy"):
+    with pytest.raises(ResponseValidationError, match="untrustworthy") as caught:
         decode_embeddings(body, 2)
+    assert not isinstance(caught.value.__cause__, (KeyError, TypeError))  # our words, not Python's
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ([item(0, [1.0]), {"embedding": [1.0]}], "data[1] has no 'index'"),
+        ([item(0, [1.0]), {"index": 1}], "data[1] has no 'embedding'"),
+        ([item(0, [1.0]), [1, [1.0]]], "data[1] is a list, not an object"),
+        ([item(1, [1.0]), item(1, [1.0])], "data[1].index 1 is repeated"),
+        ([item(0, [1.0]), item(2, [1.0])], "data[1].index is 2, not in 0..1"),
+        ([item(0, [1.0]), item(1, [1e300])], "embedding at index 1 has values beyond float32"),
+        ([item(0, [1.0]), item(1, b64([float("inf")]))], "embedding at index 1 has NaN or inf"),
+        ([item(0, [1.0])], "expected 2 embeddings, got 1"),
+    ],
+)
+def test_decode_names_the_field_at_fault(data: object, named: str) -> None:
+    with pytest.raises(ResponseValidationError) as caught:
+        decode_embeddings(answer(data), 2)
+    assert named in str(caught.value)
+
+
+def test_decode_names_one_embedding_in_the_singular() -> None:
+    with pytest.raises(ResponseValidationError, match="expected 1 embedding, got 0"):
+        decode_embeddings(answer([]), 1)
+
+
+def test_decode_a_200_page_gives_the_content_type_and_an_excerpt() -> None:
+    page = b"<html><head><title>Portal</title></head><body>" + b"log in " * 500 + b"</body></html>"
+    with pytest.raises(ResponseValidationError) as caught:
+        decode_embeddings(page, 1, content_type="text/html")
+    text = str(caught.value)
+    assert "HTTP 200 with a body of type text/html, not JSON: Portal log in" in text
+    assert len(text) < 300
 
 
 def test_decode_checks_requested_dimensions() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import backoff
 import numpy as np
 import pytest
 
@@ -95,6 +96,39 @@ def test_batch_size_complaint_splits(status: int) -> None:
     assert _retry.should_split(http(status, "batch size 77 > maximum allowed Batch Size 32"))
 
 
+@pytest.mark.parametrize(
+    ("message", "sent", "cap", "lowered"),
+    [
+        ("input batch size 83 > maximum allowed batch size 64", 83, 64, 64),  # SiliconFlow
+        ("batch size 77 > maximum allowed batch size 32", 77, 64, 32),  # TEI
+        ("Max batch size: 16", 20, 64, 16),
+        ("Payload Too Large", 20, 64, 10),  # no number: half
+        ("maximum allowed batch size 64", 40, 64, 39),  # named limit above what was sent
+        ("Payload Too Large", 20, 8, 8),  # never above the current cap
+        ("Payload Too Large", 1, 64, 1),  # never below 1
+    ],
+)
+def test_lowered_batch_cap(message: str, sent: int, cap: int, lowered: int) -> None:
+    assert _retry.lowered_batch_cap(http(413, message), sent, cap) == lowered
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "refuses"),
+    [
+        (400, "base64 encoding is not currently supported", True),  # older vLLM
+        (422, "encoding_format: Input should be 'float'", True),  # FastAPI
+        (422, "Failed to deserialize: unknown variant `base64`", True),  # TEI (axum)
+        (400, "invalid encoding format", True),
+        (400, "dimensions not supported", False),
+        (500, "base64 failed", False),  # a server error, not a refusal
+        (404, "no base64 here", False),
+    ],
+)
+def test_refuses_base64(status: int, message: str, refuses: bool) -> None:
+    assert _retry.refuses_base64(http(status, message)) is refuses
+    assert not _retry.refuses_base64(ValueError("base64"))
+
+
 def test_other_errors_do_not_split() -> None:
     assert not _retry.should_split(http(400, "dimensions not supported"))
     assert not _retry.should_split(http(500, "batch size too large"))
@@ -161,10 +195,98 @@ def test_set_testing_round_trip() -> None:
     assert _retry.is_testing()
 
 
-def test_backoff_delay_bounds() -> None:
-    random.seed(1)
-    for attempt in range(12):
-        assert 0.0 <= _retry.backoff_delay(attempt, base=0.5, cap=4.0) <= min(4.0, 0.5 * 2**attempt)
+def test_wait_ceilings_are_backoffs_expo_and_the_jitter_is_backoffs_full_jitter(
+    sleeping: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jittered: list[float] = []
+
+    def no_jitter(value: float) -> float:
+        jittered.append(value)
+        return value
+
+    monkeypatch.setattr(backoff, "full_jitter", no_jitter)
+    gen = started(base=0.5, cap=4.0)
+    waits = [gen.send(APIConnectionError("reset")) for _ in range(6)]
+    assert waits == jittered == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    # A Retry-After hint replaces the jitter, and the ceilings go on from where they were.
+    assert gen.send(http(503, retry_after="1")) >= 1.0
+    assert gen.send(APIConnectionError("reset")) == 4.0 and len(jittered) == 7
+
+
+# -- RetryBudget: what a request may retry ---------------------------------------------------
+
+
+def dns_error() -> APIConnectionError:
+    return APIConnectionError("cannot resolve", host="api.example.invalid", reason="dns")
+
+
+def attempts_until_give_up(budget: _retry.RetryBudget, exc: BaseException) -> int:
+    tries = 1
+    while not budget.give_up(exc):
+        tries += 1
+    return tries
+
+
+@pytest.mark.parametrize(("max_retries", "tries"), [(6, 3), (2, 3), (1, 2), (0, 1)])
+def test_a_host_that_does_not_resolve_is_retried_at_most_twice(
+    max_retries: int, tries: int
+) -> None:
+    assert attempts_until_give_up(_retry.RetryBudget(max_retries), dns_error()) == tries
+
+
+def test_a_refused_connection_uses_the_whole_budget() -> None:
+    refused = APIConnectionError("refused", host="127.0.0.1", port=9, reason="refused")
+    assert attempts_until_give_up(_retry.RetryBudget(6), refused) == 7
+
+
+def test_a_certificate_that_cannot_be_verified_is_not_retried() -> None:
+    exc = APIConnectionError("bad certificate", reason="certificate")
+    assert not _retry.is_retryable(exc)
+    assert attempts_until_give_up(_retry.RetryBudget(6), exc) == 1
+
+
+def test_dns_failures_also_draw_on_the_common_budget() -> None:
+    budget = _retry.RetryBudget(2)
+    assert not budget.give_up(http(503))
+    assert not budget.give_up(dns_error())
+    assert budget.give_up(dns_error())  # 2 retries in all, whatever the mix
+
+
+# -- CallBreaker: a storm stops a call that keeps going ---------------------------------------
+
+
+def test_breaker_trips_after_two_give_ups_in_a_row_with_one_cause() -> None:
+    breaker = _retry.CallBreaker()
+    assert not breaker.gave_up(http(500), 6)
+    assert breaker.gave_up(http(500), 6)
+    assert "2 requests in a row" in breaker.note()
+
+
+def test_breaker_is_reset_by_a_success_or_another_cause() -> None:
+    breaker = _retry.CallBreaker()
+    assert not breaker.gave_up(http(500), 6)
+    breaker.success()
+    assert not breaker.gave_up(http(500), 6)
+    assert not breaker.gave_up(http(503), 6)  # another cause starts another run
+    assert not breaker.gave_up(APITimeoutError("slow"), 6)
+    assert breaker.gave_up(APITimeoutError("slow"), 6)
+
+
+def test_breaker_ignores_failures_that_concern_one_batch() -> None:
+    breaker = _retry.CallBreaker()
+    too_long = http(500, "input is too large to process")
+    bad = http(400, "The parameter is invalid")
+    assert not any(breaker.gave_up(exc, 6) for exc in [too_long, bad] * 5)
+    assert breaker.count == 0
+
+
+@pytest.mark.parametrize(("max_retries", "needed"), [(0, 8), (1, 4), (2, 3), (3, 2), (6, 2)])
+def test_breaker_needs_at_least_eight_failed_attempts(max_retries: int, needed: int) -> None:
+    assert _retry.CallBreaker.needed(max_retries) == needed
+    assert needed * (max_retries + 1) >= 8
+    breaker = _retry.CallBreaker()
+    trips = [breaker.gave_up(http(503), max_retries) for _ in range(needed)]
+    assert trips == [False] * (needed - 1) + [True]
 
 
 # -- estimate_tokens -------------------------------------------------------------------------

@@ -159,7 +159,7 @@ def test_a_key_is_not_sent_in_clear_text_to_another_host(url: str) -> None:
 def test_a_key_from_the_environment_is_refused_over_http_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SILICONFLOW_API_KEY", KEY)
+    monkeypatch.setenv("EMBEDSDK_API_KEY", KEY)
     with pytest.raises(ConfigurationError, match="clear text"):
         AsyncEmbedder(base_url="http://example.com/v1")
 

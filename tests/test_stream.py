@@ -326,6 +326,73 @@ async def test_a_failure_names_positions_in_the_whole_input() -> None:
     assert "1230..1239" in str(info.value)
 
 
+# -- a producer that raises ----------------------------------------------------------------
+
+
+class ProducerBroke(Exception):
+    """What the caller's generator raises."""
+
+
+def breaking(n: int, error: BaseException) -> Iterator[str]:
+    """``n`` texts, then ``error``."""
+    for i in range(n):
+        yield text(i)
+    raise error
+
+
+async def breaking_async(n: int, error: BaseException) -> AsyncIterator[str]:
+    for i in range(n):
+        yield text(i)
+    raise error
+
+
+@run_async
+async def test_a_generator_that_raises_gives_every_block_read_before_then_its_error() -> None:
+    server = Server()
+    error = ProducerBroke("disk went away at 1,500")
+    blocks: list[tuple[int, np.ndarray]] = []
+    async with client(server) as emb:  # the default window: max(1024, 8 x 5 x 20)
+        with pytest.raises(ProducerBroke) as caught:
+            async for start, block in emb.embed_stream(breaking(1_500, error)):
+                blocks.append((start, block))
+    assert caught.value is error  # the producer's own exception, not a wrapper
+    check_blocks(blocks, 1_024)  # the first window, which was held back, arrived
+    assert server.inputs == 1_024  # the window it broke off in was not sent
+
+
+@run_async
+async def test_an_async_generator_that_raises_gives_the_blocks_before_too() -> None:
+    server = Server()
+    error = ProducerBroke("async source failed")
+    blocks: list[tuple[int, np.ndarray]] = []
+    async with client(server, batch_size=10) as emb:
+        with pytest.raises(ProducerBroke) as caught:
+            async for start, block in emb.embed_stream(breaking_async(750, error), window=200):
+                blocks.append((start, block))
+    assert caught.value is error
+    check_blocks(blocks, 600)  # three whole windows; the fourth broke off at 750
+    assert server.inputs == 600
+
+
+def test_a_sync_stream_over_a_generator_that_raises_gives_the_blocks_before() -> None:
+    server = Server()
+    with client(server, Embedder) as emb:
+        blocks = []
+        with pytest.raises(ProducerBroke):
+            for start, block in emb.embed_stream(breaking(1_500, ProducerBroke()), window=500):
+                blocks.append((start, block))
+    check_blocks(blocks, 1_500)  # broke exactly at a window boundary: nothing lost
+    assert server.inputs == 1_500
+
+
+@pytest.mark.parametrize("at", [0, 300])
+def test_a_producer_that_raises_in_the_first_window_sends_nothing(at: int) -> None:
+    server = Server()
+    with client(server, Embedder) as emb, pytest.raises(ProducerBroke):
+        list(emb.embed_stream(breaking(at, ProducerBroke()), window=500))
+    assert server.requests == 0  # bad input stops the call before any request
+
+
 # -- progress ------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 WINDOW = 60.0  # seconds, unless SimConfig.window says otherwise
 LIMITER_KINDS = ("sliding", "fixed", "token_bucket")
@@ -250,7 +250,7 @@ def make_limiter(
     return SlidingWindow(rpm, tpm, window)
 
 
-def allowance(per_minute: float | None, window: float) -> Optional[float]:
+def allowance(per_minute: float | None, window: float) -> float | None:
     """What a window of ``window`` seconds admits of a per-minute limit: at least one
     request, whole requests (a fractional allowance rounds down)."""
     if per_minute is None:

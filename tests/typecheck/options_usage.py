@@ -1,0 +1,37 @@
+"""Checked by ``mypy --strict`` (tests/test_typed_options.py, and tox's ``type`` env): the
+option names and types of every entry point are visible to a type checker.
+
+Each line that must be an error carries ``# type: ignore[code]`` (any mistake in a call of an
+overloaded function is a ``call-overload``); with ``warn_unused_ignores``
+(part of --strict) an ignore that is not needed, because the options went back to ``Any``, is an
+error itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import embedsdk
+from embedsdk import AsyncEmbedder, ClientOptions, Embedder, Stats
+
+# Good calls type-check.
+vectors = embedsdk.get_batch_embeddings(["a"], model="BAAI/bge-m3", timeout=None, api_key="")
+embedsdk.get_batch_embeddings_concurrent(["a"], 4, 16, rpm=600, cache=False, dimensions=None)
+asyncio.run(embedsdk.get_batch_embeddings_async(["a"], 4, base_url="http://127.0.0.1:8080/v1"))
+client = Embedder("BAAI/bge-m3", batch_size=32, max_concurrent=4, adaptive=False)
+async_client = AsyncEmbedder(encoding_format="float", rate_controller=None, truncate=True)
+options: ClientOptions = client.options
+stats: Stats = client.stats
+timeout: float | None = async_client.options.timeout
+
+# A misspelled option, or a value of the wrong type, is an error at every entry point.
+embedsdk.get_batch_embeddings(["a"], modle="x")  # type: ignore[call-overload]
+embedsdk.get_batch_embeddings(["a"], timeout="60")  # type: ignore[call-overload]
+embedsdk.get_batch_embeddings_concurrent(["a"], api_base="x")  # type: ignore[call-overload]
+embedsdk.get_batch_embeddings_concurrent(["a"], rpm="600")  # type: ignore[call-overload]
+embedsdk.get_batch_embeddings_async(["a"], max_retries=None)  # type: ignore[call-overload]
+embedsdk.get_batch_embeddings_async(["a"], batchsize=8)  # type: ignore[call-overload]
+Embedder(cache=42)  # type: ignore[arg-type]
+Embedder(max_workers=4)  # type: ignore[call-arg]
+AsyncEmbedder(encoding_format="int8")  # type: ignore[arg-type]
+AsyncEmbedder(provider=3)  # type: ignore[arg-type]
