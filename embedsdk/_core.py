@@ -640,7 +640,7 @@ class AsyncEmbedder:
         paced = self._rate is not None  # a 429 waits in the controller's shared pause
         # How long a request refused by a rate limit keeps trying is measured in time (no
         # sleeping in testing mode: a count of refusals stands for it).
-        clock = self._rate.now if paced and not _retry.is_testing() else None
+        clock = None if self._rate is None or _retry.is_testing() else self._rate.now
 
         def on_backoff(details: Any) -> None:
             self._on_backoff(details)
