@@ -19,17 +19,19 @@ a cap only above it): the window drops to just below that level and nobody pause
 429 (and a 503 is read the same way as a cap's) is a rate limit:
 
 - **Free until the first 429.** Until then a request costs one uncontended lock.
-- **Multiplicative decrease from what got through.** The pace becomes 0.9 times the lower of
-  the current pace and what the server accepted since the previous decrease, over the time
-  actually observed (not a fixed minute), so the first decreases land near the limit of a
-  token bucket, a one-second window and a one-minute window alike.
+- **Multiplicative decrease from what got through.** The pace becomes 0.9 times what the
+  server accepted since the previous decrease, over the time actually observed (at most the
+  last ten seconds, not a fixed minute), so the first decreases land near the limit of a
+  token bucket, a one-second window and a one-minute window alike; when the pace itself was
+  lower (it had just crept above the limit) it is cut by half as much, 5 %.
 - **One shared pause.** Every worker of every client waits until the same instant:
   ``Retry-After`` / ``retry-after-ms`` when sent, else a short pause that doubles while the
   wall lasts, never longer than a quarter of the wall's age (so the probes stay few and a
   minute's wall is not left much late) nor than the ``x-ratelimit-reset-*`` the server
-  announced. One probe then goes alone; the rest follow when it succeeds. 429s of requests
-  already in flight are echoes of the same event and change nothing.
-- **Additive increase, then faster.** While the pace holds requests back, it grows by 1 %
+  announced. Everybody then resumes at the lowered pace; once the wall lasts (a second
+  refusal in a row), one probe goes alone and the rest follow when it succeeds. 429s of
+  requests already in flight are echoes of the same event and change nothing.
+- **Additive increase, then faster.** While the pace holds requests back, it grows by 0.5 %
   of the decreased pace per second; after each quiet spell (``quiet`` seconds without a
   429) the step doubles, up to 16 % per second, so a raised limit is found again quickly.
 - The window grows by one for each request that filled it, slowly near the level a cap
@@ -223,10 +225,13 @@ class _Pace:
         self.tat = -math.inf  # GCRA theoretical arrival time
 
     def decrease(self, factor: float, accepted: float | None, floor: float) -> None:
-        """``factor`` times the lower of the pace and what the server took (per second)."""
-        candidates = [r for r in (self.rate, accepted) if r is not None and r > 0]
-        if candidates:
-            self.rate = self.base = max(floor, factor * min(candidates))
+        """``factor`` times what the server took (per second), or half as deep a cut from
+        the pace when that is lower: the pace was then only just above the limit."""
+        if accepted is not None and accepted > 0 and (self.rate is None or accepted < self.rate):
+            self.rate = max(floor, factor * accepted)
+        elif self.rate is not None:
+            self.rate = max(floor, (1 + factor) / 2 * self.rate)
+        self.base = self.rate or 0.0
 
     def increase(self, step: float, amount: float) -> None:
         """Grow by ``step`` of the base per second of use; ``amount`` units just went."""
@@ -290,7 +295,7 @@ class RateController:
         self,
         *,
         decrease: float = 0.9,
-        increase: float = 0.01,
+        increase: float = 0.005,
         quiet: float = 10.0,
         horizon: float = 1.0,
         clock: Callable[[], float] | None = None,
@@ -711,7 +716,9 @@ class RateController:
         self.cooldown_until = max(self.cooldown_until, until)
         # No burst credit out of a pause: a limit that just refused us has little room.
         self._requests.tat = self._tokens.tat = self.cooldown_until
-        self._probing, self._probe_out = True, False
+        # After a first refusal everybody resumes at the lowered pace (a lone probe would
+        # leave the limit idle for a round trip); once a wall lasts, one probe goes first.
+        self._probing, self._probe_out = self.strikes >= 2, False
 
 
 def _loop_time() -> float:

@@ -42,10 +42,10 @@ class Recording(SimulatedTransport):
     def __init__(self, **fields: Any) -> None:
         super().__init__(**fields)
         self.log: list[tuple[float, int, int]] = []
+        self.start = asyncio.get_running_loop().time()  # times are noted from here
 
     async def send(self, request: Request) -> Response:
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
+        sent = asyncio.get_running_loop().time() - self.start
         try:
             response = await super().send(request)
         except embedsdk.APIConnectionError:
@@ -73,8 +73,19 @@ class Run:
         return sum(s in (429, 503) for s in statuses) / max(1, len(statuses))
 
 
+async def stop(call: asyncio.Future[Any]) -> None:
+    """Cancel a call that is still running; a call that failed meanwhile fails the test."""
+    if call.done():
+        call.result()  # raises what stopped it
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+
+
 def texts(n: int) -> list[str]:
-    return [f"rate limit text {i}" for i in range(n)]
+    """Texts of about 30 tokens: a token limit of a second holds a few requests of them."""
+    return [
+        f"rate limit text {i}: " + "the quick brown fox jumps over the dog " * 2 for i in range(n)
+    ]
 
 
 def allowed_texts_per_second(limits: dict[str, Any]) -> float:
@@ -83,7 +94,8 @@ def allowed_texts_per_second(limits: dict[str, Any]) -> float:
     if limits.get("rpm"):
         rates.append(limits["rpm"] / 60 * BATCH)
     if limits.get("tpm"):
-        per_text = count_tokens(texts(1)[0])
+        sample = texts(10_000)[::100]  # the server's count, over texts like those sent
+        per_text = sum(map(count_tokens, sample)) / len(sample)
         rates.append(limits["tpm"] / 60 / per_text)
     if limits.get("max_in_flight"):
         rates.append(limits["max_in_flight"] * BATCH / (LATENCY + JITTER / 2))
@@ -103,8 +115,7 @@ def run(limits: dict[str, Any], seconds: float, **options: Any) -> Run:
         ) as emb:
             call = asyncio.ensure_future(emb.embed(many, max_concurrent=IN_FLIGHT))
             await asyncio.sleep(seconds)
-            call.cancel()
-            await asyncio.gather(call, return_exceptions=True)
+            await stop(call)
         return sim.log
 
     log, _ = run_in_virtual_time(main())
@@ -115,18 +126,18 @@ PER_SECOND = {
     "token bucket, 1 s of burst": {"limiter": "token_bucket", "rpm": 300, "burst": 1.0},
     "token bucket, 0.1 s of burst": {"limiter": "token_bucket", "rpm": 300, "burst": 0.1},
     "token bucket, 60 s of burst": {"limiter": "token_bucket", "rpm": 300, "burst": 60.0},
-    "token bucket on tokens": {"limiter": "token_bucket", "tpm": 6000, "burst": 1.0},
-    "RPM and TPM together": {"limiter": "token_bucket", "rpm": 300, "tpm": 9000},
+    "token bucket on tokens": {"limiter": "token_bucket", "tpm": 60_000, "burst": 1.0},
+    "RPM and TPM together": {"limiter": "token_bucket", "rpm": 300, "tpm": 90_000},
     "fixed 1 s window": {"limiter": "fixed", "rpm": 300, "window": 1.0},
     "sliding 1 s window": {"limiter": "sliding", "rpm": 300, "window": 1.0},
-    "sliding 1 s window on tokens": {"limiter": "sliding", "tpm": 6000, "window": 1.0},
+    "sliding 1 s window on tokens": {"limiter": "sliding", "tpm": 120_000, "window": 1.0},
     "4 in flight, 429 beyond": {"max_in_flight": 4},
     "4 in flight, 503 beyond": {"max_in_flight": 4, "in_flight_status": 503},
 }
 PER_MINUTE = {
     "fixed 60 s window": {"limiter": "fixed", "rpm": 300, "window": 60.0},
     "sliding 60 s window": {"limiter": "sliding", "rpm": 300, "window": 60.0},
-    "fixed 60 s window on tokens": {"limiter": "fixed", "tpm": 6000, "window": 60.0},
+    "fixed 60 s window on tokens": {"limiter": "fixed", "tpm": 60_000, "window": 60.0},
 }
 HINTS = {"no hints": {}, "Retry-After": {"retry_after": True}}
 
@@ -179,7 +190,7 @@ def test_never_slower_than_without_adaptation(kind: str) -> None:
         {"limiter": "token_bucket", "rpm": 60, "burst": 1.0},  # one request a second
         {"limiter": "fixed", "rpm": 300, "window": 60.0},
         {"limiter": "sliding", "rpm": 300, "window": 60.0},
-        {"limiter": "token_bucket", "tpm": 6000, "burst": 1.0},
+        {"limiter": "token_bucket", "tpm": 60_000, "burst": 1.0},
     ],
 )
 def test_a_told_limit_is_spread_evenly_and_never_refused(kind: dict[str, Any]) -> None:
@@ -211,8 +222,7 @@ def test_the_learned_limit_is_shared_by_the_clients_of_one_account() -> None:
         ]
         await asyncio.sleep(60)
         for call in calls:
-            call.cancel()
-        await asyncio.gather(*calls, return_exceptions=True)
+            await stop(call)
         for client in clients:
             await client.aclose()
         return sim.log
@@ -272,8 +282,7 @@ def test_the_progress_bar_says_what_holds_requests_back(monkeypatch: pytest.Monk
         ) as emb:
             call = asyncio.ensure_future(emb.embed(many, max_concurrent=4, progress=True))
             await asyncio.sleep(90)
-            call.cancel()
-            await asyncio.gather(call, return_exceptions=True)
+            await stop(call)
 
     run_in_virtual_time(main())
     assert any("paused" in n and "answered 429" in n for n in notes), notes

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -76,8 +77,12 @@ def _get(headers: Mapping[str, str], name: str) -> str | None:
 class _Clock:
     __slots__ = ("now",)
 
+    #: Where the last simulated clock stopped: the next one starts there or later, so that
+    #: state kept across loops (a shared rate controller) never sees time run backwards.
+    last = 0.0
+
     def __init__(self) -> None:
-        self.now = 0.0
+        self.now = max(time.monotonic(), _Clock.last)
 
 
 class _SkippingSelector(selectors.BaseSelector):
@@ -130,6 +135,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._virtual.now
+
+    def close(self) -> None:
+        _Clock.last = max(_Clock.last, self._virtual.now)
+        super().close()
 
 
 def run_in_virtual_time(coro: Coroutine[Any, Any, T]) -> tuple[T, float]:
