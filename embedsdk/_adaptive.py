@@ -404,12 +404,15 @@ class RateController:
 
     def admit(self, ticket: Ticket, force: bool = False) -> bool:
         """At ``ticket.at``: may the request go? ``False``: book again. ``force``: go
-        whatever the state (testing mode). An admitted ticket must be reported once."""
+        whatever the pace and pauses say, if the window has room (testing mode, where
+        nothing sleeps). An admitted ticket must be reported once."""
         with self._lock:
+            if self._full():
+                return False
             if not force:
                 if not ticket.booked or ticket.epoch != self.epoch:
                     return False
-                if ticket.at < self.cooldown_until or self._full():
+                if ticket.at < self.cooldown_until:
                     return False
                 if self._probing:
                     if self._probe_out:
@@ -777,9 +780,11 @@ async def take_turn(
     told = waiting is None
     while True:
         ticket = controller.reserve(estimate)
-        if _retry.is_testing():
-            controller.admit(ticket, force=True)
-            return ticket
+        if _retry.is_testing():  # no sleeping; a full window is still waited for
+            if controller.admit(ticket, force=True):
+                return ticket
+            await _slot_freed(controller, SLOT_POLL)
+            continue
         start = controller.now()
         delay = ticket.at - start
         if ticket.booked and delay <= 0:

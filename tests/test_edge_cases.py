@@ -23,7 +23,7 @@ def test_aclose_while_waiting_for_a_turn_sends_nothing_and_leaks_nothing() -> No
         async with SimulatedProvider() as sim:
             ctl = RateController()
             now = ctl.now()
-            ctl._start_pause(now, now + 0.3)  # as after a 429: every worker waits 0.3 s
+            ctl._start_pause(now + 0.3)  # as after a 429: every worker waits 0.3 s
             emb = AsyncEmbedder(base_url=sim.base_url, cache=False, rate_controller=ctl)
             task = asyncio.ensure_future(emb.embed(["a", "b"]))
             await asyncio.sleep(0.05)  # the call now waits for its turn
