@@ -29,8 +29,8 @@ from embedsdk import (
     MockTransport,
     Request,
     Response,
-    _cache,
 )
+from embedsdk import _cache_sqlite as db
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 MODEL = "BAAI/bge-m3"
@@ -316,17 +316,17 @@ def _unusable(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
             transport=MockTransport(FailsAfter(10)),
             dimensions=8,
         )
-        connect = _cache._Cache._connect
+        connect = db.connect
 
-        def read_only(self: Any) -> sqlite3.Connection:
-            con: sqlite3.Connection = connect(self)
+        def read_only(path: str, timeout: float) -> sqlite3.Connection:
+            con = connect(path, timeout)
             con.execute("PRAGMA query_only = 1")
             return con
 
-        monkeypatch.setattr(_cache._Cache, "_connect", read_only)
+        monkeypatch.setattr(db, "connect", read_only)
     if kind == "corrupt":
         directory.mkdir()
-        (directory / "cache.db").write_bytes(b"this is not an SQLite database " * 200)
+        (directory / db.DBNAME).write_bytes(b"this is not an SQLite database " * 200)
     elif kind == "read-only":
         via_embedder(
             texts_for(5),
