@@ -375,6 +375,33 @@ def test_unusable_cache_warns_and_results_stay_correct(
                 path.chmod(0o700)
 
 
+def test_a_directory_of_the_old_layout_just_works(
+    simulated_provider: SimulatedProvider, tmp_path: Path
+) -> None:
+    """A cache written by the diskcache-based versions: ignored (its vectors are fetched
+    again), no warning, and cleared by `embedsdk cache clear`."""
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    con = sqlite3.connect(directory / "cache.db")
+    con.execute("CREATE TABLE Settings (key TEXT NOT NULL UNIQUE, value)")
+    con.execute("CREATE TABLE Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER)")
+    con.commit()
+    con.close()
+    texts = texts_for(30)
+    for requests in (True, False):
+        simulated_provider.reset_stats()
+        vectors, _ = via_embedder(texts, base_url=simulated_provider.base_url, cache=directory)
+        np.testing.assert_array_equal(vectors, expected_matrix(texts))
+        assert (simulated_provider.stats()["requests"] > 0) is requests
+    assert subprocess.run(
+        [sys.executable, "-m", "embedsdk", "cache", "clear", "--dir", str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.startswith("removed 30 vectors")
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith("cache.db")) == []
+
+
 # -- several processes -----------------------------------------------------------------------
 
 

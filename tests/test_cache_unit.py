@@ -698,3 +698,39 @@ def test_two_processes_write_one_directory(tmp_path: Path) -> None:
         for tag, seed in (("p1", 1), ("p2", 2)):
             got, hit = c.get_many(NS, texts_for(2000, tag))
             assert hit.all() and np.array_equal(got, vectors(2000, 256, seed=seed))
+
+
+# -- the bench's comparison with a raw SELECT -------------------------------------------------
+
+
+def test_the_store_bench_reads_the_same_blobs_both_ways(tmp_path: Path) -> None:
+    from embedsdk._bench import cache as bench
+    from embedsdk._bench.report import cache_table
+
+    row = bench.measure_store(40, 8, tmp_path)
+    assert row.exact is True and row.write_s > 0
+    assert len(row.cache_s) == len(row.raw_s) == bench.STORE_READS
+    ratios = sorted(r / c for r, c in zip(row.raw_s, row.cache_s))
+    assert row.ratio == ratios[len(ratios) // 2] > 0
+    raw = sqlite3.connect(tmp_path / "raw.sqlite3")
+    try:  # the raw table holds the very keys and bytes the cache holds
+        assert sorted(raw.execute("SELECT key, value FROM t")) == sorted(
+            db_rows(tmp_path / "store")
+        )
+    finally:
+        raw.close()
+    text = cache_table(bench.CacheResult(_bench_settings(), [], row))
+    assert f"reads at {row.ratio * 100:.0f}% of the raw SELECT's speed" in text
+
+
+def _bench_settings() -> dict[str, Any]:
+    return {
+        "texts": 40,
+        "dim": 8,
+        "latency_s": 0.0,
+        "batch_size": 8,
+        "concurrency": 2,
+        "repeat": 1,
+        "warm_runs": 3,
+        "ceiling_cold_s": 0.0,
+    }
