@@ -109,4 +109,3 @@ def write_npy(path: str | os.PathLike[str], blocks: Iterable[Any]) -> tuple[int,
         for block in blocks:
             out.write(block[1] if isinstance(block, tuple) else block)
     return out.rows, out.dim or 0
-
