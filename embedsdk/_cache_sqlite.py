@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,10 +50,11 @@ CHUNK = 500  # keys per SELECT ... IN (...): under SQLite's old 999-parameter li
 # once and the OS keeps the file's pages: a bigger page cache reads no faster (measured).
 _SQLITE_CACHE_KIB = 2048
 # A read maps the file (SQLite clamps this to its maximum, 2 GiB on most builds) for as long
-# as its transaction lasts: rows are then copied straight from the OS's pages instead of
-# through a read() per page into SQLite's page cache, which (measured) halves the time
-# SQLite spends. The map is dropped after each read, so that the pages it touched do not
-# stay in the process's RSS: a long stream of warm lookups keeps a flat footprint.
+# as its transaction lasts, so that rows are copied straight from the OS's pages instead of
+# read() page by page into SQLite's page cache: about a fifth less CPU for a warm read of
+# 20,000 vectors (measured). The map is dropped after each read: one kept open saves a little
+# more, but every page it touched would stay in the process's RSS (a stream of warm lookups
+# over a 400 MB cache grew it by 400 MB; dropped, it stays flat).
 _READ_MMAP_BYTES = 2**40
 _EVICT_TO = 0.9  # past the size limit, the oldest rows go until this fraction of it is left
 _ROW_OVERHEAD = 64  # bytes a row costs beyond its vector (key, index entry, headers): a guess
@@ -125,8 +127,8 @@ def _tables(con: sqlite3.Connection) -> list[str]:
 
 def is_legacy(path: str) -> bool:
     """Whether ``path`` is the SQLite file of diskcache (``Cache`` and ``Settings`` tables)."""
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:  # read-only, and as a URI so that no character of the path is taken for a parameter
+        con = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
     except sqlite3.Error:
         return False
     try:
@@ -203,8 +205,8 @@ def read(
             out = matrix.data.cast("B")  # C-contiguous, so rows follow each other
         stop = start + len(chunk)
         if len(found) == len(chunk) and {*map(len, found.values())} == {width}:
-            # The usual warm chunk: every key found once, every row whole. One copy of the
-            # chunk's rows, no Python work per row.
+            # The usual warm chunk: every key found once, every row whole. No Python work
+            # per row (a row-by-row copy measured no faster).
             out[start * width : stop * width] = b"".join(map(found.__getitem__, chunk))
             hit[start:stop] = True
         else:
