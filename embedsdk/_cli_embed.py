@@ -423,6 +423,13 @@ def _embed_into(
 # -- the parser ------------------------------------------------------------------------------
 
 
+def _name(value: str) -> str:
+    """A field, column or file name: not empty (``--column ""`` must not mean the default)."""
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def _format_name(value: str) -> str:
     """``--format``'s type: an output format, with a hint for an input format's name."""
     if value in OUTPUT_FORMATS:
@@ -483,6 +490,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--id-field",
+        type=_name,
         metavar="NAME",
         help="Parquet / JSON Lines: the JSONL field or CSV column whose value is each row's "
         "id (default: the line number)",
@@ -502,10 +510,15 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
         help="input format (default: from the file name, else lines)",
     )
     inputs.add_argument(
-        "--field", default="text", help="JSONL: the field holding the text (default: %(default)s)"
+        "--field",
+        type=_name,
+        default="text",
+        help="JSONL: the field holding the text (default: %(default)s)",
     )
     inputs.add_argument(
-        "--column", help="CSV: the column holding the text (default: the one named text)"
+        "--column",
+        type=_name,
+        help="CSV: the column holding the text (default: the one named text)",
     )
     inputs.add_argument(
         "--skip-empty",

@@ -307,9 +307,9 @@ def _csv_column(names: list[str], column: str | None, flag: str, path: str) -> s
     Never the first column by default: in ``id,content`` that is the ids, and embedding them
     would succeed silently.
     """
-    name = column or "text"
+    name = "text" if column is None else column
     if name not in names:
-        found = f"CSV column {name!r} not found" if column else "no CSV column named 'text'"
+        found = "no CSV column named 'text'" if column is None else f"CSV column {name!r} not found"
         raise InputFileError(
             f"{_name(path)}: {found}; the columns are {', '.join(map(repr, names))} "
             f"(choose with {flag})"

@@ -5,9 +5,10 @@ Every writer takes the blocks of rows that ``embed_stream`` yields, in order, an
 them: memory stays bounded however many texts there are. A file is written as
 ``OUTPUT.partial`` and renamed onto ``OUTPUT`` only when every row is in, so a failed or
 interrupted run leaves no truncated output (and an older ``OUTPUT`` untouched). On standard
-output, ``.npy`` and Parquet are spooled to an unnamed temporary file and copied out at the end
-(an ``.npy`` header needs the row count; a half Parquet file is unreadable); JSON Lines streams,
-one complete line per row.
+output, or a device or named pipe (``/dev/null``: never replaced by a rename), ``.npy`` and
+Parquet are spooled to an unnamed temporary file and copied out at the end (an ``.npy`` header
+needs the row count; a half Parquet file is unreadable); JSON Lines streams, one complete line
+per row.
 
 Parquet and JSON Lines rows are ``id`` (the line number, or the ``--id-field`` value), ``text``
 (with ``--keep-text``) and ``embedding`` (float32, a fixed-size list of D values in Parquet).
@@ -21,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -81,6 +83,8 @@ def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> Non
     terminal; never an existing file of another format unless ``force``. An existing file of
     the same format is replaced: re-running a command must stay cheap.
     """
+    if not path:
+        raise OutputUsageError("-o needs a file name (or - for standard output)")
     if path == STDOUT:
         if sys.stdout is None or sys.stdout.isatty():
             raise OutputUsageError(
@@ -90,6 +94,8 @@ def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> Non
         return
     if os.path.isdir(path):
         raise OutputFileError(f"cannot write {path}: it is a directory")
+    if _is_stream(path) and _is_terminal(path):
+        raise OutputUsageError(f"refusing to write binary vectors to the terminal {path}")
     for candidate in (path, path + ".partial"):
         for source in inputs:
             if _same_file(candidate, source):
@@ -104,6 +110,31 @@ def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> Non
 
 
 _LABELS = {"npy": ".npy", "parquet": "Parquet", "jsonl": "JSON Lines vectors"}
+
+
+def _is_stream(path: str) -> bool:
+    """Whether ``path`` exists and is not a regular file: a device (``/dev/null``), a named
+    pipe or a socket. Such an output is written to as it is, never replaced by a rename."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _is_terminal(path: str) -> bool:
+    """Whether the character device ``path`` is a terminal. (A named pipe is never opened
+    here: opening and closing it would end its reader's input.)"""
+    try:
+        if not stat.S_ISCHR(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return False  # opening it for real will say why
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -172,29 +203,44 @@ class _FileTarget(_Target):
             os.unlink(self._tmp)
 
 
-class _StdoutTarget(_Target):
-    """Standard output, written to as rows come (``spool=False``), or at the end from an
-    unnamed temporary file that the system deletes whatever happens (``spool=True``)."""
+class _StreamTarget(_Target):
+    """Standard output, or a device or pipe named by ``path``: written to as rows come
+    (``spool=False``), or at the end from an unnamed temporary file that the system deletes
+    whatever happens (``spool=True``)."""
 
-    def __init__(self, spool: bool) -> None:
-        self._out = sys.stdout.buffer
-        self._spool = spool
+    def __init__(self, spool: bool, path: str = STDOUT) -> None:
+        if path == STDOUT:
+            self._out: IO[bytes] = sys.stdout.buffer
+        else:
+            try:
+                self._out = open(path, "wb")  # noqa: SIM115 (closed in commit/abort)
+            except OSError as exc:
+                raise _cannot_write(path, exc) from None
+        self._path, self._spool = path, spool
         self.file = tempfile.TemporaryFile() if spool else self._out  # noqa: SIM115
 
     def commit(self, header: bytes = b"") -> None:
-        self._out.write(header)
-        if self._spool:
-            self.file.seek(0)
-            shutil.copyfileobj(self.file, self._out, 1 << 20)
-            self.file.close()
-        self._out.flush()
+        try:
+            self._out.write(header)
+            if self._spool:
+                self.file.seek(0)
+                shutil.copyfileobj(self.file, self._out, 1 << 20)
+            self._out.flush()
+        finally:
+            self._release()
 
     def abort(self) -> None:
-        if self._spool:
-            self.file.close()
-        else:
+        if not self._spool:
             with contextlib.suppress(OSError, ValueError):
                 self._out.flush()  # the complete lines written so far
+        self._release()
+
+    def _release(self) -> None:
+        if self._spool:
+            self.file.close()
+        if self._path != STDOUT:
+            with contextlib.suppress(OSError):
+                self._out.close()
 
 
 def _cannot_write(path: str, exc: OSError) -> OutputFileError:
@@ -385,9 +431,10 @@ def open_writer(path: str, fmt: str, *, keep_text: bool = False) -> Writer:
     ``path.partial`` (or nothing, for standard output); pyarrow is checked first."""
     if fmt == "parquet":
         import_pyarrow()  # before any file is made
-    if fmt == "npy" and path != STDOUT:
+    if fmt == "npy" and path != STDOUT and not _is_stream(path):
         return _NpyFile(path)
-    target = _StdoutTarget(spool=fmt != "jsonl") if path == STDOUT else _FileTarget(path)
+    stream = path == STDOUT or _is_stream(path)
+    target = _StreamTarget(fmt != "jsonl", path) if stream else _FileTarget(path)
     if fmt == "npy":
         return _NpyStream(target)
     if fmt == "jsonl":

@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -381,3 +383,52 @@ def test_rerunning_into_its_own_output_and_into_an_empty_file(
         status, err = embed(capsys, "in.txt", "-o", out)
         assert status == 0, err
     assert files(env) == ["in.txt", out]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
+@pytest.mark.parametrize("suffix", ["", ".jsonl"])
+def test_a_device_is_written_to_never_replaced(
+    env: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    """``-o /dev/null`` (a dry run) writes into the device: no ``/dev/null.partial``, and no
+    rename that would put a regular file in its place (as root, it could)."""
+    (env / "in.txt").write_text("one\ntwo\n")
+    flags = ["--format", suffix[1:]] if suffix else []
+    status, err = embed(capsys, "in.txt", "-o", "/dev/null", *flags)
+    assert status == 0, err
+    assert err.rstrip().endswith("-> /dev/null")
+    assert Path("/dev/null").is_char_device() and not Path("/dev/null.partial").exists()
+
+
+def test_a_named_pipe_as_output_is_streamed_into(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = ["one", "two", "three"]
+    (env / "in.txt").write_text("\n".join(texts) + "\n")
+    os.mkfifo(env / "pipe")
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append((env / "pipe").read_bytes()))
+    reader.start()
+    try:
+        status, err = embed(capsys, "in.txt", "-o", "pipe", "--format", "jsonl")
+    finally:
+        if reader.is_alive():  # unblock the reader if the command never opened the pipe
+            with open(env / "pipe", "wb"):
+                pass
+        reader.join()
+    assert status == 0, err
+    np.testing.assert_array_equal(
+        vectors_of(read_jsonl(got[0])), expected_matrix(texts, MODEL, DIM)
+    )
+    assert files(env) == ["in.txt"]
+
+
+def test_empty_names_are_usage_errors(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (env / "in.csv").write_text("id,text\n1,hello\n")
+    status, err = embed(capsys, "in.csv", "-o", "")
+    assert status == 2 and "-o needs a file name" in err
+    for flag in ("--column", "--field", "--id-field"):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["embed", "in.csv", "-o", "x.jsonl", flag, ""])
+        assert info.value.code == 2
+        assert f"argument {flag}: must not be empty" in capsys.readouterr().err
