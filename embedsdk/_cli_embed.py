@@ -245,9 +245,11 @@ OPTION_FLAGS = {
     "cache": "--cache-dir",
 }
 _ASSIGNED = re.compile(
-    r"\b(%s)=(\"\"|''|True|\.\.\.|'[^']*'|\"[^\"]*\"|)" % "|".join(OPTION_FLAGS)  # noqa: UP031
+    r"\b(%s)=(\"\"|''|True|\.\.\.|'[^']*'|\"[^\"]*\"|(?=[\s,;.)]|$))"  # noqa: UP031
+    % "|".join(OPTION_FLAGS)
 )
-_SUBJECT = re.compile(r"\b(%s)(?= must\b)" % "|".join(OPTION_FLAGS))  # noqa: UP031
+# "batch_size must be ...", at the start of the message or of one of its clauses.
+_SUBJECT = re.compile(r"(?:^|(?<=[:;] ))(%s)(?= must\b)" % "|".join(OPTION_FLAGS))  # noqa: UP031
 # Names with an underscore are never English words: safe to replace wherever they appear.
 _BARE = re.compile(r"\b(%s)\b" % "|".join(n for n in OPTION_FLAGS if "_" in n))  # noqa: UP031
 
@@ -260,14 +262,20 @@ def _assigned(found: re.Match[str]) -> str:
     return f"{flag} {value[1:-1]}" if value[:1] in "'\"" and value else flag
 
 
-def in_flags(message: str) -> str:
+def in_flags(message: str, server_words: bool = False) -> str:
     """A library message in the command line's words: ``--batch-size``, not ``batch_size``.
+
+    ``server_words``: the message quotes a server (an :class:`APIError`), so only the
+    library's own hints about the key are translated, never the server's text.
 
     >>> in_flags("pass allow_insecure=True if this network is trusted")
     'pass --allow-insecure if this network is trusted'
     """
-    message = message.replace("pass truncate=True to the client", "use --truncate")
     message = message.replace("api_key argument", "--api-key-file")
+    message = message.replace("pass api_key= or", "pass --api-key-file FILE or")
+    if server_words:
+        return message
+    message = message.replace("pass truncate=True to the client", "use --truncate")
     message = message.replace("the key as api_key", "the key with --api-key-file")
     message = _ASSIGNED.sub(_assigned, message)
     message = _SUBJECT.sub(lambda m: OPTION_FLAGS[m.group(1)], message)

@@ -28,7 +28,7 @@ from typing import Any
 
 from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir
 from ._cli_embed import add_embed_parser, in_flags, is_usage_error, plural
-from ._exceptions import EmbedSDKError
+from ._exceptions import APIError, EmbedSDKError
 
 EPILOG = """\
 examples:
@@ -256,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("embedsdk: terminated", file=sys.stderr)
             return 143
         except EmbedSDKError as exc:
-            print(f"embedsdk: error: {in_flags(_one_line(exc))}", file=sys.stderr)
+            message = in_flags(_one_line(exc), server_words=isinstance(exc, APIError))
+            print(f"embedsdk: error: {message}", file=sys.stderr)
             return 2 if is_usage_error(exc) else 1
         except OSError as exc:
             print(f"embedsdk: error: {_os_error(exc)}", file=sys.stderr)
