@@ -206,8 +206,11 @@ def read_rows(
     seen = 0
     try:
         for number, text, ident in _rows(_lines(stream, path), fmt, field, column, id_field, path):
-            where = f"{_name(path)}, line {number}"
-            checked = _check(text, where, skip_empty)
+            where = f"{_name(path)}, line {number}" if id_field is not None else ""
+            if isinstance(text, str) and text.strip():  # the usual case: no message to build
+                checked: str | None = text
+            else:
+                checked = _check(text, f"{_name(path)}, line {number}", skip_empty)
             if checked is None:
                 if numbers is not None:
                     numbers.skipped += 1
