@@ -250,6 +250,10 @@ class _IdCheck:
                 f"{value!r:.40}"
             )
         assert isinstance(value, (str, int))
+        if isinstance(value, str) and not _is_unicode(value):
+            raise InputFileError(
+                f"{where}: the id {self.name!r} is not valid Unicode (a lone surrogate)"
+            )
         if self.kind is None:
             self.kind = type(value)
         elif type(value) is not self.kind:
@@ -258,6 +262,14 @@ class _IdCheck:
                 f"but the ids before it are {self.kind.__name__}"
             )
         return value
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a "\\ud800" escape in JSON decodes to a lone surrogate
+        return False
+    return True
 
 
 def _rows(

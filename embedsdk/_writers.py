@@ -128,7 +128,8 @@ def _is_terminal(path: str) -> bool:
     try:
         if not stat.S_ISCHR(os.stat(path).st_mode):
             return False
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # not on Windows
+        fd = os.open(path, os.O_WRONLY | flags)
     except OSError:
         return False  # opening it for real will say why
     try:

@@ -4,14 +4,12 @@ for bad URLs and a missing home directory."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import pathlib
 import signal
 import subprocess
 import sys
-import termios
 import threading
 import time
 from pathlib import Path
@@ -160,6 +158,9 @@ def test_stdin_is_read_from_its_descriptor_in_lines(monkeypatch: pytest.MonkeyPa
 
 
 def _unread_bytes(fd: int) -> int:
+    import fcntl
+    import termios
+
     size = bytearray(4)
     fcntl.ioctl(fd, termios.FIONREAD, size)
     return int.from_bytes(size, sys.byteorder)

@@ -171,6 +171,9 @@ def test_ids_of_mixed_types_are_refused_before_they_are_sent(
     (env / "in.jsonl").write_text(json.dumps({"text": "a"}) + "\n")
     status, err = embed(capsys, "in.jsonl", "-o", "out.jsonl", "--id-field", "id")
     assert status == 1 and "line 1: no field 'id'" in err and "--id-field" in err
+    (env / "in.jsonl").write_text('{"text": "a", "id": "x\\ud800"}\n')
+    status, err = embed(capsys, "in.jsonl", "-o", "out.jsonl", "--id-field", "id")
+    assert status == 1 and "line 1: the id 'id' is not valid Unicode" in err
     assert simulated_provider.stats()["requests"] == 0
     assert files(env) == ["in.jsonl"]
 
