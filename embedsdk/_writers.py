@@ -43,8 +43,9 @@ _SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-#: Vector bytes gathered into one Parquet row group (blocks are often smaller).
-ROW_GROUP_BYTES = 16 << 20
+#: Vector bytes gathered into one Parquet row group (blocks are often smaller). The writer
+#: holds about three times this much: the blocks, their concatenation, the encoded pages.
+ROW_GROUP_BYTES = 8 << 20
 PARQUET_HINT = 'pip install "embedsdk[parquet]"'
 
 Meta = Sequence[tuple[Union[int, str], str]]  # (id, text) of each row of a block
@@ -368,7 +369,7 @@ def import_pyarrow() -> tuple[Any, Any]:
 
 class _Parquet(Writer):
     """A Parquet file: ``id`` (int64 or string), ``text`` (string, with ``keep_text``) and
-    ``embedding`` (``fixed_size_list<float32>[D]``), a row group per ~16 MiB of vectors."""
+    ``embedding`` (``fixed_size_list<float32>[D]``), a row group per ~8 MiB of vectors."""
 
     def __init__(self, target: _Target, keep_text: bool) -> None:
         self._pa, self._pq = import_pyarrow()
@@ -382,11 +383,15 @@ class _Parquet(Writer):
         self._count(block)
         table = self._table(np.ascontiguousarray(block, dtype=np.float32), meta)
         if self._writer is None:
-            self._writer = self._pq.ParquetWriter(self._target.file, table.schema)
+            self._writer = self._open(table.schema)
         self._pending.append(table)
         self._pending_bytes += block.nbytes
         if self._pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
+
+    def _open(self, schema: Any) -> Any:
+        # No dictionary encoding: embeddings and ids never repeat, and trying costs memory.
+        return self._pq.ParquetWriter(self._target.file, schema, use_dictionary=False)
 
     def _table(self, block: npt.NDArray[np.float32], meta: Meta) -> Any:
         pa = self._pa
@@ -414,7 +419,7 @@ class _Parquet(Writer):
         try:
             self._flush()
             if self._writer is None:  # no rows at all: still a valid, empty file
-                self._writer = self._pq.ParquetWriter(self._target.file, self._empty_schema())
+                self._writer = self._open(self._empty_schema())
             self._writer.close()
         except BaseException:
             self._target.abort()
