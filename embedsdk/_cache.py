@@ -10,8 +10,18 @@ array([ True, False])
 A key is ``blake2b(namespace + text)``, the namespace a digest of everything that changes the
 vector: a format version, the endpoint (without query or credentials), the model and the
 dimensions. Neither the text nor any credential is stored. A value is the vector as
-little-endian float32 bytes, kept inline in diskcache's SQLite table as a raw BLOB: nothing is
-ever pickled, nor unpickled.
+little-endian float32 bytes in a BLOB: nothing is ever pickled, nor unpickled.
+
+The store is one SQLite table of our own, ``vectors(key, value)`` in ``vectors.sqlite3`` (see
+:mod:`embedsdk._cache_sqlite`): a lookup is a few ``SELECT ... WHERE key IN (...)`` in one
+read transaction, a write one ``executemany`` in one write transaction, which also evicts the
+oldest rows past the size limit. The cache used to be a diskcache ``Cache``; diskcache is no
+longer used, nor a dependency. Its public API reads one key per transaction (a warm read of
+20,000 vectors several times slower than ``SELECT ... IN``), so the fast path had to run SQL
+against diskcache's private table and replace its connection handling: a table of our own is
+less code than that, and owes nothing to another library's internals. The old layout's
+``cache.db`` is never read (those vectors are fetched again when needed); :meth:`clear`
+deletes it.
 
 The cache fails soft: a cache that cannot be opened, a locked, full, corrupt or read-only
 database turn into misses and skipped writes, with one ``RuntimeWarning`` per cache (and a log
@@ -21,26 +31,25 @@ threads, not from the event loop. Several threads and processes may share one di
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import diskcache
-import diskcache.core
 import numpy as np
 import numpy.typing as npt
+
+from . import _cache_sqlite as db
 
 __all__ = ["VectorCache", "cache_disabled_by_env", "default_cache_dir", "open_cache"]
 
@@ -52,41 +61,12 @@ Vectors = npt.NDArray[np.float32]
 FORMAT_VERSION = "v1"
 DEFAULT_SIZE_LIMIT = 2**34  # bytes (16 GiB); past it the oldest vectors are evicted
 _OFF = frozenset({"0", "false", "no", "off"})
-_MODE_RAW: int = getattr(diskcache.core, "MODE_RAW", 1)
-_DBNAME: str = getattr(diskcache.core, "DBNAME", "cache.db")
-# Values below this many bytes stay inline in SQLite; 1 MiB keeps vectors up to 262,144
-# dimensions out of diskcache's side files, so a lookup is one indexed SELECT.
-_MIN_FILE_SIZE = 2**20
-_CHUNK = 500  # keys per SELECT ... IN (...): under SQLite's old 999-parameter limit
-# Per SQLite connection, and there is one per thread that touches the cache. diskcache's
-# defaults (32 MiB page cache, 64 MiB mmap) cost ~300 MB RSS reading 200,000 vectors from 6
-# executor threads and bought nothing: batches stream through once and the OS page cache
-# keeps the file. 2 MiB and no mmap read as fast (measured) within a bounded footprint.
-_SQLITE_CACHE_PAGES = 512
-_SQLITE_MMAP_BYTES = 0
 _WRITE_PATIENCE = 5.0  # seconds a write waits for another writer before it is skipped
 _WRITE_COOLDOWN = 30.0  # seconds writes are skipped after one failed, so none waits again
-_ERRORS = (sqlite3.Error, OSError, diskcache.Timeout)
-_COLUMNS = frozenset(
-    {"rowid", "key", "raw", "store_time", "expire_time", "access_time", "access_count"}
-    | {"tag", "size", "mode", "filename", "value"}
-)
+_ERRORS = (sqlite3.Error, OSError)
 
-_SELECT = (
-    "SELECT key, value FROM Cache WHERE key IN ({marks}) AND raw = 1"
-    f" AND mode = {_MODE_RAW} AND typeof(value) = 'blob'"
-    " AND (expire_time IS NULL OR expire_time > ?)"
-)
-_SELECT_EXISTING = "SELECT key, rowid, filename FROM Cache WHERE key IN ({marks}) AND raw = 1"
-# The same columns diskcache.Cache.set writes; its triggers keep count and size up to date.
-_INSERT = (
-    "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count,"
-    " tag, size, mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)"
-)
-_UPDATE = (
-    "UPDATE Cache SET store_time = ?, expire_time = NULL, access_time = ?, access_count = 0,"
-    " tag = NULL, size = 0, mode = ?, filename = NULL, value = ? WHERE rowid = ?"
-)
+#: The clock of the write cooldown (seconds); tests replace it.
+_clock = time.monotonic
 
 
 def default_cache_dir() -> Path:
@@ -133,6 +113,9 @@ def open_cache(spec: bool | str | os.PathLike[str] | VectorCache | None) -> Vect
     )
 
 
+# -- keys --------------------------------------------------------------------------------------
+
+
 def normalise_endpoint(endpoint: str) -> str:
     """``scheme://host[:port]/path``: lower-case, no credentials, query, fragment or end slash."""
     parts = urlsplit(endpoint.strip())
@@ -158,15 +141,6 @@ def _keys(namespace: bytes, texts: Iterable[str]) -> list[bytes]:
     ]
 
 
-def _row_width(values: Iterable[bytes]) -> int:
-    """The byte length most rows share; rows of another length are corrupt or foreign."""
-    counts = collections.Counter(len(v) for v in values)
-    for width, _ in counts.most_common():
-        if width and width % 4 == 0:
-            return width
-    return 0
-
-
 def _make_private_dir(path: Path) -> None:
     """Create ``path`` readable by its owner only; leave an existing directory as it is."""
     if path.is_dir():
@@ -181,131 +155,34 @@ def _make_private_dir(path: Path) -> None:
     os.chmod(path, 0o700)  # mkdir's mode passes through the umask
 
 
-def _begin_immediate(con: sqlite3.Connection, patience: float) -> None:
-    """Take the write lock, waiting up to ``patience`` seconds for other writers."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-
-
-class _RawDisk(diskcache.Disk):  # type: ignore[misc]
-    """diskcache's serializer, refusing anything but bytes: no pickle in, no pickle out."""
-
-    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
-        if type(value) is not bytes:
-            raise TypeError(f"the vector cache stores bytes, not {type(value).__name__}")
-        return super().store(value, read, key=key)
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if mode != _MODE_RAW or type(value) is not bytes:
-            raise OSError("not a raw vector")  # Cache.get turns OSError into a miss
-        return value
-
-
-class _Cache(diskcache.Cache):  # type: ignore[misc]
-    """A ``diskcache.Cache`` that can close the SQLite connections of all its threads.
-
-    diskcache keeps one connection per thread and ``close()`` closes only the caller's. The
-    executor threads that use the cache would leave theirs to the garbage collector, which on
-    Python 3.13 warns "unclosed database" (ResourceWarning, gh-105539). These connections are
-    made with ``check_same_thread=False`` so that one thread may close them all; each is still
-    used by its own thread only.
-    """
-
-    def __init__(self, directory: str, **settings: Any) -> None:
-        self._pid = os.getpid()
-        self._threads = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self._shut = False
-        try:
-            super().__init__(directory, disk=_RawDisk, **settings)
-        except BaseException:
-            self.shutdown()  # the connections opened so far
-            raise
-
-    @property
-    def _con(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():  # forked: the parent's connections are not ours
-            self._pid = os.getpid()
-            self._all_lock = threading.Lock()  # another thread may have held it at the fork
-            self.close()
-        con: sqlite3.Connection | None = getattr(self._threads, "con", None)
-        if con is None:
-            con = self._connect()
-        return con
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._shut:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-        path = os.path.join(self.directory, _DBNAME)
-        con = sqlite3.connect(
-            path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
-        self._threads.con = con
-        with self._all_lock:
-            self._all.append(con)
-        # As diskcache does: per-connection pragmas (mmap, cache size) come from Settings.
-        try:
-            settings = con.execute("SELECT key, value FROM Settings").fetchall()
-        except sqlite3.OperationalError:
-            return con
-        for key, value in settings:
-            if key.startswith("sqlite_"):
-                self.reset(key, value, update=False)
-        return con
-
-    def drop_connection(self) -> None:
-        """Close this thread's connection, so that the next call starts from a clean one."""
-        con = getattr(self._threads, "con", None)
-        if con is not None:
-            del self._threads.con
-            with self._all_lock:
-                self._all = [c for c in self._all if c is not con]
-            with contextlib.suppress(sqlite3.Error):
-                con.close()
-
-    def close(self) -> None:
-        with self._all_lock:
-            cons, self._all = self._all, []
-            self._threads = threading.local()
-        for con in cons:
-            with contextlib.suppress(sqlite3.Error):
-                con.close()
-
-    def shutdown(self) -> None:
-        """Close every connection for good: later calls fail (and so miss) instead of reopening."""
-        self._shut = True
-        self.close()
-
-
-def _schema_ok(cache: _Cache) -> bool:
-    """Whether the Cache table is the one the direct SQL below was written for."""
-    columns = {row[1] for row in cache._sql("PRAGMA table_info(Cache)").fetchall()}
-    return columns >= _COLUMNS
+# -- the cache ---------------------------------------------------------------------------------
 
 
 class VectorCache:
     """Vectors on disk, keyed by endpoint, model, dimensions and text; safe to share.
 
-    ``directory`` is created owner-only (mode 0o700). ``size_limit`` is in bytes (the oldest
-    vectors go first past it); ``timeout`` is how long, in seconds, one SQLite statement waits
-    for a lock. Usable as a context manager; after :meth:`close` every lookup misses.
+    ``directory`` is created owner-only (mode 0o700). ``size_limit`` is in bytes of database
+    (the oldest vectors go first past it); ``timeout`` is how long, in seconds, one SQLite
+    statement waits for a lock. Usable as a context manager; after :meth:`close` every lookup
+    misses.
     """
 
-    __slots__ = ("_cache", "_closed", "_directory", "_lock", "_raw", "_warned", "_write_pause")
-    _cache: _Cache | None
+    __slots__ = (
+        "_closed",
+        "_directory",
+        "_lock",
+        "_pool",
+        "_size_limit",
+        "_warned",
+        "_write_pause",
+    )
     _closed: bool
     _directory: Path
     _lock: threading.Lock
-    _raw: bool  # True once the table is known: then reads and writes use direct SQL
+    _pool: db.Pool | None
+    _size_limit: int
     _warned: bool
-    _write_pause: float  # time.monotonic() until which writes are skipped
+    _write_pause: float  # _clock() until which writes are skipped
 
     def __init__(
         self,
@@ -322,18 +199,12 @@ class VectorCache:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         self._reset_state(Path(os.path.expanduser(path)))
+        self._size_limit = size_limit
         try:
             _make_private_dir(self._directory)
-            self._cache = _Cache(
-                str(self._directory),
-                timeout=timeout,
-                size_limit=size_limit,
-                eviction_policy="least-recently-stored",
-                disk_min_file_size=_MIN_FILE_SIZE,
-                sqlite_cache_size=_SQLITE_CACHE_PAGES,
-                sqlite_mmap_size=_SQLITE_MMAP_BYTES,
-            )
-            self._raw = _schema_ok(self._cache)
+            self._pool = db.Pool(str(self._directory / db.DBNAME), float(timeout))
+            with self._pool.use() as con:
+                db.prepare(con, _WRITE_PATIENCE)
         except Exception as exc:  # whatever stops the cache from opening only disables it
             self._close_quietly()
             self._fail("opening it", exc)
@@ -348,17 +219,19 @@ class VectorCache:
 
     def _reset_state(self, directory: Path) -> None:
         self._directory = directory
-        self._cache = None
+        self._pool = None
         self._closed = False
         self._lock = threading.Lock()
-        self._raw = False
+        self._size_limit = DEFAULT_SIZE_LIMIT
         self._warned = False
-        self._write_pause = 0.0
+        self._write_pause = -math.inf
 
     @staticmethod
     def exists(directory: str | os.PathLike[str]) -> bool:
-        """Whether ``directory`` holds a cache database (checked without creating anything)."""
-        return os.path.isfile(os.path.join(os.path.expanduser(os.fspath(directory)), _DBNAME))
+        """Whether ``directory`` holds a cache database, of this layout or of the old one
+        (which :meth:`clear` deletes); checked without creating anything."""
+        folder = os.path.expanduser(os.fspath(directory))
+        return any(os.path.isfile(os.path.join(folder, n)) for n in (db.DBNAME, db.LEGACY_FILES[0]))
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -385,27 +258,13 @@ class VectorCache:
         garbage elsewhere, or ``None`` when nothing was found. Errors count as misses.
         """
         hit = np.zeros(len(texts), dtype=bool)
-        cache = self._cache
-        if cache is None or len(texts) == 0:
+        pool = self._pool
+        if pool is None or len(texts) == 0:
             return None, hit
         keys = _keys(namespace, texts)
-        matrix: Vectors | None = None
         try:
-            chunks = self._fetch(cache, keys) if self._raw else self._fetch_slow(cache, keys)
-            for start, found in chunks:
-                # Rows go straight into the matrix, chunk by chunk: holding every row's bytes
-                # at once would double the memory and (measured) slow a 20,000-row read.
-                if matrix is None:
-                    width = _row_width(found.values())
-                    if not width:
-                        continue
-                    matrix = np.empty((len(texts), width // 4), dtype="<f4")
-                    out = matrix.data.cast("B")  # C-contiguous, so rows follow each other
-                for i in range(start, min(start + _CHUNK, len(keys))):
-                    value = found.get(keys[i])
-                    if value is not None and len(value) == width:
-                        out[i * width : (i + 1) * width] = value
-                        hit[i] = True
+            with pool.use() as con:
+                matrix: Vectors | None = db.read(con, keys, hit)
         except _ERRORS as exc:
             self._fail("reading", exc)
             return None, np.zeros(len(texts), dtype=bool)
@@ -424,93 +283,16 @@ class VectorCache:
             raise ValueError(
                 f"set_many needs one row per text: {len(texts)} texts, matrix {rows.shape}"
             )
-        cache = self._cache
-        if cache is None or len(texts) == 0 or time.monotonic() < self._write_pause:
+        pool = self._pool
+        if pool is None or len(texts) == 0 or _clock() < self._write_pause:
             return
-        items = dict(zip(_keys(namespace, texts), (row.tobytes() for row in rows)))
+        items = list(zip(_keys(namespace, texts), (row.tobytes() for row in rows)))
         try:
-            if self._raw:
-                self._store(cache, items)
-            else:
-                self._store_slow(cache, items)
+            with pool.use() as con:
+                db.write(con, items, self._size_limit, _WRITE_PATIENCE)
         except _ERRORS as exc:
-            self._write_pause = time.monotonic() + _WRITE_COOLDOWN
+            self._write_pause = _clock() + _WRITE_COOLDOWN
             self._fail("writing", exc)
-
-    def _fetch(self, cache: _Cache, keys: list[bytes]) -> Iterator[tuple[int, dict[bytes, bytes]]]:
-        """``(start, {key: value})`` for each chunk of ``keys``: SELECT ... IN (...) inside
-        one read transaction (much faster than one transaction per key, which is what
-        per-key ``Cache.get`` amounts to)."""
-        con = cache._con
-        now = time.time()
-        try:
-            con.execute("BEGIN")
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                sql = _SELECT.format(marks=",".join("?" * len(chunk)))
-                yield start, dict(con.execute(sql, (*chunk, now)).fetchall())
-            con.execute("COMMIT")
-        except BaseException:
-            cache.drop_connection()  # never leave a read transaction (a stale snapshot) open
-            raise
-
-    def _store(self, cache: _Cache, items: dict[bytes, bytes]) -> None:
-        """Insert or update all rows in one write transaction, as ``Cache.set`` would row by
-        row, then evict the oldest rows if the cache is past its size limit."""
-        con = cache._con
-        keys = list(items)
-        old_files: list[str] = []
-        try:
-            _begin_immediate(con, _WRITE_PATIENCE)
-            existing: dict[bytes, int] = {}
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                sql = _SELECT_EXISTING.format(marks=",".join("?" * len(chunk)))
-                for key, rowid, filename in con.execute(sql, chunk).fetchall():
-                    existing[key] = rowid
-                    if filename is not None:
-                        old_files.append(filename)
-            now = time.time()
-            con.executemany(
-                _INSERT,
-                [(k, now, now, _MODE_RAW, v) for k, v in items.items() if k not in existing],
-            )
-            con.executemany(
-                _UPDATE,
-                [(now, now, _MODE_RAW, v, existing[k]) for k, v in items.items() if k in existing],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            cache.drop_connection()  # rolls back and releases the write lock
-            raise
-        for filename in old_files:  # after the commit, as diskcache does
-            cache.disk.remove(filename)
-        if cache.volume() > cache.size_limit:
-            cache.cull()
-
-    @staticmethod
-    def _fetch_slow(cache: _Cache, keys: list[bytes]) -> Iterator[tuple[int, dict[bytes, bytes]]]:
-        """Per-key ``Cache.get``: only for a diskcache whose table the direct SQL doesn't know."""
-        for start in range(0, len(keys), _CHUNK):
-            found: dict[bytes, bytes] = {}
-            for key in keys[start : start + _CHUNK]:
-                value = cache.get(key)
-                if type(value) is bytes:
-                    found[key] = value
-            yield start, found
-
-    @staticmethod
-    def _store_slow(cache: _Cache, items: dict[bytes, bytes]) -> None:
-        deadline = time.monotonic() + _WRITE_PATIENCE
-        while True:
-            try:
-                with cache.transact():
-                    for key, value in items.items():
-                        cache.set(key, value)
-                return
-            except diskcache.Timeout:
-                if time.monotonic() >= deadline:
-                    raise
 
     # -- failing soft ----------------------------------------------------------------------
 
@@ -539,42 +321,66 @@ class VectorCache:
     @property
     def enabled(self) -> bool:
         """False when the cache could not be opened, or is closed: then every lookup misses."""
-        return self._cache is not None
+        return self._pool is not None
 
     def info(self) -> dict[str, Any]:
-        """``directory``, ``size_bytes`` (on disk, estimated), ``vectors`` and ``enabled``."""
+        """``directory``, ``size_bytes`` (of the database in use), ``vectors`` and ``enabled``."""
         size = count = 0
-        if self._cache is not None:
+        if self._pool is not None:
             try:
-                size, count = int(self._cache.volume()), len(self._cache)
+                with self._pool.use() as con:
+                    size = db.used_bytes(con)
+                    count = con.execute("SELECT count(*) FROM vectors").fetchone()[0]
             except _ERRORS as exc:
                 self._fail("reading its size", exc)
         return {
             "directory": str(self._directory),
             "size_bytes": size,
             "vectors": count,
-            "enabled": self._cache is not None,
+            "enabled": self._pool is not None,
         }
 
     def __len__(self) -> int:
         return int(self.info()["vectors"])
 
     def clear(self) -> int:
-        """Remove every vector and give the disk space back; returns how many were removed."""
-        if self._cache is None:
+        """Remove every vector and give the disk space back; returns how many were removed.
+
+        The files of the old diskcache-based layout (``cache.db``) go too.
+        """
+        if self._pool is None:
             return 0
         try:
-            removed = int(self._cache.clear())
+            with self._pool.use() as con:
+                with db.write_transaction(con, _WRITE_PATIENCE):
+                    removed = con.execute("DELETE FROM vectors").rowcount
+                self._vacuum(con)
         except _ERRORS as exc:
             self._fail("clearing it", exc)
             return 0
+        self._remove_legacy()
+        return int(removed)
+
+    def _vacuum(self, con: sqlite3.Connection) -> None:
+        # SQLite keeps freed pages for reuse: without VACUUM the file would not shrink.
+        # Another process using the cache makes it fail ("locked"); the pages then wait.
         try:
-            # SQLite keeps freed pages for reuse: without VACUUM the file would not shrink.
-            # Another process using the cache makes it fail ("locked"); the pages then wait.
-            self._cache._sql("VACUUM")
+            con.execute("VACUUM")
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             logger.debug("VACUUM after clearing %s skipped: %s", self._directory, exc)
-        return removed
+
+    def _remove_legacy(self) -> None:
+        old = self._directory / db.LEGACY_FILES[0]
+        if not old.is_file() or not db.is_legacy(str(old)):
+            return
+        for name in db.LEGACY_FILES:
+            try:
+                (self._directory / name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.debug("could not remove %s: %s", self._directory / name, exc)
 
     def close(self) -> None:
         """Close the database connections of every thread. Later lookups miss."""
@@ -582,9 +388,9 @@ class VectorCache:
         self._close_quietly()
 
     def _close_quietly(self) -> None:
-        cache, self._cache = self._cache, None
-        if cache is not None:
-            cache.shutdown()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def __enter__(self) -> VectorCache:
         return self
@@ -593,5 +399,5 @@ class VectorCache:
         self.close()
 
     def __repr__(self) -> str:
-        state = "" if self._cache is not None else " (disabled)"
+        state = "" if self._pool is not None else " (disabled)"
         return f"<VectorCache directory={str(self._directory)!r}{state}>"

@@ -14,8 +14,8 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 from ._exceptions import EmbedSDKError
 
@@ -77,14 +77,53 @@ def _is_regular(path: str) -> bool:
         return False
 
 
-def _open(path: str) -> IO[bytes]:
+def _open(path: str) -> Iterator[bytes]:
+    """The lines of ``path`` as bytes, each with its ``\\n``; closed when exhausted or closed."""
     if path == STDIN:
-        return sys.stdin.buffer
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # replaced by an object without one
+            return (line for line in sys.stdin.buffer)  # closing this keeps stdin open
+        return _fd_lines(fd)
     check_input(path)
-    return open(path, "rb")
+    return _file_lines(path)
 
 
-def _lines(stream: IO[bytes], path: str) -> Iterator[tuple[int, str]]:
+def _file_lines(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        yield from f
+
+
+def _fd_lines(fd: int) -> Iterator[bytes]:
+    """The lines of a file descriptor (standard input), read with ``os.read``.
+
+    Not ``sys.stdin.buffer``: the texts are read on a daemon thread, and a thread blocked in a
+    buffered reader holds that reader's lock. If Ctrl-C ends the program meanwhile, the
+    interpreter's shutdown cannot take the lock and aborts ("Fatal Python error:
+    _enter_buffered_busy", exit 134). ``os.read`` holds no lock while it waits. The descriptor
+    is not ours to close.
+    """
+    parts: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                parts.append(chunk[start:])
+                break
+            parts.append(chunk[start : end + 1])
+            yield b"".join(parts)
+            parts = []
+            start = end + 1
+    tail = b"".join(parts)
+    if tail:
+        yield tail
+
+
+def _lines(stream: Iterable[bytes], path: str) -> Iterator[tuple[int, str]]:
     """``(line number, line)``, split on ``\\n`` only and decoded one line at a time.
 
     Splitting the bytes (not text mode, which also splits on a lone ``\\r``) keeps the count
@@ -131,85 +170,186 @@ def _check(text: object, where: str, skip_empty: bool) -> str | None:
     return text
 
 
-def read_texts(
+class Row(NamedTuple):
+    """One text of an input file, with where it came from."""
+
+    #: The line of the file (for a CSV record over several lines, its last line, as in errors).
+    line: int
+    text: str
+    #: The value of ``id_field`` (a ``str`` or an ``int``), else the line number.
+    id: str | int
+
+
+def read_rows(
     path: str,
     fmt: str | None = None,
     *,
     field: str = "text",
     column: str | None = None,
+    id_field: str | None = None,
     skip_empty: bool = False,
     numbers: LineNumbers | None = None,
-) -> Iterator[str]:
-    """Yield the texts of ``path`` (``-`` for stdin) one at a time, naming bad lines.
+) -> Iterator[Row]:
+    """Yield the texts of ``path`` (``-`` for stdin) one :class:`Row` at a time, naming bad lines.
 
     Lazy: nothing is opened before the first ``next()``, and only one line is held at a time.
-    ``numbers``, when given, records the line of every text yielded (for later errors).
+    ``numbers``, when given, records the line of every text yielded (for later errors) and
+    counts the empty texts left out. ``id_field`` (JSONL or CSV) names the field or column
+    whose value becomes each row's ``id``; every value must be a string or every one an
+    integer.
     """
     fmt = detect_format(path, fmt)
+    if id_field is not None and fmt == "lines":
+        raise InputFileError("an id field needs JSONL or CSV input, not one text a line")
     stream = _open(path)
+    ids = _IdCheck(id_field)
     seen = 0
     try:
-        for number, text in _rows(_lines(stream, path), fmt, field, column, path):
-            checked = _check(text, f"{_name(path)}, line {number}", skip_empty)
-            if checked is not None:
+        for number, text, ident in _rows(_lines(stream, path), fmt, field, column, id_field, path):
+            where = f"{_name(path)}, line {number}" if id_field is not None else ""
+            if isinstance(text, str) and text.strip():  # the usual case: no message to build
+                checked: str | None = text
+            else:
+                checked = _check(text, f"{_name(path)}, line {number}", skip_empty)
+            if checked is None:
                 if numbers is not None:
-                    numbers.add(seen, number)
-                seen += 1
-                yield checked
+                    numbers.skipped += 1
+                continue
+            if numbers is not None:
+                numbers.add(seen, number)
+            seen += 1
+            yield Row(number, checked, number if id_field is None else ids.check(ident, where))
     finally:
-        if path != STDIN:  # sys.stdin's buffer is not ours to close
-            stream.close()
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
     if seen == 0:
         raise InputFileError(f"no texts in {_name(path)}")
 
 
+def read_texts(path: str, fmt: str | None = None, **options: Any) -> Iterator[str]:
+    """The texts of :func:`read_rows`, without their line numbers and ids."""
+    for row in read_rows(path, fmt, **options):
+        yield row.text
+
+
+class _IdCheck:
+    """Each id is a ``str`` or an ``int`` (a column needs one type), of the first id's type."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self.kind: type | None = None
+
+    def check(self, value: object, where: str) -> str | int:
+        ok = isinstance(value, str) or (
+            isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+        )
+        if not ok:
+            raise InputFileError(
+                f"{where}: the id {self.name!r} must be a string or a 64-bit integer, got "
+                f"{value!r:.40}"
+            )
+        assert isinstance(value, (str, int))
+        if isinstance(value, str) and not _is_unicode(value):
+            raise InputFileError(
+                f"{where}: the id {self.name!r} is not valid Unicode (a lone surrogate)"
+            )
+        if self.kind is None:
+            self.kind = type(value)
+        elif type(value) is not self.kind:
+            raise InputFileError(
+                f"{where}: the id {self.name!r} is {type(value).__name__} {value!r:.40}, "
+                f"but the ids before it are {self.kind.__name__}"
+            )
+        return value
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a "\\ud800" escape in JSON decodes to a lone surrogate
+        return False
+    return True
+
+
 def _rows(
-    lines: Iterator[tuple[int, str]], fmt: str, field: str, column: str | None, path: str
-) -> Iterator[tuple[int, object]]:
-    """``(line number, text)`` pairs; the text may still be of the wrong type or empty."""
+    lines: Iterator[tuple[int, str]],
+    fmt: str,
+    field: str,
+    column: str | None,
+    id_field: str | None,
+    path: str,
+) -> Iterator[tuple[int, object, object]]:
+    """``(line number, text, id)``; the text may still be of the wrong type or empty, the id
+    is None without ``id_field``."""
     if fmt == "lines":
         for number, line in lines:
-            yield number, line.rstrip("\r\n")
+            yield number, line.rstrip("\r\n"), None
     elif fmt == "jsonl":
         for number, line in lines:
             if line.strip():
-                yield number, _json_field(line, field, f"{_name(path)}, line {number}")
+                where = f"{_name(path)}, line {number}"
+                record = _json_record(line, where)
+                text = _json_field(record, field, where, "--field")
+                ident = (
+                    None if id_field is None else _json_field(record, id_field, where, "--id-field")
+                )
+                yield number, text, ident
     else:
-        yield from _csv_rows((line for _, line in lines), column, path)
+        yield from _csv_rows((line for _, line in lines), column, id_field, path)
 
 
-def _json_field(line: str, field: str, where: str) -> object:
+def _json_record(line: str, where: str) -> dict[str, object]:
     try:
         record = json.loads(line)
     except ValueError as exc:
         raise InputFileError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(record, dict):
         raise InputFileError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _json_field(record: dict[str, object], field: str, where: str, flag: str) -> object:
     if field not in record:
         fields = ", ".join(map(repr, list(record)[:10]))
-        raise InputFileError(f"{where}: no field {field!r} (it has {fields}; choose with --field)")
+        raise InputFileError(f"{where}: no field {field!r} (it has {fields}; choose with {flag})")
     return record[field]
 
 
-def _csv_rows(lines: Iterator[str], column: str | None, path: str) -> Iterator[tuple[int, object]]:
+def _csv_column(names: list[str], column: str | None, flag: str, path: str) -> str:
+    """The column ``column`` names, else ``text``; refused, listing the columns, if absent.
+
+    Never the first column by default: in ``id,content`` that is the ids, and embedding them
+    would succeed silently.
+    """
+    name = "text" if column is None else column
+    if name not in names:
+        found = "no CSV column named 'text'" if column is None else f"CSV column {name!r} not found"
+        raise InputFileError(
+            f"{_name(path)}: {found}; the columns are {', '.join(map(repr, names))} "
+            f"(choose with {flag})"
+        )
+    return name
+
+
+def _csv_rows(
+    lines: Iterator[str], column: str | None, id_field: str | None, path: str
+) -> Iterator[tuple[int, object, object]]:
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
     reader = csv.DictReader(lines, delimiter="\t" if path.lower().endswith(".tsv") else ",")
     try:
-        names = reader.fieldnames or []
-        name = column or (names[0] if names else None)
-        if name is None or name not in names:
-            raise InputFileError(
-                f"{_name(path)}: CSV column {name!r} not found; the columns are "
-                f"{', '.join(map(repr, names))} (choose with --column)"
-            )
+        names = list(reader.fieldnames or [])
+        name = _csv_column(names, column, "--column", path)
+        ident = None if id_field is None else _csv_column(names, id_field, "--id-field", path)
         for row in reader:
             value = row[name]
-            if value is None:  # a short row
+            if value is None or (ident is not None and row[ident] is None):  # a short row
+                missing = name if value is None else ident
                 raise InputFileError(
-                    f"{_name(path)}, line {reader.line_num}: no value in column {name!r}"
+                    f"{_name(path)}, line {reader.line_num}: no value in column {missing!r}"
                 )
-            yield reader.line_num, value
+            yield reader.line_num, value, None if ident is None else row[ident]
     except csv.Error as exc:
         raise InputFileError(f"{_name(path)}, line {reader.line_num}: bad CSV ({exc})") from None
 
@@ -222,6 +362,8 @@ class LineNumbers:
     """
 
     def __init__(self) -> None:
+        #: Empty texts left out (``skip_empty``).
+        self.skipped = 0
         self._starts = array.array("q")  # text index where an offset begins
         self._offsets = array.array("q")  # line number minus text index from there on
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
+import io
 import os
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.lib.format as npy_format
 import numpy.typing as npt
 
 from ._exceptions import EmbedSDKError
 
-_MAGIC = b"\x93NUMPY\x01\x00"
-# Room in the header for any row count up to 10**15, so the count can be fixed up at the end.
-_HEADER_LEN = 128
+_DESCR = npy_format.dtype_to_descr(np.dtype("<f4"))
 
 
 class OutputFileError(EmbedSDKError):
@@ -23,9 +22,16 @@ class OutputFileError(EmbedSDKError):
 
 
 def _header(rows: int, dim: int) -> bytes:
-    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
-    body = text.encode("latin1").ljust(_HEADER_LEN - len(_MAGIC) - 2 - 1) + b"\n"
-    return _MAGIC + len(body).to_bytes(2, "little") + body
+    """The version 1.0 header of a ``(rows, dim)`` little-endian float32 array.
+
+    numpy pads it with spaces to a multiple of 64 bytes (128 here for any shape up to 10**20
+    rows), so the header written first with ``(0, 0)`` is rewritten in place with the real
+    count at the end.
+    """
+    out = io.BytesIO()
+    header = {"descr": _DESCR, "fortran_order": False, "shape": (rows, dim)}
+    npy_format.write_array_header_1_0(out, header)
+    return out.getvalue()
 
 
 class NpyWriter:
@@ -45,7 +51,7 @@ class NpyWriter:
         self._file: BinaryIO | None = open(self._tmp, "wb")  # noqa: SIM115 (closed in close())
         self.rows = 0
         self.dim: int | None = None
-        self._file.write(_header(0, 0))
+        self._header_len = self._file.write(_header(0, 0))
 
     def __enter__(self) -> NpyWriter:
         return self
@@ -74,8 +80,11 @@ class NpyWriter:
         try:
             try:
                 if commit:
+                    header = _header(self.rows, self.dim or 0)
+                    if len(header) != self._header_len:  # never for fewer than 10**20 rows
+                        raise OutputFileError(f"{self.rows} rows do not fit the .npy header")
                     file.seek(0)
-                    file.write(_header(self.rows, self.dim or 0))
+                    file.write(header)
             finally:
                 file.close()  # flushes: a full disk shows up here
             if commit:
@@ -100,11 +109,3 @@ def write_npy(path: str | os.PathLike[str], blocks: Iterable[Any]) -> tuple[int,
         for block in blocks:
             out.write(block[1] if isinstance(block, tuple) else block)
     return out.rows, out.dim or 0
-
-
-def _read_shape(path: str) -> tuple[int, ...]:  # used by tests
-    with open(path, "rb") as f:
-        f.read(len(_MAGIC))
-        size = int.from_bytes(f.read(2), "little")
-        header = ast.literal_eval(f.read(size).decode("latin1"))
-    return tuple(header["shape"])

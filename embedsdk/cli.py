@@ -1,12 +1,13 @@
 """The ``embedsdk`` command (also ``python -m embedsdk``).
 
 Subcommands:
-  embed   embed a file of texts (lines, JSONL, CSV or stdin) into an .npy file
+  embed   embed a file of texts (lines, JSONL, CSV or stdin) into .npy, Parquet or JSON Lines
   cache   show where the vector cache is and how big (``info``), or empty it (``clear``)
   bench   measure serial, thread-pool and async (and the peers) on the simulated provider or
           a real endpoint
 
-Exit status: 0 done, 1 failed (one line on stderr, no traceback), 2 bad usage, 130 Ctrl-C.
+Exit status: 0 done, 1 failed (one line on stderr, no traceback), 2 bad usage or
+configuration, 130 Ctrl-C, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,308 +18,29 @@ import importlib
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir
-from ._config import (
-    API_KEY_VARIABLES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_CONCURRENT,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-)
-from ._exceptions import APIError, EmbedSDKError, InvalidInputError
-from ._inputs import (
-    FORMATS,
-    STDIN,
-    InputFileError,
-    LineNumbers,
-    check_input,
-    count_rows,
-    detect_format,
-    read_texts,
-)
-from ._npy import NpyWriter, OutputFileError
-from ._providers import PROFILES
-from ._sync import Embedder
-
-ENV_HELP = (
-    "The API key comes from the environment only (never a flag, which other users could read "
-    "in the process list): "
-    + ", ".join(API_KEY_VARIABLES)
-    + ". EMBEDSDK_BASE_URL and EMBEDSDK_MODEL set the defaults of --base-url and --model; "
-    "EMBEDSDK_CACHE_DIR moves the cache and EMBEDSDK_CACHE=0 turns it off."
-)
+from ._cli_embed import add_embed_parser, in_flags, is_usage_error, plural
+from ._exceptions import APIError, EmbedSDKError
 
 EPILOG = """\
 examples:
   embedsdk embed corpus.txt -o vectors.npy                 one text a line
-  embedsdk embed data.jsonl --field text -o vectors.npy    JSON Lines
+  embedsdk embed data.jsonl --field body -o vectors.npy    JSON Lines
   embedsdk embed data.csv --column body -o vectors.npy     CSV
   cat corpus.txt | embedsdk embed - -o vectors.npy         standard input
+  embedsdk embed data.jsonl --id-field id -o v.parquet     Parquet rows of id, embedding
+  embedsdk embed corpus.txt --keep-text -o - --format jsonl | head
   embedsdk cache info                                      where the cache is, how big
   embedsdk <command> --help                                options of one command
 """
-
-
-# -- client options, shared by embed and bench -----------------------------------------------
-
-
-def add_client_options(parser: argparse.ArgumentParser) -> None:
-    """The library's client options as flags (shared by embed and bench)."""
-    group = parser.add_argument_group("client options")
-    group.add_argument("--model", help="model name (default: $EMBEDSDK_MODEL, else BAAI/bge-m3)")
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="API base URL, up to /v1 (default: $EMBEDSDK_BASE_URL, else SiliconFlow)",
-    )
-    group.add_argument(
-        "--provider",
-        choices=sorted(PROFILES),
-        help="limits to assume (batch cap, tokens per request); default: from the base URL",
-    )
-    group.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        metavar="N",
-        help="texts per request, at most the provider's cap (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-batch-tokens",
-        type=int,
-        metavar="N",
-        help="estimated tokens per request (default: the provider's)",
-    )
-    group.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=DEFAULT_MAX_CONCURRENT,
-        metavar="N",
-        help="requests in flight (default: %(default)s)",
-    )
-    group.add_argument("--rpm", type=float, metavar="N", help="at most N requests per minute")
-    group.add_argument("--tpm", type=float, metavar="N", help="at most N tokens per minute")
-    group.add_argument(
-        "--max-retries",
-        type=int,
-        default=DEFAULT_MAX_RETRIES,
-        metavar="N",
-        help="retries per request (default: %(default)s)",
-    )
-    group.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="seconds per request (default: %(default)g)",
-    )
-    group.add_argument(
-        "--dimensions", type=int, metavar="N", help="output dimensions (Qwen3-Embedding models)"
-    )
-    group.add_argument(
-        "--encoding-format",
-        choices=("base64", "float"),
-        default="base64",
-        help="wire format of vectors (default: %(default)s)",
-    )
-    group.add_argument(
-        "--no-adaptive",
-        dest="adaptive",
-        action="store_false",
-        help="do not learn the provider's rate limit from its 429 answers",
-    )
-    group.add_argument(
-        "--truncate",
-        action="store_true",
-        help="cut texts longer than the model takes (by default such a text is an error)",
-    )
-    group.add_argument(
-        "--allow-insecure",
-        action="store_true",
-        help="allow sending the key over plain http to a non-local host",
-    )
-    cache = group.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        help="neither read nor write the vector cache",
-    )
-    cache.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="vector cache directory (default: $EMBEDSDK_CACHE_DIR, else ~/.cache/embedsdk)",
-    )
-
-
-def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for :class:`embedsdk.Embedder` from the parsed client options."""
-    cache: bool | str = getattr(args, "cache", True)
-    if cache and getattr(args, "cache_dir", None):
-        cache = args.cache_dir
-    return {
-        "model": args.model,
-        "base_url": args.base_url,
-        "provider": getattr(args, "provider", None),
-        "batch_size": args.batch_size,
-        "max_batch_tokens": getattr(args, "max_batch_tokens", None),
-        "max_concurrent": args.max_concurrent,
-        "rpm": args.rpm,
-        "tpm": args.tpm,
-        "max_retries": args.max_retries,
-        "timeout": args.timeout,
-        "dimensions": args.dimensions,
-        "encoding_format": args.encoding_format,
-        "allow_insecure": args.allow_insecure,
-        "truncate": getattr(args, "truncate", False),
-        "adaptive": getattr(args, "adaptive", True),
-        "cache": cache,
-    }
-
-
-# -- embed -----------------------------------------------------------------------------------
-
-
-class _Sized:
-    """An iterator with a known length, so the progress bar can show an ETA."""
-
-    def __init__(self, items: Iterator[str], total: int) -> None:
-        self._items, self._total = items, total
-
-    def __iter__(self) -> Iterator[str]:
-        return self._items
-
-    def __len__(self) -> int:
-        return self._total
-
-
-def _run_embed(args: argparse.Namespace) -> int:
-    fmt = detect_format(args.input, args.format)
-    check_input(args.input)
-    if os.path.isdir(args.output):
-        raise OutputFileError(f"cannot write {args.output}: it is a directory")
-    total = count_rows(args.input, fmt)
-    numbers = LineNumbers()
-    texts = read_texts(
-        args.input,
-        fmt,
-        field=args.field,
-        column=args.column,
-        skip_empty=args.skip_empty,
-        numbers=numbers,
-    )
-    show = not args.quiet and sys.stderr.isatty()
-    started = time.perf_counter()
-    with Embedder(**client_kwargs(args)) as client:
-        try:
-            rows, dim = _embed_to_file(client, _Sized(texts, total) if total else texts, args, show)
-        except InvalidInputError as exc:
-            raise _named_by_line(exc, args.input, numbers) from None
-        except APIError as exc:
-            if client.options.cache is not False and client.stats.requests:
-                exc.args = (
-                    f"{exc}; the vectors fetched so far are cached: "
-                    "run the same command again to resume",
-                )
-            raise
-        stats = client.stats
-    if not args.quiet:
-        elapsed = time.perf_counter() - started
-        print(
-            f"embedded {rows:,} texts ({dim} dims) in {elapsed:.1f} s "
-            f"({rows / max(elapsed, 1e-9):,.0f} texts/s): {stats.requests:,} requests, "
-            f"{stats.cache_hits:,} cache hits, {stats.retries:,} retries, {stats.tokens:,} tokens"
-            f"{_truncated(stats)} -> {args.output}",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _named_by_line(exc: InvalidInputError, path: str, numbers: LineNumbers) -> InputFileError:
-    """The library names a bad text by its index in the stream; the user knows lines."""
-    message = str(exc).replace("pass truncate=True to the client", "use --truncate")
-    line = numbers.line(exc.index)
-    found = re.match(r"texts\[\d+\]", message)
-    if line is not None and found:
-        name = "standard input" if path == STDIN else path
-        message = f"{name}, line {line}: the text{message[found.end() :]}"
-    return InputFileError(message)
-
-
-def _truncated(stats: Any) -> str:
-    cut = getattr(stats, "truncated", 0)
-    return f", {cut:,} texts truncated" if cut else ""
-
-
-def _embed_to_file(
-    client: Any, texts: Any, args: argparse.Namespace, show: bool
-) -> tuple[int, int]:
-    """Stream ``texts`` through ``client`` into ``args.output``; returns ``(rows, dim)``.
-
-    The file is written under ``.partial`` and renamed only when every row is in, so a failed
-    or interrupted run leaves no truncated ``.npy`` behind.
-    """
-    try:
-        out = NpyWriter(args.output)
-    except OSError as exc:
-        raise OutputFileError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    with out:
-        for _, block in client.embed_stream(texts, progress=show):
-            try:
-                out.write(block)
-            except OSError as exc:
-                raise OutputFileError(
-                    f"cannot write {args.output}: {exc.strerror or exc}"
-                ) from None
-    return out.rows, out.dim or 0
-
-
-def add_embed_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "embed",
-        help="embed a file of texts into an .npy file",
-        description="Embed every text of INPUT, in order, into OUTPUT (a float32 .npy of N rows "
-        "by D dimensions, row i for text i). Memory stays bounded however large the input; "
-        "vectors already in the cache are not paid for again, so an interrupted run (Ctrl-C, "
-        "an error) resumes where it stopped when run again. " + ENV_HELP,
-        epilog="exit status: 0 done, 1 failed, 2 bad usage, 130 interrupted",
-    )
-    parser.add_argument(
-        "input",
-        metavar="INPUT",
-        help="text file (one text a line), .jsonl/.ndjson, .csv/.tsv, or - for standard input",
-    )
-    parser.add_argument(
-        "-o", "--output", required=True, metavar="OUTPUT", help="the .npy file to write"
-    )
-    inputs = parser.add_argument_group("input options")
-    inputs.add_argument(
-        "--format", choices=FORMATS, help="input format (default: from the file name, else lines)"
-    )
-    inputs.add_argument(
-        "--field", default="text", help="JSONL: the field holding the text (default: %(default)s)"
-    )
-    inputs.add_argument("--column", help="CSV: the column holding the text (default: the first)")
-    inputs.add_argument(
-        "--skip-empty",
-        action="store_true",
-        help="leave empty texts out (by default an empty text is an error naming its line)",
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no summary line"
-    )
-    add_client_options(parser)
-    parser.set_defaults(run=_run_embed)
 
 
 # -- cache -----------------------------------------------------------------------------------
@@ -385,7 +107,7 @@ def _run_cache_clear(args: argparse.Namespace) -> int:
     if VectorCache.exists(directory):
         with VectorCache(directory) as cache:
             removed = cache.clear()
-    print(f"removed {removed:,} vectors from {directory}")
+    print(f"removed {plural(removed, 'vector')} from {directory}")
     return 0
 
 
@@ -534,12 +256,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("embedsdk: terminated", file=sys.stderr)
             return 143
         except EmbedSDKError as exc:
-            print(f"embedsdk: error: {_one_line(exc)}", file=sys.stderr)
-            return 1
+            message = in_flags(_one_line(exc), server_words=isinstance(exc, APIError))
+            print(f"embedsdk: error: {message}", file=sys.stderr)
+            return 2 if is_usage_error(exc) else 1
         except OSError as exc:
             print(f"embedsdk: error: {_os_error(exc)}", file=sys.stderr)
             return 1
+        finally:
+            _quiet_if_stdout_is_gone()
     return status
+
+
+def _quiet_if_stdout_is_gone() -> None:
+    """When the reader of ``-o -`` went away (``| head``), point stdout at /dev/null, so that
+    Python's own flush at exit does not print a second error (as the Python docs advise)."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ in a child process, a few milliseconds of latency and a handful of texts.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -347,9 +348,11 @@ def test_memory_scenario_runs_embed_in_a_child_and_checks_its_output(
     assert "Memory:" in capsys.readouterr().out
     (path,) = tmp_path.glob("bench-*.json")
     memory = json.loads(path.read_text("utf-8"))["scenarios"]["memory"]
-    (row,) = memory["rows"]
-    assert row["texts"] == 300 and row["exit_code"] == 0
-    assert row["output_ok"] is True  # shape, dtype and rows checked against the simulator
-    if Path("/proc/self/status").exists():
-        assert 0 < row["peak_rss_mib"] < 1000
+    formats = ["npy", "jsonl"] + (["parquet"] if importlib.util.find_spec("pyarrow") else [])
+    assert [row["format"] for row in memory["rows"]] == formats
+    for row in memory["rows"]:
+        assert row["texts"] == 300 and row["exit_code"] == 0
+        assert row["output_ok"] is True  # shape, dtype and rows checked against the simulator
+        if Path("/proc/self/status").exists():
+            assert 0 < row["peak_rss_mib"] < 1000
     assert memory["settings"]["cache"] == "off"

@@ -29,8 +29,8 @@ from embedsdk import (
     MockTransport,
     Request,
     Response,
-    _cache,
 )
+from embedsdk import _cache_sqlite as db
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 MODEL = "BAAI/bge-m3"
@@ -316,17 +316,17 @@ def _unusable(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
             transport=MockTransport(FailsAfter(10)),
             dimensions=8,
         )
-        connect = _cache._Cache._connect
+        connect = db.connect
 
-        def read_only(self: Any) -> sqlite3.Connection:
-            con: sqlite3.Connection = connect(self)
+        def read_only(path: str, timeout: float) -> sqlite3.Connection:
+            con = connect(path, timeout)
             con.execute("PRAGMA query_only = 1")
             return con
 
-        monkeypatch.setattr(_cache._Cache, "_connect", read_only)
+        monkeypatch.setattr(db, "connect", read_only)
     if kind == "corrupt":
         directory.mkdir()
-        (directory / "cache.db").write_bytes(b"this is not an SQLite database " * 200)
+        (directory / db.DBNAME).write_bytes(b"this is not an SQLite database " * 200)
     elif kind == "read-only":
         via_embedder(
             texts_for(5),
@@ -373,6 +373,33 @@ def test_unusable_cache_warns_and_results_stay_correct(
         if directory.is_dir():
             for path in [directory, *directory.iterdir()]:
                 path.chmod(0o700)
+
+
+def test_a_directory_of_the_old_layout_just_works(
+    simulated_provider: SimulatedProvider, tmp_path: Path
+) -> None:
+    """A cache written by the diskcache-based versions: ignored (its vectors are fetched
+    again), no warning, and cleared by `embedsdk cache clear`."""
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    con = sqlite3.connect(directory / "cache.db")
+    con.execute("CREATE TABLE Settings (key TEXT NOT NULL UNIQUE, value)")
+    con.execute("CREATE TABLE Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER)")
+    con.commit()
+    con.close()
+    texts = texts_for(30)
+    for requests in (True, False):
+        simulated_provider.reset_stats()
+        vectors, _ = via_embedder(texts, base_url=simulated_provider.base_url, cache=directory)
+        np.testing.assert_array_equal(vectors, expected_matrix(texts))
+        assert (simulated_provider.stats()["requests"] > 0) is requests
+    assert subprocess.run(
+        [sys.executable, "-m", "embedsdk", "cache", "clear", "--dir", str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.startswith("removed 30 vectors")
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith("cache.db")) == []
 
 
 # -- several processes -----------------------------------------------------------------------

@@ -101,7 +101,11 @@ def test_help_of_the_command_and_every_subcommand(capsys: pytest.CaptureFixture[
         assert re.search(rf"--(no-)?{flag}\b", embed), option
     for flag in ("--no-cache", "--cache-dir", "--field", "--column", "--quiet", "SILICONFLOW"):
         assert flag in embed
-    assert "--api-key" not in embed
+    for flag in ("--format", "--input-format", "--keep-text", "--id-field", "--force"):
+        assert flag in embed
+    # the key from a file or the environment, never as a flag's value (the process list)
+    assert "--api-key-file FILE" in embed and "--no-api-key" in embed
+    assert not re.search(r"--api-key[ =]", embed)
     for argv in (["cache", "--help"], ["cache", "info", "--help"], ["cache", "clear", "--help"]):
         with pytest.raises(SystemExit) as info:
             cli.main(argv)
@@ -221,7 +225,24 @@ def test_skip_empty(
     assert_one_error_line(err, "line 2 is empty", "--skip-empty")
     status, _, err = run(capsys, *args, "--skip-empty")
     assert status == 0, err
+    assert err.startswith("embedded 2 texts") and ", 2 empty lines skipped -> " in err
     np.testing.assert_array_equal(load(out), expected_matrix(["one", "two"], MODEL, DIM))
+
+
+def test_counts_in_the_singular(
+    simulated_provider: SimulatedProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.txt").write_text("one\n\n")
+    out = tmp_path / "out.npy"
+    args = ["embed", str(tmp_path / "in.txt"), "-o", str(out), *embed_args(simulated_provider)]
+    status, _, err = run(capsys, *args, "--skip-empty")
+    assert status == 0, err
+    assert err.startswith("embedded 1 text (32 dims) in ")
+    assert ": 1 request, 0 cache hits, 0 retries, " in err
+    assert ", 1 empty line skipped -> " in err
+    status, _, err = run(capsys, *args, "--skip-empty")
+    assert ": 0 requests, 1 cache hit, 0 retries, " in err
+    assert run(capsys, "cache", "clear")[1].startswith("removed 1 vector from ")
 
 
 # -- bad input, bad output, failing server ---------------------------------------------------
@@ -330,7 +351,7 @@ def test_server_error_is_one_line_without_the_key(
     assert leftovers(tmp_path) == []
 
 
-def test_configuration_error_is_one_line(
+def test_no_api_key_names_the_variables_and_the_flags(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "in.txt").write_text("one\n")
@@ -344,9 +365,99 @@ def test_configuration_error_is_one_line(
         "--base-url",
         "https://api.siliconflow.cn/v1",
     )
-    assert status == 1
-    assert_one_error_line(err, "no API key")
+    assert status == 2
+    assert_one_error_line(err, "no API key", "EMBEDSDK_API_KEY", "SILICONFLOW_API_KEY")
+    assert_one_error_line(err, "--api-key-file FILE", "--no-api-key")
+    assert "api_key=" not in err
     assert leftovers(tmp_path) == []
+
+
+CONFIGURATION_ERRORS = {
+    "batch size": (["--batch-size", "0"], ["--batch-size must be a positive integer, got 0"]),
+    "concurrency": (["--max-concurrent", "0"], ["--max-concurrent must be a positive integer"]),
+    "rpm": (["--rpm", "0.5"], ["--rpm must be at least 1"]),
+    "timeout": (["--timeout", "0"], ["--timeout must be a positive number"]),
+    "retries": (["--max-retries", "-1"], ["--max-retries must be an integer >= 0"]),
+    "tokens": (["--max-batch-tokens", "0"], ["--max-batch-tokens must be a positive integer"]),
+    "dimensions": (
+        ["--provider", "siliconflow", "--dimensions", "64"],
+        ["does not accept --dimensions for model", "--provider generic"],
+    ),
+    "url": (["--base-url", "ftp://example.com/v1"], ["--base-url must be an http(s) URL"]),
+    "plain http": (
+        ["--base-url", "http://example.com/v1", "--api-key-file", "key.txt"],
+        ["refusing to send the API key in clear text", "--allow-insecure"],
+    ),
+    "missing key file": (["--api-key-file", "nope.txt"], ["cannot read --api-key-file nope.txt"]),
+    "empty key file": (["--api-key-file", "empty.txt"], ["is empty", "--no-api-key"]),
+    "blank in key": (["--api-key-file", "blank.txt"], ["from the --api-key-file contains blanks"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIGURATION_ERRORS))
+def test_configuration_errors_exit_2_and_speak_in_flags(
+    case: str,
+    simulated_provider: SimulatedProvider,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMBEDSDK_BASE_URL", simulated_provider.base_url)
+    Path("in.txt").write_text("one\n")
+    Path("key.txt").write_text("sk-in-a-file\n")
+    Path("empty.txt").write_text(" \n")
+    Path("blank.txt").write_text("sk-SECRET part\n")
+    flags, fragments = CONFIGURATION_ERRORS[case]
+    status, _, err = run(capsys, "embed", "in.txt", "-o", "o.npy", *flags)
+    assert status == 2, err
+    assert_one_error_line(err, *fragments)
+    for python_name in ("batch_size", "base_url", "api_key", "=True", "or None", "SECRET"):
+        assert python_name not in err
+    assert simulated_provider.stats()["requests"] == 0
+    assert leftovers(tmp_path) == []
+
+
+def test_library_words_become_flags_but_a_servers_words_stay() -> None:
+    from embedsdk._cli_embed import in_flags
+
+    assert in_flags("pass allow_insecure=True if trusted") == "pass --allow-insecure if trusted"
+    assert in_flags("or pass provider='generic'") == "or pass --provider generic"
+    assert in_flags('api_key="" sends none') == "--no-api-key sends none"
+    assert in_flags("the model must be set; model=abc") == "the model must be set; model=abc"
+    server = "HTTP 400: batch_size must be below 64; max_retries=3 (pass api_key= or set X)"
+    assert in_flags(server, server_words=True) == server.replace("api_key=", "--api-key-file FILE")
+
+
+def test_no_api_key_sends_none_and_api_key_file_sends_its_key(
+    simulated_provider_factory: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that wants "sk-file": the environment's key is refused, the file's works, and
+    --no-api-key sends nothing, whatever the environment holds."""
+    sim = simulated_provider_factory(api_key="sk-file")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EMBEDSDK_API_KEY", "sk-env-SECRET")
+    Path("in.txt").write_text("one\n")
+    Path("key").write_text("  sk-file\n")  # blanks around it are a copy-paste's
+    args = ["embed", "in.txt", "-o", "o.npy", "--no-cache", *embed_args(sim)]
+    status, _, err = run(capsys, *args)
+    assert status == 1 and "the API key came from the environment variable" in err
+    status, _, err = run(capsys, *args, "--api-key-file", "key")
+    assert status == 0, err
+    status, _, err = run(capsys, *args, "--no-api-key")
+    assert status == 1
+    assert_one_error_line(err, "HTTP 401", "no API key was sent", "--api-key-file")
+    assert "SECRET" not in err and "api_key" not in err
+
+    keyless = simulated_provider_factory()  # a self-hosted server that wants no key
+    status, _, err = run(capsys, *args[:4], *embed_args(keyless), "--no-api-key")
+    assert status == 0, err
+    with pytest.raises(SystemExit) as info:
+        cli.main([*args, "--no-api-key", "--api-key-file", "key"])
+    assert info.value.code == 2 and "not allowed with" in capsys.readouterr().err
 
 
 # -- resuming --------------------------------------------------------------------------------

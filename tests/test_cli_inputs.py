@@ -1,12 +1,17 @@
-"""The embed command's input edge cases: line endings, line numbers in errors, pipes, huge
-CSV fields, bad UTF-8, and clean one-line errors for bad URLs and a missing home directory."""
+"""The embed command's input edge cases: line endings, line numbers in errors, pipes (and
+Ctrl-C while one is slow), CSV columns, huge CSV fields, bad UTF-8, and clean one-line errors
+for bad URLs and a missing home directory."""
 
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,8 @@ import numpy as np
 import pytest
 
 from embedsdk import cli
-from embedsdk.testing import expected_matrix
+from embedsdk._inputs import read_rows
+from embedsdk.testing import SimulatedProvider, expected_matrix
 
 
 @pytest.fixture
@@ -92,7 +98,8 @@ def test_a_base_url_with_credentials_query_or_fragment_is_refused(
     url = base.replace("http://", "http://user:pw@") if "@" in suffix else base + suffix
     status = cli.main(["embed", "in.txt", "-o", "out.npy", "-q", "--base-url", url])
     err = capsys.readouterr().err
-    assert status == 1 and err.startswith("embedsdk: error: base_url must not contain"), err
+    assert status == 2 and err.startswith("embedsdk: error: --base-url must not contain"), err
+    assert "--api-key-file" in err and "api_key" not in err
     assert "pw" not in err  # the URL, which may hold a secret, is not echoed
     assert simulated_provider.stats()["requests"] == 0
 
@@ -115,3 +122,124 @@ def test_bench_refuses_a_negative_latency(tmp_path: Path) -> None:
     args = ["bench", "--scenario", "throughput", "--sizes", "10", "--repeat", "1"]
     with pytest.raises(SystemExit, match="latency"):
         cli.main([*args, "--latency", "-1", "--no-chart", "--out", str(tmp_path), "-q"])
+
+
+# -- standard input ---------------------------------------------------------------------------
+
+
+class _Stdin:
+    """Standard input as the command finds it: a file descriptor (here, a pipe's)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_stdin_is_read_from_its_descriptor_in_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines cut across the 64 KiB reads, CRLF, a BOM and a last line without a newline."""
+    lines = [f"line {i} " + "x" * (i * 37 % 5000) for i in range(400)]
+    data = b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8")  # no final newline
+    read, write = os.pipe()
+    feeder = threading.Thread(target=lambda: (os.write(write, data), os.close(write)))
+    monkeypatch.setattr(sys, "stdin", _Stdin(read))
+    feeder.start()
+    try:
+        rows = list(read_rows("-"))
+    finally:
+        feeder.join()
+        os.close(read)
+    assert [row.text for row in rows] == lines
+    assert [row.line for row in rows] == list(range(1, 401))
+
+
+def _unread_bytes(fd: int) -> int:
+    import fcntl
+    import termios
+
+    size = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, size)
+    return int.from_bytes(size, sys.byteorder)
+
+
+def _reading_stdin(pid: int) -> bool | None:
+    """Whether a thread of ``pid`` waits in read(0, ...); None where that cannot be seen."""
+    number = {"x86_64": "0", "aarch64": "63"}.get(os.uname().machine)
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    if number is None:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/syscall") as f:
+                if f.read().split()[:2] == [number, "0x0"]:
+                    return True
+        except OSError:
+            return None
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipes and /proc as on Linux")
+def test_ctrl_c_while_stdin_is_a_slow_pipe(
+    simulated_provider: SimulatedProvider, tmp_path: Path
+) -> None:
+    """Ctrl-C while the texts trickle in: exit 130, no partial file, and no "Fatal Python
+    error: _enter_buffered_busy" (which a reader blocked in ``sys.stdin.buffer`` causes)."""
+    read, write = os.pipe()
+    out = tmp_path / "p.npy"
+    argv = ["-m", "embedsdk", "embed", "-", "-o", str(out)]
+    child = subprocess.Popen(
+        [sys.executable, *argv, "--base-url", simulated_provider.base_url],
+        stdin=read,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        os.write(write, b"x1\nx2\nx3\n")  # far fewer than a window: the reader waits for more
+        deadline = time.monotonic() + 60
+        while _unread_bytes(read) or not (tmp_path / "p.npy.partial").exists():
+            assert time.monotonic() < deadline and child.poll() is None, "never started"
+            time.sleep(0.01)
+        while _reading_stdin(child.pid) is False:  # the reader is back in read(): blocked
+            assert time.monotonic() < deadline, "the reader never waited for more"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        os.close(write)
+        os.close(read)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert err.strip().splitlines() == ["embedsdk: interrupted"]
+    assert os.listdir(tmp_path) == []
+
+
+# -- CSV columns ------------------------------------------------------------------------------
+
+
+def test_csv_uses_the_column_named_text(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (env / "in.csv").write_text("id,text,lang\n1,hello,en\n2,world,en\n")
+    assert cli.main(["embed", "in.csv", "-o", "out.npy", "-q"]) == 0
+    np.testing.assert_array_equal(np.load(env / "out.npy"), expected_matrix(["hello", "world"]))
+
+
+def test_csv_without_a_text_column_is_refused_listing_the_columns(
+    env: Path, capsys: pytest.CaptureFixture[str], simulated_provider: SimulatedProvider
+) -> None:
+    """Not the first column: in ``id,content`` that is the ids."""
+    (env / "in.csv").write_text("id,content\n1,hello\n2,world\n")
+    assert cli.main(["embed", "in.csv", "-o", "out.npy", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "in.csv: no CSV column named 'text'; the columns are 'id', 'content'" in err
+    assert "--column" in err
+    assert simulated_provider.stats()["requests"] == 0
+    assert cli.main(["embed", "in.csv", "-o", "out.npy", "-q", "--column", "content"]) == 0
+    np.testing.assert_array_equal(np.load(env / "out.npy"), expected_matrix(["hello", "world"]))

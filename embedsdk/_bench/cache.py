@@ -5,12 +5,20 @@ For each variant (async: ``get_batch_embeddings_async``; sync: the thread pool,
 a cold run with ``cache=False``, a cold run into a fresh cache directory, then three warm runs
 of the same texts from that directory. Reported: warm vectors/s, warm speed-up over cold, and
 the cache's cost on the cold run (cold with the cache over cold without, minus one).
+
+Then the store on its own: ``args.cache_texts`` vectors of ``args.dim`` dimensions written
+with one :meth:`VectorCache.set_many` and read back warm with :meth:`VectorCache.get_many`,
+against a raw batched ``SELECT key, value ... WHERE key IN (...)`` over the same keys and blobs
+in a plain sqlite3 table built here with SQLite's defaults (a lookup with nothing around it:
+no hashing of texts, no matrix). The two reads take turns going first, and the ratio (raw
+seconds / cache seconds) is the median over the pairs.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +27,8 @@ from typing import Any
 import numpy as np
 
 import embedsdk
+from embedsdk import VectorCache
+from embedsdk._cache import _keys
 
 from . import ceiling, runner
 from .clients import Target, Vectors
@@ -28,6 +38,9 @@ from .texts import mixed_texts
 #: Warm runs after each cold one (the median is over all of them).
 WARM_RUNS = 3
 VARIANTS = {"async": "embedsdk async", "threads": "embedsdk threads (sync)"}
+#: Timed read pairs (cache, raw SELECT) in the store comparison.
+STORE_READS = 7
+_RAW_CHUNK = 500  # keys per SELECT ... IN (...), as the cache's own lookups
 
 
 @dataclasses.dataclass
@@ -57,12 +70,35 @@ class CacheRow:
 
 
 @dataclasses.dataclass
+class StoreRow:
+    """The store alone: seconds per warm read of all ``vectors``, the cache's and the raw
+    ``SELECT ... IN``'s, pair by pair, and ``ratio``, the median of raw / cache (1.0: as fast
+    as the raw SELECT)."""
+
+    vectors: int
+    dim: int
+    write_s: float = 0.0  # one set_many of every vector, into a new cache
+    cache_s: list[float] = dataclasses.field(default_factory=list)
+    raw_s: list[float] = dataclasses.field(default_factory=list)
+    ratio: float = 0.0
+    exact: bool | None = None
+
+    def summarize(self) -> None:
+        self.ratio = ceiling.median([r / c for r, c in zip(self.raw_s, self.cache_s)])
+
+
+@dataclasses.dataclass
 class CacheResult:
     settings: dict[str, Any]
     rows: list[CacheRow]
+    store: StoreRow | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"settings": self.settings, "rows": [dataclasses.asdict(r) for r in self.rows]}
+        return {
+            "settings": self.settings,
+            "rows": [dataclasses.asdict(r) for r in self.rows],
+            "store": None if self.store is None else dataclasses.asdict(self.store),
+        }
 
 
 async def _embed(
@@ -126,6 +162,79 @@ async def _measure(
     return rows
 
 
+def _raw_table(path: Path, keys: list[bytes], matrix: Vectors) -> sqlite3.Connection:
+    """A plain table of the same keys and float32 blobs, SQLite's defaults otherwise."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("CREATE TABLE t (key BLOB PRIMARY KEY, value BLOB)")
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO t VALUES (?, ?)", zip(keys, (r.tobytes() for r in matrix)))
+    con.execute("COMMIT")
+    return con
+
+
+def _raw_read(con: sqlite3.Connection, keys: list[bytes]) -> int:
+    """Every row of ``keys``, by batched ``SELECT ... IN`` in one read transaction."""
+    found = 0
+    con.execute("BEGIN")
+    for start in range(0, len(keys), _RAW_CHUNK):
+        chunk = keys[start : start + _RAW_CHUNK]
+        sql = f"SELECT key, value FROM t WHERE key IN ({','.join('?' * len(chunk))})"
+        found += len(con.execute(sql, chunk).fetchall())
+    con.execute("COMMIT")
+    return found
+
+
+def _read_pair(
+    cache: VectorCache, con: sqlite3.Connection, job: tuple[Any, ...], cache_first: bool
+) -> Any:
+    """Time one cache read and one raw read; returns (cache s, raw s, cache result)."""
+    namespace, texts, keys = job
+    raw_s = 0.0
+    if not cache_first:
+        raw_s = _timed_raw(con, keys)
+    t0 = time.perf_counter()
+    got = cache.get_many(namespace, texts)
+    cache_s = time.perf_counter() - t0
+    if cache_first:
+        raw_s = _timed_raw(con, keys)
+    return cache_s, raw_s, got
+
+
+def _timed_raw(con: sqlite3.Connection, keys: list[bytes]) -> float:
+    t0 = time.perf_counter()
+    found = _raw_read(con, keys)
+    seconds = time.perf_counter() - t0
+    if found != len(keys):
+        raise RuntimeError(f"the raw table returned {found} of {len(keys)} rows")
+    return seconds
+
+
+def measure_store(n: int, dim: int, tmp: Path, seed: int = 0) -> StoreRow:
+    """Write ``n`` vectors of ``dim`` dimensions, then time warm reads against raw SELECTs."""
+    matrix = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    texts = mixed_texts(n, seed=seed)
+    namespace = VectorCache.namespace("http://127.0.0.1/v1/embeddings", "bench", dim)
+    job = (namespace, texts, _keys(namespace, texts))
+    row = StoreRow(n, dim)
+    with VectorCache(tmp / "store") as cache:
+        t0 = time.perf_counter()
+        cache.set_many(namespace, texts, matrix)
+        row.write_s = time.perf_counter() - t0
+        con = _raw_table(tmp / "raw.sqlite3", job[2], matrix)
+        try:
+            _read_pair(cache, con, job, True)  # warm-up, untimed: connections open, pages cached
+            for i in range(STORE_READS):
+                cache_s, raw_s, (got, hit) = _read_pair(cache, con, job, i % 2 == 0)
+                row.cache_s.append(cache_s)
+                row.raw_s.append(raw_s)
+                exact = bool(hit.all() and np.array_equal(got, matrix))
+                row.exact = exact and row.exact is not False
+        finally:
+            con.close()
+    row.summarize()
+    return row
+
+
 def run_cache(args: argparse.Namespace) -> CacheResult:
     """Cold and warm runs over ``args.cache_texts`` texts on the simulated provider."""
     n, latency = args.cache_texts, args.cache_latency
@@ -141,6 +250,12 @@ def run_cache(args: argparse.Namespace) -> CacheResult:
     ):
         batch = effective_batch(target, args.batch_size)
         rows = runner.run_async(_measure(args, texts, target, batch, Path(tmp)))
+        store = measure_store(len(texts), args.dim, Path(tmp), args.seed)
+    runner.log(
+        f"  store: warm read {ceiling.median(store.cache_s) * 1000:.0f} ms, raw SELECT "
+        f"{ceiling.median(store.raw_s) * 1000:.0f} ms, ratio {store.ratio:.2f}",
+        args.quiet,
+    )
     best = ceiling.ceiling_seconds(n, batch, args.concurrency, latency)
     for row in rows:
         row.summarize(best)
@@ -154,4 +269,4 @@ def run_cache(args: argparse.Namespace) -> CacheResult:
         "warm_runs": WARM_RUNS,
         "ceiling_cold_s": best,
     }
-    return CacheResult(settings, rows)
+    return CacheResult(settings, rows, store)

@@ -87,8 +87,9 @@ def _cache(plt: Any, result: CacheResult, path: Path) -> None:
 
 def _memory(plt: Any, result: MemoryResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar([f"{r.texts:,}" for r in result.rows], [r.peak_rss_mib or 0 for r in result.rows])
-    ax.set_xlabel("texts")
+    labels = [f"{r.texts:,}\n{r.format}" for r in result.rows]
+    ax.bar(labels, [r.peak_rss_mib or 0 for r in result.rows])
+    ax.set_xlabel("texts, output format")
     ax.set_ylabel("peak RSS of embedsdk embed (MiB)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -108,6 +108,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     a("--memory-dim", type=int, default=64, help="dimensions in the memory scenario (default: 64)")
     a("--memory-batch", type=int, default=32, help="batch size in the memory scenario")
     a("--memory-cache", action="store_true", help="memory scenario with the cache on")
+    a(
+        "--memory-formats",
+        type=_names,
+        default=["npy", "jsonl", "parquet"],
+        metavar="NAMES",
+        help="outputs of the memory scenario, from npy, jsonl, parquet (default: all three; "
+        "parquet only with pyarrow)",
+    )
     a("--seed", type=int, default=0, help="seed of the generated texts")
     a(
         "--out",
@@ -154,6 +162,11 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     for name in (*counts, "memory_dim", "memory_batch"):
         if getattr(args, name) < 1:
             raise SystemExit(f"embedsdk bench: --{name.replace('_', '-')} must be at least 1")
+    unknown = sorted(set(args.memory_formats) - {"npy", "jsonl", "parquet"})
+    if unknown or not args.memory_formats:
+        raise SystemExit(
+            f"embedsdk bench: --memory-formats takes npy, jsonl, parquet, not {unknown or '-'}"
+        )
     for name in ("latency", "fast_latency", "cache_latency"):
         value = getattr(args, name)
         if not math.isfinite(value) or value < 0:

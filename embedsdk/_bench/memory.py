@@ -1,16 +1,19 @@
 """The memory scenario (issue 5): peak RSS of ``embedsdk embed`` on 200,000 and 2,000,000 texts.
 
 Each size is written to a temporary file (short unique texts, one a line) and embedded into a
-temporary ``.npy`` by ``python -m embedsdk embed`` in a child process against the simulated
-provider (in another child process). The figure is the embed process's own peak resident set
-size (``VmHWM``, polled from /proc while it runs). A few rows of the output are checked
-against the simulator's exact vectors.
+temporary ``.npy`` (and ``.jsonl``, and ``.parquet`` when pyarrow is installed) by
+``python -m embedsdk embed`` in a child process against the simulated provider (in another
+child process). The figure is the embed process's own peak resident set size (``VmHWM``,
+polled from /proc while it runs). A few rows of the output are checked against the
+simulator's exact vectors.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +41,7 @@ class MemoryRow:
     seconds: float
     exit_code: int
     output_ok: bool | None = None
+    format: str = "npy"
 
     @property
     def texts_per_s(self) -> float:
@@ -119,15 +123,47 @@ def _baseline() -> tuple[MemoryRow, bool]:
     return MemoryRow(0, rss, seconds, code), has_flag
 
 
-def _check_output(path: Path, texts_file: Path, n: int, target: Target) -> bool:
+#: Output formats of the scenario, by suffix.
+FORMATS = {"npy": ".npy", "jsonl": ".jsonl", "parquet": ".parquet"}
+
+
+def formats_available(wanted: list[str]) -> list[str]:
+    """``wanted`` without Parquet when pyarrow is not installed."""
+    has_pyarrow = importlib.util.find_spec("pyarrow") is not None
+    return [f for f in wanted if f != "parquet" or has_pyarrow]
+
+
+def _read_rows(path: Path, fmt: str, rows: list[int]) -> tuple[int, int, dict[int, np.ndarray]]:
+    """``(row count, dim, {row: vector})`` of an output file, reading it without loading it."""
+    if fmt == "npy":
+        out = np.load(path, mmap_mode="r")
+        return out.shape[0], out.shape[1], {i: np.asarray(out[i]) for i in rows if i < len(out)}
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        column = pq.read_table(path, columns=["embedding"]).column("embedding")
+        found = {i: np.asarray(column[i].values, dtype=np.float32) for i in rows}
+        return meta.num_rows, column.type.list_size, found
+    found, count, dim = {}, 0, 0
+    with open(path, encoding="utf-8") as f:
+        for count, line in enumerate(f, 1):
+            if count - 1 in rows:
+                found[count - 1] = np.array(json.loads(line)["embedding"], dtype=np.float32)
+                dim = len(found[count - 1])
+    return count, dim, found
+
+
+def _check_output(path: Path, fmt: str, texts_file: Path, n: int, target: Target) -> bool:
     from embedsdk.testing import expected_vector
 
-    out = np.load(path, mmap_mode="r")
-    if out.shape != (n, target.dim) or out.dtype != np.float32:
+    rows = sorted({0, n // 2, n - 1})
+    count, dim, found = _read_rows(path, fmt, rows)
+    if (count, dim) != (n, target.dim) or len(found) != len(rows):
         return False
-    for i in sorted({0, n // 2, n - 1}):
+    for i in rows:
         want = expected_vector(read_line(texts_file, i), model=target.model, dim=target.dim or 0)
-        if not np.array_equal(out[i], want):
+        if found[i].dtype != np.float32 or not np.array_equal(found[i], want):
             return False
     return True
 
@@ -143,21 +179,35 @@ def _embed_cmd(
 
 def _one_size(
     args: argparse.Namespace, n: int, target: Target, tmp: Path, no_cache_flag: bool
-) -> MemoryRow:
-    src, out = tmp / f"texts-{n}.txt", tmp / f"vectors-{n}.npy"
+) -> list[MemoryRow]:
+    src = tmp / f"texts-{n}.txt"
     write_short_texts(src, n, seed=args.seed)
-    cache_dir = tmp / f"cache-{n}" if args.memory_cache else None
+    rows = [_one_run(args, n, fmt, src, target, tmp, no_cache_flag) for fmt in args.memory_formats]
+    src.unlink(missing_ok=True)
+    return rows
+
+
+def _one_run(
+    args: argparse.Namespace,
+    n: int,
+    fmt: str,
+    src: Path,
+    target: Target,
+    tmp: Path,
+    no_cache_flag: bool,
+) -> MemoryRow:
+    out = tmp / f"vectors-{n}{FORMATS[fmt]}"
+    cache_dir = tmp / f"cache-{n}-{fmt}" if args.memory_cache else None
     cmd = _embed_cmd(args, src, out, target, no_cache_flag and cache_dir is None)
     code, rss, seconds, tail = run_child(cmd, _child_env(cache_dir))
-    row = MemoryRow(n, rss, seconds, code)
+    row = MemoryRow(n, rss, seconds, code, format=fmt)
     if code != 0:
         runner.log(f"  embed failed on {n:,} texts (exit {code}): {tail.strip()}", args.quiet)
     elif args.verify:
-        row.output_ok = _check_output(out, src, n, target)
-    for path in (src, out):
-        path.unlink(missing_ok=True)  # 2M vectors are big: don't keep two sizes on disk
+        row.output_ok = _check_output(out, fmt, src, n, target)
+    out.unlink(missing_ok=True)  # 2M vectors are big: don't keep two outputs on disk
     runner.log(
-        f"  {n:>9,} texts: peak RSS {rss or 0:.0f} MiB, {seconds:.1f} s "
+        f"  {n:>9,} texts to {fmt:<7}: peak RSS {rss or 0:.0f} MiB, {seconds:.1f} s "
         f"({row.texts_per_s:,.0f} texts/s)",
         args.quiet,
     )
@@ -166,9 +216,11 @@ def _one_size(
 
 def run_memory(args: argparse.Namespace) -> MemoryResult:
     """Peak RSS of ``embedsdk embed`` for each of ``args.memory_sizes`` (simulated provider)."""
+    args.memory_formats = formats_available(args.memory_formats)
     runner.log(
         f"memory: embedsdk embed on {', '.join(f'{n:,}' for n in args.memory_sizes)} short "
-        f"texts, {args.memory_dim} dims, cache {'on' if args.memory_cache else 'off'}",
+        f"texts to {', '.join(args.memory_formats)}, {args.memory_dim} dims, cache "
+        f"{'on' if args.memory_cache else 'off'}",
         args.quiet,
     )
     with (
@@ -177,9 +229,12 @@ def run_memory(args: argparse.Namespace) -> MemoryResult:
     ):
         tmp = Path(tmp_name)
         baseline, no_cache_flag = _baseline()
-        rows = [_one_size(args, n, target, tmp, no_cache_flag) for n in args.memory_sizes]
+        rows = [
+            r for n in args.memory_sizes for r in _one_size(args, n, target, tmp, no_cache_flag)
+        ]
     settings = {
         "sizes": args.memory_sizes,
+        "formats": args.memory_formats,
         "dim": args.memory_dim,
         "batch_size": args.memory_batch,
         "concurrency": args.concurrency,

@@ -152,28 +152,45 @@ def cache_table(result: CacheResult) -> str:
         ]
         for r in result.rows
     ]
-    return "\n".join([title, "", table(headers, rows)])
+    return "\n".join([title, "", table(headers, rows), *_store_lines(result)])
+
+
+def _store_lines(result: CacheResult) -> list[str]:
+    st = result.store
+    if st is None:
+        return []
+    return [
+        "",
+        f"Store alone, {st.vectors:,} vectors of {st.dim} dims: warm get_many "
+        f"{median(st.cache_s) * 1000:.0f} ms, raw SELECT ... IN over the same blobs "
+        f"{median(st.raw_s) * 1000:.0f} ms (plain table, SQLite's defaults);",
+        f"  the cache reads at {pct(st.ratio)} of the raw SELECT's speed (median of "
+        f"{len(st.cache_s)} alternating pairs), exact: {yes_no(st.exact)}; one set_many of "
+        f"them all: {st.write_s:.2f} s",
+    ]
 
 
 def memory_table(result: MemoryResult) -> str:
     s = result.settings
     title = (
-        f"Memory: `embedsdk embed` from a file to .npy, {s['dim']} dims, batch "
+        f"Memory: `embedsdk embed` from a file to {', '.join(s.get('formats', ['npy']))}, "
+        f"{s['dim']} dims, batch "
         f"{s['batch_size']}, {s['concurrency']} in flight, cache {s['cache']} "
         f"({s['cache_switch']}); peak RSS of the embed process"
     )
-    headers = ["texts", "peak RSS MiB", "seconds", "texts/s", "output", "exit"]
+    headers = ["texts", "format", "peak RSS MiB", "seconds", "texts/s", "output", "exit"]
     rows: list[list[str]] = []
     if result.baseline is not None:
         b = result.baseline
         rss = "-" if b.peak_rss_mib is None else f"{b.peak_rss_mib:.0f}"
         rows.append(
-            ["baseline (embed --help)", rss, f"{b.seconds:.2f}", "-", "-", str(b.exit_code)]
+            ["baseline (embed --help)", "-", rss, f"{b.seconds:.2f}", "-", "-", str(b.exit_code)]
         )
     for r in result.rows:
         rows.append(
             [
                 f"{r.texts:,}",
+                r.format,
                 "-" if r.peak_rss_mib is None else f"{r.peak_rss_mib:.0f}",
                 f"{r.seconds:.1f}",
                 rate(r.texts_per_s),

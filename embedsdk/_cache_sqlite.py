@@ -1,0 +1,346 @@
+"""The SQLite table under :class:`~embedsdk._cache.VectorCache`: schema, reads, writes, eviction.
+
+One table of our own, ``vectors(key BLOB PRIMARY KEY, value BLOB)`` in ``vectors.sqlite3``,
+in WAL mode: readers never wait for a writer, and several processes may share the file. The
+file is marked as ours (``application_id``) with its layout version (``user_version``); a file
+with other marks is never written to.
+
+- A read is ``SELECT key, value ... WHERE key IN (...)``, 500 keys at a time, in one read
+  transaction, the rows copied straight into the result matrix.
+- A write is one ``INSERT OR REPLACE ... executemany`` in one write transaction
+  (``BEGIN IMMEDIATE``, waiting a few seconds for another writer). Past the size limit, the
+  same transaction deletes the oldest rows: the lowest rowids, as ``INSERT OR REPLACE`` always
+  gives a row a new, higher one.
+- Connections come from a :class:`Pool`, one per thread using the file at the same moment.
+
+Every function here raises ``sqlite3.Error`` (or ``OSError``) as it comes; turning errors into
+misses is the caller's business.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+DBNAME = "vectors.sqlite3"
+#: What embedsdk's diskcache-based cache left in the directory: never read, removed by clear().
+LEGACY_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
+APPLICATION_ID = 0x656D6264  # "embd" in the file header: this file is ours
+SCHEMA_VERSION = 1  # PRAGMA user_version of the layout below
+# SQLite's usual 4 KiB pages. Bigger ones read faster but write much more: every batch
+# stored touches as many random pages of the key index as it has vectors, and WAL writes
+# whole pages (measured with 100,000 vectors stored: 4.5x the bytes of the vectors written
+# with 4 KiB pages, 8.4x with 16 KiB, 20x with 64 KiB; more as the cache grows). They also
+# waste room when a page holds few rows. Only a new file takes it.
+PAGE_SIZE = 4096
+_SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (key BLOB NOT NULL PRIMARY KEY, value BLOB NOT NULL)"
+CHUNK = 500  # keys per SELECT ... IN (...): under SQLite's old 999-parameter limit
+# Per connection (one per thread using the cache at the same moment). Batches stream through
+# once and the OS keeps the file's pages: a bigger page cache reads no faster (measured).
+_SQLITE_CACHE_KIB = 2048
+# A read maps the file (SQLite clamps this to its maximum, 2 GiB on most builds) for as long
+# as its transaction lasts, so that rows are copied straight from the OS's pages instead of
+# read() page by page into SQLite's page cache: about a fifth less CPU for a warm read of
+# 20,000 vectors (measured). The map is dropped after each read: one kept open saves a little
+# more, but every page it touched would stay in the process's RSS (a stream of warm lookups
+# over a 400 MB cache grew it by 400 MB; dropped, it stays flat).
+_READ_MMAP_BYTES = 2**40
+_EVICT_TO = 0.9  # past the size limit, the oldest rows go until this fraction of it is left
+_ROW_OVERHEAD = 64  # bytes a row costs beyond its vector (key, index entry, headers): a guess
+
+
+# -- opening ---------------------------------------------------------------------------------------
+
+
+class NotOurs(sqlite3.DatabaseError):
+    """The database file is not a vector cache this version can use."""
+
+
+def connect(path: str, timeout: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), ``timeout`` seconds of
+    patience for locks. ``check_same_thread=False``: the pool lends it to one thread at a time
+    and :meth:`Pool.close` may close it from another."""
+    con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        con.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
+        con.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut may lose the last writes
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def prepare(con: sqlite3.Connection, patience: float) -> None:
+    """Make a new file a vector cache (WAL, the table, our marks), or check an existing one.
+
+    A file of another layout (another program's, or a newer embedsdk's) is left untouched.
+    Two processes may do this at once: each step waits up to ``patience`` seconds for locks,
+    and the table is made inside the write lock, by whichever comes first.
+    """
+    layout = _layout(con)
+    if layout == (APPLICATION_ID, SCHEMA_VERSION):
+        return  # the common case: no write lock taken
+    if layout != (0, 0) or _tables(con):
+        raise _not_ours(layout)
+    with _patience(con, patience):
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page
+            con.execute("PRAGMA journal_mode = WAL")
+        con.execute("BEGIN IMMEDIATE")
+    layout = _layout(con)  # again, now that no one else can be making it
+    if layout == (0, 0) and not _tables(con):
+        con.execute(_SCHEMA)
+        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    elif layout != (APPLICATION_ID, SCHEMA_VERSION):
+        raise _not_ours(layout)
+    con.execute("COMMIT")
+
+
+def _not_ours(layout: tuple[int, int]) -> NotOurs:
+    return NotOurs(
+        f"{DBNAME} is not a vector cache of this version of embedsdk"
+        f" (application_id {layout[0]:#x}, user_version {layout[1]})"
+    )
+
+
+def _layout(con: sqlite3.Connection) -> tuple[int, int]:
+    app = con.execute("PRAGMA application_id").fetchone()[0]
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    return int(app), int(version)
+
+
+def _tables(con: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+def is_legacy(path: str) -> bool:
+    """Whether ``path`` is the SQLite file of diskcache (``Cache`` and ``Settings`` tables)."""
+    try:  # read-only, and as a URI so that no character of the path is taken for a parameter
+        con = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        return {"Cache", "Settings"} <= set(_tables(con))
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+
+
+# -- transactions ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _patience(con: sqlite3.Connection, seconds: float) -> Iterator[None]:
+    """Let the statements inside wait up to ``seconds`` for another connection's lock."""
+    usual = con.execute("PRAGMA busy_timeout").fetchone()[0]
+    con.execute(f"PRAGMA busy_timeout = {math.ceil(seconds * 1000)}")
+    try:
+        yield
+    finally:
+        con.execute(f"PRAGMA busy_timeout = {usual}")
+
+
+@contextlib.contextmanager
+def write_transaction(con: sqlite3.Connection, patience: float) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` (the write lock, waiting up to ``patience`` seconds for other
+    writers) ... ``COMMIT``. On an error the caller closes the connection, which rolls back."""
+    with _patience(con, patience):
+        con.execute("BEGIN IMMEDIATE")
+    yield
+    con.execute("COMMIT")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _select(count: int) -> str:
+    # typeof: a TEXT value (only a foreign writer could put one there) would not be bytes
+    marks = ",".join("?" * count)
+    return f"SELECT key, value FROM vectors WHERE key IN ({marks}) AND typeof(value) = 'blob'"
+
+
+def row_width(values: Iterable[bytes]) -> int:
+    """The byte length most rows share; rows of another length are corrupt or foreign."""
+    counts = collections.Counter(len(v) for v in values)
+    for width, _ in counts.most_common():
+        if width and width % 4 == 0:
+            return width
+    return 0
+
+
+def read(
+    con: sqlite3.Connection, keys: list[bytes], hit: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float32] | None:
+    """The ``(len(keys), D)`` matrix of the rows found (``hit`` marks them), or ``None``.
+
+    Rows go straight into the matrix, chunk by chunk: holding every row's bytes at once would
+    double the memory and (measured) slow a 20,000-row read.
+    """
+    matrix: npt.NDArray[np.float32] | None = None
+    width = 0
+    con.execute(f"PRAGMA mmap_size = {_READ_MMAP_BYTES}")
+    con.execute("BEGIN")  # one snapshot for every chunk
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        found = dict(con.execute(_select(len(chunk)), chunk).fetchall())
+        if matrix is None:
+            width = row_width(found.values())
+            if not width:
+                continue
+            matrix = np.empty((len(keys), width // 4), dtype="<f4")
+            out = matrix.data.cast("B")  # C-contiguous, so rows follow each other
+        stop = start + len(chunk)
+        if len(found) == len(chunk) and {*map(len, found.values())} == {width}:
+            # The usual warm chunk: every key found once, every row whole. No Python work
+            # per row (a row-by-row copy measured no faster).
+            out[start * width : stop * width] = b"".join(map(found.__getitem__, chunk))
+            hit[start:stop] = True
+        else:
+            _place(out, width, start, map(found.get, chunk), hit)
+    con.execute("COMMIT")
+    con.execute("PRAGMA mmap_size = 0")  # unmaps the file (a failed read closes con instead)
+    return matrix
+
+
+def _place(
+    out: memoryview, width: int, start: int, values: Iterable[Any], hit: npt.NDArray[np.bool_]
+) -> None:
+    """Copy the rows found (and of the right length) to rows ``start, start + 1, ...``."""
+    for i, value in enumerate(values, start):
+        if value is not None and len(value) == width:
+            out[i * width : (i + 1) * width] = value
+            hit[i] = True
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def write(
+    con: sqlite3.Connection, rows: list[tuple[bytes, bytes]], limit: int, patience: float
+) -> None:
+    """Insert or replace ``rows`` (key, value) and evict past ``limit`` bytes, in one write
+    transaction that waits up to ``patience`` seconds for the write lock."""
+    with write_transaction(con, patience):
+        con.executemany("INSERT OR REPLACE INTO vectors (key, value) VALUES (?, ?)", rows)
+        per_row = len(rows[0][1]) + _ROW_OVERHEAD
+        _evict(con, limit, per_row)
+
+
+def used_bytes(con: sqlite3.Connection) -> int:
+    """Bytes of the database in use (its pages less the free ones), from the file header."""
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    free = con.execute("PRAGMA freelist_count").fetchone()[0]
+    size = con.execute("PRAGMA page_size").fetchone()[0]
+    return int((pages - free) * size)
+
+
+def _evict(con: sqlite3.Connection, limit: int, per_row: int) -> None:
+    """Past ``limit`` bytes, delete the oldest rows until ``_EVICT_TO`` of it is left.
+
+    Each round deletes as many rows as ``per_row`` (an estimate) says should free the excess,
+    then measures again, as an estimate too low (pages shared with rows that stay) only
+    leaves some of it.
+    """
+    used = used_bytes(con)
+    if used <= limit:
+        return
+    target = int(limit * _EVICT_TO)
+    while used > target:
+        count = math.ceil((used - target) / per_row)
+        deleted = con.execute(
+            "DELETE FROM vectors WHERE rowid IN (SELECT rowid FROM vectors ORDER BY rowid LIMIT ?)",
+            (count,),
+        ).rowcount
+        if deleted < count:  # the table is empty: nothing more to free
+            return
+        used = used_bytes(con)
+
+
+# -- connections -----------------------------------------------------------------------------------
+
+
+class Pool:
+    """Connections to one database file, each lent to one thread at a time.
+
+    A connection comes back to the pool only after a clean use: one whose statement failed may
+    hold a transaction open (a stale snapshot, or the write lock), so it is closed instead.
+    :meth:`close` closes the idle connections at once and each one in use as its thread gives
+    it back, so that none is left to the garbage collector (Python 3.13 warns, gh-105539) and
+    none is closed under a running statement. A forked child closes its parent's.
+    """
+
+    __slots__ = ("_closed", "_idle", "_in_use", "_lock", "_path", "_pid", "_timeout")
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self._path = path
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._in_use: set[sqlite3.Connection] = set()
+        self._pid = os.getpid()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[sqlite3.Connection]:
+        con = self._take()
+        try:
+            yield con
+        except BaseException:
+            self._give_back(con, reuse=False)
+            raise
+        self._give_back(con, reuse=True)
+
+    def _take(self) -> sqlite3.Connection:
+        with self._lock:
+            self._after_fork()
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            con = self._idle.pop() if self._idle else None
+            if con is None:
+                con = connect(self._path, self._timeout)
+            self._in_use.add(con)
+            return con
+
+    def _give_back(self, con: sqlite3.Connection, reuse: bool) -> None:
+        with self._lock:
+            if con in self._in_use:
+                self._in_use.discard(con)
+                if reuse and not self._closed:
+                    self._idle.append(con)
+                    return
+        _close(con)
+
+    def _after_fork(self) -> None:
+        if self._pid != os.getpid():  # the parent's connections are not ours to use
+            self._pid = os.getpid()
+            cons, self._idle, self._in_use = [*self._idle, *self._in_use], [], set()
+            for con in cons:
+                _close(con)
+
+    def close(self) -> None:
+        """Close every connection (those in use when given back); later uses raise
+        ``sqlite3.ProgrammingError``."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for con in idle:
+            _close(con)
+
+
+def _close(con: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        con.close()  # rolls back an open transaction

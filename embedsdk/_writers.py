@@ -1,0 +1,448 @@
+"""Where ``embedsdk embed`` writes its vectors: ``.npy``, Parquet or JSON Lines, to a file or to
+standard output.
+
+Every writer takes the blocks of rows that ``embed_stream`` yields, in order, and keeps none of
+them: memory stays bounded however many texts there are. A file is written as
+``OUTPUT.partial`` and renamed onto ``OUTPUT`` only when every row is in, so a failed or
+interrupted run leaves no truncated output (and an older ``OUTPUT`` untouched). On standard
+output, or a device or named pipe (``/dev/null``: never replaced by a rename), ``.npy`` and
+Parquet are spooled to an unnamed temporary file and copied out at the end (an ``.npy`` header
+needs the row count; a half Parquet file is unreadable); JSON Lines streams, one complete line
+per row.
+
+Parquet and JSON Lines rows are ``id`` (the line number, or the ``--id-field`` value), ``text``
+(with ``--keep-text``) and ``embedding`` (float32, a fixed-size list of D values in Parquet).
+pyarrow is imported only when Parquet is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import IO, Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from ._exceptions import EmbedSDKError
+from ._npy import NpyWriter, OutputFileError
+
+OUTPUT_FORMATS = ("npy", "parquet", "jsonl")
+STDOUT = "-"
+_SUFFIXES = {
+    ".npy": "npy",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+#: Vector bytes gathered into one Parquet row group (blocks are often smaller). The writer
+#: holds about three times this much: the blocks, their concatenation, the encoded pages.
+ROW_GROUP_BYTES = 8 << 20
+PARQUET_HINT = 'pip install "embedsdk[parquet]"'
+
+Meta = Sequence[tuple[Union[int, str], str]]  # (id, text) of each row of a block
+
+
+class OutputUsageError(EmbedSDKError):
+    """The output named on the command line cannot be used as asked (a usage error)."""
+
+
+# -- which format, and may it be written -----------------------------------------------------
+
+
+def output_format(path: str, fmt: str | None) -> str:
+    """``fmt`` if given, else from the suffix of ``path``: ``.npy`` (or none), ``.parquet``
+    / ``.pq``, ``.jsonl`` / ``.ndjson``. Any other suffix is refused rather than guessed."""
+    if path == STDOUT:
+        return fmt or "npy"
+    suffix = os.path.splitext(path)[1].lower()
+    implied = _SUFFIXES.get(suffix, "npy" if not suffix else None)
+    if fmt is not None:
+        if suffix in _SUFFIXES and implied != fmt:
+            raise OutputUsageError(f"{path} is named as {implied}, but --format says {fmt}")
+        return fmt
+    if implied is None:
+        raise OutputUsageError(
+            f"cannot tell the output format from the name {path}: end it in .npy, .parquet "
+            "or .jsonl, or pass --format"
+        )
+    return implied
+
+
+def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> None:
+    """Refuse, before anything is sent, an output that would destroy data.
+
+    Never one of ``inputs`` (nor may ``OUTPUT.partial`` be one), even with ``force``; never a
+    terminal; never an existing file of another format unless ``force``. An existing file of
+    the same format is replaced: re-running a command must stay cheap.
+    """
+    if not path:
+        raise OutputUsageError("-o needs a file name (or - for standard output)")
+    if path == STDOUT:
+        if sys.stdout is None or sys.stdout.isatty():
+            raise OutputUsageError(
+                "refusing to write binary vectors to a terminal: redirect standard output "
+                "(-o - > FILE, or a pipe) or name the output file"
+            )
+        return
+    if os.path.isdir(path):
+        raise OutputFileError(f"cannot write {path}: it is a directory")
+    if _is_stream(path) and _is_terminal(path):
+        raise OutputUsageError(f"refusing to write binary vectors to the terminal {path}")
+    for candidate in (path, path + ".partial"):
+        for source in inputs:
+            if _same_file(candidate, source):
+                raise OutputUsageError(
+                    f"refusing to write over the input {source}: choose another -o"
+                )
+    if not force and os.path.isfile(path) and not _looks_like(path, fmt):
+        raise OutputUsageError(
+            f"{path} exists and is not a {_LABELS[fmt]} file: choose another -o, or pass "
+            "--force to replace it"
+        )
+
+
+_LABELS = {"npy": ".npy", "parquet": "Parquet", "jsonl": "JSON Lines vectors"}
+
+
+def _is_stream(path: str) -> bool:
+    """Whether ``path`` exists and is not a regular file: a device (``/dev/null``), a named
+    pipe or a socket. Such an output is written to as it is, never replaced by a rename."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _is_terminal(path: str) -> bool:
+    """Whether the character device ``path`` is a terminal. (A named pipe is never opened
+    here: opening and closing it would end its reader's input.)"""
+    try:
+        if not stat.S_ISCHR(os.stat(path).st_mode):
+            return False
+        flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # not on Windows
+        fd = os.open(path, os.O_WRONLY | flags)
+    except OSError:
+        return False  # opening it for real will say why
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing: not the same existing file
+        return False
+
+
+def _looks_like(path: str, fmt: str) -> bool:
+    """Whether the existing file ``path`` is (probably) an output of ``fmt``; empty files are."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if not head:
+                return True
+            if fmt == "npy":
+                return head.startswith(b"\x93NUMPY")
+            if fmt == "parquet":
+                return head.startswith(b"PAR1")
+            f.seek(0)
+            record = json.loads(f.readline(1 << 24))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "embedding" in record
+
+
+# -- where the bytes go ----------------------------------------------------------------------
+
+
+class _Target:
+    """A binary file that becomes the output only on :meth:`commit`."""
+
+    file: IO[bytes]
+
+    def commit(self, header: bytes = b"") -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class _FileTarget(_Target):
+    """``PATH.partial``, renamed onto ``PATH`` on commit and deleted on abort."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self._tmp = path, path + ".partial"
+        try:
+            self.file = open(self._tmp, "wb")  # noqa: SIM115 (closed in commit/abort)
+        except OSError as exc:
+            raise _cannot_write(path, exc) from None
+
+    def commit(self, header: bytes = b"") -> None:
+        assert not header, "a file target takes no header"
+        try:
+            self.file.close()  # flushes: a full disk shows up here
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise _cannot_write(self.path, exc) from None
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+class _StreamTarget(_Target):
+    """Standard output, or a device or pipe named by ``path``: written to as rows come
+    (``spool=False``), or at the end from an unnamed temporary file that the system deletes
+    whatever happens (``spool=True``)."""
+
+    def __init__(self, spool: bool, path: str = STDOUT) -> None:
+        if path == STDOUT:
+            self._out: IO[bytes] = sys.stdout.buffer
+        else:
+            try:
+                self._out = open(path, "wb")  # noqa: SIM115 (closed in commit/abort)
+            except OSError as exc:
+                raise _cannot_write(path, exc) from None
+        self._path, self._spool = path, spool
+        self.file = tempfile.TemporaryFile() if spool else self._out  # noqa: SIM115
+
+    def commit(self, header: bytes = b"") -> None:
+        try:
+            self._out.write(header)
+            if self._spool:
+                self.file.seek(0)
+                shutil.copyfileobj(self.file, self._out, 1 << 20)
+            self._out.flush()
+        finally:
+            self._release()
+
+    def abort(self) -> None:
+        if not self._spool:
+            with contextlib.suppress(OSError, ValueError):
+                self._out.flush()  # the complete lines written so far
+        self._release()
+
+    def _release(self) -> None:
+        if self._spool:
+            self.file.close()
+        if self._path != STDOUT:
+            with contextlib.suppress(OSError):
+                self._out.close()
+
+
+def _cannot_write(path: str, exc: OSError) -> OutputFileError:
+    return OutputFileError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+# -- the writers -----------------------------------------------------------------------------
+
+
+class Writer:
+    """Append blocks of rows (``(n, D)`` float32 with the ``(id, text)`` of each row); the
+    output appears on a clean :meth:`close`, and nothing does on ``close(commit=False)``."""
+
+    rows: int = 0
+    dim: int | None = None
+
+    def write(self, block: npt.NDArray[np.float32], meta: Meta | None) -> None:
+        raise NotImplementedError
+
+    def close(self, commit: bool = True) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc_info: object) -> None:
+        self.close(commit=exc_type is None)
+
+    def _count(self, block: npt.NDArray[np.float32]) -> None:
+        if self.dim is None:
+            self.dim = block.shape[1]
+        elif block.shape[1] != self.dim:
+            raise ValueError(f"block has {block.shape[1]} columns, the output has {self.dim}")
+        self.rows += block.shape[0]
+
+
+class _NpyFile(Writer):
+    """An ``.npy`` file, through :class:`embedsdk.NpyWriter`."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._out = NpyWriter(path)
+        except OSError as exc:
+            raise _cannot_write(path, exc) from None
+        self._path = path
+
+    def write(self, block: npt.NDArray[np.float32], meta: Meta | None) -> None:
+        self._count(block)
+        try:
+            self._out.write(block)
+        except OSError as exc:
+            raise _cannot_write(self._path, exc) from None
+
+    def close(self, commit: bool = True) -> None:
+        try:
+            self._out.close(commit)
+        except OSError as exc:
+            raise _cannot_write(self._path, exc) from None
+
+
+class _NpyStream(Writer):
+    """An ``.npy`` on standard output: rows spooled, the header (with the count) first."""
+
+    def __init__(self, target: _Target) -> None:
+        self._target = target
+
+    def write(self, block: npt.NDArray[np.float32], meta: Meta | None) -> None:
+        self._count(block)
+        self._target.file.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+
+    def close(self, commit: bool = True) -> None:
+        if not commit:
+            self._target.abort()
+            return
+        header = io.BytesIO()
+        shape = (self.rows, self.dim or 0)
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": shape}
+        )
+        self._target.commit(header.getvalue())
+
+
+class _JsonLines(Writer):
+    """One JSON object a row: ``{"id": ..., "text": ..., "embedding": [...]}``.
+
+    Each value is written with 9 significant digits, which give back the exact float32.
+    """
+
+    def __init__(self, target: _Target, keep_text: bool) -> None:
+        self._target, self._keep_text = target, keep_text
+        self._format = ""
+
+    def write(self, block: npt.NDArray[np.float32], meta: Meta | None) -> None:
+        assert meta is not None and len(meta) == len(block), "one (id, text) a row"
+        self._count(block)
+        if not self._format:
+            self._format = ",".join(["%.9g"] * block.shape[1])
+        lines = []
+        for (ident, text), row in zip(meta, block.tolist()):
+            head = '{"id":' + json.dumps(ident, ensure_ascii=False)
+            if self._keep_text:
+                head += ',"text":' + json.dumps(text, ensure_ascii=False)
+            lines.append(f'{head},"embedding":[{self._format % tuple(row)}]}}\n')
+        self._target.file.write("".join(lines).encode("utf-8"))
+
+    def close(self, commit: bool = True) -> None:
+        if commit:
+            self._target.commit()
+        else:
+            self._target.abort()
+
+
+def import_pyarrow() -> tuple[Any, Any]:
+    """``(pyarrow, pyarrow.parquet)``, or an error that says how to install them."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise OutputFileError(
+            f"writing Parquet needs pyarrow ({exc}): {PARQUET_HINT}, or write .npy or .jsonl"
+        ) from None
+    return pa, pq
+
+
+class _Parquet(Writer):
+    """A Parquet file: ``id`` (int64 or string), ``text`` (string, with ``keep_text``) and
+    ``embedding`` (``fixed_size_list<float32>[D]``), a row group per ~8 MiB of vectors."""
+
+    def __init__(self, target: _Target, keep_text: bool) -> None:
+        self._pa, self._pq = import_pyarrow()
+        self._target, self._keep_text = target, keep_text
+        self._writer: Any = None
+        self._pending: list[Any] = []
+        self._pending_bytes = 0
+
+    def write(self, block: npt.NDArray[np.float32], meta: Meta | None) -> None:
+        assert meta is not None and len(meta) == len(block), "one (id, text) a row"
+        self._count(block)
+        table = self._table(np.ascontiguousarray(block, dtype=np.float32), meta)
+        if self._writer is None:
+            self._writer = self._open(table.schema)
+        self._pending.append(table)
+        self._pending_bytes += block.nbytes
+        if self._pending_bytes >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def _open(self, schema: Any) -> Any:
+        # No dictionary encoding: embeddings and ids never repeat, and trying costs memory.
+        return self._pq.ParquetWriter(self._target.file, schema, use_dictionary=False)
+
+    def _table(self, block: npt.NDArray[np.float32], meta: Meta) -> Any:
+        pa = self._pa
+        ids = [ident for ident, _ in meta]
+        columns = {"id": pa.array(ids, pa.int64() if isinstance(ids[0], int) else pa.string())}
+        if self._keep_text:
+            columns["text"] = pa.array([text for _, text in meta], pa.string())
+        values = pa.array(block.reshape(-1), pa.float32())
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(values, block.shape[1])
+        return pa.table(columns)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(self._pa.concat_tables(self._pending))
+            self._pending, self._pending_bytes = [], 0
+
+    def close(self, commit: bool = True) -> None:
+        if not commit:
+            self._pending = []
+            if self._writer is not None:
+                with contextlib.suppress(Exception):
+                    self._writer.close()
+            self._target.abort()
+            return
+        try:
+            self._flush()
+            if self._writer is None:  # no rows at all: still a valid, empty file
+                self._writer = self._open(self._empty_schema())
+            self._writer.close()
+        except BaseException:
+            self._target.abort()
+            raise
+        self._target.commit()
+
+    def _empty_schema(self) -> Any:
+        pa = self._pa
+        fields = [("id", pa.int64())] + ([("text", pa.string())] if self._keep_text else [])
+        return pa.schema([*fields, ("embedding", pa.list_(pa.float32(), self.dim or 0))])
+
+
+def open_writer(path: str, fmt: str, *, keep_text: bool = False) -> Writer:
+    """The writer of ``fmt`` for ``path`` (``-``: standard output). Opening it creates
+    ``path.partial`` (or nothing, for standard output); pyarrow is checked first."""
+    if fmt == "parquet":
+        import_pyarrow()  # before any file is made
+    if fmt == "npy" and path != STDOUT and not _is_stream(path):
+        return _NpyFile(path)
+    stream = path == STDOUT or _is_stream(path)
+    target = _StreamTarget(fmt != "jsonl", path) if stream else _FileTarget(path)
+    if fmt == "npy":
+        return _NpyStream(target)
+    if fmt == "jsonl":
+        return _JsonLines(target, keep_text)
+    return _Parquet(target, keep_text)
