@@ -18,7 +18,6 @@ import pytest
 
 import embedsdk
 from embedsdk import _adaptive
-from embedsdk._transport import Request, Response
 from embedsdk.testing import SimulatedTransport, expected_matrix, run_in_virtual_time
 from embedsdk.testing._vectors import count_tokens
 
@@ -36,26 +35,6 @@ def real_waits() -> Iterator[None]:
     embedsdk.set_testing(True)
 
 
-class Recording(SimulatedTransport):
-    """The simulated provider, noting each answer: (time, status, texts embedded)."""
-
-    def __init__(self, **fields: Any) -> None:
-        super().__init__(**fields)
-        self.log: list[tuple[float, int, int]] = []
-        self.start = asyncio.get_running_loop().time()  # times are noted from here
-
-    async def send(self, request: Request) -> Response:
-        sent = asyncio.get_running_loop().time() - self.start
-        try:
-            response = await super().send(request)
-        except embedsdk.APIConnectionError:
-            self.log.append((sent, 0, 0))
-            raise
-        texts = len(request.json()["input"]) if response.status == 200 else 0
-        self.log.append((sent, response.status, texts))
-        return response
-
-
 class Run:
     """What a client got from a server over ``seconds`` of simulated time."""
 
@@ -71,6 +50,16 @@ class Run:
         """Share of the requests sent in [start, end) that were refused (429 or 503)."""
         statuses = [s for t, s, _ in self.log if start <= t < end]
         return sum(s in (429, 503) for s in statuses) / max(1, len(statuses))
+
+
+def simulated(**fields: Any) -> SimulatedTransport:
+    """The simulated provider, in-process, noting when each request came and how it went."""
+    return SimulatedTransport(dim=4, latency=LATENCY, track_texts=False, timeline=True, **fields)
+
+
+def timeline(sim: SimulatedTransport) -> list[tuple[float, int, int]]:
+    """(seconds since the server started, status, texts embedded) of every request."""
+    return [(t, status, n) for t, status, n in sim.stats(texts=False)["timeline"]]
 
 
 async def stop(call: asyncio.Future[Any]) -> None:
@@ -109,14 +98,14 @@ def run(limits: dict[str, Any], seconds: float, **options: Any) -> Run:
     many = texts(int(allowed * (seconds + burst + 60) * 1.2))
 
     async def main() -> list[tuple[float, int, int]]:
-        sim = Recording(dim=4, latency=LATENCY, jitter=JITTER, track_texts=False, **limits)
+        sim = simulated(jitter=JITTER, **limits)
         async with embedsdk.AsyncEmbedder(
             transport=sim, cache=False, batch_size=BATCH, api_key="sk-test", **options
         ) as emb:
             call = asyncio.ensure_future(emb.embed(many, max_concurrent=IN_FLIGHT))
             await asyncio.sleep(seconds)
             await stop(call)
-        return sim.log
+        return timeline(sim)
 
     log, _ = run_in_virtual_time(main())
     return Run(log, allowed, seconds)
@@ -209,7 +198,7 @@ def test_the_learned_limit_is_shared_by_the_clients_of_one_account() -> None:
     """Two clients of one account: one controller, so together they stay under the limit."""
 
     async def main() -> list[tuple[float, int, int]]:
-        sim = Recording(dim=4, latency=LATENCY, limiter="token_bucket", rpm=300)
+        sim = simulated(limiter="token_bucket", rpm=300)
         many = texts(4000)
         clients = [
             embedsdk.AsyncEmbedder(transport=sim, cache=False, batch_size=BATCH, api_key="sk-a")
@@ -225,7 +214,7 @@ def test_the_learned_limit_is_shared_by_the_clients_of_one_account() -> None:
             await stop(call)
         for client in clients:
             await client.aclose()
-        return sim.log
+        return timeline(sim)
 
     log, _ = run_in_virtual_time(main())
     got = Run(log, 300 / 60 * BATCH, 60)

@@ -58,6 +58,7 @@ class SimConfig:
     models: tuple[str, ...] | None = None  # when set, other models -> 404
     trace_ids: bool = True  # x-siliconcloud-trace-id on every answer
     track_texts: bool = True  # count each text served in stats()["texts"]
+    timeline: bool = False  # note [seconds, status, inputs embedded] of every request
 
     def __post_init__(self) -> None:
         # Lists (from JSON) and comma-separated strings become tuples: hashable, immutable.

@@ -46,6 +46,14 @@ class Answer(NamedTuple):
     headers: dict[str, str]
     body: bytes
     reset: bool = False
+    inputs: int = 0  # inputs embedded (a correct answer's)
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 async def _sleep(delay: float) -> bool:
@@ -67,6 +75,7 @@ class Stats:
         "started",
         "status",
         "texts",
+        "timeline",
         "tokens",
     )
 
@@ -81,6 +90,7 @@ class Stats:
         self.batch_sizes: list[tuple[int, int]] = []  # (arrival number, size)
         self.texts: Counter[str] = Counter()
         self.started = time.monotonic()
+        self.timeline: list[tuple[float, int, int]] = []  # (loop seconds, status, inputs)
         self.cpu_base = time.thread_time()  # of the thread the server's loop runs on
 
 
@@ -134,6 +144,7 @@ class SimServer:
         self._limiter_shape: tuple[Any, ...] | None = None
         self._rate_limiter: RateLimiter | None = None
         self._in_flight_cap: InFlightCap | None = None
+        self._origin = _loop_time()  # timeline seconds count from here (the loop's clock)
         self.rng = random.Random(config.seed)
         self.in_flight = 0
         self.stats = Stats()
@@ -152,6 +163,7 @@ class SimServer:
     def reset_stats(self) -> None:
         """Start counting afresh (requests still in flight keep counting in the old ones)."""
         self.stats = Stats(self.in_flight)
+        self._origin = _loop_time()
 
     def snapshot(self, texts: bool = True) -> dict[str, Any]:
         """The counters as plain data.
@@ -180,6 +192,8 @@ class SimServer:
         }
         if texts:
             data["texts"] = dict(s.texts)
+        if self.config.timeline:
+            data["timeline"] = [[t - self._origin, status, n] for t, status, n in s.timeline]
         return data
 
     # -- serving ---------------------------------------------------------------------------
@@ -214,6 +228,7 @@ class SimServer:
             await self.stop()
             raise
         self.stats = Stats(self.in_flight)  # count CPU time from here, on this thread
+        self._origin = _loop_time()
         return int(runner.addresses[0][1])
 
     async def stop(self) -> None:
@@ -252,10 +267,15 @@ class SimServer:
             stats.peak_in_flight = self.in_flight
         stats.requests += 1
         self._arrivals += 1
+        arrived = asyncio.get_running_loop().time()
+        answer: Answer | None = None
         try:
-            return await self._embeddings(body, authorization, wait, stats, self._arrivals)
+            answer = await self._embeddings(body, authorization, wait, stats, self._arrivals)
+            return answer
         finally:
             self.in_flight -= 1
+            if self.config.timeline:
+                self._note(stats, arrived, answer)
 
     async def _embeddings(
         self,
@@ -325,8 +345,17 @@ class SimServer:
             stats.batch_sizes.append((n, size))
             if cfg.track_texts:
                 stats.texts.update(parsed.texts)
-            return self._vectors(stats, parsed, total, headers, shuffle=fault == "shuffle")
+            answer = self._vectors(stats, parsed, total, headers, shuffle=fault == "shuffle")
+            return answer._replace(inputs=size)
         return self._fault(stats, fault, parsed, total, headers)
+
+    def _note(self, stats: Stats, arrived: float, answer: Answer | None) -> None:
+        """Add the request to the timeline: when it arrived, its status (0: the connection
+        was dropped, 499: the client went away), and how many inputs it embedded."""
+        if answer is None or answer.reset:
+            stats.timeline.append((arrived, 0 if answer else 499, 0))
+            return
+        stats.timeline.append((arrived, answer.status, answer.inputs))
 
     def _limiter(self) -> RateLimiter | None:
         """The rate limiter the config asks for, kept (with its counts) while it is the same."""
