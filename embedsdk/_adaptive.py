@@ -89,6 +89,8 @@ LONG_WALL = 1.0
 #: Successes are counted in bins of BIN seconds over the last RECENT seconds.
 BIN = 0.25
 RECENT = 10.0
+#: Successes at a level (requests in flight) that show the server takes that many.
+LEVEL_EVIDENCE = 3
 #: A wait at least this long is worth an INFO line (and the bar's postfix), seconds.
 VISIBLE_WAIT = 3.0
 
@@ -242,7 +244,7 @@ class _Pace:
 class _Window:
     """How many requests may be in flight at once (``None``: as many as the clients send)."""
 
-    __slots__ = ("interval", "limit", "next_probe", "probe", "refused_at")
+    __slots__ = ("interval", "limit", "next_probe", "passed", "probe", "refused_at")
 
     def __init__(self) -> None:
         self.limit: int | None = None
@@ -250,6 +252,7 @@ class _Window:
         self.interval = 2.0  # seconds between probes at that level, doubling on a refusal
         self.next_probe = -math.inf
         self.probe: int | None = None  # the level a probe opened, until it is answered
+        self.passed = 0  # successes at the refused level since it was refused
 
     def narrow(self, now: float, level: int) -> None:
         """A cap refused a request sent with ``level`` in flight."""
@@ -261,6 +264,7 @@ class _Window:
             self.interval = 2.0
         self.refused_at = level if self.refused_at is None else min(self.refused_at, level)
         self.next_probe = now + self.interval
+        self.passed = 0
 
     def widen(self, now: float, level: int) -> None:
         """A request sent with ``level`` in flight succeeded."""
@@ -268,7 +272,9 @@ class _Window:
         if limit is None or level < limit:
             return
         if self.refused_at is not None and level >= self.refused_at:
-            self.refused_at = self.probe = None  # the level refused before passed
+            self.passed += 1
+            if self.passed >= LEVEL_EVIDENCE:  # the level refused before passes: it moved
+                self.refused_at = self.probe = None
         if self.refused_at is None or limit + 1 < self.refused_at:
             self.limit = limit + 1
         elif now >= self.next_probe:
@@ -322,7 +328,16 @@ class RateController:
         # What got through since the last long wall ended (or the start): see _after_wall.
         self._cycle: list[float] | None = None  # [since, requests, tokens]
         self._cut_what = (True, True)  # what the last decrease was for: requests, tokens
-        self._level_seen = [0, 0]  # most requests in flight of a recent success (two halves)
+        # Successes and refusals by requests in flight when sent, over the last 10-20 s
+        # (two halves).
+        self._levels: list[collections.Counter[int]] = [
+            collections.Counter(),
+            collections.Counter(),
+        ]
+        self._refusals: list[collections.Counter[int]] = [
+            collections.Counter(),
+            collections.Counter(),
+        ]
         self._level_turn = -math.inf
         self._decreased_at = -math.inf
         self._timescale = 0.0  # the longest wall seen, seconds: the limit's own period
@@ -494,7 +509,10 @@ class RateController:
             self.rate_limited += 1
             level = self._release(ticket)
             now = self._clock()
-            if self._is_cap(level, message, hint):
+            cap = self._is_cap(level, message, hint)
+            if level:
+                self._note_level(now, level, refused=True)
+            if cap:
                 self._window.narrow(now, level)
                 self.narrowed += 1
                 verdict = NARROWED
@@ -529,7 +547,9 @@ class RateController:
         with self._lock:
             level = self._release(ticket)
             verdict = NOTED
-            if level > 1 and level > max(self._level_seen):
+            if level:
+                self._note_level(self._clock(), level, refused=True)
+            if level > 1 and level > self._level_reached():
                 self._window.narrow(self._clock(), level)
                 self.narrowed += 1
                 verdict = NARROWED
@@ -595,12 +615,25 @@ class RateController:
         if wake is not None:
             wake()
 
-    def _note_level(self, now: float, level: int) -> None:
-        """Remember the most requests in flight a success had, over the last 10-20 s."""
+    def _note_level(self, now: float, level: int, refused: bool = False) -> None:
+        """Count a success (or a refusal) by its level, over the last 10-20 s."""
         if now - self._level_turn > 10.0:
-            self._level_seen = [self._level_seen[1], 0]
+            self._levels = [self._levels[1], collections.Counter()]
+            self._refusals = [self._refusals[1], collections.Counter()]
             self._level_turn = now
-        self._level_seen[1] = max(self._level_seen[1], level)
+        (self._refusals if refused else self._levels)[1][level] += 1
+
+    def _level_reached(self) -> int:
+        """The most requests in flight that recent successes had, counting only levels that
+        succeeded a few times and more often than they were refused: a client's count runs
+        a little ahead of the server's (answers on their way back), and a lucky success now
+        and then above a cap must not hide it."""
+        ok = self._levels[0] + self._levels[1]
+        refused = self._refusals[0] + self._refusals[1]
+        return max(
+            (level for level, n in ok.items() if n >= LEVEL_EVIDENCE and n > refused[level]),
+            default=0,
+        )
 
     def _is_cap(self, level: int, message: str, hint: RateLimitHeaders | None) -> bool:
         """Whether a 429 reads as a concurrency cap rather than a rate limit: it says so,
@@ -612,7 +645,7 @@ class RateController:
             return True
         if exhausted(message, hint) != (True, True) or says_per_minute(message):
             return False  # it names the requests or the tokens that ran out
-        return level > 1 and level > max(self._level_seen)
+        return level > 1 and level > self._level_reached()
 
     def _count_recent(self, now: float, requests: float, tokens: float) -> None:
         """Successes per bin of :data:`BIN` seconds, over the last :data:`RECENT` seconds."""

@@ -416,9 +416,10 @@ def test_a_429_above_every_recent_success_narrows_the_window(
 def test_a_429_at_a_level_that_succeeded_is_a_rate_limit(
     ctl: RateController, clock: FakeClock
 ) -> None:
-    tickets = [go(ctl) for _ in range(8)]
-    for t in tickets:
-        ctl.on_success(t)  # 8 in flight succeeded
+    for _ in range(3):  # 8 in flight succeeded, a few times: the server takes that many
+        tickets = [go(ctl) for _ in range(8)]
+        for t in tickets:
+            ctl.on_success(t)
     again = [go(ctl) for _ in range(8)]
     assert ctl.on_rate_limited(again[-1], message="slow down") == PAUSED
     assert ctl.snapshot()["window"] is None
@@ -433,12 +434,35 @@ def test_what_the_429_says_wins_over_the_level(ctl: RateController, clock: FakeC
     assert other.on_rate_limited(mine, message=ZHIPU) == NARROWED  # says concurrency
 
 
+def test_a_lucky_success_or_two_above_a_cap_does_not_hide_it(ctl: RateController) -> None:
+    """The client's count runs ahead of the server's (answers on their way back): a success
+    at level 6 now and then over a cap of 4 must not make 503s at 6 look random."""
+    first = [go(ctl) for _ in range(6)]
+    ctl.on_overloaded(first[5])  # window 5
+    ctl.on_overloaded(first[4])  # window 4
+    for t in first[:4]:
+        ctl.on_success(t)
+    for _ in range(5):
+        ctl.on_success(Ticket_at(ctl, 6))  # lucky: the server had one answer on its way
+        assert ctl.on_overloaded(Ticket_at(ctl, 6)) == NARROWED
+
+
+def Ticket_at(ctl: RateController, level: int) -> Ticket:
+    """An admitted ticket that was sent with ``level`` requests in flight."""
+    ticket = ctl.reserve(10)
+    ticket.in_flight = level
+    ctl._in_flight += 1
+    return ticket
+
+
 def test_503_narrows_only_above_every_recent_success(ctl: RateController) -> None:
     first = [go(ctl) for _ in range(6)]
     assert ctl.on_overloaded(first[5]) == NARROWED
     assert ctl.snapshot()["window"] == 5
     for t in first[:5]:
         ctl.on_success(t)
+    for _ in range(2):
+        succeed(ctl, 1)  # level 1 succeeded three times
     random_fault = go(ctl)
     assert ctl.on_overloaded(random_fault) == NOTED  # one in flight: not a cap
     assert ctl.snapshot()["window"] == 5
