@@ -89,6 +89,11 @@ LONG_WALL = 1.0
 #: Successes are counted in bins of BIN seconds over the last RECENT seconds.
 BIN = 0.25
 RECENT = 10.0
+#: Below this share of the pace a decrease came from, the pace grows three times as fast.
+PLATEAU = 0.97
+#: Share of the pace's interval kept between two requests really sent (a little slack: a
+#: request sent early by a rounding error is no reason to wait again).
+SPACING = 0.98
 #: Successes at a level (requests in flight) that show the server takes that many.
 LEVEL_EVIDENCE = 3
 #: A wait at least this long is worth an INFO line (and the bar's postfix), seconds.
@@ -219,11 +224,12 @@ def says_concurrency(message: str) -> bool:
 class _Pace:
     """The adaptive pace of one quantity (requests, or tokens), in units per second."""
 
-    __slots__ = ("base", "rate", "tat")
+    __slots__ = ("base", "peak", "rate", "tat")
 
     def __init__(self) -> None:
         self.rate: float | None = None  # None: not limited
         self.base = 0.0  # the pace set at the last decrease (the increase's scale)
+        self.peak = 0.0  # the pace a decrease came from when it was only just too fast
         self.tat = -math.inf  # GCRA theoretical arrival time
 
     def decrease(self, factor: float, accepted: float | None, floor: float) -> None:
@@ -231,13 +237,19 @@ class _Pace:
         the pace when that is lower: the pace was then only just above the limit."""
         if accepted is not None and accepted > 0 and (self.rate is None or accepted < self.rate):
             self.rate = max(floor, factor * accepted)
+            self.peak = 0.0
         elif self.rate is not None:
+            self.peak = self.rate
             self.rate = max(floor, (1 + factor) / 2 * self.rate)
         self.base = self.rate or 0.0
 
     def increase(self, step: float, amount: float) -> None:
-        """Grow by ``step`` of the base per second of use; ``amount`` units just went."""
+        """Grow by ``step`` of the base per second of use (``amount`` units just went),
+        three times as fast while well under the pace the last decrease came from: back
+        near the limit soon, then slowly over it (TCP CUBIC's plateau, in short)."""
         if self.rate is not None:
+            if self.rate < PLATEAU * self.peak:
+                step *= 3
             self.rate += step * self.base * amount / self.rate
 
 
@@ -318,6 +330,7 @@ class RateController:
         self._tokens = _Pace()
         self._window = _Window()
         self._in_flight = 0
+        self._next_free = -math.inf  # the pace between requests really sent (see admit)
         self._slot_waiters: list[Callable[[], None]] = []
         # What the server accepted since the last decrease: the estimate of its limit.
         self._since: float | None = None
@@ -424,10 +437,16 @@ class RateController:
         with self._lock:
             if self._full():
                 return False
+            now = self._clock()
             if not force:
                 if not ticket.booked or ticket.epoch != self.epoch:
                     return False
                 if ticket.at < self.cooldown_until:
+                    return False
+                if now < self._next_free:
+                    # The request before went late (a busy loop): keep the pace between the
+                    # requests really sent, as a bucket holding one request counts it.
+                    ticket.at = self._next_free
                     return False
                 if self._probing:
                     if self._probe_out:
@@ -435,10 +454,17 @@ class RateController:
                     self._probe_out = True
             self._in_flight += 1
             ticket.in_flight = self._in_flight
-            ticket.sent = self._clock()
+            ticket.sent = now
             if self._since is None:
-                self._since = ticket.sent
+                self._since = now
+            self._space_after(now, ticket.tokens)
             return True
+
+    def _space_after(self, now: float, tokens: float) -> None:
+        """The earliest the next request may go after one sent ``now``."""
+        req, tok = self._requests.rate, self._tokens.rate
+        gap = max(1 / req if req else 0.0, tokens / tok if tok else 0.0)
+        self._next_free = now + gap * SPACING
 
     def wait_for_slot(self, wake: Callable[[], None]) -> bool:
         """Call ``wake`` (once, from any thread) when a request in flight ends; ``False``
@@ -818,22 +844,25 @@ async def take_turn(
                 return ticket
             await _slot_freed(controller, SLOT_POLL)
             continue
-        start = controller.now()
-        delay = ticket.at - start
-        if ticket.booked and delay <= 0:
+        while True:  # a booked turn may be put back a little (see admit): keep it
+            start = controller.now()
+            delay = ticket.at - start
+            if delay > 0:
+                if not told and held + delay >= VISIBLE_WAIT:
+                    told = True
+                    waiting(ticket.why, delay)  # type: ignore[misc]
+                if ticket.why == "slot":
+                    await _slot_freed(controller, delay)
+                else:
+                    await asyncio.sleep(delay)
+                held += controller.now() - start
+            if not ticket.booked:
+                break
+            at = ticket.at
             if controller.admit(ticket):
                 return ticket
-            continue
-        if not told and held + delay >= VISIBLE_WAIT:
-            told = True
-            waiting(ticket.why, delay)  # type: ignore[misc]
-        if ticket.why == "slot":
-            await _slot_freed(controller, delay)
-        else:
-            await asyncio.sleep(delay)
-        held += controller.now() - start
-        if ticket.booked and controller.admit(ticket):
-            return ticket
+            if ticket.at == at or ticket.epoch != controller.epoch:
+                break  # a pause began, or the probe is out: book again
 
 
 async def _slot_freed(controller: RateController, timeout: float) -> None:
