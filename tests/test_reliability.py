@@ -612,8 +612,9 @@ def test_close_while_another_thread_waits_for_the_rate_limit_ends_that_call() ->
     assert len(server.requests) == 1
 
 
-def _wait_for(condition: Callable[[], bool], polls: int = 500) -> None:
-    """Poll ``condition`` every 10 ms; fail after ``polls`` tries (a generous bound)."""
+def _wait_for(condition: Callable[[], bool], polls: int = 6000) -> None:
+    """Poll ``condition`` every 10 ms; fail after ``polls`` tries (a guard against a stuck
+    test, not a time limit: a minute)."""
     for _ in range(polls):
         if condition():
             return
