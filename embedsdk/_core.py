@@ -77,6 +77,7 @@ logger = logging.getLogger("embedsdk")
 _UNOPENED = object()
 _FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
 
+
 def _append(exc: BaseException, note: str) -> None:
     """Add ``; note`` to the message of ``exc``."""
     if exc.args and isinstance(exc.args[0], str):
