@@ -258,8 +258,9 @@ def test_cancelling_the_async_module_function_from_another_loop(
     scene.check_nothing_left()
 
 
+@pytest.mark.parametrize("how", ["embed", "embed_threaded"])
 def test_closing_the_client_mid_call_leaves_nothing_behind(
-    simulated_provider_factory: Factory,
+    simulated_provider_factory: Factory, how: str
 ) -> None:
     scene = Scene(simulated_provider_factory)
     emb = Embedder(base_url=scene.sim.base_url, max_concurrent=WORKERS, **OPTIONS)
@@ -267,7 +268,10 @@ def test_closing_the_client_mid_call_leaves_nothing_behind(
 
     def work() -> None:
         try:
-            emb.embed(TEXTS)
+            if how == "embed":
+                emb.embed(TEXTS)
+            else:
+                emb.embed_threaded(TEXTS, max_workers=WORKERS)
         except BaseException as exc:
             failure.append(exc)
 
