@@ -171,10 +171,12 @@ def get_batch_embeddings_concurrent(
     errors: str = "raise",
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
-    """Embed ``texts`` with a pool of ``max_workers`` threads, one batch in flight each.
+    """Embed ``texts`` with ``max_workers`` workers, one batch in flight each.
 
-    The threads hand their batches to the client's event-loop thread, so the rate limit and
-    connections are shared. Options and ``errors`` as for :func:`get_batch_embeddings`.
+    Each worker takes the next batch as soon as its last one is answered. They run on the
+    shared client's event-loop thread (no thread per worker), so the rate limit and
+    connections are shared; the call blocks the calling thread. Options and ``errors`` as
+    for :func:`get_batch_embeddings`.
     """
     client = _client_for("get_batch_embeddings_concurrent", options)
     return client.embed_threaded(

@@ -431,7 +431,7 @@ class AsyncEmbedder:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise job.fail(exc, self._dim_hint) from None
 
-    # -- the steps, also used by the thread-pool wrapper -----------------------------------
+    # -- the steps of a call ---------------------------------------------------------------
 
     async def _start(
         self,
@@ -507,9 +507,6 @@ class AsyncEmbedder:
         if job.error is not None:
             return
         start, stop = batch
-        task = asyncio.current_task()
-        assert task is not None
-        job.tasks.add(task)
         try:
             await self._fetch_into(job, start, stop)
         except EmbedSDKError as exc:
@@ -530,8 +527,6 @@ class AsyncEmbedder:
         except BaseException as exc:
             job.error = job.error or exc
             raise
-        finally:
-            job.tasks.discard(task)
 
     def _blame(self, job: _Job, exc: EmbedSDKError, start: int, stop: int) -> None:
         """Name the inputs of the failed request and say whether it was retried."""
@@ -566,14 +561,6 @@ class AsyncEmbedder:
         """The array, or the :class:`EmbeddingResult` when the job was made to keep going."""
         vectors = self._finish(job)
         return job.outcome(vectors, fatal) if job.keep_going else vectors
-
-    async def _cancel(self, job: _Job) -> None:
-        """Cancel the batches of ``job`` still in flight (thread-pool wrapper, on failure)."""
-        job.error = job.error or asyncio.CancelledError()
-        tasks = list(job.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _finish(self, job: _Job) -> Vectors:
         job.advance(job.n_inputs - job.advanced)  # the duplicates, served by their first copy

@@ -159,7 +159,6 @@ class _Job:
         self.tokens: list[int] = []
         self.batches: list[tuple[int, int]] = []
         self.error: BaseException | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
         self.progress: Progress | None = None
         self.advanced = 0  # inputs counted on the progress bar
         self.keep_going = False  # errors="return": a failed batch is noted, the rest goes on

@@ -20,10 +20,8 @@ from typing_extensions import Unpack
 
 from ._config import ClientOptions, EmbedderOptions
 from ._core import AsyncEmbedder
-from ._exceptions import ClientClosedError, ConfigurationError, EmbedSDKError
-from ._job import EmbeddingResult, Stats, Vectors, _keep_going
-from ._planning import check_texts
-from ._progress import Progress
+from ._exceptions import ClientClosedError, ConfigurationError
+from ._job import EmbeddingResult, Stats, Vectors
 from ._transport import Transport
 
 T = TypeVar("T")
@@ -366,9 +364,6 @@ class Embedder:
             if not self._closed:
                 self._portal.call(stream.aclose())
 
-    def _run_batch(self, job: Any, batch: tuple[int, int]) -> None:
-        self._call(self._core._run_batch(job, batch))
-
     @overload
     def embed_threaded(
         self,
@@ -411,39 +406,20 @@ class Embedder:
         progress: bool = False,
         errors: str = "raise",
     ) -> Vectors | EmbeddingResult:
-        """Embed with ``max_workers`` threads, each handing one batch at a time to the core.
+        """Embed with at most ``max_workers`` requests in flight (the usage guide's thread pool).
 
+        The same call as :meth:`embed` with ``max_concurrent=max_workers``: each of the
+        ``max_workers`` workers takes the next batch as soon as its last one is answered. They
+        are tasks on this client's event-loop thread rather than OS threads, since a thread
+        per request would only hand its batch to that loop and wait (see docs/architecture.md).
         ``errors`` as for :meth:`embed`.
         """
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers must be a positive integer, got {max_workers!r}")
-        check_texts(texts)
-        keep_going = _keep_going(errors)
-        core = self._core
-        bar = Progress(len(texts), core.stats) if progress else None
-        try:
-            job = self._call(core._start(texts, batch_size, progress=bar, keep_going=keep_going))
-            with concurrent.futures.ThreadPoolExecutor(max_workers, "embedsdk-worker") as pool:
-                futures = [pool.submit(self._run_batch, job, b) for b in job.batches]
-                try:
-                    # One wake-up at the end (or at the first failure), not one per batch:
-                    # a third thread woken for every batch costs measurable CPU.
-                    done, _ = concurrent.futures.wait(
-                        futures, return_when=concurrent.futures.FIRST_EXCEPTION
-                    )
-                    for future in futures:
-                        if future in done:
-                            future.result()
-                except BaseException as exc:
-                    # Stop the batches in flight too, not only the queued ones (Ctrl-C).
-                    if not self._closed:  # a closed client's loop already cancelled them
-                        self._portal.call(core._cancel(job))
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    failure = job.fail(exc, core._dim_hint)
-                    if keep_going and isinstance(failure, EmbedSDKError):
-                        return core._conclude(job, failure)
-                    raise failure from None
-            return core._conclude(job)
-        finally:
-            if bar is not None:
-                bar.close()
+        return self.embed(
+            texts,
+            batch_size=batch_size,
+            max_concurrent=max_workers,
+            progress=progress,
+            errors=errors,
+        )

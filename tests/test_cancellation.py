@@ -2,9 +2,10 @@
 sockets or sessions behind, and keeps what arrived (in the cache).
 
 Each test lets some batches arrive, then makes every later request hang on the simulated
-provider (30 s, far past anything the test waits), interrupts once all workers hang, and
-checks the server's own in-flight count, the threads and sockets of the process, and that a
-re-run asks the server only for what had not arrived.
+provider (an hour, with no client timeout: only the interruption can end them), interrupts
+once all workers hang, and checks the server's own in-flight count, the threads and sockets
+of the process, and that a re-run asks the server only for what had not arrived. No time is
+asserted: the waits below are guards that fail a test instead of hanging the suite.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ WORKERS = 4
 TEXTS = [f"第{i}句 sentence {i}" for i in range(600)] + [f"第{i}句 sentence {i}" for i in range(50)]
 EXPECTED = expected_matrix(TEXTS, "BAAI/bge-m3", DIM)
 N_UNIQUE = 600
-#: A request that is not cancelled ends by timeout after 10 s: longer than check_after waits,
-#: so a cancel that does not reach the network fails the test instead of hanging it.
-OPTIONS: dict[str, Any] = {"batch_size": 10, "timeout": 10, "max_retries": 0}
+#: No timeout: a hanging request that is not cancelled never ends, and check_after's guard
+#: fails the test.
+OPTIONS: dict[str, Any] = {"batch_size": 10, "timeout": None, "max_retries": 0}
+#: Seconds a hang lasts: longer than any guard below.
+HANG = 3600.0
+#: Seconds a guard waits for a condition before failing the test (a stuck machine, not a
+#: slow one, reaches it).
+GUARD = 60.0
 
 Factory = Callable[..., SimulatedProvider]
 
@@ -49,7 +55,7 @@ def _summary() -> Iterator[None]:
         print(f"\nin flight -> 0 after (s, texts kept): {[(round(t, 3), n) for t, n in DRAINS]}")
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> float:
+def _wait_for(condition: Callable[[], bool], seconds: float = GUARD) -> float:
     """Poll ``condition`` every 5 ms; return the seconds it took (fail after ``seconds``)."""
     start = time.perf_counter()
     while not condition():
@@ -59,7 +65,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> float:
     return time.perf_counter() - start
 
 
-async def _await_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+async def _await_for(condition: Callable[[], bool], seconds: float = GUARD) -> None:
     start = time.perf_counter()
     while not condition():
         if time.perf_counter() - start > seconds:
@@ -94,7 +100,7 @@ class Scene:
     def hang_after_some(self) -> bool:
         """Poll target: once 200 texts arrived, make every new request hang."""
         if self.served() >= 200 and not self.sim.stats()["faults"]:
-            self.sim.configure(fault_rate=1.0, faults=("hang",), hang=30.0)
+            self.sim.configure(fault_rate=1.0, faults=("hang",), hang=HANG)
         return self.all_hanging()
 
     def all_hanging(self) -> bool:
@@ -103,9 +109,10 @@ class Scene:
         stats = self.sim.stats()
         return stats["faults"].get("hang", 0) >= WORKERS and stats["in_flight"] == WORKERS
 
-    def check_after(self, seconds: float = 3.0) -> tuple[int, float]:
-        """The server's in-flight count drops to 0; returns (texts served, seconds it took)."""
-        took = _wait_for(lambda: self.sim.stats()["in_flight"] == 0, seconds)
+    def check_after(self) -> tuple[int, float]:
+        """The server's in-flight count drops to 0 (only the cancel can do that); returns
+        (texts served, seconds it took)."""
+        took = _wait_for(lambda: self.sim.stats()["in_flight"] == 0)
         DRAINS.append((took, self.served()))
         return self.served(), took
 
@@ -251,8 +258,9 @@ def test_cancelling_the_async_module_function_from_another_loop(
     scene.check_nothing_left()
 
 
+@pytest.mark.parametrize("how", ["embed", "embed_threaded"])
 def test_closing_the_client_mid_call_leaves_nothing_behind(
-    simulated_provider_factory: Factory,
+    simulated_provider_factory: Factory, how: str
 ) -> None:
     scene = Scene(simulated_provider_factory)
     emb = Embedder(base_url=scene.sim.base_url, max_concurrent=WORKERS, **OPTIONS)
@@ -260,7 +268,10 @@ def test_closing_the_client_mid_call_leaves_nothing_behind(
 
     def work() -> None:
         try:
-            emb.embed(TEXTS)
+            if how == "embed":
+                emb.embed(TEXTS)
+            else:
+                emb.embed_threaded(TEXTS, max_workers=WORKERS)
         except BaseException as exc:
             failure.append(exc)
 
@@ -268,7 +279,7 @@ def test_closing_the_client_mid_call_leaves_nothing_behind(
     thread.start()
     _wait_for(scene.hang_after_some)
     emb.close()
-    thread.join(timeout=10)
+    thread.join(timeout=GUARD)
     assert not thread.is_alive()
     assert len(failure) == 1 and isinstance(failure[0], embedsdk.ClientClosedError)
     served, _ = scene.check_after()

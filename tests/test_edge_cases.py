@@ -17,20 +17,37 @@ from embedsdk.testing import SimulatedProvider
 KEY = "sk-live-SECRET1234567890"
 
 
+class FrozenClock:
+    """A rate controller's clock that moves only when told; ``read`` is set the first time a
+    request asks it for its turn."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.read = asyncio.Event()
+
+    def __call__(self) -> float:
+        self.read.set()
+        return self.now
+
+
 def test_aclose_while_waiting_for_a_turn_sends_nothing_and_leaks_nothing() -> None:
     async def main() -> tuple[int, object, bool]:
         embedsdk.set_testing(False)  # let the request really wait in the shared pause
         async with SimulatedProvider() as sim:
-            ctl = RateController()
-            now = ctl.now()
-            ctl._start_pause(now + 0.3)  # as after a 429: every worker waits 0.3 s
+            clock = FrozenClock()
+            ctl = RateController(clock=clock)
+            # As after a 429: every request waits until the controller's clock reads 0.05,
+            # and that clock stands still until the client is closed.
+            ctl.on_rate_limited(ctl.reserve(1), retry_after=0.05)
+            clock.read.clear()
             emb = AsyncEmbedder(base_url=sim.base_url, cache=False, rate_controller=ctl)
             task = asyncio.ensure_future(emb.embed(["a", "b"]))
-            await asyncio.sleep(0.05)  # the call now waits for its turn
+            await asyncio.wait_for(clock.read.wait(), 60)  # the call now waits for its turn
             await emb.aclose()
+            clock.now = 1.0  # the pause is over: the call may go, on a closed client
             outcome: object
             try:
-                outcome = (await task).shape
+                outcome = (await asyncio.wait_for(task, 60)).shape
             except embedsdk.ClientClosedError as exc:
                 outcome = exc
             session = getattr(emb._transport, "_session", None)

@@ -115,7 +115,7 @@ def test_connection_errors_and_their_logs_never_show_the_key(
 
 
 def test_a_timeout_never_shows_the_key(simulated_provider_factory: Factory) -> None:
-    sim = simulated_provider_factory(dim=16, fault_rate=1.0, faults=("hang",), hang=5)
+    sim = simulated_provider_factory(dim=16, fault_rate=1.0, faults=("hang",), hang=600)
     emb = Embedder(base_url=sim.base_url, api_key=KEY, timeout=0.05, max_retries=1)
     with emb, pytest.raises(embedsdk.APITimeoutError) as caught:
         emb.embed(["a"])

@@ -441,7 +441,7 @@ def test_a_blocking_generator_does_not_stall_the_requests_in_flight(
 
     def slow_source() -> Iterator[str]:
         yield from texts[:100]
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a guard: a stuck loop, not a slow one, fails
         while sim.stats()["inputs"] < 100:  # the first window must be served meanwhile
             assert time.monotonic() < deadline, "the first window waited for the reader"
             time.sleep(0.005)

@@ -1,8 +1,9 @@
 """The sync clients and the three module functions against real servers on 127.0.0.1.
 
 A small aiohttp provider served from its own thread measures concurrency server-side (peak
-requests in flight, connections used); aioresponses drives request/response logic through
-the real aiohttp transport.
+requests in flight, connections used) and sees what aiohttp really sends. Nothing here waits
+for wall-clock time to pass: requests are held by events, and the client loop's clock is
+frozen where a rate limit must be seen to wait.
 """
 
 from __future__ import annotations
@@ -10,22 +11,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import gc
 import hashlib
-import inspect
-import json
 import multiprocessing
 import os
 import threading
 from collections.abc import Awaitable, Iterator
 from typing import Any, Callable
-from unittest import mock
 
-import aiohttp
 import numpy as np
 import pytest
 from aiohttp import web
-from aioresponses import CallbackResult, aioresponses
 
 import embedsdk
 from embedsdk import (
@@ -34,7 +31,6 @@ from embedsdk import (
     AuthenticationError,
     ClientClosedError,
     Embedder,
-    RateLimitError,
     _api,
 )
 
@@ -86,6 +82,7 @@ class Provider:
         self.in_flight = self.peak = self.requests = 0
         self.sizes: list[int] = []
         self.peers: set[Any] = set()
+        self.seen: list[tuple[dict[str, str], dict[str, Any]]] = []  # (headers, body)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-provider")
         self._runner: web.AppRunner | None = None
@@ -122,6 +119,7 @@ class Provider:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.seen.append((dict(request.headers), body))
         inputs = body["input"]
         assert request.transport is not None
         self.peers.add(request.transport.get_extra_info("peername"))
@@ -175,6 +173,30 @@ def slow_first(provider: Provider, n_batches: int, slow_text: str) -> None:
     provider.hook = hook
 
 
+def hold_until_in_flight(provider: Provider, n: int) -> None:
+    """Hold every request until ``n`` are in flight at once, then let them all through.
+
+    So the peak reaches the bound whatever the machine's load (a fixed delay would let the
+    first answer go before the last request of the first round came in). A bound below ``n``
+    never fills the gate: after 30 s the requests go anyway and the peak shows it.
+    """
+
+    async def make() -> asyncio.Event:
+        return asyncio.Event()
+
+    full: asyncio.Event = provider.run(make())
+
+    async def hook(inputs: list[str]) -> None:
+        if provider.in_flight >= n:
+            full.set()
+        try:
+            await asyncio.wait_for(full.wait(), timeout=30)
+        except asyncio.TimeoutError:
+            full.set()
+
+    provider.hook = hook
+
+
 def in_thread(fn: Callable[[], Any], timeout: float = 60) -> Any:
     """Run ``fn`` on a helper thread; a hang fails the test instead of blocking the suite."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -204,6 +226,7 @@ def test_serial_batch_size(provider: Provider) -> None:
 @pytest.mark.parametrize("workers", [2, 4])
 def test_thread_pool_bound_is_max_workers(provider: Provider, workers: int) -> None:
     texts = texts_for(60)
+    hold_until_in_flight(provider, workers)
     result = embedsdk.get_batch_embeddings_concurrent(
         texts, max_workers=workers, batch_size=3, **options(provider)
     )
@@ -215,6 +238,7 @@ def test_thread_pool_bound_is_max_workers(provider: Provider, workers: int) -> N
 @pytest.mark.parametrize("limit", [2, 4])
 def test_async_bound_is_max_concurrent(provider: Provider, limit: int) -> None:
     texts = texts_for(60)
+    hold_until_in_flight(provider, limit)
 
     async def main() -> np.ndarray:
         return await embedsdk.get_batch_embeddings_async(
@@ -228,9 +252,11 @@ def test_async_bound_is_max_concurrent(provider: Provider, limit: int) -> None:
 def test_embedder_bound_is_max_concurrent(provider: Provider) -> None:
     texts = texts_for(40)
     with Embedder(max_concurrent=3, batch_size=2, **options(provider)) as emb:
+        hold_until_in_flight(provider, 3)
         check(emb.embed(texts), texts)
         assert provider.peak == 3
         provider.peak = 0
+        hold_until_in_flight(provider, 5)
         check(emb.embed(texts_for(40, "u"), max_concurrent=5), texts_for(40, "u"))
         assert provider.peak == 5
 
@@ -348,61 +374,111 @@ def test_different_options_get_different_clients(provider: Provider) -> None:
     assert len(_api._clients) == 2
 
 
+class FrozenClock:
+    """A client's loop clock that stands still until told to move (aiolimiter's own tests
+    patch the loop's clock the same way): a rate limit's wait ends when the test says so.
+
+    ``settle()`` waits until the next call has been handed to the loop, then lets the loop run
+    a hundred turns: that call has gone as far as it can without time passing.
+    """
+
+    def __init__(self, client: Embedder) -> None:
+        client.embed([])  # starts the loop thread; sends nothing
+        loop = client._portal.started_loop()
+        assert loop is not None
+        self.loop, self.now = loop, loop.time()
+        self.handed = threading.Event()
+        submit = client._portal.submit
+
+        def noting(coro: Any) -> Any:
+            future = submit(coro)
+            self.handed.set()
+            return future
+
+        client._portal.submit = noting  # type: ignore[method-assign]
+        loop.time = lambda: self.now  # type: ignore[method-assign]
+
+    def settle(self) -> None:
+        assert self.handed.wait(60), "the call never reached the client's loop"
+
+        async def turns() -> None:
+            for _ in range(100):
+                await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(turns(), self.loop).result(60)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.loop.call_soon_threadsafe(lambda: None)  # wake it up to look at its timers
+
+    def thaw(self) -> None:
+        del self.loop.time
+
+
 def test_variants_share_one_rate_limit(provider: Provider) -> None:
-    """rpm=3: two serial requests and one from the thread pool empty the client's bucket, so
-    the async variant must wait for it (about 20 s) instead of sending at once."""
-    opts = options(provider, rpm=3)
-    embedsdk.get_batch_embeddings(texts_for(40), **opts)
-    embedsdk.get_batch_embeddings_concurrent(texts_for(20, "b"), max_workers=2, **opts)
-    assert provider.requests == 3
+    """rpm=1: each variant's request waits for the one sent before it, whichever variant
+    sent that one; it goes once the client's clock (frozen here) has moved on a minute."""
+    opts = options(provider, rpm=1)
+    client = _api._client_for("get_batch_embeddings", opts)
+    clock = FrozenClock(client)
+    try:
+        embedsdk.get_batch_embeddings(["a"], **opts)  # the one request of this minute
+        assert client.stats.requests == provider.requests == 1
+        later = [
+            lambda: embedsdk.get_batch_embeddings_concurrent(["b"], max_workers=2, **opts),
+            lambda: asyncio.run(embedsdk.get_batch_embeddings_async(["c"], **opts)),
+        ]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            for sent, call in enumerate(later, start=1):
+                clock.handed.clear()
+                future = pool.submit(call)
+                clock.settle()
+                assert client.stats.requests == sent  # waiting for the shared bucket
+                clock.advance(61.0)  # a minute later the bucket has room for one
+                future.result(60)
+                assert client.stats.requests == provider.requests == sent + 1
+    finally:
+        clock.thaw()
 
-    async def main() -> bool:
-        task = asyncio.ensure_future(embedsdk.get_batch_embeddings_async(["c"], **opts))
-        done, _ = await asyncio.wait({task}, timeout=0.5)
-        task.cancel()  # reaches the client's loop thread: the waiting call is abandoned
-        await asyncio.gather(task, return_exceptions=True)
-        return bool(done)
 
-    assert asyncio.run(main()) is False
-    assert provider.requests == 3
+def hold(provider: Provider, which: Callable[[int], bool]) -> asyncio.Event:
+    """Hold the requests ``which(n)`` picks (n counts from 1) until the returned event is set:
+    only the client's timeout ends them within the test."""
 
-
-def test_client_timeout_is_retried(provider: Provider) -> None:
     async def make() -> asyncio.Event:
         return asyncio.Event()
 
     release: asyncio.Event = provider.run(make())
-    calls = 0
 
     async def hook(inputs: list[str]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:  # the first answer never comes in time
-            await asyncio.wait_for(release.wait(), timeout=10)
+        if which(provider.requests):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(release.wait(), timeout=600)
 
     provider.hook = hook
+    return release
+
+
+def test_client_timeout_is_retried(provider: Provider) -> None:
+    # The first answer never comes; the retry is answered at once, far within the timeout
+    # (were it late on a loaded machine, it would be retried too: the count is "at least").
+    release = hold(provider, lambda n: n == 1)
     try:
-        with Embedder(timeout=0.2, **options(provider)) as emb:
+        with Embedder(timeout=1.0, **options(provider)) as emb:
             check(emb.embed(["a", "b"]), ["a", "b"])
-            assert emb.stats.retries == 1
+            assert emb.stats.retries >= 1 and emb.stats.requests == emb.stats.retries + 1
     finally:
         provider.loop.call_soon_threadsafe(release.set)
 
 
 def test_client_timeout_gives_up_as_api_timeout_error(provider: Provider) -> None:
-    async def make() -> asyncio.Event:
-        return asyncio.Event()
-
-    release: asyncio.Event = provider.run(make())
-
-    async def hook(inputs: list[str]) -> None:
-        await asyncio.wait_for(release.wait(), timeout=10)
-
-    provider.hook = hook
+    release = hold(provider, lambda n: True)  # no answer ever comes: each attempt times out
     try:
-        with pytest.raises(APITimeoutError, match=r"within 0\.1 s"):
+        with pytest.raises(APITimeoutError, match=r"within 0\.1 s") as info:
             embedsdk.get_batch_embeddings(["a"], timeout=0.1, max_retries=1, **options(provider))
-        assert provider.requests == 2
+        assert provider.base_url.split("/")[2] in str(info.value)  # 127.0.0.1:port
+        (client,) = _api._clients.values()
+        assert client.stats.requests == 2 and client.stats.retries == 1
     finally:
         provider.loop.call_soon_threadsafe(release.set)
 
@@ -546,118 +622,19 @@ def test_empty_input_every_variant(provider: Provider) -> None:
     assert provider.requests == 0
 
 
-# -- request/response logic through the real aiohttp transport (aioresponses) -----------------
-
-URL = "http://127.0.0.1:9/v1"
-ENDPOINT = URL + "/embeddings"
+# -- what aiohttp really sends -----------------------------------------------------------------
 
 
-class CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.8 builds responses without the ``stream_writer`` aiohttp 3.14 requires
-    (https://github.com/pnuckowski/aioresponses/issues/289); older aiohttp has no such argument.
-    """
-
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
-            kwargs.setdefault("stream_writer", mock.Mock(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-def post(mocked: aioresponses, **kwargs: Any) -> None:
-    mocked.post(ENDPOINT, response_class=CompatResponse, **kwargs)
-
-
-def reply(status: int = 200, fmt: str = "base64") -> Callable[..., CallbackResult]:
-    def callback(url: Any, **kwargs: Any) -> CallbackResult:
-        body = json.loads(kwargs["data"])
-        return CallbackResult(
-            status=status, payload=answer(body["input"], fmt), response_class=CompatResponse
-        )
-
-    return callback
-
-
-def test_aioresponses_request_shape_and_decoding() -> None:
-    seen: list[dict[str, Any]] = []
-
-    def callback(url: Any, **kwargs: Any) -> CallbackResult:
-        seen.append({"body": json.loads(kwargs["data"]), "headers": kwargs["headers"]})
-        return reply(fmt="float")(url, **kwargs)
-
-    with aioresponses() as mocked:
-        post(mocked, callback=callback, repeat=True)
-        texts = texts_for(5)
-        check(
-            embedsdk.get_batch_embeddings(texts, base_url=URL, api_key="sk-x", cache=False), texts
-        )
-    (request,) = seen
-    assert request["body"]["input"] == texts
-    assert request["body"]["encoding_format"] == "base64"
-    assert request["headers"]["Authorization"] == "Bearer sk-x"
-    assert request["headers"]["User-Agent"].startswith("embedsdk/")
-
-
-def test_aioresponses_retry_after_then_success() -> None:
-    with aioresponses() as mocked:
-        post(
-            mocked,
-            status=429,
-            body=b'{"message":"TPM limit reached.","data":null}',
-            headers={"Retry-After": "1", "X-SiliconCloud-Trace-Id": "tr-429"},
-        )
-        post(mocked, callback=reply())
-        with Embedder(base_url=URL, cache=False) as emb:
-            check(emb.embed(["a"]), ["a"])
-            assert emb.stats.retries == 1
-
-
-def test_aioresponses_status_error_fields() -> None:
-    with aioresponses() as mocked:
-        post(
-            mocked,
-            status=429,
-            repeat=True,
-            content_type="text/plain",
-            body=b'{"message":"Request was rejected due to rate limiting.","data":null}',
-            headers={"X-SiliconCloud-Trace-Id": "tr-1"},
-        )
-        with pytest.raises(RateLimitError) as info:
-            embedsdk.get_batch_embeddings(["a"], base_url=URL, cache=False, max_retries=2)
-    exc = info.value
-    assert exc.status_code == 429 and exc.trace_id == "tr-1"
-    assert exc.message == "Request was rejected due to rate limiting."
-
-
-def test_aioresponses_bare_text_401() -> None:
-    with aioresponses() as mocked:
-        post(mocked, status=401, body=b"Invalid token", content_type="text/plain")
-        with pytest.raises(AuthenticationError, match="Invalid token"):
-            embedsdk.get_batch_embeddings(["a"], base_url=URL, cache=False)
-
-
-@pytest.mark.parametrize(
-    ("raised", "expected_cls"),
-    [
-        (asyncio.TimeoutError(), APITimeoutError),
-        (aiohttp.ServerDisconnectedError(), APIConnectionError),
-        (aiohttp.ClientConnectionError("refused"), APIConnectionError),
-    ],
-)
-def test_aioresponses_transport_errors(raised: Exception, expected_cls: type) -> None:
-    with aioresponses() as mocked:
-        post(mocked, exception=raised, repeat=True)
-        with pytest.raises(expected_cls) as info:
-            embedsdk.get_batch_embeddings(["a"], base_url=URL, cache=False, max_retries=1)
-    assert type(info.value) is expected_cls
-    assert "127.0.0.1:9" in str(info.value)
-
-
-def test_aioresponses_connection_error_retried_then_ok() -> None:
-    with aioresponses() as mocked:
-        post(mocked, exception=aiohttp.ServerDisconnectedError())
-        post(mocked, exception=asyncio.TimeoutError())
-        post(mocked, callback=reply())
-        check(embedsdk.get_batch_embeddings(["a", "b"], base_url=URL, cache=False), ["a", "b"])
+def test_request_on_the_wire(provider: Provider) -> None:
+    """The body and headers as the server receives them (MockTransport sees only what the
+    core hands to the transport, not what aiohttp makes of it)."""
+    texts = texts_for(5)
+    check(embedsdk.get_batch_embeddings(texts, api_key="sk-x", **options(provider)), texts)
+    ((headers, body),) = provider.seen
+    assert body == {"model": "BAAI/bge-m3", "input": texts, "encoding_format": "base64"}
+    assert headers["Authorization"] == "Bearer sk-x"
+    assert headers["User-Agent"].startswith("embedsdk/")
+    assert headers["Content-Type"] == "application/json"
 
 
 # -- the simulated provider shipped with embedsdk ---------------------------------------------
