@@ -1,60 +1,64 @@
-"""Adaptive rate control: find a provider's rate limit without being told, and run under it.
+"""Adaptive rate control: run just under a provider's limit without being told it.
 
-SiliconFlow limits requests and tokens per minute, per account and model, sends no
-``x-ratelimit-*`` headers and no ``Retry-After``, and users rarely know their level. A
-:class:`RateController` learns the limit from the 429s and paces every request of the clients
-that share it. The controller does no I/O and never sleeps: the core asks it *when* a request
-may go and sleeps in :func:`take_turn`, so the logic is tested with a fake clock.
+Providers enforce limits in many ways (see the shared provider facts): token buckets that
+refill continuously, fixed or sliding windows of a second or a minute, caps on requests in
+flight; SiliconFlow sends no ``Retry-After`` and no ``x-ratelimit-*`` headers, and users
+rarely know their level. A :class:`RateController` learns from the answers and holds back
+the requests of every client that shares it. It does no I/O and never sleeps: the core asks
+it *when* a request may go, and sleeps in :func:`take_turn`, so the logic is tested with a
+fake clock.
 
-How it decides (all times in seconds of :func:`time.monotonic`):
+It steers two things, as TCP and Netflix's concurrency limiters do:
 
-- **Free until the first 429.** Before any 429 (and with no rate-limit headers) a request
-  costs one uncontended lock and a counter: every client runs flat out.
-- **One shared pause.** A 429 starts a new *epoch*: every worker of every client sharing the
-  controller waits until the same instant (``Retry-After`` / ``retry-after-ms`` when the
-  server sent one, else 0.5 s doubling while the wall lasts, never past the moment the oldest
-  success of the last minute leaves a per-minute window). Requests booked before the 429 go
-  back in the queue. After the pause one *probe* goes alone; the rest follow when it succeeds.
-  The 429s of requests already in flight are echoes of the same event and change nothing.
-- **Multiplicative decrease.** A 429 that follows a success sets the pace to 0.9 times what
-  the server accepted in the last ``window`` (60 s, as per-minute RPM/TPM limits count), or
-  0.9 times the current pace if that is lower. The count of the last minute is exactly the
-  limit of a per-minute window, however fast it was spent. The message or the headers tell
-  whether requests (RPM) or tokens (TPM) ran out; when they don't, both are paced.
-- **Additive increase.** Each second in which the pace held requests back, it grows by 0.2 %
-  of the pace set at the last decrease, doubling every window without a 429, so it settles
-  just under a per-minute limit and still finds a limit that was raised or underestimated.
-- **Headers, when present.** ``x-ratelimit-remaining-*`` over ``x-ratelimit-reset-*`` caps
-  the pace until the reset, and ``remaining == 0`` pauses until it: the wall is not hit.
-- **Token estimates corrected.** The running ratio of ``usage.prompt_tokens`` to the
-  client's estimate turns estimates into real tokens, for the pace and for a user ``tpm``.
+- **a pace** (requests and tokens per second, a GCRA with a small burst), for rate limits;
+- **a window** (requests in flight at once), for concurrency caps.
 
-The pace is a GCRA (virtual-scheduling token bucket) per dimension with one second of burst,
-booked at most that far ahead so that a rising pace takes effect at once. The user's ``rpm`` /
-``tpm`` stay hard ceilings, enforced by the client's own limiters on top: adaptation only ever
-goes below them. A 429 under adaptive control adds no per-request backoff (the shared pause is
-the wait) and draws first on its own allowance of ``3 * max_retries`` retries.
+A 429 is read as a concurrency cap when it says so, or when it came back on a request sent
+with more requests in flight than any recent success had (a rate limit refuses at any level;
+a cap only above it): the window drops to just below that level and nobody pauses. Any other
+429 (and a 503 is read the same way as a cap's) is a rate limit:
 
-Limits counted per second rather than per minute look, at the first 429, like a small
-per-minute limit; the accelerating increase finds them again in minutes. Pass
-``RateController(window=1)`` for such a provider.
+- **Free until the first 429.** Until then a request costs one uncontended lock.
+- **Multiplicative decrease from what got through.** The pace becomes 0.9 times what the
+  server accepted since the previous decrease, over the time actually observed (at most the
+  last ten seconds, not a fixed minute), so the first decreases land near the limit of a
+  token bucket, a one-second window and a one-minute window alike; when the pace itself was
+  lower (it had just crept above the limit) it is cut by half as much, 5 %.
+- **One shared pause.** Every worker of every client waits until the same instant:
+  ``Retry-After`` / ``retry-after-ms`` when sent, else a short pause that doubles while the
+  wall lasts, never longer than a quarter of the wall's age (so the probes stay few and a
+  minute's wall is not left much late) nor than the ``x-ratelimit-reset-*`` the server
+  announced. Everybody then resumes at the lowered pace; once the wall lasts (a second
+  refusal in a row), one probe goes alone and the rest follow when it succeeds. 429s of
+  requests already in flight are echoes of the same event and change nothing.
+- **Additive increase, then faster.** While the pace holds requests back, it grows by 0.5 %
+  of the decreased pace per second; after each quiet spell (``quiet`` seconds without a
+  429) the step doubles, up to 16 % per second, so a raised limit is found again quickly.
+- The window grows by one for each request that filled it, slowly near the level a cap
+  refused last (one probe, then twice as long to wait after each refusal there).
+
+The user's ``rpm`` / ``tpm`` stay hard ceilings, enforced by the client's own limiters in
+front: adaptation only ever goes below them. Token estimates are corrected by the running
+ratio of ``usage.prompt_tokens`` to the client's estimate.
 
 Sharing: every client with the same endpoint, API key and model gets the same controller
-from :func:`shared_controller` (the key is hashed, never stored), so several ``Embedder``
-objects of one account in a process pace together. Pass ``rate_controller=RateController()``
-to choose the group yourself, or ``adaptive=False`` to turn it off.
+from :func:`shared_controller` (the key is hashed, never stored). Pass
+``rate_controller=RateController()`` to choose the group yourself, or ``adaptive=False`` to
+turn it off.
 
 >>> ctl = RateController(clock=lambda: 0.0)
 >>> ticket = ctl.reserve(100)           # before any 429: go now
->>> ticket.at, ctl.admit(ticket)
-(0.0, True)
+>>> ctl.admit(ticket), ticket.at
+(True, 0.0)
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
+import logging
 import math
 import re
 import threading
@@ -64,29 +68,75 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import _retry
-from ._responses import is_quota, parse_error_body, parse_retry_after
+from ._responses import _header, is_quota, parse_error_body, parse_retry_after
 
 if TYPE_CHECKING:
     from ._config import ClientOptions
 
-#: Seconds counted by a per-minute limit (RPM, TPM).
-WINDOW = 60.0
+logger = logging.getLogger("embedsdk")
 
 #: How often a worker looks again while the probe is out, seconds.
-PROBE_POLL = 0.05
+PROBE_POLL = 0.02
+#: Longest a worker waits for a free slot before it looks again, seconds.
+SLOT_POLL = 1.0
+#: Shortest and longest shared pause without a Retry-After, seconds.
+PAUSE_MIN = 0.05
+PAUSE_MAX = 30.0
+#: A pause without a Retry-After ends at most this share of the wall's age late.
+WALL_LATE = 0.25
+#: A wall that lasted this long (seconds) was a window's, not a bucket's: see _after_wall.
+LONG_WALL = 1.0
+#: Successes are counted in bins of BIN seconds over the last RECENT seconds.
+BIN = 0.25
+RECENT = 10.0
+#: Below this share of the pace a decrease came from, the pace grows three times as fast.
+PLATEAU = 0.97
+#: Share of the pace's interval kept between two requests really sent (a little slack: a
+#: request sent early by a rounding error is no reason to wait again).
+SPACING = 0.98
+#: Successes at a level (requests in flight) that show the server takes that many.
+LEVEL_EVIDENCE = 3
+#: A wait at least this long is worth an INFO line (and the bar's postfix), seconds.
+VISIBLE_WAIT = 3.0
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_CONCURRENCY_WORDS = ("concurren", "in flight", "in-flight", "parallel", "并发")
+
+#: Verdicts of :meth:`RateController.on_rate_limited` and :func:`report`.
+PAUSED = "paused"  # a rate limit: wait for the shared pause, then retry
+NARROWED = "narrowed"  # a concurrency cap: retry when a slot is free
+NOTED = "noted"  # nothing for the controller: the usual retry rules apply
 
 
-class Ticket(NamedTuple):
-    """A booking: the request may go at ``at`` if ``epoch`` is still current."""
+class Ticket:
+    """One request's turn. ``at``: when it may go (clock seconds); ``epoch``: the pause
+    it was booked in; ``in_flight``: requests in flight, itself included, when it went."""
 
-    epoch: int
-    at: float  # clock seconds
-    tokens: float  # corrected token cost that was booked
-    estimate: int  # the caller's own estimate, to correct the ratio
-    booked: bool = False  # holds a place in the pace (False: fast path, or a probe poll)
-    held: bool = False  # the pace made it wait: the pace is what limits the throughput
+    __slots__ = (
+        "at",
+        "booked",
+        "epoch",
+        "estimate",
+        "held",
+        "in_flight",
+        "sent",
+        "tokens",
+        "why",
+    )
+
+    def __init__(self, epoch: int, at: float, tokens: float, estimate: int) -> None:
+        self.epoch = epoch
+        self.at = at
+        self.tokens = tokens  # corrected token cost
+        self.estimate = estimate  # the caller's own estimate, to correct the ratio
+        self.booked = False  # holds a place in the pace
+        self.held = False  # the pace made it wait: the pace is what limits the throughput
+        self.in_flight = 0  # > 0 once admitted; 0 again once its outcome was reported
+        self.sent = 0.0
+        self.why = ""  # what it waits for when not booked: "pause", "probe", "slot", "pace"
+
+    def __repr__(self) -> str:
+        return f"<Ticket epoch={self.epoch} at={self.at:.3f} in_flight={self.in_flight}>"
 
 
 class RateLimitHeaders(NamedTuple):
@@ -102,9 +152,11 @@ def parse_duration(value: str) -> float | None:
     """Seconds from ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"`` or a bare number."""
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        number = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, number) if math.isfinite(number) else None
     parts = _DURATION_RE.findall(value)
     if not parts or "".join(n + u for n, u in parts) != value.replace(" ", ""):
         return None
@@ -113,22 +165,23 @@ def parse_duration(value: str) -> float | None:
 
 
 def _number(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
+    raw = _header(headers, name)
     if raw is None:
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def _duration(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
+    raw = _header(headers, name)
     return None if raw is None else parse_duration(raw)
 
 
 def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | None:
-    """The OpenAI-style rate-limit headers of an answer, or ``None`` when it has none."""
+    """The OpenAI-style rate-limit headers of an answer (any case), or ``None``."""
     requests = _number(headers, "x-ratelimit-remaining-requests")
     tokens = _number(headers, "x-ratelimit-remaining-tokens")
     if requests is None and tokens is None:
@@ -156,206 +209,304 @@ def exhausted(message: str, hint: RateLimitHeaders | None) -> tuple[bool, bool]:
     return True, True
 
 
-class _Dimension:
+def says_per_minute(message: str) -> bool:
+    """The 429's message names a rate ("per minute", "RPM", "TPM", "QPS")."""
+    text = message.upper()
+    return any(word in text for word in ("PER MIN", "RPM", "TPM", "QPS", "RPS", "PER SEC"))
+
+
+def says_concurrency(message: str) -> bool:
+    """The 429's message blames requests in flight (Zhipu's kind of limit)."""
+    text = message.lower()
+    return any(word in text for word in _CONCURRENCY_WORDS)
+
+
+class _Pace:
     """The adaptive pace of one quantity (requests, or tokens), in units per second."""
 
-    __slots__ = ("base", "hint_rate", "hint_until", "rate", "tat")
+    __slots__ = ("base", "peak", "rate", "tat")
 
     def __init__(self) -> None:
-        self.rate: float | None = None  # learned pace; None: not limited
-        self.base = 0.0  # pace set at the last decrease (the additive step's scale)
+        self.rate: float | None = None  # None: not limited
+        self.base = 0.0  # the pace set at the last decrease (the increase's scale)
+        self.peak = 0.0  # the pace a decrease came from when it was only just too fast
         self.tat = -math.inf  # GCRA theoretical arrival time
-        self.hint_rate: float | None = None  # from x-ratelimit headers, until hint_until
-        self.hint_until = -math.inf
 
-    def interval(self, now: float) -> float:
-        """Seconds per unit at the current pace (0: unlimited)."""
-        rate = self.rate
-        if self.hint_rate is not None:
-            if now < self.hint_until:
-                rate = self.hint_rate if rate is None else min(rate, self.hint_rate)
-            else:
-                self.hint_rate = None
-        return 0.0 if rate is None else 1.0 / rate
-
-    def decrease(self, factor: float, accepted: float, floor: float) -> None:
-        """Cut the pace to ``factor`` of the lower of the pace and ``accepted`` (per second)."""
-        candidates = [r for r in (self.rate, accepted) if r is not None and r > 0]
-        if not candidates:
-            return  # nothing got through yet: the pause and the probe do the work
-        self.rate = self.base = max(floor, factor * min(candidates))
+    def decrease(self, factor: float, accepted: float | None, floor: float) -> None:
+        """``factor`` times what the server took (per second), or half as deep a cut from
+        the pace when that is lower: the pace was then only just above the limit."""
+        if accepted is not None and accepted > 0 and (self.rate is None or accepted < self.rate):
+            self.rate = max(floor, factor * accepted)
+            self.peak = 0.0
+        elif self.rate is not None:
+            self.peak = self.rate
+            self.rate = max(floor, (1 + factor) / 2 * self.rate)
+        self.base = self.rate or 0.0
 
     def increase(self, step: float, amount: float) -> None:
-        """Grow by ``step`` units/s per second of use; ``amount`` units just succeeded."""
+        """Grow by ``step`` of the base per second of use (``amount`` units just went),
+        three times as fast while well under the pace the last decrease came from: back
+        near the limit soon, then slowly over it (TCP CUBIC's plateau, in short)."""
         if self.rate is not None:
+            if self.rate < PLATEAU * self.peak:
+                step *= 3
             self.rate += step * self.base * amount / self.rate
+
+
+class _Window:
+    """How many requests may be in flight at once (``None``: as many as the clients send)."""
+
+    __slots__ = ("interval", "limit", "next_probe", "passed", "probe", "refused_at")
+
+    def __init__(self) -> None:
+        self.limit: int | None = None
+        self.refused_at: int | None = None  # the lowest level a cap refused lately
+        self.interval = 2.0  # seconds between probes at that level, doubling on a refusal
+        self.next_probe = -math.inf
+        self.probe: int | None = None  # the level a probe opened, until it is answered
+        self.passed = 0  # successes at the refused level since it was refused
+
+    def narrow(self, now: float, level: int) -> None:
+        """A cap refused a request sent with ``level`` in flight."""
+        self.limit = max(1, min(self.limit or level, level - 1))
+        if self.probe is not None and level >= self.probe:
+            self.interval = min(2 * self.interval, 60.0)  # the probe failed: wait longer
+            self.probe = None
+        elif self.refused_at is None:
+            self.interval = 2.0
+        self.refused_at = level if self.refused_at is None else min(self.refused_at, level)
+        self.next_probe = now + self.interval
+        self.passed = 0
+
+    def widen(self, now: float, level: int) -> None:
+        """A request sent with ``level`` in flight succeeded."""
+        limit = self.limit
+        if limit is None or level < limit:
+            return
+        if self.refused_at is not None and level >= self.refused_at:
+            self.passed += 1
+            if self.passed >= LEVEL_EVIDENCE:  # the level refused before passes: it moved
+                self.refused_at = self.probe = None
+        if self.refused_at is None or limit + 1 < self.refused_at:
+            self.limit = limit + 1
+        elif now >= self.next_probe:
+            self.limit = self.probe = limit + 1
+            self.next_probe = now + self.interval
 
 
 class RateController:
     """Adaptive pacing shared by the clients of one account and model. Thread-safe.
 
-    ``window`` is the period of the provider's limits in seconds (60 for RPM/TPM);
-    ``decrease`` the factor applied on a 429; ``increase`` the additive step per second, as a
-    fraction of the pace set at the last decrease; ``burst`` seconds of pace a request may run
-    ahead (default ``window / 60``); ``pause`` the first pause without a ``Retry-After``, in
-    seconds (default ``window / 120``, doubling up to ``window``); ``clock`` returns seconds
-    (tests pass a fake one). Providers that count per second want ``window=1``.
+    ``decrease``: the factor applied to the pace on a 429; ``increase``: the pace's growth
+    per second, as a fraction of the pace set at the last decrease, doubling every
+    ``quiet`` seconds without a 429 (up to 16 times); ``horizon``: how far ahead, in
+    seconds, a request may book its place in the pace; ``clock`` returns seconds (default:
+    the running event loop's clock, else :func:`time.monotonic`; tests pass a fake one).
 
-    The core calls :meth:`reserve` then, once ``ticket.at`` has come, :meth:`admit` (book again
-    when it says no; :func:`take_turn` is that loop), and reports the answer with
-    :meth:`on_success` (then :meth:`on_usage` once the body is read), :meth:`on_rate_limited`
-    or :meth:`on_error` (:func:`report` picks one from the status).
+    The core calls :meth:`reserve` then, once ``ticket.at`` has come, :meth:`admit` (book
+    again when it says no; :func:`take_turn` is that loop), and reports the answer with
+    :meth:`on_success` (then :meth:`on_usage`), :meth:`on_rate_limited`,
+    :meth:`on_overloaded` or :meth:`on_error` (:func:`report` picks one from the status).
     """
-
-    __slots__ = (
-        "__weakref__",
-        "_active",
-        "_bin",
-        "_bins",
-        "_burst",
-        "_clock",
-        "_decrease",
-        "_decreased_at",
-        "_first_pause",
-        "_increase",
-        "_lock",
-        "_probe_out",
-        "_probing",
-        "_ratio",
-        "_real",
-        "_requests",
-        "_sum_requests",
-        "_sum_tokens",
-        "_tokens",
-        "_window",
-        "cooldown_until",
-        "epoch",
-        "pauses",
-        "rate_limited",
-        "strikes",
-    )
 
     def __init__(
         self,
         *,
-        window: float = WINDOW,
         decrease: float = 0.9,
-        increase: float = 0.002,
-        burst: float | None = None,
-        pause: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        increase: float = 0.005,
+        quiet: float = 10.0,
+        horizon: float = 1.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        burst = window / 60 if burst is None else burst
-        pause = window / 120 if pause is None else pause
-        if not 0 < decrease < 1 or increase < 0 or window <= 0 or burst < 0 or pause <= 0:
-            raise ValueError("need 0 < decrease < 1, increase >= 0, window, pause > 0, burst >= 0")
-        self._window = window
+        if not 0 < decrease < 1 or increase < 0 or quiet <= 0 or horizon < 0:
+            raise ValueError("need 0 < decrease < 1, increase >= 0, quiet > 0, horizon >= 0")
         self._decrease = decrease
         self._increase = increase
-        self._burst = burst
-        self._first_pause = pause
-        self._clock = clock
+        self._quiet = quiet
+        self._horizon = horizon
+        self._clock = clock or _loop_time
         self._lock = threading.Lock()
-        self._active = False  # False: nothing to pace, reserve() takes the fast path
-        self._requests = _Dimension()
-        self._tokens = _Dimension()
-        # Successes per bin over the last window: [bin number, requests, tokens].
-        self._bin = window / 60  # seconds per bin
-        self._bins: collections.deque[list[float]] = collections.deque()
-        self._sum_requests = 0.0
-        self._sum_tokens = 0.0
-        self._real = self._ratio = 0.0  # decayed sums of real and estimated tokens
+        self._requests = _Pace()
+        self._tokens = _Pace()
+        self._window = _Window()
+        self._in_flight = 0
+        self._next_free = -math.inf  # the pace between requests really sent (see admit)
+        self._slot_waiters: list[Callable[[], None]] = []
+        # What the server accepted since the last decrease: the estimate of its limit.
+        self._since: float | None = None
+        self._ok_requests = 0.0
+        self._ok_tokens = 0.0
+        self._recent: collections.deque[list[float]] = collections.deque()  # [bin, req, tok]
+        self._refused_at = -math.inf  # the last refusal of the current wall
+        # What got through since the last long wall ended (or the start): see _after_wall.
+        self._cycle: list[float] | None = None  # [since, requests, tokens]
+        self._cut_what = (True, True)  # what the last decrease was for: requests, tokens
+        # Successes and refusals by requests in flight when sent, over the last 10-20 s
+        # (two halves).
+        self._levels: list[collections.Counter[int]] = [
+            collections.Counter(),
+            collections.Counter(),
+        ]
+        self._refusals: list[collections.Counter[int]] = [
+            collections.Counter(),
+            collections.Counter(),
+        ]
+        self._level_turn = -math.inf
+        self._decreased_at = -math.inf
+        self._timescale = 0.0  # the longest wall seen, seconds: the limit's own period
+        self._wall_since = -math.inf  # first refusal of the current wall
         self._probing = False  # after a pause: one request at a time until one succeeds
         self._probe_out = False
-        self._decreased_at = 0.0
+        self._real = self._estimated = 0.0  # decayed sums for the token ratio
         self.epoch = 0
-        self.strikes = 0  # pauses since the last success
+        self.strikes = 0  # refusals since the last success (the wall's length)
         self.cooldown_until = -math.inf
         self.rate_limited = 0  # 429s reported
         self.pauses = 0  # shared pauses started
+        self.narrowed = 0  # concurrency refusals that narrowed the window
 
     def __repr__(self) -> str:
         s = self.snapshot()
-        return f"<RateController rpm={s['rpm']} tpm={s['tpm']} 429s={self.rate_limited}>"
+        return (
+            f"<RateController rpm={s['rpm']} tpm={s['tpm']} in_flight<={s['window']} "
+            f"429s={self.rate_limited}>"
+        )
 
     # -- the estimate correction -------------------------------------------------------
 
     @property
     def token_ratio(self) -> float:
         """Real tokens per estimated token, from ``usage.prompt_tokens`` (1.0 until known)."""
-        if self._ratio <= 0:
+        if self._estimated <= 0:
             return 1.0
-        return min(4.0, max(0.05, self._real / self._ratio))
+        return min(4.0, max(0.05, self._real / self._estimated))
 
     def cost(self, estimate: int) -> float:
         """The corrected token cost of a request the client estimated at ``estimate``."""
         return estimate * self.token_ratio
+
+    def now(self) -> float:
+        """The controller's clock, seconds."""
+        return self._clock()
 
     # -- before a request -------------------------------------------------------------
 
     def reserve(self, estimate: int) -> Ticket:
         """Book a request of ``estimate`` estimated tokens; it may go at ``ticket.at``.
 
-        During a pause, while the probe is out, or when the pace has no room within the next
-        ``burst`` seconds, the ticket is not booked: look again at ``ticket.at``.
+        During a pause, while the probe is out, while the window is full, or when the pace
+        has no room within the next ``burst`` seconds, the ticket is not booked: look
+        again at ``ticket.at``.
         """
         now = self._clock()
-        cost = self.cost(estimate)
-        if not self._active:
-            return Ticket(self.epoch, now, cost, estimate)
+        ticket = Ticket(self.epoch, now, self.cost(estimate), estimate)
         with self._lock:
+            ticket.epoch = self.epoch
             if self.cooldown_until > now:  # a pause: look again when it ends
-                return Ticket(self.epoch, self.cooldown_until, cost, estimate)
-            if self._probing and self._probe_out:
-                return Ticket(self.epoch, now + PROBE_POLL, cost, estimate)
-            at = now
-            req = self._requests.interval(now)
-            tok = self._tokens.interval(now)
-            if req:
-                at = max(at, self._requests.tat - self._burst)
-            if tok:
-                at = max(at, self._tokens.tat - self._burst)
-            if at > now + self._burst:
-                # Book no further ahead than the burst: a booking made at a slow pace would
-                # hold its worker after the pace has risen (headers, additive increase).
-                return Ticket(self.epoch, now + self._burst, cost, estimate)
-            if req:
-                self._requests.tat = max(self._requests.tat, at) + req
-            if tok:
-                self._tokens.tat = max(self._tokens.tat, at) + cost * tok
-            return Ticket(self.epoch, at, cost, estimate, True, at > now)
+                ticket.at, ticket.why = self.cooldown_until, "pause"
+            elif self._probing and self._probe_out:
+                ticket.at, ticket.why = now + PROBE_POLL, "probe"
+            elif self._full():
+                ticket.at, ticket.why = now + SLOT_POLL, "slot"
+            else:
+                self._book(ticket, now)
+        return ticket
 
-    def admit(self, ticket: Ticket) -> bool:
-        """At ``ticket.at``: may the request go? ``False``: a pause began; book again."""
-        if not self._active:
-            return ticket.epoch == self.epoch
+    def _book(self, ticket: Ticket, now: float) -> None:
+        """Take the next place in the pace (GCRA without burst: a bucket holding a single
+        request, as some gateways have, refuses two that come closer than the pace), at
+        most ``horizon`` seconds ahead."""
+        req, tok = self._requests.rate, self._tokens.rate
+        at = max(now, self._requests.tat if req else now, self._tokens.tat if tok else now)
+        if at > now + self._horizon:
+            # Book no further ahead: a booking made at a slow pace would hold its worker
+            # after the pace has risen.
+            ticket.at, ticket.why = at - self._horizon, "pace"
+            return
+        if req:
+            self._requests.tat = at + 1 / req
+        if tok:
+            self._tokens.tat = at + ticket.tokens / tok
+        ticket.at, ticket.booked, ticket.held = at, True, at > now
+        ticket.why = "pace"
+
+    def admit(self, ticket: Ticket, force: bool = False) -> bool:
+        """At ``ticket.at``: may the request go? ``False``: book again. ``force``: go
+        whatever the pace and pauses say, if the window has room (testing mode, where
+        nothing sleeps). An admitted ticket must be reported once."""
         with self._lock:
-            if not ticket.booked or ticket.epoch != self.epoch:
+            if self._full():
                 return False
-            if ticket.at < self.cooldown_until:  # booked before an echo lengthened the pause
-                return False
-            if self._probing:
-                if self._probe_out:
+            now = self._clock()
+            if not force:
+                if not ticket.booked or ticket.epoch != self.epoch:
                     return False
-                self._probe_out = True
+                if ticket.at < self.cooldown_until:
+                    return False
+                if now < self._next_free:
+                    # The request before went late (a busy loop): keep the pace between the
+                    # requests really sent, as a bucket holding one request counts it.
+                    ticket.at = self._next_free
+                    return False
+                if self._probing:
+                    if self._probe_out:
+                        return False
+                    self._probe_out = True
+            self._in_flight += 1
+            ticket.in_flight = self._in_flight
+            ticket.sent = now
+            if self._since is None:
+                self._since = now
+            self._space_after(now, ticket.tokens)
             return True
+
+    def _space_after(self, now: float, tokens: float) -> None:
+        """The earliest the next request may go after one sent ``now``."""
+        req, tok = self._requests.rate, self._tokens.rate
+        gap = max(1 / req if req else 0.0, tokens / tok if tok else 0.0)
+        self._next_free = now + gap * SPACING
+
+    def wait_for_slot(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` (once, from any thread) when a request in flight ends; ``False``
+        (and no call) when a slot is free already."""
+        with self._lock:
+            if not self._full():
+                return False
+            self._slot_waiters.append(wake)
+            return True
+
+    def _full(self) -> bool:
+        limit = self._window.limit
+        return limit is not None and self._in_flight >= limit
 
     # -- after a request --------------------------------------------------------------
 
     def on_success(self, ticket: Ticket, headers: Mapping[str, str] | None = None) -> None:
         """A 2xx arrived (the server took the request, whatever its body turns out to be)."""
-        hint = parse_ratelimit_headers(headers) if headers else None
         with self._lock:
+            level = self._release(ticket)
+            if not level:
+                return
             now = self._clock()
-            self._count(now, ticket.tokens)
+            self._ok_requests += 1
+            self._ok_tokens += ticket.tokens
+            self._count_recent(now, 1.0, ticket.tokens)
+            if self._cycle is None:
+                self._cycle = [ticket.sent, 0.0, 0.0]
+            self._cycle[1] += 1
+            self._cycle[2] += ticket.tokens
+            self._note_level(now, level)
             if ticket.epoch == self.epoch:
+                if self.strikes and now - self._wall_since >= LONG_WALL:
+                    self._timescale = max(self._timescale, now - self._wall_since)
+                    self._after_wall(now)
                 self.strikes = 0
                 if self._probing:
                     self._probing = self._probe_out = False
-            if hint is not None:
-                self._apply_headers(now, hint)
+            self._window.widen(now, level)
             if ticket.held:
                 self._grow(now, ticket.tokens)
+        self._wake()
 
     def on_usage(self, ticket: Ticket, used: int) -> None:
         """The answer counted ``used`` tokens (``usage.prompt_tokens``): learn the ratio."""
@@ -364,10 +515,12 @@ class RateController:
         with self._lock:
             # Decayed sums: the ratio follows a change of texts within a few hundred calls.
             self._real = self._real * 0.99 + used
-            self._ratio = self._ratio * 0.99 + ticket.estimate
-            if self._bins:  # count the real tokens, not the booked ones
-                self._bins[-1][2] += used - ticket.tokens
-                self._sum_tokens += used - ticket.tokens
+            self._estimated = self._estimated * 0.99 + ticket.estimate
+            self._ok_tokens += used - ticket.tokens  # count the real tokens, not the booked
+            if self._recent:
+                self._recent[-1][2] += used - ticket.tokens
+            if self._cycle is not None:
+                self._cycle[2] += used - ticket.tokens
 
     def on_rate_limited(
         self,
@@ -375,135 +528,267 @@ class RateController:
         retry_after: float | None = None,
         message: str = "",
         headers: Mapping[str, str] | None = None,
-    ) -> float:
-        """A 429 arrived. Returns the seconds until the shared pause ends."""
+    ) -> str:
+        """A 429 arrived: :data:`NARROWED` (a concurrency cap) or :data:`PAUSED`."""
         hint = parse_ratelimit_headers(headers) if headers else None
         with self._lock:
-            now = self._clock()
             self.rate_limited += 1
-            if ticket.epoch != self.epoch:  # an echo: in flight when the pause began
-                if retry_after is not None:
-                    self.cooldown_until = max(self.cooldown_until, now + retry_after)
-                return max(0.0, self.cooldown_until - now)
-            requests, tokens = exhausted(message, hint)
-            if self.strikes == 0:  # the pace was too fast; later strikes: the wall lasts
-                self._cut(now, requests, tokens)
-            self.strikes += 1
-            pause = retry_after if retry_after is not None else self._pause(now, hint)
-            self._start_pause(now, now + pause)
-            return pause
+            level = self._release(ticket)
+            now = self._clock()
+            cap = self._is_cap(level, message, hint)
+            if level:
+                self._note_level(now, level, refused=True)
+            if cap:
+                self._window.narrow(now, level)
+                self.narrowed += 1
+                verdict = NARROWED
+            else:
+                self._rate_limited(ticket, now, retry_after, message, hint)
+                verdict = PAUSED
+        self._wake()
+        return verdict
+
+    def _rate_limited(
+        self,
+        ticket: Ticket,
+        now: float,
+        retry_after: float | None,
+        message: str,
+        hint: RateLimitHeaders | None,
+    ) -> None:
+        if ticket.epoch != self.epoch:  # an echo: in flight when the pause began
+            if retry_after is not None:
+                self.cooldown_until = max(self.cooldown_until, now + retry_after)
+            return
+        if self.strikes == 0:  # the pace was too fast; later strikes: the wall lasts
+            self._wall_since = now
+            self._cut(now, *exhausted(message, hint))
+        self.strikes += 1
+        self._refused_at = now
+        pause = retry_after if retry_after is not None else self._pause(now, hint)
+        self._start_pause(now + pause)
+
+    def on_overloaded(self, ticket: Ticket) -> str:
+        """A 503: :data:`NARROWED` when it reads as a concurrency cap, else :data:`NOTED`."""
+        with self._lock:
+            level = self._release(ticket)
+            verdict = NOTED
+            if level:
+                self._note_level(self._clock(), level, refused=True)
+            if level > 1 and level > self._level_reached():
+                self._window.narrow(self._clock(), level)
+                self.narrowed += 1
+                verdict = NARROWED
+            elif level and self._probing and ticket.epoch == self.epoch:
+                self._probe_out = False
+        self._wake()
+        return verdict
 
     def on_error(self, ticket: Ticket) -> None:
-        """Any other outcome (5xx, 413, no answer, cancelled): free the probe slot."""
-        if self._probing and ticket.epoch == self.epoch:
-            with self._lock:
-                if ticket.epoch == self.epoch:
-                    self._probe_out = False
+        """Any other outcome (5xx, 413, no answer, cancelled): free its slot and the probe."""
+        with self._lock:
+            if self._release(ticket) and self._probing and ticket.epoch == self.epoch:
+                self._probe_out = False
+        self._wake()
 
-    def now(self) -> float:
-        """The controller's clock, seconds."""
-        return self._clock()
-
-    # -- for benchmarks and logs ------------------------------------------------------
+    # -- for logs, progress bars and benchmarks ----------------------------------------
 
     def snapshot(self) -> dict[str, float | int | None]:
-        """Learned paces (per minute; ``None``: not limited) and counters."""
+        """Learned limits (per minute, in flight; ``None``: not limited) and counters."""
         with self._lock:
             req, tok = self._requests.rate, self._tokens.rate
             return {
                 "rpm": None if req is None else round(req * 60, 1),
                 "tpm": None if tok is None else round(tok * 60),
+                "window": self._window.limit,
+                "in_flight": self._in_flight,
                 "token_ratio": round(self.token_ratio, 3),
                 "rate_limited": self.rate_limited,
                 "pauses": self.pauses,
+                "narrowed": self.narrowed,
                 "epoch": self.epoch,
             }
 
+    def describe(self) -> str:
+        """What holds requests back now, in words (for logs and the progress bar)."""
+        s = self.snapshot()
+        parts = []
+        if s["rpm"] is not None:
+            parts.append(f"{s['rpm']:,.0f} requests/min")
+        if s["tpm"] is not None:
+            parts.append(f"{s['tpm']:,.0f} tokens/min")
+        if s["window"] is not None:
+            parts.append(f"{s['window']} in flight")
+        pace = ", ".join(parts) or "no limit learned yet"
+        return f"pace {pace}; {self.rate_limited} answered 429 so far"
+
     # -- internals (called with the lock held) ----------------------------------------
 
-    def _count(self, now: float, tokens: float) -> None:
-        """Add one success to the per-second bins of the last window."""
-        slot = math.floor(now / self._bin)
-        bins = self._bins
-        if bins and bins[-1][0] == slot:
-            last = bins[-1]
-            last[1] += 1
-            last[2] += tokens
-        else:
-            bins.append([slot, 1.0, tokens])
-        self._sum_requests += 1
-        self._sum_tokens += tokens
-        self._prune(now)
+    def _release(self, ticket: Ticket) -> int:
+        """Free the slot of an admitted ticket, once; returns its level (0: not admitted)."""
+        level = ticket.in_flight
+        if level:
+            ticket.in_flight = 0
+            self._in_flight -= 1
+        return level
 
-    def _prune(self, now: float) -> None:
-        oldest = math.floor((now - self._window) / self._bin)
-        bins = self._bins
-        while bins and bins[0][0] <= oldest:
-            _, requests, tokens = bins.popleft()
-            self._sum_requests -= requests
-            self._sum_tokens -= tokens
+    def _wake(self) -> None:
+        """Tell one worker waiting for a slot that one is free (outside the lock)."""
+        if not self._slot_waiters:
+            return
+        with self._lock:
+            wake = self._slot_waiters.pop(0) if self._slot_waiters else None
+        if wake is not None:
+            wake()
+
+    def _note_level(self, now: float, level: int, refused: bool = False) -> None:
+        """Count a success (or a refusal) by its level, over the last 10-20 s."""
+        if now - self._level_turn > 10.0:
+            self._levels = [self._levels[1], collections.Counter()]
+            self._refusals = [self._refusals[1], collections.Counter()]
+            self._level_turn = now
+        (self._refusals if refused else self._levels)[1][level] += 1
+
+    def _level_reached(self) -> int:
+        """The most requests in flight that recent successes had, counting only levels that
+        succeeded a few times and more often than they were refused: a client's count runs
+        a little ahead of the server's (answers on their way back), and a lucky success now
+        and then above a cap must not hide it."""
+        ok = self._levels[0] + self._levels[1]
+        refused = self._refusals[0] + self._refusals[1]
+        return max(
+            (level for level, n in ok.items() if n >= LEVEL_EVIDENCE and n > refused[level]),
+            default=0,
+        )
+
+    def _is_cap(self, level: int, message: str, hint: RateLimitHeaders | None) -> bool:
+        """Whether a 429 reads as a concurrency cap rather than a rate limit: it says so,
+        or it says nothing and came back on a request sent with more in flight than any
+        recent success had."""
+        if not level:
+            return False
+        if says_concurrency(message):
+            return True
+        if exhausted(message, hint) != (True, True) or says_per_minute(message):
+            return False  # it names the requests or the tokens that ran out
+        return level > 1 and level > self._level_reached()
+
+    def _count_recent(self, now: float, requests: float, tokens: float) -> None:
+        """Successes per bin of :data:`BIN` seconds, over the last :data:`RECENT` seconds."""
+        slot = math.floor(now / BIN)
+        bins = self._recent
+        if bins and bins[-1][0] == slot:
+            bins[-1][1] += requests
+            bins[-1][2] += tokens
+        else:
+            bins.append([slot, requests, tokens])
+        while bins and bins[0][0] <= slot - RECENT / BIN:
+            bins.popleft()
+
+    def _accepted(self, now: float) -> tuple[float, float] | None:
+        """Requests and tokens per second the server took since the last decrease, over
+        at most the last :data:`RECENT` seconds; ``None`` when too little is known."""
+        if self._since is None or self._ok_requests < 2:
+            return None
+        start = max(self._since, now - RECENT)
+        span = now - start
+        if span <= 0:
+            return None
+        first = math.floor(start / BIN)
+        requests = sum(b[1] for b in self._recent if b[0] >= first)
+        tokens = sum(b[2] for b in self._recent if b[0] >= first)
+        requests, tokens = min(requests, self._ok_requests), min(tokens, self._ok_tokens)
+        return requests / span, tokens / span
 
     def _cut(self, now: float, requests: bool, tokens: bool) -> None:
-        """Multiplicative decrease of the exhausted dimension(s), from what got through."""
-        self._prune(now)
+        """Multiplicative decrease of the exhausted dimension(s), from what got through.
+
+        What went through recently is at least the limit's rate when the pace was above it
+        (a bucket's burst aside); the span may include a slow start after the last
+        decrease, so the limit may be somewhat above it."""
+        accepted = self._accepted(now)
+        for pace, index, floor, flag in (
+            (self._requests, 0, 1 / 60, requests),
+            (self._tokens, 1, 1.0, tokens),
+        ):
+            if flag:
+                took = None if accepted is None else accepted[index] / 0.85
+                pace.decrease(self._decrease, took, floor)
+        self._cut_what = (requests, tokens)
+        self._since = now
+        self._ok_requests = self._ok_tokens = 0.0
+        self._decreased_at = now
+
+    def _after_wall(self, now: float) -> None:
+        """A wall that lasted seconds has ended: a window (of a minute, say) that was spent
+        early is open again. What got through over the whole cycle, this wall included
+        (to about when it ended: between the last refusal and now), is what the window
+        sustains: pace under that before everybody goes again."""
+        cycle, self._cycle = self._cycle, None
+        end = (max(self._refused_at, self._wall_since) + now) / 2
+        if cycle is None or end <= cycle[0]:
+            return
+        span = end - cycle[0]
+        requests, tokens = self._cut_what
         if requests:
-            self._requests.decrease(self._decrease, self._sum_requests / self._window, 1 / 60)
+            self._requests.decrease(self._decrease, cycle[1] / span, 1 / 60)
         if tokens:
-            self._tokens.decrease(self._decrease, self._sum_tokens / self._window, 1.0)
+            self._tokens.decrease(self._decrease, cycle[2] / span, 1.0)
         self._decreased_at = now
 
     def _grow(self, now: float, tokens: float) -> None:
-        """Additive increase; the step doubles for each window since the last decrease."""
-        windows = min(6.0, (now - self._decreased_at) / self._window)
-        step = self._increase * 2.0**windows
+        """Additive increase, doubling after each quiet spell since the last decrease.
+
+        A limit counted over a long period (a wall lasted ``timescale`` seconds) answers an
+        overshoot only that much later: grow by at most a tenth per period then."""
+        step = self._increase
+        spell = self._quiet
+        if self._timescale:
+            step = min(step, 0.1 / self._timescale)
+            spell = max(spell, self._timescale)
+        step *= 2.0 ** min(4.0, math.floor((now - self._decreased_at) / spell))
         self._requests.increase(step, 1.0)
         self._tokens.increase(step, tokens)
 
     def _pause(self, now: float, hint: RateLimitHeaders | None) -> float:
         """Seconds to pause when the server gave no ``Retry-After``."""
+        rate = self._requests.rate
+        first = max(PAUSE_MIN, 1 / rate if rate else 0.0)
+        pause = first * 2.0 ** (self.strikes - 1)
+        # A wall of unknown length (a minute's window) is left at most a quarter of its age
+        # late; the doubling keeps the probes few.
+        pause = min(pause, max(first, WALL_LATE * (now - self._wall_since)), PAUSE_MAX)
         if hint is not None:
             resets = [
-                r
-                for r, left in (
+                reset
+                for reset, left in (
                     (hint.reset_requests, hint.remaining_requests),
                     (hint.reset_tokens, hint.remaining_tokens),
                 )
-                if r is not None and left is not None and left <= 0
+                if reset is not None and left is not None and left <= 0
             ]
-            if resets:
-                return min(max(resets), self._window)
-        pause = min(self._first_pause * 2.0 ** (self.strikes - 1), self._window)
-        self._prune(now)
-        if self._bins:
-            # A per-minute window frees room when its oldest success leaves it: no need to
-            # wait past that, however long the doubling has grown.
-            frees = (self._bins[0][0] + 1) * self._bin + self._window - now
-            pause = min(pause, max(frees, self._first_pause))
+            if resets:  # everything is back by then, whatever the kind of limit
+                pause = min(pause, max(max(resets), PAUSE_MIN))
         return pause
 
-    def _start_pause(self, now: float, until: float) -> None:
+    def _start_pause(self, until: float) -> None:
         """Every worker waits until ``until``; bookings made before are void."""
         self.epoch += 1
         self.pauses += 1
         self.cooldown_until = max(self.cooldown_until, until)
-        # No burst credit out of a pause: a window that just refused us has little room.
-        self._requests.tat = self._tokens.tat = self.cooldown_until + self._burst
-        self._probing, self._probe_out = True, False
-        self._active = True
+        # No burst credit out of a pause: a limit that just refused us has little room.
+        self._requests.tat = self._tokens.tat = self.cooldown_until
+        # After a first refusal everybody resumes at the lowered pace (a lone probe would
+        # leave the limit idle for a round trip); once a wall lasts, one probe goes first.
+        self._probing, self._probe_out = self.strikes >= 2, False
 
-    def _apply_headers(self, now: float, hint: RateLimitHeaders) -> None:
-        """Pace by what the server says is left, so that the wall is never hit."""
-        for dim, left, reset in (
-            (self._requests, hint.remaining_requests, hint.reset_requests),
-            (self._tokens, hint.remaining_tokens, hint.reset_tokens),
-        ):
-            if left is None or reset is None or reset <= 0:
-                continue
-            if left <= 0:
-                self.cooldown_until = max(self.cooldown_until, now + reset)
-            dim.hint_rate = max(left, 1.0) / reset
-            dim.hint_until = now + reset
-            self._active = True
+
+def _loop_time() -> float:
+    """The running event loop's clock (simulated time follows it), else the monotonic one."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 _registry: weakref.WeakValueDictionary[tuple[str, str, str], RateController] = (
@@ -538,21 +823,64 @@ def controller_for(options: ClientOptions) -> RateController | None:
     return shared_controller(options.endpoint, options.api_key, options.model)
 
 
-async def take_turn(controller: RateController, estimate: int) -> Ticket:
+async def take_turn(
+    controller: RateController,
+    estimate: int,
+    waiting: Callable[[str, float], None] | None = None,
+) -> Ticket:
     """Wait until ``controller`` lets a request of ``estimate`` estimated tokens go.
 
-    Before any 429 this returns at once. In testing mode (:func:`embedsdk.set_testing`) it
-    never sleeps.
+    Before any limit is learned this returns at once. ``waiting(why, seconds)`` is told,
+    once per turn, before a wait that brings this turn's waiting to :data:`VISIBLE_WAIT`
+    seconds or more (``why``: ``"pause"``, ``"pace"``, ``"slot"`` or ``"probe"``; ``seconds``:
+    the wait about to start). In testing mode (:func:`embedsdk.set_testing`) it never sleeps.
     """
+    held = 0.0
+    told = waiting is None
     while True:
         ticket = controller.reserve(estimate)
-        if _retry.is_testing():
-            return ticket
-        delay = ticket.at - controller.now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if controller.admit(ticket):
-            return ticket
+        if _retry.is_testing():  # no sleeping; a full window is still waited for
+            if controller.admit(ticket, force=True):
+                return ticket
+            await _slot_freed(controller, SLOT_POLL)
+            continue
+        while True:  # a booked turn may be put back a little (see admit): keep it
+            start = controller.now()
+            delay = ticket.at - start
+            if delay > 0:
+                if not told and held + delay >= VISIBLE_WAIT:
+                    told = True
+                    waiting(ticket.why, delay)  # type: ignore[misc]
+                if ticket.why == "slot":
+                    await _slot_freed(controller, delay)
+                else:
+                    await asyncio.sleep(delay)
+                held += controller.now() - start
+            if not ticket.booked:
+                break
+            at = ticket.at
+            if controller.admit(ticket):
+                return ticket
+            if ticket.at == at or ticket.epoch != controller.epoch:
+                break  # a pause began, or the probe is out: book again
+
+
+async def _slot_freed(controller: RateController, timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, for a request in flight to end."""
+    loop = asyncio.get_running_loop()
+    freed: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not freed.done():
+            freed.set_result(None)
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle)
+
+    if controller.wait_for_slot(wake):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(freed, timeout)
 
 
 def report(
@@ -561,14 +889,17 @@ def report(
     status: int,
     headers: Mapping[str, str],
     body: bytes,
-) -> None:
-    """Tell ``controller`` how the server answered the request of ``ticket``."""
+) -> str:
+    """Tell ``controller`` how the server answered the request of ``ticket``; returns its
+    verdict (:data:`PAUSED`, :data:`NARROWED` or :data:`NOTED`)."""
     if status < 400:
         controller.on_success(ticket, headers)
-        return
+        return NOTED
     if status == 429:
         message, code = parse_error_body(body)
         if not is_quota(status, code):
-            controller.on_rate_limited(ticket, parse_retry_after(headers), message, headers)
-            return
+            return controller.on_rate_limited(ticket, parse_retry_after(headers), message, headers)
+    if status == 503:
+        return controller.on_overloaded(ticket)
     controller.on_error(ticket)
+    return NOTED

@@ -12,8 +12,11 @@ import asyncio
 import collections
 import json
 import logging
+import math
 import os
+import time
 import warnings
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -26,11 +29,11 @@ from typing import Any, Literal, overload
 import backoff
 import numpy as np
 import numpy.typing as npt
-from aiolimiter import AsyncLimiter
 from typing_extensions import Unpack
 
 from . import _adaptive, _retry
 from ._cache import VectorCache, open_cache
+from ._ceiling import Ceilings
 from ._config import ClientOptions, EmbedderOptions, resolve_options
 from ._exceptions import (
     APIConnectionError,
@@ -132,7 +135,9 @@ class AsyncEmbedder:
         # 413 / "batch size" answer. ``batch_size`` (per client or per call) goes below it.
         self._batch_cap = self._profile.max_batch
         self._input_limit = input_token_limit(self._profile, self.options.model)
-        self._limiters: tuple[AsyncLimiter | None, AsyncLimiter | None] | None = None
+        self._ceilings = Ceilings(self.options.rpm, self.options.tpm)  # the user's own limits
+        self._bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
+        self._last_told = -math.inf  # when a slow-down was last logged
         self._rate = _adaptive.controller_for(self.options)  # None with adaptive=False
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
@@ -392,7 +397,7 @@ class AsyncEmbedder:
             _FORKED_LEFTOVERS.append(self._transport)
             self._transport = None
         self._loop, self._pid = None, os.getpid()
-        self._limiters = None
+        self._ceilings.forget()
         self._cache_lock = None
 
     def _workers(self, max_concurrent: int | None) -> int:
@@ -450,6 +455,8 @@ class AsyncEmbedder:
             raise ConfigurationError(f"batch_size must be a positive integer, got {size!r}")
         job = _Job(texts, offset)
         job.progress = progress
+        if progress is not None:
+            self._bars.add(progress)
         job.keep_going = keep_going
         await self._cache_lookup(job)
         job.plan(min(size, self._batch_cap), self.options.max_batch_tokens)
@@ -618,6 +625,9 @@ class AsyncEmbedder:
 
     async def _send_with_retries(self, texts: list[str], tokens: int, job: _Job) -> Vectors:
         paced = self._rate is not None  # a 429 waits in the controller's shared pause
+        # How long a request refused by a rate limit keeps trying is measured in time (no
+        # sleeping in testing mode: a count of refusals stands for it).
+        clock = None if self._rate is None or _retry.is_testing() else self._rate.now
 
         def on_backoff(details: Any) -> None:
             self._on_backoff(details)
@@ -627,12 +637,11 @@ class AsyncEmbedder:
             _retry.wait_gen,
             EmbedSDKError,
             max_tries=None,
-            giveup=_retry.RetryBudget(self.options.max_retries, paced).give_up,
+            giveup=_retry.RetryBudget(self.options.max_retries, paced, clock).give_up,
             on_backoff=on_backoff,
             on_giveup=_note_attempts,
             jitter=None,
             logger=None,
-            paced=paced,
         )(self._send_once)
         result: Vectors = await send(texts, tokens)
         return result
@@ -640,40 +649,58 @@ class AsyncEmbedder:
     def _on_backoff(self, details: Any) -> None:
         self.stats.retries += 1
         exc = details.get("exception")
+        verdict = getattr(exc, "rate_verdict", None)
+        if verdict == _adaptive.PAUSED:
+            when = "after the shared pause"
+        elif verdict == _adaptive.NARROWED and details["wait"] == 0:
+            when = "when a slot is free (fewer requests in flight)"
+        else:
+            when = f"in {details['wait']:.2f} s"
         # A server's message can be a page long: the log line quotes its start.
-        tries, wait = details["tries"], details["wait"]
-        logger.debug("retry %d in %.2f s after %s", tries, wait, excerpt(str(exc)))
+        logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
 
     async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
         """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
-        if self._limiters is None:  # created on the loop that uses them
-            o = self.options
-            self._limiters = (
-                AsyncLimiter(o.rpm, 60) if o.rpm else None,
-                AsyncLimiter(o.tpm, 60) if o.tpm else None,
-            )
-        rpm, tpm = self._limiters
-        if rpm is not None:
-            await rpm.acquire()
-        if tpm is not None:
-            # Estimates corrected by usage.prompt_tokens when the controller has seen some.
-            cost = tokens if self._rate is None else self._rate.cost(tokens)
-            # A request larger than the bucket waits for a full bucket, never forever.
-            await tpm.acquire(min(cost, tpm.max_rate))
-        return None if self._rate is None else await _adaptive.take_turn(self._rate, tokens)
+        # Estimates corrected by usage.prompt_tokens when the controller has seen some.
+        await self._ceilings.wait(tokens if self._rate is None else self._rate.cost(tokens))
+        if self._rate is None:
+            return None
+        return await _adaptive.take_turn(self._rate, tokens, self._held_back)
 
-    async def _exchange(self, request: Request, ticket: _adaptive.Ticket | None) -> Response:
-        """Send ``request``; tell the rate controller, if any, how the server took it."""
+    def _held_back(self, why: str, seconds: float) -> None:
+        """A request is about to wait long for the rate controller: say so (INFO at most every
+        10 s per client, and on the progress bars of the calls under way)."""
+        assert self._rate is not None
+        state = self._rate.describe()
+        wait = {
+            "pause": f"every request paused {seconds:.1f} s after HTTP 429",
+            "slot": "waiting for a request in flight to end",
+            "probe": "one request probes the limit",
+        }.get(why, "requests held back by the learned pace")
+        for bar in list(self._bars):
+            bar.note(f"{wait}; {state}")
+        now = time.monotonic()
+        if now - self._last_told >= 10.0:
+            self._last_told = now
+            logger.info("rate limited: %s; %s", wait, state)
+
+    async def _exchange(
+        self, request: Request, ticket: _adaptive.Ticket | None
+    ) -> tuple[Response, str]:
+        """Send ``request``; tell the rate controller, if any, how the server took it, and
+        return its verdict with the answer."""
         assert self._transport is not None
         if self._rate is None or ticket is None:
-            return await self._transport.send(request)
+            return await self._transport.send(request), _adaptive.NOTED
         try:
             response = await self._transport.send(request)
         except BaseException:
-            self._rate.on_error(ticket)  # frees the probe slot: no answer is no signal
+            self._rate.on_error(ticket)  # frees the slot: no answer is no signal
             raise
-        _adaptive.report(self._rate, ticket, response.status, response.headers, response.body)
-        return response
+        verdict = _adaptive.report(
+            self._rate, ticket, response.status, response.headers, response.body
+        )
+        return response, verdict
 
     def _check_open(self, ticket: _adaptive.Ticket | None = None) -> None:
         """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
@@ -697,9 +724,12 @@ class AsyncEmbedder:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
         self.stats.requests += 1
-        response = await self._exchange(request, ticket)
+        response, verdict = await self._exchange(request, ticket)
+        if response.status == 429:
+            self.stats.rate_limited += 1
         if response.status >= 400:
             exc = self._error_for(response)
+            exc.rate_verdict = verdict  # how the retry waits (see _retry.wait_gen)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
             if encoding == "base64" and _retry.refuses_base64(exc):

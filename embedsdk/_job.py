@@ -57,7 +57,8 @@ class Stats:
     retryable failure; ``inputs_sent``: texts in successful answers; ``tokens``: tokens used,
     as the server's ``usage.prompt_tokens`` says (our estimate when it says nothing);
     ``splits``: batches split after a 413; ``cache_hits`` / ``cache_misses``: distinct texts of
-    each call found / not found in the disk cache (neither moves while the cache is off).
+    each call found / not found in the disk cache (neither moves while the cache is off);
+    ``rate_limited``: answers with HTTP 429.
     """
 
     requests: int = 0
@@ -68,6 +69,7 @@ class Stats:
     cache_hits: int = 0
     cache_misses: int = 0
     truncated: int = 0  # texts cut to the model's input limit (truncate=True)
+    rate_limited: int = 0  # answers with HTTP 429 (each one retried or counted as failed)
 
 
 @dataclasses.dataclass

@@ -19,8 +19,9 @@ class Progress:
 
     def __init__(self, total: int | None, stats: Any, enabled: bool = True) -> None:
         self._stats = stats
-        self._base = (stats.tokens, stats.cache_hits, stats.retries)
+        self._base = (stats.tokens, stats.cache_hits, stats.retries, stats.rate_limited)
         self._last = 0.0
+        self._note = ""  # what holds the requests back, when something does
         self._bar = tqdm(
             total=total,
             unit="text",  # no unit_scale: it would show 40 texts as "40.0/40.0"
@@ -37,13 +38,24 @@ class Progress:
             self._last = now
             self._bar.set_postfix(self.counters(), refresh=False)
 
-    def counters(self) -> dict[str, int]:
-        tokens, hits, retries = self._base
-        return {
+    def counters(self) -> dict[str, object]:
+        tokens, hits, retries, limited = self._base
+        counters: dict[str, object] = {
             "tokens": self._stats.tokens - tokens,
             "cached": self._stats.cache_hits - hits,
             "retries": self._stats.retries - retries,
         }
+        if self._stats.rate_limited > limited:
+            counters["429s"] = self._stats.rate_limited - limited
+        if self._note:
+            counters["limit"] = self._note
+        return counters
+
+    def note(self, text: str) -> None:
+        """Say what holds the requests back (the rate controller's pace, a pause), now."""
+        self._note = text
+        self._last = time.monotonic()
+        self._bar.set_postfix(self.counters(), refresh=True)
 
     def close(self) -> None:
         self._bar.set_postfix(self.counters(), refresh=False)

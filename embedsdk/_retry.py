@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import backoff
@@ -14,7 +14,6 @@ from ._exceptions import (
     APIStatusError,
     BadRequestError,
     InsufficientQuotaError,
-    RateLimitError,
     ResponseValidationError,
 )
 
@@ -108,17 +107,16 @@ def is_retryable(exc: BaseException) -> bool:
     return exc.status_code in RETRY_STATUSES
 
 
-def wait_gen(
-    base: float = 0.5, cap: float = 30.0, paced: bool = False
-) -> Generator[float, BaseException | None, None]:
+def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, BaseException | None, None]:
     """A ``backoff`` wait generator that honours the server's ``Retry-After`` hint.
 
     Without a hint, backoff's own ``expo`` and ``full_jitter``: uniform in [0, ceiling] with
     the ceiling ``base`` seconds doubling to ``cap``. ``backoff`` sends each exception into
     the generator before asking for the next wait, so a hint (already capped by the parser)
     wins over the exponential guess; a small jitter keeps many workers from returning at the
-    same instant. ``paced``: a rate controller holds every worker in one shared pause after
-    a 429, so a 429 adds no wait of its own.
+    same instant. A 429 the rate controller paused for (``rate_verdict == "paused"``) waits
+    in that shared pause, and a refusal of a concurrency cap (``"narrowed"``, without a hint)
+    for a free slot: no wait of their own.
     """
     ceilings = backoff.expo(base=2, factor=base, max_value=cap)
     next(ceilings)  # backoff's wait generators start with a bare yield
@@ -126,7 +124,8 @@ def wait_gen(
     while True:
         ceiling = next(ceilings)
         hint = getattr(exc, "retry_after", None)
-        if _testing or (paced and isinstance(exc, RateLimitError)):
+        verdict = getattr(exc, "rate_verdict", None)
+        if _testing or verdict == "paused" or (verdict == "narrowed" and hint is None):
             delay = 0.0
         elif hint is not None:
             delay = hint + random.uniform(0, 0.1 * hint + 0.05)
@@ -140,29 +139,52 @@ class RetryBudget:
 
     ``max_retries`` failures of any retryable kind, of which at most two host names that did
     not resolve (a typo in the host stays one, retrying cannot fix it; a resolver's hiccup
-    passes). When ``paced`` (adaptive rate control), a 429 first draws on an allowance of
-    three times as many: the shared pause spaces them, and a probe sent while a per-minute
-    window is still full may meet several in a row.
+    passes). When ``paced`` (adaptive rate control), a refusal the controller acted on (a
+    429, or a 503 read as a concurrency cap) does not count as a failure for
+    :data:`PATIENCE` seconds per retry from the request's first one (3 minutes by default):
+    the controller spaces the attempts, and a window of a minute spent at once refuses every
+    probe until it opens again. ``clock`` gives seconds (the rate controller's); without
+    one, ten refusals per retry stand for that time.
     """
 
-    __slots__ = ("failures", "lookups", "rate_limits")
+    __slots__ = ("clock", "failures", "lookups", "patience", "rate_limits", "since")
 
-    def __init__(self, max_retries: int, paced: bool = False) -> None:
+    def __init__(
+        self,
+        max_retries: int,
+        paced: bool = False,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.failures = max_retries
         self.lookups = min(DNS_RETRIES, max_retries)
-        self.rate_limits = 3 * max_retries if paced else 0
+        self.rate_limits = 10 * max_retries if paced else 0
+        self.patience = PATIENCE * max_retries
+        self.clock = clock
+        self.since: float | None = None  # the first controlled refusal
 
     def give_up(self, exc: BaseException) -> bool:
         if not is_retryable(exc):
             return True
-        if self.rate_limits > 0 and isinstance(exc, RateLimitError):
-            self.rate_limits -= 1
-            return False
+        if self.rate_limits > 0 and getattr(exc, "rate_verdict", None) in _CONTROLLED:
+            if self.clock is None:
+                self.rate_limits -= 1
+                return False
+            now = self.clock()
+            if self.since is None:
+                self.since = now
+            if now - self.since <= self.patience:
+                return False
+            self.rate_limits = 0  # refused for too long: a daily quota, say
         self.failures -= 1
         if isinstance(exc, APIConnectionError) and exc.reason == "dns":
             self.lookups -= 1
             return self.lookups < 0 or self.failures < 0
         return self.failures < 0
+
+
+#: Seconds per retry a request refused by a rate limit keeps waiting (adaptive control).
+PATIENCE = 30.0
+_CONTROLLED = ("paused", "narrowed")
 
 
 #: Retries of a request whose host name did not resolve.

@@ -356,3 +356,51 @@ def test_memory_scenario_runs_embed_in_a_child_and_checks_its_output(
         if Path("/proc/self/status").exists():
             assert 0 < row["peak_rss_mib"] < 1000
     assert memory["settings"]["cache"] == "off"
+
+
+def test_adaptive_scenario_arithmetic_and_table() -> None:
+    """The adaptive scenario's pure parts: what each limit allows, the figures read off a
+    server timeline, and the table (the runs themselves are the bench's, not the tests')."""
+    from embedsdk._bench import adaptive as bench
+    from embedsdk.testing._vectors import count_tokens
+
+    bucket = next(c for c in bench.CASES if c.name == "token bucket, 1 s burst")
+    assert bench.allowed_texts_per_s(bucket, ["a"]) == 600 / 60 * bench.BATCH
+    cap = next(c for c in bench.CASES if c.name == "4 in flight, 429 beyond")
+    assert bench.allowed_texts_per_s(cap, ["a"]) == pytest.approx(
+        4 * bench.BATCH / (cap.latency + bench.JITTER / 2)
+    )
+    tokens = next(c for c in bench.CASES if c.name == "token bucket on tokens")
+    texts = bench.texts_for(1000)
+    per_text = sum(map(count_tokens, texts[::2])) / 500
+    assert bench.allowed_texts_per_s(tokens, texts) == pytest.approx(
+        bench.TPM / 60 / per_text, rel=0.01
+    )
+    minute = next(c for c in bench.CASES if c.minute_window)
+    assert minute.scaled(quick=True).limits["window"] == 10.0
+    assert bench.measured_span(minute.scaled(quick=True), 35.0) == (0.0, 30.0)
+    assert bench.measured_span(bucket, 60.0) == (10.0, 60.0)
+    # 20 requests after the warm-up: 16 of 32 texts delivered, 4 refused.
+    timeline = [[5.0, 200, 32]] + [[10.0 + i, 200, 32] for i in range(16)]
+    timeline += [[10.5 + i, 429, 0] for i in range(4)]
+    got = bench.figures(timeline, allowed=32.0, span=(10.0, 26.0))
+    assert got == {"of_allowance": 1.0, "refused_share": 0.2, "requests": 20}
+    rows = [
+        {"case": bucket.name, "client": "adaptive", **got},
+        {"case": bucket.name, "client": "fixed", "of_allowance": 1.02, "refused_share": 0.5},
+        {"case": cap.name, "client": "adaptive", "of_allowance": 0.5, "refused_share": 0.01},
+        {"case": cap.name, "client": "fixed", "of_allowance": 0.9, "refused_share": 0.3},
+    ]
+    settings = {
+        "latency_s": 0.05,
+        "jitter_s": 0.01,
+        "batch_size": 32,
+        "in_flight": 16,
+        "quick": False,
+        "clients": {"adaptive": "embedsdk adaptive", "fixed": "embedsdk adaptive=False"},
+    }
+    table = bench.format_table({"settings": settings, "rows": rows})
+    assert "100% / 20.0%" in table and "102% / 50.0%" in table
+    lines = {line.split("  ")[0]: line for line in table.splitlines()}
+    assert lines[bucket.name].rstrip().endswith("yes")  # within 2 % of plain retries
+    assert lines[cap.name].rstrip().endswith("NO")

@@ -17,6 +17,7 @@ import backoff
 import numpy as np
 import pytest
 
+import embedsdk
 from embedsdk import (
     APIConnectionError,
     APIStatusError,
@@ -885,14 +886,27 @@ def test_concurrent_calls_on_one_client() -> None:
 # -- pacing -----------------------------------------------------------------------------------
 
 
-def test_request_larger_than_the_token_bucket_still_goes_through() -> None:
+def test_request_larger_than_the_token_bucket_is_metered_in_full() -> None:
+    """A told ``tpm`` holds half a second of tokens; a larger request is metered in full
+    before it goes: not never, not at once (simulated time: no real waiting)."""
+    from embedsdk.testing import run_in_virtual_time
+
+    big = ["z" * 600]  # about 200 tokens against a bucket of 5 (600 a minute)
+
     async def go() -> None:
         server = Server()
-        async with client(server, tpm=10, rpm=100) as emb:
-            big = ["z" * 600]  # about 200 tokens against a 10-token bucket
-            check(await asyncio.wait_for(emb.embed(big), timeout=30), big)
+        async with client(server, tpm=600, rpm=100) as emb:
+            first = await emb.embed(["a"])  # spends the bucket
+            check(first, ["a"])
+            check(await emb.embed(big), big)
 
-    run(go())
+    embedsdk.set_testing(False)
+    try:
+        _, seconds = run_in_virtual_time(go())
+    finally:
+        embedsdk.set_testing(True)
+    tokens = embedsdk.estimate_tokens(big[0])
+    assert tokens / 10 * 0.95 <= seconds <= tokens / 10 / 0.99 + 1.0
 
 
 # -- stats and life cycle ---------------------------------------------------------------------

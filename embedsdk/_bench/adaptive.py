@@ -1,22 +1,22 @@
-"""``--scenario adaptive`` (issue 7): reach a rate limit nobody told the client.
+"""``--scenario adaptive``: every kind of rate limit, the client not told it.
 
-Each case is a simulated provider in a child process that enforces a limit over a sliding
-60 s window (600 RPM, or 200k TPM; with or without ``Retry-After``) which the clients are
-*not* told. Every contender embeds the same texts at batch 20 with 16 requests in flight
-(langchain-openai sends its chunks one at a time), each against its own fresh provider, all of
-a case at the same time (they share nothing but the CPU, and the limits leave it idle):
+Each case is a simulated provider in a child process enforcing one kind of limit: a token
+bucket (requests or tokens, with 0.1 s to 60 s of burst), a fixed or sliding window of 1 s or
+60 s, or a cap on requests in flight (429 or 503 beyond it). Against it, side by side and at
+the same time (each contender has its own server, so they share nothing but the CPU):
 
-- ``embedsdk adaptive``: the default client (``adaptive=True``), its own controller;
-- ``embedsdk fixed``: the same client with ``adaptive=False`` (per-request backoff);
-- ``openai-python``: ``AsyncOpenAI`` with its default retries and a semaphore of 16;
-- ``langchain-openai``: ``OpenAIEmbeddings`` with its default retries,
-  ``check_embedding_ctx_length=False`` (else tiktoken downloads its tables).
+- ``embedsdk adaptive``: the default client (``adaptive=True``), limit not told;
+- ``embedsdk adaptive=False``: the same client with plain per-request backoff;
+- ``embedsdk told``: the default client told the limit (``rpm=`` / ``tpm=``; for a cap,
+  ``max_concurrent``);
+- ``openai-python``: ``AsyncOpenAI`` with its default retries and a semaphore.
 
-"% of limit" is texts per second delivered over what the limit sustains (RPM x batch / 60,
-or TPM / 60 over the server's tokens per text). A sliding window also lets one window's
-quota through at once at the start, which is why short runs can pass 100 %. ``--quick``
-halves the texts *and* the limits (same shape, same length in time: a window is a minute)
-and runs the four cases at once instead of one after another.
+Every contender embeds more texts than the time allows, 32 a request, 16 in flight, and is
+stopped after the case's time. What the server answered is read off its own timeline: the
+share of what its limiter allows that was delivered, and the share of requests refused (429,
+or 503 from the cap), once the first 10 s are over (per-second limits, caps) or over the first
+three windows (per-minute windows). ``--quick`` runs shorter cases and counts the per-minute
+windows over 10 s instead of 60 (same shape: "3 windows" is then 30 s).
 """
 
 from __future__ import annotations
@@ -25,378 +25,250 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import random
-import time
 from collections.abc import Awaitable, Iterator
-from typing import Any, Callable, Optional
-
-import numpy as np
+from typing import Any, Callable
 
 import embedsdk
 
-from .._adaptive import RateController
-from .._exceptions import EmbedSDKError
 from . import report, runner
 from .clients import available
-from .texts import mixed_texts, short_text
+from .texts import short_text
 
-#: Seconds the simulated provider takes per request (SiliconFlow answers a batch of 20 in
-#: a few hundred milliseconds).
-LATENCY = 0.2
-CONCURRENCY = 16
-DIM = 256  # smaller vectors than the model's: the limits, not the bytes, are measured
-#: A run is stopped after this many times the time the limit itself needs.
-TIME_CAP = 3.0
+LATENCY = 0.05  # seconds per request
+JITTER = 0.01
+BATCH = 32
+IN_FLIGHT = 16
+DIM = 64
+WARM_UP = 10.0  # seconds left out of a per-second case's figures
 
 CONTENDERS = {
     "adaptive": "embedsdk adaptive",
     "fixed": "embedsdk adaptive=False",
+    "told": "embedsdk told the limit",
     "openai": "openai-python",
-    "langchain": "langchain-openai",
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """A limit the server enforces and the clients are not told (per minute)."""
+    """A limit the server enforces (SimConfig fields); ``window`` set: a per-minute window."""
 
     name: str
-    rpm: float | None
-    tpm: float | None
-    retry_after: bool
+    limits: dict[str, Any]
+    minute_window: bool = False
+    latency: float = LATENCY  # a cap's case answers slower: the cap, not the CPU, must bind
 
-    def scaled(self, factor: float) -> Case:
-        return dataclasses.replace(
-            self,
-            name=self.name if factor == 1 else f"{self.name} x{factor:g}",
-            rpm=None if self.rpm is None else self.rpm * factor,
-            tpm=None if self.tpm is None else self.tpm * factor,
-        )
+    def scaled(self, quick: bool) -> Case:
+        """For ``--quick``, a per-minute window counts over 10 s (same limit per second)."""
+        if not (quick and self.minute_window):
+            return self
+        limits = {**self.limits, "window": 10.0}
+        return dataclasses.replace(self, name=self.name.replace("60 s", "10 s"), limits=limits)
 
 
+RPM = 600
+TPM = 150_000
 CASES = (
-    Case("600 RPM", 600, None, False),
-    Case("600 RPM + Retry-After", 600, None, True),
-    Case("200k TPM", None, 200_000, False),
-    Case("200k TPM + Retry-After", None, 200_000, True),
+    Case("token bucket, 1 s burst", {"limiter": "token_bucket", "rpm": RPM, "burst": 1.0}),
+    Case("token bucket, 0.1 s burst", {"limiter": "token_bucket", "rpm": RPM, "burst": 0.1}),
+    Case("token bucket, 60 s burst", {"limiter": "token_bucket", "rpm": RPM, "burst": 60.0}),
+    Case("token bucket on tokens", {"limiter": "token_bucket", "tpm": TPM, "burst": 1.0}),
+    Case("RPM and TPM buckets", {"limiter": "token_bucket", "rpm": RPM, "tpm": 4 * TPM}),
+    Case("fixed 1 s window", {"limiter": "fixed", "rpm": RPM, "window": 1.0}),
+    Case("sliding 1 s window", {"limiter": "sliding", "rpm": RPM, "window": 1.0}),
+    Case("fixed 60 s window", {"limiter": "fixed", "rpm": RPM, "window": 60.0}, True),
+    Case("sliding 60 s window", {"limiter": "sliding", "rpm": RPM, "window": 60.0}, True),
+    Case("4 in flight, 429 beyond", {"max_in_flight": 4}, latency=0.2),
+    Case("4 in flight, 503 beyond", {"max_in_flight": 4, "in_flight_status": 503}, latency=0.2),
 )
 
 
-def tpm_texts(n: int, seed: int = 0) -> list[str]:
-    """Short unique texts of about 17 tokens (the server's count): 20,000 of them are
-    about 1.7 minutes of a 200k TPM quota, like 20,000 texts at 600 RPM and batch 20."""
-    rng = random.Random(seed)
-    return [f"{short_text(rng, i)} {short_text(rng, i)[-12:]}" for i in range(n)]
+def texts_for(n: int) -> list[str]:
+    import random
+
+    rng = random.Random(7)
+    return [short_text(rng, i) for i in range(n)]
 
 
-def allowed_texts_per_s(case: Case, texts: list[str], batch: int) -> float:
-    """Texts per second the limit sustains."""
-    if case.rpm is not None:
-        return case.rpm / 60 * batch
+def allowed_texts_per_s(case: Case, texts: list[str]) -> float:
+    """Texts per second the case's limiter sustains (the tightest of its limits)."""
     from embedsdk.testing._vectors import count_tokens  # the simulator's own count
 
-    assert case.tpm is not None
-    per_text = sum(count_tokens(t) for t in texts) / len(texts)
-    return case.tpm / 60 / per_text
+    limits = case.limits
+    rates = []
+    if limits.get("rpm"):
+        rates.append(limits["rpm"] / 60 * BATCH)
+    if limits.get("tpm"):
+        sample = texts[:: max(1, len(texts) // 500)]
+        rates.append(limits["tpm"] / 60 / (sum(map(count_tokens, sample)) / len(sample)))
+    if limits.get("max_in_flight"):
+        rates.append(limits["max_in_flight"] * BATCH / (case.latency + JITTER / 2))
+    return float(min(rates))
 
 
-# -- the contenders: each returns (rows delivered mask, vectors or None, error or None) -----
-
-#: Rows delivered (mask), the vectors, the error, what the controller learned.
-Outcome = tuple[np.ndarray, Optional[np.ndarray], Optional[str], Optional[dict[str, Any]]]
-
-
-def _batches(texts: list[str], batch: int) -> list[list[str]]:
-    return [texts[i : i + batch] for i in range(0, len(texts), batch)]
+def measured_span(case: Case, seconds: float) -> tuple[float, float]:
+    """The part of the run the figures count: after the warm-up, or three whole windows."""
+    if case.minute_window:
+        return 0.0, 3 * float(case.limits["window"])
+    return min(WARM_UP, seconds / 3), seconds
 
 
-async def _ours(url: str, texts: list[str], batch: int, adaptive: bool) -> Outcome:
-    controller = RateController() if adaptive else None  # its own: no sharing between runs
-    options: dict[str, Any] = {"rate_controller": controller} if adaptive else {"adaptive": False}
-    ok = np.ones(len(texts), dtype=bool)
+def case_seconds(case: Case, quick: bool) -> float:
+    if case.minute_window:
+        return 3 * float(case.limits["window"]) + 5
+    return 25.0 if quick else 60.0
+
+
+# -- the contenders: each embeds until cancelled ---------------------------------------------
+
+
+async def _ours(url: str, texts: list[str], case: Case, name: str) -> None:
+    options: dict[str, Any] = {"adaptive": name != "fixed"}
+    if name == "fixed":
+        options["max_retries"] = 20  # plain retries get every chance to finish
+    if name == "told":
+        options.update({k: case.limits[k] for k in ("rpm", "tpm") if k in case.limits})
+    in_flight = case.limits.get("max_in_flight", IN_FLIGHT) if name == "told" else IN_FLIGHT
     async with embedsdk.AsyncEmbedder(
-        base_url=url, api_key="sk-bench", cache=False, batch_size=batch, **options
+        base_url=url, api_key="sk-bench", cache=False, batch_size=BATCH, **options
     ) as emb:
-        try:
-            vectors = await emb.embed(texts, max_concurrent=CONCURRENCY)
-        except EmbedSDKError as exc:
-            ok[exc.failed_indices or list(range(len(texts)))] = False
-            return ok, None, type(exc).__name__, _snapshot(controller)
-    return ok, vectors, None, _snapshot(controller)
+        await emb.embed(texts, max_concurrent=in_flight, errors="return")
 
 
-def _snapshot(controller: RateController | None) -> dict[str, Any] | None:
-    return None if controller is None else controller.snapshot()
-
-
-async def _openai(url: str, texts: list[str], batch: int) -> Outcome:
+async def _openai(url: str, texts: list[str], case: Case, name: str) -> None:
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=url, api_key="sk-bench")  # its default retries (2)
-    sem = asyncio.Semaphore(CONCURRENCY)
+    sem = asyncio.Semaphore(IN_FLIGHT)
 
-    async def one(part: list[str]) -> list[list[float]]:
+    async def one(part: list[str]) -> None:
         async with sem:
-            resp = await client.embeddings.create(model="BAAI/bge-m3", input=part)
-        return [item.embedding for item in sorted(resp.data, key=lambda d: d.index)]
+            await client.embeddings.create(model="BAAI/bge-m3", input=part)
 
     try:
-        parts = await asyncio.gather(
-            *(one(p) for p in _batches(texts, batch)), return_exceptions=True
-        )
+        parts = [texts[i : i + BATCH] for i in range(0, len(texts), BATCH)]
+        await asyncio.gather(*(one(p) for p in parts), return_exceptions=True)
     finally:
         await client.close()
-    return _assemble(parts, len(texts), batch)
 
 
-async def _langchain(url: str, texts: list[str], batch: int) -> Outcome:
-    from langchain_openai import OpenAIEmbeddings
-
-    options: dict[str, Any] = {  # its default retries (2)
-        "model": "BAAI/bge-m3",
-        "base_url": url,
-        "api_key": "sk-bench",
-        "check_embedding_ctx_length": False,
-        "chunk_size": batch,
-    }
-    emb = OpenAIEmbeddings(**options)
-    try:
-        rows = await emb.aembed_documents(texts)
-    except Exception as exc:  # one call: any failure loses every row
-        return np.zeros(len(texts), dtype=bool), None, type(exc).__name__, None
-    finally:
-        owner = getattr(getattr(emb, "async_client", None), "_client", None)
-        if owner is not None:
-            await owner.close()
-    return np.ones(len(texts), dtype=bool), np.asarray(rows, dtype=np.float32), None, None
-
-
-def _assemble(parts: list[Any], n: int, batch: int) -> Outcome:
-    """Rows from per-batch results, some of which may be exceptions."""
-    ok = np.zeros(n, dtype=bool)
-    vectors = np.full((n, DIM), np.nan, dtype=np.float32)
-    errors = [p for p in parts if isinstance(p, BaseException)]
-    for i, part in enumerate(parts):
-        if not isinstance(part, BaseException):
-            vectors[i * batch : i * batch + len(part)] = part
-            ok[i * batch : i * batch + len(part)] = True
-    error = (
-        f"{type(errors[0]).__name__} ({len(errors)} of {len(parts)} requests)" if errors else None
-    )
-    return ok, vectors, error, None
-
-
-def _contender(
-    name: str, url: str, texts: list[str], batch: int
-) -> Callable[[], Awaitable[Outcome]]:
-    if name == "adaptive":
-        return lambda: _ours(url, texts, batch, True)
-    if name == "fixed":
-        return lambda: _ours(url, texts, batch, False)
-    if name == "openai":
-        return lambda: _openai(url, texts, batch)
-    return lambda: _langchain(url, texts, batch)
+def _contender(name: str) -> Callable[[str, list[str], Case, str], Awaitable[None]]:
+    return _openai if name == "openai" else _ours
 
 
 # -- running -----------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def _servers(cases: list[Case], names: list[str]) -> Iterator[dict[tuple[str, str], Any]]:
-    """One fresh simulated provider (child process) per case and contender."""
+def _servers(case: Case, names: list[str]) -> Iterator[dict[str, Any]]:
+    """One fresh simulated provider (child process) per contender."""
     with contextlib.ExitStack() as stack:
-        sims = {}
-        for case in cases:
-            for name in names:
-                sims[case.name, name] = stack.enter_context(
-                    runner.simulated_server(
-                        rpm=case.rpm,
-                        tpm=case.tpm,
-                        retry_after=case.retry_after,
-                        latency=LATENCY,
-                        dim=DIM,
-                    )
+        yield {
+            name: stack.enter_context(
+                runner.simulated_server(
+                    latency=case.latency, jitter=JITTER, dim=DIM, timeline=True, **case.limits
                 )
-        yield sims
+            )
+            for name in names
+        }
 
 
-async def _timed(make: Callable[[], Awaitable[Outcome]], cap: float) -> tuple[Outcome, float]:
-    start = time.perf_counter()
-    try:
-        outcome = await asyncio.wait_for(make(), cap)
-    except asyncio.TimeoutError:
-        outcome = (np.zeros(0, dtype=bool), None, f"stopped after {cap:.0f} s", None)
-    return outcome, time.perf_counter() - start
-
-
-def _row(
-    case: Case,
-    name: str,
-    texts: list[str],
-    batch: int,
-    outcome: Outcome,
-    seconds: float,
-    stats: dict[str, Any],
+def figures(
+    timeline: list[list[float]], allowed: float, span: tuple[float, float]
 ) -> dict[str, Any]:
-    from embedsdk.testing import expected_matrix
-
-    ok, vectors, error, learned = outcome
-    delivered = int(ok.sum())
-    if ok.size == 0:  # stopped: count what the server answered
-        delivered = sum(stats.get("batch_sizes", []))
-    exact = None
-    if vectors is not None and delivered:
-        want = expected_matrix([t for t, k in zip(texts, ok) if k], dim=DIM)
-        exact = bool(np.array_equal(vectors[ok], want))
-    allowed = allowed_texts_per_s(case, texts, batch)
-    complete = error is None and delivered == len(texts) and seconds > 0
-    requests = int(stats.get("requests", 0))
-    limited = int(stats.get("rate_limited", 0))
+    """Share of the allowance delivered and share of requests refused, over ``span``."""
+    start, end = span
+    inside = [(status, n) for t, status, n in timeline if start <= t < end]
+    delivered = sum(n for _, n in inside)
+    refused = sum(1 for status, _ in inside if status in (429, 503))
     return {
-        "case": case.name,
-        "client": name,
-        "label": CONTENDERS[name],
-        "texts": len(texts),
-        "delivered": delivered,
-        "seconds": seconds,
-        # Throughput only for runs that delivered everything: a failed call's rate is that of
-        # the first window's burst, up to its failure.
-        "texts_per_s": len(texts) / seconds if complete else None,
-        "allowed_texts_per_s": allowed,
-        "of_limit": len(texts) / seconds / allowed if complete else None,
-        "requests": requests,
-        "rate_limited": limited,
-        "rate_limited_share": limited / requests if requests else None,
-        "failed": not complete,
-        "error": error,
-        "exact": exact,
-        "learned": learned,
+        "of_allowance": delivered / (allowed * (end - start)) if end > start else None,
+        "refused_share": refused / len(inside) if inside else None,
+        "requests": len(inside),
     }
-
-
-async def _run_cases(
-    cases: list[Case],
-    names: list[str],
-    texts_for: dict[str, list[str]],
-    batch: int,
-    sims: dict[tuple[str, str], Any],
-) -> list[tuple[Case, str, Outcome, float]]:
-    jobs = []
-    for case in cases:
-        texts = texts_for[case.name]
-        cap = TIME_CAP * len(texts) / allowed_texts_per_s(case, texts, batch) + 30
-        for name in names:
-            make = _contender(name, sims[case.name, name].base_url, texts, batch)
-            jobs.append((case, name, _timed(make, cap)))
-    done = await asyncio.gather(*(job for _, _, job in jobs))
-    return [(case, name, *result) for (case, name, _), result in zip(jobs, done)]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every case (JSON-able result; :func:`format_table` prints it)."""
     quick = bool(getattr(args, "quick", False))
-    factor = 0.5 if quick else 1.0
-    n = 10_000 if quick else 20_000
-    batch = int(getattr(args, "batch_size", 20) or 20)
-    names = [c for c in CONTENDERS if available(c)]
     quiet = bool(getattr(args, "quiet", False))
+    names = [c for c in CONTENDERS if available(c)]
     if getattr(args, "base_url", None):
         runner.log("adaptive: runs on the simulated provider only (--base-url ignored)", quiet)
-    cases = [c.scaled(factor) for c in CASES]
-    texts_for = {
-        c.name: tpm_texts(n, args.seed) if c.tpm else mixed_texts(n, seed=args.seed) for c in cases
-    }
-    groups = [cases] if quick else [[c] for c in cases]
     rows = []
-    for group in groups:
-        runner.log(
-            f"adaptive: {', '.join(c.name for c in group)}; {n:,} texts, batch {batch}, "
-            f"{CONCURRENCY} in flight, latency {LATENCY * 1000:g} ms, clients not told",
-            quiet,
-        )
-        with _servers(group, names) as sims:
-            results = asyncio.run(_run_cases(group, names, texts_for, batch, sims))
-            for case, name, outcome, seconds in results:
-                stats = sims[case.name, name].stats()
-                rows.append(_row(case, name, texts_for[case.name], batch, outcome, seconds, stats))
-                runner.log(f"  {case.name}: {CONTENDERS[name]} {seconds:.1f} s", quiet)
+    for base in CASES:
+        case = base.scaled(quick)
+        seconds = case_seconds(case, quick)
+        texts = texts_for(int(allowed_texts_per_s(case, texts_for(500)) * seconds * 3) + 1000)
+        allowed = allowed_texts_per_s(case, texts)
+        runner.log(f"adaptive: {case.name}, {seconds:.0f} s, {', '.join(names)}", quiet)
+        with _servers(case, names) as sims:
+            asyncio.run(_timed_race(case, names, sims, texts, seconds))
+            for name in names:
+                timeline = sims[name].stats()["timeline"]
+                row = figures(timeline, allowed, measured_span(case, seconds))
+                rows.append({"case": case.name, "client": name, **row})
     return {
         "settings": {
-            "texts": n,
-            "batch_size": batch,
-            "concurrency": CONCURRENCY,
             "latency_s": LATENCY,
+            "jitter_s": JITTER,
+            "batch_size": BATCH,
+            "in_flight": IN_FLIGHT,
             "dim": DIM,
             "quick": quick,
-            "limits_scaled_by": factor,
-            "cases": [dataclasses.asdict(c) for c in cases],
             "clients": {name: CONTENDERS[name] for name in names},
         },
         "rows": rows,
     }
 
 
-def _result(row: dict[str, Any]) -> str:
-    if not row["failed"]:
-        return "all done"
-    missing = row["texts"] - row["delivered"]
-    return f"FAILED: {missing:,} missing, {row['error'] or 'stopped'}"
+async def _timed_race(
+    case: Case, names: list[str], sims: dict[str, Any], texts: list[str], seconds: float
+) -> None:
+    tasks = [
+        asyncio.ensure_future(_contender(name)(sims[name].base_url, texts, case, name))
+        for name in names
+    ]
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _learned(row: dict[str, Any]) -> str:
-    learned = row.get("learned")
-    if not learned:
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None or row["of_allowance"] is None:
         return "-"
-    if learned.get("rpm") is not None:
-        return f"{learned['rpm']:,.0f} rpm"
-    if learned.get("tpm") is not None:
-        return f"{learned['tpm']:,.0f} tpm"
-    return "-"
+    refused = row["refused_share"] or 0.0
+    return f"{row['of_allowance'] * 100:.0f}% / {refused * 100:.1f}%"
 
 
 def format_table(result: dict[str, Any]) -> str:
     """The printable table of :func:`run`'s result."""
     s = result["settings"]
-    headers = [
-        "limit (not told)",
-        "client",
-        "result",
-        "seconds",
-        "texts/s",
-        "% of limit",
-        "requests",
-        "429s",
-        "429 %",
-        "exact",
-        "learned pace",
-    ]
-    rows = [
-        [
-            r["case"],
-            r["label"],
-            _result(r),
-            f"{r['seconds']:.1f}",
-            report.rate(r["texts_per_s"]),
-            report.pct(r["of_limit"]),
-            f"{r['requests']:,}",
-            f"{r['rate_limited']:,}",
-            "-" if r["rate_limited_share"] is None else f"{r['rate_limited_share'] * 100:.1f}%",
-            report.yes_no(r["exact"]),
-            _learned(r),
-        ]
-        for r in result["rows"]
-    ]
+    names = list(s["clients"])
+    by = {(r["case"], r["client"]): r for r in result["rows"]}
+    cases = list(dict.fromkeys(r["case"] for r in result["rows"]))
+    headers = ["limit (not told)", *(s["clients"][n] for n in names), "adaptive >= plain"]
+    rows = []
+    for case in cases:
+        ours, plain = by.get((case, "adaptive")), by.get((case, "fixed"))
+        beats = None
+        if ours and plain and ours["of_allowance"] is not None and plain["of_allowance"]:
+            beats = ours["of_allowance"] >= plain["of_allowance"] * 0.98
+        rows.append([case, *(_cell(by.get((case, n))) for n in names), report.yes_no(beats)])
     title = (
-        f"Adaptive rate control: {s['texts']:,} texts, batch {s['batch_size']}, "
-        f"{s['concurrency']} in flight, latency {s['latency_s'] * 1000:g} ms, the limit over a "
-        "sliding 60 s window and not told to the clients"
-        + (f" (quick: limits x{s['limits_scaled_by']:g})" if s["quick"] else "")
+        f"Adaptive rate control: every kind of limit, {s['in_flight']} in flight, batch "
+        f"{s['batch_size']}, latency {s['latency_s'] * 1000:g} ms (+ up to "
+        f"{s['jitter_s'] * 1000:g} ms)"
+        + (" (quick: per-minute windows of 10 s)" if s["quick"] else "")
     )
     note = (
-        "% of limit: texts/s of a complete run over what the limit sustains (RPM x batch / 60,\n"
-        "  or TPM / 60 over the server's tokens per text). The sliding window also lets a whole\n"
-        "  window's quota through at once when it empties (at the start, and a minute after a\n"
-        "  burst), so a run can pass 100 %. seconds: until the call returned or failed.\n"
-        "  langchain-openai sends one chunk at a time; learned pace: the controller's, at the end."
+        "Each cell: texts delivered, as a share of what the server's limiter allows / share of\n"
+        "  requests refused (429, or 503 from the cap), read off the server's own timeline, after\n"
+        "  the first 10 s (per-minute windows: over the first three windows, the first one's\n"
+        "  whole allowance included). told: rpm= / tpm= given, or max_concurrent for a cap.\n"
+        "  adaptive >= plain: within 2 % of adaptive=False or better."
     )
     return f"{title}\n{report.table(headers, rows)}\n{note}"

@@ -17,7 +17,16 @@ in your event loop (``async with``), on a background thread (``with``), in a chi
 from __future__ import annotations
 
 from ._config import SimConfig
+from ._inprocess import SimulatedTransport, VirtualTimeLoop, run_in_virtual_time
 from ._provider import SimulatedProvider
 from ._vectors import expected_matrix, expected_vector
 
-__all__ = ["SimConfig", "SimulatedProvider", "expected_matrix", "expected_vector"]
+__all__ = [
+    "SimConfig",
+    "SimulatedProvider",
+    "SimulatedTransport",
+    "VirtualTimeLoop",
+    "expected_matrix",
+    "expected_vector",
+    "run_in_virtual_time",
+]

@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ._limits import LIMITER_KINDS
+
 FAULT_KINDS = ("500", "503", "reset", "hang", "malformed", "wrong_count", "shuffle", "429")
 ERROR_STYLES = ("siliconflow", "openai", "tei", "text")
 BASE64_MODES = ("ok", "refuse", "ignore")
@@ -27,9 +29,13 @@ class SimConfig:
     per_input: float = 0.0  # extra seconds per input in the request
     max_batch: int | None = 64  # more inputs -> 413
     max_input_tokens: int | None = None  # a longer input -> 500 "input is too large..."
-    rpm: float | None = None  # requests per sliding window (60 s) -> 429 above
-    tpm: float | None = None  # tokens (the server's count) per sliding window (60 s)
-    window: float = 60.0  # seconds the rpm / tpm limits count over (shorter: faster tests)
+    rpm: float | None = None  # requests per minute -> 429 above (counted as `limiter` says)
+    tpm: float | None = None  # tokens (the server's count) per minute -> 429 above
+    limiter: str = "sliding"  # "sliding" | "fixed" (aligned) window, or "token_bucket"
+    window: float = 60.0  # seconds a window counts over: it admits rpm * window / 60
+    burst: float = 1.0  # seconds of rpm / tpm a token bucket holds (at least one request)
+    max_in_flight: int | None = None  # requests answered at once; more -> in_flight_status
+    in_flight_status: int = 429  # 429, or 503 as an overloaded server says it
     retry_after: bool = False  # send Retry-After (s) and retry-after-ms with a 429
     ratelimit_headers: bool = False  # send x-ratelimit-* headers
     fault_rate: float = 0.0  # probability that a request gets a fault
@@ -52,6 +58,7 @@ class SimConfig:
     models: tuple[str, ...] | None = None  # when set, other models -> 404
     trace_ids: bool = True  # x-siliconcloud-trace-id on every answer
     track_texts: bool = True  # count each text served in stats()["texts"]
+    timeline: bool = False  # note [seconds, status, inputs embedded] of every request
 
     def __post_init__(self) -> None:
         # Lists (from JSON) and comma-separated strings become tuples: hashable, immutable.
@@ -110,7 +117,11 @@ def _validate(config: SimConfig) -> None:
     for name in ("rpm", "tpm"):
         _number(name, getattr(config, name), optional=True, positive=True)
     _number("window", config.window, positive=True)
-    for name in ("max_batch", "max_input_tokens"):
+    _number("burst", config.burst, positive=True)
+    _choice("limiter", config.limiter, LIMITER_KINDS)
+    if config.in_flight_status not in (429, 503):
+        raise ValueError(f"in_flight_status must be 429 or 503, got {config.in_flight_status!r}")
+    for name in ("max_batch", "max_input_tokens", "max_in_flight"):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"{name} must be an integer or None, got {value!r}")

@@ -76,8 +76,13 @@ def quota_body() -> bytes:
 def rate_limit_message(style: str, which: str, model: str, limit: float, wait: float) -> str:
     """The 429 message: SiliconFlow's words, or OpenAI's in the openai style.
 
-    ``which`` is ``"RPM"`` or ``"TPM"``; ``wait`` seconds until the window frees.
+    ``which`` is ``"RPM"``, ``"TPM"`` or ``"concurrency"`` (requests in flight); ``wait``
+    seconds until the limit would take the request.
     """
+    if which == "concurrency":
+        if style == "openai":
+            return f"Too many concurrent requests for {model}: limit {limit:g} in flight."
+        return "Request was rejected due to rate limiting. Details: concurrency limit reached."
     if style == "openai":
         unit = "requests" if which == "RPM" else "tokens"
         return (

@@ -14,13 +14,14 @@ import os
 import random
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Callable, NamedTuple
 
 from aiohttp import web
 
 from . import _errors
 from ._config import SimConfig
-from ._limits import SlidingWindow
+from ._limits import InFlightCap, RateLimiter, Refusal, make_limiter
 from ._vectors import DEFAULT_MODEL, MAX_DIM, VectorMemo, count_tokens, float_rows_json
 
 #: Seconds a stopping server waits for requests still being answered (a hang, say).
@@ -38,6 +39,28 @@ _DISCONNECT_POLL = 0.05
 _OK_FAULTS = (None, "hang", "shuffle")  # answers that carry every vector, correctly placed
 
 
+class Answer(NamedTuple):
+    """What the server answers, whatever carries it. ``reset``: drop the connection instead."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    reset: bool = False
+    inputs: int = 0  # inputs embedded (a correct answer's)
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
+async def _sleep(delay: float) -> bool:
+    await asyncio.sleep(delay)
+    return True
+
+
 class Stats:
     """Counters since the start or the last reset. See :meth:`SimServer.snapshot`."""
 
@@ -52,6 +75,7 @@ class Stats:
         "started",
         "status",
         "texts",
+        "timeline",
         "tokens",
     )
 
@@ -66,6 +90,7 @@ class Stats:
         self.batch_sizes: list[tuple[int, int]] = []  # (arrival number, size)
         self.texts: Counter[str] = Counter()
         self.started = time.monotonic()
+        self.timeline: list[tuple[float, int, int]] = []  # (loop seconds, status, inputs)
         self.cpu_base = time.thread_time()  # of the thread the server's loop runs on
 
 
@@ -116,7 +141,10 @@ class SimServer:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.memo = VectorMemo()
-        self.window = SlidingWindow(config.window)
+        self._limiter_shape: tuple[Any, ...] | None = None
+        self._rate_limiter: RateLimiter | None = None
+        self._in_flight_cap: InFlightCap | None = None
+        self._origin = _loop_time()  # timeline seconds count from here (the loop's clock)
         self.rng = random.Random(config.seed)
         self.in_flight = 0
         self.stats = Stats()
@@ -135,6 +163,7 @@ class SimServer:
     def reset_stats(self) -> None:
         """Start counting afresh (requests still in flight keep counting in the old ones)."""
         self.stats = Stats(self.in_flight)
+        self._origin = _loop_time()
 
     def snapshot(self, texts: bool = True) -> dict[str, Any]:
         """The counters as plain data.
@@ -163,6 +192,8 @@ class SimServer:
         }
         if texts:
             data["texts"] = dict(s.texts)
+        if self.config.timeline:
+            data["timeline"] = [[t - self._origin, status, n] for t, status, n in s.timeline]
         return data
 
     # -- serving ---------------------------------------------------------------------------
@@ -197,6 +228,7 @@ class SimServer:
             await self.stop()
             raise
         self.stats = Stats(self.in_flight)  # count CPU time from here, on this thread
+        self._origin = _loop_time()
         return int(runner.addresses[0][1])
 
     async def stop(self) -> None:
@@ -206,25 +238,58 @@ class SimServer:
             await runner.cleanup()
 
     async def handle_embeddings(self, request: web.Request) -> web.StreamResponse:
+        answer = await self.serve(
+            await request.read(),
+            request.headers.get("Authorization"),
+            lambda delay: _wait(request, delay),
+        )
+        if answer is None:
+            return web.Response(status=499)  # nobody to answer (and nothing counted)
+        if answer.reset:
+            # Close without a word: the client sees the connection drop (no status counted).
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+    async def serve(
+        self,
+        body: bytes,
+        authorization: str | None,
+        wait: Callable[[float], Awaitable[bool]] = _sleep,
+    ) -> Answer | None:
+        """Answer one ``POST /embeddings``, whatever carries it (aiohttp, or an in-process
+        transport). ``wait(seconds)`` sleeps and says whether the client is still there;
+        ``None``: it went away."""
         stats = self.stats
         self.in_flight += 1
         if self.in_flight > stats.peak_in_flight:
             stats.peak_in_flight = self.in_flight
         stats.requests += 1
         self._arrivals += 1
+        arrived = asyncio.get_running_loop().time()
+        answer: Answer | None = None
         try:
-            return await self._embeddings(request, stats, self._arrivals)
+            answer = await self._embeddings(body, authorization, wait, stats, self._arrivals)
+            return answer
         finally:
             self.in_flight -= 1
+            if self.config.timeline:
+                self._note(stats, arrived, answer)
 
-    async def _embeddings(self, request: web.Request, stats: Stats, n: int) -> web.StreamResponse:
+    async def _embeddings(
+        self,
+        raw: bytes,
+        authorization: str | None,
+        wait: Callable[[float], Awaitable[bool]],
+        stats: Stats,
+        n: int,
+    ) -> Answer | None:
         cfg = self.config
         headers = {"x-siliconcloud-trace-id": f"{self._trace_prefix}{n}"} if cfg.trace_ids else {}
-        if cfg.api_key is not None and request.headers.get("Authorization") != (
-            "Bearer " + cfg.api_key
-        ):
+        if cfg.api_key is not None and authorization != "Bearer " + cfg.api_key:
             return _respond(stats, 401, b"Invalid token", headers, "text/plain; charset=utf-8")
-        parsed = parse_body(await request.read())
+        parsed = parse_body(raw)
         if isinstance(parsed, str):
             return self._error(stats, _errors.BAD_REQUEST, parsed, headers)
         if cfg.models is not None and parsed.model not in cfg.models:
@@ -237,32 +302,92 @@ class SimServer:
         refusal = self._refusal(cfg, parsed, max(tokens), stats, headers)
         if refusal is not None:
             return refusal
-        loop = asyncio.get_running_loop()
-        self.window.window = cfg.window  # configure() may have changed it
-        limited = self.window.admit(loop.time(), total, cfg.rpm, cfg.tpm)
-        if cfg.ratelimit_headers:
-            headers.update(self.window.remaining(loop.time(), cfg.rpm, cfg.tpm))
-        if limited is not None:
-            which, wait = limited
-            limit = cfg.rpm if which == "RPM" else cfg.tpm
-            message = _errors.rate_limit_message(
-                cfg.error_style, which, parsed.model, limit or 0, wait
-            )
-            return self._rate_limited(stats, message, wait, headers)
+        cap = self._cap()
+        if cap is not None:
+            busy = cap.enter()
+            if busy is not None:
+                return self._over_limit(stats, busy, parsed.model, headers)
+        try:
+            return await self._admitted(cfg, parsed, total, wait, stats, headers, n)
+        finally:
+            if cap is not None:
+                cap.leave()
+
+    async def _admitted(
+        self,
+        cfg: SimConfig,
+        parsed: _Request,
+        total: int,
+        wait: Callable[[float], Awaitable[bool]],
+        stats: Stats,
+        headers: dict[str, str],
+        n: int,
+    ) -> Answer | None:
+        """Past the in-flight cap: the rate limits, the latency, then the answer or a fault."""
+        limiter = self._limiter()
+        if limiter is not None:
+            now = asyncio.get_running_loop().time()
+            limited = limiter.admit(now, total)
+            if cfg.ratelimit_headers:
+                headers.update(limiter.headers(now))
+            if limited is not None:
+                return self._over_limit(stats, limited, parsed.model, headers)
         fault = self._roll_fault(cfg, stats)
+        size = len(parsed.texts)
         delay = cfg.latency + cfg.per_input * size
         if cfg.jitter:
             delay += cfg.jitter * self.rng.random()
         if fault == "hang":
             delay += cfg.hang
-        if delay > 0 and not await _wait(request, delay):
-            return web.Response(status=499)  # nobody to answer (and nothing counted)
+        if delay > 0 and not await wait(delay):
+            return None
         if fault in _OK_FAULTS:
             stats.batch_sizes.append((n, size))
             if cfg.track_texts:
                 stats.texts.update(parsed.texts)
-            return self._vectors(stats, parsed, total, headers, shuffle=fault == "shuffle")
-        return self._fault(request, stats, fault, parsed, total, headers)
+            answer = self._vectors(stats, parsed, total, headers, shuffle=fault == "shuffle")
+            return answer._replace(inputs=size)
+        return self._fault(stats, fault, parsed, total, headers)
+
+    def _note(self, stats: Stats, arrived: float, answer: Answer | None) -> None:
+        """Add the request to the timeline: when it arrived, its status (0: the connection
+        was dropped, 499: the client went away), and how many inputs it embedded."""
+        if answer is None or answer.reset:
+            stats.timeline.append((arrived, 0 if answer else 499, 0))
+            return
+        stats.timeline.append((arrived, answer.status, answer.inputs))
+
+    def _limiter(self) -> RateLimiter | None:
+        """The rate limiter the config asks for, kept (with its counts) while it is the same."""
+        cfg = self.config
+        shape = (cfg.limiter, cfg.rpm, cfg.tpm, cfg.window, cfg.burst)
+        if shape != self._limiter_shape:
+            self._limiter_shape = shape
+            self._rate_limiter = make_limiter(*shape)
+        return self._rate_limiter
+
+    def _cap(self) -> InFlightCap | None:
+        limit = self.config.max_in_flight
+        if limit is None:
+            return None
+        if self._in_flight_cap is None or self._in_flight_cap.limit != limit:
+            busy = 0 if self._in_flight_cap is None else self._in_flight_cap.busy
+            self._in_flight_cap = InFlightCap(limit)
+            self._in_flight_cap.busy = busy
+        return self._in_flight_cap
+
+    def _over_limit(
+        self, stats: Stats, refusal: Refusal, model: str, headers: dict[str, str]
+    ) -> Answer:
+        cfg = self.config
+        if refusal.which == "concurrency" and cfg.in_flight_status == 503:
+            message = _errors.MESSAGES["503"]
+            return self._error(stats, _errors.OVERLOADED, message, headers)
+        limit = {"RPM": cfg.rpm, "TPM": cfg.tpm}.get(refusal.which) or cfg.max_in_flight or 0
+        message = _errors.rate_limit_message(
+            cfg.error_style, refusal.which, model, limit, refusal.wait
+        )
+        return self._rate_limited(stats, message, refusal.wait, headers)
 
     def _refusal(
         self,
@@ -271,7 +396,7 @@ class SimServer:
         longest: int,
         stats: Stats,
         headers: dict[str, str],
-    ) -> web.Response | None:
+    ) -> Answer | None:
         """The error answer for a request this server will not take, else ``None``."""
         size = len(req.texts)
         if cfg.max_batch is not None and size > cfg.max_batch:
@@ -300,18 +425,14 @@ class SimServer:
 
     def _fault(
         self,
-        request: web.Request,
         stats: Stats,
         kind: str | None,
         req: _Request,
         tokens: int,
         headers: dict[str, str],
-    ) -> web.Response:
+    ) -> Answer:
         if kind == "reset":
-            # Close without a word: the client sees the connection drop (no status counted).
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=500)
+            return Answer(500, headers, b"", reset=True)
         if kind == "429":
             cfg = self.config
             message = _errors.rate_limit_message(
@@ -331,7 +452,7 @@ class SimServer:
 
     def _vectors(
         self, stats: Stats, req: _Request, tokens: int, headers: dict[str, str], shuffle: bool
-    ) -> web.Response:
+    ) -> Answer:
         items = self._items(req)
         if shuffle:
             self.rng.shuffle(items)
@@ -352,13 +473,13 @@ class SimServer:
 
     def _error(
         self, stats: Stats, kind: _errors.ErrorKind, message: str, headers: dict[str, str]
-    ) -> web.Response:
+    ) -> Answer:
         body, content_type = _errors.error_body(self.config.error_style, kind, message)
         return _respond(stats, kind.status, body, headers, content_type)
 
     def _rate_limited(
         self, stats: Stats, message: str, wait: float, headers: dict[str, str]
-    ) -> web.Response:
+    ) -> Answer:
         stats.rate_limited += 1
         if self.config.retry_after:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
@@ -432,7 +553,7 @@ def _respond(
     body: bytes,
     headers: dict[str, str],
     content_type: str = "application/json",
-) -> web.Response:
+) -> Answer:
     stats.status[status] += 1
     headers["Content-Type"] = content_type
-    return web.Response(status=status, body=body, headers=headers)
+    return Answer(status, headers, body)

@@ -1,0 +1,157 @@
+"""The simulated provider without a socket, and an event loop whose clock skips idle time.
+
+Together they run the real client against any simulated limit for minutes of simulated time
+in a fraction of a second, the same on a loaded machine as on an idle one:
+
+>>> from embedsdk.testing import SimulatedTransport, run_in_virtual_time   # doctest: +SKIP
+>>> async def main():
+...     sim = SimulatedTransport(rpm=600, limiter="token_bucket", latency=0.05)
+...     async with embedsdk.AsyncEmbedder(transport=sim, cache=False) as emb:
+...         await emb.embed(texts)
+...     return sim.stats()
+>>> stats, seconds = run_in_virtual_time(main())   # seconds: simulated time it took
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import time
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+from .._exceptions import APIConnectionError, APITimeoutError
+from .._transport import Request, Response, Transport
+from ._config import SimConfig
+from ._server import SimServer
+
+T = TypeVar("T")
+
+#: Simulated seconds each turn of a VirtualTimeLoop takes.
+TURN = 1e-6
+
+
+class SimulatedTransport(Transport):
+    """The simulated provider, answering in-process through the client's transport seam.
+
+    Takes the fields of :class:`SimConfig`; latency, limits and faults behave as over HTTP
+    (a ``"reset"`` fault raises ``APIConnectionError``, a request past its ``timeout`` raises
+    ``APITimeoutError``). Use it on the loop of the client that holds it.
+    """
+
+    def __init__(self, config: SimConfig | None = None, **fields: Any) -> None:
+        base = SimConfig() if config is None else config
+        self.server = SimServer(base.replace(**fields) if fields else base)
+
+    @property
+    def config(self) -> SimConfig:
+        return self.server.config
+
+    def configure(self, **fields: Any) -> None:
+        """Change :class:`SimConfig` fields (the limits keep their counts when unchanged)."""
+        self.server.configure(**fields)
+
+    def stats(self, texts: bool = True) -> dict[str, Any]:
+        """The counters, as :meth:`SimulatedProvider.stats` gives them."""
+        return self.server.snapshot(texts=texts)
+
+    async def send(self, request: Request) -> Response:
+        auth = _get(request.headers, "Authorization")
+        serve = self.server.serve(request.body, auth)
+        try:
+            answer = await asyncio.wait_for(serve, request.timeout)
+        except asyncio.TimeoutError:
+            raise APITimeoutError(f"no answer within {request.timeout} s (simulated)") from None
+        if answer is None or answer.reset:
+            raise APIConnectionError("connection reset by the simulated provider")
+        return Response(answer.status, answer.headers, answer.body)
+
+
+def _get(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return value
+
+
+class _Clock:
+    __slots__ = ("now",)
+
+    #: Where the last simulated clock stopped: the next one starts there or later, so that
+    #: state kept across loops (a shared rate controller) never sees time run backwards.
+    last = 0.0
+
+    def __init__(self) -> None:
+        self.now = max(time.monotonic(), _Clock.last)
+
+
+class _SkippingSelector(selectors.BaseSelector):
+    """A selector that, when nothing is ready, moves the clock to the next timer instead of
+    waiting for it. With no timer at all it really waits (a thread may call back)."""
+
+    def __init__(self, clock: _Clock) -> None:
+        self._real = selectors.DefaultSelector()
+        self._clock = clock
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        # Every turn of the loop takes a microsecond, as real turns take some time: code
+        # that re-arms a timer for "now plus a rounding error" (aiolimiter does) moves on.
+        self._clock.now += TURN
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            return self._real.select(None)
+        self._clock.now += timeout
+        return []
+
+    def close(self) -> None:
+        self._real.close()
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` jumps over every wait in which nothing is ready.
+
+    ``asyncio.sleep``, timeouts, aiolimiter and the client's pacing all follow it. Blocking
+    work on other threads (the disk cache, reading a pipe) is not waited for in simulated
+    time: use it with ``cache=False`` and in-memory inputs.
+    """
+
+    def __init__(self) -> None:
+        self._virtual = _Clock()
+        super().__init__(selector=_SkippingSelector(self._virtual))
+
+    def time(self) -> float:
+        return self._virtual.now
+
+    def close(self) -> None:
+        _Clock.last = max(_Clock.last, self._virtual.now)
+        super().close()
+
+
+def run_in_virtual_time(coro: Coroutine[Any, Any, T]) -> tuple[T, float]:
+    """Run ``coro`` on a :class:`VirtualTimeLoop`; returns its result and the simulated
+    seconds it took. Pass the loop's clock to a ``RateController`` made inside ``coro``
+    (``clock=asyncio.get_running_loop().time``) so that it runs on simulated time too."""
+    loop = VirtualTimeLoop()
+    try:
+        start = loop.time()
+        result = loop.run_until_complete(coro)
+        return result, loop.time() - start
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
