@@ -5,7 +5,7 @@ refill continuously, fixed or sliding windows of a second or a minute, caps on r
 flight; SiliconFlow sends no ``Retry-After`` and no ``x-ratelimit-*`` headers, and users
 rarely know their level. A :class:`RateController` learns from the answers and holds back
 the requests of every client that shares it. It does no I/O and never sleeps: the core asks
-it *when* a request may go, and sleeps in :func:`take_turn`, so the logic is tested with a
+it *when* a request may go, and ``_turns.take_turn`` sleeps, so the logic is tested with a
 fake clock.
 
 It steers two things, as TCP and Netflix's concurrency limiters do:
@@ -42,7 +42,7 @@ front: adaptation only ever goes below them. Token estimates are corrected by th
 ratio of ``usage.prompt_tokens`` to the client's estimate.
 
 Sharing: every client with the same endpoint, API key and model gets the same controller
-from :func:`shared_controller` (the key is hashed, never stored). Pass
+from ``_turns.shared_controller`` (the key is hashed, never stored). Pass
 ``rate_controller=RateController()`` to choose the group yourself, or ``adaptive=False`` to
 turn it off.
 
@@ -56,24 +56,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import hashlib
-import logging
 import math
-import re
 import threading
 import time
-import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Callable
 
-from . import _retry
-from ._responses import _header, is_quota, parse_error_body, parse_retry_after
-
-if TYPE_CHECKING:
-    from ._config import ClientOptions
-
-logger = logging.getLogger("embedsdk")
+from ._pacing import LEVEL_EVIDENCE, _Pace, _Window
+from ._ratelimit_hints import (
+    RateLimitHeaders,
+    exhausted,
+    parse_ratelimit_headers,
+    says_concurrency,
+    says_per_minute,
+)
 
 #: How often a worker looks again while the probe is out, seconds.
 PROBE_POLL = 0.02
@@ -89,20 +85,14 @@ LONG_WALL = 1.0
 #: Successes are counted in bins of BIN seconds over the last RECENT seconds.
 BIN = 0.25
 RECENT = 10.0
-#: Below this share of the pace a decrease came from, the pace grows three times as fast.
-PLATEAU = 0.97
 #: Share of the pace's interval kept between two requests really sent (a little slack: a
 #: request sent early by a rounding error is no reason to wait again).
 SPACING = 0.98
-#: Successes at a level (requests in flight) that show the server takes that many.
-LEVEL_EVIDENCE = 3
 #: A wait at least this long is worth an INFO line (and the bar's postfix), seconds.
 VISIBLE_WAIT = 3.0
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_CONCURRENCY_WORDS = ("concurren", "in flight", "in-flight", "parallel", "并发")
 
-#: Verdicts of :meth:`RateController.on_rate_limited` and :func:`report`.
+#: Verdicts of :meth:`RateController.on_rate_limited` and ``_turns.report``.
 PAUSED = "paused"  # a rate limit: wait for the shared pause, then retry
 NARROWED = "narrowed"  # a concurrency cap: retry when a slot is free
 NOTED = "noted"  # nothing for the controller: the usual retry rules apply
@@ -139,161 +129,6 @@ class Ticket:
         return f"<Ticket epoch={self.epoch} at={self.at:.3f} in_flight={self.in_flight}>"
 
 
-class RateLimitHeaders(NamedTuple):
-    """``x-ratelimit-*`` values; ``None`` where absent. Reset times in seconds from now."""
-
-    remaining_requests: float | None
-    reset_requests: float | None
-    remaining_tokens: float | None
-    reset_tokens: float | None
-
-
-def parse_duration(value: str) -> float | None:
-    """Seconds from ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"`` or a bare number."""
-    value = value.strip()
-    try:
-        number = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, number) if math.isfinite(number) else None
-    parts = _DURATION_RE.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value.replace(" ", ""):
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(number) * scale[unit] for number, unit in parts)
-
-
-def _number(headers: Mapping[str, str], name: str) -> float | None:
-    raw = _header(headers, name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _duration(headers: Mapping[str, str], name: str) -> float | None:
-    raw = _header(headers, name)
-    return None if raw is None else parse_duration(raw)
-
-
-def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | None:
-    """The OpenAI-style rate-limit headers of an answer (any case), or ``None``."""
-    requests = _number(headers, "x-ratelimit-remaining-requests")
-    tokens = _number(headers, "x-ratelimit-remaining-tokens")
-    if requests is None and tokens is None:
-        return None
-    return RateLimitHeaders(
-        requests,
-        _duration(headers, "x-ratelimit-reset-requests"),
-        tokens,
-        _duration(headers, "x-ratelimit-reset-tokens"),
-    )
-
-
-def exhausted(message: str, hint: RateLimitHeaders | None) -> tuple[bool, bool]:
-    """Which limits a 429 says ran out: ``(requests, tokens)``; both when it does not say."""
-    if hint is not None:
-        requests = hint.remaining_requests is not None and hint.remaining_requests <= 0
-        tokens = hint.remaining_tokens is not None and hint.remaining_tokens <= 0
-        if requests or tokens:
-            return requests, tokens
-    text = message.upper()
-    requests = "RPM" in text or "RPS" in text or "REQUESTS PER" in text
-    tokens = "TPM" in text or "TOKENS PER" in text or "TOKEN LIMIT" in text
-    if requests or tokens:
-        return requests, tokens
-    return True, True
-
-
-def says_per_minute(message: str) -> bool:
-    """The 429's message names a rate ("per minute", "RPM", "TPM", "QPS")."""
-    text = message.upper()
-    return any(word in text for word in ("PER MIN", "RPM", "TPM", "QPS", "RPS", "PER SEC"))
-
-
-def says_concurrency(message: str) -> bool:
-    """The 429's message blames requests in flight (Zhipu's kind of limit)."""
-    text = message.lower()
-    return any(word in text for word in _CONCURRENCY_WORDS)
-
-
-class _Pace:
-    """The adaptive pace of one quantity (requests, or tokens), in units per second."""
-
-    __slots__ = ("base", "peak", "rate", "tat")
-
-    def __init__(self) -> None:
-        self.rate: float | None = None  # None: not limited
-        self.base = 0.0  # the pace set at the last decrease (the increase's scale)
-        self.peak = 0.0  # the pace a decrease came from when it was only just too fast
-        self.tat = -math.inf  # GCRA theoretical arrival time
-
-    def decrease(self, factor: float, accepted: float | None, floor: float) -> None:
-        """``factor`` times what the server took (per second), or half as deep a cut from
-        the pace when that is lower: the pace was then only just above the limit."""
-        if accepted is not None and accepted > 0 and (self.rate is None or accepted < self.rate):
-            self.rate = max(floor, factor * accepted)
-            self.peak = 0.0
-        elif self.rate is not None:
-            self.peak = self.rate
-            self.rate = max(floor, (1 + factor) / 2 * self.rate)
-        self.base = self.rate or 0.0
-
-    def increase(self, step: float, amount: float) -> None:
-        """Grow by ``step`` of the base per second of use (``amount`` units just went),
-        three times as fast while well under the pace the last decrease came from: back
-        near the limit soon, then slowly over it (TCP CUBIC's plateau, in short)."""
-        if self.rate is not None:
-            if self.rate < PLATEAU * self.peak:
-                step *= 3
-            self.rate += step * self.base * amount / self.rate
-
-
-class _Window:
-    """How many requests may be in flight at once (``None``: as many as the clients send)."""
-
-    __slots__ = ("interval", "limit", "next_probe", "passed", "probe", "refused_at")
-
-    def __init__(self) -> None:
-        self.limit: int | None = None
-        self.refused_at: int | None = None  # the lowest level a cap refused lately
-        self.interval = 2.0  # seconds between probes at that level, doubling on a refusal
-        self.next_probe = -math.inf
-        self.probe: int | None = None  # the level a probe opened, until it is answered
-        self.passed = 0  # successes at the refused level since it was refused
-
-    def narrow(self, now: float, level: int) -> None:
-        """A cap refused a request sent with ``level`` in flight."""
-        self.limit = max(1, min(self.limit or level, level - 1))
-        if self.probe is not None and level >= self.probe:
-            self.interval = min(2 * self.interval, 60.0)  # the probe failed: wait longer
-            self.probe = None
-        elif self.refused_at is None:
-            self.interval = 2.0
-        self.refused_at = level if self.refused_at is None else min(self.refused_at, level)
-        self.next_probe = now + self.interval
-        self.passed = 0
-
-    def widen(self, now: float, level: int) -> None:
-        """A request sent with ``level`` in flight succeeded."""
-        limit = self.limit
-        if limit is None or level < limit:
-            return
-        if self.refused_at is not None and level >= self.refused_at:
-            self.passed += 1
-            if self.passed >= LEVEL_EVIDENCE:  # the level refused before passes: it moved
-                self.refused_at = self.probe = None
-        if self.refused_at is None or limit + 1 < self.refused_at:
-            self.limit = limit + 1
-        elif now >= self.next_probe:
-            self.limit = self.probe = limit + 1
-            self.next_probe = now + self.interval
-
-
 class RateController:
     """Adaptive pacing shared by the clients of one account and model. Thread-safe.
 
@@ -304,9 +139,9 @@ class RateController:
     the running event loop's clock, else :func:`time.monotonic`; tests pass a fake one).
 
     The core calls :meth:`reserve` then, once ``ticket.at`` has come, :meth:`admit` (book
-    again when it says no; :func:`take_turn` is that loop), and reports the answer with
+    again when it says no; ``_turns.take_turn`` is that loop), and reports the answer with
     :meth:`on_success` (then :meth:`on_usage`), :meth:`on_rate_limited`,
-    :meth:`on_overloaded` or :meth:`on_error` (:func:`report` picks one from the status).
+    :meth:`on_overloaded` or :meth:`on_error` (``_turns.report`` picks one from the status).
     """
 
     def __init__(
@@ -789,117 +624,3 @@ def _loop_time() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return time.monotonic()
-
-
-_registry: weakref.WeakValueDictionary[tuple[str, str, str], RateController] = (
-    weakref.WeakValueDictionary()
-)
-_registry_lock = threading.Lock()
-
-
-def shared_controller(endpoint: str, api_key: str | None, model: str) -> RateController:
-    """The controller of one account: same endpoint, API key and model, same controller.
-
-    Held weakly: it lives as long as a client uses it. The key is hashed, never kept.
-    """
-    digest = hashlib.sha256((api_key or "").encode("utf-8")).hexdigest()[:16]
-    key = (endpoint, digest, model)
-    with _registry_lock:
-        controller = _registry.get(key)
-        if controller is None:
-            controller = RateController()
-            _registry[key] = controller
-        return controller
-
-
-def controller_for(options: ClientOptions) -> RateController | None:
-    """The controller a client uses: its ``rate_controller``, else its account's shared one,
-    or ``None`` with ``adaptive=False``."""
-    if not options.adaptive:
-        return None
-    if options.rate_controller is not None:
-        controller: RateController = options.rate_controller
-        return controller
-    return shared_controller(options.endpoint, options.api_key, options.model)
-
-
-async def take_turn(
-    controller: RateController,
-    estimate: int,
-    waiting: Callable[[str, float], None] | None = None,
-) -> Ticket:
-    """Wait until ``controller`` lets a request of ``estimate`` estimated tokens go.
-
-    Before any limit is learned this returns at once. ``waiting(why, seconds)`` is told,
-    once per turn, before a wait that brings this turn's waiting to :data:`VISIBLE_WAIT`
-    seconds or more (``why``: ``"pause"``, ``"pace"``, ``"slot"`` or ``"probe"``; ``seconds``:
-    the wait about to start). In testing mode (:func:`embedsdk.set_testing`) it never sleeps.
-    """
-    held = 0.0
-    told = waiting is None
-    while True:
-        ticket = controller.reserve(estimate)
-        if _retry.is_testing():  # no sleeping; a full window is still waited for
-            if controller.admit(ticket, force=True):
-                return ticket
-            await _slot_freed(controller, SLOT_POLL)
-            continue
-        while True:  # a booked turn may be put back a little (see admit): keep it
-            start = controller.now()
-            delay = ticket.at - start
-            if delay > 0:
-                if not told and held + delay >= VISIBLE_WAIT:
-                    told = True
-                    waiting(ticket.why, delay)  # type: ignore[misc]
-                if ticket.why == "slot":
-                    await _slot_freed(controller, delay)
-                else:
-                    await asyncio.sleep(delay)
-                held += controller.now() - start
-            if not ticket.booked:
-                break
-            at = ticket.at
-            if controller.admit(ticket):
-                return ticket
-            if ticket.at == at or ticket.epoch != controller.epoch:
-                break  # a pause began, or the probe is out: book again
-
-
-async def _slot_freed(controller: RateController, timeout: float) -> None:
-    """Wait, at most ``timeout`` seconds, for a request in flight to end."""
-    loop = asyncio.get_running_loop()
-    freed: asyncio.Future[None] = loop.create_future()
-
-    def settle() -> None:
-        if not freed.done():
-            freed.set_result(None)
-
-    def wake() -> None:
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(settle)
-
-    if controller.wait_for_slot(wake):
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(freed, timeout)
-
-
-def report(
-    controller: RateController,
-    ticket: Ticket,
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-) -> str:
-    """Tell ``controller`` how the server answered the request of ``ticket``; returns its
-    verdict (:data:`PAUSED`, :data:`NARROWED` or :data:`NOTED`)."""
-    if status < 400:
-        controller.on_success(ticket, headers)
-        return NOTED
-    if status == 429:
-        message, code = parse_error_body(body)
-        if not is_quota(status, code):
-            return controller.on_rate_limited(ticket, parse_retry_after(headers), message, headers)
-    if status == 503:
-        return controller.on_overloaded(ticket)
-    controller.on_error(ticket)
-    return NOTED

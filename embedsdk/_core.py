@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Unpack
 
-from . import _adaptive, _retry
+from . import _adaptive, _retry, _turns
 from ._cache import VectorCache, open_cache
 from ._ceiling import Ceilings
 from ._config import ClientOptions, EmbedderOptions, resolve_options
@@ -138,7 +138,7 @@ class AsyncEmbedder:
         self._ceilings = Ceilings(self.options.rpm, self.options.tpm)  # the user's own limits
         self._bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
         self._last_told = -math.inf  # when a slow-down was last logged
-        self._rate = _adaptive.controller_for(self.options)  # None with adaptive=False
+        self._rate = _turns.controller_for(self.options)  # None with adaptive=False
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
         # The length of the first vectors that arrived: later answers of another length are
@@ -665,7 +665,7 @@ class AsyncEmbedder:
         await self._ceilings.wait(tokens if self._rate is None else self._rate.cost(tokens))
         if self._rate is None:
             return None
-        return await _adaptive.take_turn(self._rate, tokens, self._held_back)
+        return await _turns.take_turn(self._rate, tokens, self._held_back)
 
     def _held_back(self, why: str, seconds: float) -> None:
         """A request is about to wait long for the rate controller: say so (INFO at most every
@@ -697,7 +697,7 @@ class AsyncEmbedder:
         except BaseException:
             self._rate.on_error(ticket)  # frees the slot: no answer is no signal
             raise
-        verdict = _adaptive.report(
+        verdict = _turns.report(
             self._rate, ticket, response.status, response.headers, response.body
         )
         return response, verdict

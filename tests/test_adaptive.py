@@ -12,22 +12,17 @@ import numpy as np
 import pytest
 
 import embedsdk
-from embedsdk import _adaptive, _retry
-from embedsdk._adaptive import (
-    NARROWED,
-    NOTED,
-    PAUSED,
-    RateController,
-    Ticket,
-    controller_for,
+from embedsdk import _adaptive, _retry, _turns
+from embedsdk._adaptive import NARROWED, NOTED, PAUSED, RateController, Ticket
+from embedsdk._config import resolve_options
+from embedsdk._exceptions import ConfigurationError, InternalServerError, RateLimitError
+from embedsdk._ratelimit_hints import (
     exhausted,
     parse_duration,
     parse_ratelimit_headers,
     says_concurrency,
-    shared_controller,
 )
-from embedsdk._config import resolve_options
-from embedsdk._exceptions import ConfigurationError, InternalServerError, RateLimitError
+from embedsdk._turns import controller_for, shared_controller
 
 SF_TPM = "Request was rejected due to rate limiting. Details: TPM limit reached."
 SF_RPM = "Request was rejected due to rate limiting. Details: RPM limit reached."
@@ -557,7 +552,7 @@ def test_one_controller_per_account_and_model() -> None:
     assert shared_controller("https://x/v1/embeddings", "sk-secret-1", "m") is a
     assert shared_controller("https://x/v1/embeddings", "sk-secret-2", "m") is not a
     assert shared_controller("https://x/v1/embeddings", "sk-secret-1", "n") is not a
-    keys = list(_adaptive._registry.keys())
+    keys = list(_turns._registry.keys())
     assert not any("sk-secret" in str(k) for k in keys)  # only a hash of the key
     assert "sk-secret" not in repr(a)
 

@@ -1,0 +1,144 @@
+"""The async side of rate control: which controller a client uses, waiting for a turn, and
+reporting an answer to the controller. The controller itself (``_adaptive``) never sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Callable
+
+from . import _retry
+from ._adaptive import NARROWED, NOTED, PAUSED, SLOT_POLL, VISIBLE_WAIT, RateController, Ticket
+from ._responses import is_quota, parse_error_body, parse_retry_after
+
+if TYPE_CHECKING:
+    from ._config import ClientOptions
+
+__all__ = [
+    "NARROWED",
+    "NOTED",
+    "PAUSED",
+    "controller_for",
+    "report",
+    "shared_controller",
+    "take_turn",
+]
+
+
+_registry: weakref.WeakValueDictionary[tuple[str, str, str], RateController] = (
+    weakref.WeakValueDictionary()
+)
+_registry_lock = threading.Lock()
+
+
+def shared_controller(endpoint: str, api_key: str | None, model: str) -> RateController:
+    """The controller of one account: same endpoint, API key and model, same controller.
+
+    Held weakly: it lives as long as a client uses it. The key is hashed, never kept.
+    """
+    digest = hashlib.sha256((api_key or "").encode("utf-8")).hexdigest()[:16]
+    key = (endpoint, digest, model)
+    with _registry_lock:
+        controller = _registry.get(key)
+        if controller is None:
+            controller = RateController()
+            _registry[key] = controller
+        return controller
+
+
+def controller_for(options: ClientOptions) -> RateController | None:
+    """The controller a client uses: its ``rate_controller``, else its account's shared one,
+    or ``None`` with ``adaptive=False``."""
+    if not options.adaptive:
+        return None
+    if options.rate_controller is not None:
+        controller: RateController = options.rate_controller
+        return controller
+    return shared_controller(options.endpoint, options.api_key, options.model)
+
+
+async def take_turn(
+    controller: RateController,
+    estimate: int,
+    waiting: Callable[[str, float], None] | None = None,
+) -> Ticket:
+    """Wait until ``controller`` lets a request of ``estimate`` estimated tokens go.
+
+    Before any limit is learned this returns at once. ``waiting(why, seconds)`` is told,
+    once per turn, before a wait that brings this turn's waiting to :data:`VISIBLE_WAIT`
+    seconds or more (``why``: ``"pause"``, ``"pace"``, ``"slot"`` or ``"probe"``; ``seconds``:
+    the wait about to start). In testing mode (:func:`embedsdk.set_testing`) it never sleeps.
+    """
+    held = 0.0
+    told = waiting is None
+    while True:
+        ticket = controller.reserve(estimate)
+        if _retry.is_testing():  # no sleeping; a full window is still waited for
+            if controller.admit(ticket, force=True):
+                return ticket
+            await _slot_freed(controller, SLOT_POLL)
+            continue
+        while True:  # a booked turn may be put back a little (see admit): keep it
+            start = controller.now()
+            delay = ticket.at - start
+            if delay > 0:
+                if not told and held + delay >= VISIBLE_WAIT:
+                    told = True
+                    waiting(ticket.why, delay)  # type: ignore[misc]
+                if ticket.why == "slot":
+                    await _slot_freed(controller, delay)
+                else:
+                    await asyncio.sleep(delay)
+                held += controller.now() - start
+            if not ticket.booked:
+                break
+            at = ticket.at
+            if controller.admit(ticket):
+                return ticket
+            if ticket.at == at or ticket.epoch != controller.epoch:
+                break  # a pause began, or the probe is out: book again
+
+
+async def _slot_freed(controller: RateController, timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, for a request in flight to end."""
+    loop = asyncio.get_running_loop()
+    freed: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not freed.done():
+            freed.set_result(None)
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle)
+
+    if controller.wait_for_slot(wake):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(freed, timeout)
+
+
+def report(
+    controller: RateController,
+    ticket: Ticket,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> str:
+    """Tell ``controller`` how the server answered the request of ``ticket``; returns its
+    verdict (:data:`PAUSED`, :data:`NARROWED` or :data:`NOTED`)."""
+    if status < 400:
+        controller.on_success(ticket, headers)
+        return NOTED
+    if status == 429:
+        message, code = parse_error_body(body)
+        if not is_quota(status, code):
+            return controller.on_rate_limited(ticket, parse_retry_after(headers), message, headers)
+    if status == 503:
+        return controller.on_overloaded(ticket)
+    controller.on_error(ticket)
+    return NOTED
