@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 import threading
 import time
 import uuid

@@ -389,7 +389,9 @@ def embed_dataset(
     checked = resolve_options(**options)  # a bad option fails here, not in every worker
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None and column not in schema.names:
-        raise ConfigurationError(f"no column {column!r} in the dataset; its columns: {schema.names}")
+        raise ConfigurationError(
+            f"no column {column!r} in the dataset; its columns: {schema.names}"
+        )
     workers = concurrency if isinstance(concurrency, int) else max(concurrency)
     if rows_per_batch is None:
         rows_per_batch = max(64, checked.batch_size * checked.max_concurrent * 8)
@@ -404,13 +406,14 @@ def embed_dataset(
         "workers": workers,
         "shared_limit": shared_limit,
     }
-    size = {"size": concurrency} if isinstance(concurrency, int) else {}
-    if not size:
-        size = {"min_size": min(concurrency), "max_size": max(concurrency)}
+    if isinstance(concurrency, int):
+        pool = ray.data.ActorPoolStrategy(size=concurrency)
+    else:
+        pool = ray.data.ActorPoolStrategy(min_size=min(concurrency), max_size=max(concurrency))
     return ds.map_batches(
         EmbedBatches,
         fn_constructor_kwargs=kwargs,
-        compute=ray.data.ActorPoolStrategy(**size),
+        compute=pool,
         batch_size=rows_per_batch,
         batch_format="pyarrow",
         num_cpus=num_cpus,

@@ -213,5 +213,5 @@ def test_a_told_limit_needs_the_number_of_workers() -> None:
 
 def test_a_missing_column_is_named_before_anything_runs() -> None:
     ds = ray.data.from_items([{"body": "x"}])
-    with pytest.raises(embedsdk.ConfigurationError, match="'text'.*body"):
+    with pytest.raises(embedsdk.ConfigurationError, match=r"'text'.*body"):
         embedsdk.ray.embed_dataset(ds, base_url="http://127.0.0.1:1/v1", api_key="")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from . import report, runner
 from .clients import CLIENTS, EXTRA_PEERS, available
 
 #: Scenario names in run order; "main" is accepted for "throughput".
-SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive")
+SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "ray")
 DEFAULT_SCENARIOS = ("throughput", "fast")
 
 #: Settings that differ between the full run and ``--quick``: (full, quick).
@@ -209,6 +210,14 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
     if name == "memory":
         m = memory.run_memory(args)
         return m, report.memory_table(m), m.to_json()
+    if name == "ray":  # embedsdk[ray]: Ray workers under one account limit
+        from . import ray
+
+        if importlib.util.find_spec("ray") is None:
+            runner.log("ray: not installed (pip install 'embedsdk[ray]'), skipped", args.quiet)
+            return None
+        result = ray.run(args)
+        return result, ray.format_table(result), result
     found = _adaptive(args)
     return None if found is None else (found[0], found[1], found[0])
 
