@@ -507,6 +507,7 @@ class RateController:
                 self._start_pause(self._clock() + max(0.0, pause))
                 self._probing, self._probe_out = probing, False
                 self._requests.tat = self._tokens.tat = self.cooldown_until + stagger
+                self._next_free = -math.inf  # the new turn, not the last request, sets it
         self._wake()
 
     # -- for logs, progress bars and benchmarks ----------------------------------------

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from ._adaptive import PAUSED, RateController, Ticket
+from ._adaptive import BIN, PAUSED, RECENT, RateController, Ticket
 from ._ratelimit_hints import RateLimitHeaders, exhausted, parse_ratelimit_headers
 
 logger = logging.getLogger("embedsdk")
@@ -73,7 +74,26 @@ DEEPEST_CUT = 0.5
 
 
 class _LeaderController(RateController):
-    """The account's controller, whose pace falls by at most half at a time."""
+    """The account's controller, whose pace falls by at most half at a time, from the best
+    second the server gave lately rather than the average since the last decrease: in a
+    cluster that average takes in the pauses, probes and resumptions, each a report longer
+    than in one process, and would put the pace well under the limit."""
+
+    def _accepted(self, now: float) -> tuple[float, float] | None:
+        average = super()._accepted(now)
+        if average is None or self._since is None:
+            return average
+        first = math.floor(max(self._since, now - RECENT) / BIN)
+        bins = [b for b in self._recent if b[0] >= first]
+        per = round(1.0 / BIN)  # bins in a second
+        if len(bins) < per:
+            return average
+        best = [0.0, 0.0]
+        for i in range(len(bins)):
+            second = [b for b in bins[i:] if b[0] < bins[i][0] + per]
+            for k in (0, 1):
+                best[k] = max(best[k], sum(b[k + 1] for b in second))
+        return max(average[0], best[0]), max(average[1], best[1])
 
     def _cut(self, now: float, requests: bool, tokens: bool) -> None:
         before = (self._requests.rate, self._tokens.rate)
@@ -136,7 +156,7 @@ class RateLeader:
             "workers": busy,
             # Its place among the busy workers: after a pause, each resumes in turn, one
             # interval of the account's pace after the other, not all at once.
-            "stagger": 0.0 if not requests else rank / requests,
+            "rank": rank,
         }
 
     def _prober(self, worker: str, epoch: int, now: float, busy: bool) -> bool:
@@ -206,6 +226,8 @@ class FollowerController(RateController):
         self.share = 1.0
         self.on_news: Callable[[], None] | None = None
         self.dozing = False  # set by the syncer while it waits long (nothing to report)
+        self._stagger = 0.0  # seconds after a pause's end this worker resumes (its turn)
+        self._last_cost = 0.0  # tokens of the last request booked
 
     def _tag(self, local_epoch: int) -> Tag:
         """The leader's epoch known when a request of ``local_epoch`` was booked."""
@@ -217,6 +239,7 @@ class FollowerController(RateController):
     def reserve(self, estimate: int) -> Ticket:
         ticket = super().reserve(estimate)
         self._tally.busy = True  # a plain store: no lock needed for a flag
+        self._last_cost = ticket.tokens
         if self.dozing:  # the syncer waits long while idle: work came, hear the leader now
             self.dozing = False
             news = self.on_news
@@ -278,7 +301,12 @@ class FollowerController(RateController):
             if retry_after is not None:
                 self.cooldown_until = max(self.cooldown_until, now + retry_after)
             return
+        turns = self._requests.tat, self._tokens.tat
         self._start_pause(now + (retry_after if retry_after is not None else LOCAL_HOLD))
+        # Keep this worker's turn in the account's pace (its phase among the workers) when
+        # it is later than the hold: only the leader's pauses set new turns.
+        self._requests.tat = max(turns[0], self.cooldown_until)
+        self._tokens.tat = max(turns[1], self.cooldown_until)
 
     def _grow(self, now: float, tokens: float, requests: float = 1.0) -> None:
         """The leader grows the pace (from the held successes reported to it)."""
@@ -292,13 +320,23 @@ class FollowerController(RateController):
 
     # -- what the syncer calls ----------------------------------------------------------
 
+    def _turn(self, requests: float | None, tokens: float | None, rank: int, workers: int) -> float:
+        """Seconds after a pause this worker resumes: ``rank`` of ``workers`` through one
+        interval of its own pace (requests, or tokens of a request like its last)."""
+        gap = max(
+            1 / requests if requests else 0.0,
+            self._last_cost / tokens if tokens else 0.0,
+        )
+        return gap * rank / max(1, workers)
+
     def report(self) -> Report:
         """What was counted since the last report (then forgotten here), JSON-able."""
         now = self.now()
         with self._follow_lock:
             tally, self._tally = self._tally, _Tally()
-        if self.snapshot()["in_flight"]:
-            tally.busy = True
+        with self._lock:  # requests in flight, or booked and waiting for their turn
+            if self._in_flight or max(self._requests.tat, self._tokens.tat) > now:
+                tally.busy = True
         age = 0.0 if tally.oldest is None else max(0.0, now - tally.oldest)
         ok = [
             [inc, epoch, int(c[0]), c[1], int(c[2]), c[3], age]
@@ -318,6 +356,7 @@ class FollowerController(RateController):
         probing, mine = bool(state["probing"]), bool(state.get("probe"))
         with self._follow_lock:
             self.share = share
+            self._stagger = self._turn(requests, tokens, state.get("rank", 0), state["workers"])
             if tag == self._known and not (probing and not mine):
                 self.follow(requests, tokens)
                 return
@@ -325,8 +364,7 @@ class FollowerController(RateController):
             pause = float(state["pause"])
             if probing and not mine:  # another worker's probe is out: hold until it is back
                 pause = max(pause, HOLD)
-            stagger = 0.0 if probing else float(state.get("stagger", 0.0))
-            self.follow(requests, tokens, pause, probing and mine, stagger)
+            self.follow(requests, tokens, pause, probing and mine, self._stagger)
             self._epoch_starts.append(self.epoch)
             self._epoch_tags.append(tag)
             del self._epoch_starts[:-16], self._epoch_tags[:-16]

@@ -192,7 +192,8 @@ def test_what_a_follower_reports() -> None:
     assert report["refused"] == [[*tag, None, False, True, None]]
     assert report["busy"]
     assert "TPM" not in repr(report)  # the server's words stay in the worker
-    assert follower.report() == {"ok": [], "refused": [], "busy": False}  # reported once
+    again = follower.report()
+    assert (again["ok"], again["refused"]) == ([], [])  # reported once
 
 
 def test_a_concurrency_cap_stays_with_the_worker() -> None:
@@ -329,12 +330,7 @@ def real_waits() -> Any:
     embedsdk.set_testing(True)
 
 
-_SHORT = {
-    ("token bucket, 1 s of burst", 16),
-    ("sliding 1 s window", 4),
-    ("sliding 1 s window", 16),
-    ("token bucket on tokens", 16),
-}
+_SHORT = {("sliding 1 s window", 4), ("sliding 1 s window", 16)}
 LIMITS = {
     "token bucket, 1 s of burst": {"limiter": "token_bucket", "rpm": 600, "burst": 1.0},
     "sliding 1 s window": {"limiter": "sliding", "rpm": 600, "window": 1.0},
@@ -342,9 +338,10 @@ LIMITS = {
 }
 
 
-#: Cases still short of 90 % (measured 82-89 %; 48 % for 16 workers on a sliding 1 s
-#: window): a cluster's walls last a report longer, and its first estimate is rougher.
-SHORT = pytest.mark.xfail(reason="known gap: below 90 % of the limit", strict=False)
+#: Still short of 90 %: a sliding 1 s window, which counts every request of the last second
+#: (measured 90 % for 4 workers, 79 % for 16, with < 4 % of 429s): the workers' turns drift
+#: apart between two pauses, and a strict count refuses the seconds where they bunch.
+SHORT = pytest.mark.xfail(reason="known gap: a sliding 1 s window, below 90 %", strict=False)
 CASES = [
     pytest.param(kind, workers, marks=[SHORT] if (kind, workers) in _SHORT else [])
     for kind in LIMITS
