@@ -228,6 +228,7 @@ class FollowerController(RateController):
         self.dozing = False  # set by the syncer while it waits long (nothing to report)
         self._stagger = 0.0  # seconds after a pause's end this worker resumes (its turn)
         self._last_cost = 0.0  # tokens of the last request booked
+        self._resumed: float | None = None  # when the last pause of the leader ended
 
     def _tag(self, local_epoch: int) -> Tag:
         """The leader's epoch known when a request of ``local_epoch`` was booked."""
@@ -359,15 +360,30 @@ class FollowerController(RateController):
             self._stagger = self._turn(requests, tokens, state.get("rank", 0), state["workers"])
             if tag == self._known and not (probing and not mine):
                 self.follow(requests, tokens)
+                self._keep_turn()
                 return
             self._known = tag
             pause = float(state["pause"])
             if probing and not mine:  # another worker's probe is out: hold until it is back
                 pause = max(pause, HOLD)
             self.follow(requests, tokens, pause, probing and mine, self._stagger)
+            self._resumed = self.cooldown_until
             self._epoch_starts.append(self.epoch)
             self._epoch_tags.append(tag)
             del self._epoch_starts[:-16], self._epoch_tags[:-16]
+
+    def _keep_turn(self) -> None:
+        """Put the next booking back on this worker's turn: the workers' turns, set apart at
+        the last pause, would otherwise drift (a late send, a change of share) and bunch,
+        which a limit counted over a short window refuses."""
+        with self._lock:
+            gap = self._turn(self._requests.rate, self._tokens.rate, 1, 1)
+            if not gap or self._resumed is None:
+                return
+            start = self._resumed + self._stagger
+            tat = max(self._requests.tat, self._tokens.tat)
+            turn = start + gap * max(0, round((tat - start) / gap))
+            self._requests.tat = self._tokens.tat = turn
 
 
 class Syncer:

@@ -34,7 +34,8 @@ DIM = 8
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # A Ray of its own, whatever else runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
@@ -215,3 +216,34 @@ def test_a_missing_column_is_named_before_anything_runs() -> None:
     ds = ray.data.from_items([{"body": "x"}])
     with pytest.raises(embedsdk.ConfigurationError, match=r"'text'.*body"):
         embedsdk.ray.embed_dataset(ds, base_url="http://127.0.0.1:1/v1", api_key="")
+
+
+def test_the_command_line_on_ray(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``embedsdk embed "*.jsonl" -o FILE.parquet --ray``: ids kept, text dropped, vectors
+    exact (the Ray this module started is the one used)."""
+    from embedsdk.cli import main
+
+    texts = {}
+    for part in range(3):
+        lines = []
+        for j in range(20):
+            i = part * 100 + j
+            texts[i] = f"command line {i}"
+            lines.append(f'{{"id": {i}, "text": "{texts[i]}"}}')
+        (tmp_path / f"part{part}.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "vectors.parquet"
+    with SimulatedProvider(dim=DIM) as sim:
+        argv = ["embed", str(tmp_path / "*.jsonl"), "-o", str(out), "--ray", "--workers", "2"]
+        argv += ["--base-url", sim.base_url, "--no-cache", "--id-field", "id"]
+        monkeypatch.setenv("EMBEDSDK_API_KEY", "sk-cli")
+        assert main(argv) == 0
+    assert "embedded 60 rows on Ray" in capsys.readouterr().err
+    frame = by_id(pq.read_table(str(out)).to_pandas())
+    assert list(frame.columns) == ["id", "embedding"]
+    ids = frame["id"].tolist()
+    assert ids == sorted(texts)
+    expected = expected_matrix([texts[i] for i in ids], dim=DIM)
+    assert (np.stack(frame["embedding"].to_numpy()) == expected).all()
+    assert not (tmp_path / "vectors.parquet.partial").exists()

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     counts = [4, 8] if args.quick else [4, 8, 16]
     n = int(RPM / 60 * BATCH * (40 if args.quick else SECONDS))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows: list[dict[str, Any]] = []
     try:
         for workers in counts:
