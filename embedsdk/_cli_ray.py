@@ -107,6 +107,8 @@ def run_ray(args: argparse.Namespace) -> int:
     import embedsdk.ray as embedsdk_ray
 
     ds = getattr(ray.data, reader)(paths)
+    if args.skip_empty:
+        ds = ds.filter(lambda row: bool(str(row[column] or "").strip()))
     out = embedsdk_ray.embed_dataset(
         ds, column, id_column=args.id_field, concurrency=args.workers, **options
     )

@@ -140,6 +140,28 @@ def test_follow_sets_the_pace_and_a_pause_voids_bookings() -> None:
 # -- the leader and its followers ------------------------------------------------------------
 
 
+def test_the_leader_cuts_from_its_best_recent_second_and_at_most_by_half() -> None:
+    """Successes at 10 a second for 4 s, then a 4 s wall with none: one process would cut
+    to 0.9 times the average (5 a second, over 8 s); the leader cuts from the best second."""
+    clock = FakeClock()
+    leader = RateLeader(clock=clock)
+    ctl = leader.controller
+    for _ in range(16):
+        clock.now += 0.25
+        ctl.on_successes(0, 2, 20.0, age=0.25)  # 8 a second
+    clock.now += 4.0
+    ctl.on_refused(0, what=(True, False))
+    rps = ctl.shared_state()[0]
+    assert rps is not None and rps == pytest.approx(0.9 * 8 / 0.85, rel=0.02)
+    clock.now = ctl.cooldown_until + 0.5
+    ctl.follow(100.0, None)  # far over the 8 a second that get through: halved, no deeper
+    for _ in range(8):
+        clock.now += 0.25
+        ctl.on_successes(ctl.epoch, 2, 20.0, age=0.25)
+    ctl.on_refused(ctl.epoch, what=(True, False))
+    assert ctl.shared_state()[0] == pytest.approx(50.0)
+
+
 def test_the_leader_divides_its_pace_between_busy_workers() -> None:
     clock = FakeClock()
     leader = RateLeader(clock=clock)
