@@ -1,0 +1,160 @@
+"""What the LangChain and LlamaIndex adapters share: their options, and where calls run.
+
+- **Options**: every option of :func:`embedsdk.get_batch_embeddings` (``CLIENT_OPTIONS``)
+  plus ``batch_size`` and ``max_concurrent``, checked by :func:`~embedsdk._config.
+  resolve_options` when the adapter is made, so that a bad value fails before any request.
+- **Sync calls** go to the shared default :class:`Embedder` of those options, the one the
+  module functions use: one loop thread, one connection pool for the whole process.
+- **Async calls** run on the caller's own loop, on one :class:`AsyncEmbedder` per event loop
+  and per options, shared by every adapter of the process (LangChain's and LlamaIndex's
+  alike). It is closed when its loop shuts down (``asyncio.run``, ``asyncio.Runner``,
+  pytest-asyncio: they all finalize async generators, see :func:`_close_with_loop`).
+- Both kinds of client use the account's shared rate controller (``_adaptive``) and the same
+  disk cache directory.
+
+Nothing here imports LangChain or LlamaIndex.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any
+
+from . import _api
+from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, ClientOptions, resolve_options
+from ._core import AsyncEmbedder
+from ._sync import Embedder
+
+#: Options that shape one call rather than the client.
+PER_CALL = frozenset({"batch_size", "max_concurrent"})
+
+
+def accepted_options() -> frozenset[str]:
+    """Every keyword an adapter passes on to embedsdk (read each time: options may be added)."""
+    return _api.CLIENT_OPTIONS | PER_CALL
+
+
+def missing(owner: str, package: str, extra: str) -> ImportError:
+    """The error for an adapter whose framework cannot be imported: which extra brings it."""
+    return ImportError(
+        f"{owner} needs {package}, which is not installed (or failed to import): "
+        f"pip install 'embedsdk[{extra}]'"
+    )
+
+
+def check_options(owner: str, options: Mapping[str, Any]) -> ClientOptions:
+    """Refuse unknown keywords (``TypeError``) and bad values (``ConfigurationError``)."""
+    unknown = sorted(set(options) - accepted_options())
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+    return resolve_options(**options)
+
+
+def _split(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    client = {k: v for k, v in options.items() if k not in PER_CALL}
+    call = {k: v for k, v in options.items() if k in PER_CALL}
+    return client, call
+
+
+def _client_key(client_options: Mapping[str, Any]) -> ClientOptions:
+    """The identity of a client: its resolved options, whatever the per-call settings."""
+    resolved = resolve_options(**client_options)
+    return dataclasses.replace(
+        resolved, batch_size=DEFAULT_BATCH_SIZE, max_concurrent=DEFAULT_MAX_CONCURRENT
+    )
+
+
+def embed_sync(
+    owner: str, options: Mapping[str, Any], texts: Sequence[str], progress: bool = False
+) -> Any:
+    """Embed on the shared default :class:`Embedder` of these options (its loop thread)."""
+    client_options, call = _split(options)
+    client: Embedder = _api._client_for(owner, client_options)
+    return client.embed(list(texts), progress=progress, **call)
+
+
+async def embed_async(
+    options: Mapping[str, Any], texts: Sequence[str], progress: bool = False
+) -> Any:
+    """Embed on this loop's :class:`AsyncEmbedder` of these options: no thread hop."""
+    client_options, call = _split(options)
+    client = await _loop_client(client_options)
+    return await client.embed(list(texts), progress=progress, **call)
+
+
+@dataclasses.dataclass
+class _LoopClients:
+    """The async clients of one event loop, and the generator that closes them with it."""
+
+    clients: dict[ClientOptions, AsyncEmbedder]
+    closer: AsyncGenerator[None, None] | None = None
+
+
+_lock = threading.Lock()
+# Weak keys: an entry goes with its loop. (A loop closed without finalizing async generators
+# stays referenced by its clients until the next look-up sweeps it; see _sweep.)
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _loop_client(client_options: Mapping[str, Any]) -> AsyncEmbedder:
+    loop = asyncio.get_running_loop()
+    key = _client_key(client_options)
+    with _lock:
+        _sweep()
+        entry = _loops.get(loop)
+        if entry is None:
+            entry = _loops[loop] = _LoopClients({})
+        client = entry.clients.get(key)
+        if client is None or client._closed:
+            client = entry.clients[key] = AsyncEmbedder(**client_options)
+        start_closer = entry.closer is None
+        if start_closer:
+            entry.closer = _close_with_loop(loop, entry)
+    if start_closer and entry.closer is not None:
+        await entry.closer.asend(None)  # runs to its yield: the loop now tracks it
+    return client
+
+
+async def _close_with_loop(
+    loop: asyncio.AbstractEventLoop, entry: _LoopClients
+) -> AsyncGenerator[None, None]:
+    """Suspended until the loop finalizes its async generators, then closes the clients.
+
+    ``asyncio.run``, ``asyncio.Runner`` and pytest-asyncio call ``loop.shutdown_asyncgens()``
+    before closing a loop; that resumes this generator at its ``yield`` with
+    ``GeneratorExit``, and the ``finally`` closes the sessions on their own loop, before it
+    is closed. (A task waiting forever would be cancelled at the same point by
+    ``asyncio.run``, but would be reported as "destroyed but pending" by loops that are just
+    closed.)
+    """
+    try:
+        yield
+    finally:
+        with _lock:
+            if _loops.get(loop) is entry:
+                del _loops[loop]
+            clients = list(entry.clients.values())
+            entry.clients.clear()
+        for client in clients:
+            await client.aclose()
+
+
+def _sweep() -> None:
+    """Forget the clients of loops closed without finalizing their async generators (a bare
+    ``loop.close()``): their sessions cannot be closed any more, but need not be kept."""
+    for loop in [loop for loop in list(_loops) if loop.is_closed()]:
+        entry = _loops.pop(loop, None)
+        if entry is not None:
+            entry.closer = None  # its loop is gone: nothing can resume it
+
+
+def loop_clients_count() -> int:
+    """How many event loops hold adapter clients now (for tests)."""
+    with _lock:
+        return len(_loops)
