@@ -68,22 +68,44 @@ def _client_key(client_options: Mapping[str, Any]) -> ClientOptions:
     )
 
 
+#: Above this many texts, vectors are turned into Python lists window by window while the
+#: next windows are in flight (``embed_stream``), rather than all at once at the end: the
+#: frameworks want ``list[list[float]]``, and 10,000 x 1024 floats take about a second.
+STREAM_ABOVE = 1024
+
+
 def embed_sync(
     owner: str, options: Mapping[str, Any], texts: Sequence[str], progress: bool = False
-) -> Any:
+) -> list[list[float]]:
     """Embed on the shared default :class:`Embedder` of these options (its loop thread)."""
     client_options, call = _split(options)
     client: Embedder = _api._client_for(owner, client_options)
-    return client.embed(list(texts), progress=progress, **call)
+    if len(texts) <= STREAM_ABOVE:
+        return _lists(client.embed(list(texts), progress=progress, **call))
+    rows: list[list[float]] = []
+    for _, block in client.embed_stream(texts, progress=progress, **call):
+        rows.extend(_lists(block))
+    return rows
 
 
 async def embed_async(
     options: Mapping[str, Any], texts: Sequence[str], progress: bool = False
-) -> Any:
+) -> list[list[float]]:
     """Embed on this loop's :class:`AsyncEmbedder` of these options: no thread hop."""
     client_options, call = _split(options)
     client = await _loop_client(client_options)
-    return await client.embed(list(texts), progress=progress, **call)
+    if len(texts) <= STREAM_ABOVE:
+        return _lists(await client.embed(list(texts), progress=progress, **call))
+    rows: list[list[float]] = []
+    async for _, block in client.embed_stream(texts, progress=progress, **call):
+        rows.extend(_lists(block))
+    return rows
+
+
+def _lists(vectors: Any) -> list[list[float]]:
+    # Row by row: one tolist() of a whole block holds the GIL for a tenth of a second, during
+    # which the loop thread can neither read answers nor send the next requests.
+    return [row.tolist() for row in vectors]
 
 
 @dataclasses.dataclass

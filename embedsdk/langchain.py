@@ -77,9 +77,7 @@ class EmbedsdkEmbeddings(BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed ``texts`` in one embedsdk call: ``max_concurrent`` requests in flight."""
-        vectors = embed_sync(type(self).__name__, self._options(), texts)
-        result: list[list[float]] = vectors.tolist()
-        return result
+        return embed_sync(type(self).__name__, self._options(), texts)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query text."""
@@ -87,9 +85,7 @@ class EmbedsdkEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed ``texts`` on the running event loop (no thread hop)."""
-        vectors = await embed_async(self._options(), texts)
-        result: list[list[float]] = vectors.tolist()
-        return result
+        return await embed_async(self._options(), texts)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Embed one query text on the running event loop."""

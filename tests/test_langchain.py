@@ -147,6 +147,14 @@ def test_whole_list_goes_out_concurrently(sim: SimulatedProvider) -> None:
     assert stats["peak_in_flight"] == 4
 
 
+def test_long_lists_arrive_whole_and_in_order(sim: SimulatedProvider) -> None:
+    """Past a window, vectors become lists block by block while the next are in flight."""
+    texts = [f"text {i % 1700}" for i in range(3 * _adapters.STREAM_ABOVE)]  # repeats too
+    emb = make(sim, cache=False, batch_size=32, max_concurrent=4)
+    assert (matrix(emb.embed_documents(texts)) == expected_matrix(texts)).all()
+    assert (matrix(asyncio.run(emb.aembed_documents(texts))) == expected_matrix(texts)).all()
+
+
 def test_sync_and_async_share_the_cache_and_the_rate_controller(
     sim: SimulatedProvider,
 ) -> None:
