@@ -98,14 +98,23 @@ async def embed_async(
         return _lists(await client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []
     async for _, block in client.embed_stream(texts, progress=progress, **call):
-        rows.extend(_lists(block))
+        for start in range(0, len(block), _ROWS):
+            rows.extend(block[start : start + _ROWS].tolist())
+            await asyncio.sleep(0)  # answers that came meanwhile are read, the next sent
     return rows
 
 
+#: Rows turned into lists at a time (64 x 1024 floats: a few milliseconds).
+_ROWS = 64
+
+
 def _lists(vectors: Any) -> list[list[float]]:
-    # Row by row: one tolist() of a whole block holds the GIL for a tenth of a second, during
+    # In slices: one tolist() of a whole block holds the GIL for a tenth of a second, during
     # which the loop thread can neither read answers nor send the next requests.
-    return [row.tolist() for row in vectors]
+    rows: list[list[float]] = []
+    for start in range(0, len(vectors), _ROWS):
+        rows.extend(vectors[start : start + _ROWS].tolist())
+    return rows
 
 
 @dataclasses.dataclass
