@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._adapters import PER_CALL
 from .._api import close_default_clients
 from . import ceiling, report, runner
 from .clients import Target
@@ -34,6 +35,7 @@ from .texts import mixed_texts
 #: Contenders: id -> (framework, label, modules it needs). The "alone" rows build the same
 #: index with the framework's own fake embeddings (no network): the framework's own share.
 CONTENDERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "core": ("embedsdk", "Embedder.embed, no framework", ()),
     "lc-alone": ("LangChain", "alone (vectors given, no embedding)", ("langchain_core",)),
     "lc-ours": ("LangChain", "EmbedsdkEmbeddings, sync", ("langchain_core",)),
     "lc-ours-async": ("LangChain", "EmbedsdkEmbeddings, async", ("langchain_core",)),
@@ -46,7 +48,8 @@ CONTENDERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("llama_index.core", "llama_index.embeddings.openai"),
     ),
 }
-OURS = ("lc-ours", "lc-ours-async", "li-ours")
+OURS = ("core", "lc-ours", "lc-ours-async", "li-ours")
+PEERS = ("lc-openai", "li-openai")  # left out by --no-peers
 ALONE = ("lc-alone", "li-alone")
 
 
@@ -105,6 +108,7 @@ class Contender:
     build: Callable[[list[str]], Any]
     vectors: Callable[[Any, list[str]], Any] | None  # None: not the simulator's vectors
     embed_seconds: Callable[[], float]  # inside the embedding calls, since the last call
+    close: Callable[[], None] = lambda: None
 
 
 def _ours_options(target: Target, batch: int, workers: int) -> dict[str, Any]:
@@ -257,7 +261,26 @@ def _llama_index(contender: str, target: Target, batch: int, workers: int) -> Co
     return Contender(build, None if contender in ALONE else vectors, embed_seconds)
 
 
+def _core(contender: str, target: Target, batch: int, workers: int) -> Contender:
+    """The reference: embedsdk's own sync client, numpy out, no framework around it."""
+    from embedsdk import Embedder
+
+    options = _ours_options(target, batch, workers)
+    client = Embedder(**{k: v for k, v in options.items() if k not in PER_CALL})
+    spent: list[float] = []
+
+    def build(texts: list[str]) -> Any:
+        t0 = time.perf_counter()
+        vectors = client.embed(texts, batch_size=batch, max_concurrent=workers)
+        spent[:] = [time.perf_counter() - t0]
+        return vectors
+
+    return Contender(build, lambda vectors, texts: vectors, lambda: sum(spent), client.close)
+
+
 def _contender(contender: str, target: Target, batch: int, workers: int) -> Contender:
+    if contender == "core":
+        return _core(contender, target, batch, workers)
     make = _langchain if contender.startswith("lc-") else _llama_index
     return make(contender, target, batch, workers)
 
@@ -280,6 +303,22 @@ def _measure(
     ids: list[str], texts: list[str], target: Target, sim: Any, batch: int, args: Any
 ) -> list[IntegrationRun]:
     contenders = {i: _contender(i, target, batch, args.concurrency) for i in ids}
+    try:
+        return _repeat(contenders, texts, target, sim, batch, args)
+    finally:
+        for contender in contenders.values():
+            contender.close()
+
+
+def _repeat(
+    contenders: dict[str, Contender],
+    texts: list[str],
+    target: Target,
+    sim: Any,
+    batch: int,
+    args: Any,
+) -> list[IntegrationRun]:
+    ids = list(contenders)
     runs = {
         i: IntegrationRun(i, *CONTENDERS[i][:2], _concurrency(i, args.concurrency)) for i in ids
     }
@@ -324,8 +363,9 @@ def _summarize(runs: list[IntegrationRun], ceiling_s: float) -> None:
 def run_integrations(args: argparse.Namespace) -> IntegrationsResult:
     """Build each framework's index with each contender, ``args.repeat`` times."""
     n = args.integration_texts
-    ids = [i for i in CONTENDERS if available(i)]
-    missing = [i for i in CONTENDERS if i not in ids]
+    wanted = [i for i in CONTENDERS if not (args.no_peers and i in PEERS)]
+    ids = [i for i in wanted if available(i)]
+    missing = [i for i in wanted if i not in ids]
     runner.log(
         f"integrations: {n:,} chunks, latency {args.latency * 1000:g} ms, "
         f"{args.concurrency} in flight, {args.repeat} repetitions"
