@@ -70,7 +70,7 @@ def _client_key(client_options: Mapping[str, Any]) -> ClientOptions:
 
 #: Above this many texts, vectors are turned into Python lists window by window while the
 #: next windows are in flight (``embed_stream``), rather than all at once at the end: the
-#: frameworks want ``list[list[float]]``, and 10,000 x 1024 floats take about a second.
+#: frameworks want ``list[list[float]]``, and 10,000 x 1024 floats take about a second of CPU.
 STREAM_ABOVE = 1024
 
 
@@ -83,7 +83,7 @@ def embed_sync(
     if len(texts) <= STREAM_ABOVE:
         return _lists(client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []
-    for _, block in client.embed_stream(texts, progress=progress, **call):
+    for _, block in client.embed_stream(texts, window=_window(call), progress=progress, **call):
         rows.extend(_lists(block))
     return rows
 
@@ -97,11 +97,22 @@ async def embed_async(
     if len(texts) <= STREAM_ABOVE:
         return _lists(await client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []
-    async for _, block in client.embed_stream(texts, progress=progress, **call):
-        for start in range(0, len(block), _ROWS):
-            rows.extend(block[start : start + _ROWS].tolist())
-            await asyncio.sleep(0)  # answers that came meanwhile are read, the next sent
+    stream = client.embed_stream(texts, window=_window(call), progress=progress, **call)
+    try:
+        async for _, block in stream:
+            for start in range(0, len(block), _ROWS):
+                rows.extend(block[start : start + _ROWS].tolist())
+                await asyncio.sleep(0)  # answers that came meanwhile are read, the next sent
+    finally:
+        await stream.aclose()  # cancelled or failed: the windows in flight stop now
     return rows
+
+
+def _window(call: Mapping[str, Any]) -> int:
+    """Texts per streamed window: two rounds of requests, so that only the last, small
+    window's conversion is left once the answers are all in."""
+    workers = call.get("max_concurrent") or DEFAULT_MAX_CONCURRENT
+    return int(2 * workers * (call.get("batch_size") or DEFAULT_BATCH_SIZE))
 
 
 #: Rows turned into lists at a time (64 x 1024 floats: a few milliseconds).

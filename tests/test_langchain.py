@@ -155,6 +155,24 @@ def test_long_lists_arrive_whole_and_in_order(sim: SimulatedProvider) -> None:
     assert (matrix(asyncio.run(emb.aembed_documents(texts))) == expected_matrix(texts)).all()
 
 
+def test_cancelling_a_long_async_call_leaves_nothing_running(sim: SimulatedProvider) -> None:
+    sim.configure(latency=0.2)
+    emb = make(sim, cache=False, batch_size=8, max_concurrent=4)
+    texts = [f"text {i}" for i in range(3 * _adapters.STREAM_ABOVE)]
+
+    async def main() -> set[asyncio.Task[Any]]:
+        call = asyncio.ensure_future(emb.aembed_documents(texts))
+        while not sim.stats()["requests"]:
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    assert asyncio.run(main()) == set()  # no window still fetching
+    assert sim.stats()["requests"] < len(texts) // 8
+
+
 def test_sync_and_async_share_the_cache_and_the_rate_controller(
     sim: SimulatedProvider,
 ) -> None:
