@@ -42,13 +42,18 @@ CONTENDERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "lc-openai": ("LangChain", "langchain-openai OpenAIEmbeddings", ("langchain_openai",)),
     "li-alone": ("LlamaIndex", "alone (MockEmbedding)", ("llama_index.core",)),
     "li-ours": ("LlamaIndex", "EmbedsdkEmbedding", ("llama_index.core",)),
+    "li-ours-one-batch": (
+        "LlamaIndex",
+        "EmbedsdkEmbedding, insert_batch_size=all",
+        ("llama_index.core",),
+    ),
     "li-openai": (
         "LlamaIndex",
         "llama-index OpenAIEmbedding",
         ("llama_index.core", "llama_index.embeddings.openai"),
     ),
 }
-OURS = ("core", "lc-ours", "lc-ours-async", "li-ours")
+OURS = ("core", "lc-ours", "lc-ours-async", "li-ours", "li-ours-one-batch")
 PEERS = ("lc-openai", "li-openai")  # left out by --no-peers
 ALONE = ("lc-alone", "li-alone")
 
@@ -244,8 +249,10 @@ def _llama_index(contender: str, target: Target, batch: int, workers: int) -> Co
         nodes = [TextNode(text=t, id_=str(i)) for i, t in enumerate(texts)]
         spans.completed_spans.clear()
         root.add_span_handler(spans)
+        # insert_batch_size: nodes embedded per call (LlamaIndex's default, 2,048, or all).
+        size = len(nodes) if contender == "li-ours-one-batch" else 2048
         try:
-            return VectorStoreIndex(nodes, embed_model=model)
+            return VectorStoreIndex(nodes, embed_model=model, insert_batch_size=size)
         finally:
             root.span_handlers.remove(spans)
 
