@@ -173,10 +173,14 @@ def test_rate_limit_headers_do_not_mislead() -> None:
     "kind", ["token bucket, 1 s of burst", "4 in flight, 429 beyond", "fixed 1 s window"]
 )
 def test_never_slower_than_without_adaptation(kind: str) -> None:
+    """Side by side with plain per-request retries: as much delivered (within a few per cent:
+    on a fixed window, retries that hammer it take every slot the moment a second begins,
+    and where the boundaries fall against the run moves that by a per cent or two), with a
+    fraction of the refusals."""
     adaptive = run(PER_SECOND[kind], 40.0)
     plain = run(PER_SECOND[kind], 40.0, adaptive=False, max_retries=50)
-    assert adaptive.share(10, 40) >= plain.share(10, 40) - 0.02
-    assert adaptive.refused(10, 40) < plain.refused(10, 40)
+    assert adaptive.share(10, 40) >= plain.share(10, 40) - 0.04
+    assert adaptive.refused(10, 40) < plain.refused(10, 40) / 5
 
 
 @pytest.mark.parametrize(
