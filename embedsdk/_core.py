@@ -736,16 +736,7 @@ class AsyncEmbedder:
                 self._use_floats(exc)
                 return await self._send_once(texts, tokens)  # within this attempt, no retry
             raise exc
-        # The key is scrubbed first: a gateway answering 200 with an error body may echo it,
-        # and the error (and its cause) would quote that body. A memmem scan: microseconds.
-        headers = response.headers
-        vectors, used = decode_embeddings(
-            self._redact(response.body),
-            len(texts),
-            self._dim_seen,
-            trace_id_of(headers),
-            content_type_of(headers),
-        )
+        vectors, used = self._decode(response, len(texts))
         self._dim_seen = vectors.shape[1]
         self.stats.inputs_sent += len(texts)
         self.stats.tokens += used if used is not None else tokens
@@ -760,6 +751,26 @@ class AsyncEmbedder:
                 "server refuses base64 (%s); using float lists from now on", excerpt(exc.message)
             )
             self._encoding = "float"
+
+    def _decode(self, response: Response, count: int) -> tuple[Vectors, int | None]:
+        """The vectors of a 2xx answer. When it cannot be decoded, the error quotes the body
+        with the key scrubbed: a gateway answering 200 with an error body may echo the key.
+        (Scrubbing a good body would corrupt it: a short key can occur inside base64.)"""
+        headers = response.headers
+        args = (count, self._dim_seen, trace_id_of(headers), content_type_of(headers))
+        try:
+            return decode_embeddings(response.body, *args)
+        except EmbedSDKError:
+            redacted = self._redact(response.body)
+            if redacted == response.body:
+                raise
+        try:
+            decode_embeddings(redacted, *args)
+        except EmbedSDKError as scrubbed:
+            raise scrubbed from None  # the same complaint, quoting the scrubbed body
+        raise ResponseValidationError(
+            "the answer could not be decoded, and its body holds the API key"
+        ) from None
 
     def _redact(self, body: bytes) -> bytes:
         """``body`` without the API key: some servers and gateways echo the key they got."""
