@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import time
 import warnings
 import weakref
 from collections.abc import (
@@ -137,7 +136,7 @@ class AsyncEmbedder:
         self._input_limit = input_token_limit(self._profile, self.options.model)
         self._ceilings = Ceilings(self.options.rpm, self.options.tpm)  # the user's own limits
         self._bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
-        self._last_told = -math.inf  # when a slow-down was last logged
+        self._last_told: dict[str, float] = {}  # when each kind of slow-down was last logged
         self._rate = _turns.controller_for(self.options)  # None with adaptive=False
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
@@ -669,7 +668,7 @@ class AsyncEmbedder:
 
     def _held_back(self, why: str, seconds: float) -> None:
         """A request is about to wait long for the rate controller: say so (INFO at most every
-        10 s per client, and on the progress bars of the calls under way)."""
+        10 s per client and kind of wait, and on the progress bars of the calls under way)."""
         assert self._rate is not None
         state = self._rate.describe()
         wait = {
@@ -679,9 +678,9 @@ class AsyncEmbedder:
         }.get(why, "requests held back by the learned pace")
         for bar in list(self._bars):
             bar.note(f"{wait}; {state}")
-        now = time.monotonic()
-        if now - self._last_told >= 10.0:
-            self._last_told = now
+        now = asyncio.get_running_loop().time()  # the loop's clock: simulated time follows it
+        if now - self._last_told.get(why, -math.inf) >= 10.0:
+            self._last_told[why] = now
             logger.info("rate limited: %s; %s", wait, state)
 
     async def _exchange(

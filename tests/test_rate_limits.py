@@ -267,6 +267,20 @@ def test_a_long_pause_is_logged_with_its_real_length(caplog: pytest.LogCaptureFi
     assert any("after the shared pause" in m for m in retries)
 
 
+def test_info_lines_follow_the_loops_clock_at_most_one_per_kind_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The INFO lines are spaced in the time the requests wait (simulated here, where 130 s
+    pass in a fraction of a real second): a few of each kind, not one for the whole run."""
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    run({"limiter": "fixed", "rpm": 60, "window": 60.0}, 130.0)
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    paused = [m for m in infos if "paused" in m]
+    paced = [m for m in infos if "held back by the learned pace" in m]
+    assert 2 <= len(paused) <= 130 / 10 + 1, infos
+    assert len(paced) <= 130 / 10 + 1, infos
+
+
 def test_the_progress_bar_says_what_holds_requests_back(monkeypatch: pytest.MonkeyPatch) -> None:
     notes: list[str] = []
     monkeypatch.setattr("embedsdk._progress.Progress.note", lambda self, text: notes.append(text))
