@@ -19,7 +19,8 @@ measured for the sizes on a ladder (the cap, then three quarters of each size be
   ``a + c × b`` on most servers, which makes the cap the best; when it grows faster than the
   batch, a smaller batch carries more texts per second. Now and then a few batches go at the
   size one step down (or up) and their latency is compared; a step is taken only when it wins
-  by :data:`MARGIN`. A probe that loses waits twice as long before the next one.
+  by :data:`MARGIN`. A probe that loses waits twice as long before the next one; none goes in
+  the first :data:`WARM_UP` seconds, while the rate limits met early are being learned.
 - **The end of a call** (the slots bind): the texts still to send are spread evenly over the
   slots rather than left to a few workers, in no more requests than batches of :data:`TAIL`
   would take.
@@ -51,6 +52,9 @@ PROBE_ROUND = 3
 #: Batches between probes, at first and at most (the interval doubles after each probe).
 FIRST_PROBE = 16
 LAST_PROBE = 256
+#: Seconds from a client's first batch before the first probe: the limits met early in a run
+#: are learned meanwhile (batches of another size in the middle of that only blur it).
+WARM_UP = 5.0
 #: Answers needed at a size before its latency counts.
 MIN_SAMPLES = 3
 #: Weight of a new answer in a size's running figure, once it has 1 / SMOOTHING of them.
@@ -120,6 +124,7 @@ class BatchSizer:
         self._current = 0  # index in _sizes
         self._figures: dict[int, _Figure] = {}
         self._probe: list[int] | None = None  # [size, batches left] of the probe under way
+        self._started: float | None = None  # when the first batch was taken
         self._since_probe = 0  # batches cut since the last probe (or move)
         self._interval = FIRST_PROBE
         self._toggle = False  # which neighbour the next probe measures
@@ -209,9 +214,10 @@ class BatchSizer:
         if i > 0:
             above = self.rate(sizes[i - 1])
             up = self.ceiling(sizes[i - 1], limits, here if above is None else above)
-            # Unmeasured, the size above is assumed as fast per slot as this one: it then
-            # promises more only where requests run out (or may: a request pace is known).
-            if up > now * (1 + MARGIN) or (above is None and limits.requests_per_s and up >= now):
+            # Unmeasured, the size above is assumed as fast per slot as this one. Where a
+            # request pace is known, a tie goes up: requests may be what runs out (a 429 that
+            # did not say which paces both), and then the bigger batch carries more.
+            if up > now * (1 + MARGIN) or (limits.requests_per_s and up >= now):
                 self._move(i - 1)
                 return
         if i + 1 < len(sizes):
@@ -235,7 +241,10 @@ class BatchSizer:
                 self._probe = None
             return size
         self._since_probe += 1
-        if self._since_probe < self._interval:
+        now = self._clock()
+        if self._started is None:
+            self._started = now
+        if self._since_probe < self._interval or now < self._started + WARM_UP:
             return self.current
         target = self._probe_target(limits)
         self._since_probe = 0
