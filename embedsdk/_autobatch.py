@@ -188,11 +188,13 @@ class BatchSizer:
         return least
 
     def request_bound(self, size: int, limits: Limits) -> bool:
-        """Whether a limit on requests is what holds ``size`` back (every request counts)."""
-        if not limits.requests_per_s:
+        """Whether a limit on requests is what holds ``size`` back (every request counts).
+        ``False`` until the latency at ``size`` is known: the slots may bind first."""
+        rate = self.rate(size)
+        if not limits.requests_per_s or rate is None:
             return False
         others = Limits(limits.slots, None, limits.tokens_per_s, limits.tokens_per_text)
-        return limits.requests_per_s * size <= self.ceiling(size, others, self.rate(size))
+        return limits.requests_per_s * size <= self.ceiling(size, others, rate)
 
     def _set_cap(self, cap: int) -> None:
         cap = max(1, cap)

@@ -178,11 +178,16 @@ def test_a_request_pace_with_too_few_slots_settles_where_both_meet(
     assert sizer.current == 48
 
 
-def test_a_request_pace_spares_the_end_of_a_call(sizer: BatchSizer) -> None:
-    """Under a request pace every request counts: the end of a call is not cut finer."""
+def test_a_request_pace_spares_the_end_of_a_call(sizer: BatchSizer, clock: Clock) -> None:
+    """Under a request pace every request counts: the end of a call is not cut finer, once
+    the latency shows that the pace binds before the slots do."""
     paced = Limits(slots=5, requests_per_s=10.0)
+    assert sizer.size(64, paced, remaining=100) == 20  # latency unknown: the slots may bind
+    feed(sizer, clock, affine, paced, 3)
     assert sizer.size(64, paced, remaining=100) == 64
     assert sizer.size(64, Limits(slots=5), remaining=100) == 20
+    lavish = Limits(slots=5, requests_per_s=1000.0)  # a told rpm far above what 5 slots send
+    assert sizer.size(64, lavish, remaining=100) == 20
 
 
 # -- a limit on tokens: the size does not matter --------------------------------------------

@@ -351,13 +351,14 @@ async def test_a_generator_that_raises_gives_every_block_read_before_then_its_er
     server = Server()
     error = ProducerBroke("disk went away at 1,500")
     blocks: list[tuple[int, np.ndarray]] = []
-    async with client(server) as emb:  # the default window: max(1024, 8 x 5 x 20)
+    async with client(server) as emb:  # the default window: max(1024, 8 x 5 x 32), 32 the cap
+        # of a generic server, where batch_size="auto" starts
         with pytest.raises(ProducerBroke) as caught:
             async for start, block in emb.embed_stream(breaking(1_500, error)):
                 blocks.append((start, block))
     assert caught.value is error  # the producer's own exception, not a wrapper
-    check_blocks(blocks, 1_024)  # the first window, which was held back, arrived
-    assert server.inputs == 1_024  # the window it broke off in was not sent
+    check_blocks(blocks, 1_280)  # the first window, which was held back, arrived
+    assert server.inputs == 1_280  # the window it broke off in was not sent
 
 
 @run_async
