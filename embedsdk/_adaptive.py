@@ -23,7 +23,7 @@ a cap only above it): the window drops to just below that level and nobody pause
   server accepted since the previous decrease, over the time actually observed (at most the
   last ten seconds, not a fixed minute), so the first decreases land near the limit of a
   token bucket, a one-second window and a one-minute window alike; when the pace itself was
-  lower (it had just crept above the limit) it is cut by half as much, 5 %.
+  lower (it had just crept above the limit) it is cut by a third as much, about 3 %.
 - **One shared pause.** Every worker of every client waits until the same instant:
   ``Retry-After`` / ``retry-after-ms`` when sent, else a short pause that doubles while the
   wall lasts, never longer than a quarter of the wall's age (so the probes stay few and a

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import time
 import warnings
 import weakref
 from collections.abc import (
@@ -145,7 +144,7 @@ class AsyncEmbedder:
         self._input_limit = input_token_limit(self._profile, self.options.model)
         self._ceilings = Ceilings(self.options.rpm, self.options.tpm)  # the user's own limits
         self._bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
-        self._last_told = -math.inf  # when a slow-down was last logged
+        self._last_told: dict[str, float] = {}  # when each kind of slow-down was last logged
         self._rate = _turns.controller_for(self.options)  # None with adaptive=False
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
@@ -733,7 +732,7 @@ class AsyncEmbedder:
 
     def _held_back(self, why: str, seconds: float) -> None:
         """A request is about to wait long for the rate controller: say so (INFO at most every
-        10 s per client, and on the progress bars of the calls under way)."""
+        10 s per client and kind of wait, and on the progress bars of the calls under way)."""
         assert self._rate is not None
         state = self._rate.describe()
         wait = {
@@ -743,9 +742,9 @@ class AsyncEmbedder:
         }.get(why, "requests held back by the learned pace")
         for bar in list(self._bars):
             bar.note(f"{wait}; {state}")
-        now = time.monotonic()
-        if now - self._last_told >= 10.0:
-            self._last_told = now
+        now = asyncio.get_running_loop().time()  # the loop's clock: simulated time follows it
+        if now - self._last_told.get(why, -math.inf) >= 10.0:
+            self._last_told[why] = now
             logger.info("rate limited: %s; %s", wait, state)
 
     async def _exchange(
@@ -803,16 +802,7 @@ class AsyncEmbedder:
                 self._use_floats(exc)
                 return await self._send_once(texts, tokens)  # within this attempt, no retry
             raise exc
-        # The key is scrubbed first: a gateway answering 200 with an error body may echo it,
-        # and the error (and its cause) would quote that body. A memmem scan: microseconds.
-        headers = response.headers
-        vectors, used = decode_embeddings(
-            self._redact(response.body),
-            len(texts),
-            self._dim_seen,
-            trace_id_of(headers),
-            content_type_of(headers),
-        )
+        vectors, used = self._decode(response, len(texts))
         self._dim_seen = vectors.shape[1]
         self._sizer.observe(len(texts), took)  # how latency grows with the batch
         self.stats.inputs_sent += len(texts)
@@ -828,6 +818,26 @@ class AsyncEmbedder:
                 "server refuses base64 (%s); using float lists from now on", excerpt(exc.message)
             )
             self._encoding = "float"
+
+    def _decode(self, response: Response, count: int) -> tuple[Vectors, int | None]:
+        """The vectors of a 2xx answer. When it cannot be decoded, the error quotes the body
+        with the key scrubbed: a gateway answering 200 with an error body may echo the key.
+        (Scrubbing a good body would corrupt it: a short key can occur inside base64.)"""
+        headers = response.headers
+        args = (count, self._dim_seen, trace_id_of(headers), content_type_of(headers))
+        try:
+            return decode_embeddings(response.body, *args)
+        except EmbedSDKError:
+            redacted = self._redact(response.body)
+            if redacted == response.body:
+                raise
+        try:
+            decode_embeddings(redacted, *args)
+        except EmbedSDKError as scrubbed:
+            raise scrubbed from None  # the same complaint, quoting the scrubbed body
+        raise ResponseValidationError(
+            "the answer could not be decoded, and its body holds the API key"
+        ) from None
 
     def _redact(self, body: bytes) -> bytes:
         """``body`` without the API key: some servers and gateways echo the key they got."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 #: Below this share of the pace a decrease came from, the pace grows three times as fast.
-PLATEAU = 0.97
+PLATEAU = 0.98
 #: Successes at a level (requests in flight) that show the server takes that many.
 LEVEL_EVIDENCE = 3
 
@@ -25,14 +25,14 @@ class _Pace:
         self.tat = -math.inf  # GCRA theoretical arrival time
 
     def decrease(self, factor: float, accepted: float | None, floor: float) -> None:
-        """``factor`` times what the server took (per second), or half as deep a cut from
+        """``factor`` times what the server took (per second), or a third as deep a cut from
         the pace when that is lower: the pace was then only just above the limit."""
         if accepted is not None and accepted > 0 and (self.rate is None or accepted < self.rate):
             self.rate = max(floor, factor * accepted)
             self.peak = 0.0
         elif self.rate is not None:
             self.peak = self.rate
-            self.rate = max(floor, (1 + factor) / 2 * self.rate)
+            self.rate = max(floor, (2 + factor) / 3 * self.rate)
         self.base = self.rate or 0.0
 
     def increase(self, step: float, amount: float) -> None:

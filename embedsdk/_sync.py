@@ -58,15 +58,18 @@ class LoopThread:
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
+        # The loop's executor (cache I/O runs there) is ours, so that stopping can wait for
+        # its threads directly: loop.shutdown_default_executor() starts a thread to do it,
+        # which Python 3.12+ refuses at interpreter exit (where atexit stops this loop).
+        executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="embedsdk-io")
+        loop.set_default_executor(executor)
         loop.call_soon(ready.set)
         try:
             loop.run_forever()
             _cancel_pending(loop)  # calls other threads still wait on end now, not never
-            # The default executor (cache I/O runs there) would otherwise leave its threads
-            # behind: loop.close() does not wait for them.
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
+            executor.shutdown(wait=True)  # loop.close() would not wait for its threads
             loop.close()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

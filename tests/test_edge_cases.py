@@ -12,7 +12,7 @@ import pytest
 
 import embedsdk
 from embedsdk import AsyncEmbedder, MockTransport, RateController, Request, Response
-from embedsdk.testing import SimulatedProvider
+from embedsdk.testing import SimulatedProvider, expected_matrix
 
 KEY = "sk-live-SECRET1234567890"
 
@@ -107,3 +107,14 @@ def test_a_quota_429_does_not_pause_the_shared_controller() -> None:
 def test_an_rpm_below_one_is_refused_up_front(rpm: Any) -> None:
     with pytest.raises(embedsdk.ConfigurationError, match="rpm must be at least 1"):
         embedsdk.Embedder(base_url="http://127.0.0.1:9/v1", cache=False, rpm=rpm)
+
+
+def test_a_short_key_inside_a_good_base64_answer_is_left_alone(
+    simulated_provider_factory: Any,
+) -> None:
+    """The key is scrubbed from bodies that fail to decode, never from good ones: a short key
+    ("sk") occurs by chance inside base64 vectors, and scrubbing it would corrupt them."""
+    sim = simulated_provider_factory(dim=1024)
+    texts = [f"short key {i}" for i in range(20)]
+    vectors = embedsdk.get_batch_embeddings(texts, base_url=sim.base_url, api_key="sk", cache=False)
+    assert (vectors == expected_matrix(texts)).all()

@@ -62,6 +62,13 @@ def timeline(sim: SimulatedTransport) -> list[tuple[float, int, int]]:
     return [(t, status, n) for t, status, n in sim.stats(texts=False)["timeline"]]
 
 
+def client(sim: SimulatedTransport, **options: Any) -> embedsdk.AsyncEmbedder:
+    """The default client (adaptive, limit not told) on ``sim``, no cache."""
+    return embedsdk.AsyncEmbedder(
+        transport=sim, cache=False, batch_size=BATCH, api_key="sk-test", **options
+    )
+
+
 async def stop(call: asyncio.Future[Any]) -> None:
     """Cancel a call that is still running; a call that failed meanwhile fails the test."""
     if call.done():
@@ -99,9 +106,7 @@ def run(limits: dict[str, Any], seconds: float, **options: Any) -> Run:
 
     async def main() -> list[tuple[float, int, int]]:
         sim = simulated(jitter=JITTER, **limits)
-        async with embedsdk.AsyncEmbedder(
-            transport=sim, cache=False, batch_size=BATCH, api_key="sk-test", **options
-        ) as emb:
+        async with client(sim, **options) as emb:
             call = asyncio.ensure_future(emb.embed(many, max_concurrent=IN_FLIGHT))
             await asyncio.sleep(seconds)
             await stop(call)
@@ -168,10 +173,14 @@ def test_rate_limit_headers_do_not_mislead() -> None:
     "kind", ["token bucket, 1 s of burst", "4 in flight, 429 beyond", "fixed 1 s window"]
 )
 def test_never_slower_than_without_adaptation(kind: str) -> None:
+    """Side by side with plain per-request retries: as much delivered (within a few per cent:
+    on a fixed window, retries that hammer it take every slot the moment a second begins,
+    and where the boundaries fall against the run moves that by a per cent or two), with a
+    fraction of the refusals."""
     adaptive = run(PER_SECOND[kind], 40.0)
     plain = run(PER_SECOND[kind], 40.0, adaptive=False, max_retries=50)
-    assert adaptive.share(10, 40) >= plain.share(10, 40) - 0.02
-    assert adaptive.refused(10, 40) < plain.refused(10, 40)
+    assert adaptive.share(10, 40) >= plain.share(10, 40) - 0.04
+    assert adaptive.refused(10, 40) < plain.refused(10, 40) / 5
 
 
 @pytest.mark.parametrize(
@@ -227,10 +236,7 @@ def test_every_vector_arrives_in_order_under_a_limit() -> None:
     many = texts(600)
 
     async def main() -> Any:
-        sim = SimulatedTransport(dim=4, latency=LATENCY, limiter="fixed", rpm=600, window=1)
-        async with embedsdk.AsyncEmbedder(
-            transport=sim, cache=False, batch_size=BATCH, api_key="sk-test"
-        ) as emb:
+        async with client(simulated(limiter="fixed", rpm=600, window=1)) as emb:
             return await emb.embed(many, max_concurrent=IN_FLIGHT)
 
     vectors, seconds = run_in_virtual_time(main())
@@ -261,16 +267,27 @@ def test_a_long_pause_is_logged_with_its_real_length(caplog: pytest.LogCaptureFi
     assert any("after the shared pause" in m for m in retries)
 
 
+def test_info_lines_follow_the_loops_clock_at_most_one_per_kind_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The INFO lines are spaced in the time the requests wait (simulated here, where 130 s
+    pass in a fraction of a real second): a few of each kind, not one for the whole run."""
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    run({"limiter": "fixed", "rpm": 60, "window": 60.0}, 130.0)
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    paused = [m for m in infos if "paused" in m]
+    paced = [m for m in infos if "held back by the learned pace" in m]
+    assert 2 <= len(paused) <= 130 / 10 + 1, infos
+    assert len(paced) <= 130 / 10 + 1, infos
+
+
 def test_the_progress_bar_says_what_holds_requests_back(monkeypatch: pytest.MonkeyPatch) -> None:
     notes: list[str] = []
     monkeypatch.setattr("embedsdk._progress.Progress.note", lambda self, text: notes.append(text))
     many = texts(800)
 
     async def main() -> None:
-        sim = SimulatedTransport(dim=4, latency=LATENCY, limiter="fixed", rpm=60, window=60)
-        async with embedsdk.AsyncEmbedder(
-            transport=sim, cache=False, batch_size=BATCH, api_key="sk-test"
-        ) as emb:
+        async with client(simulated(limiter="fixed", rpm=60, window=60)) as emb:
             call = asyncio.ensure_future(emb.embed(many, max_concurrent=4, progress=True))
             await asyncio.sleep(90)
             await stop(call)

@@ -672,3 +672,27 @@ def test_evicted_default_client_is_not_closed_under_its_caller(provider: Provide
     del first
     gc.collect()
     assert core._closed
+
+
+def test_a_script_exits_quietly_after_the_module_functions(
+    simulated_provider: Any, tmp_path: Any
+) -> None:
+    """The default clients are closed at exit; on Python 3.12+ a loop's default-executor
+    shutdown there started a thread and printed "can't create new thread at interpreter
+    shutdown". A script that used the functions (and the cache) must exit with nothing on
+    stderr."""
+    import subprocess
+    import sys
+
+    script = (
+        "import embedsdk\n"
+        f"v = embedsdk.get_batch_embeddings(['a', 'b'], base_url={simulated_provider.base_url!r})\n"
+        "print(v.shape)\n"
+    )
+    env = {**os.environ, "EMBEDSDK_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(2, 1024)"
+    assert done.stderr == ""

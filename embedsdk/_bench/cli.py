@@ -15,7 +15,7 @@ from . import report, runner
 from .clients import CLIENTS, EXTRA_PEERS, available
 
 #: Scenario names in run order; "main" is accepted for "throughput".
-SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "batch")
+SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "integrations", "batch")
 DEFAULT_SCENARIOS = ("throughput", "fast")
 
 #: Settings that differ between the full run and ``--quick``: (full, quick).
@@ -25,6 +25,7 @@ PRESETS: dict[str, tuple[Any, Any]] = {
     "fast_texts": (20_000, 2_000),
     "cache_texts": (20_000, 2_000),
     "memory_sizes": ([200_000, 2_000_000], [20_000, 200_000]),
+    "integration_texts": (10_000, 2_000),
 }
 
 
@@ -116,6 +117,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="outputs of the memory scenario, from npy, jsonl, parquet (default: all three; "
         "parquet only with pyarrow)",
     )
+    a(
+        "--integration-texts",
+        type=int,
+        metavar="N",
+        help="chunks per index in the integrations scenario (default: 10000)",
+    )
     a("--seed", type=int, default=0, help="seed of the generated texts")
     a(
         "--out",
@@ -159,7 +166,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if "serial" not in args.clients and "throughput" in args.scenario:
         args.clients.insert(0, "serial")  # the speed-ups are over it
     counts = ("repeat", "concurrency", "batch_size", "fast_texts", "cache_texts", "dim")
-    for name in (*counts, "memory_dim", "memory_batch"):
+    for name in (*counts, "memory_dim", "memory_batch", "integration_texts"):
         if getattr(args, name) < 1:
             raise SystemExit(f"embedsdk bench: --{name.replace('_', '-')} must be at least 1")
     unknown = sorted(set(args.memory_formats) - {"npy", "jsonl", "parquet"})
@@ -209,6 +216,11 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
     if name == "memory":
         m = memory.run_memory(args)
         return m, report.memory_table(m), m.to_json()
+    if name == "integrations":
+        from . import integrations
+
+        i = integrations.run_integrations(args)
+        return i, integrations.format_table(i), i.to_json()
     if name == "batch":  # fixed batch sizes against batch_size="auto", in simulated time
         from . import batch
 

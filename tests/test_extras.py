@@ -1,0 +1,44 @@
+"""The framework adapters are extras: ``import embedsdk`` imports no framework, and an adapter
+whose framework is missing says which extra to install. Runs in every environment."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+FRAMEWORKS = ("langchain", "langchain_core", "llama_index", "pydantic")
+
+
+def test_import_embedsdk_imports_no_framework() -> None:
+    code = (
+        "import sys, embedsdk, embedsdk.testing\n"
+        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r})\n"
+        "print(','.join(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("embedsdk.langchain", "langchain_core", "langchain"),
+        ("embedsdk.langchain", "pydantic", "langchain"),
+        ("embedsdk.llama_index", "llama_index", "llama-index"),
+    ],
+)
+def test_a_missing_framework_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, blocked: str, extra: str
+) -> None:
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    for name in [m for m in sys.modules if m == blocked or m.startswith(blocked + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, blocked, None)  # "import blocked" now fails
+    with pytest.raises(ImportError, match=rf"pip install 'embedsdk\[{extra}\]'"):
+        importlib.import_module(module)
+    assert module not in sys.modules
