@@ -14,7 +14,7 @@ instrumentation event pair per ``embed_batch_size`` texts, as LlamaIndex does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ._adapters import check_options, embed_async, embed_sync, missing
 from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT
@@ -62,7 +62,9 @@ class EmbedsdkEmbedding(BaseEmbedding):
     model_config = ConfigDict(extra="allow")
 
     api_key: SecretStr | None = Field(default=None, exclude=True)
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, description="inputs per request")
+    batch_size: int | Literal["auto"] = Field(
+        default=DEFAULT_BATCH_SIZE, description='inputs per request, or "auto"'
+    )
     max_concurrent: int = Field(
         default=DEFAULT_MAX_CONCURRENT, description="requests in flight at once"
     )
