@@ -111,6 +111,20 @@ def _note_attempts(details: Any) -> None:
         exc.attempts = details["tries"]
 
 
+def _copy_arrived(job: _Job, other: _Job) -> bool:
+    """Fill the rows of ``job`` still to fetch whose text ``other`` (the stream's previous
+    window) already has: whether any were."""
+    if other.rows is None:
+        return False
+    have = {other.unique[i]: i for i in np.flatnonzero(other.filled)}
+    pairs = [(r, have[job.unique[r]]) for r in job.todo if job.unique[r] in have]
+    if not pairs:
+        return False
+    mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
+    job.store(mine, other.rows[theirs])
+    return True
+
+
 class AsyncEmbedder:
     """A long-lived async client. Create it anywhere; use it inside one event loop.
 
@@ -341,8 +355,11 @@ class AsyncEmbedder:
         """Texts per window of a stream: enough to keep every slot busy for a while."""
         if window:
             return window
-        size = check_batch_size(batch_size or self.options.batch_size)
-        return max(1024, 8 * workers * (self._batch_cap if isinstance(size, str) else size))
+        return max(1024, 8 * workers * self._batch_guess(batch_size))
+
+    def _batch_guess(self, batch_size: int | str | None) -> int:
+        """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
+        return self._planned_size(batch_size) or self._batch_cap
 
     async def _embed_window(
         self,
@@ -379,9 +396,13 @@ class AsyncEmbedder:
             return None
         await previous.planned.wait()
         other = previous.job
-        if other is None or previous.done or not len(other.todo):
+        if other is None:
             return None
-        fetching = {other.unique[i]: i for i in other.todo}
+        if _copy_arrived(job, other):  # after this window's cache lookup, or with no cache
+            job.plan(self._planned_size(batch_size), self.options.max_batch_tokens)
+        if previous.done or not len(job.todo):
+            return None
+        fetching = {other.unique[i]: i for i in other.todo if not other.filled[i]}
         pairs = [(r, fetching[job.unique[r]]) for r in job.todo if job.unique[r] in fetching]
         if not pairs:
             return None
