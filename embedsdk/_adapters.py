@@ -89,7 +89,8 @@ def embed_sync(
     if len(texts) <= STREAM_ABOVE:
         return _lists(client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []
-    for _, block in client.embed_stream(texts, window=_window(call), progress=progress, **call):
+    window = _window(call, client._core)
+    for _, block in client.embed_stream(texts, window=window, progress=progress, **call):
         rows.extend(_lists(block))
     return rows
 
@@ -103,7 +104,7 @@ async def embed_async(
     if len(texts) <= STREAM_ABOVE:
         return _lists(await client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []
-    stream = client.embed_stream(texts, window=_window(call), progress=progress, **call)
+    stream = client.embed_stream(texts, window=_window(call, client), progress=progress, **call)
     try:
         async for _, block in stream:
             for start in range(0, len(block), _ROWS):
@@ -114,11 +115,11 @@ async def embed_async(
     return rows
 
 
-def _window(call: Mapping[str, Any]) -> int:
+def _window(call: Mapping[str, Any], core: AsyncEmbedder) -> int:
     """Texts per streamed window: two rounds of requests, so that only the last, small
     window's conversion is left once the answers are all in."""
     workers = call.get("max_concurrent") or DEFAULT_MAX_CONCURRENT
-    return int(2 * workers * (call.get("batch_size") or DEFAULT_BATCH_SIZE))
+    return int(2 * workers * core._batch_guess(call.get("batch_size")))
 
 
 #: Rows turned into lists at a time (64 x 1024 floats: a few milliseconds).

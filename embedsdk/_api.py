@@ -69,7 +69,7 @@ def close_default_clients() -> None:
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
     **options: Unpack[Options],
@@ -80,7 +80,7 @@ def get_batch_embeddings(
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     progress: bool = ...,
     errors: Literal["return"],
     **options: Unpack[Options],
@@ -91,7 +91,7 @@ def get_batch_embeddings(
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     progress: bool = ...,
     errors: str = ...,
     **options: Unpack[Options],
@@ -101,13 +101,16 @@ def get_batch_embeddings(
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
     progress: bool = False,
     errors: str = "raise",
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
 
+    ``batch_size``: inputs per request (at most the provider's cap), or ``"auto"`` to let the
+    client choose it as the run goes (from the cap, the rate limits it meets and how latency
+    grows with the batch).
     Options (typed: see ``Options``): ``model``, ``base_url``, ``api_key`` (``""``: send
     none; by default ``EMBEDSDK_API_KEY``, else the variable of the provider whose host
     ``base_url`` names), ``rpm``, ``tpm`` (per minute), ``max_retries``, ``timeout`` (seconds
@@ -130,7 +133,7 @@ def get_batch_embeddings(
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = ...,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     *,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
@@ -142,7 +145,7 @@ def get_batch_embeddings_concurrent(
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = ...,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     *,
     progress: bool = ...,
     errors: Literal["return"],
@@ -154,7 +157,7 @@ def get_batch_embeddings_concurrent(
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = ...,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     *,
     progress: bool = ...,
     errors: str = ...,
@@ -165,7 +168,7 @@ def get_batch_embeddings_concurrent(
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = DEFAULT_MAX_CONCURRENT,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
     *,
     progress: bool = False,
     errors: str = "raise",
@@ -188,7 +191,7 @@ def get_batch_embeddings_concurrent(
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = ...,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     *,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
@@ -200,7 +203,7 @@ async def get_batch_embeddings_async(
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = ...,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     *,
     progress: bool = ...,
     errors: Literal["return"],
@@ -212,7 +215,7 @@ async def get_batch_embeddings_async(
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = ...,
-    batch_size: int = ...,
+    batch_size: int | Literal["auto"] = ...,
     *,
     progress: bool = ...,
     errors: str = ...,
@@ -223,7 +226,7 @@ async def get_batch_embeddings_async(
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
     *,
     progress: bool = False,
     errors: str = "raise",

@@ -103,13 +103,24 @@ def _add_endpoint_options(group: Any) -> None:
     )
 
 
+def _batch_size(text: str) -> int | str:
+    """``--batch-size``: a whole number (checked by the library), or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def _add_pacing_options(group: Any) -> None:
     group.add_argument(
         "--batch-size",
-        type=int,
+        type=_batch_size,
         default=DEFAULT_BATCH_SIZE,
-        metavar="N",
-        help="texts per request, at most the provider's cap (default: %(default)s)",
+        metavar="N|auto",
+        help="texts per request, at most the provider's cap; auto: chosen as the run goes, "
+        "from the cap, the rate limits met and the latency (default: %(default)s)",
     )
     group.add_argument(
         "--max-batch-tokens",

@@ -31,9 +31,10 @@ import numpy.typing as npt
 from typing_extensions import Unpack
 
 from . import _adaptive, _retry, _turns
+from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
 from ._cache import VectorCache, open_cache
 from ._ceiling import Ceilings
-from ._config import ClientOptions, EmbedderOptions, resolve_options
+from ._config import ClientOptions, EmbedderOptions, check_batch_size, resolve_options
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -97,11 +98,31 @@ def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) ->
         logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
 
 
+def _least(told: float | None, learned: float | int | None) -> float | None:
+    """The tighter of two per-minute paces (``None``: none)."""
+    paces = [float(p) for p in (told, learned) if p is not None]
+    return min(paces) if paces else None
+
+
 def _note_attempts(details: Any) -> None:
     """backoff's ``on_giveup``: how many attempts the request had, for the error message."""
     exc = details.get("exception")
     if exc is not None:
         exc.attempts = details["tries"]
+
+
+def _copy_arrived(job: _Job, other: _Job) -> bool:
+    """Fill the rows of ``job`` still to fetch whose text ``other`` (the stream's previous
+    window) already has: whether any were."""
+    if other.rows is None:
+        return False
+    have = {other.unique[i]: i for i in np.flatnonzero(other.filled)}
+    pairs = [(r, have[job.unique[r]]) for r in job.todo if job.unique[r] in have]
+    if not pairs:
+        return False
+    mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
+    job.store(mine, other.rows[theirs])
+    return True
 
 
 class AsyncEmbedder:
@@ -133,6 +154,7 @@ class AsyncEmbedder:
         # Inputs per request this client may send: the provider's cap, lowered for good by a
         # 413 / "batch size" answer. ``batch_size`` (per client or per call) goes below it.
         self._batch_cap = self._profile.max_batch
+        self._sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
         self._input_limit = input_token_limit(self._profile, self.options.model)
         self._ceilings = Ceilings(self.options.rpm, self.options.tpm)  # the user's own limits
         self._bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
@@ -209,7 +231,7 @@ class AsyncEmbedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | None = ...,
+        batch_size: int | Literal["auto"] | None = ...,
         max_concurrent: int | None = ...,
         progress: bool = ...,
         errors: Literal["raise"] = ...,
@@ -220,7 +242,7 @@ class AsyncEmbedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | None = ...,
+        batch_size: int | Literal["auto"] | None = ...,
         max_concurrent: int | None = ...,
         progress: bool = ...,
         errors: Literal["return"],
@@ -231,7 +253,7 @@ class AsyncEmbedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | None = ...,
+        batch_size: int | Literal["auto"] | None = ...,
         max_concurrent: int | None = ...,
         progress: bool = ...,
         errors: str = ...,
@@ -241,15 +263,16 @@ class AsyncEmbedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | None = None,
+        batch_size: int | Literal["auto"] | None = None,
         max_concurrent: int | None = None,
         progress: bool = False,
         errors: str = "raise",
     ) -> Vectors | EmbeddingResult:
         """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``.
 
-        ``batch_size`` caps inputs per request and ``max_concurrent`` requests in flight (the
-        client's own settings when omitted); ``progress`` shows a bar on stderr.
+        ``batch_size`` caps inputs per request (``"auto"``: chosen as the run goes) and
+        ``max_concurrent`` requests in flight (the client's own settings when omitted);
+        ``progress`` shows a bar on stderr.
 
         ``errors="raise"`` (default): the first request that fails for good stops the call and
         raises, carrying ``failed_indices`` and ``partial``. ``errors="return"``: failed
@@ -278,7 +301,7 @@ class AsyncEmbedder:
         self,
         texts: Iterable[str] | AsyncIterable[str],
         *,
-        batch_size: int | None = None,
+        batch_size: int | Literal["auto"] | None = None,
         max_concurrent: int | None = None,
         window: int | None = None,
         progress: bool = False,
@@ -297,7 +320,7 @@ class AsyncEmbedder:
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
-        size = window or max(1024, 8 * workers * (batch_size or self.options.batch_size))
+        size = self._window_size(window, workers, batch_size)
         slots = asyncio.Semaphore(workers)
         pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
         start = 0
@@ -306,6 +329,7 @@ class AsyncEmbedder:
         try:
             async for chunk in _windows(texts, size, broke):
                 this = _Window()
+                this.last = len(chunk) < size  # a short window is the stream's last
                 coro = self._embed_window(
                     chunk, start, batch_size, workers, slots, bar, this, previous
                 )
@@ -327,11 +351,21 @@ class AsyncEmbedder:
             if bar is not None:
                 bar.close()
 
+    def _window_size(self, window: int | None, workers: int, batch_size: int | str | None) -> int:
+        """Texts per window of a stream: enough to keep every slot busy for a while."""
+        if window:
+            return window
+        return max(1024, 8 * workers * self._batch_guess(batch_size))
+
+    def _batch_guess(self, batch_size: int | str | None) -> int:
+        """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
+        return self._planned_size(batch_size) or self._batch_cap
+
     async def _embed_window(
         self,
         texts: list[str],
         offset: int,
-        batch_size: int | None,
+        batch_size: int | str | None,
         workers: int,
         slots: asyncio.Semaphore,
         bar: Progress | None,
@@ -340,6 +374,7 @@ class AsyncEmbedder:
     ) -> Vectors:
         try:
             job = this.job = await self._start(texts, batch_size, offset, bar)
+            job.ends_call = this.last
         finally:
             this.planned.set()
         borrowed = await self._borrow(job, previous, batch_size)
@@ -353,7 +388,7 @@ class AsyncEmbedder:
         return self._finish(job)
 
     async def _borrow(
-        self, job: _Job, previous: _Window | None, batch_size: int | None
+        self, job: _Job, previous: _Window | None, batch_size: int | str | None
     ) -> npt.NDArray[np.intp] | None:
         """Leave out of ``job``'s batches the rows the previous window is fetching right now,
         and ask it for them; returns those rows of ``job`` (``None`` when there are none)."""
@@ -361,17 +396,20 @@ class AsyncEmbedder:
             return None
         await previous.planned.wait()
         other = previous.job
-        if other is None or previous.done or not len(other.todo):
+        if other is None:
             return None
-        fetching = {other.unique[i]: i for i in other.todo}
+        if _copy_arrived(job, other):  # after this window's cache lookup, or with no cache
+            job.plan(self._planned_size(batch_size), self.options.max_batch_tokens)
+        if previous.done or not len(job.todo):
+            return None
+        fetching = {other.unique[i]: i for i in other.todo if not other.filled[i]}
         pairs = [(r, fetching[job.unique[r]]) for r in job.todo if job.unique[r] in fetching]
         if not pairs:
             return None
         mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
         previous.wanted = theirs
         previous.lent = asyncio.get_running_loop().create_future()
-        size = self.options.batch_size if batch_size is None else batch_size
-        job.plan(min(size, self._batch_cap), self.options.max_batch_tokens, elsewhere=mine)
+        job.plan(self._planned_size(batch_size), self.options.max_batch_tokens, elsewhere=mine)
         return mine
 
     def _check_loop(self) -> None:
@@ -411,17 +449,23 @@ class AsyncEmbedder:
         Each worker takes the next batch as soon as it is free: no waves. The first failure
         cancels the rest and is raised annotated with what is missing.
         """
-        batches = iter(job.batches)
+        batches = self._batches(job, workers)
 
         async def worker() -> None:
-            for batch in batches:  # shared iterator: each batch is taken once
-                if slots is None:
-                    await self._run_batch(job, batch)
-                else:
-                    async with slots:
+            while True:
+                batch = batches.take()  # shared by the workers: each batch is taken once
+                if batch is None:
+                    return
+                try:
+                    if slots is None:
                         await self._run_batch(job, batch)
+                    else:
+                        async with slots:
+                            await self._run_batch(job, batch)
+                finally:
+                    batches.done(batch)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, len(job.batches)))]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, batches.count))]
         try:
             await asyncio.gather(*tasks)
         except BaseException as exc:
@@ -430,12 +474,55 @@ class AsyncEmbedder:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise job.fail(exc, self._dim_hint) from None
 
+    # -- the batch size ----------------------------------------------------------------------
+
+    def _planned_size(self, batch_size: int | str | None) -> int | None:
+        """Inputs per batch for this call (at most the cap), or ``None`` for ``"auto"``."""
+        size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
+        return None if isinstance(size, str) else min(size, self._batch_cap)
+
+    def _batches(self, job: _Job, workers: int) -> PlannedBatches | CutBatches:
+        """The job's batches: planned, or cut as workers take them (``batch_size="auto"``)."""
+        if job.batches is not None:
+            return PlannedBatches(job.batches)
+        per_text = sum(job.tokens) / len(job.tokens) if job.tokens else 1.0
+        ends = job.ends_call
+
+        def size(remaining: int) -> int:
+            before = self._sizer.current
+            chosen = self._sizer.size(
+                self._batch_cap, self._limits(workers, per_text), remaining if ends else None
+            )
+            if before and self._sizer.current != before:
+                logger.debug("batch size %d -> %d", before, self._sizer.current)
+            return chosen
+
+        return CutBatches(job.tokens, job.max_batch_tokens, size)
+
+    def _limits(self, workers: int, per_text: float) -> Limits:
+        """What bounds the throughput now, for the batch sizer: the slots (fewer when the
+        rate controller narrowed its window), the tightest paces known (the user's ``rpm`` /
+        ``tpm`` and those the controller learned), the tokens of a text."""
+        rpm, tpm, window, ratio = self.options.rpm, self.options.tpm, None, 1.0
+        if self._rate is not None:
+            learned = self._rate.snapshot()
+            rpm = _least(rpm, learned["rpm"])
+            tpm = _least(tpm, learned["tpm"])
+            window = learned["window"]
+            ratio = float(learned["token_ratio"] or 1.0)
+        return Limits(
+            slots=workers if window is None else max(1, min(workers, int(window))),
+            requests_per_s=None if rpm is None else rpm / 60,
+            tokens_per_s=None if tpm is None else tpm / 60,
+            tokens_per_text=per_text * ratio,
+        )
+
     # -- the steps of a call ---------------------------------------------------------------
 
     async def _start(
         self,
         texts: Sequence[str],
-        batch_size: int | None = None,
+        batch_size: int | str | None = None,
         offset: int = 0,
         progress: Progress | None = None,
         keep_going: bool = False,
@@ -449,16 +536,14 @@ class AsyncEmbedder:
         texts = list(texts)
         validate_texts(texts, offset)
         texts = self._limit_inputs(texts, offset)
-        size = self.options.batch_size if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigurationError(f"batch_size must be a positive integer, got {size!r}")
+        size = self._planned_size(batch_size)
         job = _Job(texts, offset)
         job.progress = progress
         if progress is not None:
             self._bars.add(progress)
         job.keep_going = keep_going
         await self._cache_lookup(job)
-        job.plan(min(size, self._batch_cap), self.options.max_batch_tokens)
+        job.plan(size, self.options.max_batch_tokens)
         return job
 
     async def _cache_lookup(self, job: _Job) -> None:
@@ -723,7 +808,10 @@ class AsyncEmbedder:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
         self.stats.requests += 1
+        clock = asyncio.get_running_loop().time
+        sent = clock()
         response, verdict = await self._exchange(request, ticket)
+        took = clock() - sent
         if response.status == 429:
             self.stats.rate_limited += 1
         if response.status >= 400:
@@ -737,6 +825,7 @@ class AsyncEmbedder:
             raise exc
         vectors, used = self._decode(response, len(texts))
         self._dim_seen = vectors.shape[1]
+        self._sizer.observe(len(texts), took)  # how latency grows with the batch
         self.stats.inputs_sent += len(texts)
         self.stats.tokens += used if used is not None else tokens
         if ticket is not None and used is not None and self._rate is not None:

@@ -146,7 +146,9 @@ class _Job:
     """One call's state: the unique texts, which of them to fetch, and the rows as they arrive.
 
     Rows are addressed by their position among the unique texts. ``todo`` lists the rows still
-    to fetch (all of them, less the cache hits); ``batches`` are ``(start, stop)`` slices of it.
+    to fetch (all of them, less the cache hits); ``batches`` are ``(start, stop)`` slices of it,
+    planned up front for a fixed batch size, ``None`` with ``batch_size="auto"`` (the core then
+    cuts them as workers take them, ``_autobatch.CutBatches``).
     """
 
     def __init__(self, texts: Sequence[str], offset: int = 0) -> None:
@@ -157,7 +159,9 @@ class _Job:
         self.filled = np.zeros(len(self.unique), dtype=bool)
         self.todo: npt.NDArray[np.intp] = np.arange(len(self.unique))
         self.tokens: list[int] = []
-        self.batches: list[tuple[int, int]] = []
+        self.batches: list[tuple[int, int]] | None = []
+        self.max_batch_tokens = 0
+        self.ends_call = True  # the call's last texts are here (not a stream's inner window)
         self.error: BaseException | None = None
         self.progress: Progress | None = None
         self.advanced = 0  # inputs counted on the progress bar
@@ -166,8 +170,9 @@ class _Job:
         self.breaker = CallBreaker()  # errors="return": stops the sending in a storm
         self.told_unreachable = False  # the INFO line "cannot connect" was logged
 
-    def plan(self, batch_size: int, max_batch_tokens: int, elsewhere: Any = None) -> None:
-        """Estimate the tokens of the rows to fetch and cut them into batches.
+    def plan(self, batch_size: int | None, max_batch_tokens: int, elsewhere: Any = None) -> None:
+        """Estimate the tokens of the rows to fetch and cut them into batches of at most
+        ``batch_size`` inputs (``None``: cut later, as workers take them).
 
         ``elsewhere``: rows not to fetch although not filled yet (another window brings them).
         """
@@ -176,7 +181,10 @@ class _Job:
             wanted[elsewhere] = False
         self.todo = np.flatnonzero(wanted)
         self.tokens = [estimate_tokens(self.unique[i]) for i in self.todo]
-        self.batches = plan_batches(self.tokens, batch_size, max_batch_tokens)
+        self.max_batch_tokens = max_batch_tokens
+        self.batches = (
+            None if batch_size is None else plan_batches(self.tokens, batch_size, max_batch_tokens)
+        )
 
     def texts(self, start: int, stop: int) -> list[str]:
         return [self.unique[i] for i in self.todo[start:stop]]
@@ -283,12 +291,13 @@ class _Window:
     block is handed to the caller, who may change it in place).
     """
 
-    __slots__ = ("done", "job", "lent", "planned", "wanted")
+    __slots__ = ("done", "job", "last", "lent", "planned", "wanted")
 
     def __init__(self) -> None:
         self.job: _Job | None = None
         self.planned = asyncio.Event()
         self.done = False
+        self.last = False  # the stream's last window (its end may be spread over the slots)
         self.wanted: npt.NDArray[np.intp] | None = None  # rows of ``job`` the next one needs
         self.lent: asyncio.Future[Vectors] | None = None
 

@@ -15,7 +15,7 @@ the disk cache. Sync methods run on the shared default client's loop thread (the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ._adapters import check_options, embed_async, embed_sync, missing
 from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, DEFAULT_MODEL
@@ -50,7 +50,9 @@ class EmbedsdkEmbeddings(BaseModel, Embeddings):
 
     model: str = Field(default=DEFAULT_MODEL, description="the embedding model's name")
     api_key: SecretStr | None = Field(default=None, exclude=True)
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, description="inputs per request")
+    batch_size: int | Literal["auto"] = Field(
+        default=DEFAULT_BATCH_SIZE, description='inputs per request, or "auto"'
+    )
     max_concurrent: int = Field(
         default=DEFAULT_MAX_CONCURRENT, description="requests in flight at once"
     )

@@ -14,10 +14,11 @@ instrumentation event pair per ``embed_batch_size`` texts, as LlamaIndex does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ._adapters import check_options, embed_async, embed_sync, missing
 from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT
+from ._providers import profile_for
 
 try:
     import llama_index.core.instrumentation as instrument
@@ -62,7 +63,9 @@ class EmbedsdkEmbedding(BaseEmbedding):
     model_config = ConfigDict(extra="allow")
 
     api_key: SecretStr | None = Field(default=None, exclude=True)
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, description="inputs per request")
+    batch_size: int | Literal["auto"] = Field(
+        default=DEFAULT_BATCH_SIZE, description='inputs per request, or "auto"'
+    )
     max_concurrent: int = Field(
         default=DEFAULT_MAX_CONCURRENT, description="requests in flight at once"
     )
@@ -77,7 +80,10 @@ class EmbedsdkEmbedding(BaseEmbedding):
             ours["api_key"] = ours["api_key"].get_secret_value()
         _fill_in(ours, kwargs)
         resolved = check_options(type(self).__name__, {**ours, "model": model_name or model})
-        kwargs.setdefault("embed_batch_size", min(ours["batch_size"], _MAX_EVENT_BATCH))
+        batch = ours["batch_size"]
+        if not isinstance(batch, int):  # "auto": events of the provider's cap
+            batch = profile_for(resolved.base_url, resolved.provider).max_batch
+        kwargs.setdefault("embed_batch_size", min(batch, _MAX_EVENT_BATCH))
         super().__init__(
             model_name=resolved.model, **{**ours, "api_key": resolved.api_key}, **kwargs
         )

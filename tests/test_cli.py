@@ -373,7 +373,10 @@ def test_no_api_key_names_the_variables_and_the_flags(
 
 
 CONFIGURATION_ERRORS = {
-    "batch size": (["--batch-size", "0"], ["--batch-size must be a positive integer, got 0"]),
+    "batch size": (
+        ["--batch-size", "0"],
+        ['--batch-size must be a positive integer or "auto", got 0'],
+    ),
     "concurrency": (["--max-concurrent", "0"], ["--max-concurrent must be a positive integer"]),
     "rpm": (["--rpm", "0.5"], ["--rpm must be at least 1"]),
     "timeout": (["--timeout", "0"], ["--timeout must be a positive number"]),

@@ -27,7 +27,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert o.base_url == DEFAULT_BASE_URL == "https://api.siliconflow.cn/v1"
     assert o.endpoint == "https://api.siliconflow.cn/v1/embeddings"
     assert o.model == DEFAULT_MODEL == "BAAI/bge-m3"
-    assert (o.batch_size, o.max_concurrent) == (20, 5)
+    assert (o.batch_size, o.max_concurrent) == ("auto", 5)
     assert o.rpm is None and o.tpm is None
     assert o.dimensions is None
     assert o.encoding_format == "base64"

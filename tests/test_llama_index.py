@@ -215,6 +215,10 @@ def test_options_are_checked_before_any_request() -> None:
 
 def test_llama_index_fields_fill_in_embedsdk_settings() -> None:
     url = "http://127.0.0.1:9/v1"
+    emb = EmbedsdkEmbedding(base_url=url)  # batch_size="auto": events of the provider's cap
+    assert (emb.batch_size, emb.embed_batch_size) == ("auto", 32)
+    emb = EmbedsdkEmbedding(base_url=url, provider="siliconflow")
+    assert (emb.batch_size, emb.embed_batch_size) == ("auto", 64)
     emb = EmbedsdkEmbedding(base_url=url, embed_batch_size=16, num_workers=7)
     assert (emb.batch_size, emb.max_concurrent, emb.embed_batch_size) == (16, 7, 16)
     emb = EmbedsdkEmbedding(model="Qwen/Qwen3-Embedding-8B", base_url=url, batch_size=32)

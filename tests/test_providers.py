@@ -308,7 +308,10 @@ def test_per_call_batch_size_reaches_the_provider_cap() -> None:
             await emb.embed(texts_for(130), batch_size=100, max_concurrent=1)
             assert rec.sizes == [64, 64, 2]
             rec.payloads.clear()
-            await emb.embed(texts_for(45), max_concurrent=1)  # the client's default: 20
+            await emb.embed(texts_for(45), max_concurrent=1)  # the default, "auto": the cap
+            assert rec.sizes == [45]
+            rec.payloads.clear()
+            await emb.embed(texts_for(45), batch_size=20, max_concurrent=1)
             assert rec.sizes == [20, 20, 5]
 
     run(main())

@@ -351,13 +351,14 @@ async def test_a_generator_that_raises_gives_every_block_read_before_then_its_er
     server = Server()
     error = ProducerBroke("disk went away at 1,500")
     blocks: list[tuple[int, np.ndarray]] = []
-    async with client(server) as emb:  # the default window: max(1024, 8 x 5 x 20)
+    async with client(server) as emb:  # the default window: max(1024, 8 x 5 x 32), 32 the cap
+        # of a generic server, where batch_size="auto" starts
         with pytest.raises(ProducerBroke) as caught:
             async for start, block in emb.embed_stream(breaking(1_500, error)):
                 blocks.append((start, block))
     assert caught.value is error  # the producer's own exception, not a wrapper
-    check_blocks(blocks, 1_024)  # the first window, which was held back, arrived
-    assert server.inputs == 1_024  # the window it broke off in was not sent
+    check_blocks(blocks, 1_280)  # the first window, which was held back, arrived
+    assert server.inputs == 1_280  # the window it broke off in was not sent
 
 
 @run_async
@@ -452,3 +453,33 @@ def test_a_blocking_generator_does_not_stall_the_requests_in_flight(
     assert [start for start, _ in blocks] == [0, 100]
     got = np.vstack([block for _, block in blocks])
     np.testing.assert_array_equal(got, expected_matrix(texts, dim=8))
+
+
+def test_a_window_takes_the_rows_the_previous_window_already_fetched() -> None:
+    """A text repeated in the next window after the previous one has finished (no cache, or
+    its vectors written after the next window looked): taken from the previous window's
+    rows, not sent again. In simulated time: the producer pauses 5 s between the windows."""
+    from embedsdk.testing import SimulatedTransport, run_in_virtual_time
+
+    first = [text(i) for i in range(4)]
+    second = [first[2], text(99), first[0], first[3]]
+
+    async def produce() -> AsyncIterator[str]:
+        for t in first:
+            yield t
+        await asyncio.sleep(5.0)  # the first window is answered meanwhile
+        for t in second:
+            yield t
+
+    async def main() -> tuple[list[tuple[int, np.ndarray]], int]:
+        sim = SimulatedTransport(dim=8, latency=0.1)
+        async with embedsdk.AsyncEmbedder(transport=sim, cache=False, api_key="sk-test") as emb:
+            got = [b async for b in emb.embed_stream(produce(), window=4, max_concurrent=2)]
+        return got, sim.stats()["inputs"]
+
+    (blocks, sent), _ = run_in_virtual_time(main())
+    assert [start for start, _ in blocks] == [0, 4]
+    np.testing.assert_array_equal(
+        np.vstack([b for _, b in blocks]), expected_matrix(first + second, dim=8)
+    )
+    assert sent == 5  # the four of the first window, and text(99)

@@ -16,7 +16,7 @@ from . import report, runner
 from .clients import CLIENTS, EXTRA_PEERS, available
 
 #: Scenario names in run order; "main" is accepted for "throughput".
-SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "integrations", "ray")
+SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "integrations", "batch", "ray")
 DEFAULT_SCENARIOS = ("throughput", "fast")
 
 #: Settings that differ between the full run and ``--quick``: (full, quick).
@@ -222,6 +222,11 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
 
         i = integrations.run_integrations(args)
         return i, integrations.format_table(i), i.to_json()
+    if name == "batch":  # fixed batch sizes against batch_size="auto", in simulated time
+        from . import batch
+
+        b = batch.run(args)
+        return b, batch.format_table(b), b
     if name == "ray":  # embedsdk[ray]: Ray workers under one account limit
         from . import ray
 

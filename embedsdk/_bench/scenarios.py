@@ -56,7 +56,7 @@ def effective_batch(target: Target, batch_size: int) -> int:
     # A real endpoint without a key fails here, before any request, with the library's message.
     key = target.key if target.simulated else target.api_key
     options = resolve_options(base_url=target.base_url, api_key=key, batch_size=batch_size)
-    return options.batch_size
+    return int(options.batch_size)
 
 
 def _settings(

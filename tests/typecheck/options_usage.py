@@ -19,6 +19,11 @@ vectors = embedsdk.get_batch_embeddings(["a"], model="BAAI/bge-m3", timeout=None
 embedsdk.get_batch_embeddings_concurrent(["a"], 4, 16, rpm=600, cache=False, dimensions=None)
 asyncio.run(embedsdk.get_batch_embeddings_async(["a"], 4, base_url="http://127.0.0.1:8080/v1"))
 client = Embedder("BAAI/bge-m3", batch_size=32, max_concurrent=4, adaptive=False)
+auto_client = Embedder(batch_size="auto")
+embedsdk.get_batch_embeddings(["a"], batch_size="auto")
+embedsdk.get_batch_embeddings_concurrent(["a"], 4, "auto")
+client.embed(["a"], batch_size="auto")
+client.embed_threaded(["a"], max_workers=2, batch_size="auto")
 async_client = AsyncEmbedder(encoding_format="float", rate_controller=None, truncate=True)
 options: ClientOptions = client.options
 stats: Stats = client.stats
@@ -35,3 +40,5 @@ Embedder(cache=42)  # type: ignore[arg-type]
 Embedder(max_workers=4)  # type: ignore[call-arg]
 AsyncEmbedder(encoding_format="int8")  # type: ignore[arg-type]
 AsyncEmbedder(provider=3)  # type: ignore[arg-type]
+AsyncEmbedder(batch_size="big")  # type: ignore[arg-type]
+embedsdk.get_batch_embeddings(["a"], batch_size="Auto")  # type: ignore[call-overload]
