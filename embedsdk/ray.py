@@ -394,7 +394,7 @@ def embed_dataset(
         )
     workers = concurrency if isinstance(concurrency, int) else max(concurrency)
     if rows_per_batch is None:
-        rows_per_batch = max(64, checked.batch_size * checked.max_concurrent * 8)
+        rows_per_batch = max(64, checked.request_size * checked.max_concurrent * 8)
     kwargs = {
         **options,
         "api_key": _Secret(checked.api_key or ""),
