@@ -71,7 +71,7 @@ def by_id(frame: Any) -> Any:
 def test_vectors_arrive_exactly_with_every_other_column(tmp_path: Path) -> None:
     data = rows(300)
     with SimulatedProvider(dim=DIM, latency=0.01) as sim:
-        out = embed(sim, data, concurrency=2, batch_size=16)
+        out = embed(sim, data, concurrency=2)  # batch_size="auto", the default
         out.write_parquet(str(tmp_path / "vectors"))
         frame = by_id(out.to_pandas())
     assert list(frame.columns) == ["id", "text", "score", "embedding"]
