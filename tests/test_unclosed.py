@@ -31,7 +31,7 @@ def _noise(record: Any) -> list[str]:
 async def _used_client(base_url: str, **options: Any) -> tuple[AsyncEmbedder, Any]:
     emb = AsyncEmbedder(base_url=base_url, cache=False, **options)
     assert (await emb.embed(["a", "b"])).shape == (2, DIM)
-    session = emb._transport._session  # type: ignore[union-attr]  # to see it released
+    session = emb._sender.transport._session  # type: ignore[union-attr]  # to see it released
     assert session is not None and not session.closed
     return emb, session
 
