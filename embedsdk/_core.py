@@ -28,7 +28,7 @@ from typing_extensions import Unpack
 
 from . import _retry, _turns
 from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
-from ._cache import VectorCache, open_cache
+from ._cache_async import AsyncCache
 from ._config import ClientOptions, EmbedderOptions, check_batch_size, resolve_options
 from ._exceptions import (
     APIError,
@@ -63,8 +63,6 @@ from ._text import append_note, plural
 from ._transport import Transport
 
 logger = logging.getLogger("embedsdk")
-
-_UNOPENED = object()
 
 
 def _least(told: float | None, learned: float | int | None) -> float | None:
@@ -117,11 +115,7 @@ class AsyncEmbedder:
         self._rate = _turns.controller_for(self.options)  # None with adaptive=False
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
-        self._cache: Any = _UNOPENED
-        self._cache_lock: asyncio.Lock | None = None  # made on the loop that uses it
-        self._disk_io: set[asyncio.Future[Any]] = set()  # cache reads/writes still running
-        o = self.options
-        self._cache_namespace = VectorCache.namespace(o.endpoint, o.model, o.dimensions)
+        self._cache = AsyncCache(self.options, self.stats)
         # Last: __del__ finds a client whose __init__ raised by its missing sender.
         self._sender = Sender(self.options, self.stats, transport, self._rate, self._sizer)
 
@@ -140,9 +134,7 @@ class AsyncEmbedder:
         if sender is None or sender.closed or self._pid != os.getpid():
             return  # half-made (__init__ raised), closed, or a forked copy of the parent's
         sender.closed = True
-        opened = self._cache if isinstance(self._cache, VectorCache) else None
-        if opened is self.options.cache:
-            opened = None  # the caller's own cache: not ours to close
+        opened = self._cache.ours()  # not the caller's own cache
         if not sender.holds_session() and not opened:
             return  # nothing to release
         _warn(
@@ -169,10 +161,7 @@ class AsyncEmbedder:
     async def aclose(self) -> None:
         """Close connections. Further calls raise :class:`ClientClosedError`."""
         await self._sender.aclose()
-        if self._disk_io:  # writes of cancelled calls still run in their threads
-            await asyncio.wait(list(self._disk_io))
-        if isinstance(self._cache, VectorCache) and self._cache is not self.options.cache:
-            self._cache.close()  # only a cache we opened ourselves
+        await self._cache.aclose()  # waits for its writes; closes only a cache it opened
 
     # -- the public call -------------------------------------------------------------------
 
@@ -381,7 +370,7 @@ class AsyncEmbedder:
         """Drop what belongs to the parent's loop (its session, limiters and locks)."""
         self._sender.forget_loop()
         self._loop, self._pid = None, os.getpid()
-        self._cache_lock = None
+        self._cache.forget_loop()
 
     def _workers(self, max_concurrent: int | None) -> int:
         workers = self.options.max_concurrent if max_concurrent is None else max_concurrent
@@ -488,50 +477,9 @@ class AsyncEmbedder:
         if progress is not None:
             self._sender.bars.add(progress)
         job.keep_going = keep_going
-        await self._cache_lookup(job)
+        await self._cache.lookup(job)
         job.plan(size, self.options.max_batch_tokens)
         return job
-
-    async def _cache_lookup(self, job: _Job) -> None:
-        """Serve what the disk cache has; only the misses will be sent."""
-        cache = await self._open_cache()
-        if cache is None or not job.unique:
-            return
-        matrix, hit = await self._on_disk(cache.get_many, self._cache_namespace, job.unique)
-        hits = int(hit.sum())
-        self.stats.cache_hits += hits
-        self.stats.cache_misses += len(job.unique) - hits
-        if matrix is not None and hits:
-            if hits == len(job.unique):
-                job.rows = matrix  # every row cached: no copy
-                job.filled[:] = True
-                job.advance(hits)
-            else:
-                job.store(hit, matrix[hit])
-
-    async def _open_cache(self) -> VectorCache | None:
-        """Open the cache on first use, off the event loop (it touches the disk)."""
-        if self._cache is _UNOPENED:
-            if self._cache_lock is None:
-                self._cache_lock = asyncio.Lock()
-            async with self._cache_lock:
-                if self._cache is _UNOPENED:
-                    self._cache = await self._on_disk(open_cache, self.options.cache)
-        cache: VectorCache | None = self._cache
-        return cache
-
-    async def _on_disk(self, function: Any, *args: Any) -> Any:
-        """Run blocking cache I/O on a thread, shielded from the caller's cancellation.
-
-        A thread cannot be stopped: cancelling the caller would only stop the waiting, and
-        :meth:`aclose` would then close SQLite under a write still running (the process
-        crashes). So the I/O is shielded and tracked, ``aclose`` waits for it, and a batch
-        that arrived is still written when its call is cancelled.
-        """
-        future = asyncio.get_running_loop().run_in_executor(None, function, *args)
-        self._disk_io.add(future)
-        future.add_done_callback(self._disk_io.discard)
-        return await asyncio.shield(future)
 
     async def _run_batch(self, job: _Job, batch: tuple[int, int]) -> None:
         if job.error is not None:
@@ -619,18 +567,12 @@ class AsyncEmbedder:
             return
         job.store(job.todo[start:stop], vectors)
         job.breaker.success()
-        await self._cache_store(texts, vectors)
+        await self._cache.store(texts, vectors)
 
     async def _fetch_pieces(self, job: _Job, start: int, stop: int) -> None:
         """Fetch ``todo[start:stop]`` in consecutive batches of at most the current cap."""
         for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
             await self._fetch_into(job, start + a, start + b)
-
-    async def _cache_store(self, texts: list[str], vectors: Vectors) -> None:
-        """Write each batch as soon as it arrives, so an interrupted run resumes from here."""
-        cache = self._cache
-        if isinstance(cache, VectorCache):
-            await self._on_disk(cache.set_many, self._cache_namespace, texts, vectors)
 
     def _request_note(self, exc: APIStatusError, job: _Job, start: int, stop: int) -> str:
         """Which inputs the failed request carried, and why a too-long input cannot pass."""

@@ -122,7 +122,7 @@ def test_a_cache_it_opened_is_closed_too(tmp_path: Any) -> None:
     async def go(base_url: str) -> tuple[Any, bytes]:
         emb = AsyncEmbedder(base_url=base_url, cache=str(tmp_path / "cache"))
         await emb.embed(["a"])
-        cache, namespace = emb._cache, emb._cache_namespace
+        cache, namespace = emb._cache.opened, emb._cache.namespace
         assert cache.get_many(namespace, ["a"])[1].tolist() == [True]
         return cache, namespace
 
