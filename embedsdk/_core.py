@@ -4,6 +4,11 @@ A call goes: validate -> de-duplicate -> estimate tokens -> plan batches -> send
 with at most ``max_concurrent`` in flight (a worker takes the next batch as soon as it is free,
 so there are no waves) -> pace each attempt through the rate limiters -> retry with backoff ->
 decode and check the answer -> place rows by ``index`` -> gather duplicates back.
+
+Here: the client and the steps of a call. Beside it: :class:`~embedsdk._sending.Sender` sends
+one request (pacing, retries, decoding), :class:`~embedsdk._cache_async.AsyncCache` reads and
+writes the disk cache off the loop, and :class:`~embedsdk._stream.Stream` runs the windows of
+:meth:`AsyncEmbedder.embed_stream`.
 """
 
 from __future__ import annotations
@@ -22,8 +27,6 @@ from collections.abc import (
 )
 from typing import Any, Literal, overload
 
-import numpy as np
-import numpy.typing as npt
 from typing_extensions import Unpack
 
 from . import _retry, _turns
@@ -59,6 +62,7 @@ from ._planning import (
 from ._progress import Progress
 from ._providers import han_chars_per_token, input_token_limit, known_dimension, profile_for
 from ._sending import Sender
+from ._stream import Stream
 from ._text import append_note, plural
 from ._transport import Transport
 
@@ -69,20 +73,6 @@ def _least(told: float | None, learned: float | int | None) -> float | None:
     """The tighter of two per-minute paces (``None``: none)."""
     paces = [float(p) for p in (told, learned) if p is not None]
     return min(paces) if paces else None
-
-
-def _copy_arrived(job: _Job, other: _Job) -> bool:
-    """Fill the rows of ``job`` still to fetch whose text ``other`` (the stream's previous
-    window) already has: whether any were."""
-    if other.rows is None:
-        return False
-    have = {other.unique[i]: i for i in np.flatnonzero(other.filled)}
-    pairs = [(r, have[job.unique[r]]) for r in job.todo if job.unique[r] in have]
-    if not pairs:
-        return False
-    mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
-    job.store(mine, other.rows[theirs])
-    return True
 
 
 class AsyncEmbedder:
@@ -259,8 +249,8 @@ class AsyncEmbedder:
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
-        size = self._window_size(window, workers, batch_size)
-        slots = asyncio.Semaphore(workers)
+        stream = Stream(self, batch_size, workers, bar)
+        size = stream.window_size(window)
         pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
         start = 0
         previous: _Window | None = None
@@ -269,9 +259,7 @@ class AsyncEmbedder:
             async for chunk in _windows(texts, size, broke):
                 this = _Window()
                 this.last = len(chunk) < size  # a short window is the stream's last
-                coro = self._embed_window(
-                    chunk, start, batch_size, workers, slots, bar, this, previous
-                )
+                coro = stream.embed(chunk, start, this, previous)
                 pending.append((start, asyncio.ensure_future(coro)))
                 previous = this
                 start += len(chunk)
@@ -290,66 +278,9 @@ class AsyncEmbedder:
             if bar is not None:
                 bar.close()
 
-    def _window_size(self, window: int | None, workers: int, batch_size: int | str | None) -> int:
-        """Texts per window of a stream: enough to keep every slot busy for a while."""
-        if window:
-            return window
-        return max(1024, 8 * workers * self._batch_guess(batch_size))
-
     def _batch_guess(self, batch_size: int | str | None) -> int:
         """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
         return self._planned_size(batch_size) or self._batch_cap
-
-    async def _embed_window(
-        self,
-        texts: list[str],
-        offset: int,
-        batch_size: int | str | None,
-        workers: int,
-        slots: asyncio.Semaphore,
-        bar: Progress | None,
-        this: _Window,
-        previous: _Window | None,
-    ) -> Vectors:
-        try:
-            job = this.job = await self._start(texts, batch_size, offset, bar)
-            job.ends_call = this.last
-        finally:
-            this.planned.set()
-        borrowed = await self._borrow(job, previous, batch_size)
-        try:
-            await self._run(job, workers, slots)
-        finally:
-            this.done = True
-            this.lend()  # the rows the next window borrows, or a cancel if they never came
-        if borrowed is not None and previous is not None and previous.lent is not None:
-            job.store(borrowed, await previous.lent)
-        return self._finish(job)
-
-    async def _borrow(
-        self, job: _Job, previous: _Window | None, batch_size: int | str | None
-    ) -> npt.NDArray[np.intp] | None:
-        """Leave out of ``job``'s batches the rows the previous window is fetching right now,
-        and ask it for them; returns those rows of ``job`` (``None`` when there are none)."""
-        if previous is None or not len(job.todo):
-            return None
-        await previous.planned.wait()
-        other = previous.job
-        if other is None:
-            return None
-        if _copy_arrived(job, other):  # after this window's cache lookup, or with no cache
-            job.plan(self._planned_size(batch_size), self.options.max_batch_tokens)
-        if previous.done or not len(job.todo):
-            return None
-        fetching = {other.unique[i]: i for i in other.todo if not other.filled[i]}
-        pairs = [(r, fetching[job.unique[r]]) for r in job.todo if job.unique[r] in fetching]
-        if not pairs:
-            return None
-        mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
-        previous.wanted = theirs
-        previous.lent = asyncio.get_running_loop().create_future()
-        job.plan(self._planned_size(batch_size), self.options.max_batch_tokens, elsewhere=mine)
-        return mine
 
     def _check_loop(self) -> None:
         """Refuse a second event loop clearly: the session, the limiters and the locks belong
