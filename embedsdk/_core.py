@@ -278,10 +278,6 @@ class AsyncEmbedder:
             if bar is not None:
                 bar.close()
 
-    def _batch_guess(self, batch_size: int | str | None) -> int:
-        """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
-        return self._planned_size(batch_size) or self._batch_cap
-
     def _check_loop(self) -> None:
         """Refuse a second event loop clearly: the session, the limiters and the locks belong
         to the first one, and would fail later with "Event loop is closed" or worse."""
@@ -346,6 +342,10 @@ class AsyncEmbedder:
         """Inputs per batch for this call (at most the cap), or ``None`` for ``"auto"``."""
         size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
         return None if isinstance(size, str) else min(size, self._batch_cap)
+
+    def _batch_guess(self, batch_size: int | str | None) -> int:
+        """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
+        return self._planned_size(batch_size) or self._batch_cap
 
     def _batches(self, job: _Job, workers: int) -> PlannedBatches | CutBatches:
         """The job's batches: planned, or cut as workers take them (``batch_size="auto"``)."""
