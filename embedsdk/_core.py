@@ -4,18 +4,20 @@ A call goes: validate -> de-duplicate -> estimate tokens -> plan batches -> send
 with at most ``max_concurrent`` in flight (a worker takes the next batch as soon as it is free,
 so there are no waves) -> pace each attempt through the rate limiters -> retry with backoff ->
 decode and check the answer -> place rows by ``index`` -> gather duplicates back.
+
+Here: the client and the steps of a call. Beside it: :class:`~embedsdk._sending.Sender` sends
+one request (pacing, retries, decoding), :class:`~embedsdk._cache_async.AsyncCache` reads and
+writes the disk cache off the loop, and :class:`~embedsdk._stream.Stream` runs the windows of
+:meth:`AsyncEmbedder.embed_stream`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import math
 import os
 import warnings
-import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -25,18 +27,13 @@ from collections.abc import (
 )
 from typing import Any, Literal, overload
 
-import backoff
-import numpy as np
-import numpy.typing as npt
 from typing_extensions import Unpack
 
-from . import _adaptive, _retry, _turns
+from . import _retry, _turns
 from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
-from ._cache import VectorCache, open_cache
-from ._ceiling import Ceilings
+from ._cache_async import AsyncCache
 from ._config import ClientOptions, EmbedderOptions, check_batch_size, resolve_options
 from ._exceptions import (
-    APIConnectionError,
     APIError,
     APIStatusError,
     ClientClosedError,
@@ -64,65 +61,18 @@ from ._planning import (
 )
 from ._progress import Progress
 from ._providers import han_chars_per_token, input_token_limit, known_dimension, profile_for
-from ._responses import (
-    content_type_of,
-    decode_embeddings,
-    not_found_hint,
-    status_error,
-    trace_id_of,
-)
-from ._text import excerpt, plural
-from ._transport import AiohttpTransport, Request, Response, Transport
-from ._version import __version__
+from ._sending import Sender
+from ._stream import Stream
+from ._text import append_note, plural
+from ._transport import Transport
 
 logger = logging.getLogger("embedsdk")
-
-_UNOPENED = object()
-_FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
-
-
-def _append(exc: BaseException, note: str) -> None:
-    """Add ``; note`` to the message of ``exc``."""
-    if exc.args and isinstance(exc.args[0], str):
-        exc.args = (f"{exc.args[0]}; {note}",)
-
-
-def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) -> None:
-    """Say at INFO, once a call, that the server is out of reach (refused, DNS...): the
-    retries that follow take a while, and a user should not wait for them in silence."""
-    if not isinstance(exc, APIConnectionError) or not _stops_the_call(exc):
-        return
-    if not job.told_unreachable:
-        job.told_unreachable = True
-        retries = min(_retry.DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
-        logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
 
 
 def _least(told: float | None, learned: float | int | None) -> float | None:
     """The tighter of two per-minute paces (``None``: none)."""
     paces = [float(p) for p in (told, learned) if p is not None]
     return min(paces) if paces else None
-
-
-def _note_attempts(details: Any) -> None:
-    """backoff's ``on_giveup``: how many attempts the request had, for the error message."""
-    exc = details.get("exception")
-    if exc is not None:
-        exc.attempts = details["tries"]
-
-
-def _copy_arrived(job: _Job, other: _Job) -> bool:
-    """Fill the rows of ``job`` still to fetch whose text ``other`` (the stream's previous
-    window) already has: whether any were."""
-    if other.rows is None:
-        return False
-    have = {other.unique[i]: i for i in np.flatnonzero(other.filled)}
-    pairs = [(r, have[job.unique[r]]) for r in job.todo if job.unique[r] in have]
-    if not pairs:
-        return False
-    mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
-    job.store(mine, other.rows[theirs])
-    return True
 
 
 class AsyncEmbedder:
@@ -144,38 +94,20 @@ class AsyncEmbedder:
     ) -> None:
         self.options: ClientOptions = resolve_options(model=model, **options)
         self.stats = Stats()
-        self._transport = transport
-        self._owns_transport = transport is None
-        self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the one loop it may be used on
         self._pid = os.getpid()
-        self._encoding = self.options.encoding_format
         self._profile = profile_for(self.options.base_url, self.options.provider)
         # Inputs per request this client may send: the provider's cap, lowered for good by a
         # 413 / "batch size" answer. ``batch_size`` (per client or per call) goes below it.
         self._batch_cap = self._profile.max_batch
         self._sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
         self._input_limit = input_token_limit(self._profile, self.options.model)
-        self._ceilings = Ceilings(self.options.rpm, self.options.tpm)  # the user's own limits
-        self._bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
-        self._last_told: dict[str, float] = {}  # when each kind of slow-down was last logged
         self._rate = _turns.controller_for(self.options)  # None with adaptive=False
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
-        # The length of the first vectors that arrived: later answers of another length are
-        # untrustworthy (retried) rather than a failure of the whole call.
-        self._dim_seen: int | None = self.options.dimensions
-        self._cache: Any = _UNOPENED
-        self._cache_lock: asyncio.Lock | None = None  # made on the loop that uses it
-        self._disk_io: set[asyncio.Future[Any]] = set()  # cache reads/writes still running
-        o = self.options
-        self._cache_namespace = VectorCache.namespace(o.endpoint, o.model, o.dimensions)
-        self._headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"embedsdk/{__version__}",
-        }
-        if self.options.api_key:
-            self._headers["Authorization"] = f"Bearer {self.options.api_key}"
+        self._cache = AsyncCache(self.options, self.stats)
+        # Last: __del__ finds a client whose __init__ raised by its missing sender.
+        self._sender = Sender(self.options, self.stats, transport, self._rate, self._sizer)
 
     def __repr__(self) -> str:
         o = self.options
@@ -188,14 +120,12 @@ class AsyncEmbedder:
         connector" naming none of our names. ``_warn`` is bound now: at interpreter exit the
         ``warnings`` module may already be gone.
         """
-        transport = getattr(self, "_transport", None)
-        if getattr(self, "_closed", True) or self._pid != os.getpid():
-            return  # closed, half-made (__init__ raised), or a forked copy of the parent's
-        self._closed = True
-        opened = self._cache if isinstance(self._cache, VectorCache) else None
-        if opened is self.options.cache:
-            opened = None  # the caller's own cache: not ours to close
-        if not (self._owns_transport and isinstance(transport, AiohttpTransport)) and not opened:
+        sender: Sender | None = getattr(self, "_sender", None)
+        if sender is None or sender.closed or self._pid != os.getpid():
+            return  # half-made (__init__ raised), closed, or a forked copy of the parent's
+        sender.closed = True
+        opened = self._cache.ours()  # not the caller's own cache
+        if not sender.holds_session() and not opened:
             return  # nothing to release
         _warn(
             f"{self!r} was never closed: use `async with AsyncEmbedder(...) as emb:` or "
@@ -203,10 +133,14 @@ class AsyncEmbedder:
             ResourceWarning,
             source=self,
         )
-        if self._owns_transport and isinstance(transport, AiohttpTransport):
-            transport.close_unawaited()
+        sender.close_unawaited()
         if opened is not None:
             opened.close()
+
+    @property
+    def _closed(self) -> bool:
+        """Whether :meth:`aclose` ran: the client sends nothing more."""
+        return self._sender.closed
 
     async def __aenter__(self) -> AsyncEmbedder:
         return self
@@ -216,13 +150,8 @@ class AsyncEmbedder:
 
     async def aclose(self) -> None:
         """Close connections. Further calls raise :class:`ClientClosedError`."""
-        self._closed = True
-        if self._transport is not None and self._owns_transport:
-            await self._transport.aclose()
-        if self._disk_io:  # writes of cancelled calls still run in their threads
-            await asyncio.wait(list(self._disk_io))
-        if isinstance(self._cache, VectorCache) and self._cache is not self.options.cache:
-            self._cache.close()  # only a cache we opened ourselves
+        await self._sender.aclose()
+        await self._cache.aclose()  # waits for its writes; closes only a cache it opened
 
     # -- the public call -------------------------------------------------------------------
 
@@ -320,8 +249,8 @@ class AsyncEmbedder:
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
-        size = self._window_size(window, workers, batch_size)
-        slots = asyncio.Semaphore(workers)
+        stream = Stream(self, batch_size, workers, bar)
+        size = stream.window_size(window)
         pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
         start = 0
         previous: _Window | None = None
@@ -330,9 +259,7 @@ class AsyncEmbedder:
             async for chunk in _windows(texts, size, broke):
                 this = _Window()
                 this.last = len(chunk) < size  # a short window is the stream's last
-                coro = self._embed_window(
-                    chunk, start, batch_size, workers, slots, bar, this, previous
-                )
+                coro = stream.embed(chunk, start, this, previous)
                 pending.append((start, asyncio.ensure_future(coro)))
                 previous = this
                 start += len(chunk)
@@ -351,67 +278,6 @@ class AsyncEmbedder:
             if bar is not None:
                 bar.close()
 
-    def _window_size(self, window: int | None, workers: int, batch_size: int | str | None) -> int:
-        """Texts per window of a stream: enough to keep every slot busy for a while."""
-        if window:
-            return window
-        return max(1024, 8 * workers * self._batch_guess(batch_size))
-
-    def _batch_guess(self, batch_size: int | str | None) -> int:
-        """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
-        return self._planned_size(batch_size) or self._batch_cap
-
-    async def _embed_window(
-        self,
-        texts: list[str],
-        offset: int,
-        batch_size: int | str | None,
-        workers: int,
-        slots: asyncio.Semaphore,
-        bar: Progress | None,
-        this: _Window,
-        previous: _Window | None,
-    ) -> Vectors:
-        try:
-            job = this.job = await self._start(texts, batch_size, offset, bar)
-            job.ends_call = this.last
-        finally:
-            this.planned.set()
-        borrowed = await self._borrow(job, previous, batch_size)
-        try:
-            await self._run(job, workers, slots)
-        finally:
-            this.done = True
-            this.lend()  # the rows the next window borrows, or a cancel if they never came
-        if borrowed is not None and previous is not None and previous.lent is not None:
-            job.store(borrowed, await previous.lent)
-        return self._finish(job)
-
-    async def _borrow(
-        self, job: _Job, previous: _Window | None, batch_size: int | str | None
-    ) -> npt.NDArray[np.intp] | None:
-        """Leave out of ``job``'s batches the rows the previous window is fetching right now,
-        and ask it for them; returns those rows of ``job`` (``None`` when there are none)."""
-        if previous is None or not len(job.todo):
-            return None
-        await previous.planned.wait()
-        other = previous.job
-        if other is None:
-            return None
-        if _copy_arrived(job, other):  # after this window's cache lookup, or with no cache
-            job.plan(self._planned_size(batch_size), self.options.max_batch_tokens)
-        if previous.done or not len(job.todo):
-            return None
-        fetching = {other.unique[i]: i for i in other.todo if not other.filled[i]}
-        pairs = [(r, fetching[job.unique[r]]) for r in job.todo if job.unique[r] in fetching]
-        if not pairs:
-            return None
-        mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
-        previous.wanted = theirs
-        previous.lent = asyncio.get_running_loop().create_future()
-        job.plan(self._planned_size(batch_size), self.options.max_batch_tokens, elsewhere=mine)
-        return mine
-
     def _check_loop(self) -> None:
         """Refuse a second event loop clearly: the session, the limiters and the locks belong
         to the first one, and would fail later with "Event loop is closed" or worse."""
@@ -428,14 +294,10 @@ class AsyncEmbedder:
             )
 
     def _forget_loop(self) -> None:
-        """Drop what belongs to the parent's loop. Its session cannot be closed from here: it
-        is kept referenced, so that collecting it does not warn about an unclosed session."""
-        if self._owns_transport and self._transport is not None:
-            _FORKED_LEFTOVERS.append(self._transport)
-            self._transport = None
+        """Drop what belongs to the parent's loop (its session, limiters and locks)."""
+        self._sender.forget_loop()
         self._loop, self._pid = None, os.getpid()
-        self._ceilings.forget()
-        self._cache_lock = None
+        self._cache.forget_loop()
 
     def _workers(self, max_concurrent: int | None) -> int:
         workers = self.options.max_concurrent if max_concurrent is None else max_concurrent
@@ -480,6 +342,10 @@ class AsyncEmbedder:
         """Inputs per batch for this call (at most the cap), or ``None`` for ``"auto"``."""
         size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
         return None if isinstance(size, str) else min(size, self._batch_cap)
+
+    def _batch_guess(self, batch_size: int | str | None) -> int:
+        """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
+        return self._planned_size(batch_size) or self._batch_cap
 
     def _batches(self, job: _Job, workers: int) -> PlannedBatches | CutBatches:
         """The job's batches: planned, or cut as workers take them (``batch_size="auto"``)."""
@@ -540,52 +406,11 @@ class AsyncEmbedder:
         job = _Job(texts, offset)
         job.progress = progress
         if progress is not None:
-            self._bars.add(progress)
+            self._sender.bars.add(progress)
         job.keep_going = keep_going
-        await self._cache_lookup(job)
+        await self._cache.lookup(job)
         job.plan(size, self.options.max_batch_tokens)
         return job
-
-    async def _cache_lookup(self, job: _Job) -> None:
-        """Serve what the disk cache has; only the misses will be sent."""
-        cache = await self._open_cache()
-        if cache is None or not job.unique:
-            return
-        matrix, hit = await self._on_disk(cache.get_many, self._cache_namespace, job.unique)
-        hits = int(hit.sum())
-        self.stats.cache_hits += hits
-        self.stats.cache_misses += len(job.unique) - hits
-        if matrix is not None and hits:
-            if hits == len(job.unique):
-                job.rows = matrix  # every row cached: no copy
-                job.filled[:] = True
-                job.advance(hits)
-            else:
-                job.store(hit, matrix[hit])
-
-    async def _open_cache(self) -> VectorCache | None:
-        """Open the cache on first use, off the event loop (it touches the disk)."""
-        if self._cache is _UNOPENED:
-            if self._cache_lock is None:
-                self._cache_lock = asyncio.Lock()
-            async with self._cache_lock:
-                if self._cache is _UNOPENED:
-                    self._cache = await self._on_disk(open_cache, self.options.cache)
-        cache: VectorCache | None = self._cache
-        return cache
-
-    async def _on_disk(self, function: Any, *args: Any) -> Any:
-        """Run blocking cache I/O on a thread, shielded from the caller's cancellation.
-
-        A thread cannot be stopped: cancelling the caller would only stop the waiting, and
-        :meth:`aclose` would then close SQLite under a write still running (the process
-        crashes). So the I/O is shielded and tracked, ``aclose`` waits for it, and a batch
-        that arrived is still written when its call is cancelled.
-        """
-        future = asyncio.get_running_loop().run_in_executor(None, function, *args)
-        self._disk_io.add(future)
-        future.add_done_callback(self._disk_io.discard)
-        return await asyncio.shield(future)
 
     async def _run_batch(self, job: _Job, batch: tuple[int, int]) -> None:
         if job.error is not None:
@@ -605,7 +430,7 @@ class AsyncEmbedder:
                     rows = job.todo[start:stop]
                     job.failures.append((rows[~job.filled[rows]], exc))
                     return
-                _append(exc, job.breaker.note())  # a storm: the other batches stay unsent
+                append_note(exc, job.breaker.note())  # a storm: the other batches stay unsent
             job.error = job.error or exc
             raise
         except BaseException as exc:
@@ -662,7 +487,7 @@ class AsyncEmbedder:
         texts = job.texts(start, stop)
         tokens = sum(job.tokens[start:stop])
         try:
-            vectors = await self._send_with_retries(texts, tokens, job)
+            vectors = await self._sender.send(texts, tokens, job)
         except APIStatusError as exc:
             if not _retry.should_split(exc) or len(texts) == 1:
                 exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
@@ -673,18 +498,12 @@ class AsyncEmbedder:
             return
         job.store(job.todo[start:stop], vectors)
         job.breaker.success()
-        await self._cache_store(texts, vectors)
+        await self._cache.store(texts, vectors)
 
     async def _fetch_pieces(self, job: _Job, start: int, stop: int) -> None:
         """Fetch ``todo[start:stop]`` in consecutive batches of at most the current cap."""
         for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
             await self._fetch_into(job, start + a, start + b)
-
-    async def _cache_store(self, texts: list[str], vectors: Vectors) -> None:
-        """Write each batch as soon as it arrives, so an interrupted run resumes from here."""
-        cache = self._cache
-        if isinstance(cache, VectorCache):
-            await self._on_disk(cache.set_many, self._cache_namespace, texts, vectors)
 
     def _request_note(self, exc: APIStatusError, job: _Job, start: int, stop: int) -> str:
         """Which inputs the failed request carried, and why a too-long input cannot pass."""
@@ -704,182 +523,3 @@ class AsyncEmbedder:
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
         self._batch_cap = _retry.lowered_batch_cap(exc, sent, self._batch_cap)
         logger.info("server refused a batch of %d; batch cap is now %d", sent, self._batch_cap)
-
-    # -- one request, with pacing and retries ----------------------------------------------
-
-    async def _send_with_retries(self, texts: list[str], tokens: int, job: _Job) -> Vectors:
-        paced = self._rate is not None  # a 429 waits in the controller's shared pause
-        # How long a request refused by a rate limit keeps trying is measured in time (no
-        # sleeping in testing mode: a count of refusals stands for it).
-        clock = None if self._rate is None or _retry.is_testing() else self._rate.now
-
-        def on_backoff(details: Any) -> None:
-            self._on_backoff(details)
-            _tell_unreachable(job, details.get("exception"), self.options.max_retries)
-
-        send = backoff.on_exception(
-            _retry.wait_gen,
-            EmbedSDKError,
-            max_tries=None,
-            giveup=_retry.RetryBudget(self.options.max_retries, paced, clock).give_up,
-            on_backoff=on_backoff,
-            on_giveup=_note_attempts,
-            jitter=None,
-            logger=None,
-        )(self._send_once)
-        result: Vectors = await send(texts, tokens)
-        return result
-
-    def _on_backoff(self, details: Any) -> None:
-        self.stats.retries += 1
-        exc = details.get("exception")
-        verdict = getattr(exc, "rate_verdict", None)
-        if verdict == _adaptive.PAUSED:
-            when = "after the shared pause"
-        elif verdict == _adaptive.NARROWED and details["wait"] == 0:
-            when = "when a slot is free (fewer requests in flight)"
-        else:
-            when = f"in {details['wait']:.2f} s"
-        # A server's message can be a page long: the log line quotes its start.
-        logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
-
-    async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
-        """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
-        # Estimates corrected by usage.prompt_tokens when the controller has seen some.
-        await self._ceilings.wait(tokens if self._rate is None else self._rate.cost(tokens))
-        if self._rate is None:
-            return None
-        return await _turns.take_turn(self._rate, tokens, self._held_back)
-
-    def _held_back(self, why: str, seconds: float) -> None:
-        """A request is about to wait long for the rate controller: say so (INFO at most every
-        10 s per client and kind of wait, and on the progress bars of the calls under way)."""
-        assert self._rate is not None
-        state = self._rate.describe()
-        wait = {
-            "pause": f"every request paused {seconds:.1f} s after HTTP 429",
-            "slot": "waiting for a request in flight to end",
-            "probe": "one request probes the limit",
-        }.get(why, "requests held back by the learned pace")
-        for bar in list(self._bars):
-            bar.note(f"{wait}; {state}")
-        now = asyncio.get_running_loop().time()  # the loop's clock: simulated time follows it
-        if now - self._last_told.get(why, -math.inf) >= 10.0:
-            self._last_told[why] = now
-            logger.info("rate limited: %s; %s", wait, state)
-
-    async def _exchange(
-        self, request: Request, ticket: _adaptive.Ticket | None
-    ) -> tuple[Response, str]:
-        """Send ``request``; tell the rate controller, if any, how the server took it, and
-        return its verdict with the answer."""
-        assert self._transport is not None
-        if self._rate is None or ticket is None:
-            return await self._transport.send(request), _adaptive.NOTED
-        try:
-            response = await self._transport.send(request)
-        except BaseException:
-            self._rate.on_error(ticket)  # frees the slot: no answer is no signal
-            raise
-        verdict = _turns.report(
-            self._rate, ticket, response.status, response.headers, response.body
-        )
-        return response, verdict
-
-    def _check_open(self, ticket: _adaptive.Ticket | None = None) -> None:
-        """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
-        have run meanwhile, and a request sent now would open a session nobody closes)."""
-        if not self._closed:
-            return
-        if ticket is not None and self._rate is not None:
-            self._rate.on_error(ticket)  # free the probe slot the ticket may hold
-        raise ClientClosedError("this client is closed; create a new one")
-
-    async def _send_once(self, texts: list[str], tokens: int) -> Vectors:
-        self._check_open()
-        ticket = await self._pace(tokens)
-        self._check_open(ticket)  # no await between here and the send
-        if self._transport is None:
-            self._transport = AiohttpTransport()
-        payload: dict[str, Any] = {"model": self.options.model, "input": texts}
-        encoding = payload["encoding_format"] = self._encoding
-        if self.options.dimensions is not None:
-            payload["dimensions"] = self.options.dimensions
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
-        self.stats.requests += 1
-        clock = asyncio.get_running_loop().time
-        sent = clock()
-        response, verdict = await self._exchange(request, ticket)
-        took = clock() - sent
-        if response.status == 429:
-            self.stats.rate_limited += 1
-        if response.status >= 400:
-            exc = self._error_for(response)
-            exc.rate_verdict = verdict  # how the retry waits (see _retry.wait_gen)
-            # Judge by what this request asked for: batches in flight when another one
-            # switched the client to floats still carry base64 and are re-sent too.
-            if encoding == "base64" and _retry.refuses_base64(exc):
-                self._use_floats(exc)
-                return await self._send_once(texts, tokens)  # within this attempt, no retry
-            raise exc
-        vectors, used = self._decode(response, len(texts))
-        self._dim_seen = vectors.shape[1]
-        self._sizer.observe(len(texts), took)  # how latency grows with the batch
-        self.stats.inputs_sent += len(texts)
-        self.stats.tokens += used if used is not None else tokens
-        if ticket is not None and used is not None and self._rate is not None:
-            self._rate.on_usage(ticket, used)
-        return vectors
-
-    def _use_floats(self, exc: APIStatusError) -> None:
-        """The server refused base64 (:func:`_retry.refuses_base64`): floats from now on."""
-        if self._encoding == "base64":
-            logger.info(
-                "server refuses base64 (%s); using float lists from now on", excerpt(exc.message)
-            )
-            self._encoding = "float"
-
-    def _decode(self, response: Response, count: int) -> tuple[Vectors, int | None]:
-        """The vectors of a 2xx answer. When it cannot be decoded, the error quotes the body
-        with the key scrubbed: a gateway answering 200 with an error body may echo the key.
-        (Scrubbing a good body would corrupt it: a short key can occur inside base64.)"""
-        headers = response.headers
-        args = (count, self._dim_seen, trace_id_of(headers), content_type_of(headers))
-        try:
-            return decode_embeddings(response.body, *args)
-        except EmbedSDKError:
-            redacted = self._redact(response.body)
-            if redacted == response.body:
-                raise
-        try:
-            decode_embeddings(redacted, *args)
-        except EmbedSDKError as scrubbed:
-            raise scrubbed from None  # the same complaint, quoting the scrubbed body
-        raise ResponseValidationError(
-            "the answer could not be decoded, and its body holds the API key"
-        ) from None
-
-    def _redact(self, body: bytes) -> bytes:
-        """``body`` without the API key: some servers and gateways echo the key they got."""
-        key = self.options.api_key
-        if key and key.encode() in body:
-            body = body.replace(key.encode(), b"***")
-        return body
-
-    def _error_for(self, response: Response) -> APIStatusError:
-        """The exception for an error answer, never carrying the key; a 401/403 says where
-        the key came from (the argument or which variable), never its value."""
-        key = self.options.api_key
-        exc = status_error(response.status, response.headers, self._redact(response.body))
-        if exc.status_code in (401, 403):
-            source = self.options.api_key_source
-            note = (
-                f"the API key came from the {source}"
-                if key
-                else "no API key was sent (pass api_key= or set EMBEDSDK_API_KEY)"
-            )
-            exc.args = (f"{exc.args[0]}; {note}",)
-        elif exc.status_code == 404:
-            _append(exc, not_found_hint(self.options.endpoint, self.options.model, exc))
-        return exc

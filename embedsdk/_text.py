@@ -1,4 +1,5 @@
-"""Small helpers for the words of messages: plurals and excerpts. Pure functions."""
+"""Small helpers for the words of messages: plurals, excerpts (pure functions), and a note
+added to an exception's message."""
 
 from __future__ import annotations
 
@@ -21,3 +22,9 @@ def excerpt(text: str, limit: int = EXCERPT) -> str:
     if len(flat) <= limit:
         return flat
     return flat[: limit - 1].rstrip() + "…"
+
+
+def append_note(exc: BaseException, note: str) -> None:
+    """Add ``; note`` to the message of ``exc``."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]}; {note}",)

@@ -755,8 +755,8 @@ def test_testing_mode_does_not_wait() -> None:
 
     async def go() -> None:
         async with client(server) as emb:
-            real = emb._on_backoff
-            emb._on_backoff = lambda d: (on_backoff(d), real(d))  # type: ignore[method-assign]
+            real = emb._sender._on_backoff
+            emb._sender._on_backoff = lambda d: (on_backoff(d), real(d))  # type: ignore[method-assign]
             await emb.embed(["a"])
 
     run(go())

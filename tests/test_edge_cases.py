@@ -50,7 +50,7 @@ def test_aclose_while_waiting_for_a_turn_sends_nothing_and_leaks_nothing() -> No
                 outcome = (await asyncio.wait_for(task, 60)).shape
             except embedsdk.ClientClosedError as exc:
                 outcome = exc
-            session = getattr(emb._transport, "_session", None)
+            session = getattr(emb._sender.transport, "_session", None)
             leaked = session is not None and not session.closed
             if leaked:
                 await session.close()

@@ -31,7 +31,7 @@ def _noise(record: Any) -> list[str]:
 async def _used_client(base_url: str, **options: Any) -> tuple[AsyncEmbedder, Any]:
     emb = AsyncEmbedder(base_url=base_url, cache=False, **options)
     assert (await emb.embed(["a", "b"])).shape == (2, DIM)
-    session = emb._transport._session  # type: ignore[union-attr]  # to see it released
+    session = emb._sender.transport._session  # type: ignore[union-attr]  # to see it released
     assert session is not None and not session.closed
     return emb, session
 
@@ -122,7 +122,7 @@ def test_a_cache_it_opened_is_closed_too(tmp_path: Any) -> None:
     async def go(base_url: str) -> tuple[Any, bytes]:
         emb = AsyncEmbedder(base_url=base_url, cache=str(tmp_path / "cache"))
         await emb.embed(["a"])
-        cache, namespace = emb._cache, emb._cache_namespace
+        cache, namespace = emb._cache.opened, emb._cache.namespace
         assert cache.get_many(namespace, ["a"])[1].tolist() == [True]
         return cache, namespace
 

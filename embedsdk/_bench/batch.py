@@ -19,8 +19,8 @@ It runs in **simulated time** (``embedsdk.testing.run_in_virtual_time``): the wh
 (``SimServer``, the same that answers over HTTP), in-process, on a loop whose clock skips idle
 time. What is measured is how the batch size meets the server's latency and limits, which
 simulated time keeps exactly; what it leaves out is the client's CPU per request and per text
-(measured by ``--scenario fast``), which a bigger batch only reduces. A 60 s case takes about a
-second, and the figures do not depend on how loaded the machine is.
+(measured by ``--scenario fast``), which a bigger batch only reduces. A 60 s case takes
+seconds of CPU rather than a minute, and the figures do not depend on how loaded the machine is.
 """
 
 from __future__ import annotations

@@ -63,6 +63,13 @@ def add_bench_parser(sub: Any) -> None:
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench's flags (shared by ``embedsdk bench`` and ``python bench/run.py``)."""
+    _add_run_arguments(parser)
+    _add_scenario_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What runs, against which server, and how hard."""
     a = parser.add_argument
     a("--quick", action="store_true", help="smaller sizes: about a minute")
     a(
@@ -102,6 +109,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     a("--rpm", type=float, help="requests per minute the ceiling assumes (real endpoints)")
     a("--clients", type=_names, metavar="NAMES", help="from " + ", ".join(CLIENTS))
     a("--no-peers", action="store_true", help="leave out openai-python and langchain-openai")
+
+
+def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings of one scenario each."""
+    a = parser.add_argument
     a("--fast-texts", type=int, metavar="N", help="texts in the fast scenario (default: 20000)")
     a("--fast-latency", type=float, default=0.0, metavar="SECONDS", help="(default: 0)")
     a("--cache-texts", type=int, metavar="N", help="texts in the cache scenario (default: 20000)")
@@ -124,6 +136,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="chunks per index in the integrations scenario (default: 10000)",
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The texts' seed, and what is written and shown."""
+    a = parser.add_argument
     a("--seed", type=int, default=0, help="seed of the generated texts")
     a(
         "--out",

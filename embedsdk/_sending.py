@@ -1,0 +1,310 @@
+"""One request of a batch: paced, sent, decoded, retried with backoff.
+
+A client owns one :class:`Sender`. It holds the client's connections (the transport), the
+user's ``rpm``/``tpm`` ceilings and the shared rate controller's turn, and what the client
+learned about the server as it answered: the wire format it takes (base64 or floats) and the
+length of its vectors. The core (``_core``) decides which texts go together; the sender gets
+them there and back, and turns every answer into vectors or an exception that never carries
+the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import weakref
+from typing import Any
+
+import backoff
+
+from . import _adaptive, _retry, _turns
+from ._autobatch import BatchSizer
+from ._ceiling import Ceilings
+from ._config import ClientOptions
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    ClientClosedError,
+    EmbedSDKError,
+    ResponseValidationError,
+)
+from ._job import Stats, Vectors, _Job, _stops_the_call
+from ._progress import Progress
+from ._responses import (
+    content_type_of,
+    decode_embeddings,
+    not_found_hint,
+    status_error,
+    trace_id_of,
+)
+from ._text import append_note, excerpt, plural
+from ._transport import AiohttpTransport, Request, Response, Transport
+from ._version import __version__
+
+logger = logging.getLogger("embedsdk")
+
+_FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
+
+
+def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) -> None:
+    """Say at INFO, once a call, that the server is out of reach (refused, DNS...): the
+    retries that follow take a while, and a user should not wait for them in silence."""
+    if not isinstance(exc, APIConnectionError) or not _stops_the_call(exc):
+        return
+    if not job.told_unreachable:
+        job.told_unreachable = True
+        retries = min(_retry.DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
+        logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
+
+
+def _note_attempts(details: Any) -> None:
+    """backoff's ``on_giveup``: how many attempts the request had, for the error message."""
+    exc = details.get("exception")
+    if exc is not None:
+        exc.attempts = details["tries"]
+
+
+class Sender:
+    """Sends the requests of one client (see the module's docstring).
+
+    ``transport`` is the caller's (``None``: an aiohttp session of our own, made on first
+    use, inside the loop that uses it). ``rate`` is the shared rate controller (``None``
+    with ``adaptive=False``); ``sizer`` learns from each answer how latency grows with the
+    batch.
+    """
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        stats: Stats,
+        transport: Transport | None,
+        rate: _adaptive.RateController | None,
+        sizer: BatchSizer,
+    ) -> None:
+        self.options = options
+        self.stats = stats
+        self.transport = transport
+        self.owns_transport = transport is None
+        self.closed = False  # set by aclose(): nothing is sent from then on
+        self.rate = rate
+        self.sizer = sizer
+        self.encoding = options.encoding_format
+        self.ceilings = Ceilings(options.rpm, options.tpm)  # the user's own limits
+        self.bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
+        self._last_told: dict[str, float] = {}  # when each kind of slow-down was last logged
+        # The length of the first vectors that arrived: later answers of another length are
+        # untrustworthy (retried) rather than a failure of the whole call.
+        self.dim_seen: int | None = options.dimensions
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"embedsdk/{__version__}",
+        }
+        if options.api_key:
+            self._headers["Authorization"] = f"Bearer {options.api_key}"
+
+    # -- the connections -------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Refuse further requests and close the connections (when they are ours)."""
+        self.closed = True
+        if self.transport is not None and self.owns_transport:
+            await self.transport.aclose()
+
+    def holds_session(self) -> bool:
+        """Whether it has an aiohttp session of its own, to be closed."""
+        return self.owns_transport and isinstance(self.transport, AiohttpTransport)
+
+    def close_unawaited(self) -> None:
+        """Close its own session without a loop (the client was never closed)."""
+        if self.owns_transport and isinstance(self.transport, AiohttpTransport):
+            self.transport.close_unawaited()
+
+    def forget_loop(self) -> None:
+        """Drop what belongs to the parent's loop. Its session cannot be closed from here: it
+        is kept referenced, so that collecting it does not warn about an unclosed session."""
+        if self.owns_transport and self.transport is not None:
+            _FORKED_LEFTOVERS.append(self.transport)
+            self.transport = None
+        self.ceilings.forget()
+
+    # -- one request, with pacing and retries ----------------------------------------------
+
+    async def send(self, texts: list[str], tokens: int, job: _Job) -> Vectors:
+        """The vectors of ``texts`` (about ``tokens`` tokens), retried as ``_retry`` says."""
+        paced = self.rate is not None  # a 429 waits in the controller's shared pause
+        # How long a request refused by a rate limit keeps trying is measured in time (no
+        # sleeping in testing mode: a count of refusals stands for it).
+        clock = None if self.rate is None or _retry.is_testing() else self.rate.now
+
+        def on_backoff(details: Any) -> None:
+            self._on_backoff(details)
+            _tell_unreachable(job, details.get("exception"), self.options.max_retries)
+
+        send = backoff.on_exception(
+            _retry.wait_gen,
+            EmbedSDKError,
+            max_tries=None,
+            giveup=_retry.RetryBudget(self.options.max_retries, paced, clock).give_up,
+            on_backoff=on_backoff,
+            on_giveup=_note_attempts,
+            jitter=None,
+            logger=None,
+        )(self._send_once)
+        result: Vectors = await send(texts, tokens)
+        return result
+
+    def _on_backoff(self, details: Any) -> None:
+        self.stats.retries += 1
+        exc = details.get("exception")
+        verdict = getattr(exc, "rate_verdict", None)
+        if verdict == _adaptive.PAUSED:
+            when = "after the shared pause"
+        elif verdict == _adaptive.NARROWED and details["wait"] == 0:
+            when = "when a slot is free (fewer requests in flight)"
+        else:
+            when = f"in {details['wait']:.2f} s"
+        # A server's message can be a page long: the log line quotes its start.
+        logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
+
+    async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
+        """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
+        # Estimates corrected by usage.prompt_tokens when the controller has seen some.
+        await self.ceilings.wait(tokens if self.rate is None else self.rate.cost(tokens))
+        if self.rate is None:
+            return None
+        return await _turns.take_turn(self.rate, tokens, self._held_back)
+
+    def _held_back(self, why: str, seconds: float) -> None:
+        """A request is about to wait long for the rate controller: say so (INFO at most every
+        10 s per client and kind of wait, and on the progress bars of the calls under way)."""
+        assert self.rate is not None
+        state = self.rate.describe()
+        wait = {
+            "pause": f"every request paused {seconds:.1f} s after HTTP 429",
+            "slot": "waiting for a request in flight to end",
+            "probe": "one request probes the limit",
+        }.get(why, "requests held back by the learned pace")
+        for bar in list(self.bars):
+            bar.note(f"{wait}; {state}")
+        now = asyncio.get_running_loop().time()  # the loop's clock: simulated time follows it
+        if now - self._last_told.get(why, -math.inf) >= 10.0:
+            self._last_told[why] = now
+            logger.info("rate limited: %s; %s", wait, state)
+
+    async def _exchange(
+        self, request: Request, ticket: _adaptive.Ticket | None
+    ) -> tuple[Response, str]:
+        """Send ``request``; tell the rate controller, if any, how the server took it, and
+        return its verdict with the answer."""
+        assert self.transport is not None
+        if self.rate is None or ticket is None:
+            return await self.transport.send(request), _adaptive.NOTED
+        try:
+            response = await self.transport.send(request)
+        except BaseException:
+            self.rate.on_error(ticket)  # frees the slot: no answer is no signal
+            raise
+        verdict = _turns.report(self.rate, ticket, response.status, response.headers, response.body)
+        return response, verdict
+
+    def _check_open(self, ticket: _adaptive.Ticket | None = None) -> None:
+        """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
+        have run meanwhile, and a request sent now would open a session nobody closes)."""
+        if not self.closed:
+            return
+        if ticket is not None and self.rate is not None:
+            self.rate.on_error(ticket)  # free the probe slot the ticket may hold
+        raise ClientClosedError("this client is closed; create a new one")
+
+    async def _send_once(self, texts: list[str], tokens: int) -> Vectors:
+        self._check_open()
+        ticket = await self._pace(tokens)
+        self._check_open(ticket)  # no await between here and the send
+        if self.transport is None:
+            self.transport = AiohttpTransport()
+        payload: dict[str, Any] = {"model": self.options.model, "input": texts}
+        encoding = payload["encoding_format"] = self.encoding
+        if self.options.dimensions is not None:
+            payload["dimensions"] = self.options.dimensions
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
+        self.stats.requests += 1
+        clock = asyncio.get_running_loop().time
+        sent = clock()
+        response, verdict = await self._exchange(request, ticket)
+        took = clock() - sent
+        if response.status == 429:
+            self.stats.rate_limited += 1
+        if response.status >= 400:
+            exc = self._error_for(response)
+            exc.rate_verdict = verdict  # how the retry waits (see _retry.wait_gen)
+            # Judge by what this request asked for: batches in flight when another one
+            # switched the client to floats still carry base64 and are re-sent too.
+            if encoding == "base64" and _retry.refuses_base64(exc):
+                self._use_floats(exc)
+                return await self._send_once(texts, tokens)  # within this attempt, no retry
+            raise exc
+        vectors, used = self._decode(response, len(texts))
+        self.dim_seen = vectors.shape[1]
+        self.sizer.observe(len(texts), took)  # how latency grows with the batch
+        self.stats.inputs_sent += len(texts)
+        self.stats.tokens += used if used is not None else tokens
+        if ticket is not None and used is not None and self.rate is not None:
+            self.rate.on_usage(ticket, used)
+        return vectors
+
+    # -- the answer ------------------------------------------------------------------------
+
+    def _use_floats(self, exc: APIStatusError) -> None:
+        """The server refused base64 (:func:`_retry.refuses_base64`): floats from now on."""
+        if self.encoding == "base64":
+            logger.info(
+                "server refuses base64 (%s); using float lists from now on", excerpt(exc.message)
+            )
+            self.encoding = "float"
+
+    def _decode(self, response: Response, count: int) -> tuple[Vectors, int | None]:
+        """The vectors of a 2xx answer. When it cannot be decoded, the error quotes the body
+        with the key scrubbed: a gateway answering 200 with an error body may echo the key.
+        (Scrubbing a good body would corrupt it: a short key can occur inside base64.)"""
+        headers = response.headers
+        args = (count, self.dim_seen, trace_id_of(headers), content_type_of(headers))
+        try:
+            return decode_embeddings(response.body, *args)
+        except EmbedSDKError:
+            redacted = self._redact(response.body)
+            if redacted == response.body:
+                raise
+        try:
+            decode_embeddings(redacted, *args)
+        except EmbedSDKError as scrubbed:
+            raise scrubbed from None  # the same complaint, quoting the scrubbed body
+        raise ResponseValidationError(
+            "the answer could not be decoded, and its body holds the API key"
+        ) from None
+
+    def _redact(self, body: bytes) -> bytes:
+        """``body`` without the API key: some servers and gateways echo the key they got."""
+        key = self.options.api_key
+        if key and key.encode() in body:
+            body = body.replace(key.encode(), b"***")
+        return body
+
+    def _error_for(self, response: Response) -> APIStatusError:
+        """The exception for an error answer, never carrying the key; a 401/403 says where
+        the key came from (the argument or which variable), never its value."""
+        key = self.options.api_key
+        exc = status_error(response.status, response.headers, self._redact(response.body))
+        if exc.status_code in (401, 403):
+            source = self.options.api_key_source
+            note = (
+                f"the API key came from the {source}"
+                if key
+                else "no API key was sent (pass api_key= or set EMBEDSDK_API_KEY)"
+            )
+            exc.args = (f"{exc.args[0]}; {note}",)
+        elif exc.status_code == 404:
+            append_note(exc, not_found_hint(self.options.endpoint, self.options.model, exc))
+        return exc

@@ -1,0 +1,109 @@
+"""The windows of one :meth:`AsyncEmbedder.embed_stream` call.
+
+Each window (read by :func:`~embedsdk._job._windows`) is a job of its own, run by the
+client's own steps (``_start``, ``_run``, ``_finish``: this module is the core's, split off
+for size). The windows share the call's slots (``max_concurrent``) and progress bar, and a
+window is started before the previous one is handed out; a text it repeats that the previous
+window is still fetching is borrowed from it (:class:`~embedsdk._job._Window`) rather than
+sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from ._job import Vectors, _Job, _Window
+from ._progress import Progress
+
+if TYPE_CHECKING:
+    from ._core import AsyncEmbedder
+
+
+def _copy_arrived(job: _Job, other: _Job) -> bool:
+    """Fill the rows of ``job`` still to fetch whose text ``other`` (the stream's previous
+    window) already has: whether any were."""
+    if other.rows is None:
+        return False
+    have = {other.unique[i]: i for i in np.flatnonzero(other.filled)}
+    pairs = [(r, have[job.unique[r]]) for r in job.todo if job.unique[r] in have]
+    if not pairs:
+        return False
+    mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
+    job.store(mine, other.rows[theirs])
+    return True
+
+
+class Stream:
+    """What the windows of one stream share, and how each is embedded."""
+
+    def __init__(
+        self,
+        core: AsyncEmbedder,
+        batch_size: int | str | None,
+        workers: int,
+        bar: Progress | None,
+    ) -> None:
+        self._core = core
+        self._batch_size = batch_size
+        self._workers = workers
+        self._slots = asyncio.Semaphore(workers)  # shared by all the windows' batches
+        self._bar = bar
+
+    def window_size(self, window: int | None) -> int:
+        """Texts per window: ``window``, or enough to keep every slot busy for a while."""
+        if window:
+            return window
+        return max(1024, 8 * self._workers * self._core._batch_guess(self._batch_size))
+
+    async def embed(
+        self, texts: list[str], offset: int, this: _Window, previous: _Window | None
+    ) -> Vectors:
+        """The vectors of one window (``this``), whose first text is input ``offset``."""
+        core = self._core
+        try:
+            job = this.job = await core._start(texts, self._batch_size, offset, self._bar)
+            job.ends_call = this.last
+        finally:
+            this.planned.set()
+        borrowed = await self._borrow(job, previous)
+        try:
+            await core._run(job, self._workers, self._slots)
+        finally:
+            this.done = True
+            this.lend()  # the rows the next window borrows, or a cancel if they never came
+        if borrowed is not None and previous is not None and previous.lent is not None:
+            job.store(borrowed, await previous.lent)
+        return core._finish(job)
+
+    async def _borrow(self, job: _Job, previous: _Window | None) -> npt.NDArray[np.intp] | None:
+        """Leave out of ``job``'s batches the rows the previous window is fetching right now,
+        and ask it for them; returns those rows of ``job`` (``None`` when there are none)."""
+        if previous is None or not len(job.todo):
+            return None
+        await previous.planned.wait()
+        other = previous.job
+        if other is None:
+            return None
+        if _copy_arrived(job, other):  # after this window's cache lookup, or with no cache
+            self._plan(job)
+        if previous.done or not len(job.todo):
+            return None
+        fetching = {other.unique[i]: i for i in other.todo if not other.filled[i]}
+        pairs = [(r, fetching[job.unique[r]]) for r in job.todo if job.unique[r] in fetching]
+        if not pairs:
+            return None
+        mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
+        previous.wanted = theirs
+        previous.lent = asyncio.get_running_loop().create_future()
+        self._plan(job, elsewhere=mine)
+        return mine
+
+    def _plan(self, job: _Job, elsewhere: npt.NDArray[np.intp] | None = None) -> None:
+        """Plan ``job``'s batches again (rows were filled, or are fetched ``elsewhere``)."""
+        core = self._core
+        size = core._planned_size(self._batch_size)
+        job.plan(size, core.options.max_batch_tokens, elsewhere=elsewhere)
