@@ -323,25 +323,32 @@ class RateController:
             if not level:
                 return
             now = self._clock()
-            self._ok_requests += 1
-            self._ok_tokens += ticket.tokens
-            self._count_recent(now, 1.0, ticket.tokens)
-            if self._cycle is None:
-                self._cycle = [ticket.sent, 0.0, 0.0]
-            self._cycle[1] += 1
-            self._cycle[2] += ticket.tokens
+            self._succeeded(now, ticket.epoch, ticket.sent, 1, ticket.tokens)
             self._note_level(now, level)
-            if ticket.epoch == self.epoch:
-                if self.strikes and now - self._wall_since >= LONG_WALL:
-                    self._timescale = max(self._timescale, now - self._wall_since)
-                    self._after_wall(now)
-                self.strikes = 0
-                if self._probing:
-                    self._probing = self._probe_out = False
             self._window.widen(now, level)
             if ticket.held:
                 self._grow(now, ticket.tokens)
         self._wake()
+
+    def _succeeded(
+        self, now: float, epoch: int, sent: float, requests: float, tokens: float
+    ) -> None:
+        """Count ``requests`` successes of ``tokens`` tokens booked in ``epoch``, the first
+        sent at ``sent``; one of the current epoch ends the wall."""
+        self._ok_requests += requests
+        self._ok_tokens += tokens
+        self._count_recent(now, requests, tokens)
+        if self._cycle is None:
+            self._cycle = [sent, 0.0, 0.0]
+        self._cycle[1] += requests
+        self._cycle[2] += tokens
+        if epoch == self.epoch:
+            if self.strikes and now - self._wall_since >= LONG_WALL:
+                self._timescale = max(self._timescale, now - self._wall_since)
+                self._after_wall(now)
+            self.strikes = 0
+            if self._probing:
+                self._probing = self._probe_out = False
 
     def on_usage(self, ticket: Ticket, used: int) -> None:
         """The answer counted ``used`` tokens (``usage.prompt_tokens``): learn the ratio."""
@@ -378,7 +385,7 @@ class RateController:
                 self.narrowed += 1
                 verdict = NARROWED
             else:
-                self._rate_limited(ticket, now, retry_after, message, hint)
+                self._rate_limited(ticket, now, retry_after, exhausted(message, hint), hint)
                 verdict = PAUSED
         self._wake()
         return verdict
@@ -388,16 +395,18 @@ class RateController:
         ticket: Ticket,
         now: float,
         retry_after: float | None,
-        message: str,
+        what: tuple[bool, bool],
         hint: RateLimitHeaders | None,
     ) -> None:
+        """A rate limit refused the request of ``ticket``; ``what``: whether it was the
+        requests and/or the tokens that ran out."""
         if ticket.epoch != self.epoch:  # an echo: in flight when the pause began
             if retry_after is not None:
                 self.cooldown_until = max(self.cooldown_until, now + retry_after)
             return
         if self.strikes == 0:  # the pace was too fast; later strikes: the wall lasts
             self._wall_since = now
-            self._cut(now, *exhausted(message, hint))
+            self._cut(now, *what)
         self.strikes += 1
         self._refused_at = now
         pause = retry_after if retry_after is not None else self._pause(now, hint)
@@ -424,6 +433,81 @@ class RateController:
         with self._lock:
             if self._release(ticket) and self._probing and ticket.epoch == self.epoch:
                 self._probe_out = False
+        self._wake()
+
+    # -- one controller for many processes (see _cluster) -------------------------------
+
+    def on_successes(
+        self,
+        epoch: int,
+        requests: int,
+        tokens: float,
+        held: int = 0,
+        held_tokens: float = 0.0,
+        age: float = 0.0,
+    ) -> None:
+        """``requests`` answers (2xx) of ``tokens`` real tokens in all, booked in ``epoch``
+        and reported together by a process that paced them itself: ``held`` of them
+        (``held_tokens`` tokens) were held back by its pace, the first went ``age`` seconds
+        ago. As many :meth:`on_success` and :meth:`on_usage` calls would count them, except
+        that their requests in flight (the window) are that process's own business."""
+        if requests <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            if self._since is None:
+                self._since = now - age
+            self._succeeded(now, epoch, now - age, requests, tokens)
+            if held:
+                self._grow(now, held_tokens, held)
+
+    def on_refused(
+        self,
+        epoch: int,
+        retry_after: float | None = None,
+        what: tuple[bool, bool] = (True, True),
+        hint: RateLimitHeaders | None = None,
+    ) -> str:
+        """A 429 that another process read as a rate limit (not a concurrency cap), for a
+        request booked in ``epoch``; ``what``: whether the requests and/or the tokens ran
+        out (``_ratelimit_hints.exhausted``). As :meth:`on_rate_limited`; returns PAUSED."""
+        with self._lock:
+            self.rate_limited += 1
+            now = self._clock()
+            self._rate_limited(Ticket(epoch, now, 0.0, 0), now, retry_after, what, hint)
+        return PAUSED
+
+    def shared_state(self) -> tuple[float | None, float | None, float, int, bool]:
+        """What followers take (see :meth:`follow`): the pace (requests and tokens per
+        second, ``None``: not limited), the pause left (seconds), the epoch, and whether one
+        request probes alone after the pause."""
+        with self._lock:
+            left = max(0.0, self.cooldown_until - self._clock())
+            return self._requests.rate, self._tokens.rate, left, self.epoch, self._probing
+
+    def follow(
+        self,
+        requests: float | None,
+        tokens: float | None,
+        pause: float | None = None,
+        probing: bool = False,
+        stagger: float = 0.0,
+    ) -> None:
+        """Take a pace decided elsewhere: ``requests`` and ``tokens`` per second (``None``:
+        not limited). ``pause`` (seconds from now, 0 when none is left) starts a new epoch:
+        bookings made before are void, the first request after it goes ``stagger`` seconds
+        after its end (so that the processes sharing a pace do not all resume at once), and
+        one request goes alone until one succeeds if ``probing``. The window and the token
+        ratio stay this controller's."""
+        with self._lock:
+            for pace, rate in ((self._requests, requests), (self._tokens, tokens)):
+                pace.rate = rate
+                pace.base = rate or 0.0
+            if pause is not None:
+                self._start_pause(self._clock() + max(0.0, pause))
+                self._probing, self._probe_out = probing, False
+                self._requests.tat = self._tokens.tat = self.cooldown_until + stagger
+                self._next_free = -math.inf  # the new turn, not the last request, sets it
         self._wake()
 
     # -- for logs, progress bars and benchmarks ----------------------------------------
@@ -571,7 +655,7 @@ class RateController:
             self._tokens.decrease(self._decrease, cycle[2] / span, 1.0)
         self._decreased_at = now
 
-    def _grow(self, now: float, tokens: float) -> None:
+    def _grow(self, now: float, tokens: float, requests: float = 1.0) -> None:
         """Additive increase, doubling after each quiet spell since the last decrease.
 
         A limit counted over a long period (a wall lasted ``timescale`` seconds) answers an
@@ -582,7 +666,7 @@ class RateController:
             step = min(step, 0.1 / self._timescale)
             spell = max(spell, self._timescale)
         step *= 2.0 ** min(4.0, math.floor((now - self._decreased_at) / spell))
-        self._requests.increase(step, 1.0)
+        self._requests.increase(step, requests)
         self._tokens.increase(step, tokens)
 
     def _pause(self, now: float, hint: RateLimitHeaders | None) -> float:

@@ -352,6 +352,10 @@ def _texts(rows: Iterator[Row], meta: Meta | None, keep_text: bool) -> Iterator[
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", None) is not None:  # a separate path: Ray reads and writes
+        from ._cli_ray import run_ray
+
+        return run_ray(args)
     fmt, input_fmt = _prepare(args)
     numbers = LineNumbers()
     rows = read_rows(
@@ -483,6 +487,9 @@ def add_embed_parser(sub: Any) -> None:
         "-q", "--quiet", action="store_true", help="no progress bar and no summary line"
     )
     add_client_options(parser)
+    from ._cli_ray import add_ray_option  # imports no Ray
+
+    add_ray_option(parser)
     parser.set_defaults(run=run_embed)
 
 

@@ -93,6 +93,14 @@ class ClientOptions:
     def is_loopback(self) -> bool:
         return _is_loopback(urlsplit(self.base_url).hostname or "")
 
+    @property
+    def request_size(self) -> int:
+        """Texts per request to plan around: ``batch_size``, or the provider's cap for
+        ``"auto"`` (where the sizer starts)."""
+        if isinstance(self.batch_size, int):
+            return self.batch_size
+        return profile_for(self.base_url, self.provider).max_batch
+
 
 class _SharedOptions(TypedDict, total=False):
     base_url: str | None

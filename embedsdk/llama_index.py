@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from ._adapters import check_options, embed_async, embed_sync, missing
 from ._config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT
-from ._providers import profile_for
 
 try:
     import llama_index.core.instrumentation as instrument
@@ -80,10 +79,8 @@ class EmbedsdkEmbedding(BaseEmbedding):
             ours["api_key"] = ours["api_key"].get_secret_value()
         _fill_in(ours, kwargs)
         resolved = check_options(type(self).__name__, {**ours, "model": model_name or model})
-        batch = ours["batch_size"]
-        if not isinstance(batch, int):  # "auto": events of the provider's cap
-            batch = profile_for(resolved.base_url, resolved.provider).max_batch
-        kwargs.setdefault("embed_batch_size", min(batch, _MAX_EVENT_BATCH))
+        # "auto": events of the provider's cap
+        kwargs.setdefault("embed_batch_size", min(resolved.request_size, _MAX_EVENT_BATCH))
         super().__init__(
             model_name=resolved.model, **{**ours, "api_key": resolved.api_key}, **kwargs
         )

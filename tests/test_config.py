@@ -36,6 +36,14 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not o.is_loopback
 
 
+def test_request_size_is_the_batch_size_or_the_providers_cap_for_auto() -> None:
+    local = "http://127.0.0.1:9/v1"
+    assert resolve_options(base_url=local, api_key="sk-x").request_size == 32  # generic cap
+    assert resolve_options(api_key="sk-x").request_size == 64  # SiliconFlow's
+    assert resolve_options(base_url=local, api_key="sk-x", batch_size=20).request_size == 20
+    assert resolve_options(api_key="sk-x", batch_size=100).request_size == 64  # capped
+
+
 def test_explicit_values_are_kept() -> None:
     o = resolve_options(
         model="Qwen/Qwen3-Embedding-8B",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from . import report, runner
 from .clients import CLIENTS, EXTRA_PEERS, available
 
 #: Scenario names in run order; "main" is accepted for "throughput".
-SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "integrations", "batch")
+SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "integrations", "batch", "ray")
 DEFAULT_SCENARIOS = ("throughput", "fast")
 
 #: Settings that differ between the full run and ``--quick``: (full, quick).
@@ -243,6 +244,14 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
 
         b = batch.run(args)
         return b, batch.format_table(b), b
+    if name == "ray":  # embedsdk[ray]: Ray workers under one account limit
+        from . import ray
+
+        if importlib.util.find_spec("ray") is None:
+            runner.log("ray: not installed (pip install 'embedsdk[ray]'), skipped", args.quiet)
+            return None
+        result = ray.run(args)
+        return result, ray.format_table(result), result
     found = _adaptive(args)
     return None if found is None else (found[0], found[1], found[0])
 
