@@ -344,10 +344,11 @@ def test_a_text_repeated_across_a_window_boundary_is_fetched_once_with_auto() ->
     """The stream's window borrowing, as in tests/test_stream.py, with batches cut as they go."""
     shared = [f"text {i}" for i in range(25)]
     many = [f"text {i}" for i in range(50)] + shared + [f"text {i}" for i in range(100, 125)]
-    gate = asyncio.Event()
+    gates: list[asyncio.Event] = []  # made on the loop (Python 3.9 binds it at creation)
     inputs_seen: list[str] = []
 
     async def handle(request: Request) -> Response:
+        gate = gates[0]
         inputs = request.json()["input"]
         if any(int(t.split()[1]) >= 100 for t in inputs):
             gate.set()  # window 1 is fetching its own texts: it planned while 0 was busy
@@ -358,6 +359,7 @@ def test_a_text_repeated_across_a_window_boundary_is_fetched_once_with_auto() ->
         return Response(200, {}, json.dumps({"data": data}).encode())
 
     async def main() -> list[Any]:
+        gates.append(asyncio.Event())
         async with AsyncEmbedder(
             base_url="http://127.0.0.1:9/v1", transport=MockTransport(handle), cache=False
         ) as emb:

@@ -31,7 +31,9 @@ class SimConfig:
     max_input_tokens: int | None = None  # a longer input -> 500 "input is too large..."
     rpm: float | None = None  # requests per minute -> 429 above (counted as `limiter` says)
     tpm: float | None = None  # tokens (the server's count) per minute -> 429 above
-    limiter: str = "sliding"  # "sliding" | "fixed" (aligned) window, or "token_bucket"
+    # "sliding" | "fixed" window (its periods aligned to when the limit was set up), or
+    # "token_bucket"
+    limiter: str = "sliding"
     window: float = 60.0  # seconds a window counts over: it admits rpm * window / 60
     burst: float = 1.0  # seconds of rpm / tpm a token bucket holds (at least one request)
     max_in_flight: int | None = None  # requests answered at once; more -> in_flight_status

@@ -143,6 +143,7 @@ class SimServer:
         self.memo = VectorMemo()
         self._limiter_shape: tuple[Any, ...] | None = None
         self._rate_limiter: RateLimiter | None = None
+        self._limiter_origin = 0.0
         self._in_flight_cap: InFlightCap | None = None
         self._origin = _loop_time()  # timeline seconds count from here (the loop's clock)
         self.rng = random.Random(config.seed)
@@ -326,7 +327,7 @@ class SimServer:
         """Past the in-flight cap: the rate limits, the latency, then the answer or a fault."""
         limiter = self._limiter()
         if limiter is not None:
-            now = asyncio.get_running_loop().time()
+            now = asyncio.get_running_loop().time() - self._limiter_origin
             limited = limiter.admit(now, total)
             if cfg.ratelimit_headers:
                 headers.update(limiter.headers(now))
@@ -364,6 +365,9 @@ class SimServer:
         if shape != self._limiter_shape:
             self._limiter_shape = shape
             self._rate_limiter = make_limiter(*shape)
+            # Its clock starts now: a fixed window's periods start when the limit is set up,
+            # not at some multiple of the loop's clock, so runs are the same whenever they run.
+            self._limiter_origin = _loop_time()
         return self._rate_limiter
 
     def _cap(self) -> InFlightCap | None:
