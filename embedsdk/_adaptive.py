@@ -82,6 +82,14 @@ PAUSE_MAX = 30.0
 WALL_LATE = 0.25
 #: A wall that lasted this long (seconds) was a window's, not a bucket's: see _after_wall.
 LONG_WALL = 1.0
+#: A wall this old is a window of a minute or so: a probe also goes just after a whole
+#: number of minutes from the cycle's first request, when such a window opens again
+#: (``OPENS_LATE`` seconds after, for the clocks' difference).
+MINUTE_WALL = 5.0
+OPENS_LATE = 0.05
+#: After such a wall, the share of the whole cycle's rate to pace at: that rate is what the
+#: window sustains, measured (not a pace that overshot), so only its error is allowed for.
+AFTER_WALL = 0.97
 #: Successes are counted in bins of BIN seconds over the last RECENT seconds.
 BIN = 0.25
 RECENT = 10.0
@@ -650,9 +658,9 @@ class RateController:
         span = end - cycle[0]
         requests, tokens = self._cut_what
         if requests:
-            self._requests.decrease(self._decrease, cycle[1] / span, 1 / 60)
+            self._requests.decrease(AFTER_WALL, cycle[1] / span, 1 / 60)
         if tokens:
-            self._tokens.decrease(self._decrease, cycle[2] / span, 1.0)
+            self._tokens.decrease(AFTER_WALL, cycle[2] / span, 1.0)
         self._decreased_at = now
 
     def _grow(self, now: float, tokens: float, requests: float = 1.0) -> None:
@@ -677,6 +685,12 @@ class RateController:
         # A wall of unknown length (a minute's window) is left at most a quarter of its age
         # late; the doubling keeps the probes few.
         pause = min(pause, max(first, WALL_LATE * (now - self._wall_since)), PAUSE_MAX)
+        if self._cycle is not None and now - self._wall_since >= MINUTE_WALL:
+            # A per-minute window opened by the cycle's first request (a sliding window, or
+            # one counted from it) has room again a whole number of minutes later: probe then.
+            start = self._cycle[0]
+            opens = start + 60.0 * math.floor((now - start) / 60.0 + 1.0)
+            pause = min(pause, max(opens - now + OPENS_LATE, PAUSE_MIN))
         if hint is not None:
             resets = [
                 reset
