@@ -192,3 +192,11 @@ def test_one_short_case_in_simulated_time_through_the_real_client() -> None:
     assert is_testing() and random.getstate() == state
     assert got["told"]["of_allowance"] >= 0.9 and got["told"]["refused_share"] == 0.0
     assert got["fixed"]["refused_share"] > 0.2  # plain retries hammer the bucket
+
+
+def test_every_contender_has_more_texts_than_it_can_send() -> None:
+    """A bucket of 60 s of burst lets 600 requests through at once, then 10 a second: the
+    texts cover that three times, so no contender runs out before it is stopped."""
+    texts, allowed = bench._texts_and_allowance(case("token bucket, 60 s burst"), 25.0)
+    assert allowed == 320.0
+    assert len(texts) >= 3 * (600 + 25 * 10) * bench.BATCH

@@ -165,8 +165,11 @@ def case_seconds(case: Case, quick: bool) -> float:
 
 
 def _texts_and_allowance(case: Case, seconds: float) -> tuple[list[str], float]:
-    """Three times what the case allows in ``seconds``, and its allowance in texts/s."""
-    texts = texts_for(int(allowed_texts_per_s(case, texts_for(500)) * seconds * 3) + 1000)
+    """Three times what the case allows in ``seconds`` (a token bucket's burst included),
+    and its allowance in texts/s."""
+    burst = case.limits.get("burst", 0.0) if case.limits.get("limiter") == "token_bucket" else 0
+    allowed = allowed_texts_per_s(case, texts_for(500))
+    texts = texts_for(int(allowed * (seconds + burst) * 3) + 1000)
     return texts, allowed_texts_per_s(case, texts)
 
 
