@@ -134,6 +134,28 @@ def test_virtual_time_skips_sleeps() -> None:
     assert elapsed == pytest.approx(3605) and simulated == pytest.approx(3605)
 
 
+def test_virtual_time_cancels_what_is_left_when_the_run_fails() -> None:
+    """Ctrl-C (or any failure) stops the run: the tasks still pending are cancelled and
+    their clean-up runs, as under asyncio.run, instead of being destroyed pending."""
+    cleaned: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("background")
+
+    async def main() -> None:
+        background = asyncio.ensure_future(forever())
+        await asyncio.sleep(1)
+        assert not background.done()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_virtual_time(main())
+    assert cleaned == ["background"]
+
+
 def test_virtual_time_still_waits_for_other_threads() -> None:
     async def off_loop() -> int:
         return await asyncio.get_running_loop().run_in_executor(None, sum, [1, 2, 3])

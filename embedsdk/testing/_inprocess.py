@@ -152,6 +152,17 @@ def run_in_virtual_time(coro: Coroutine[Any, Any, T]) -> tuple[T, float]:
         return result, loop.time() - start
     finally:
         try:
+            _cancel_all(loop)  # after Ctrl-C or a failure, as asyncio.run does
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks left on ``loop`` and let them finish (their ``finally`` blocks run):
+    else closing it destroys them pending, with a warning for each."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
