@@ -130,22 +130,28 @@ def test_a_told_limit_is_divided_between_the_workers(real_waits: None) -> None:
 
 
 def test_workers_share_one_limit_they_are_not_told(real_waits: None) -> None:
-    """4 workers, one 10 requests/s bucket: >= 85 % of it once the workers are up, and
-    < 5 % of requests refused there (the virtual-time tests hold the controller to 90 %;
-    here four processes share two loaded cores)."""
+    """4 workers, one 10 requests/s bucket they are not told: every row exact, and the 429s
+    of all four reached the one leader, which learned the account's pace from them. How
+    close to the limit they get is measured in simulated time (tests/test_ray_control.py)
+    and by ``embedsdk bench --scenario ray``, not here: four processes on two loaded cores
+    make any real-time share a measure of the machine."""
     data = rows(2400)
     with SimulatedProvider(
         dim=DIM, latency=0.05, limiter="token_bucket", rpm=600, timeline=True, track_texts=False
     ) as sim:
-        frame = embed(sim, data, concurrency=4, batch_size=8, max_concurrent=8).to_pandas()
+        frame = embed(
+            sim, data, concurrency=4, batch_size=8, max_concurrent=8, rows_per_batch=64
+        ).to_pandas()
         log = sim.stats(texts=False)["timeline"]
-    assert len(frame) == 2400
-    ok = sorted(t for t, s, _ in log if s == 200)
-    start, end = ok[0] + 10, ok[-1] - 5  # workers starting; the last ones finishing
-    accepted = sum(1 for t in ok if start <= t < end)
-    sent = [s for t, s, _ in log if start <= t < end]
-    assert accepted / (10 * (end - start)) >= 0.85
-    assert sent.count(429) / len(sent) < 0.05
+        name = embedsdk.ray._leader_name(sim.base_url + "/embeddings", "sk-ray", "BAAI/bge-m3")
+        leader = ray.get_actor(name, namespace=embedsdk.ray.NAMESPACE)
+        learned = ray.get(leader.snapshot.remote())
+    frame = by_id(frame)
+    vectors = np.stack(frame["embedding"].to_numpy())
+    assert (vectors == expected_matrix([r["text"] for r in data], dim=DIM)).all()
+    assert any(s == 429 for _, s, _ in log)  # the limit was met...
+    assert learned["workers"] == 4  # ... by workers that all reported to the one leader
+    assert learned["rpm"] is not None  # which paces the account from what they saw
 
 
 class _DiesOnce(embedsdk.ray.EmbedBatches):
