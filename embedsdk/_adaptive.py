@@ -62,14 +62,9 @@ import time
 from collections.abc import Mapping
 from typing import Callable
 
-from ._pacing import LEVEL_EVIDENCE, _Pace, _Window
-from ._ratelimit_hints import (
-    RateLimitHeaders,
-    exhausted,
-    parse_ratelimit_headers,
-    says_concurrency,
-    says_per_minute,
-)
+from ._learning import _Levels
+from ._pacing import _Pace, _Window
+from ._ratelimit_hints import RateLimitHeaders, exhausted, parse_ratelimit_headers
 
 #: How often a worker looks again while the probe is out, seconds.
 PROBE_POLL = 0.02
@@ -176,17 +171,7 @@ class RateController:
         # What got through since the last long wall ended (or the start): see _after_wall.
         self._cycle: list[float] | None = None  # [since, requests, tokens]
         self._cut_what = (True, True)  # what the last decrease was for: requests, tokens
-        # Successes and refusals by requests in flight when sent, over the last 10-20 s
-        # (two halves).
-        self._levels: list[collections.Counter[int]] = [
-            collections.Counter(),
-            collections.Counter(),
-        ]
-        self._refusals: list[collections.Counter[int]] = [
-            collections.Counter(),
-            collections.Counter(),
-        ]
-        self._level_turn = -math.inf
+        self._levels = _Levels()  # which levels of requests in flight the server takes
         self._decreased_at = -math.inf
         self._timescale = 0.0  # the longest wall seen, seconds: the limit's own period
         self._wall_since = -math.inf  # first refusal of the current wall
@@ -324,7 +309,7 @@ class RateController:
                 return
             now = self._clock()
             self._succeeded(now, ticket.epoch, ticket.sent, 1, ticket.tokens)
-            self._note_level(now, level)
+            self._levels.note(now, level)
             self._window.widen(now, level)
             if ticket.held:
                 self._grow(now, ticket.tokens)
@@ -377,9 +362,9 @@ class RateController:
             self.rate_limited += 1
             level = self._release(ticket)
             now = self._clock()
-            cap = self._is_cap(level, message, hint)
+            cap = self._levels.is_cap(level, message, hint)
             if level:
-                self._note_level(now, level, refused=True)
+                self._levels.note(now, level, refused=True)
             if cap:
                 self._window.narrow(now, level)
                 self.narrowed += 1
@@ -418,8 +403,8 @@ class RateController:
             level = self._release(ticket)
             verdict = NOTED
             if level:
-                self._note_level(self._clock(), level, refused=True)
-            if level > 1 and level > self._level_reached():
+                self._levels.note(self._clock(), level, refused=True)
+            if self._levels.above(level):
                 self._window.narrow(self._clock(), level)
                 self.narrowed += 1
                 verdict = NARROWED
@@ -559,38 +544,6 @@ class RateController:
             wake = self._slot_waiters.pop(0) if self._slot_waiters else None
         if wake is not None:
             wake()
-
-    def _note_level(self, now: float, level: int, refused: bool = False) -> None:
-        """Count a success (or a refusal) by its level, over the last 10-20 s."""
-        if now - self._level_turn > 10.0:
-            self._levels = [self._levels[1], collections.Counter()]
-            self._refusals = [self._refusals[1], collections.Counter()]
-            self._level_turn = now
-        (self._refusals if refused else self._levels)[1][level] += 1
-
-    def _level_reached(self) -> int:
-        """The most requests in flight that recent successes had, counting only levels that
-        succeeded a few times and more often than they were refused: a client's count runs
-        a little ahead of the server's (answers on their way back), and a lucky success now
-        and then above a cap must not hide it."""
-        ok = self._levels[0] + self._levels[1]
-        refused = self._refusals[0] + self._refusals[1]
-        return max(
-            (level for level, n in ok.items() if n >= LEVEL_EVIDENCE and n > refused[level]),
-            default=0,
-        )
-
-    def _is_cap(self, level: int, message: str, hint: RateLimitHeaders | None) -> bool:
-        """Whether a 429 reads as a concurrency cap rather than a rate limit: it says so,
-        or it says nothing and came back on a request sent with more in flight than any
-        recent success had."""
-        if not level:
-            return False
-        if says_concurrency(message):
-            return True
-        if exhausted(message, hint) != (True, True) or says_per_minute(message):
-            return False  # it names the requests or the tokens that ran out
-        return level > 1 and level > self._level_reached()
 
     def _count_recent(self, now: float, requests: float, tokens: float) -> None:
         """Successes per bin of :data:`BIN` seconds, over the last :data:`RECENT` seconds."""
