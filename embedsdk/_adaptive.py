@@ -369,7 +369,7 @@ class RateController:
             if retry_after is not None:
                 self.cooldown_until = max(self.cooldown_until, now + retry_after)
             return
-        self._learner.refused(now, self.strikes == 0, what)
+        self._learner.refused(now, self.strikes == 0, what)  # the first of a wall cuts the pace
         self.strikes += 1
         pause = retry_after if retry_after is not None else self._pause(now, hint)
         self._start_pause(now + pause)
