@@ -28,7 +28,8 @@ a cap only above it): the window drops to just below that level and nobody pause
   ``Retry-After`` / ``retry-after-ms`` when sent, else a short pause that doubles while the
   wall lasts, never longer than a quarter of the wall's age (so the probes stay few and a
   minute's wall is not left much late) nor than the ``x-ratelimit-reset-*`` the server
-  announced. Everybody then resumes at the lowered pace; once the wall lasts (a second
+  announced; a wall of 5 s or more is also probed just after each whole minute from the
+  cycle's first request, when a window of a minute opened by it has room again. Everybody then resumes at the lowered pace; once the wall lasts (a second
   refusal in a row), one probe goes alone and the rest follow when it succeeds. 429s of
   requests already in flight are echoes of the same event and change nothing.
 - **Additive increase, then faster.** While the pace holds requests back, it grows by 0.5 %
@@ -46,6 +47,11 @@ from ``_turns.shared_controller`` (the key is hashed, never stored). Pass
 ``rate_controller=RateController()`` to choose the group yourself, or ``adaptive=False`` to
 turn it off.
 
+Here the controller books turns and reads the answers. What it steers is in ``_pacing`` (the
+pace and the window), what it learns in ``_learning`` (the pace from what got through, and
+which levels in flight the server takes), what a 429 says in ``_ratelimit_hints``;
+``_turns`` does the waiting, and ``_cluster`` the sharing between processes.
+
 >>> ctl = RateController(clock=lambda: 0.0)
 >>> ticket = ctl.reserve(100)           # before any 429: go now
 >>> ctl.admit(ticket), ticket.at
@@ -55,21 +61,19 @@ turn it off.
 from __future__ import annotations
 
 import asyncio
-import collections
 import math
 import threading
 import time
 from collections.abc import Mapping
-from typing import Callable
+from typing import Callable, ClassVar
 
-from ._pacing import LEVEL_EVIDENCE, _Pace, _Window
-from ._ratelimit_hints import (
-    RateLimitHeaders,
-    exhausted,
-    parse_ratelimit_headers,
-    says_concurrency,
-    says_per_minute,
-)
+from ._learning import BIN as BIN
+from ._learning import LONG_WALL as LONG_WALL
+from ._learning import OPENS_LATE as OPENS_LATE
+from ._learning import RECENT as RECENT
+from ._learning import _Levels, _PaceLearner
+from ._pacing import _Pace, _Window
+from ._ratelimit_hints import RateLimitHeaders, exhausted, parse_ratelimit_headers
 
 #: How often a worker looks again while the probe is out, seconds.
 PROBE_POLL = 0.02
@@ -80,19 +84,6 @@ PAUSE_MIN = 0.05
 PAUSE_MAX = 30.0
 #: A pause without a Retry-After ends at most this share of the wall's age late.
 WALL_LATE = 0.25
-#: A wall that lasted this long (seconds) was a window's, not a bucket's: see _after_wall.
-LONG_WALL = 1.0
-#: A wall this old is a window of a minute or so: a probe also goes just after a whole
-#: number of minutes from the cycle's first request, when such a window opens again
-#: (``OPENS_LATE`` seconds after, for the clocks' difference).
-MINUTE_WALL = 5.0
-OPENS_LATE = 0.05
-#: After such a wall, the share of the whole cycle's rate to pace at: that rate is what the
-#: window sustains, measured (not a pace that overshot), so only its error is allowed for.
-AFTER_WALL = 0.97
-#: Successes are counted in bins of BIN seconds over the last RECENT seconds.
-BIN = 0.25
-RECENT = 10.0
 #: Share of the pace's interval kept between two requests really sent (a little slack: a
 #: request sent early by a rounding error is no reason to wait again).
 SPACING = 0.98
@@ -152,6 +143,9 @@ class RateController:
     :meth:`on_overloaded` or :meth:`on_error` (``_turns.report`` picks one from the status).
     """
 
+    #: What learns the pace from the answers (a cluster's controllers learn it their own way).
+    _learner_type: ClassVar[type[_PaceLearner]] = _PaceLearner
+
     def __init__(
         self,
         *,
@@ -163,9 +157,6 @@ class RateController:
     ) -> None:
         if not 0 < decrease < 1 or increase < 0 or quiet <= 0 or horizon < 0:
             raise ValueError("need 0 < decrease < 1, increase >= 0, quiet > 0, horizon >= 0")
-        self._decrease = decrease
-        self._increase = increase
-        self._quiet = quiet
         self._horizon = horizon
         self._clock = clock or _loop_time
         self._lock = threading.Lock()
@@ -175,29 +166,9 @@ class RateController:
         self._in_flight = 0
         self._next_free = -math.inf  # the pace between requests really sent (see admit)
         self._slot_waiters: list[Callable[[], None]] = []
-        # What the server accepted since the last decrease: the estimate of its limit.
-        self._since: float | None = None
-        self._ok_requests = 0.0
-        self._ok_tokens = 0.0
-        self._recent: collections.deque[list[float]] = collections.deque()  # [bin, req, tok]
-        self._refused_at = -math.inf  # the last refusal of the current wall
-        # What got through since the last long wall ended (or the start): see _after_wall.
-        self._cycle: list[float] | None = None  # [since, requests, tokens]
-        self._cut_what = (True, True)  # what the last decrease was for: requests, tokens
-        # Successes and refusals by requests in flight when sent, over the last 10-20 s
-        # (two halves).
-        self._levels: list[collections.Counter[int]] = [
-            collections.Counter(),
-            collections.Counter(),
-        ]
-        self._refusals: list[collections.Counter[int]] = [
-            collections.Counter(),
-            collections.Counter(),
-        ]
-        self._level_turn = -math.inf
-        self._decreased_at = -math.inf
-        self._timescale = 0.0  # the longest wall seen, seconds: the limit's own period
-        self._wall_since = -math.inf  # first refusal of the current wall
+        # The pace learned from what got through, and which levels in flight the server takes.
+        self._learner = self._learner_type(self._requests, self._tokens, decrease, increase, quiet)
+        self._levels = _Levels()
         self._probing = False  # after a pause: one request at a time until one succeeds
         self._probe_out = False
         self._real = self._estimated = 0.0  # decayed sums for the token ratio
@@ -298,8 +269,7 @@ class RateController:
             self._in_flight += 1
             ticket.in_flight = self._in_flight
             ticket.sent = now
-            if self._since is None:
-                self._since = now
+            self._learner.begin(now)
             self._space_after(now, ticket.tokens)
             return True
 
@@ -332,10 +302,10 @@ class RateController:
                 return
             now = self._clock()
             self._succeeded(now, ticket.epoch, ticket.sent, 1, ticket.tokens)
-            self._note_level(now, level)
+            self._levels.note(now, level)
             self._window.widen(now, level)
             if ticket.held:
-                self._grow(now, ticket.tokens)
+                self._learner.grow(now, ticket.tokens)
         self._wake()
 
     def _succeeded(
@@ -343,17 +313,10 @@ class RateController:
     ) -> None:
         """Count ``requests`` successes of ``tokens`` tokens booked in ``epoch``, the first
         sent at ``sent``; one of the current epoch ends the wall."""
-        self._ok_requests += requests
-        self._ok_tokens += tokens
-        self._count_recent(now, requests, tokens)
-        if self._cycle is None:
-            self._cycle = [sent, 0.0, 0.0]
-        self._cycle[1] += requests
-        self._cycle[2] += tokens
+        self._learner.count(now, sent, requests, tokens)
         if epoch == self.epoch:
-            if self.strikes and now - self._wall_since >= LONG_WALL:
-                self._timescale = max(self._timescale, now - self._wall_since)
-                self._after_wall(now)
+            if self.strikes:
+                self._learner.wall_ended(now)
             self.strikes = 0
             if self._probing:
                 self._probing = self._probe_out = False
@@ -366,11 +329,7 @@ class RateController:
             # Decayed sums: the ratio follows a change of texts within a few hundred calls.
             self._real = self._real * 0.99 + used
             self._estimated = self._estimated * 0.99 + ticket.estimate
-            self._ok_tokens += used - ticket.tokens  # count the real tokens, not the booked
-            if self._recent:
-                self._recent[-1][2] += used - ticket.tokens
-            if self._cycle is not None:
-                self._cycle[2] += used - ticket.tokens
+            self._learner.correct(used - ticket.tokens)  # count the real tokens, not the booked
 
     def on_rate_limited(
         self,
@@ -385,9 +344,9 @@ class RateController:
             self.rate_limited += 1
             level = self._release(ticket)
             now = self._clock()
-            cap = self._is_cap(level, message, hint)
+            cap = self._levels.is_cap(level, message, hint)
             if level:
-                self._note_level(now, level, refused=True)
+                self._levels.note(now, level, refused=True)
             if cap:
                 self._window.narrow(now, level)
                 self.narrowed += 1
@@ -412,11 +371,8 @@ class RateController:
             if retry_after is not None:
                 self.cooldown_until = max(self.cooldown_until, now + retry_after)
             return
-        if self.strikes == 0:  # the pace was too fast; later strikes: the wall lasts
-            self._wall_since = now
-            self._cut(now, *what)
+        self._learner.refused(now, self.strikes == 0, what)  # the first of a wall cuts the pace
         self.strikes += 1
-        self._refused_at = now
         pause = retry_after if retry_after is not None else self._pause(now, hint)
         self._start_pause(now + pause)
 
@@ -426,8 +382,8 @@ class RateController:
             level = self._release(ticket)
             verdict = NOTED
             if level:
-                self._note_level(self._clock(), level, refused=True)
-            if level > 1 and level > self._level_reached():
+                self._levels.note(self._clock(), level, refused=True)
+            if self._levels.above(level):
                 self._window.narrow(self._clock(), level)
                 self.narrowed += 1
                 verdict = NARROWED
@@ -463,11 +419,10 @@ class RateController:
             return
         with self._lock:
             now = self._clock()
-            if self._since is None:
-                self._since = now - age
+            self._learner.begin(now - age)
             self._succeeded(now, epoch, now - age, requests, tokens)
             if held:
-                self._grow(now, held_tokens, held)
+                self._learner.grow(now, held_tokens, held)
 
     def on_refused(
         self,
@@ -568,115 +523,6 @@ class RateController:
         if wake is not None:
             wake()
 
-    def _note_level(self, now: float, level: int, refused: bool = False) -> None:
-        """Count a success (or a refusal) by its level, over the last 10-20 s."""
-        if now - self._level_turn > 10.0:
-            self._levels = [self._levels[1], collections.Counter()]
-            self._refusals = [self._refusals[1], collections.Counter()]
-            self._level_turn = now
-        (self._refusals if refused else self._levels)[1][level] += 1
-
-    def _level_reached(self) -> int:
-        """The most requests in flight that recent successes had, counting only levels that
-        succeeded a few times and more often than they were refused: a client's count runs
-        a little ahead of the server's (answers on their way back), and a lucky success now
-        and then above a cap must not hide it."""
-        ok = self._levels[0] + self._levels[1]
-        refused = self._refusals[0] + self._refusals[1]
-        return max(
-            (level for level, n in ok.items() if n >= LEVEL_EVIDENCE and n > refused[level]),
-            default=0,
-        )
-
-    def _is_cap(self, level: int, message: str, hint: RateLimitHeaders | None) -> bool:
-        """Whether a 429 reads as a concurrency cap rather than a rate limit: it says so,
-        or it says nothing and came back on a request sent with more in flight than any
-        recent success had."""
-        if not level:
-            return False
-        if says_concurrency(message):
-            return True
-        if exhausted(message, hint) != (True, True) or says_per_minute(message):
-            return False  # it names the requests or the tokens that ran out
-        return level > 1 and level > self._level_reached()
-
-    def _count_recent(self, now: float, requests: float, tokens: float) -> None:
-        """Successes per bin of :data:`BIN` seconds, over the last :data:`RECENT` seconds."""
-        slot = math.floor(now / BIN)
-        bins = self._recent
-        if bins and bins[-1][0] == slot:
-            bins[-1][1] += requests
-            bins[-1][2] += tokens
-        else:
-            bins.append([slot, requests, tokens])
-        while bins and bins[0][0] <= slot - RECENT / BIN:
-            bins.popleft()
-
-    def _accepted(self, now: float) -> tuple[float, float] | None:
-        """Requests and tokens per second the server took since the last decrease, over
-        at most the last :data:`RECENT` seconds; ``None`` when too little is known."""
-        if self._since is None or self._ok_requests < 2:
-            return None
-        start = max(self._since, now - RECENT)
-        span = now - start
-        if span <= 0:
-            return None
-        first = math.floor(start / BIN)
-        requests = sum(b[1] for b in self._recent if b[0] >= first)
-        tokens = sum(b[2] for b in self._recent if b[0] >= first)
-        requests, tokens = min(requests, self._ok_requests), min(tokens, self._ok_tokens)
-        return requests / span, tokens / span
-
-    def _cut(self, now: float, requests: bool, tokens: bool) -> None:
-        """Multiplicative decrease of the exhausted dimension(s), from what got through.
-
-        What went through recently is at least the limit's rate when the pace was above it
-        (a bucket's burst aside); the span may include a slow start after the last
-        decrease, so the limit may be somewhat above it."""
-        accepted = self._accepted(now)
-        for pace, index, floor, flag in (
-            (self._requests, 0, 1 / 60, requests),
-            (self._tokens, 1, 1.0, tokens),
-        ):
-            if flag:
-                took = None if accepted is None else accepted[index] / 0.85
-                pace.decrease(self._decrease, took, floor)
-        self._cut_what = (requests, tokens)
-        self._since = now
-        self._ok_requests = self._ok_tokens = 0.0
-        self._decreased_at = now
-
-    def _after_wall(self, now: float) -> None:
-        """A wall that lasted seconds has ended: a window (of a minute, say) that was spent
-        early is open again. What got through over the whole cycle, this wall included
-        (to about when it ended: between the last refusal and now), is what the window
-        sustains: pace under that before everybody goes again."""
-        cycle, self._cycle = self._cycle, None
-        end = (max(self._refused_at, self._wall_since) + now) / 2
-        if cycle is None or end <= cycle[0]:
-            return
-        span = end - cycle[0]
-        requests, tokens = self._cut_what
-        if requests:
-            self._requests.decrease(AFTER_WALL, cycle[1] / span, 1 / 60)
-        if tokens:
-            self._tokens.decrease(AFTER_WALL, cycle[2] / span, 1.0)
-        self._decreased_at = now
-
-    def _grow(self, now: float, tokens: float, requests: float = 1.0) -> None:
-        """Additive increase, doubling after each quiet spell since the last decrease.
-
-        A limit counted over a long period (a wall lasted ``timescale`` seconds) answers an
-        overshoot only that much later: grow by at most a tenth per period then."""
-        step = self._increase
-        spell = self._quiet
-        if self._timescale:
-            step = min(step, 0.1 / self._timescale)
-            spell = max(spell, self._timescale)
-        step *= 2.0 ** min(4.0, math.floor((now - self._decreased_at) / spell))
-        self._requests.increase(step, requests)
-        self._tokens.increase(step, tokens)
-
     def _pause(self, now: float, hint: RateLimitHeaders | None) -> float:
         """Seconds to pause when the server gave no ``Retry-After``."""
         rate = self._requests.rate
@@ -684,13 +530,10 @@ class RateController:
         pause = first * 2.0 ** (self.strikes - 1)
         # A wall of unknown length (a minute's window) is left at most a quarter of its age
         # late; the doubling keeps the probes few.
-        pause = min(pause, max(first, WALL_LATE * (now - self._wall_since)), PAUSE_MAX)
-        if self._cycle is not None and now - self._wall_since >= MINUTE_WALL:
-            # A per-minute window opened by the cycle's first request (a sliding window, or
-            # one counted from it) has room again a whole number of minutes later: probe then.
-            start = self._cycle[0]
-            opens = start + 60.0 * math.floor((now - start) / 60.0 + 1.0)
-            pause = min(pause, max(opens - now + OPENS_LATE, PAUSE_MIN))
+        pause = min(pause, max(first, WALL_LATE * (now - self._learner.wall_since)), PAUSE_MAX)
+        opens = self._learner.window_opens(now)
+        if opens is not None:  # and a probe when a window of a minute may have room again
+            pause = min(pause, max(opens - now, PAUSE_MIN))
         if hint is not None:
             resets = [
                 reset

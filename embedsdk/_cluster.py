@@ -35,7 +35,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from ._adaptive import BIN, PAUSED, RECENT, RateController, Ticket
+from ._adaptive import PAUSED, RateController, Ticket
+from ._learning import BIN, RECENT, _PaceLearner
 from ._ratelimit_hints import RateLimitHeaders, exhausted, parse_ratelimit_headers
 
 logger = logging.getLogger("embedsdk")
@@ -73,18 +74,18 @@ State = dict[str, Any]
 DEEPEST_CUT = 0.5
 
 
-class _LeaderController(RateController):
-    """The account's controller, whose pace falls by at most half at a time, from the best
-    second the server gave lately rather than the average since the last decrease: in a
-    cluster that average takes in the pauses, probes and resumptions, each a report longer
-    than in one process, and would put the pace well under the limit."""
+class _LeaderLearner(_PaceLearner):
+    """The account's pace, which falls by at most half at a time, from the best second the
+    server gave lately rather than the average since the last decrease: in a cluster that
+    average takes in the pauses, probes and resumptions, each a report longer than in one
+    process, and would put the pace well under the limit."""
 
-    def _accepted(self, now: float) -> tuple[float, float] | None:
-        average = super()._accepted(now)
-        if average is None or self._since is None:
+    def accepted(self, now: float) -> tuple[float, float] | None:
+        average = super().accepted(now)
+        if average is None or self.since is None:
             return average
-        first = math.floor(max(self._since, now - RECENT) / BIN)
-        bins = [b for b in self._recent if b[0] >= first]
+        first = math.floor(max(self.since, now - RECENT) / BIN)
+        bins = [b for b in self.recent if b[0] >= first]
         per = round(1.0 / BIN)  # bins in a second
         if len(bins) < per:
             return average
@@ -95,12 +96,26 @@ class _LeaderController(RateController):
                 best[k] = max(best[k], sum(b[k + 1] for b in second))
         return max(average[0], best[0]), max(average[1], best[1])
 
-    def _cut(self, now: float, requests: bool, tokens: bool) -> None:
-        before = (self._requests.rate, self._tokens.rate)
-        super()._cut(now, requests, tokens)
-        for pace, old in zip((self._requests, self._tokens), before):
+    def cut(self, now: float, requests: bool, tokens: bool) -> None:
+        before = (self.requests.rate, self.tokens.rate)
+        super().cut(now, requests, tokens)
+        for pace, old in zip((self.requests, self.tokens), before):
             if old is not None and pace.rate is not None and pace.rate < DEEPEST_CUT * old:
                 pace.rate = pace.base = DEEPEST_CUT * old
+
+
+class _LeaderController(RateController):
+    """The account's controller: it learns the pace as :class:`_LeaderLearner` does."""
+
+    _learner_type = _LeaderLearner
+
+
+class _FollowerLearner(_PaceLearner):
+    """A follower's learner counts what got through, but never grows the pace: the leader
+    does (from the held successes reported to it), and a follower takes the leader's."""
+
+    def grow(self, now: float, tokens: float, requests: float = 1.0) -> None:
+        """The leader grows the pace (from the held successes reported to it)."""
 
 
 class RateLeader:
@@ -215,6 +230,8 @@ class FollowerController(RateController):
     as a rate limit, so that it reaches the leader promptly.
     """
 
+    _learner_type = _FollowerLearner
+
     def __init__(self, **controller: Any) -> None:
         super().__init__(**controller)
         self._follow_lock = threading.Lock()
@@ -308,9 +325,6 @@ class FollowerController(RateController):
         # it is later than the hold: only the leader's pauses set new turns.
         self._requests.tat = max(turns[0], self.cooldown_until)
         self._tokens.tat = max(turns[1], self.cooldown_until)
-
-    def _grow(self, now: float, tokens: float, requests: float = 1.0) -> None:
-        """The leader grows the pace (from the held successes reported to it)."""
 
     def _count(self, tag: Tag, requests: float, tokens: float, held: float, held_t: float) -> None:
         counts = self._tally.ok.setdefault(tag, [0.0, 0.0, 0.0, 0.0])
