@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from embedsdk import _learning
 from embedsdk._learning import _Levels, _PaceLearner
 from embedsdk._pacing import LEVEL_EVIDENCE, _Pace
 from embedsdk._ratelimit_hints import RateLimitHeaders
@@ -93,8 +94,9 @@ def test_the_end_of_a_long_wall_paces_at_what_the_whole_cycle_took() -> None:
     pl.refused(1012.0, False, (True, True))
     pl.wall_ended(1014.0)  # it ended between the last refusal and now: 13 s of cycle
     assert pl.timescale == 4.0
-    assert pl.requests.rate == pytest.approx(0.9 * 100 / 13)
-    assert pl.tokens.rate == pytest.approx(0.9 * 1000 / 13)
+    # 0.97 of it (AFTER_WALL), not the 0.9 of a cut: it is a measure of what the window holds
+    assert pl.requests.rate == pytest.approx(_learning.AFTER_WALL * 100 / 13)
+    assert pl.tokens.rate == pytest.approx(_learning.AFTER_WALL * 1000 / 13)
     short = learner()
     steady(short, 1000.0, 10.0, 10)
     short.refused(1010.0, True, (True, True))
