@@ -29,9 +29,10 @@ a cap only above it): the window drops to just below that level and nobody pause
   wall lasts, never longer than a quarter of the wall's age (so the probes stay few and a
   minute's wall is not left much late) nor than the ``x-ratelimit-reset-*`` the server
   announced; a wall of 5 s or more is also probed just after each whole minute from the
-  cycle's first request, when a window of a minute opened by it has room again. Everybody then resumes at the lowered pace; once the wall lasts (a second
-  refusal in a row), one probe goes alone and the rest follow when it succeeds. 429s of
-  requests already in flight are echoes of the same event and change nothing.
+  cycle's first request, when a window of a minute opened by it has room again.
+  Everybody then resumes at the lowered pace; once the wall lasts (a second refusal in a
+  row), one probe goes alone and the rest follow when it succeeds. 429s of requests
+  already in flight are echoes of the same event and change nothing.
 - **Additive increase, then faster.** While the pace holds requests back, it grows by 0.5 %
   of the decreased pace per second; after each quiet spell (``quiet`` seconds without a
   429) the step doubles, up to 16 % per second, so a raised limit is found again quickly.

@@ -195,7 +195,8 @@ class _PaceLearner:
         if self.timescale:
             step = min(step, 0.1 / self.timescale)
             spell = max(spell, self.timescale)
-        step *= 2.0 ** min(4.0, math.floor((now - self.decreased_at) / spell))
+        if self.decreased_at > -math.inf:  # a pace only followed (never cut) does not double
+            step *= 2.0 ** min(4.0, math.floor((now - self.decreased_at) / spell))
         self.requests.increase(step, requests)
         self.tokens.increase(step, tokens)
 

@@ -129,3 +129,12 @@ def test_growth_doubles_per_quiet_spell_and_slows_for_a_long_timescale() -> None
     slow.timescale = 50.0  # a minute's window: a tenth per 50 s, doubling every 50 s
     assert step(slow, 1011.0) == pytest.approx(0.1 / 50)
     assert step(slow, 1110.0) == pytest.approx(0.1 / 50 * 4)
+
+
+def test_a_pace_never_cut_grows_without_doubling() -> None:
+    """A pace set from outside (a follower's, a restarted leader's) grows by the plain step:
+    no quiet spell is counted from a decrease that never was (it overflowed before)."""
+    pl = learner(increase=0.01)
+    pl.requests.rate = pl.requests.base = 10.0
+    pl.grow(1000.0, 0.0)
+    assert pl.requests.rate == pytest.approx(10.0 + 0.01 * 10.0 / 10.0)
