@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setenv("EMBEDSDK_CACHE_DIR", str(tmp_path / "embedsdk-cache"))
     was = _retry.is_testing()
     embedsdk.set_testing(True)
+    randomness = random.getstate()  # a test that seeds backoff's jitter seeds only itself
     yield
+    random.setstate(randomness)
     embedsdk.set_testing(was)
     embedsdk.close_default_clients()
     # Rate controllers are shared per (endpoint, key, model): a 429 of one test must not
