@@ -84,9 +84,12 @@ class _LeaderLearner(_PaceLearner):
         average = super().accepted(now)
         if average is None or self.since is None:
             return average
-        first = math.floor(max(self.since, now - RECENT) / BIN)
-        bins = [b for b in self.recent if b[0] >= first]
         per = round(1.0 / BIN)  # bins in a second
+        # At least the last second, even across the last decrease: a 429 soon after one
+        # (the bucket was still empty) would otherwise measure the pause and the reports
+        # still on their way, and cut a pace already cut far too deep.
+        first = min(math.floor(max(self.since, now - RECENT) / BIN), math.floor(now / BIN) - per)
+        bins = [b for b in self.recent if b[0] >= first]
         if len(bins) < per:
             return average
         best = [0.0, 0.0]

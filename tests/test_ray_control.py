@@ -162,6 +162,28 @@ def test_the_leader_cuts_from_its_best_recent_second_and_at_most_by_half() -> No
     assert ctl.shared_state()[0] == pytest.approx(50.0)
 
 
+def test_a_429_soon_after_a_cut_measures_the_last_whole_second() -> None:
+    """10 a second get through; a 429 cuts; another comes 0.7 s later, when only 2 of the
+    reports since the cut are in: the second cut measures the last second (the cut in it),
+    not the pause and the reports still on their way, and stays shallow."""
+    clock = FakeClock()
+    ctl = RateLeader(clock=clock).controller
+    for _ in range(40):
+        clock.now += 0.25
+        ctl.on_successes(0, 2.5, 25.0, age=0.25)  # 10 a second for 10 s
+    ctl.on_refused(0, what=(True, False))
+    first = ctl.shared_state()[0]
+    assert first is not None
+    clock.now = ctl.cooldown_until
+    for _ in range(2):
+        clock.now += 0.25
+        ctl.on_successes(ctl.epoch, 2.5, 25.0, age=0.25)  # still 10 a second
+    clock.now += 0.1  # the next report is not in yet
+    ctl.on_refused(ctl.epoch, what=(True, False))
+    second = ctl.shared_state()[0]
+    assert second is not None and second >= 0.9 * first
+
+
 def test_the_leader_divides_its_pace_between_busy_workers() -> None:
     clock = FakeClock()
     leader = RateLeader(clock=clock)
