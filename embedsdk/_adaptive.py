@@ -167,6 +167,7 @@ class RateController:
         self._in_flight = 0
         self._next_free = -math.inf  # the pace between requests really sent (see admit)
         self._slot_waiters: list[Callable[[], None]] = []
+        self._turn_waiters: set[Callable[[], None]] = set()
         # The pace learned from what got through, and which levels in flight the server takes.
         self._learner = self._learner_type(self._requests, self._tokens, decrease, increase, quiet)
         self._levels = _Levels()
@@ -288,6 +289,17 @@ class RateController:
                 return False
             self._slot_waiters.append(wake)
             return True
+
+    def wait_for_turn(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (once, from any thread) if the turns booked so far are voided by a
+        pace taken from elsewhere (:meth:`follow` with a pause), whose turns may come
+        sooner than the one waited for; :meth:`forget_turn` when the turn came."""
+        with self._lock:
+            self._turn_waiters.add(wake)
+
+    def forget_turn(self, wake: Callable[[], None]) -> None:
+        with self._lock:
+            self._turn_waiters.discard(wake)
 
     def _full(self) -> bool:
         limit = self._window.limit
@@ -472,6 +484,11 @@ class RateController:
                 self._probing, self._probe_out = probing, False
                 self._requests.tat = self._tokens.tat = self.cooldown_until + stagger
                 self._next_free = -math.inf  # the new turn, not the last request, sets it
+                voided, self._turn_waiters = self._turn_waiters, set()
+            else:
+                voided = set()
+        for wake in voided:  # turns booked on the old pace: book again now, not at them
+            wake()
         self._wake()
 
     # -- for logs, progress bars and benchmarks ----------------------------------------

@@ -136,6 +136,7 @@ class RateLeader:
             clock=self._clock, **{"quiet": QUIET, **controller}
         )
         self.incarnation = uuid.uuid4().hex[:12]
+        self._started = self._clock()
         self._busy_until: dict[str, float] = {}
         self._seen: dict[str, float] = {}
         self._probe: tuple[str, int, float] | None = None  # (worker, epoch, since)
@@ -162,6 +163,7 @@ class RateLeader:
             if worker not in busy_ones:
                 busy += 1  # not busy itself: what it would get if it were
         requests, tokens, pause, epoch, probing = ctl.shared_state()
+        resumed = ctl.cooldown_until if ctl.cooldown_until > -math.inf else self._started
         return {
             "incarnation": self.incarnation,
             "epoch": epoch,
@@ -175,6 +177,10 @@ class RateLeader:
             # Its place among the busy workers: after a pause, each resumes in turn, one
             # interval of the account's pace after the other, not all at once.
             "rank": rank,
+            # When the account's last pause ended, seconds from now (negative: ago): every
+            # worker counts its turns from it, so theirs interleave (relative, since the
+            # workers' clocks are not the leader's).
+            "resumed": resumed - now,
         }
 
     def _prober(self, worker: str, epoch: int, now: float, busy: bool) -> bool:
@@ -248,7 +254,7 @@ class FollowerController(RateController):
         self.dozing = False  # set by the syncer while it waits long (nothing to report)
         self._stagger = 0.0  # seconds after a pause's end this worker resumes (its turn)
         self._last_cost = 0.0  # tokens of the last request booked
-        self._resumed: float | None = None  # when the last pause of the leader ended
+        self._resumed: float | None = None  # when the leader's last pause ended, here
 
     def _tag(self, local_epoch: int) -> Tag:
         """The leader's epoch known when a request of ``local_epoch`` was booked."""
@@ -374,6 +380,8 @@ class FollowerController(RateController):
         probing, mine = bool(state["probing"]), bool(state.get("probe"))
         with self._follow_lock:
             self.share = share
+            if "resumed" in state:
+                self._resumed = self.now() + float(state["resumed"])
             self._stagger = self._turn(requests, tokens, state.get("rank", 0), state["workers"])
             if tag == self._known and not (probing and not mine):
                 self.follow(requests, tokens)
@@ -384,7 +392,9 @@ class FollowerController(RateController):
             if probing and not mine:  # another worker's probe is out: hold until it is back
                 pause = max(pause, HOLD)
             self.follow(requests, tokens, pause, probing and mine, self._stagger)
-            self._resumed = self.cooldown_until
+            if "resumed" not in state:
+                self._resumed = self.cooldown_until
+            self._keep_turn()
             self._epoch_starts.append(self.epoch)
             self._epoch_tags.append(tag)
             del self._epoch_starts[:-16], self._epoch_tags[:-16]
@@ -400,6 +410,8 @@ class FollowerController(RateController):
             start = self._resumed + self._stagger
             tat = max(self._requests.tat, self._tokens.tat)
             turn = start + gap * max(0, round((tat - start) / gap))
+            if turn < self.cooldown_until:  # a hold of this worker's: its first turn after
+                turn += gap * math.ceil((self.cooldown_until - turn) / gap)
             self._requests.tat = self._tokens.tat = turn
 
 

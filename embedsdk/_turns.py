@@ -93,15 +93,40 @@ async def take_turn(
                 if ticket.why == "slot":
                     await _slot_freed(controller, delay)
                 else:
-                    await asyncio.sleep(delay)
+                    await _turn_comes(controller, delay)
                 held += controller.now() - start
             if not ticket.booked:
                 break
+            if ticket.epoch == controller.epoch and controller.now() < ticket.at:
+                continue  # woken early, yet the turn still stands
             at = ticket.at
             if controller.admit(ticket):
                 return ticket
             if ticket.at == at or ticket.epoch != controller.epoch:
                 break  # a pause began, or the probe is out: book again
+
+
+async def _turn_comes(controller: RateController, delay: float) -> None:
+    """Sleep ``delay`` seconds, or less when the controller voids the turns booked (a
+    follower's new pace and pause: its turns may come sooner than the one booked)."""
+    loop = asyncio.get_running_loop()
+    due: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not due.done():
+            due.set_result(None)
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle)
+
+    timer = loop.call_later(delay, settle)
+    controller.wait_for_turn(wake)
+    try:
+        await due
+    finally:
+        timer.cancel()
+        controller.forget_turn(wake)
 
 
 async def _slot_freed(controller: RateController, timeout: float) -> None:
