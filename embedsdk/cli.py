@@ -3,8 +3,8 @@
 Subcommands:
   embed   embed a file of texts (lines, JSONL, CSV or stdin) into .npy, Parquet or JSON Lines
   cache   show where the vector cache is and how big (``info``), or empty it (``clear``)
-  bench   measure serial, thread-pool and async (and the peers) on the simulated provider or
-          a real endpoint
+  bench   measure throughput and CPU against the peers, the cache, memory, rate limits, batch
+          sizes, the adapters and Ray, on the simulated provider or a real endpoint
 
 Exit status: 0 done, 1 failed (one line on stderr, no traceback), 2 bad usage or
 configuration, 130 Ctrl-C, 143 SIGTERM.

@@ -50,9 +50,11 @@ def add_bench_parser(sub: Any) -> None:
     """Add the ``bench`` subcommand to the ``embedsdk`` parser."""
     parser = sub.add_parser(
         "bench",
-        help="measure serial, thread-pool and async (and the peers)",
-        description="Measure embedsdk's serial, thread-pool and async calls, and openai-python, "
-        "langchain-openai and a bare aiohttp loop, on the same texts in one run. Without "
+        help="measure speed and CPU against the peers, and more (--scenario)",
+        description="Measure embedsdk's serial, thread-pool and async calls against "
+        "openai-python, langchain-openai and a bare aiohttp loop on the same texts in one run "
+        "(the default scenarios), and with --scenario the cache, memory, rate limits of every "
+        "kind, automatic batch sizes, the LangChain and LlamaIndex adapters and Ray. Without "
         "--base-url everything runs against the built-in simulated provider (in a child "
         "process), so no key and no network are needed. Prints tables; writes JSON and PNG "
         "charts under --out. See bench/README.md.",
