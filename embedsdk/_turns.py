@@ -106,20 +106,29 @@ async def take_turn(
                 break  # a pause began, or the probe is out: book again
 
 
-async def _turn_comes(controller: RateController, delay: float) -> None:
-    """Sleep ``delay`` seconds, or less when the controller voids the turns booked (a
-    follower's new pace and pause: its turns may come sooner than the one booked)."""
-    loop = asyncio.get_running_loop()
-    due: asyncio.Future[None] = loop.create_future()
+def _waker(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[asyncio.Future[None], Callable[[], None], Callable[[], None]]:
+    """A future of ``loop``, a ``settle()`` that completes it on the loop's thread, and a
+    ``wake()`` that does so from any thread."""
+    done: asyncio.Future[None] = loop.create_future()
 
     def settle() -> None:
-        if not due.done():
-            due.set_result(None)
+        if not done.done():
+            done.set_result(None)
 
     def wake() -> None:
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
             loop.call_soon_threadsafe(settle)
 
+    return done, settle, wake
+
+
+async def _turn_comes(controller: RateController, delay: float) -> None:
+    """Sleep ``delay`` seconds, or less when the controller voids the turns booked (a
+    follower's new pace and pause: its turns may come sooner than the one booked)."""
+    loop = asyncio.get_running_loop()
+    due, settle, wake = _waker(loop)
     timer = loop.call_later(delay, settle)
     controller.wait_for_turn(wake)
     try:
@@ -131,17 +140,7 @@ async def _turn_comes(controller: RateController, delay: float) -> None:
 
 async def _slot_freed(controller: RateController, timeout: float) -> None:
     """Wait, at most ``timeout`` seconds, for a request in flight to end."""
-    loop = asyncio.get_running_loop()
-    freed: asyncio.Future[None] = loop.create_future()
-
-    def settle() -> None:
-        if not freed.done():
-            freed.set_result(None)
-
-    def wake() -> None:
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(settle)
-
+    freed, _, wake = _waker(asyncio.get_running_loop())
     if controller.wait_for_slot(wake):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(freed, timeout)
