@@ -58,6 +58,19 @@ ENV_HELP = (
 Meta = collections.deque[tuple[Union[int, str], str]]
 
 
+class _KeyNotOnCommandLine(argparse.Action):
+    """``--api-key VALUE``: refused, without repeating VALUE (a key) in the message. Without
+    it, argparse would take ``--api-key`` for an abbreviation of ``--api-key-file`` and print
+    the key as a file it cannot read."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.error(
+            "--api-key is not taken: a key on the command line shows in the process list and "
+            "the shell's history. Set " + " or ".join(API_KEY_VARIABLES[:2]) + " (or another "
+            "provider's variable, see --help), or put the key in a file for --api-key-file"
+        )
+
+
 def plural(count: int, noun: str) -> str:
     """``1 text``, ``2 texts``, ``1 retry``, ``3 retries`` (with thousands separators)."""
     if count == 1:
@@ -96,6 +109,7 @@ def _add_endpoint_options(group: Any) -> None:
         metavar="FILE",
         help="read the API key from FILE (default: from the environment, see below)",
     )
+    group.add_argument("--api-key", action=_KeyNotOnCommandLine, help=argparse.SUPPRESS)
     key.add_argument(
         "--no-api-key",
         action="store_true",

@@ -372,6 +372,23 @@ def test_no_api_key_names_the_variables_and_the_flags(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("form", [("--api-key", "sk-SECRET-123"), ("--api-key=sk-SECRET-123",)])
+def test_a_key_given_as_a_flag_is_refused_without_repeating_it(
+    form: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not taken for an abbreviation of --api-key-file (whose error named the key as a file
+    it could not read): refused as usage, pointing at the variables and the file flag."""
+    (tmp_path / "in.txt").write_text("one\n")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["embed", str(tmp_path / "in.txt"), "-o", str(tmp_path / "o.npy"), *form])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2
+    assert "--api-key is not taken" in err and "SILICONFLOW_API_KEY" in err
+    assert "--api-key-file" in err
+    assert "SECRET" not in err + out
+    assert leftovers(tmp_path) == []
+
+
 CONFIGURATION_ERRORS = {
     "batch size": (
         ["--batch-size", "0"],
