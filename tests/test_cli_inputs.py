@@ -199,6 +199,9 @@ def test_ctrl_c_while_stdin_is_a_slow_pipe(
         stdin=read,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C reaches a program in a terminal's foreground: SIGINT as by default, even
+        # when the test runner was started in the background (where SIGINT is ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         os.write(write, b"x1\nx2\nx3\n")  # far fewer than a window: the reader waits for more
@@ -217,6 +220,8 @@ def test_ctrl_c_while_stdin_is_a_slow_pipe(
         if child.poll() is None:
             child.kill()
             child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
     assert child.returncode == 130, err
     assert err.strip().splitlines() == ["embedsdk: interrupted"]
     assert os.listdir(tmp_path) == []
