@@ -380,8 +380,7 @@ class FollowerController(RateController):
         probing, mine = bool(state["probing"]), bool(state.get("probe"))
         with self._follow_lock:
             self.share = share
-            if "resumed" in state:
-                self._resumed = self.now() + float(state["resumed"])
+            self._resumed = self.now() + float(state["resumed"])
             self._stagger = self._turn(requests, tokens, state.get("rank", 0), state["workers"])
             if tag == self._known and not (probing and not mine):
                 self.follow(requests, tokens)
@@ -392,8 +391,6 @@ class FollowerController(RateController):
             if probing and not mine:  # another worker's probe is out: hold until it is back
                 pause = max(pause, HOLD)
             self.follow(requests, tokens, pause, probing and mine, self._stagger)
-            if "resumed" not in state:
-                self._resumed = self.cooldown_until
             self._keep_turn()
             self._epoch_starts.append(self.epoch)
             self._epoch_tags.append(tag)
