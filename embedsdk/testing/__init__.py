@@ -17,7 +17,7 @@ in your event loop (``async with``), on a background thread (``with``), in a chi
 from __future__ import annotations
 
 from ._config import SimConfig
-from ._inprocess import SimulatedTransport, VirtualTimeLoop, run_in_virtual_time
+from ._inprocess import SimulatedTransport, TimingNoise, VirtualTimeLoop, run_in_virtual_time
 from ._provider import SimulatedProvider
 from ._vectors import expected_matrix, expected_vector
 
@@ -25,6 +25,7 @@ __all__ = [
     "SimConfig",
     "SimulatedProvider",
     "SimulatedTransport",
+    "TimingNoise",
     "VirtualTimeLoop",
     "expected_matrix",
     "expected_vector",

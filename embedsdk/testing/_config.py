@@ -35,6 +35,9 @@ class SimConfig:
     # "token_bucket"
     limiter: str = "sliding"
     window: float = 60.0  # seconds a window counts over: it admits rpm * window / 60
+    # seconds of a fixed window's first period already gone when the limit is set up (a real
+    # server's periods follow its clock, not the client's first request)
+    phase: float = 0.0
     burst: float = 1.0  # seconds of rpm / tpm a token bucket holds (at least one request)
     max_in_flight: int | None = None  # requests answered at once; more -> in_flight_status
     in_flight_status: int = 429  # 429, or 503 as an overloaded server says it
@@ -120,6 +123,7 @@ def _validate(config: SimConfig) -> None:
         _number(name, getattr(config, name), optional=True, positive=True)
     _number("window", config.window, positive=True)
     _number("burst", config.burst, positive=True)
+    _number("phase", config.phase)
     _choice("limiter", config.limiter, LIMITER_KINDS)
     if config.in_flight_status not in (429, 503):
         raise ValueError(f"in_flight_status must be 429 or 503, got {config.in_flight_status!r}")

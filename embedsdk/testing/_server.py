@@ -144,6 +144,7 @@ class SimServer:
         self._limiter_shape: tuple[Any, ...] | None = None
         self._rate_limiter: RateLimiter | None = None
         self._limiter_origin = 0.0
+        self._limiter_phase = 0.0
         self._in_flight_cap: InFlightCap | None = None
         self._origin = _loop_time()  # timeline seconds count from here (the loop's clock)
         self.rng = random.Random(config.seed)
@@ -362,12 +363,13 @@ class SimServer:
         """The rate limiter the config asks for, kept (with its counts) while it is the same."""
         cfg = self.config
         shape = (cfg.limiter, cfg.rpm, cfg.tpm, cfg.window, cfg.burst)
-        if shape != self._limiter_shape:
-            self._limiter_shape = shape
+        if shape != self._limiter_shape or cfg.phase != self._limiter_phase:
+            self._limiter_shape, self._limiter_phase = shape, cfg.phase
             self._rate_limiter = make_limiter(*shape)
-            # Its clock starts now: a fixed window's periods start when the limit is set up,
-            # not at some multiple of the loop's clock, so runs are the same whenever they run.
-            self._limiter_origin = _loop_time()
+            # Its clock starts now (less the phase): a fixed window's periods start where the
+            # config says, not at some multiple of the loop's clock, so runs are the same
+            # whenever they run.
+            self._limiter_origin = _loop_time() - cfg.phase
         return self._rate_limiter
 
     def _cap(self) -> InFlightCap | None:
