@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 
-from ._adaptive import RateController
 from ._api import (
     close_default_clients,
     get_batch_embeddings,
@@ -49,6 +48,7 @@ from ._retry import set_testing
 from ._sync import Embedder
 from ._transport import AiohttpTransport, MockTransport, Request, Response, Transport
 from ._version import __version__
+from .ratecontrol import RateController, Tuning
 
 atexit.register(close_default_clients)
 
@@ -81,6 +81,7 @@ __all__ = [
     "ResponseValidationError",
     "Stats",
     "Transport",
+    "Tuning",
     "UnprocessableEntityError",
     "VectorCache",
     "__version__",

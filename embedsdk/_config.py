@@ -11,7 +11,6 @@ from urllib.parse import SplitResult, urlsplit
 
 from typing_extensions import TypedDict
 
-from ._adaptive import RateController
 from ._exceptions import ConfigurationError
 from ._providers import (
     PROFILES,
@@ -21,6 +20,7 @@ from ._providers import (
     key_variables_for,
     profile_for,
 )
+from .ratecontrol import RateController
 
 if TYPE_CHECKING:
     from ._cache import VectorCache
@@ -82,7 +82,7 @@ class ClientOptions:
     allow_insecure: bool
     provider: str = "generic"
     truncate: bool = False
-    adaptive: bool = True  # learn the provider's rate limit from its 429s (see _adaptive)
+    adaptive: bool = True  # learn the provider's rate limit from its 429s (see ratecontrol)
     rate_controller: Any = None  # a RateController to share; None: the account's own
 
     @property

@@ -29,7 +29,7 @@ from typing import Any, Literal, overload
 
 from typing_extensions import Unpack
 
-from . import _retry, _turns
+from . import _retry, ratecontrol
 from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
 from ._cache_async import AsyncCache
 from ._config import ClientOptions, EmbedderOptions, check_batch_size, resolve_options
@@ -102,7 +102,7 @@ class AsyncEmbedder:
         self._batch_cap = self._profile.max_batch
         self._sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
         self._input_limit = input_token_limit(self._profile, self.options.model)
-        self._rate = _turns.controller_for(self.options)  # None with adaptive=False
+        self._rate = ratecontrol.controller_for(self.options)  # None with adaptive=False
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
         self._cache = AsyncCache(self.options, self.stats)

@@ -19,9 +19,8 @@ from typing import Any
 
 import backoff
 
-from . import _adaptive, _retry, _turns
+from . import _retry, ratecontrol
 from ._autobatch import BatchSizer
-from ._ceiling import Ceilings
 from ._config import ClientOptions
 from ._exceptions import (
     APIConnectionError,
@@ -80,7 +79,7 @@ class Sender:
         options: ClientOptions,
         stats: Stats,
         transport: Transport | None,
-        rate: _adaptive.RateController | None,
+        rate: ratecontrol.RateController | None,
         sizer: BatchSizer,
     ) -> None:
         self.options = options
@@ -91,7 +90,7 @@ class Sender:
         self.rate = rate
         self.sizer = sizer
         self.encoding = options.encoding_format
-        self.ceilings = Ceilings(options.rpm, options.tpm)  # the user's own limits
+        self.ceilings = ratecontrol.Ceilings(options.rpm, options.tpm)  # the user's own limits
         self.bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
         self._last_told: dict[str, float] = {}  # when each kind of slow-down was last logged
         # The length of the first vectors that arrived: later answers of another length are
@@ -159,22 +158,22 @@ class Sender:
         self.stats.retries += 1
         exc = details.get("exception")
         verdict = getattr(exc, "rate_verdict", None)
-        if verdict == _adaptive.PAUSED:
+        if verdict == ratecontrol.PAUSED:
             when = "after the shared pause"
-        elif verdict == _adaptive.NARROWED and details["wait"] == 0:
+        elif verdict == ratecontrol.NARROWED and details["wait"] == 0:
             when = "when a slot is free (fewer requests in flight)"
         else:
             when = f"in {details['wait']:.2f} s"
         # A server's message can be a page long: the log line quotes its start.
         logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
 
-    async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
+    async def _pace(self, tokens: int) -> ratecontrol.Ticket | None:
         """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
         # Estimates corrected by usage.prompt_tokens when the controller has seen some.
         await self.ceilings.wait(tokens if self.rate is None else self.rate.cost(tokens))
         if self.rate is None:
             return None
-        return await _turns.take_turn(self.rate, tokens, self._held_back)
+        return await ratecontrol.take_turn(self.rate, tokens, self._held_back)
 
     def _held_back(self, why: str, seconds: float) -> None:
         """A request is about to wait long for the rate controller: say so (INFO at most every
@@ -194,22 +193,24 @@ class Sender:
             logger.info("rate limited: %s; %s", wait, state)
 
     async def _exchange(
-        self, request: Request, ticket: _adaptive.Ticket | None
+        self, request: Request, ticket: ratecontrol.Ticket | None
     ) -> tuple[Response, str]:
         """Send ``request``; tell the rate controller, if any, how the server took it, and
         return its verdict with the answer."""
         assert self.transport is not None
         if self.rate is None or ticket is None:
-            return await self.transport.send(request), _adaptive.NOTED
+            return await self.transport.send(request), ratecontrol.NOTED
         try:
             response = await self.transport.send(request)
         except BaseException:
             self.rate.on_error(ticket)  # frees the slot: no answer is no signal
             raise
-        verdict = _turns.report(self.rate, ticket, response.status, response.headers, response.body)
+        verdict = ratecontrol.report(
+            self.rate, ticket, response.status, response.headers, response.body
+        )
         return response, verdict
 
-    def _check_open(self, ticket: _adaptive.Ticket | None = None) -> None:
+    def _check_open(self, ticket: ratecontrol.Ticket | None = None) -> None:
         """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
         have run meanwhile, and a request sent now would open a session nobody closes)."""
         if not self.closed:

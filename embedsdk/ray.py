@@ -10,7 +10,7 @@
 pipelines. Each worker runs one :class:`embedsdk.Embedder` (its own cache, connections and
 retries, as on one machine); the workers of one endpoint, API key and model pace together
 through one named actor per account that holds the account's rate controller (see
-``embedsdk._cluster``). Needs ``pip install "embedsdk[ray]"``; ``import embedsdk`` never
+``embedsdk.ratecontrol``). Needs ``pip install "embedsdk[ray]"``; ``import embedsdk`` never
 imports Ray.
 """
 
@@ -29,7 +29,6 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from ._cluster import FollowerController, RateLeader, Syncer
 from ._config import resolve_options
 from ._exceptions import (
     AuthenticationError,
@@ -43,6 +42,7 @@ from ._exceptions import (
 from ._planning import validate_texts
 from ._retry import is_input_too_large
 from ._sync import Embedder
+from .ratecontrol import Follower, RateLeader, Syncer
 
 __all__ = ["EmbedBatches", "RowError", "embed_dataset", "rate_leader"]
 
@@ -207,10 +207,10 @@ class EmbedBatches:
         self._syncer: Syncer | None = None
         if shared_limit and options.get("adaptive", True) and "rate_controller" not in options:
             checked = resolve_options(**{k: v for k, v in options.items() if k != "transport"})
-            follower = FollowerController()
+            follower = Follower()
             send = _sender(checked.endpoint, checked.api_key, checked.model)
             self._syncer = Syncer(follower, send, interval=sync_interval).start()
-            options["rate_controller"] = follower
+            options["rate_controller"] = follower.controller
         self._client = Embedder(**options)
 
     def __repr__(self) -> str:

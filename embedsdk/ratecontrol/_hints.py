@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ._responses import _header
+from .._responses import _header
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _CONCURRENCY_WORDS = ("concurren", "in flight", "in-flight", "parallel", "并发")

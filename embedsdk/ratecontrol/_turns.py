@@ -1,5 +1,5 @@
 """The async side of rate control: which controller a client uses, waiting for a turn, and
-reporting an answer to the controller. The controller itself (``_adaptive``) never sleeps.
+reporting an answer to the controller. The controller itself (``_controller``) never sleeps.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable
 
-from . import _retry
-from ._adaptive import NARROWED, NOTED, PAUSED, SLOT_POLL, VISIBLE_WAIT, RateController, Ticket
-from ._responses import is_quota, parse_error_body, parse_retry_after
+from .. import _retry
+from .._responses import is_quota, parse_error_body, parse_retry_after
+from ._controller import NARROWED, NOTED, PAUSED, VISIBLE_WAIT, RateController, Ticket
 
 if TYPE_CHECKING:
-    from ._config import ClientOptions
+    from .._config import ClientOptions
 
 __all__ = [
     "NARROWED",
@@ -81,7 +81,7 @@ async def take_turn(
         if _retry.is_testing():  # no sleeping; a full window is still waited for
             if controller.admit(ticket, force=True):
                 return ticket
-            await _slot_freed(controller, SLOT_POLL)
+            await _slot_freed(controller, controller.tuning.slot_poll)
             continue
         while True:  # a booked turn may be put back a little (see admit): keep it
             start = controller.now()

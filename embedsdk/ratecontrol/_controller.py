@@ -1,0 +1,771 @@
+"""The rate controller: run just under a provider's limit without being told it.
+
+A :class:`RateController` learns from the answers and holds back the requests of every client
+that shares it. It does no I/O and never sleeps: the core asks it *when* a request may go
+(``_turns.take_turn`` sleeps), and tells it how the server answered (``_turns.report``), so
+the logic is tested with a fake clock. It steers a **pace** (requests and tokens per second,
+spaced evenly: no burst) for rate limits and a **window** (requests in flight) for
+concurrency caps. The numbers it runs on are in ``_tuning``.
+
+States and what moves between them (a *wall* is a run of refusals with no success between):
+
+=============  ==========================================  ===============================
+state          what a request does                          left when
+=============  ==========================================  ===============================
+free           goes at once                                 a rate limit refuses (-> paused)
+paced          waits for its turn in the pace               a rate limit refuses (-> paused)
+paused         waits for the shared pause to end;           the pause ends (-> probing)
+               the pause voids every booked turn
+probing        one request alone; the others wait           it succeeds (-> paced; after a
+                                                            long wall, at the cycle's rate);
+                                                            it is refused (-> paused, longer)
+=============  ==========================================  ===============================
+
+What moves the pace:
+
+- **The first refusal of a wall cuts it** to ``backoff`` of the rate the server took: the
+  best second since the previous cut (never more than the pace itself, never below
+  ``deepest_cut`` of it). At the first refusal of all, when nothing was paced, that rate is
+  guessed as what got through so far spread over at least ``assumed_burst`` seconds.
+- **Later refusals of the wall** change nothing but the pause: it doubles, ends at most
+  ``wall_late`` of the wall's age late (and at most ``pause_max``), and, once the wall is
+  old, ends when a window opened by the cycle's first request would open again. A
+  ``Retry-After`` sets it; an ``x-ratelimit-reset-*`` caps it.
+- **A wall that lasted** ``long_wall`` **or more was a window's**: when a probe gets through,
+  the pace becomes ``after_wall`` of what the server took over the whole cycle (from the end
+  of the last such wall), the wall included.
+- **Growth**, with the seconds the pace holds requests back: a pace never refused yet (its
+  first guess) doubles every ``discover`` seconds; after a cut it climbs back to the rate it
+  was refused at within ``regain`` seconds (or the longest wall seen), along TCP CUBIC's
+  curve: quickly at first, slowly near that rate, then faster beyond it.
+- **Refusals of requests booked before the pause** (in flight when it began) are echoes of
+  the same event: they change nothing.
+
+A 429 is read as a concurrency cap rather than a rate limit when it says so, or when it came
+back on a request sent with more requests in flight than recent successes had (``_window``):
+the window narrows to just below that level and nobody pauses. A 503 that reads as a cap does
+the same; any other 503 changes nothing here.
+
+The user's ``rpm`` / ``tpm`` are hard ceilings in front (``_ceiling``): adaptation only ever
+goes below them. Token estimates are corrected by the running ratio of
+``usage.prompt_tokens`` to the client's estimate.
+
+>>> ctl = RateController(clock=lambda: 0.0)
+>>> ticket = ctl.reserve(100)           # before any 429: go now
+>>> ctl.admit(ticket), ticket.at
+(True, 0.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import threading
+import time
+from collections.abc import Mapping
+from typing import Callable, Protocol
+
+from ._hints import RateLimitHeaders, exhausted, parse_ratelimit_headers
+from ._meter import Meter
+from ._pace import DISCOVER, REGAIN, Pace
+from ._tuning import DEFAULT, Tuning
+from ._window import Levels, Window
+
+#: Verdicts of :meth:`RateController.on_rate_limited` and ``_turns.report``.
+PAUSED = "paused"  # a rate limit: wait for the shared pause, then retry
+NARROWED = "narrowed"  # a concurrency cap: retry when a slot is free
+NOTED = "noted"  # nothing for the controller: the usual retry rules apply
+
+#: A wait at least this long is worth an INFO line (and the bar's postfix), seconds.
+VISIBLE_WAIT = 3.0
+
+
+class Ticket:
+    """One request's turn. ``at``: when it may go (clock seconds); ``epoch``: the pause
+    it was booked in; ``in_flight``: requests in flight, itself included, when it went."""
+
+    __slots__ = (
+        "at",
+        "booked",
+        "epoch",
+        "estimate",
+        "held",
+        "in_flight",
+        "probe",
+        "sent",
+        "tokens",
+        "why",
+    )
+
+    def __init__(self, epoch: int, at: float, tokens: float, estimate: int) -> None:
+        self.epoch = epoch
+        self.at = at
+        self.tokens = tokens  # corrected token cost
+        self.estimate = estimate  # the caller's own estimate, to correct the ratio
+        self.booked = False  # holds a place in the pace
+        self.held = False  # the pace made it wait: the pace is what limits the throughput
+        self.in_flight = 0  # > 0 once admitted; 0 again once its outcome was reported
+        self.probe = False  # it went alone, to see whether the limit has room again
+        self.sent = 0.0
+        self.why = ""  # what it waits for: "pause", "probe", "slot" or "pace"
+
+    def __repr__(self) -> str:
+        return f"<Ticket epoch={self.epoch} at={self.at:.3f} in_flight={self.in_flight}>"
+
+
+class Listener(Protocol):
+    """Told of what a controller sees, outside its lock (a cluster's follower reports it to
+    its leader: ``_cluster``). Each method is called once per event."""
+
+    def reserved(self, ticket: Ticket) -> None: ...
+
+    def succeeded(self, ticket: Ticket) -> None: ...
+
+    def used(self, ticket: Ticket, extra: float) -> None: ...
+
+    def refused(
+        self,
+        ticket: Ticket,
+        retry_after: float | None,
+        what: tuple[bool, bool],
+        hint: RateLimitHeaders | None,
+    ) -> None: ...
+
+
+class RateController:
+    """Adaptive pacing shared by the clients of one account and model. Thread-safe.
+
+    ``tuning``: the numbers it runs on (:class:`~embedsdk.ratecontrol.Tuning`); ``learns``:
+    ``False`` for a worker of a cluster, whose pace a leader sets (:meth:`follow`): a refusal
+    then only holds its requests for ``tuning.pause_min`` until the leader answers; ``clock``
+    returns seconds (default: the running event loop's clock, else :func:`time.monotonic`).
+
+    The core calls :meth:`reserve` then, once ``ticket.at`` has come, :meth:`admit` (book
+    again when it says no; ``_turns.take_turn`` is that loop), and reports the answer with
+    :meth:`on_success` (then :meth:`on_usage`), :meth:`on_rate_limited`,
+    :meth:`on_overloaded` or :meth:`on_error` (``_turns.report`` picks one from the status).
+    """
+
+    def __init__(
+        self,
+        *,
+        tuning: Tuning = DEFAULT,
+        learns: bool = True,
+        clock: Callable[[], float] | None = None,
+        listener: Listener | None = None,
+    ) -> None:
+        if not isinstance(tuning, Tuning):
+            raise TypeError(f"tuning must be a Tuning, got {tuning!r}")
+        self.tuning = tuning
+        self.learns = learns
+        self.listener = listener
+        self._clock = clock or _loop_time
+        self._lock = threading.Lock()
+        self._paces = (Pace(tuning), Pace(tuning))  # requests, tokens
+        self._window = Window(tuning)
+        self._levels = Levels(tuning)
+        self._meter = Meter(tuning)
+        self._in_flight = 0
+        self._next_free = -math.inf  # the spacing between requests really sent (see admit)
+        self._slot_waiters: list[Callable[[], None]] = []
+        self._turn_waiters: set[Callable[[], None]] = set()
+        self._probing = False  # after a pause: one request at a time until one succeeds
+        self._probe_out = False
+        self._real = self._estimated = 0.0  # decayed sums for the token ratio
+        self._last_cut = -math.inf
+        self._cut_what = (True, True)  # which paces the wall's cut was for
+        self._wall_since = -math.inf  # the first refusal of the current wall
+        self._refused_at = -math.inf  # its last refusal
+        self._cycle: tuple[float, float, float] | None = None  # (since, requests, tokens)
+        self._timescale = 0.0  # the longest wall seen, seconds: the limit's own period
+        self._period: float | None = None  # a window's cycle, when it is spent at once
+        self._planned = False  # the pause ends when the window should open again
+        self._allowance = (math.inf, math.inf)  # what its last cycle took: requests, tokens
+        self._sent = [0.0, 0.0]  # requests and tokens sent in this cycle
+        self._grown_at = -math.inf
+        self._answers: collections.deque[bool] = collections.deque(
+            maxlen=tuning.tolerance_window
+        )  # the last answers (successes and refusals that were news): True for a refusal
+        self._before_pause = 0  # requests in flight booked before the current epoch
+        self._guess_after: int | None = None  # guess the first pace once they answered
+        self._guessed_at = math.nan  # when it was guessed (while no cut came after)
+        self.epoch = 0
+        self.strikes = 0  # refusals since the last success (the wall's length)
+        self.cooldown_until = -math.inf
+        self.rate_limited = 0  # 429s reported
+        self.pauses = 0  # shared pauses started
+        self.narrowed = 0  # concurrency refusals that narrowed the window
+
+    def __repr__(self) -> str:
+        s = self.snapshot()
+        return (
+            f"<RateController rpm={s['rpm']} tpm={s['tpm']} in_flight<={s['window']} "
+            f"429s={self.rate_limited}>"
+        )
+
+    # -- the estimate correction -------------------------------------------------------
+
+    @property
+    def token_ratio(self) -> float:
+        """Real tokens per estimated token, from ``usage.prompt_tokens`` (1.0 until known)."""
+        if self._estimated <= 0:
+            return 1.0
+        return min(4.0, max(0.05, self._real / self._estimated))
+
+    def cost(self, estimate: int) -> float:
+        """The corrected token cost of a request the client estimated at ``estimate``."""
+        return estimate * self.token_ratio
+
+    def now(self) -> float:
+        """The controller's clock, seconds."""
+        return self._clock()
+
+    # -- before a request -------------------------------------------------------------
+
+    def reserve(self, estimate: int) -> Ticket:
+        """Book a request of ``estimate`` estimated tokens; it may go at ``ticket.at``.
+
+        During a pause, while the probe is out, while the window is full, or when the pace
+        has no room within the next ``tuning.horizon`` seconds, the ticket is not booked:
+        look again at ``ticket.at``.
+        """
+        now = self._clock()
+        ticket = Ticket(self.epoch, now, self.cost(estimate), estimate)
+        with self._lock:
+            ticket.epoch = self.epoch
+            if self.cooldown_until > now:
+                ticket.at, ticket.why = self.cooldown_until, "pause"
+            elif self._probing and self._probe_out:
+                ticket.at, ticket.why = now + self.tuning.probe_poll, "probe"
+            elif self._full():
+                ticket.at, ticket.why = now + self.tuning.slot_poll, "slot"
+            else:
+                self._book(ticket, now)
+        if self.listener is not None:
+            self.listener.reserved(ticket)
+        return ticket
+
+    def _book(self, ticket: Ticket, now: float) -> None:
+        """Take the next place in the pace (a GCRA without burst: a bucket holding a single
+        request, as some gateways have, refuses two that come closer than the pace)."""
+        requests, tokens = self._paces
+        at = max(now, requests.next(), tokens.next())
+        ticket.why = "pace"
+        t = self.tuning
+        gap = max(requests.interval(), tokens.interval(ticket.tokens))
+        horizon = min(max(t.horizon, t.horizon_turns * gap), t.horizon_max)
+        if at > now + horizon:
+            # Look again then, or sooner: the pace may rise meanwhile.
+            ticket.at = min(at - horizon, now + t.horizon_max)
+            return
+        requests.book(at, 1.0)
+        tokens.book(at, ticket.tokens)
+        ticket.at, ticket.booked, ticket.held = at, True, at > now
+
+    def admit(self, ticket: Ticket, force: bool = False) -> bool:
+        """At ``ticket.at``: may the request go? ``False``: book again. ``force``: go
+        whatever the pace and pauses say, if the window has room (testing mode, where
+        nothing sleeps). An admitted ticket must be reported once."""
+        with self._lock:
+            if self._full():
+                return False
+            now = self._clock()
+            if not force:
+                if not ticket.booked or ticket.epoch != self.epoch:
+                    return False
+                if ticket.at < self.cooldown_until:
+                    return False
+                if now < self._next_free:
+                    # The request before went late (a busy loop): keep the pace between the
+                    # requests really sent, as a bucket holding one request counts it.
+                    ticket.at = self._next_free
+                    return False
+                if self._period is not None and not self._probing and self._spent():
+                    self._probing = True  # the window's allowance is out: one request looks
+                if self._probing:
+                    if self._probe_out:
+                        return False
+                    self._probe_out = ticket.probe = True
+            self._in_flight += 1
+            self._sent[0] += 1
+            self._sent[1] += ticket.tokens
+            ticket.in_flight = self._in_flight
+            ticket.sent = now
+            self._meter.sent(now)
+            gap = max(self._paces[0].interval(), self._paces[1].interval(ticket.tokens))
+            self._next_free = now + gap * self.tuning.spacing
+            return True
+
+    def wait_for_slot(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` (once, from any thread) when a request in flight ends; ``False``
+        (and no call) when a slot is free already."""
+        with self._lock:
+            if not self._full():
+                return False
+            self._slot_waiters.append(wake)
+            return True
+
+    def wait_for_turn(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (once, from any thread) if the turns booked so far are voided by a
+        pace taken from elsewhere (:meth:`follow` with a pause), whose turns may come
+        sooner than the one waited for; :meth:`forget_turn` when the turn came."""
+        with self._lock:
+            self._turn_waiters.add(wake)
+
+    def forget_turn(self, wake: Callable[[], None]) -> None:
+        with self._lock:
+            self._turn_waiters.discard(wake)
+
+    def _full(self) -> bool:
+        limit = self._window.limit
+        return limit is not None and self._in_flight >= limit
+
+    # -- after a request --------------------------------------------------------------
+
+    def on_success(self, ticket: Ticket, headers: Mapping[str, str] | None = None) -> None:
+        """A 2xx arrived (the server took the request, whatever its body turns out to be)."""
+        with self._lock:
+            level = self._release(ticket)
+            if not level:
+                return
+            now = self._clock()
+            self._succeeded(now, ticket.epoch, 1, ticket.tokens, ticket.held, ticket.probe)
+            self._levels.note(now, level)
+            self._window.widen(now, level)
+            self._settle(now)
+        if self.listener is not None:
+            self.listener.succeeded(ticket)
+        self._wake()
+
+    def on_usage(self, ticket: Ticket, used: int) -> None:
+        """The answer counted ``used`` tokens (``usage.prompt_tokens``): learn the ratio."""
+        if ticket.estimate <= 0 or used < 0:
+            return
+        memory = self.tuning.token_memory
+        with self._lock:
+            # Decayed sums: the ratio follows a change of texts within a few hundred calls.
+            self._real = self._real * memory + used
+            self._estimated = self._estimated * memory + ticket.estimate
+            self._meter.correct(used - ticket.tokens)  # count the real tokens, not the booked
+        if self.listener is not None:
+            self.listener.used(ticket, used - ticket.tokens)
+
+    def on_rate_limited(
+        self,
+        ticket: Ticket,
+        retry_after: float | None = None,
+        message: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """A 429 arrived: :data:`NARROWED` (a concurrency cap) or :data:`PAUSED`."""
+        hint = parse_ratelimit_headers(headers) if headers else None
+        with self._lock:
+            self.rate_limited += 1
+            level = self._release(ticket)
+            now = self._clock()
+            cap = self._levels.is_cap(level, message, hint)
+            if level:
+                self._levels.note(now, level, refused=True)
+            if cap:
+                self._window.narrow(now, level)
+                self.narrowed += 1
+                verdict = NARROWED
+            else:
+                what = exhausted(message, hint)
+                self._refused(now, ticket.epoch, retry_after, what, hint)
+                verdict = PAUSED
+            self._settle(now)
+        if self.listener is not None and verdict == PAUSED:
+            self.listener.refused(ticket, retry_after, what, hint)
+        self._wake()
+        return verdict
+
+    def on_overloaded(self, ticket: Ticket) -> str:
+        """A 503: :data:`NARROWED` when it reads as a concurrency cap, else :data:`NOTED`."""
+        with self._lock:
+            level = self._release(ticket)
+            now = self._clock()
+            verdict = NOTED
+            if level:
+                self._levels.note(now, level, refused=True)
+            if self._levels.above(level):
+                self._window.narrow(now, level)
+                self.narrowed += 1
+                verdict = NARROWED
+            elif level and ticket.probe:
+                self._probe_out = False
+            self._settle(now)
+        self._wake()
+        return verdict
+
+    def on_error(self, ticket: Ticket) -> None:
+        """Any other outcome (5xx, 413, no answer, cancelled): free its slot and the probe."""
+        with self._lock:
+            if self._release(ticket) and ticket.probe:
+                self._probe_out = False
+            self._settle(self._clock())
+        self._wake()
+
+    # -- one controller for many processes (see _cluster) -------------------------------
+
+    def on_successes(
+        self, epoch: int, requests: int, tokens: float, held: bool = False, age: float = 0.0
+    ) -> None:
+        """``requests`` answers (2xx) of ``tokens`` real tokens in all, booked in ``epoch``,
+        reported together by a process that paced them itself (the first went ``age``
+        seconds ago; ``held``: its pace held some of them back). As many :meth:`on_success`
+        and :meth:`on_usage` calls would count them, but for the window, which stays that
+        process's own."""
+        if requests <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            self._meter.sent(now - age)
+            self._succeeded(now, epoch, requests, tokens, held, epoch == self.epoch)
+            self._settle(now)
+
+    def on_refused(
+        self,
+        epoch: int,
+        retry_after: float | None = None,
+        what: tuple[bool, bool] = (True, True),
+        hint: RateLimitHeaders | None = None,
+    ) -> str:
+        """A 429 that another process read as a rate limit, for a request booked in
+        ``epoch``; ``what``: whether the requests and/or the tokens ran out
+        (``_hints.exhausted``). As :meth:`on_rate_limited`; returns :data:`PAUSED`."""
+        with self._lock:
+            self.rate_limited += 1
+            now = self._clock()
+            self._refused(now, epoch, retry_after, what, hint)
+            self._settle(now)
+        return PAUSED
+
+    def shared_state(self) -> tuple[float | None, float | None, float, int, bool]:
+        """What followers take (see :meth:`follow`): the pace (requests and tokens per
+        second, ``None``: not limited), the pause left (seconds), the epoch, and whether one
+        request probes alone after the pause."""
+        with self._lock:
+            left = max(0.0, self.cooldown_until - self._clock())
+            requests, tokens = self._paces
+            return requests.rate, tokens.rate, left, self.epoch, self._probing
+
+    def next_turn(self) -> float:
+        """The earliest the pace lets the next request go (clock seconds)."""
+        with self._lock:
+            return max(pace.next() for pace in self._paces)
+
+    def resumed_at(self) -> float | None:
+        """When the last pause ended (or ends), on this controller's clock; ``None``: never."""
+        with self._lock:
+            return None if self.cooldown_until == -math.inf else self.cooldown_until
+
+    def follow(
+        self,
+        requests: float | None,
+        tokens: float | None,
+        pause: float | None = None,
+        probing: bool = False,
+        phase: float | None = None,
+    ) -> None:
+        """Take a pace decided elsewhere: ``requests`` and ``tokens`` per second (``None``:
+        not limited). ``pause`` (seconds from now, 0 when none is left) starts a new epoch:
+        bookings made before are void, and one request goes alone until one succeeds if
+        ``probing``. ``phase`` (clock seconds): turns fall on a grid from it, one interval of
+        the pace apart (a cluster's workers take interleaved turns). The window and the
+        token ratio stay this controller's."""
+        with self._lock:
+            for pace, rate in zip(self._paces, (requests, tokens)):
+                pace.follow(rate)
+            voided: set[Callable[[], None]] = set()
+            if pause is not None:
+                self._start_pause(self._clock() + max(0.0, pause))
+                self._probing = probing
+                self._next_free = -math.inf  # the new turn, not the last request, sets it
+                voided, self._turn_waiters = self._turn_waiters, set()
+            for pace in self._paces:
+                pace.phase = phase
+        for wake in voided:  # turns booked on the old pace: book again now, not at them
+            wake()
+        self._wake()
+
+    # -- for logs, progress bars and benchmarks ----------------------------------------
+
+    def snapshot(self) -> dict[str, float | int | None]:
+        """Learned limits (per minute, in flight; ``None``: not limited) and counters."""
+        with self._lock:
+            req, tok = (pace.rate for pace in self._paces)
+            return {
+                "rpm": None if req is None else round(req * 60, 1),
+                "tpm": None if tok is None else round(tok * 60),
+                "window": self._window.limit,
+                "in_flight": self._in_flight,
+                "token_ratio": round(self.token_ratio, 3),
+                "rate_limited": self.rate_limited,
+                "pauses": self.pauses,
+                "narrowed": self.narrowed,
+                "epoch": self.epoch,
+            }
+
+    def describe(self) -> str:
+        """What holds requests back now, in words (for logs and the progress bar)."""
+        s = self.snapshot()
+        parts = []
+        if s["rpm"] is not None:
+            parts.append(f"{s['rpm']:,.0f} requests/min")
+        if s["tpm"] is not None:
+            parts.append(f"{s['tpm']:,.0f} tokens/min")
+        if s["window"] is not None:
+            parts.append(f"{s['window']} in flight")
+        pace = ", ".join(parts) or "no limit learned yet"
+        return f"pace {pace}; {self.rate_limited} answered 429 so far"
+
+    # -- internals (called with the lock held) ----------------------------------------
+
+    def _release(self, ticket: Ticket) -> int:
+        """Free the slot of an admitted ticket, once; returns its level (0: not admitted)."""
+        level = ticket.in_flight
+        if level:
+            ticket.in_flight = 0
+            self._in_flight -= 1
+            if ticket.epoch < self.epoch:
+                self._before_pause -= 1
+        return level
+
+    def _wake(self) -> None:
+        """Tell one worker waiting for a slot that one is free (outside the lock)."""
+        if not self._slot_waiters:
+            return
+        with self._lock:
+            wake = self._slot_waiters.pop(0) if self._slot_waiters else None
+        if wake is not None:
+            wake()
+
+    def _succeeded(
+        self, now: float, epoch: int, requests: float, tokens: float, held: bool, probe: bool
+    ) -> None:
+        """Count successes; one booked in the current epoch ends the wall (it is the first of
+        the next cycle), and the probe's ends the probing."""
+        if self._cycle is None and self._meter.first is not None:
+            self._cycle = (self._meter.first, 0.0, 0.0)
+        if epoch == self.epoch and self.strikes:
+            self._wall_ended(now, requests, tokens)
+        self._meter.add(now, requests, tokens)
+        if epoch < self.epoch and self._guessed_at == self._last_cut:
+            self._guess(now)  # a success of the first wave, late (a cluster's report)
+        self._answers.extend([False] * min(int(requests), self.tuning.tolerance_window))
+        if epoch == self.epoch:
+            self.strikes = 0
+        if probe and self._guess_after is None:
+            self._probing = self._probe_out = False
+        if held:
+            # Growth counts the time the pace held requests back, at most a second at a
+            # time: an idle spell is no evidence that the limit has room.
+            used = min(now - self._grown_at, self.tuning.measure)
+            self._grown_at = now
+            for pace in self._paces:
+                pace.grow(max(0.0, used))
+
+    def _refused(
+        self,
+        now: float,
+        epoch: int,
+        retry_after: float | None,
+        what: tuple[bool, bool],
+        hint: RateLimitHeaders | None,
+    ) -> None:
+        """A rate limit refused a request booked in ``epoch``; ``what``: whether the
+        requests and/or the tokens ran out."""
+        if epoch != self.epoch:  # an echo: in flight when the pause began
+            if retry_after is not None:
+                self.cooldown_until = max(self.cooldown_until, now + retry_after)
+            return
+        if not self.learns:  # a follower: hold until the leader's answer brings the pace
+            self._start_pause(now + (self.tuning.pause_min if retry_after is None else retry_after))
+            return
+        if not self.strikes and retry_after is None and self._tolerable():
+            # Now and then, whatever the pace (two requests brought closer on the way):
+            # the request goes again at its next turn, and nothing else changes.
+            self._answers.append(True)
+            return
+        if not self.strikes:
+            self._wall_since = now
+            if self._period is not None:
+                pass  # a window spent at once, as expected: wait for its next cycle
+            elif self._unpaced():
+                # Nothing was paced yet: the requests in flight may have got through (a
+                # refusal comes back sooner than an answer). Guess once they have answered.
+                self._guess_after = self.epoch + 1
+                self._cut_what = what
+            else:
+                self._cut(now, what)
+        self.strikes += 1
+        self._refused_at = now
+        self._answers.append(True)
+        pause = retry_after if retry_after is not None else self._pause(now, hint)
+        self._start_pause(now + pause)
+
+    def _settle(self, now: float) -> None:
+        """Guess the first pace once the requests sent before the first pause answered."""
+        if self._guess_after is not None and self._before_pause <= 0:
+            self._guess(now)
+            if not self.strikes:
+                self._probing = self._probe_out = False
+
+    def _tolerable(self) -> bool:
+        """Whether refusals of a paced limit are rare enough lately (this one counted) to
+        be noise, not a pace over the limit."""
+        if self._period is not None or self._unpaced():
+            return False
+        answers = self._answers
+        refused = sum(answers) + 1
+        return len(answers) >= self.tuning.tolerance_window // 2 and (
+            refused <= self.tuning.tolerance * len(answers)
+        )
+
+    def _spent(self) -> bool:
+        """Whether this cycle sent what the window's last cycle took."""
+        return any(sent >= allowed for sent, allowed in zip(self._sent, self._allowance))
+
+    def _unpaced(self) -> bool:
+        return all(pace.rate is None for pace in self._paces)
+
+    def _guess(self, now: float) -> None:
+        """The first pace of all, once every request sent before the first refusal has
+        answered: what got through so far, as if the limit had let it through over at least
+        ``assumed_burst`` seconds, or the best second so far if higher."""
+        self._guess_after = None
+        meter, t = self._meter, self.tuning
+        first = meter.first if meter.first is not None else now
+        spread = [total / max(now - first, t.assumed_burst) for total in meter.totals()]
+        best = meter.best_rate(now, first) if now - first >= t.measure else None
+        for index, (pace, flag) in enumerate(zip(self._paces, self._cut_what)):
+            rate = max(spread[index], best[index] if best else 0.0)
+            if flag and rate > 0 and t.backoff * rate > (pace.rate or 0.0):
+                pace.set(t.backoff * rate, rate, DISCOVER)
+        self._last_cut = self._guessed_at = now
+
+    def _cut(self, now: float, what: tuple[bool, bool]) -> None:
+        """Multiplicative decrease of the exhausted pace(s), from what the server took."""
+        t = self.tuning
+        best = self._meter.best_rate(now, self._last_cut)
+        for index, (pace, flag) in enumerate(zip(self._paces, what)):
+            took = None if best is None else best[index]
+            if not flag or (pace.rate is None and not took):
+                continue
+            if pace.rate is None:
+                rate = took or 0.0
+            else:
+                if took and pace.mode == DISCOVER:
+                    took /= _ramp(t)  # the best second of a pace that was doubling
+                rate = pace.rate if not took else min(pace.rate, took)
+                rate = max(rate, t.deepest_cut * pace.rate / t.backoff)
+            pace.set(t.backoff * rate, rate, REGAIN, self._timescale)
+        self._cut_what = what
+        self._last_cut = now
+
+    def _wall_ended(self, now: float, requests: float, tokens: float) -> None:
+        """A success ends the wall. One that lasted was a window's, spent early and open
+        again: what got through over the whole cycle (to about when the wall ended: between
+        its last refusal and now) is what the window sustains. A window spent in the first
+        half of its cycle gives its allowance at once: spend it at once (free) and probe
+        when the next cycle should begin. Otherwise pace just under what it sustains."""
+        if now - self._wall_since < self.tuning.long_wall or self._cycle is None:
+            return
+        self._timescale = max(self._timescale, now - self._wall_since)
+        # It ended between its last refusal and now; just before now when the probe went
+        # as a window should have opened.
+        end = now if self._planned else (self._refused_at + now) / 2
+        since, before = self._cycle[0], self._cycle[1:]
+        totals = self._meter.totals()
+        self._cycle = (now, *totals)
+        self._sent = [requests, tokens]  # the probe, the next cycle's first
+        self._last_cut = now
+        if end <= since:
+            return
+        long = end - since >= self.tuning.spend_period
+        if long and end - self._wall_since > (end - since) / 2:
+            self._period = end - since
+            took = (totals[0] - before[0], totals[1] - before[1])
+            # Spend what the last cycle took, then one request at a time looks for more.
+            self._allowance = tuple(  # type: ignore[assignment]
+                t if flag else math.inf for t, flag in zip(took, self._cut_what)
+            )
+            for pace in self._paces:
+                pace.rate = None
+            return
+        self._period = None
+        span = end - since
+        rates = ((totals[0] - before[0]) / span, (totals[1] - before[1]) / span)
+        for pace, flag, rate in zip(self._paces, self._cut_what, rates):
+            if flag and rate > 0:
+                pace.set(self.tuning.after_wall * rate, rate, REGAIN, self._timescale)
+
+    def _pause(self, now: float, hint: RateLimitHeaders | None) -> float:
+        """Seconds to pause when the server gave no ``Retry-After``."""
+        t = self.tuning
+        first = max(t.pause_min, self._paces[0].interval())
+        age = now - self._wall_since
+        pause = min(first * 2.0 ** (self.strikes - 1), max(first, t.wall_late * age), t.pause_max)
+        opens = self._window_opens(now, age)
+        self._planned = opens is not None and (self.strikes == 1 or opens - now <= pause)
+        if opens is not None and self._planned:
+            pause = opens - now
+        if hint is not None:
+            resets = [
+                reset
+                for reset, left in (
+                    (hint.reset_requests, hint.remaining_requests),
+                    (hint.reset_tokens, hint.remaining_tokens),
+                )
+                if reset is not None and left is not None and left <= 0
+            ]
+            if resets:  # everything is back by then, whatever the kind of limit
+                pause = min(pause, max(resets))
+        return max(pause, t.pause_min)
+
+    def _window_opens(self, now: float, age: float) -> float | None:
+        """When the window should have room again: the next cycle of the period learned,
+        or, once the wall is old, when a window of one of the usual periods opened by the
+        cycle's first request would open again; ``None`` when neither applies."""
+        t = self.tuning
+        if self._cycle is None:
+            return None
+        since = self._cycle[0]
+        periods = list(t.window_periods) if age >= t.window_probe else []
+        if self._period is not None:
+            periods.append(self._period)
+        # A little after it: a sliding window frees its room as fast as it was spent, and a
+        # burst that starts early catches up with it.
+        opens = [
+            since + period * math.ceil((now - since) / period) + t.opens_late * period
+            for period in periods
+        ]
+        return min((when for when in opens if when > now + t.pause_min), default=None)
+
+    def _start_pause(self, until: float) -> None:
+        """Every worker waits until ``until``, then one request probes alone; bookings made
+        before are void."""
+        self.epoch += 1
+        self.pauses += 1
+        self._before_pause = self._in_flight
+        self.cooldown_until = max(self.cooldown_until, until)
+        for pace in self._paces:  # bookings before are void; no credit out of a pause
+            pace.floor, pace.last = self.cooldown_until, -math.inf
+        self._probing, self._probe_out = True, False
+
+
+def _ramp(t: Tuning) -> float:
+    """The mean of a pace that doubles every ``t.discover`` seconds over the last
+    ``t.measure`` seconds, as a share of where it ends."""
+    doublings = t.measure / t.discover
+    return float((1 - 2.0**-doublings) / (doublings * math.log(2)))
+
+
+def _loop_time() -> float:
+    """The running event loop's clock (simulated time follows it), else the monotonic one."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
