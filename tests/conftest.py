@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import embedsdk
-from embedsdk import _retry, _turns
+from embedsdk import _retry, ratecontrol
 from embedsdk._config import API_KEY_VARIABLES
 
 _ENV = (
@@ -38,5 +38,4 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     embedsdk.close_default_clients()
     # Rate controllers are shared per (endpoint, key, model): a 429 of one test must not
     # pace the next one against the same simulated endpoint.
-    with _turns._registry_lock:
-        _turns._registry.clear()
+    ratecontrol.forget_shared_controllers()

@@ -32,7 +32,13 @@ from ._ceiling import Ceilings
 from ._cluster import Follower, RateLeader, Syncer
 from ._controller import NARROWED, NOTED, PAUSED, VISIBLE_WAIT, RateController, Ticket
 from ._tuning import DEFAULT, Tuning
-from ._turns import controller_for, report, shared_controller, take_turn
+from ._turns import (
+    controller_for,
+    forget_shared_controllers,
+    report,
+    shared_controller,
+    take_turn,
+)
 
 __all__ = [
     "DEFAULT",
@@ -48,6 +54,7 @@ __all__ = [
     "Ticket",
     "Tuning",
     "controller_for",
+    "forget_shared_controllers",
     "report",
     "shared_controller",
     "take_turn",

@@ -619,10 +619,7 @@ class RateController:
         if self._period is not None or self._unpaced():
             return False
         answers = self._answers
-        refused = sum(answers) + 1
-        return len(answers) >= self.tuning.tolerance_window // 2 and (
-            refused <= self.tuning.tolerance * len(answers)
-        )
+        return sum(answers) + 1 <= max(1.0, self.tuning.tolerance * len(answers))
 
     def _spent(self) -> bool:
         """Whether this cycle sent what the window's last cycle took."""
@@ -640,10 +637,12 @@ class RateController:
         first = meter.first if meter.first is not None else now
         spread = [total / max(now - first, t.assumed_burst) for total in meter.totals()]
         best = meter.best_rate(now, first) if now - first >= t.measure else None
+        # A burst of a few requests says little of the rate: double until refused.
+        mode = DISCOVER if meter.requests < t.discover_below else REGAIN
         for index, (pace, flag) in enumerate(zip(self._paces, self._cut_what)):
             rate = max(spread[index], best[index] if best else 0.0)
             if flag and rate > 0 and t.backoff * rate > (pace.rate or 0.0):
-                pace.set(t.backoff * rate, rate, DISCOVER)
+                pace.set(t.backoff * rate, rate, mode)
         self._last_cut = self._guessed_at = now
 
     def _cut(self, now: float, what: tuple[bool, bool]) -> None:
@@ -655,13 +654,16 @@ class RateController:
             if not flag or (pace.rate is None and not took):
                 continue
             if pace.rate is None:
-                rate = took or 0.0
+                rate = ceiling = took or 0.0
             else:
                 if took and pace.mode == DISCOVER:
                     took /= _ramp(t)  # the best second of a pace that was doubling
                 rate = pace.rate if not took else min(pace.rate, took)
                 rate = max(rate, t.deepest_cut * pace.rate / t.backoff)
-            pace.set(t.backoff * rate, rate, REGAIN, self._timescale)
+                # A pace never refused before was refused at about the limit (or by chance,
+                # below it): climb back to where it was, not only to what got through.
+                ceiling = pace.rate if pace.mode == DISCOVER else rate
+            pace.set(t.backoff * rate, ceiling, REGAIN, self._timescale)
         self._cut_what = what
         self._last_cut = now
 

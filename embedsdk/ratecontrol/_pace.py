@@ -75,13 +75,14 @@ class Pace:
         if self.mode == DISCOVER:
             self.rate = self.base * 2.0 ** (self.used / self.tuning.discover)
             return
-        # CUBIC: base at 0, the ceiling at ``period``, and the same curve mirrored beyond it.
+        # CUBIC: base at 0, the ceiling at ``period``, then beyond it on a steeper curve
+        # (``tuning.beyond``: a ceiling measured too low is left within a few periods).
         k = self.period
-        if self.ceiling <= self.base:
-            self.rate = self.base * (1 + (self.used / k) ** 3)
+        x = (self.used - k) / k
+        if x >= 0 or self.ceiling <= self.base:
+            self.rate = max(self.base, self.ceiling) * (1 + self.tuning.beyond * max(x, 0) ** 3)
             return
-        depth = 1 - self.base / self.ceiling
-        self.rate = self.ceiling * (1 + depth * ((self.used - k) / k) ** 3)
+        self.rate = self.ceiling * (1 + (1 - self.base / self.ceiling) * x**3)
 
     def next(self) -> float:
         """The earliest the next booking may go (``-inf``: any time): on the grid of

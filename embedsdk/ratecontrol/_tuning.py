@@ -20,11 +20,12 @@ class Tuning:
     #: runs closer to the limit and meets it sooner again (more refusals per minute on b1,
     #: f1); lower leaves more of the limit unused on every row.
     backoff: float = 0.95
-    #: A refusal cuts the pace only when more than ``tolerance`` of the last
-    #: ``tolerance_window`` answers were refusals (echoes aside): a limit that holds a single
-    #: request (b01) refuses now and then whatever the pace, when the network or a busy loop
-    #: brings two requests closer; cutting for each of those costs more than they do.
-    tolerance: float = 0.02
+    #: A refusal of a paced limit cuts the pace only when more than ``tolerance`` of the
+    #: last ``tolerance_window`` answers (and more than one) were refusals, echoes aside: a
+    #: limit that holds a single request (b01) refuses now and then whatever the pace, when
+    #: the network or a busy loop brings two requests closer; cutting (or pausing) for each
+    #: of those costs more than they do.
+    tolerance: float = 0.01
     tolerance_window: int = 100
     #: The deepest a single cut goes, as a share of the pace it cuts: a measurement spoiled by
     #: a pause cannot throw the pace far down (the "30 s at 70 %" of f1 in real time).
@@ -40,13 +41,20 @@ class Tuning:
     #: ``measure`` averages out arrival jitter (b01, f1), shorter reacts sooner.
     measure: float = 1.0
     recent: float = 10.0
-    #: Before the pace has ever been refused, it doubles every ``discover`` seconds of use:
-    #: a first guess that was too low (b01) is corrected within a few seconds.
+    #: When fewer than ``discover_below`` requests got through before the first refusal,
+    #: the first guess is rough: until refused, the pace doubles every ``discover`` seconds
+    #: of use (b01: a limit that holds one request; a guess of 10 a second would double past
+    #: f1's and b1's limit at once, and cost refusals).
+    discover_below: int = 4
     discover: float = 1.0
     #: After a cut, the pace climbs back to the rate it was refused at within ``regain``
     #: seconds of use, slowly near it, then faster beyond it (TCP CUBIC's curve). Shorter
     #: meets the limit more often (refusals on b1, f1, s1); longer finds a raised limit later.
-    regain: float = 8.0
+    regain: float = 12.0
+    #: Beyond that rate the pace grows by ``beyond`` of it after another ``regain`` seconds
+    #: (and eight times that after two): a rate refused by chance, below the limit (b01 in
+    #: real time), is left behind within half a minute.
+    beyond: float = 0.25
     #: A wall (refusals with no success between) that lasted this long was a window's: when it
     #: ends, the pace is ``after_wall`` of what got through over the whole cycle (f10, s10,
     #: f60, s60).

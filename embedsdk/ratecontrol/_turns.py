@@ -24,6 +24,7 @@ __all__ = [
     "NOTED",
     "PAUSED",
     "controller_for",
+    "forget_shared_controllers",
     "report",
     "shared_controller",
     "take_turn",
@@ -49,6 +50,14 @@ def shared_controller(endpoint: str, api_key: str | None, model: str) -> RateCon
             controller = RateController()
             _registry[key] = controller
         return controller
+
+
+def forget_shared_controllers() -> None:
+    """Forget every account's controller: the next client of an account starts afresh (the
+    clients that hold one keep it). For tests, where one test's 429s must not pace the next
+    one against the same simulated endpoint."""
+    with _registry_lock:
+        _registry.clear()
 
 
 def controller_for(options: ClientOptions) -> RateController | None:
