@@ -171,7 +171,7 @@ def allowed(case: Case, start: float, end: float, per_text: float) -> float:
             window = limits["window"]
             periods = math.ceil((span + limits.get("phase", 0.0)) / window - 1e-9)
             units = max(1, int(rate * window + 1e-9)) * periods
-        found.append(units * texts_per_unit)
+        found.append(float(units * texts_per_unit))
     return min(found)
 
 
@@ -351,10 +351,9 @@ def run_simulated(
             timeline, ended = simulated_timeline(case, name, seconds, texts)
             found = figures(timeline, case, seconds, per_text)
             rows.append({"case": case.key, "client": name, **found, "ended_s": ended})
-    table = {"settings": _settings(SIMULATED, seconds, "simulated"), "rows": rows}
-    table["settings"].update(wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu)
-    table["verdicts"] = judge_all(cases, rows)
-    return table
+    settings = _settings(SIMULATED, seconds, "simulated")
+    settings.update(wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu)
+    return {"settings": settings, "rows": rows, "verdicts": judge_all(cases, rows)}
 
 
 # -- real time ---------------------------------------------------------------------------------
@@ -390,12 +389,9 @@ def run_real_time(quick: bool = False, quiet: bool = False) -> dict[str, Any]:
             timeline, ended = real_timeline(case, name, seconds, texts)
             found = figures(timeline, case, seconds, per_text)
             rows.append({"case": case.key, "client": name, **found, "ended_s": ended})
-    table = {"settings": _settings(names, seconds, "real"), "rows": rows}
-    table["settings"].update(
-        quick=quick, wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu
-    )
-    table["verdicts"] = judge_all(cases, rows)
-    return table
+    settings = _settings(names, seconds, "real")
+    settings.update(quick=quick, wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu)
+    return {"settings": settings, "rows": rows, "verdicts": judge_all(cases, rows)}
 
 
 def _settings(names: Sequence[str], seconds: float, time_kind: str) -> dict[str, Any]:
