@@ -157,7 +157,7 @@ def test_until_reports_when_a_call_gave_up_and_stops_one_that_did_not() -> None:
             raise
 
     async def main() -> tuple[float | None, float | None]:
-        return await bench._until(gives_up(), 10.0), await bench._until(runs_on(), 10.0)
+        return await bench.until(gives_up(), 10.0), await bench.until(runs_on(), 10.0)
 
     (ended, running), seconds = run_in_virtual_time(main())
     assert ended == pytest.approx(2.0, abs=0.01) and running is None and stopped == [True]

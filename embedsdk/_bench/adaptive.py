@@ -251,11 +251,11 @@ async def _openai(url: str, texts: list[str], case: Case, name: str) -> None:
         await client.close()
 
 
-def _contender(name: str) -> Callable[[str, list[str], Case, str], Awaitable[None]]:
+def contender(name: str) -> Callable[[str, list[str], Case, str], Awaitable[None]]:
     return _openai if name == "openai" else _ours
 
 
-async def _until(call: Awaitable[None], seconds: float) -> float | None:
+async def until(call: Awaitable[None], seconds: float) -> float | None:
     """Run ``call`` for ``seconds`` at most; ``None`` if it was still running (then
     cancelled), else after how many seconds it ended (it gave up: it cannot finish)."""
     loop = asyncio.get_running_loop()
@@ -329,7 +329,7 @@ def simulated_timeline(
             rate_controller=controller,
             **options,
         ) as emb:
-            ended = await _until(_embed(emb, texts, in_flight), seconds)
+            ended = await until(_embed(emb, texts, in_flight), seconds)
         timeline: list[list[float]] = sim.stats(texts=False)["timeline"]
         return timeline, ended
 
@@ -366,7 +366,7 @@ def real_timeline(
     with runner.simulated_server(
         latency=case.latency, jitter=JITTER, dim=DIM, timeline=True, **case.limits
     ) as sim:
-        ended = asyncio.run(_until(_contender(name)(sim.base_url, texts, case, name), seconds))
+        ended = asyncio.run(until(contender(name)(sim.base_url, texts, case, name), seconds))
         timeline: list[list[float]] = sim.stats()["timeline"]
     return timeline, ended
 

@@ -16,7 +16,17 @@ from . import report, runner
 from .clients import CLIENTS, EXTRA_PEERS, available
 
 #: Scenario names in run order; "main" is accepted for "throughput".
-SCENARIOS = ("throughput", "fast", "cache", "memory", "adaptive", "integrations", "batch", "ray")
+SCENARIOS = (
+    "throughput",
+    "fast",
+    "cache",
+    "memory",
+    "adaptive",
+    "nginx",
+    "integrations",
+    "batch",
+    "ray",
+)
 DEFAULT_SCENARIOS = ("throughput", "fast")
 
 #: Settings that differ between the full run and ``--quick``: (full, quick).
@@ -246,6 +256,11 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
 
         b = batch.run(args)
         return b, batch.format_table(b), b
+    if name == "nginx":  # behind a real gateway's limits, when nginx is installed
+        from . import gateway
+
+        g = gateway.run(args)
+        return g, gateway.format_table(g), g
     if name == "ray":  # embedsdk[ray]: Ray workers under one account limit
         from . import ray
 

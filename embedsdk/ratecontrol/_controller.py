@@ -66,7 +66,7 @@ import time
 from collections.abc import Mapping
 from typing import Callable, Protocol
 
-from ._hints import RateLimitHeaders, exhausted, parse_ratelimit_headers
+from ._hints import RateLimitHeaders, exhausted, parse_ratelimit_headers, says_per_minute
 from ._meter import Meter
 from ._pace import DISCOVER, REGAIN, Pace
 from ._tuning import DEFAULT, Tuning
@@ -190,6 +190,7 @@ class RateController:
         self._before_pause = 0  # requests in flight booked before the current epoch
         self._guess_after: int | None = None  # guess the first pace once they answered
         self._guessed_at = math.nan  # when it was guessed (while no cut came after)
+        self._named = False  # the last refusal said which limit ran out (RPM, TPM, ...)
         self.epoch = 0
         self.strikes = 0  # refusals since the last success (the wall's length)
         self.cooldown_until = -math.inf
@@ -373,6 +374,7 @@ class RateController:
                 verdict = NARROWED
             else:
                 what = exhausted(message, hint)
+                self._named = what != (True, True) or says_per_minute(message)
                 self._refused(now, ticket.epoch, retry_after, what, hint)
                 verdict = PAUSED
             self._settle(now)
@@ -438,6 +440,7 @@ class RateController:
         with self._lock:
             self.rate_limited += 1
             now = self._clock()
+            self._named = what != (True, True)
             self._refused(now, epoch, retry_after, what, hint)
             self._settle(now)
         return PAUSED
@@ -637,8 +640,11 @@ class RateController:
         first = meter.first if meter.first is not None else now
         spread = [total / max(now - first, t.assumed_burst) for total in meter.totals()]
         best = meter.best_rate(now, first) if now - first >= t.measure else None
-        # A burst of a few requests says little of the rate: double until refused.
-        mode = DISCOVER if meter.requests < t.discover_below else REGAIN
+        # A burst of a few requests says little of the rate, and a refusal that does not
+        # say it was a rate limit may have been a cap on requests in flight (they answer
+        # later than a second's worth): double until refused.
+        rough = meter.requests < t.discover_below or not self._named
+        mode = DISCOVER if rough else REGAIN
         for index, (pace, flag) in enumerate(zip(self._paces, self._cut_what)):
             rate = max(spread[index], best[index] if best else 0.0)
             if flag and rate > 0 and t.backoff * rate > (pace.rate or 0.0):

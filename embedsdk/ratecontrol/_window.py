@@ -94,12 +94,14 @@ class Levels:
 
     def is_cap(self, level: int, message: str, hint: RateLimitHeaders | None) -> bool:
         """Whether a 429 reads as a concurrency cap rather than a rate limit: it says so,
-        or it says nothing and came back on a request sent with more in flight than any
-        recent success had."""
+        or it says nothing and came back on a request sent with more in flight than recent
+        successes had. Before any level has succeeded a few times (the first requests of a
+        run), a 429 that says nothing reads as a rate limit: the two cannot be told apart
+        yet, and a cap then shows as a pace that keeps growing until the levels are known."""
         if not level:
             return False
         if says_concurrency(message):
             return True
         if exhausted(message, hint) != (True, True) or says_per_minute(message):
             return False  # it names the requests or the tokens that ran out
-        return self.above(level)
+        return self.reached() > 0 and self.above(level)
