@@ -538,7 +538,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--force",
         action="store_true",
-        help="replace OUTPUT even if it is a file of another format (never an input)",
+        help="replace OUTPUT even if it is not an output of this command (another format, "
+        "or an .npy / Parquet of other data); never an input",
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ._cli_embed import client_kwargs
 from ._exceptions import ConfigurationError
 from ._inputs import InputFileError
-from ._writers import OutputUsageError
+from ._writers import OutputUsageError, check_output
 
 #: ``--ray`` with no address: ``$RAY_ADDRESS`` if set, else a Ray started for this command.
 LOCAL = "local"
@@ -100,6 +100,8 @@ def run_ray(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
     paths = _paths(args.input)
+    if args.output.endswith(".parquet"):  # one file, written here: the same rule as without Ray
+        check_output(args.output, "parquet", paths, args.force)
     reader = _reader(paths, args.input_format)
     column = "text" if reader == "read_text" else (args.column or args.field)
     options = client_kwargs(args)

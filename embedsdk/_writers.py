@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import IO, Any, Union
 
 import numpy as np
+import numpy.lib.format as npy_format
 import numpy.typing as npt
 
 from ._exceptions import EmbedSDKError
@@ -81,8 +82,9 @@ def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> Non
     """Refuse, before anything is sent, an output that would destroy data.
 
     Never one of ``inputs`` (nor may ``OUTPUT.partial`` be one), even with ``force``; never a
-    terminal; never an existing file of another format unless ``force``. An existing file of
-    the same format is replaced: re-running a command must stay cheap.
+    terminal; never an existing file that is not this command's output (:func:`not_ours`)
+    unless ``force``. An output of this command is replaced: re-running it is how a failed
+    run resumes, and must stay cheap.
     """
     if not path:
         raise OutputUsageError("-o needs a file name (or - for standard output)")
@@ -103,14 +105,12 @@ def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> Non
                 raise OutputUsageError(
                     f"refusing to write over the input {source}: choose another -o"
                 )
-    if not force and os.path.isfile(path) and not _looks_like(path, fmt):
+    why = None if force or not os.path.isfile(path) else not_ours(path, fmt)
+    if why is not None:
         raise OutputUsageError(
-            f"{path} exists and is not a {_LABELS[fmt]} file: choose another -o, or pass "
-            "--force to replace it"
+            f"{path} exists and is not an output of embedsdk embed ({why}): choose another -o, "
+            "or pass --force to replace it"
         )
-
-
-_LABELS = {"npy": ".npy", "parquet": "Parquet", "jsonl": "JSON Lines vectors"}
 
 
 def _is_stream(path: str) -> bool:
@@ -146,22 +146,63 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _looks_like(path: str, fmt: str) -> bool:
-    """Whether the existing file ``path`` is (probably) an output of ``fmt``; empty files are."""
+def not_ours(path: str, fmt: str) -> str | None:
+    """Why the existing file ``path`` is not an output of ``embedsdk embed`` in ``fmt``, or
+    ``None`` if it is one (or is empty: nothing to lose).
+
+    Recognised by the shape of what this command writes, never by the name: a little-endian
+    float32 ``(N, D)`` array in C order (``.npy`` version 1.0); Parquet with an ``embedding``
+    column of float32 lists; JSON Lines whose first row is an object with an ``embedding``.
+    Anything else, an ``np.save`` of other data or a table of sales, is someone's data.
+    """
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-            if not head:
-                return True
-            if fmt == "npy":
-                return head.startswith(b"\x93NUMPY")
-            if fmt == "parquet":
-                return head.startswith(b"PAR1")
+            if not f.read(1):
+                return None
             f.seek(0)
-            record = json.loads(f.readline(1 << 24))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and "embedding" in record
+            if fmt == "npy":
+                return _not_our_npy(f)
+            if fmt == "jsonl":
+                record = json.loads(f.readline(1 << 24))
+                ok = isinstance(record, dict) and "embedding" in record
+                return None if ok else "its first line holds no embedding"
+    except (OSError, ValueError) as exc:
+        return _unreadable(fmt, exc)
+    return _not_our_parquet(path)
+
+
+def _unreadable(fmt: str, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"it cannot be read: {exc.strerror or exc}"
+    return {"npy": "not an .npy file", "jsonl": "its first line is not JSON"}.get(fmt, str(exc))
+
+
+def _not_our_npy(f: IO[bytes]) -> str | None:
+    """See :func:`not_ours`; raises ``ValueError`` for a file that is no ``.npy``."""
+    version = npy_format.read_magic(f)
+    if version != (1, 0):  # NpyWriter writes 1.0; 2.0 and 3.0 hold what it never writes
+        return f"an .npy of format version {version[0]}.{version[1]}"
+    shape, fortran_order, dtype = npy_format.read_array_header_1_0(f)
+    if dtype == np.dtype("<f4") and len(shape) == 2 and not fortran_order:
+        return None
+    order = "a Fortran-ordered " if fortran_order else "an " if dtype.name[0] in "aeio" else "a "
+    return f"{order}{dtype.name} array of shape {shape}"
+
+
+def _not_our_parquet(path: str) -> str | None:
+    """See :func:`not_ours`. Reads the footer's schema only (pyarrow, as the writer needs)."""
+    pa, pq = import_pyarrow()
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        return f"not a Parquet file: {exc}"
+    if "embedding" in schema.names:
+        kind = schema.field("embedding").type
+        lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+        if any(is_list(kind) for is_list in lists) and pa.types.is_float32(kind.value_type):
+            return None
+    columns = ", ".join(schema.names[:8]) + (", ..." if len(schema.names) > 8 else "")
+    return f"no embedding column of float32 vectors; its columns: {columns}"
 
 
 # -- where the bytes go ----------------------------------------------------------------------
