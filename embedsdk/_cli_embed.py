@@ -42,6 +42,7 @@ from ._writers import (
     OutputUsageError,
     Writer,
     check_output,
+    lock_output,
     open_writer,
     output_format,
 )
@@ -371,6 +372,12 @@ def run_embed(args: argparse.Namespace) -> int:
 
         return run_ray(args)
     fmt, input_fmt = _prepare(args)
+    with lock_output(args.output):  # one run per output: two would mix their rows
+        return _run(args, fmt, input_fmt)
+
+
+def _run(args: argparse.Namespace, fmt: str, input_fmt: str) -> int:
+    """Read, embed and write, with the command checked and the output locked."""
     numbers = LineNumbers()
     rows = read_rows(
         args.input,

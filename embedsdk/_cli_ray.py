@@ -9,6 +9,7 @@ this process as the blocks arrive). Ray is imported only here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 from ._cli_embed import client_kwargs
 from ._exceptions import ConfigurationError
 from ._inputs import InputFileError
-from ._writers import OutputUsageError, check_output
+from ._writers import OutputUsageError, check_output, lock_output
 
 #: ``--ray`` with no address: ``$RAY_ADDRESS`` if set, else a Ray started for this command.
 LOCAL = "local"
@@ -100,8 +101,14 @@ def run_ray(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
     paths = _paths(args.input)
-    if args.output.endswith(".parquet"):  # one file, written here: the same rule as without Ray
+    one_file = args.output.endswith(".parquet")  # written here: the same rules as without Ray
+    if one_file:
         check_output(args.output, "parquet", paths, args.force)
+    with lock_output(args.output) if one_file else contextlib.nullcontext():
+        return _run_ray(args, paths)
+
+
+def _run_ray(args: argparse.Namespace, paths: list[str]) -> int:
     reader = _reader(paths, args.input_format)
     column = "text" if reader == "read_text" else (args.column or args.field)
     options = client_kwargs(args)

@@ -25,7 +25,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any, Union
 
 import numpy as np
@@ -34,6 +34,11 @@ import numpy.typing as npt
 
 from ._exceptions import EmbedSDKError
 from ._npy import NpyWriter, OutputFileError
+
+if sys.platform == "win32":  # pragma: no cover - Windows
+    import msvcrt
+else:
+    import fcntl
 
 OUTPUT_FORMATS = ("npy", "parquet", "jsonl")
 STDOUT = "-"
@@ -54,6 +59,13 @@ Meta = Sequence[tuple[Union[int, str], str]]  # (id, text) of each row of a bloc
 
 class OutputUsageError(EmbedSDKError):
     """The output named on the command line cannot be used as asked (a usage error)."""
+
+
+class OutputBusyError(OutputFileError):
+    """Another run is writing the same output (it holds ``OUTPUT.lock``).
+
+    A failure of this run, not of the command (exit 1, not 2): the same command succeeds once
+    the other run ends."""
 
 
 # -- which format, and may it be written -----------------------------------------------------
@@ -81,7 +93,8 @@ def output_format(path: str, fmt: str | None) -> str:
 def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> None:
     """Refuse, before anything is sent, an output that would destroy data.
 
-    Never one of ``inputs`` (nor may ``OUTPUT.partial`` be one), even with ``force``; never a
+    Never one of ``inputs`` (nor may ``OUTPUT.partial`` or ``.lock`` be one), even with
+    ``force``; never a
     terminal; never an existing file that is not this command's output (:func:`not_ours`)
     unless ``force``. An output of this command is replaced: re-running it is how a failed
     run resumes, and must stay cheap.
@@ -99,7 +112,7 @@ def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> Non
         raise OutputFileError(f"cannot write {path}: it is a directory")
     if _is_stream(path) and _is_terminal(path):
         raise OutputUsageError(f"refusing to write binary vectors to the terminal {path}")
-    for candidate in (path, path + ".partial"):
+    for candidate in (path, path + ".partial", path + LOCK_SUFFIX):
         for source in inputs:
             if _same_file(candidate, source):
                 raise OutputUsageError(
@@ -203,6 +216,135 @@ def _not_our_parquet(path: str) -> str | None:
             return None
     columns = ", ".join(schema.names[:8]) + (", ..." if len(schema.names) > 8 else "")
     return f"no embedding column of float32 vectors; its columns: {columns}"
+
+
+# -- one run per output ----------------------------------------------------------------------
+
+LOCK_SUFFIX = ".lock"
+_LOCK_TEXT = "embedsdk embed, process {pid}\n"
+
+
+@contextlib.contextmanager
+def lock_output(path: str) -> Iterator[None]:
+    """Hold ``path.lock`` while the output is written, or raise :class:`OutputBusyError`.
+
+    Two runs into one output would write the same ``OUTPUT.partial`` and publish a mix of
+    both. The lock is the operating system's (``flock`` on POSIX, ``msvcrt.locking`` on
+    Windows): it ends with the process, however it ends, so a run killed with SIGKILL blocks
+    no later one. The file holds the holder's process id, for the message, and is removed on
+    release. Standard output and devices take none: nothing is renamed onto them.
+
+    Not the ``filelock`` package: a dependency for forty lines, and it neither tells who
+    holds the lock nor removes the file safely on POSIX.
+    """
+    if path == STDOUT or _is_stream(path):
+        yield
+        return
+    lock = path + LOCK_SUFFIX
+    fd = _take_lock(path, lock)
+    try:
+        yield
+    finally:
+        _drop_lock(fd, lock)
+
+
+def _take_lock(path: str, lock: str) -> int:
+    """The descriptor of ``lock``, locked and holding our process id."""
+    for _ in range(100):  # each retry means another run released it meanwhile
+        fd = _open_lock(path, lock)
+        try:
+            if not _try_lock(fd):
+                raise _busy(path, lock, fd)
+            if _still_there(fd, lock):
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, _LOCK_TEXT.format(pid=os.getpid()).encode())
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed by its holder after we opened it: a fresh one is needed
+    raise OutputBusyError(f"cannot lock {lock}: other runs keep taking it")
+
+
+def _open_lock(path: str, lock: str) -> int:
+    """Open (or create) ``lock``; refuse a file of that name that is not a lock of ours."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    held = _read_lock(fd)
+    if held and not held.startswith(_LOCK_TEXT.split("{", 1)[0]):
+        os.close(fd)
+        raise OutputUsageError(
+            f"{lock} exists and is not embedsdk's lock: move it away, or choose another -o"
+        )
+    return fd
+
+
+def _read_lock(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode("utf-8", "replace")
+    except OSError:  # Windows: the holder's locked bytes cannot be read
+        return ""
+
+
+def _busy(path: str, lock: str, fd: int) -> OutputBusyError:
+    held = _read_lock(fd).strip()
+    pid = held.rsplit(" ", 1)[-1] if held.rsplit(" ", 1)[-1].isdigit() else None
+    who = f"process {pid}, which holds {lock}" if pid else f"it holds {lock}"
+    return OutputBusyError(
+        f"{path} is being written by another embedsdk embed ({who}): wait for it to end, "
+        "or choose another -o"
+    )
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # the first byte
+        except OSError:
+            return False
+        return True
+
+    def _still_there(fd: int, lock: str) -> bool:
+        return True  # Windows removes no open file: the one we hold is the one named
+
+    def _drop_lock(fd: int, lock: str) -> None:
+        with contextlib.suppress(OSError):
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        os.close(fd)
+        with contextlib.suppress(OSError):  # another run opened it meanwhile: it stays
+            os.unlink(lock)
+
+else:
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _still_there(fd: int, lock: str) -> bool:
+        """Whether ``lock`` still names the file ``fd`` locked: its holder removes it before
+        letting go, so a run that opened it just before got a lock on a deleted file."""
+        try:
+            named = os.stat(lock)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+    def _drop_lock(fd: int, lock: str) -> None:
+        """Remove the file while still holding it (see :func:`_still_there`), then let go."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)  # closing the last descriptor releases the lock
 
 
 # -- where the bytes go ----------------------------------------------------------------------
