@@ -371,6 +371,11 @@ def run_embed(args: argparse.Namespace) -> int:
         from ._cli_ray import run_ray
 
         return run_ray(args)
+    if getattr(args, "workers", None) is not None:  # Ray's workers: without Ray, a no-op
+        raise ConfigurationError(
+            "--workers needs --ray; without Ray one process sends every request: set how "
+            "many are in flight with --max-concurrent"
+        )
     fmt, input_fmt = _prepare(args)
     with lock_output(args.output):  # one run per output: two would mix their rows
         return _run(args, fmt, input_fmt)

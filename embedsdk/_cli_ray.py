@@ -22,6 +22,7 @@ from ._writers import OutputUsageError, check_output, lock_output
 
 #: ``--ray`` with no address: ``$RAY_ADDRESS`` if set, else a Ray started for this command.
 LOCAL = "local"
+DEFAULT_WORKERS = 4
 _READERS = {
     ".parquet": "read_parquet",
     ".jsonl": "read_json",
@@ -46,10 +47,9 @@ def add_ray_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=4,
         metavar="N",
         help="with --ray: workers, each with --max-concurrent requests in flight; --rpm and "
-        "--tpm are divided between them (default: %(default)s)",
+        f"--tpm are divided between them (default: {DEFAULT_WORKERS})",
     )
 
 
@@ -98,6 +98,8 @@ def run_ray(args: argparse.Namespace) -> int:
     """Embed ``args.input`` on Ray into ``args.output`` (Parquet)."""
     if args.output == "-" or (args.format not in (None, "parquet")):
         raise OutputUsageError("--ray writes Parquet: -o DIR or -o FILE.parquet")
+    if args.workers is None:
+        args.workers = DEFAULT_WORKERS
     if args.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
     paths = _paths(args.input)

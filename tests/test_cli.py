@@ -753,3 +753,19 @@ def test_npy_writer_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
         out.write(np.zeros((2, 4), np.float32))
         raise KeyboardInterrupt
     assert leftovers(tmp_path) == ["v.npy"]
+
+
+# -- small usage and message fixes -----------------------------------------------------------
+
+
+def test_workers_without_ray_is_a_usage_error(
+    simulated_provider: SimulatedProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--workers`` sets Ray's workers: without ``--ray`` it would be silently ignored."""
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    out = tmp_path / "out.npy"
+    argv = ["embed", str(tmp_path / "in.txt"), "-o", str(out), *embed_args(simulated_provider)]
+    status, _, err = run(capsys, *argv, "--workers", "3")
+    assert status == 2
+    assert_one_error_line(err, "--workers needs --ray", "--max-concurrent")
+    assert simulated_provider.stats()["requests"] == 0 and not out.exists()
