@@ -411,6 +411,8 @@ class _StreamTarget(_Target):
                 self.file.seek(0)
                 shutil.copyfileobj(self.file, self._out, 1 << 20)
             self._out.flush()
+        except OSError as exc:  # a full disk or device (/dev/full): say which output
+            raise _cannot_write(self._path, exc) from None
         finally:
             self._release()
 
@@ -429,7 +431,8 @@ class _StreamTarget(_Target):
 
 
 def _cannot_write(path: str, exc: OSError) -> OutputFileError:
-    return OutputFileError(f"cannot write {path}: {exc.strerror or exc}")
+    name = "standard output" if path == STDOUT else path
+    return OutputFileError(f"cannot write {name}: {exc.strerror or exc}")
 
 
 # -- the writers -----------------------------------------------------------------------------

@@ -769,3 +769,25 @@ def test_workers_without_ray_is_a_usage_error(
     assert status == 2
     assert_one_error_line(err, "--workers needs --ray", "--max-concurrent")
     assert simulated_provider.stats()["requests"] == 0 and not out.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("fmt", ["npy", "jsonl"])
+def test_a_full_device_is_named_in_the_error(
+    simulated_provider: SimulatedProvider,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+) -> None:
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    argv = ["embed", str(tmp_path / "in.txt"), *embed_args(simulated_provider), "--format", fmt]
+    status, _, err = run(capsys, *argv, "-o", "/dev/full")
+    assert status == 1
+    assert_one_error_line(err, "cannot write /dev/full: No space left on device")
+
+    with open("/dev/full", "w") as full, monkeypatch.context() as patch:  # -o - > /dev/full
+        patch.setattr(sys, "stdout", full)
+        status, _, err = run(capsys, *argv, "-o", "-")
+    assert status == 1
+    assert_one_error_line(err, "cannot write standard output: No space left on device")
