@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -791,3 +792,20 @@ def test_a_full_device_is_named_in_the_error(
         status, _, err = run(capsys, *argv, "-o", "-")
     assert status == 1
     assert_one_error_line(err, "cannot write standard output: No space left on device")
+
+
+def test_the_simulated_provider_on_a_busy_port_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from embedsdk.testing.__main__ import main as serve_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve_main(["--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"python -m embedsdk.testing: error: cannot listen on 127.0.0.1:{port}: Address "
+        "already in use (choose another --port, or --port 0 for any free one)"
+    ]
