@@ -118,10 +118,29 @@ def test_cache_info_without_a_home_directory(
     assert "EMBEDSDK_CACHE_DIR" in capsys.readouterr().err
 
 
-def test_bench_refuses_a_negative_latency(tmp_path: Path) -> None:
+def test_bench_refuses_a_negative_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["bench", "--scenario", "throughput", "--sizes", "10", "--repeat", "1"]
-    with pytest.raises(SystemExit, match="latency"):
+    with pytest.raises(SystemExit) as info:
         cli.main([*args, "--latency", "-1", "--no-chart", "--out", str(tmp_path), "-q"])
+    assert info.value.code == 2  # bad usage, as for every other command
+    err = capsys.readouterr().err
+    assert err == "embedsdk bench: error: --latency must be seconds >= 0\n"
+
+
+@pytest.mark.parametrize("argv", [["--scenario", "bogus"], ["--scenario", "fast,bogus"]])
+def test_bench_unknown_scenario_is_a_usage_error_listing_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", *argv, "--no-chart", "--out", str(tmp_path), "-q"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        "embedsdk bench: error: unknown scenario 'bogus'; choose from throughput, fast, "
+        "cache, memory, adaptive, integrations, batch, ray, or all\n"
+    )
+    assert not tmp_path.joinpath("bench").exists() and list(tmp_path.iterdir()) == []
 
 
 # -- standard input ---------------------------------------------------------------------------
