@@ -18,8 +18,10 @@ pyarrow is imported only when Parquet is asked for.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
+import logging
 import os
 import shutil
 import stat
@@ -221,6 +223,10 @@ def _not_our_parquet(path: str) -> str | None:
 # -- one run per output ----------------------------------------------------------------------
 
 LOCK_SUFFIX = ".lock"
+_NO_LOCKS = {
+    getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP") if hasattr(errno, name)
+}
+_log = logging.getLogger("embedsdk")
 _LOCK_TEXT = "embedsdk embed, process {pid}\n"
 
 
@@ -253,7 +259,7 @@ def _take_lock(path: str, lock: str) -> int:
     for _ in range(100):  # each retry means another run released it meanwhile
         fd = _open_lock(path, lock)
         try:
-            if not _try_lock(fd):
+            if not _try_lock(fd, lock):
                 raise _busy(path, lock, fd)
             if _still_there(fd, lock):
                 os.ftruncate(fd, 0)
@@ -273,8 +279,8 @@ def _open_lock(path: str, lock: str) -> int:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     except OSError as exc:
         raise _cannot_write(path, exc) from None
-    held = _read_lock(fd)
-    if held and not held.startswith(_LOCK_TEXT.split("{", 1)[0]):
+    held, ours = _read_lock(fd), _LOCK_TEXT.split("{", 1)[0]
+    if not (held.startswith(ours) or ours.startswith(held)):  # a holder may be mid-write
         os.close(fd)
         raise OutputUsageError(
             f"{lock} exists and is not embedsdk's lock: move it away, or choose another -o"
@@ -302,7 +308,7 @@ def _busy(path: str, lock: str, fd: int) -> OutputBusyError:
 
 if sys.platform == "win32":  # pragma: no cover - Windows
 
-    def _try_lock(fd: int) -> bool:
+    def _try_lock(fd: int, lock: str) -> bool:
         try:
             os.lseek(fd, 0, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # the first byte
@@ -323,11 +329,17 @@ if sys.platform == "win32":  # pragma: no cover - Windows
 
 else:
 
-    def _try_lock(fd: int) -> bool:
+    def _try_lock(fd: int, lock: str) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
+        except OSError as exc:  # a file system without locks (some network and FUSE ones)
+            if exc.errno not in _NO_LOCKS:
+                raise
+            # Refusing to write there would break every run for want of guarding a rare one.
+            _log.warning("cannot lock %s (%s): a second run into it would not be refused",
+                         lock, exc.strerror)  # fmt: skip
         return True
 
     def _still_there(fd: int, lock: str) -> bool:

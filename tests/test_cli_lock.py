@@ -177,3 +177,18 @@ def test_a_lock_file_that_is_not_ours_is_left_alone(
     assert status == 2 and "refusing to write over the input v.npy.lock" in err, err
     assert (env / "v.npy.lock").read_text() == "my notes\n"
     assert simulated_provider.stats()["requests"] == 0
+
+
+def test_a_file_system_without_locks_warns_and_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(_writers.fcntl, "flock", no_locks)
+    with _writers.lock_output(str(tmp_path / "v.npy")):
+        pass
+    assert "cannot lock" in caplog.text and "v.npy.lock" in caplog.text
+    assert list(tmp_path.iterdir()) == []
