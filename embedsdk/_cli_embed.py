@@ -42,6 +42,7 @@ from ._writers import (
     OutputUsageError,
     Writer,
     check_output,
+    lock_output,
     open_writer,
     output_format,
 )
@@ -370,7 +371,18 @@ def run_embed(args: argparse.Namespace) -> int:
         from ._cli_ray import run_ray
 
         return run_ray(args)
+    if getattr(args, "workers", None) is not None:  # Ray's workers: without Ray, a no-op
+        raise ConfigurationError(
+            "--workers needs --ray; without Ray one process sends every request: set how "
+            "many are in flight with --max-concurrent"
+        )
     fmt, input_fmt = _prepare(args)
+    with lock_output(args.output):  # one run per output: two would mix their rows
+        return _run(args, fmt, input_fmt)
+
+
+def _run(args: argparse.Namespace, fmt: str, input_fmt: str) -> int:
+    """Read, embed and write, with the command checked and the output locked."""
     numbers = LineNumbers()
     rows = read_rows(
         args.input,
@@ -538,7 +550,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--force",
         action="store_true",
-        help="replace OUTPUT even if it is a file of another format (never an input)",
+        help="replace OUTPUT even if it is not an output of this command (another format, "
+        "or an .npy / Parquet of other data); never an input",
     )
 
 

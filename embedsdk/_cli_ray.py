@@ -9,6 +9,7 @@ this process as the blocks arrive). Ray is imported only here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import sys
@@ -17,10 +18,11 @@ from typing import Any
 from ._cli_embed import client_kwargs
 from ._exceptions import ConfigurationError
 from ._inputs import InputFileError
-from ._writers import OutputUsageError
+from ._writers import OutputUsageError, check_output, lock_output
 
 #: ``--ray`` with no address: ``$RAY_ADDRESS`` if set, else a Ray started for this command.
 LOCAL = "local"
+DEFAULT_WORKERS = 4
 _READERS = {
     ".parquet": "read_parquet",
     ".jsonl": "read_json",
@@ -45,10 +47,9 @@ def add_ray_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=4,
         metavar="N",
         help="with --ray: workers, each with --max-concurrent requests in flight; --rpm and "
-        "--tpm are divided between them (default: %(default)s)",
+        f"--tpm are divided between them (default: {DEFAULT_WORKERS})",
     )
 
 
@@ -97,9 +98,19 @@ def run_ray(args: argparse.Namespace) -> int:
     """Embed ``args.input`` on Ray into ``args.output`` (Parquet)."""
     if args.output == "-" or (args.format not in (None, "parquet")):
         raise OutputUsageError("--ray writes Parquet: -o DIR or -o FILE.parquet")
+    if args.workers is None:
+        args.workers = DEFAULT_WORKERS
     if args.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
     paths = _paths(args.input)
+    one_file = args.output.endswith(".parquet")  # written here: the same rules as without Ray
+    if one_file:
+        check_output(args.output, "parquet", paths, args.force)
+    with lock_output(args.output) if one_file else contextlib.nullcontext():
+        return _run_ray(args, paths)
+
+
+def _run_ray(args: argparse.Namespace, paths: list[str]) -> int:
     reader = _reader(paths, args.input_format)
     column = "text" if reader == "read_text" else (args.column or args.field)
     options = client_kwargs(args)

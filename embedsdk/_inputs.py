@@ -332,26 +332,74 @@ def _csv_column(names: list[str], column: str | None, flag: str, path: str) -> s
     return name
 
 
+class _Ended:
+    """The lines of a file, noting when the last one has been taken.
+
+    csv reads a quote still open at the end of the file as a field that runs to the end
+    (``strict=True`` would refuse it, but also refuses ``"a"b``, which csv and pandas both
+    read as ``ab``). A record that made the reader ask past the last line is such a field:
+    every other record ends on a line end, or with the last line itself.
+    """
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.ended = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._lines)
+        except StopIteration:
+            self.ended = True
+            raise
+
+
+def _quote_left_open(path: str, line: int) -> InputFileError:
+    return InputFileError(
+        f"{_name(path)}, line {line}: a quote opened here is never closed, so every line after "
+        'it would be one text (a CSV field that holds a " is quoted and its quotes doubled: '
+        '"say ""hi""")'
+    )
+
+
 def _csv_rows(
     lines: Iterator[str], column: str | None, id_field: str | None, path: str
 ) -> Iterator[tuple[int, object, object]]:
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
-    reader = csv.DictReader(lines, delimiter="\t" if path.lower().endswith(".tsv") else ",")
+    source = _Ended(lines)
+    reader = csv.reader(source, delimiter="\t" if path.lower().endswith(".tsv") else ",")
     try:
-        names = list(reader.fieldnames or [])
+        names = next(reader, [])
+        if source.ended and names:
+            raise _quote_left_open(path, 1)
         name = _csv_column(names, column, "--column", path)
         ident = None if id_field is None else _csv_column(names, id_field, "--id-field", path)
-        for row in reader:
-            value = row[name]
-            if value is None or (ident is not None and row[ident] is None):  # a short row
-                missing = name if value is None else ident
-                raise InputFileError(
-                    f"{_name(path)}, line {reader.line_num}: no value in column {missing!r}"
-                )
-            yield reader.line_num, value, None if ident is None else row[ident]
+        # As csv.DictReader: a name given twice is the last column of that name.
+        at = {field: index for index, field in enumerate(names)}
+        while True:
+            start = reader.line_num + 1  # the first line of the next record
+            row = next(reader, None)
+            if row is None:
+                return
+            if source.ended:
+                raise _quote_left_open(path, start)
+            if row:  # a blank line is no record
+                yield _csv_values(row, at, name, ident, path, reader.line_num)
     except csv.Error as exc:
         raise InputFileError(f"{_name(path)}, line {reader.line_num}: bad CSV ({exc})") from None
+
+
+def _csv_values(
+    row: list[str], at: dict[str, int], name: str, ident: str | None, path: str, line: int
+) -> tuple[int, object, object]:
+    """``(line, text, id)`` of one record; a record too short to reach either is refused."""
+    for column in (name, ident):
+        if column is not None and at[column] >= len(row):
+            raise InputFileError(f"{_name(path)}, line {line}: no value in column {column!r}")
+    return line, row[at[name]], None if ident is None else row[at[ident]]
 
 
 class LineNumbers:

@@ -18,21 +18,29 @@ pyarrow is imported only when Parquet is asked for.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
+import logging
 import os
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any, Union
 
 import numpy as np
+import numpy.lib.format as npy_format
 import numpy.typing as npt
 
 from ._exceptions import EmbedSDKError
 from ._npy import NpyWriter, OutputFileError
+
+if sys.platform == "win32":  # pragma: no cover - Windows
+    import msvcrt
+else:
+    import fcntl
 
 OUTPUT_FORMATS = ("npy", "parquet", "jsonl")
 STDOUT = "-"
@@ -53,6 +61,13 @@ Meta = Sequence[tuple[Union[int, str], str]]  # (id, text) of each row of a bloc
 
 class OutputUsageError(EmbedSDKError):
     """The output named on the command line cannot be used as asked (a usage error)."""
+
+
+class OutputBusyError(OutputFileError):
+    """Another run is writing the same output (it holds ``OUTPUT.lock``).
+
+    A failure of this run, not of the command (exit 1, not 2): the same command succeeds once
+    the other run ends."""
 
 
 # -- which format, and may it be written -----------------------------------------------------
@@ -80,9 +95,11 @@ def output_format(path: str, fmt: str | None) -> str:
 def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> None:
     """Refuse, before anything is sent, an output that would destroy data.
 
-    Never one of ``inputs`` (nor may ``OUTPUT.partial`` be one), even with ``force``; never a
-    terminal; never an existing file of another format unless ``force``. An existing file of
-    the same format is replaced: re-running a command must stay cheap.
+    Never one of ``inputs`` (nor may ``OUTPUT.partial`` or ``.lock`` be one), even with
+    ``force``; never a
+    terminal; never an existing file that is not this command's output (:func:`not_ours`)
+    unless ``force``. An output of this command is replaced: re-running it is how a failed
+    run resumes, and must stay cheap.
     """
     if not path:
         raise OutputUsageError("-o needs a file name (or - for standard output)")
@@ -97,20 +114,18 @@ def check_output(path: str, fmt: str, inputs: Sequence[str], force: bool) -> Non
         raise OutputFileError(f"cannot write {path}: it is a directory")
     if _is_stream(path) and _is_terminal(path):
         raise OutputUsageError(f"refusing to write binary vectors to the terminal {path}")
-    for candidate in (path, path + ".partial"):
+    for candidate in (path, path + ".partial", path + LOCK_SUFFIX):
         for source in inputs:
             if _same_file(candidate, source):
                 raise OutputUsageError(
                     f"refusing to write over the input {source}: choose another -o"
                 )
-    if not force and os.path.isfile(path) and not _looks_like(path, fmt):
+    why = None if force or not os.path.isfile(path) else not_ours(path, fmt)
+    if why is not None:
         raise OutputUsageError(
-            f"{path} exists and is not a {_LABELS[fmt]} file: choose another -o, or pass "
-            "--force to replace it"
+            f"{path} exists and is not an output of embedsdk embed ({why}): choose another -o, "
+            "or pass --force to replace it"
         )
-
-
-_LABELS = {"npy": ".npy", "parquet": "Parquet", "jsonl": "JSON Lines vectors"}
 
 
 def _is_stream(path: str) -> bool:
@@ -146,22 +161,202 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _looks_like(path: str, fmt: str) -> bool:
-    """Whether the existing file ``path`` is (probably) an output of ``fmt``; empty files are."""
+def not_ours(path: str, fmt: str) -> str | None:
+    """Why the existing file ``path`` is not an output of ``embedsdk embed`` in ``fmt``, or
+    ``None`` if it is one (or is empty: nothing to lose).
+
+    Recognised by the shape of what this command writes, never by the name: a little-endian
+    float32 ``(N, D)`` array in C order (``.npy`` version 1.0); Parquet with an ``embedding``
+    column of float32 lists; JSON Lines whose first row is an object with an ``embedding``.
+    Anything else, an ``np.save`` of other data or a table of sales, is someone's data.
+    """
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-            if not head:
-                return True
-            if fmt == "npy":
-                return head.startswith(b"\x93NUMPY")
-            if fmt == "parquet":
-                return head.startswith(b"PAR1")
+            if not f.read(1):
+                return None
             f.seek(0)
-            record = json.loads(f.readline(1 << 24))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and "embedding" in record
+            if fmt == "npy":
+                return _not_our_npy(f)
+            if fmt == "jsonl":
+                record = json.loads(f.readline(1 << 24))
+                ok = isinstance(record, dict) and "embedding" in record
+                return None if ok else "its first line holds no embedding"
+    except (OSError, ValueError) as exc:
+        return _unreadable(fmt, exc)
+    return _not_our_parquet(path)
+
+
+def _unreadable(fmt: str, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"it cannot be read: {exc.strerror or exc}"
+    return {"npy": "not an .npy file", "jsonl": "its first line is not JSON"}.get(fmt, str(exc))
+
+
+def _not_our_npy(f: IO[bytes]) -> str | None:
+    """See :func:`not_ours`; raises ``ValueError`` for a file that is no ``.npy``."""
+    version = npy_format.read_magic(f)
+    if version != (1, 0):  # NpyWriter writes 1.0; 2.0 and 3.0 hold what it never writes
+        return f"an .npy of format version {version[0]}.{version[1]}"
+    shape, fortran_order, dtype = npy_format.read_array_header_1_0(f)
+    if dtype == np.dtype("<f4") and len(shape) == 2 and not fortran_order:
+        return None
+    order = "a Fortran-ordered " if fortran_order else "an " if dtype.name[0] in "aeio" else "a "
+    return f"{order}{dtype.name} array of shape {shape}"
+
+
+def _not_our_parquet(path: str) -> str | None:
+    """See :func:`not_ours`. Reads the footer's schema only (pyarrow, as the writer needs)."""
+    pa, pq = import_pyarrow()
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        return f"not a Parquet file: {exc}"
+    if "embedding" in schema.names:
+        kind = schema.field("embedding").type
+        lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+        if any(is_list(kind) for is_list in lists) and pa.types.is_float32(kind.value_type):
+            return None
+    columns = ", ".join(schema.names[:8]) + (", ..." if len(schema.names) > 8 else "")
+    return f"no embedding column of float32 vectors; its columns: {columns}"
+
+
+# -- one run per output ----------------------------------------------------------------------
+
+LOCK_SUFFIX = ".lock"
+_NO_LOCKS = {
+    getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP") if hasattr(errno, name)
+}
+_log = logging.getLogger("embedsdk")
+_LOCK_TEXT = "embedsdk embed, process {pid}\n"
+
+
+@contextlib.contextmanager
+def lock_output(path: str) -> Iterator[None]:
+    """Hold ``path.lock`` while the output is written, or raise :class:`OutputBusyError`.
+
+    Two runs into one output would write the same ``OUTPUT.partial`` and publish a mix of
+    both. The lock is the operating system's (``flock`` on POSIX, ``msvcrt.locking`` on
+    Windows): it ends with the process, however it ends, so a run killed with SIGKILL blocks
+    no later one. The file holds the holder's process id, for the message, and is removed on
+    release. Standard output and devices take none: nothing is renamed onto them.
+
+    Not the ``filelock`` package: a dependency for forty lines, and it neither tells who
+    holds the lock nor removes the file safely on POSIX.
+    """
+    if path == STDOUT or _is_stream(path):
+        yield
+        return
+    lock = path + LOCK_SUFFIX
+    fd = _take_lock(path, lock)
+    try:
+        yield
+    finally:
+        _drop_lock(fd, lock)
+
+
+def _take_lock(path: str, lock: str) -> int:
+    """The descriptor of ``lock``, locked and holding our process id."""
+    for _ in range(100):  # each retry means another run released it meanwhile
+        fd = _open_lock(path, lock)
+        try:
+            if not _try_lock(fd, lock):
+                raise _busy(path, lock, fd)
+            if _still_there(fd, lock):
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, _LOCK_TEXT.format(pid=os.getpid()).encode())
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed by its holder after we opened it: a fresh one is needed
+    raise OutputBusyError(f"cannot lock {lock}: other runs keep taking it")
+
+
+def _open_lock(path: str, lock: str) -> int:
+    """Open (or create) ``lock``; refuse a file of that name that is not a lock of ours."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    held, ours = _read_lock(fd), _LOCK_TEXT.split("{", 1)[0]
+    if not (held.startswith(ours) or ours.startswith(held)):  # a holder may be mid-write
+        os.close(fd)
+        raise OutputUsageError(
+            f"{lock} exists and is not embedsdk's lock: move it away, or choose another -o"
+        )
+    return fd
+
+
+def _read_lock(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode("utf-8", "replace")
+    except OSError:  # Windows: the holder's locked bytes cannot be read
+        return ""
+
+
+def _busy(path: str, lock: str, fd: int) -> OutputBusyError:
+    held = _read_lock(fd).strip()
+    pid = held.rsplit(" ", 1)[-1] if held.rsplit(" ", 1)[-1].isdigit() else None
+    who = f"process {pid}, which holds {lock}" if pid else f"it holds {lock}"
+    return OutputBusyError(
+        f"{path} is being written by another embedsdk embed ({who}): wait for it to end, "
+        "or choose another -o"
+    )
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows
+
+    def _try_lock(fd: int, lock: str) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # the first byte
+        except OSError:
+            return False
+        return True
+
+    def _still_there(fd: int, lock: str) -> bool:
+        return True  # Windows removes no open file: the one we hold is the one named
+
+    def _drop_lock(fd: int, lock: str) -> None:
+        with contextlib.suppress(OSError):
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        os.close(fd)
+        with contextlib.suppress(OSError):  # another run opened it meanwhile: it stays
+            os.unlink(lock)
+
+else:
+
+    def _try_lock(fd: int, lock: str) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:  # a file system without locks (some network and FUSE ones)
+            if exc.errno not in _NO_LOCKS:
+                raise
+            # Refusing to write there would break every run for want of guarding a rare one.
+            _log.warning("cannot lock %s (%s): a second run into it would not be refused",
+                         lock, exc.strerror)  # fmt: skip
+        return True
+
+    def _still_there(fd: int, lock: str) -> bool:
+        """Whether ``lock`` still names the file ``fd`` locked: its holder removes it before
+        letting go, so a run that opened it just before got a lock on a deleted file."""
+        try:
+            named = os.stat(lock)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+    def _drop_lock(fd: int, lock: str) -> None:
+        """Remove the file while still holding it (see :func:`_still_there`), then let go."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)  # closing the last descriptor releases the lock
 
 
 # -- where the bytes go ----------------------------------------------------------------------
@@ -228,6 +423,8 @@ class _StreamTarget(_Target):
                 self.file.seek(0)
                 shutil.copyfileobj(self.file, self._out, 1 << 20)
             self._out.flush()
+        except OSError as exc:  # a full disk or device (/dev/full): say which output
+            raise _cannot_write(self._path, exc) from None
         finally:
             self._release()
 
@@ -246,7 +443,8 @@ class _StreamTarget(_Target):
 
 
 def _cannot_write(path: str, exc: OSError) -> OutputFileError:
-    return OutputFileError(f"cannot write {path}: {exc.strerror or exc}")
+    name = "standard output" if path == STDOUT else path
+    return OutputFileError(f"cannot write {name}: {exc.strerror or exc}")
 
 
 # -- the writers -----------------------------------------------------------------------------

@@ -247,35 +247,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
     with _library_warnings_as_lines(), _sigterm_unwinds():
-        try:
-            status: int = args.run(args)
-        except KeyboardInterrupt:
-            print("embedsdk: interrupted", file=sys.stderr)
-            return 130
-        except _Terminated:
-            print("embedsdk: terminated", file=sys.stderr)
-            return 143
-        except EmbedSDKError as exc:
-            message = in_flags(_one_line(exc), server_words=isinstance(exc, APIError))
-            print(f"embedsdk: error: {message}", file=sys.stderr)
-            return 2 if is_usage_error(exc) else 1
-        except OSError as exc:
-            print(f"embedsdk: error: {_os_error(exc)}", file=sys.stderr)
-            return 1
-        finally:
-            _quiet_if_stdout_is_gone()
+        status = _run(args)
+    failed = _quiet_if_stdout_is_gone()
+    if failed is not None and status == 0:  # what was printed is lost: not a success
+        print(f"embedsdk: error: cannot write standard output: {failed}", file=sys.stderr)
+        return 1
     return status
 
 
-def _quiet_if_stdout_is_gone() -> None:
-    """When the reader of ``-o -`` went away (``| head``), point stdout at /dev/null, so that
-    Python's own flush at exit does not print a second error (as the Python docs advise)."""
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit status; its errors as one line on stderr."""
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        print("embedsdk: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("embedsdk: terminated", file=sys.stderr)
+        return 143
+    except EmbedSDKError as exc:
+        message = in_flags(_one_line(exc), server_words=isinstance(exc, APIError))
+        print(f"embedsdk: error: {message}", file=sys.stderr)
+        return 2 if is_usage_error(exc) else 1
+    except OSError as exc:
+        print(f"embedsdk: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
+    return status
+
+
+def _quiet_if_stdout_is_gone() -> str | None:
+    """When standard output cannot take what is left in its buffer (its reader went away, as
+    with ``| head``; a full disk or ``/dev/full``), point it at /dev/null, so that Python's
+    own flush at exit does not print a second error (as the Python docs advise).
+
+    Returns why it failed, except for a reader that went away (that one is no error: ``head``
+    read what it wanted).
+    """
     try:
         sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
+    except (OSError, ValueError) as exc:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            return exc.strerror or str(exc)
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

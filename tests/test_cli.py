@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -753,3 +754,58 @@ def test_npy_writer_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
         out.write(np.zeros((2, 4), np.float32))
         raise KeyboardInterrupt
     assert leftovers(tmp_path) == ["v.npy"]
+
+
+# -- small usage and message fixes -----------------------------------------------------------
+
+
+def test_workers_without_ray_is_a_usage_error(
+    simulated_provider: SimulatedProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--workers`` sets Ray's workers: without ``--ray`` it would be silently ignored."""
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    out = tmp_path / "out.npy"
+    argv = ["embed", str(tmp_path / "in.txt"), "-o", str(out), *embed_args(simulated_provider)]
+    status, _, err = run(capsys, *argv, "--workers", "3")
+    assert status == 2
+    assert_one_error_line(err, "--workers needs --ray", "--max-concurrent")
+    assert simulated_provider.stats()["requests"] == 0 and not out.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("fmt", ["npy", "jsonl"])
+def test_a_full_device_is_named_in_the_error(
+    simulated_provider: SimulatedProvider,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+) -> None:
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    argv = ["embed", str(tmp_path / "in.txt"), *embed_args(simulated_provider), "--format", fmt]
+    status, _, err = run(capsys, *argv, "-o", "/dev/full")
+    assert status == 1
+    assert_one_error_line(err, "cannot write /dev/full: No space left on device")
+
+    with open("/dev/full", "w") as full, monkeypatch.context() as patch:  # -o - > /dev/full
+        patch.setattr(sys, "stdout", full)
+        status, _, err = run(capsys, *argv, "-o", "-")
+    assert status == 1
+    assert_one_error_line(err, "cannot write standard output: No space left on device")
+
+
+def test_the_simulated_provider_on_a_busy_port_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from embedsdk.testing.__main__ import main as serve_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve_main(["--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"python -m embedsdk.testing: error: cannot listen on 127.0.0.1:{port}: Address "
+        "already in use (choose another --port, or --port 0 for any free one)"
+    ]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from embedsdk import cli
-from embedsdk._inputs import read_rows
+from embedsdk._inputs import InputFileError, read_rows
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 
@@ -118,10 +118,29 @@ def test_cache_info_without_a_home_directory(
     assert "EMBEDSDK_CACHE_DIR" in capsys.readouterr().err
 
 
-def test_bench_refuses_a_negative_latency(tmp_path: Path) -> None:
+def test_bench_refuses_a_negative_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["bench", "--scenario", "throughput", "--sizes", "10", "--repeat", "1"]
-    with pytest.raises(SystemExit, match="latency"):
+    with pytest.raises(SystemExit) as info:
         cli.main([*args, "--latency", "-1", "--no-chart", "--out", str(tmp_path), "-q"])
+    assert info.value.code == 2  # bad usage, as for every other command
+    err = capsys.readouterr().err
+    assert err == "embedsdk bench: error: --latency must be seconds >= 0\n"
+
+
+@pytest.mark.parametrize("argv", [["--scenario", "bogus"], ["--scenario", "fast,bogus"]])
+def test_bench_unknown_scenario_is_a_usage_error_listing_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", *argv, "--no-chart", "--out", str(tmp_path), "-q"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        "embedsdk bench: error: unknown scenario 'bogus'; choose from throughput, fast, "
+        "cache, memory, adaptive, integrations, batch, ray, or all\n"
+    )
+    assert not tmp_path.joinpath("bench").exists() and list(tmp_path.iterdir()) == []
 
 
 # -- standard input ---------------------------------------------------------------------------
@@ -248,3 +267,53 @@ def test_csv_without_a_text_column_is_refused_listing_the_columns(
     assert simulated_provider.stats()["requests"] == 0
     assert cli.main(["embed", "in.csv", "-o", "out.npy", "-q", "--column", "content"]) == 0
     np.testing.assert_array_equal(np.load(env / "out.npy"), expected_matrix(["hello", "world"]))
+
+
+# -- CSV quotes ------------------------------------------------------------------------------
+
+
+def test_csv_with_a_quote_left_open_is_refused_naming_its_line(
+    env: Path, capsys: pytest.CaptureFixture[str], simulated_provider: SimulatedProvider
+) -> None:
+    """A quote still open at the end of the file would swallow every line after it into one
+    text (csv's default, unlike pandas' "EOF inside string"): refused, naming where it opened."""
+    (env / "b.csv").write_text('id,text\n1,"unterminated\n2,b\n3,c\n4,d\n')
+    argv = ["embed", "b.csv", "-o", "b.jsonl", "--keep-text", "--id-field", "id", "-q"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("embedsdk: error: b.csv, line 2: ") and "quote" in err, err
+    assert len(err.splitlines()) == 1
+    assert simulated_provider.stats()["requests"] == 0
+    assert not (env / "b.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ('id,text\n1,a\n2,b\n3,"open\n4,d', 4),  # after good rows, no final newline
+        ('id,text\r\n1,"open\r\n2,b\r\n', 2),  # CRLF
+        ('"id,text\n1,a\n', 1),  # in the header
+        ('id,text\n1,"a ""quoted"" word\nover two lines\n', 2),  # doubled quotes are not ends
+    ],
+)
+def test_csv_quote_open_at_the_end_names_the_line_it_opened_on(
+    tmp_path: Path, data: str, line: int
+) -> None:
+    (tmp_path / "in.csv").write_bytes(data.encode())
+    with pytest.raises(InputFileError, match=rf"in\.csv, line {line}: .*quote"):
+        list(read_rows(str(tmp_path / "in.csv"), id_field="id"))
+
+
+def test_csv_quoted_fields_over_several_lines_still_read(tmp_path: Path) -> None:
+    data = 'id,text\n1,"two\nlines"\n\n2,"a ""b"""\n3,x"y\n4,"z"w\n5,"last\nrecord"'
+    (tmp_path / "in.tsv").write_text(data.replace(",", "\t"))
+    (tmp_path / "in.csv").write_text(data)
+    for name in ("in.csv", "in.tsv"):
+        rows = list(read_rows(str(tmp_path / name), id_field="id"))
+        assert [(r.line, r.id, r.text) for r in rows] == [
+            (3, "1", "two\nlines"),
+            (5, "2", 'a "b"'),
+            (6, "3", 'x"y'),
+            (7, "4", "zw"),  # as csv (and pandas) read a quote closed early
+            (9, "5", "last\nrecord"),
+        ]

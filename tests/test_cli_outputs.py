@@ -373,6 +373,87 @@ def test_another_format_is_replaced_only_with_force(
     )
 
 
+def _someone_elses_files(directory: Path) -> dict[str, str]:
+    """Files of the output's format that no ``embedsdk embed`` wrote: name -> what is said."""
+    np.save(directory / "important.npy", np.arange(10))
+    np.save(directory / "doubles.npy", np.zeros((3, 4)))  # float64
+    np.save(directory / "row.npy", np.zeros(4, dtype=np.float32))  # 1-d
+    np.save(directory / "columns.npy", np.asfortranarray(np.zeros((3, 4), dtype=np.float32)))
+    np.savez(directory / "archive.npy", a=np.zeros(2))  # a zip, whatever its name
+    found = {
+        "important.npy": "(an int64 array of shape (10,))",
+        "doubles.npy": "(a float64 array of shape (3, 4))",
+        "row.npy": "(a float32 array of shape (4,))",
+        "columns.npy": "(a Fortran-ordered float32 array of shape (3, 4))",
+        "archive.npy": "(not an .npy file)",
+    }
+    (directory / "archive.npy.npz").rename(directory / "archive.npy")
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return found
+    sales = pa.table({"region": ["north", "south"], "amount": [120.5, 99.0]})
+    pq.write_table(sales, directory / "sales.parquet")
+    found["sales.parquet"] = "(no embedding column of float32 vectors; its columns: region, amount)"
+    doubles = pa.table({"id": [1], "embedding": pa.array([[0.5, 1.5]], pa.list_(pa.float64()))})
+    pq.write_table(doubles, directory / "doubles.parquet")
+    found["doubles.parquet"] = "no embedding column of float32 vectors"
+    return found
+
+
+def test_a_file_of_the_same_format_that_is_not_ours_is_kept_without_force(
+    env: Path, capsys: pytest.CaptureFixture[str], simulated_provider: SimulatedProvider
+) -> None:
+    """An .npy or Parquet file is replaced only if it is of the shape embedsdk writes, as a
+    JSON Lines file is only if its rows hold an ``embedding``: else --force is needed."""
+    (env / "in.txt").write_text("one\ntwo\n")
+    found = _someone_elses_files(env)
+    before = {name: (env / name).read_bytes() for name in found}
+    for name, why in found.items():
+        status, err = embed(capsys, "in.txt", "-o", name)
+        assert status == 2, (name, err)
+        assert err.startswith(f"embedsdk: error: {name} exists and is not an output of embedsdk")
+        assert why in err, err
+        assert "pass --force to replace it" in err and len(err.splitlines()) == 1
+        assert (env / name).read_bytes() == before[name]
+    assert simulated_provider.stats()["requests"] == 0
+    assert files(env) == sorted(["in.txt", *found])
+
+    for name in found:
+        status, err = embed(capsys, "in.txt", "-o", name, "--force")
+        assert status == 0, err
+    np.testing.assert_array_equal(
+        np.load(env / "important.npy"), expected_matrix(["one", "two"], MODEL, DIM)
+    )
+
+
+def test_ray_refuses_a_parquet_that_is_not_ours_before_starting_ray(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pyarrow")
+    monkeypatch.setitem(sys.modules, "ray", None)  # importing Ray would fail: it is not reached
+    (env / "in.txt").write_text("one\ntwo\n")
+    found = _someone_elses_files(env)
+    before = (env / "sales.parquet").read_bytes()
+    status, err = embed(capsys, "in.txt", "-o", "sales.parquet", "--ray")
+    assert status == 2 and found["sales.parquet"] in err and "--force" in err, err
+    (env / "x.parquet").symlink_to(env / "in.txt")
+    status, err = embed(capsys, "in.txt", "-o", "x.parquet", "--ray", "--force")
+    assert status == 2 and "refusing to write over the input in.txt" in err, err
+    assert (env / "sales.parquet").read_bytes() == before
+
+
+def test_a_parquet_of_vectors_with_more_columns_is_ours(tmp_path: Path) -> None:
+    """``embed --ray`` keeps the input's other columns beside ``embedding``: its output is
+    replaced by a re-run, as a fixed-size or a plain list of float32 is."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    vectors = pa.array([[0.5, 1.5]], pa.list_(pa.float32()))
+    pq.write_table(pa.table({"doc": ["a"], "embedding": vectors}), tmp_path / "ray.parquet")
+    _writers.check_output(str(tmp_path / "ray.parquet"), "parquet", [], force=False)
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".jsonl", ".parquet"])
 def test_rerunning_into_its_own_output_and_into_an_empty_file(
     env: Path, capsys: pytest.CaptureFixture[str], suffix: str

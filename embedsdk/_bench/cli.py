@@ -9,7 +9,7 @@ import importlib.util
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from .._exceptions import EmbedSDKError
 from . import report, runner
@@ -166,6 +166,12 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     a("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
 
+def _usage(message: str) -> NoReturn:
+    """Refuse the command as argparse does a bad flag: one line on stderr, exit status 2."""
+    print(f"embedsdk bench: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the settings left unset from the full or the ``--quick`` preset, and check them."""
     for name, (full, quick) in PRESETS.items():
@@ -177,18 +183,14 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     scenarios = ["throughput" if s == "main" else s for s in scenarios]
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
-        raise SystemExit(
-            f"embedsdk bench: unknown scenario {unknown[0]!r}; choose from {SCENARIOS}"
-        )
+        _usage(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}, or all")
     args.scenario = [s for s in SCENARIOS if s in scenarios]
     ids = args.clients or list(CLIENTS)
     if args.no_peers:
         ids = [i for i in ids if i not in EXTRA_PEERS]
     unknown = sorted(set(ids) - set(CLIENTS))
     if unknown:
-        raise SystemExit(
-            f"embedsdk bench: unknown client {unknown[0]!r}; choose from {list(CLIENTS)}"
-        )
+        _usage(f"unknown client {unknown[0]!r}; choose from {', '.join(CLIENTS)}")
     missing = [i for i in ids if not available(i)]
     if missing and not args.quiet:
         runner.log(f"not installed, left out: {', '.join(missing)} (pip install 'embedsdk[bench]')")
@@ -198,16 +200,14 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     counts = ("repeat", "concurrency", "batch_size", "fast_texts", "cache_texts", "dim")
     for name in (*counts, "memory_dim", "memory_batch", "integration_texts"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"embedsdk bench: --{name.replace('_', '-')} must be at least 1")
+            _usage(f"--{name.replace('_', '-')} must be at least 1")
     unknown = sorted(set(args.memory_formats) - {"npy", "jsonl", "parquet"})
     if unknown or not args.memory_formats:
-        raise SystemExit(
-            f"embedsdk bench: --memory-formats takes npy, jsonl, parquet, not {unknown or '-'}"
-        )
+        _usage(f"--memory-formats takes npy, jsonl, parquet, not {', '.join(unknown) or '-'}")
     for name in ("latency", "fast_latency", "cache_latency"):
         value = getattr(args, name)
         if not math.isfinite(value) or value < 0:
-            raise SystemExit(f"embedsdk bench: --{name.replace('_', '-')} must be seconds >= 0")
+            _usage(f"--{name.replace('_', '-')} must be seconds >= 0")
     return args
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -98,10 +100,17 @@ def config_from_args(args: argparse.Namespace, stdin_line: str | None = None) ->
     return SimConfig.from_mapping(fields)
 
 
+class CannotListen(Exception):
+    """The server could not listen on the address asked for (a busy port, a bad host)."""
+
+
 async def serve(config: SimConfig, host: str, port: int, watch_stdin: bool = False) -> None:
     """Serve until SIGINT/SIGTERM (or stdin's end with ``watch_stdin``)."""
     server = SimServer(config)
-    port = await server.start(host, port)
+    try:
+        port = await server.start(host, port)
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {_reason(exc)}") from None
     print(f"{BANNER}http://{host}:{port}/v1", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -116,6 +125,15 @@ async def serve(config: SimConfig, host: str, port: int, watch_stdin: bool = Fal
         await stop.wait()
     finally:
         await server.stop()
+
+
+def _reason(exc: OSError) -> str:
+    """Why binding failed, once: asyncio's message repeats the address before the reason."""
+    if isinstance(exc, socket.gaierror) or not exc.errno:  # a host name that does not resolve
+        return str(exc.strerror or exc)
+    if exc.errno == errno.EADDRINUSE:
+        return f"{os.strerror(exc.errno)} (choose another --port, or --port 0 for any free one)"
+    return os.strerror(exc.errno)
 
 
 def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -143,8 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError) as exc:
         print(f"python -m embedsdk.testing: error: {exc}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
-        asyncio.run(serve(config, args.host, args.port, watch_stdin=args.config_stdin))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during shutdown
+            asyncio.run(serve(config, args.host, args.port, watch_stdin=args.config_stdin))
+    except CannotListen as exc:
+        print(f"python -m embedsdk.testing: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
