@@ -28,6 +28,10 @@ tried, and the inputs left without a vector. What arrived is also in the cache w
 on, so a re-run pays only for the rest. Callers who prefer partial results to an exception pass
 ``errors="return"`` to any entry point and get an ``EmbeddingResult`` instead.
 
+Every exception pickles with its message and attributes, so that a worker process
+(``multiprocessing``, ``ProcessPoolExecutor``, LlamaIndex's ``num_workers``) hands the real
+error back.
+
 The names follow openai-python's so that code catching ``openai.RateLimitError`` ports by
 changing the import.
 """
@@ -69,6 +73,23 @@ class EmbedSDKError(Exception):
     #: What the adaptive rate controller made of this answer: "paused" (a rate limit: the
     #: retry waits for the shared pause), "narrowed" (a concurrency cap), "noted" or None.
     rate_verdict: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the message and the attributes, rebuilt without calling ``__init__``.
+
+        ``BaseException`` pickles as ``cls(*args)``, which fails for a class with a required
+        keyword (``index``, ``status_code``): a worker process's error could then not be sent
+        back, which hangs ``multiprocessing.Pool`` and breaks ``ProcessPoolExecutor``. The
+        attributes are the instance's own (``failed_indices``, ``partial``, ``status_code``,
+        notes...); none of them holds the key.
+        """
+        return (_rebuilt, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuilt(cls: type[EmbedSDKError], args: tuple[Any, ...]) -> EmbedSDKError:
+    """An exception of ``cls`` with ``args`` (the message) and no attributes yet: pickle then
+    restores them from the state :meth:`EmbedSDKError.__reduce__` saved."""
+    return cls.__new__(cls, *args)
 
 
 class ConfigurationError(EmbedSDKError, ValueError):
