@@ -99,7 +99,16 @@ def test_timeout_none_is_kept_and_sent_as_no_limit() -> None:
     assert [r.timeout for r in server.requests] == [None]
 
 
-@pytest.mark.parametrize(("timeout", "total"), [(None, None), (2.5, 2.5)])
+def test_timeout_infinity_means_no_limit() -> None:
+    # --timeout inf is how the command line says "no limit"; aiohttp would overflow on it.
+    assert resolve_options(base_url=LOCAL, timeout=float("inf")).timeout is None
+    with pytest.raises(embedsdk.ConfigurationError, match="timeout"):
+        resolve_options(base_url=LOCAL, timeout=float("-inf"))
+    with pytest.raises(embedsdk.ConfigurationError, match="timeout"):
+        resolve_options(base_url=LOCAL, timeout=float("nan"))
+
+
+@pytest.mark.parametrize(("timeout", "total"), [(None, None), (2.5, 2.5), (float("inf"), None)])
 def test_aiohttp_gets_no_time_limit_for_timeout_none(
     monkeypatch: pytest.MonkeyPatch, timeout: float | None, total: float | None
 ) -> None:
