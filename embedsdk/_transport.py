@@ -12,8 +12,9 @@ import inspect
 import socket
 import urllib.request
 from collections.abc import Awaitable, Mapping
+from types import SimpleNamespace
 from typing import Any, Callable, Union
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -70,7 +71,9 @@ class AiohttpTransport(Transport):
             # No trust_env: with it aiohttp reads ~/.netrc and the proxy settings on a worker
             # thread for every request (two executor hops each); _proxy_for reads them once.
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trace_configs=[_redirect_guard()],
             )
             self._loop = asyncio.get_running_loop()
         return self._session
@@ -101,6 +104,8 @@ class AiohttpTransport(Transport):
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
+        except _Redirected as redirect:
+            raise ConfigurationError(redirect.message()) from None
         except asyncio.TimeoutError as exc:  # aiohttp raises the built-in TimeoutError
             within = "" if request.timeout is None else f" within {request.timeout:g} s"
             raise APITimeoutError(f"no answer from {_origin(request.url)}{within}") from exc
@@ -129,6 +134,61 @@ class AiohttpTransport(Transport):
             except RuntimeError:  # closed meanwhile
                 pass
         _close_session_now(session)
+
+
+# -- the answers that show base_url is wrong ------------------------------------------------
+
+
+class _Redirected(Exception):
+    """Raised inside aiohttp (by :func:`_refuse_method_change`) for a redirect it would follow
+    with a GET; :meth:`AiohttpTransport.send` turns it into a ConfigurationError."""
+
+    def __init__(self, status: int, reason: str, url: str, location: str | None) -> None:
+        super().__init__(status, url, location)
+        self.status, self.reason, self.url = status, reason, url
+        self.location = None if location is None else urljoin(url, location)
+
+    def message(self) -> str:
+        """What happened, where to, and the base_url to use instead."""
+        said = f"HTTP {self.status} {self.reason}".rstrip()
+        if self.location is None:
+            where = "without saying where to (no Location header)"
+        else:
+            where = f"to {self.location}"
+        head = (
+            f"{self.url} answered the POST with a redirect ({said}) {where}; following it "
+            "would turn the POST into a GET, which an embeddings endpoint refuses"
+        )
+        target = self.location or ""
+        if urlsplit(target).path.rstrip("/").endswith("/embeddings"):
+            base = target.rstrip("/")[: -len("/embeddings")]
+            return f'{head}: use the new address, base_url="{base}"'
+        return f"{head}: check base_url (is it the server's API address?)"
+
+
+async def _refuse_method_change(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    """aiohttp's ``on_request_redirect`` hook: stop before a 301/302/303 is followed.
+
+    aiohttp follows those as browsers do, turning the POST into a body-less GET, which the
+    server then refuses with a 405 that says nothing of the redirect (the usual http ->
+    https redirect in front of a self-hosted server). Raising here is the one way to stop
+    aiohttp between the answer and the GET; 307 and 308 keep the POST and its body and are
+    followed by aiohttp (which drops the Authorization header for another origin).
+    """
+    response = params.response
+    if params.method != "POST" or response.status not in (301, 302, 303):
+        return
+    location = response.headers.get("Location")
+    response.close()  # aiohttp before 3.9 leaves it open when a hook raises
+    raise _Redirected(response.status, response.reason or "", str(params.url), location)
+
+
+def _redirect_guard() -> aiohttp.TraceConfig:
+    guard = aiohttp.TraceConfig()
+    guard.on_request_redirect.append(_refuse_method_change)
+    return guard
 
 
 def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
