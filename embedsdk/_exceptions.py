@@ -3,7 +3,9 @@
 Every error embedsdk raises on purpose derives from :class:`EmbedSDKError`::
 
     EmbedSDKError
-    ├── ConfigurationError          bad option, missing key, unusable URL (before any request)
+    ├── ConfigurationError          bad option, missing key, unusable URL (before any request),
+    │                               or a base_url the server's answer shows wrong (a redirect
+    │                               to follow with a GET, http:// to a TLS server or back)
     ├── InvalidInputError           a text is not a non-empty ``str`` (names its index)
     ├── ClientClosedError           the client was used after ``close()``
     ├── ResponseValidationError     a 2xx answer not to be trusted (JSON, count, index, dim)
@@ -93,7 +95,9 @@ def _rebuilt(cls: type[EmbedSDKError], args: tuple[Any, ...]) -> EmbedSDKError:
 
 
 class ConfigurationError(EmbedSDKError, ValueError):
-    """An option or the environment is wrong; raised before any request is sent."""
+    """An option or the environment is wrong; raised before any request is sent, or at the
+    first answer that shows base_url wrong (a 301/302/303 redirect, the other scheme).
+    Never retried."""
 
 
 class InvalidInputError(EmbedSDKError, ValueError):

@@ -7,9 +7,12 @@ Tests can run the whole client against a function with :class:`MockTransport`, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import inspect
 import socket
+import ssl
 import urllib.request
 from collections.abc import Awaitable, Mapping
 from types import SimpleNamespace
@@ -63,6 +66,7 @@ class AiohttpTransport(Transport):
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the session's
         self._proxies: dict[str, str | None] = {}  # origin -> proxy URL, read once
+        self._tls: dict[tuple[str, int], bool] = {}  # (host, port) -> speaks TLS, probed once
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -110,7 +114,28 @@ class AiohttpTransport(Transport):
             within = "" if request.timeout is None else f" within {request.timeout:g} s"
             raise APITimeoutError(f"no answer from {_origin(request.url)}{within}") from exc
         except (aiohttp.ClientError, UnicodeError) as exc:
+            if proxy is None and _hung_up(exc) and await self._speaks_tls(request):
+                raise ConfigurationError(_use_https(request.url)) from exc
             raise _mapped(exc, request.url) from exc
+
+    async def _speaks_tls(self, request: Request) -> bool:
+        """Whether the server of an ``http://`` URL that hung up on us answers a TLS
+        handshake: then it is a TLS server, and http:// can never work.
+
+        A reset or a hang-up is all a TLS server gives a plain-HTTP request (aiohttp's and
+        OpenSSL's servers close without a word, Python's ``ssl`` sockets reset), and on its
+        own it is no proof: plain servers reset too. A handshake is (and sends no request,
+        so nothing is charged or logged as one). Probed once per server and remembered: a
+        plain server that hangs up again is retried at once, as before.
+        """
+        parts = urlsplit(request.url)
+        host, port = _host_and_port(request.url)
+        if parts.scheme != "http" or port is None:
+            return False
+        if (host, port) not in self._tls:
+            limit = _PROBE_SECONDS if request.timeout is None else request.timeout
+            self._tls[host, port] = await _tls_handshake(host, port, min(limit, _PROBE_SECONDS))
+        return self._tls[host, port]
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -191,6 +216,79 @@ def _redirect_guard() -> aiohttp.TraceConfig:
     return guard
 
 
+#: Seconds the TLS probe of an http:// server that hung up may take (a TLS server answers a
+#: handshake at once; a plain one either answers it with an HTTP 400 or waits for more).
+_PROBE_SECONDS = 5.0
+
+
+def _hung_up(exc: BaseException) -> bool:
+    """A disconnect or a reset without an answer: what a TLS server gives a plain request."""
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError)):
+        return True
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET
+
+
+async def _tls_handshake(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` completes a TLS handshake. Nothing is verified: the answer only
+    tells what the server speaks, and nothing is sent after the handshake."""
+    # Unverified on purpose: a self-signed certificate still proves the server speaks TLS,
+    # and no key or request goes over this connection.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), timeout
+        )
+    except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError: not TLS
+        return False
+    writer.close()
+    # The server's side of the close may be abrupt or late: it changes nothing.
+    with contextlib.suppress(OSError, asyncio.TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    return True
+
+
+#: What OpenSSL says when the answer to its handshake is no TLS at all: a plain-HTTP server's
+#: "HTTP/1.1 400" (WRONG_VERSION_NUMBER up to OpenSSL 3.1, RECORD_LAYER_FAILURE from 3.2;
+#: the others from older versions and LibreSSL).
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG"}
+)
+
+
+def _answered_without_tls(exc: aiohttp.ClientConnectorError) -> bool:
+    cause = exc.os_error
+    return isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None) in _NOT_TLS
+
+
+def _base_with_scheme(url: str, scheme: str) -> str:
+    """``url``'s base URL (without ``/embeddings``) with the other scheme and an explicit
+    port: the server stays where it is, on the port the first scheme implied."""
+    parts = urlsplit(url)
+    host, port = _host_and_port(url)
+    path = parts.path[: -len("/embeddings")] if parts.path.endswith("/embeddings") else parts.path
+    return f"{scheme}://{_where(host, port)}{path}"
+
+
+def _use_https(url: str) -> str:
+    host, port = _host_and_port(url)
+    return (
+        f"{_where(host, port)} speaks TLS (https), and hung up on the plain-HTTP request: "
+        f'use base_url="{_base_with_scheme(url, "https")}"'
+    )
+
+
+def _use_http(url: str, why: str) -> str:
+    host, port = _host_and_port(url)
+    return (
+        f"{_where(host, port)} answered the TLS handshake in plain HTTP ({why}): the server "
+        f'does not speak https there; use base_url="{_base_with_scheme(url, "http")}" '
+        "(with allow_insecure=True when it is not on this machine: the key then goes in "
+        "clear text), or check that no proxy or firewall answers in its place"
+    )
+
+
 def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
@@ -239,7 +337,7 @@ def _mapped(exc: BaseException, url: str) -> EmbedSDKError:
         # _config checks base_url; this is for a URL it let through all the same.
         return ConfigurationError(f"aiohttp cannot use the URL {url} ({exc}): check base_url")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _not_connected(exc)
+        return _not_connected(exc, url)
     host, port = _host_and_port(url)
     where = _where(host, port)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -256,8 +354,9 @@ def _mapped(exc: BaseException, url: str) -> EmbedSDKError:
     return APIConnectionError(message, host=host, port=port, reason=reason)
 
 
-def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
-    """No connection was made: the name did not resolve, nothing listens, TLS, a proxy."""
+def _not_connected(exc: aiohttp.ClientConnectorError, url: str) -> EmbedSDKError:
+    """No connection was made: the name did not resolve, nothing listens, TLS, a proxy; or
+    the server answered the TLS handshake in plain HTTP (a ConfigurationError: base_url)."""
     host, port = exc.host, exc.port
     where = _where(host, port)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):  # no os_error before 3.9
@@ -266,6 +365,8 @@ def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
             f"({exc.certificate_error}): check the host name, or the system's CA certificates"
         )
         return APIConnectionError(message, host=host, port=port, reason="certificate")
+    if _answered_without_tls(exc):
+        return ConfigurationError(_use_http(url, " ".join(str(exc.os_error).split())))
     cause = exc.os_error
     why = cause.strerror or str(cause) or type(cause).__name__
     if isinstance(exc, _DNS_ERROR) or isinstance(cause, socket.gaierror):
