@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import inspect
+import re
 import socket
 import ssl
 import urllib.request
@@ -340,18 +341,36 @@ def _mapped(exc: BaseException, url: str) -> EmbedSDKError:
         return _not_connected(exc, url)
     host, port = _host_and_port(url)
     where = _where(host, port)
+    encoding = _ENCODING_ERROR.search(str(exc))
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         message, reason = f"{where} closed the connection without answering", "disconnected"
+    elif isinstance(exc, aiohttp.ClientPayloadError) and encoding:
+        message = (
+            f"the answer from {where} could not be decompressed ({encoding.group(1)}): its "
+            f"body is not the {encoding.group(1)} data its Content-Encoding header says"
+        )
+        reason = "disconnected"
     elif isinstance(exc, aiohttp.ClientPayloadError):
-        message, reason = f"the answer from {where} was cut off ({exc})", "disconnected"
+        message, reason = f"the answer from {where} was cut off ({_one_line(exc)})", "disconnected"
     elif isinstance(exc, aiohttp.ClientHttpProxyError):
         message = f"the proxy would not forward the request to {where}: HTTP {exc.status}"
         reason = "proxy"
     elif isinstance(exc, OSError):  # ClientOSError, ClientConnectionResetError: reset
         message, reason = f"the connection to {where} failed: {exc.strerror or exc}", None
     else:
-        message, reason = f"the connection to {where} failed: {type(exc).__name__}: {exc}", None
+        message = f"the connection to {where} failed: {type(exc).__name__}: {_one_line(exc)}"
+        reason = None
     return APIConnectionError(message, host=host, port=port, reason=reason)
+
+
+#: aiohttp's words for a body its Content-Encoding does not decode ("Can not decode
+#: content-encoding: gzip"), inside a ClientPayloadError whose text spans two lines.
+_ENCODING_ERROR = re.compile(r"decode content-encoding:\s*([\w-]+)", re.I)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``str(exc)`` on one line: aiohttp's HTTP errors put their message on a second one."""
+    return " ".join(str(exc).split())
 
 
 def _not_connected(exc: aiohttp.ClientConnectorError, url: str) -> EmbedSDKError:
@@ -366,7 +385,7 @@ def _not_connected(exc: aiohttp.ClientConnectorError, url: str) -> EmbedSDKError
         )
         return APIConnectionError(message, host=host, port=port, reason="certificate")
     if _answered_without_tls(exc):
-        return ConfigurationError(_use_http(url, " ".join(str(exc.os_error).split())))
+        return ConfigurationError(_use_http(url, _one_line(exc.os_error)))
     cause = exc.os_error
     why = cause.strerror or str(cause) or type(cause).__name__
     if isinstance(exc, _DNS_ERROR) or isinstance(cause, socket.gaierror):

@@ -292,3 +292,24 @@ def test_a_plain_server_that_hangs_up_is_still_retried() -> None:
             assert "closed the connection" in str(caught.value)
 
     asyncio.run(go())
+
+
+# -- a body that does not decompress -------------------------------------------------------
+
+
+def test_a_gzip_body_that_does_not_decompress_says_so_on_one_line() -> None:
+    async def bad_gzip(request: web.Request) -> web.Response:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        return web.Response(body=b"this is not gzip", headers=headers)
+
+    async def go() -> None:
+        async with serve(bad_gzip) as server:
+            emb = client(server.base_url, max_retries=0)
+            async with emb:
+                with pytest.raises(embedsdk.APIConnectionError) as caught:
+                    await emb.embed(["a"])
+        message = str(caught.value)
+        assert "could not be decompressed (gzip)" in message
+        assert "cut off" not in message and "\n" not in message
+
+    asyncio.run(go())
