@@ -185,6 +185,30 @@ def apply_input_limit(
     return texts, len(cut)
 
 
+def too_long_note(model: str, limit: int | None, truncate: bool) -> str:
+    """What an error adds when the server refused an input as too long: what ``truncate``
+    did or could not do, and what is left to the user.
+
+    ``limit`` is the tokens per input that embedsdk knows for ``model`` (``None``: unknown,
+    so nothing was cut); the server's own limit may be lower (a self-hosted server started
+    with a shorter maximum).
+    """
+    refused = "; a text there is longer than the server takes"
+    if limit is None and truncate:
+        return (
+            f"{refused}, and truncate=True could not cut it: the input limit of {model} is "
+            "unknown to embedsdk, so it cuts nothing; shorten such texts before the call"
+        )
+    if limit is None:
+        return f"{refused}: shorten it"
+    if truncate:
+        return (
+            f"{refused}: truncate=True cut texts to {limit} tokens ({model}'s limit as embedsdk "
+            "knows it), but this server takes fewer; shorten such texts before the call"
+        )
+    return f"{refused} ({model} takes {limit} tokens per input): shorten it, or pass truncate=True"
+
+
 def deduplicate(texts: Sequence[str]) -> tuple[list[str], np.ndarray | None]:
     """Unique texts in first-seen order, and for each input the row of its unique text.
 
