@@ -163,6 +163,17 @@ def _positive_number(name: str, value: Any) -> float | None:
     return float(value)
 
 
+def _timeout(value: Any) -> float | None:
+    """Seconds per request, or ``None`` for no limit; infinity is ``None`` too.
+
+    Infinity is taken rather than refused: it means what ``None`` means, and ``--timeout inf``
+    is the only way the command line can say it. Passed on, aiohttp would overflow on it
+    (``OverflowError`` from its deadline arithmetic) at the first request.
+    """
+    seconds = _positive_number("timeout", value)
+    return None if seconds == float("inf") else seconds
+
+
 def _at_least_one(name: str, value: Any) -> float | None:
     """A per-minute count: at least 1 (a limiter cannot hand out a fraction of a request)."""
     number = _positive_number(name, value)
@@ -399,7 +410,8 @@ def resolve_options(
     """Check every option and fill the rest from the environment.
 
     Raises :class:`ConfigurationError` naming the bad option; an unknown keyword is a
-    ``TypeError`` (Python's own, from this signature). ``timeout=None``: no time limit.
+    ``TypeError`` (Python's own, from this signature). ``timeout=None`` (or infinity): no
+    time limit.
     """
     url, key, source = _endpoint(base_url, api_key, allow_insecure)
     model = _model_name(model)
@@ -416,7 +428,7 @@ def resolve_options(
         rpm=_at_least_one("rpm", rpm),
         tpm=_positive_number("tpm", tpm),
         max_retries=_count("max_retries", max_retries),
-        timeout=_positive_number("timeout", timeout),
+        timeout=_timeout(timeout),
         dimensions=None if dimensions is None else _positive_int("dimensions", dimensions),
         encoding_format=_encoding(encoding_format, profile),
         cache=_check_cache(cache),

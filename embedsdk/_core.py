@@ -57,6 +57,7 @@ from ._planning import (
     apply_input_limit,
     check_texts,
     plan_batches,
+    too_long_note,
     validate_texts,
 )
 from ._progress import Progress
@@ -515,9 +516,7 @@ class AsyncEmbedder:
         else:
             note = f" (in the request for {len(positions)} inputs from {positions[0]})"
         if _retry.is_input_too_large(exc):
-            limit = self._profile.max_input_tokens(self.options.model)
-            where = f" ({self.options.model} takes {limit} tokens per input)" if limit else ""
-            note += f"; a text there is longer than the server takes{where}: shorten it"
+            note += too_long_note(self.options.model, self._input_limit, self.options.truncate)
         return note
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:

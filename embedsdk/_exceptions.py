@@ -3,7 +3,9 @@
 Every error embedsdk raises on purpose derives from :class:`EmbedSDKError`::
 
     EmbedSDKError
-    ├── ConfigurationError          bad option, missing key, unusable URL (before any request)
+    ├── ConfigurationError          bad option, missing key, unusable URL (before any request),
+    │                               or a base_url the server's answer shows wrong (a redirect
+    │                               to follow with a GET, http:// to a TLS server or back)
     ├── InvalidInputError           a text is not a non-empty ``str`` (names its index)
     ├── ClientClosedError           the client was used after ``close()``
     ├── ResponseValidationError     a 2xx answer not to be trusted (JSON, count, index, dim)
@@ -27,6 +29,10 @@ where nothing did, or ``None``); its message names the failed request's inputs, 
 tried, and the inputs left without a vector. What arrived is also in the cache when the cache is
 on, so a re-run pays only for the rest. Callers who prefer partial results to an exception pass
 ``errors="return"`` to any entry point and get an ``EmbeddingResult`` instead.
+
+Every exception pickles with its message and attributes, so that a worker process
+(``multiprocessing``, ``ProcessPoolExecutor``, LlamaIndex's ``num_workers``) hands the real
+error back.
 
 The names follow openai-python's so that code catching ``openai.RateLimitError`` ports by
 changing the import.
@@ -70,9 +76,28 @@ class EmbedSDKError(Exception):
     #: retry waits for the shared pause), "narrowed" (a concurrency cap), "noted" or None.
     rate_verdict: str | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the message and the attributes, rebuilt without calling ``__init__``.
+
+        ``BaseException`` pickles as ``cls(*args)``, which fails for a class with a required
+        keyword (``index``, ``status_code``): a worker process's error could then not be sent
+        back, which hangs ``multiprocessing.Pool`` and breaks ``ProcessPoolExecutor``. The
+        attributes are the instance's own (``failed_indices``, ``partial``, ``status_code``,
+        notes...); none of them holds the key.
+        """
+        return (_rebuilt, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuilt(cls: type[EmbedSDKError], args: tuple[Any, ...]) -> EmbedSDKError:
+    """An exception of ``cls`` with ``args`` (the message) and no attributes yet: pickle then
+    restores them from the state :meth:`EmbedSDKError.__reduce__` saved."""
+    return cls.__new__(cls, *args)
+
 
 class ConfigurationError(EmbedSDKError, ValueError):
-    """An option or the environment is wrong; raised before any request is sent."""
+    """An option or the environment is wrong; raised before any request is sent, or at the
+    first answer that shows base_url wrong (a 301/302/303 redirect, the other scheme).
+    Never retried."""
 
 
 class InvalidInputError(EmbedSDKError, ValueError):

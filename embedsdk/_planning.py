@@ -29,11 +29,18 @@ def check_texts(texts: object) -> None:
     answer is ``texts[i]``, so a set (its order is arbitrary) or a dict (iterating it gives
     its keys) would come back in an order nobody chose (``d.keys()`` and ``d.values()`` are
     taken: they keep the dict's order). One ``str`` is refused too: it would
-    be embedded character by character."""
+    be embedded character by character; and a DataFrame, whose iteration gives its column
+    names (``df[["text"]]`` would be embedded as the one text "text")."""
     if isinstance(texts, str):
         raise TypeError(
             "texts must be a list (or another ordered iterable) of str, not one str; "
             "wrap it in a list"
+        )
+    if _is_data_frame(texts):
+        raise TypeError(
+            f"texts must be a list (or another ordered iterable) of str, not a "
+            f"{type(texts).__name__}: iterating it gives its column names; pass one column, "
+            f"e.g. {_column_hint(texts)}"
         )
     if isinstance(texts, Mapping):
         raise TypeError(
@@ -48,6 +55,24 @@ def check_texts(texts: object) -> None:
             "order is arbitrary, so row i would match no text you chose; pass sorted(texts) "
             "or a list"
         )
+
+
+def _is_data_frame(texts: object) -> bool:
+    """A table whose iteration gives its column names: pandas' DataFrame, and polars', dask's,
+    modin's and cuDF's, which have the same ``columns`` and ``shape``. By duck typing: pandas
+    is not a dependency, and importing it would cost every user a second. (A Series has no
+    ``columns``: it iterates over its values and is taken.)"""
+    return hasattr(texts, "columns") and hasattr(texts, "shape") and not isinstance(texts, Sequence)
+
+
+def _column_hint(frame: Any) -> str:
+    """``df['text']``: the frame's column named text, else its first."""
+    try:
+        columns = list(frame.columns)
+    except Exception:  # an odd table: the usual name will do
+        columns = []
+    name = "text" if "text" in columns or not columns else columns[0]
+    return f"df[{name!r}]"
 
 
 def validate_texts(texts: Sequence[Any], start: int = 0) -> None:
@@ -158,6 +183,30 @@ def apply_input_limit(
     for i in cut:
         texts[i] = fit_to_tokens(texts[i], limit)
     return texts, len(cut)
+
+
+def too_long_note(model: str, limit: int | None, truncate: bool) -> str:
+    """What an error adds when the server refused an input as too long: what ``truncate``
+    did or could not do, and what is left to the user.
+
+    ``limit`` is the tokens per input that embedsdk knows for ``model`` (``None``: unknown,
+    so nothing was cut); the server's own limit may be lower (a self-hosted server started
+    with a shorter maximum).
+    """
+    refused = "; a text there is longer than the server takes"
+    if limit is None and truncate:
+        return (
+            f"{refused}, and truncate=True could not cut it: the input limit of {model} is "
+            "unknown to embedsdk, so it cuts nothing; shorten such texts before the call"
+        )
+    if limit is None:
+        return f"{refused}: shorten it"
+    if truncate:
+        return (
+            f"{refused}: truncate=True cut texts to {limit} tokens ({model}'s limit as embedsdk "
+            "knows it), but this server takes fewer; shorten such texts before the call"
+        )
+    return f"{refused} ({model} takes {limit} tokens per input): shorten it, or pass truncate=True"
 
 
 def deduplicate(texts: Sequence[str]) -> tuple[list[str], np.ndarray | None]:

@@ -7,13 +7,18 @@ Tests can run the whole client against a function with :class:`MockTransport`, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import inspect
+import re
 import socket
+import ssl
 import urllib.request
 from collections.abc import Awaitable, Mapping
+from types import SimpleNamespace
 from typing import Any, Callable, Union
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -62,6 +67,7 @@ class AiohttpTransport(Transport):
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the session's
         self._proxies: dict[str, str | None] = {}  # origin -> proxy URL, read once
+        self._tls: dict[tuple[str, int], bool] = {}  # (host, port) -> speaks TLS, probed once
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -70,7 +76,9 @@ class AiohttpTransport(Transport):
             # No trust_env: with it aiohttp reads ~/.netrc and the proxy settings on a worker
             # thread for every request (two executor hops each); _proxy_for reads them once.
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trace_configs=[_redirect_guard()],
             )
             self._loop = asyncio.get_running_loop()
         return self._session
@@ -101,11 +109,34 @@ class AiohttpTransport(Transport):
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
+        except _Redirected as redirect:
+            raise ConfigurationError(redirect.message()) from None
         except asyncio.TimeoutError as exc:  # aiohttp raises the built-in TimeoutError
             within = "" if request.timeout is None else f" within {request.timeout:g} s"
             raise APITimeoutError(f"no answer from {_origin(request.url)}{within}") from exc
         except (aiohttp.ClientError, UnicodeError) as exc:
+            if proxy is None and _hung_up(exc) and await self._speaks_tls(request):
+                raise ConfigurationError(_use_https(request.url)) from exc
             raise _mapped(exc, request.url) from exc
+
+    async def _speaks_tls(self, request: Request) -> bool:
+        """Whether the server of an ``http://`` URL that hung up on us answers a TLS
+        handshake: then it is a TLS server, and http:// can never work.
+
+        A reset or a hang-up is all a TLS server gives a plain-HTTP request (aiohttp's and
+        OpenSSL's servers close without a word, Python's ``ssl`` sockets reset), and on its
+        own it is no proof: plain servers reset too. A handshake is (and sends no request,
+        so nothing is charged or logged as one). Probed once per server and remembered: a
+        plain server that hangs up again is retried at once, as before.
+        """
+        parts = urlsplit(request.url)
+        host, port = _host_and_port(request.url)
+        if parts.scheme != "http" or port is None:
+            return False
+        if (host, port) not in self._tls:
+            limit = _PROBE_SECONDS if request.timeout is None else request.timeout
+            self._tls[host, port] = await _tls_handshake(host, port, min(limit, _PROBE_SECONDS))
+        return self._tls[host, port]
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -129,6 +160,134 @@ class AiohttpTransport(Transport):
             except RuntimeError:  # closed meanwhile
                 pass
         _close_session_now(session)
+
+
+# -- the answers that show base_url is wrong ------------------------------------------------
+
+
+class _Redirected(Exception):
+    """Raised inside aiohttp (by :func:`_refuse_method_change`) for a redirect it would follow
+    with a GET; :meth:`AiohttpTransport.send` turns it into a ConfigurationError."""
+
+    def __init__(self, status: int, reason: str, url: str, location: str | None) -> None:
+        super().__init__(status, url, location)
+        self.status, self.reason, self.url = status, reason, url
+        self.location = None if location is None else urljoin(url, location)
+
+    def message(self) -> str:
+        """What happened, where to, and the base_url to use instead."""
+        said = f"HTTP {self.status} {self.reason}".rstrip()
+        if self.location is None:
+            where = "without saying where to (no Location header)"
+        else:
+            where = f"to {self.location}"
+        head = (
+            f"{self.url} answered the POST with a redirect ({said}) {where}; following it "
+            "would turn the POST into a GET, which an embeddings endpoint refuses"
+        )
+        target = self.location or ""
+        if urlsplit(target).path.rstrip("/").endswith("/embeddings"):
+            base = target.rstrip("/")[: -len("/embeddings")]
+            return f'{head}: use the new address, base_url="{base}"'
+        return f"{head}: check base_url (is it the server's API address?)"
+
+
+async def _refuse_method_change(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    """aiohttp's ``on_request_redirect`` hook: stop before a 301/302/303 is followed.
+
+    aiohttp follows those as browsers do, turning the POST into a body-less GET, which the
+    server then refuses with a 405 that says nothing of the redirect (the usual http ->
+    https redirect in front of a self-hosted server). Raising here is the one way to stop
+    aiohttp between the answer and the GET; 307 and 308 keep the POST and its body and are
+    followed by aiohttp (which drops the Authorization header for another origin).
+    """
+    response = params.response
+    if params.method != "POST" or response.status not in (301, 302, 303):
+        return
+    location = response.headers.get("Location")
+    response.close()  # aiohttp before 3.9 leaves it open when a hook raises
+    raise _Redirected(response.status, response.reason or "", str(params.url), location)
+
+
+def _redirect_guard() -> aiohttp.TraceConfig:
+    guard = aiohttp.TraceConfig()
+    guard.on_request_redirect.append(_refuse_method_change)
+    return guard
+
+
+#: Seconds the TLS probe of an http:// server that hung up may take (a TLS server answers a
+#: handshake at once; a plain one either answers it with an HTTP 400 or waits for more).
+_PROBE_SECONDS = 5.0
+
+
+def _hung_up(exc: BaseException) -> bool:
+    """A disconnect or a reset without an answer: what a TLS server gives a plain request."""
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError)):
+        return True
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET
+
+
+async def _tls_handshake(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` completes a TLS handshake. Nothing is verified: the answer only
+    tells what the server speaks, and nothing is sent after the handshake."""
+    # Unverified on purpose: a self-signed certificate still proves the server speaks TLS,
+    # and no key or request goes over this connection.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), timeout
+        )
+    except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError: not TLS
+        return False
+    writer.close()
+    # The server's side of the close may be abrupt or late: it changes nothing.
+    with contextlib.suppress(OSError, asyncio.TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    return True
+
+
+#: What OpenSSL says when the answer to its handshake is no TLS at all: a plain-HTTP server's
+#: "HTTP/1.1 400" (WRONG_VERSION_NUMBER up to OpenSSL 3.1, RECORD_LAYER_FAILURE from 3.2;
+#: the others from older versions and LibreSSL).
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG"}
+)
+
+
+def _answered_without_tls(exc: aiohttp.ClientConnectorError) -> bool:
+    cause = exc.os_error
+    return isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None) in _NOT_TLS
+
+
+def _base_with_scheme(url: str, scheme: str) -> str:
+    """``url``'s base URL (without ``/embeddings``) with the other scheme and an explicit
+    port: the server stays where it is, on the port the first scheme implied."""
+    parts = urlsplit(url)
+    host, port = _host_and_port(url)
+    path = parts.path[: -len("/embeddings")] if parts.path.endswith("/embeddings") else parts.path
+    return f"{scheme}://{_where(host, port)}{path}"
+
+
+def _use_https(url: str) -> str:
+    host, port = _host_and_port(url)
+    return (
+        f"{_where(host, port)} speaks TLS (https), and hung up on the plain-HTTP request: "
+        f'use base_url="{_base_with_scheme(url, "https")}"'
+    )
+
+
+def _use_http(url: str, why: str) -> str:
+    host, port = _host_and_port(url)
+    return (
+        f"{_where(host, port)} answered the TLS handshake in plain HTTP ({why}): the server "
+        f'does not speak https there; use base_url="{_base_with_scheme(url, "http")}" '
+        "(with allow_insecure=True when it is not on this machine: the key then goes in "
+        "clear text), or check that no proxy or firewall answers in its place"
+    )
 
 
 def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
@@ -179,25 +338,44 @@ def _mapped(exc: BaseException, url: str) -> EmbedSDKError:
         # _config checks base_url; this is for a URL it let through all the same.
         return ConfigurationError(f"aiohttp cannot use the URL {url} ({exc}): check base_url")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _not_connected(exc)
+        return _not_connected(exc, url)
     host, port = _host_and_port(url)
     where = _where(host, port)
+    encoding = _ENCODING_ERROR.search(str(exc))
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         message, reason = f"{where} closed the connection without answering", "disconnected"
+    elif isinstance(exc, aiohttp.ClientPayloadError) and encoding:
+        message = (
+            f"the answer from {where} could not be decompressed ({encoding.group(1)}): its "
+            f"body is not the {encoding.group(1)} data its Content-Encoding header says"
+        )
+        reason = "disconnected"
     elif isinstance(exc, aiohttp.ClientPayloadError):
-        message, reason = f"the answer from {where} was cut off ({exc})", "disconnected"
+        message, reason = f"the answer from {where} was cut off ({_one_line(exc)})", "disconnected"
     elif isinstance(exc, aiohttp.ClientHttpProxyError):
         message = f"the proxy would not forward the request to {where}: HTTP {exc.status}"
         reason = "proxy"
     elif isinstance(exc, OSError):  # ClientOSError, ClientConnectionResetError: reset
         message, reason = f"the connection to {where} failed: {exc.strerror or exc}", None
     else:
-        message, reason = f"the connection to {where} failed: {type(exc).__name__}: {exc}", None
+        message = f"the connection to {where} failed: {type(exc).__name__}: {_one_line(exc)}"
+        reason = None
     return APIConnectionError(message, host=host, port=port, reason=reason)
 
 
-def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
-    """No connection was made: the name did not resolve, nothing listens, TLS, a proxy."""
+#: aiohttp's words for a body its Content-Encoding does not decode ("Can not decode
+#: content-encoding: gzip"), inside a ClientPayloadError whose text spans two lines.
+_ENCODING_ERROR = re.compile(r"decode content-encoding:\s*([\w-]+)", re.I)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``str(exc)`` on one line: aiohttp's HTTP errors put their message on a second one."""
+    return " ".join(str(exc).split())
+
+
+def _not_connected(exc: aiohttp.ClientConnectorError, url: str) -> EmbedSDKError:
+    """No connection was made: the name did not resolve, nothing listens, TLS, a proxy; or
+    the server answered the TLS handshake in plain HTTP (a ConfigurationError: base_url)."""
     host, port = exc.host, exc.port
     where = _where(host, port)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):  # no os_error before 3.9
@@ -206,6 +384,8 @@ def _not_connected(exc: aiohttp.ClientConnectorError) -> APIConnectionError:
             f"({exc.certificate_error}): check the host name, or the system's CA certificates"
         )
         return APIConnectionError(message, host=host, port=port, reason="certificate")
+    if _answered_without_tls(exc):
+        return ConfigurationError(_use_http(url, _one_line(exc.os_error)))
     cause = exc.os_error
     why = cause.strerror or str(cause) or type(cause).__name__
     if isinstance(exc, _DNS_ERROR) or isinstance(cause, socket.gaierror):

@@ -86,6 +86,23 @@ class EmbedsdkEmbedding(BaseEmbedding):
         )
         self._key_given = ours.get("api_key") is not None
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle with every option: LlamaIndex pickles models into worker processes
+        (``IngestionPipeline(num_workers=...)``).
+
+        LlamaIndex's ``BaseComponent.__setstate__`` re-runs ``__init__`` with the fields
+        only, so embedsdk's options (kept as pydantic extras: ``base_url``, ``cache``,
+        ``dimensions``...) fell back to their defaults, and a private server's key went to
+        the default base URL. Here they are passed too, with the key as it was given:
+        ``api_key=""`` (send none) stays "", and a key read from the environment is read
+        there again. A failing ``__init__`` is raised, not papered over with a half state.
+        """
+        fields = dict(state["__dict__"])
+        key = fields.pop("api_key", None)
+        if (state.get("__pydantic_private__") or {}).get("_key_given"):
+            fields["api_key"] = key.get_secret_value() if key is not None else ""
+        self.__init__(**{**(state.get("__pydantic_extra__") or {}), **fields})  # type: ignore[misc]
+
     @classmethod
     def class_name(cls) -> str:
         return "EmbedsdkEmbedding"

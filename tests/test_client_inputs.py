@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 import aiohttp
@@ -99,7 +99,16 @@ def test_timeout_none_is_kept_and_sent_as_no_limit() -> None:
     assert [r.timeout for r in server.requests] == [None]
 
 
-@pytest.mark.parametrize(("timeout", "total"), [(None, None), (2.5, 2.5)])
+def test_timeout_infinity_means_no_limit() -> None:
+    # --timeout inf is how the command line says "no limit"; aiohttp would overflow on it.
+    assert resolve_options(base_url=LOCAL, timeout=float("inf")).timeout is None
+    with pytest.raises(embedsdk.ConfigurationError, match="timeout"):
+        resolve_options(base_url=LOCAL, timeout=float("-inf"))
+    with pytest.raises(embedsdk.ConfigurationError, match="timeout"):
+        resolve_options(base_url=LOCAL, timeout=float("nan"))
+
+
+@pytest.mark.parametrize(("timeout", "total"), [(None, None), (2.5, 2.5), (float("inf"), None)])
 def test_aiohttp_gets_no_time_limit_for_timeout_none(
     monkeypatch: pytest.MonkeyPatch, timeout: float | None, total: float | None
 ) -> None:
@@ -176,6 +185,55 @@ def test_unordered_texts_are_a_type_error(entry: str, make: Callable[[], Any]) -
         call(make())
     assert type(make()).__name__ in str(info.value)
     assert server.requests == []
+
+
+class DataFrame:
+    """What of a pandas (or polars) DataFrame matters here: ``columns`` and ``shape``, and
+    iterating it gives its column names."""
+
+    def __init__(self, columns: dict[str, list[str]]) -> None:
+        self._columns = columns
+        self.columns = list(columns)
+        self.shape = (len(next(iter(columns.values()))), len(columns))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, name: str) -> list[str]:
+        return self._columns[name]
+
+
+def _data_frames() -> list[Any]:
+    frames: list[Any] = [DataFrame({"text": ["b", "a"]})]
+    try:
+        import pandas as pd
+    except ImportError:  # the stand-in alone
+        return frames
+    return [*frames, pd.DataFrame({"text": ["b", "a"]})]
+
+
+@pytest.mark.parametrize("frame", _data_frames(), ids=lambda f: type(f).__module__)
+@pytest.mark.parametrize("entry", ENTRY_NAMES)
+def test_a_data_frame_is_refused_with_its_column_to_pass(entry: str, frame: Any) -> None:
+    server = Server()
+    call = _entry_points(server)[entry]
+    with pytest.raises(TypeError, match="DataFrame") as info:
+        call(frame)
+    assert "column names" in str(info.value) and "df['text']" in str(info.value)
+    assert server.requests == []
+
+
+def test_a_data_frame_column_is_taken_in_its_order() -> None:
+    frames = _data_frames()
+    server = Server()
+    with Embedder(base_url=LOCAL, transport=MockTransport(server), cache=False) as emb:
+        for frame in frames:
+            vectors = emb.embed(frame["text"])
+            assert vectors.shape[0] == 2
+    assert [r.json()["input"] for r in server.requests] == [["b", "a"]] * len(frames)
 
 
 @pytest.mark.parametrize(

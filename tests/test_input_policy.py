@@ -200,6 +200,47 @@ def test_truncate_counts_and_caches_the_cut_text(simulated_provider_factory: Fac
     assert np.array_equal(first[0], again[0])
 
 
+def test_truncate_with_an_unknown_limit_says_it_could_not_cut(
+    simulated_provider_factory: Factory,
+) -> None:
+    sim = simulated_provider_factory(dim=DIM, max_input_tokens=100)
+    texts = ["short", "x" * 2000]
+    with pytest.raises(embedsdk.InternalServerError) as caught:
+        embedsdk.get_batch_embeddings(
+            texts, base_url=sim.base_url, model="my-org/custom-embedder", truncate=True
+        )
+    message = str(caught.value)
+    assert "input limit of my-org/custom-embedder is unknown" in message
+    assert "truncate=True could not cut" in message and "shorten" in message
+
+
+def test_truncate_with_a_limit_above_the_servers_says_so(
+    simulated_provider_factory: Factory,
+) -> None:
+    # A server configured below the model's own limit (TEI --max-input-length): the texts were
+    # cut to the model's 512 tokens, and that is still too long here.
+    sim = simulated_provider_factory(dim=DIM, max_input_tokens=100)
+    texts = ["short", "中" * 400]
+    with pytest.raises(embedsdk.InternalServerError) as caught:
+        embedsdk.get_batch_embeddings(
+            texts, base_url=sim.base_url, model="BAAI/bge-large-zh-v1.5", truncate=True
+        )
+    message = str(caught.value)
+    assert "truncate=True cut texts to 512 tokens" in message and "takes fewer" in message
+
+
+def test_without_truncate_a_refusal_suggests_it_when_the_limit_is_known(
+    simulated_provider_factory: Factory,
+) -> None:
+    sim = simulated_provider_factory(dim=DIM, max_input_tokens=100)
+    texts = ["short", "中" * 400]
+    with pytest.raises(embedsdk.InternalServerError) as caught:
+        embedsdk.get_batch_embeddings(texts, base_url=sim.base_url, model="BAAI/bge-m3")
+    message = str(caught.value)
+    assert "BAAI/bge-m3 takes 8192 tokens per input" in message
+    assert "or pass truncate=True" in message and "shorten" in message
+
+
 def test_truncate_must_be_a_bool() -> None:
     with pytest.raises(ConfigurationError, match="truncate"):
         Embedder(base_url="http://127.0.0.1:9/v1", truncate="yes")

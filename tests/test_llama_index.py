@@ -8,6 +8,7 @@ Run by the tox env ``integrations``; skipped where llama-index-core is not insta
 from __future__ import annotations
 
 import asyncio
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -254,6 +255,57 @@ def test_the_key_shows_nowhere(sim: SimulatedProvider) -> None:
     for text in (repr(emb), str(emb), emb.to_json(), str(emb.to_dict()), str(emb.to_payload())):
         assert KEY not in text
     assert "api_key" not in emb.to_dict()
+
+
+#: A value for every option but the key and base_url (given by make), none of them the default.
+EVERY_OPTION: dict[str, Any] = {
+    "model": "Qwen/Qwen3-Embedding-8B",
+    "dimensions": 32,
+    "rpm": 6000,
+    "tpm": 10_000_000,
+    "max_retries": 2,
+    "timeout": 5,
+    "encoding_format": "float",
+    "max_batch_tokens": 4000,
+    "truncate": True,
+    "cache": False,
+    "adaptive": False,
+    "allow_insecure": True,
+    "provider": "generic",
+    "batch_size": 16,
+    "max_concurrent": 3,
+}
+
+
+def test_a_pickled_copy_keeps_every_option_and_sends_to_the_same_server(
+    sim: SimulatedProvider,
+) -> None:
+    # IngestionPipeline(num_workers=...) pickles the model into its worker processes. A
+    # RateController holds locks: it cannot cross processes, so it is the one option left out.
+    given = {"base_url", "api_key", "rate_controller", *EVERY_OPTION}
+    assert given == _adapters.accepted_options()  # a new option must be added above
+    emb = make(sim, embed_batch_size=8, num_workers=2, **EVERY_OPTION)
+    copy = pickle.loads(pickle.dumps(emb))
+    assert copy._options() == emb._options()
+    assert {k: copy._options()[k] for k in EVERY_OPTION if k != "model"} == {
+        k: v for k, v in EVERY_OPTION.items() if k != "model"
+    }
+    assert (copy.model_name, copy.embed_batch_size, copy.num_workers) == (emb.model_name, 8, 2)
+    assert copy.to_dict() == emb.to_dict()
+    want = expected_matrix(["a"], model="Qwen/Qwen3-Embedding-8B", dim=32)
+    assert (matrix([copy.get_text_embedding("a")]) == want).all()
+    assert sim.stats()["requests"] == 1  # here, not to the default base URL
+
+
+def test_a_pickled_copy_keeps_where_the_key_comes_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDSDK_API_KEY", "sk-from-the-environment")
+    url = "http://127.0.0.1:9/v1"
+    keyless = pickle.loads(pickle.dumps(EmbedsdkEmbedding(base_url=url, api_key="")))
+    assert keyless._options()["api_key"] == ""  # still no key, not the environment's
+    from_env = pickle.loads(pickle.dumps(EmbedsdkEmbedding(base_url=url)))
+    assert "api_key" not in from_env._options()  # still read from the environment per call
+    given = pickle.loads(pickle.dumps(EmbedsdkEmbedding(base_url=url, api_key=KEY)))
+    assert given._options()["api_key"] == KEY
 
 
 def test_shares_the_async_client_with_the_langchain_adapter(sim: SimulatedProvider) -> None:
