@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from ._exceptions import (
     APIConnectionError,
+    APIStatusError,
     AuthenticationError,
     ClientClosedError,
     ConfigurationError,
@@ -41,7 +42,7 @@ from ._planning import (
     plan_batches,
 )
 from ._progress import Progress
-from ._retry import CallBreaker
+from ._retry import CallBreaker, refusal_key
 from ._text import plural
 
 T = TypeVar("T")
@@ -56,9 +57,10 @@ class Stats:
     ``requests``: HTTP requests sent, retries included; ``retries``: attempts repeated after a
     retryable failure; ``inputs_sent``: texts in successful answers; ``tokens``: tokens used,
     as the server's ``usage.prompt_tokens`` says (our estimate when it says nothing);
-    ``splits``: batches split after a 413; ``cache_hits`` / ``cache_misses``: distinct texts of
-    each call found / not found in the disk cache (neither moves while the cache is off);
-    ``rate_limited``: answers with HTTP 429.
+    ``splits``: batches split after a 413, or to find the inputs a refusal is about;
+    ``cache_hits`` / ``cache_misses``: distinct texts of each call found / not found in the
+    disk cache (neither moves while the cache is off); ``rate_limited``: answers with HTTP
+    429; ``refused``: inputs the server refused on their own (found by splitting).
     """
 
     requests: int = 0
@@ -70,6 +72,7 @@ class Stats:
     cache_misses: int = 0
     truncated: int = 0  # texts cut to the model's input limit (truncate=True)
     rate_limited: int = 0  # answers with HTTP 429 (each one retried or counted as failed)
+    refused: int = 0  # inputs the server refused on their own (their batches were split)
 
 
 @dataclasses.dataclass
@@ -169,6 +172,20 @@ class _Job:
         self.failures: list[tuple[npt.NDArray[np.intp], EmbedSDKError]] = []  # (rows, error)
         self.breaker = CallBreaker()  # errors="return": stops the sending in a storm
         self.told_unreachable = False  # the INFO line "cannot connect" was logged
+        # Refusals met (``_retry.refusal_key``): True while every batch refused that way was
+        # refused whole (the request is the problem: not split again), False once one input
+        # was found to be the cause.
+        self.refusals: dict[tuple[Any, ...], bool] = {}
+
+    def refused_whole(self, exc: APIStatusError) -> bool:
+        """Whether batches were refused whole this way before (and no input was found to be
+        the cause): this batch is not split again."""
+        return self.refusals.get(refusal_key(exc), False)
+
+    def note_refusal(self, exc: APIStatusError, whole: bool) -> None:
+        """A batch refused this way failed whole (``whole``), or its inputs were found."""
+        key = refusal_key(exc)
+        self.refusals[key] = whole and self.refusals.get(key, True)
 
     def plan(self, batch_size: int | None, max_batch_tokens: int, elsewhere: Any = None) -> None:
         """Estimate the tokens of the rows to fetch and cut them into batches of at most

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable, Generator
@@ -36,11 +37,15 @@ def is_testing() -> bool:
 
 
 def should_split(exc: BaseException) -> bool:
-    """A 413, or a 400 that complains about the batch size: send the batch in halves."""
+    """A 413, or a 400 that complains about the batch size: send the batch in halves.
+
+    Not a 413 that says one input is too long (TEI: "must have less than 512 tokens"): a
+    smaller batch cap would not help, the input is what :func:`blames_input` looks for.
+    """
     if not isinstance(exc, APIStatusError):
         return False
     if exc.status_code == 413:
-        return True
+        return not is_input_too_large(exc)
     return exc.status_code in (400, 422) and "batch size" in exc.message.lower()
 
 
@@ -87,6 +92,158 @@ def refuses_base64(exc: BaseException) -> bool:
         return False
     message = exc.message.lower()
     return any(word in message for word in ("base64", "encoding_format", "encoding format"))
+
+
+#: Statuses a server refuses a request with when it will not take it as it is.
+_REFUSALS = frozenset({400, 413, 422})
+
+#: Words of a refusal about what a text holds: too long, empty, unreadable, or content the
+#: provider will not take (SiliconFlow "input contains content that cannot be processed",
+#: DashScope "Input data may contain inappropriate content", Zhipu "敏感内容").
+_CONTENT_WORDS = (
+    *_TOO_LONG_MARKERS,
+    "too long",
+    "context length",
+    "empty",
+    "cannot be processed",
+    "can not be processed",
+    "could not be processed",
+    "inappropriate",
+    "sensitive",
+    "unsafe",
+    "moderation",
+    "content polic",
+    "content filter",
+    "content management",
+    "utf-8",
+    "utf8",
+    "unicode",
+    "tokeniz",
+    "敏感",
+    "不安全",
+    "内容",
+    "输入",
+    "过长",
+)
+
+#: Words of a refusal about the request itself: the model, the options, the key, the body.
+_REQUEST_WORDS = (
+    "model",
+    "dimension",
+    "encoding_format",
+    "encoding format",
+    "api key",
+    "api_key",
+    "apikey",
+    "authoriz",
+    "unknown parameter",
+    "unrecognized",
+    "extra inputs are not permitted",  # pydantic, about a field we sent
+    "json",
+    "not supported",
+    "模型",
+    "参数",
+)
+
+#: Provider codes of such refusals. Content: DashScope ``DataInspectionFailed``, Zhipu
+#: ``1301`` (unsafe content), OpenAI / Azure ``content_filter`` and
+#: ``content_policy_violation``, TEI's ``Tokenizer`` error type. Request: SiliconFlow
+#: ``20012`` (no such model), OpenAI ``model_not_found`` / ``invalid_api_key``, Zhipu ``1211``
+#: (no such model). SiliconFlow's ``20015`` ("invalid parameter") says neither.
+_CONTENT_CODES = frozenset(
+    {"datainspectionfailed", "1301", "content_filter", "content_policy_violation", "tokenizer"}
+)
+_REQUEST_CODES = frozenset({"20012", "model_not_found", "invalid_api_key", "1211"})
+
+#: The name of a field at the start of a location: ``input``, ``input[3]``, ``$.input``.
+_FIELD_RE = re.compile(r"^[$.]*([a-z_]+)")
+
+
+def blames_input(exc: BaseException) -> bool | None:
+    """Whether a refusal is about what some input holds (``True``), about the request
+    (``False``), or cannot be told (``None``). Anything but a refusal is ``False``.
+
+    A refusal is a 400, 413 or 422 (not a batch size nor base64: they have their own
+    remedies), or a 5xx saying an input is too large (llama.cpp). It is about the inputs
+    when the provider names the ``input`` field (OpenAI's ``param``, FastAPI's ``loc``), a
+    content code, or words about a text's length, emptiness or content; about the request
+    when it names another field, a request code, or the model, an option or the key. The
+    core splits a refused batch to find the inputs unless this is ``False``.
+    """
+    if not isinstance(exc, APIStatusError):
+        return False
+    if exc.status_code >= 500:
+        return is_input_too_large(exc)
+    if exc.status_code not in _REFUSALS or should_split(exc) or refuses_base64(exc):
+        return False
+    fields = _fields_named(exc.body)
+    if fields:
+        if fields == {"input"}:
+            return True
+        if "input" not in fields:
+            return False
+    code = str(exc.code).lower()
+    if code in _CONTENT_CODES:
+        return True
+    if code in _REQUEST_CODES:
+        return False
+    return _judged_by_words(exc.message.lower())
+
+
+#: Rounds of halving a refused batch with nothing going through, every part refused as the
+#: whole was, after which the request is taken to be the problem (see ``_core._isolate``).
+#: One round (both halves refused) would also be what two refused inputs, one in each half,
+#: look like, and would fail the whole batch for them; after two rounds (all four quarters
+#: refused the same way), it takes four refused inputs, one in each quarter. A request
+#: refused whatever it holds thus costs 6 extra requests, once per call.
+WHOLE_AFTER = 2
+
+
+def refusal_key(exc: APIStatusError) -> tuple[Any, ...]:
+    """What tells one refusal from another: the status, the code, the words less their
+    numbers (OpenAI's "you requested 9000 tokens" changes with the part sent)."""
+    return (exc.status_code, str(exc.code), re.sub(r"\d+", "#", exc.message))
+
+
+def same_refusal(exc: APIStatusError, other: APIStatusError) -> bool:
+    return refusal_key(exc) == refusal_key(other)
+
+
+def _judged_by_words(message: str) -> bool | None:
+    """A refusal's words: content first (OpenAI's "This model's maximum context length"
+    names the model too), then the request, then any mention of the input or a text."""
+    if any(word in message for word in _CONTENT_WORDS):
+        return True
+    if any(word in message for word in _REQUEST_WORDS):
+        return False
+    if any(word in message for word in ("input", "text", "string")):
+        return True
+    return None
+
+
+def _fields_named(body: str) -> set[str]:
+    """The request fields an error body blames: OpenAI's ``error.param``, the first part of
+    each FastAPI ``detail[].loc`` after ``body``. Empty when it names none."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    error = data.get("error")
+    places: list[Any] = []
+    if isinstance(error, dict) and isinstance(error.get("param"), str):
+        places.append(error["param"])
+    if isinstance(data.get("param"), str):
+        places.append(data["param"])
+    detail = data.get("detail")
+    for item in detail if isinstance(detail, list) else ():
+        loc = item.get("loc") if isinstance(item, dict) else None
+        if isinstance(loc, list):
+            parts = [part for part in loc if part != "body"]
+            places.extend(parts[:1])
+    found = (_FIELD_RE.match(str(place).strip().lower()) for place in places)
+    return {match.group(1) for match in found if match}
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -567,7 +567,8 @@ def test_max_retries_zero_is_one_attempt() -> None:
 
 
 NOT_RETRYABLE = [
-    (400, {"code": 20015, "message": "The parameter is invalid."}, BadRequestError),
+    # About the request (an option), not an input: not split to find one (tests/test_refusals.py)
+    (400, {"code": 20015, "message": "The parameter is invalid: dimensions"}, BadRequestError),
     (401, b"Invalid token", AuthenticationError),
     (
         403,
