@@ -25,7 +25,7 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from typing import Any, Literal, overload
+from typing import Any, Literal, Union, overload
 
 from typing_extensions import Unpack
 
@@ -73,6 +73,10 @@ def _least(told: float | None, learned: float | int | None) -> float | None:
     """The tighter of two per-minute paces (``None``: none)."""
     paces = [float(p) for p in (told, learned) if p is not None]
     return min(paces) if paces else None
+
+
+#: A block of a stream: its vectors, or its EmbeddingResult with ``errors="return"``.
+_Block = Union[Vectors, EmbeddingResult]
 
 
 def _halves(start: int, stop: int) -> list[tuple[int, int]]:
@@ -257,6 +261,42 @@ class AsyncEmbedder:
             if bar is not None:
                 bar.close()
 
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["raise"] = ...,
+    ) -> AsyncGenerator[tuple[int, Vectors], None]: ...
+
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["return"],
+    ) -> AsyncGenerator[tuple[int, EmbeddingResult], None]: ...
+
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: str = ...,
+    ) -> AsyncGenerator[tuple[int, Vectors | EmbeddingResult], None]: ...
+
     async def embed_stream(
         self,
         texts: Iterable[str] | AsyncIterable[str],
@@ -265,7 +305,8 @@ class AsyncEmbedder:
         max_concurrent: int | None = None,
         window: int | None = None,
         progress: bool = False,
-    ) -> AsyncGenerator[tuple[int, Vectors], None]:
+        errors: str = "raise",
+    ) -> AsyncGenerator[tuple[int, Vectors | EmbeddingResult], None]:
         """Embed a stream of texts lazily; yields ``(start_index, vectors)`` blocks in order.
 
         Reads ``window`` texts at a time (default: enough to keep every slot busy for a while)
@@ -273,16 +314,22 @@ class AsyncEmbedder:
         the current one is handed out, so the slots never sit idle at a window boundary.
         ``progress`` shows a bar on stderr (with a total when ``texts`` has a length).
 
+        ``errors="return"``: each block is an :class:`EmbeddingResult` (NaN rows, an ``ok``
+        mask, the errors of its failed requests; its indices are positions in the whole
+        stream) and the stream goes on; errors of the whole call (401, 403, 404, quota, a
+        server out of reach, a storm) still end it with the exception.
+
         When ``texts`` raises, the blocks of the windows already read are still yielded, then
         its exception is raised (the window it broke off in is not sent).
         """
         check_texts(texts)
+        keep_going = _keep_going(errors)
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
-        stream = Stream(self, batch_size, workers, bar)
+        stream = Stream(self, batch_size, workers, bar, keep_going)
         size = stream.window_size(window)
-        pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
+        pending: collections.deque[tuple[int, asyncio.Task[_Block]]] = collections.deque()
         start = 0
         previous: _Window | None = None
         broke: list[Exception] = []  # what the producer of ``texts`` raised, if it did

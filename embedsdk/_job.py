@@ -19,7 +19,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +84,8 @@ class EmbeddingResult:
     ``(N,)`` bool mask of the rows that arrived. ``errors``: one exception per failed request
     (or the one that stopped the call, such as a 401), each with ``failed_indices`` (the input
     positions it left without a vector) and ``batch_indices``; empty when everything arrived.
+    ``start``: the input position of row 0 (a block of ``embed_stream(errors="return")``; 0
+    for a call), so that every index it names is a position in the caller's whole input.
 
     >>> result = emb.embed(texts, errors="return")      # doctest: +SKIP
     >>> good = result.vectors[result.ok]
@@ -93,11 +95,12 @@ class EmbeddingResult:
     vectors: Vectors
     ok: npt.NDArray[np.bool_]
     errors: list[EmbedSDKError]
+    start: int = 0
 
     @property
     def failed_indices(self) -> list[int]:
         """Input positions without a vector, in order."""
-        return [int(i) for i in np.flatnonzero(~self.ok)]
+        return [int(i) + self.start for i in np.flatnonzero(~self.ok)]
 
     def error_for(self, index: int) -> EmbedSDKError | None:
         """The exception that left input ``index`` without a vector, or ``None``."""
@@ -277,7 +280,7 @@ class _Job:
         if fatal is not None:
             fatal.failed_indices = self.inputs_of(np.flatnonzero(~blamed))
             errors.append(fatal)
-        return EmbeddingResult(vectors, ok, errors)
+        return EmbeddingResult(vectors, ok, errors, self.offset)
 
 
 def _request_span(positions: list[int]) -> str:
@@ -299,6 +302,11 @@ def _describe(failed: list[int]) -> str:
     return f"{plural(len(failed), 'input')} have no vector (inputs {where})"
 
 
+#: What a window lends the next: the rows it was asked for (``None``: none arrived) and
+#: which of them arrived (a row it failed to get, with ``errors="return"``, is not lent).
+Lent = tuple[Union[Vectors, None], npt.NDArray[np.bool_]]
+
+
 class _Window:
     """A stream's window in flight, seen by the next window.
 
@@ -316,15 +324,17 @@ class _Window:
         self.done = False
         self.last = False  # the stream's last window (its end may be spread over the slots)
         self.wanted: npt.NDArray[np.intp] | None = None  # rows of ``job`` the next one needs
-        self.lent: asyncio.Future[Vectors] | None = None
+        self.lent: asyncio.Future[Lent] | None = None
 
     def lend(self) -> None:
         if self.lent is None or self.lent.done():
             return
-        if self.job is not None and self.job.rows is not None and self.wanted is not None:
-            self.lent.set_result(self.job.rows[self.wanted].copy())
-        else:
+        job, wanted = self.job, self.wanted
+        if job is None or wanted is None:
             self.lent.cancel()
+            return
+        rows = None if job.rows is None else job.rows[wanted].copy()
+        self.lent.set_result((rows, job.filled[wanted].copy()))
 
 
 async def _windows(

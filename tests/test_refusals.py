@@ -242,3 +242,79 @@ def test_errors_raise_names_every_refused_input_of_the_batch() -> None:
     assert "in the request for input 4)" in message
     assert "it also refuses input 20 alone" in message
     assert info.value.failed_indices == [4, 20]
+
+
+# -- embed_stream --------------------------------------------------------------------------
+
+
+def test_a_stream_with_errors_return_gives_results_and_goes_on(
+    simulated_provider_factory: Factory,
+) -> None:
+    sim = refusing(simulated_provider_factory)
+    texts = texts_with_bad(300, (137, 250))
+    with embedsdk.Embedder(base_url=sim.base_url, cache=False, batch_size=32) as emb:
+        blocks = list(emb.embed_stream(iter(texts), window=100, errors="return"))
+    assert [start for start, _ in blocks] == [0, 100, 200]
+    assert all(isinstance(block, EmbeddingResult) for _, block in blocks)
+    assert [block.start for _, block in blocks] == [0, 100, 200]
+    assert [block.failed_indices for _, block in blocks] == [[], [137], [250]]
+    (error,) = blocks[1][1].errors
+    assert error.failed_indices == [137] and "input 137)" in str(error)
+    assert blocks[1][1].error_for(137) is error
+    vectors = np.vstack([block.vectors for _, block in blocks])
+    ok = np.concatenate([block.ok for _, block in blocks])
+    assert np.flatnonzero(~ok).tolist() == [137, 250]
+    expected = expected_matrix(texts, MODEL, DIM)
+    assert np.array_equal(vectors[ok], expected[ok]) and np.isnan(vectors[~ok]).all()
+
+
+def test_a_stream_with_errors_raise_names_the_refused_input(
+    simulated_provider_factory: Factory,
+) -> None:
+    sim = refusing(simulated_provider_factory)
+    texts = texts_with_bad(300, (137,))
+    seen = []
+    with (
+        embedsdk.Embedder(base_url=sim.base_url, cache=False, batch_size=32) as emb,
+        pytest.raises(BadRequestError) as info,
+    ):
+        for start, block in emb.embed_stream(iter(texts), window=100):
+            seen.append(start)
+            assert isinstance(block, np.ndarray)
+    assert seen == [0]
+    assert "in the request for input 137)" in str(info.value)
+    assert info.value.batch_indices == [137]
+
+
+def test_a_stream_does_not_lend_a_row_the_previous_window_failed() -> None:
+    """Window 1 borrows the texts it shares with window 0 while window 0 is still fetching
+    them; a text window 0 then fails (refused) is not lent as a vector: window 1 asks for it
+    itself and fails it under its own position."""
+    texts = [*texts_with_bad(50, (5,)), f"text 5 {BAD}", "text 1: the quick brown fox"]
+    texts += [f"text {i}: the quick brown fox" for i in range(100, 148)]
+    gate = asyncio.Event()
+    server = Counting(when_any(BAD, siliconflow_400()))
+
+    async def handle(request: Request) -> Response:
+        inputs = request.json()["input"]
+        if any(t.startswith("text 1") and len(t.split()[1]) == 4 for t in inputs):
+            gate.set()  # window 1 is fetching its own texts: it planned while 0 was busy
+        else:
+            await asyncio.wait_for(gate.wait(), 10)  # never hang the suite
+        return server(request)
+
+    async def main() -> list[tuple[int, Any]]:
+        async with AsyncEmbedder(
+            base_url="http://127.0.0.1:9/v1", transport=MockTransport(handle), cache=False
+        ) as emb:
+            stream = emb.embed_stream(
+                texts, window=50, batch_size=10, max_concurrent=8, errors="return"
+            )
+            return [block async for block in stream]
+
+    blocks = asyncio.run(main())
+    assert [block.failed_indices for _, block in blocks] == [[5], [50]]
+    second = blocks[1][1]
+    assert second.ok[1]  # "text 1", borrowed from window 0, arrived there
+    assert np.isnan(second.vectors[0]).all()
+    assert "input 50)" in str(second.errors[0])

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+
 import embedsdk
-from embedsdk import AsyncEmbedder, ClientOptions, Embedder, Stats
+from embedsdk import AsyncEmbedder, ClientOptions, Embedder, EmbeddingResult, Stats
 
 # Good calls type-check.
 vectors = embedsdk.get_batch_embeddings(["a"], model="BAAI/bge-m3", timeout=None, api_key="")
@@ -28,6 +30,9 @@ async_client = AsyncEmbedder(encoding_format="float", rate_controller=None, trun
 options: ClientOptions = client.options
 stats: Stats = client.stats
 timeout: float | None = async_client.options.timeout
+blocks: list[tuple[int, np.ndarray]] = list(client.embed_stream(["a"]))
+results: list[tuple[int, EmbeddingResult]] = list(client.embed_stream(["a"], errors="return"))
+wrong: list[tuple[int, np.ndarray]] = list(client.embed_stream(["a"], errors="return"))  # type: ignore[arg-type]
 
 # A misspelled option, or a value of the wrong type, is an error at every entry point.
 embedsdk.get_batch_embeddings(["a"], modle="x")  # type: ignore[call-overload]
