@@ -209,6 +209,14 @@ def same_refusal(exc: APIStatusError, other: APIStatusError) -> bool:
     return refusal_key(exc) == refusal_key(other)
 
 
+def refused_alone(exc: BaseException) -> bool:
+    """The server refused one input by itself: a refusal :func:`blames_input` does not pin on
+    the request, of a request that carried that input alone (``batch_indices``, set by the
+    core: a refused batch is split until its refused inputs stand alone)."""
+    indices = getattr(exc, "batch_indices", None) or ()
+    return len(indices) == 1 and blames_input(exc) is not False
+
+
 def _judged_by_words(message: str) -> bool | None:
     """A refusal's words: content first (OpenAI's "This model's maximum context length"
     names the model too), then the request, then any mention of the input or a text."""
