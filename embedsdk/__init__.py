@@ -41,6 +41,7 @@ from ._exceptions import (
     RateLimitError,
     ResponseValidationError,
     UnprocessableEntityError,
+    WaitTooLongError,
 )
 from ._job import EmbeddingResult, Stats
 from ._npy import NpyWriter, write_npy
@@ -83,6 +84,7 @@ __all__ = [
     "Transport",
     "UnprocessableEntityError",
     "VectorCache",
+    "WaitTooLongError",
     "__version__",
     "close_default_clients",
     "estimate_tokens",

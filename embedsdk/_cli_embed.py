@@ -19,6 +19,7 @@ from ._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_WAIT,
     DEFAULT_TIMEOUT,
 )
 from ._exceptions import APIError, APIStatusError, ConfigurationError, InvalidInputError
@@ -129,6 +130,16 @@ def _batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
 
 
+def _seconds_or_none(text: str) -> float | None:
+    """``--max-wait``: a number of seconds (checked by the library), or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or none, got {text!r}") from None
+
+
 def _add_pacing_options(group: Any) -> None:
     group.add_argument(
         "--batch-size",
@@ -175,6 +186,14 @@ def _add_request_options(group: Any) -> None:
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="seconds per request (default: %(default)g)",
+    )
+    group.add_argument(
+        "--max-wait",
+        type=_seconds_or_none,
+        default=DEFAULT_MAX_WAIT,
+        metavar="SECONDS|none",
+        help="longest wait a rate-limited server may ask for (Retry-After); a longer one "
+        "fails at once; none: no bound (default: %(default)g)",
     )
     group.add_argument(
         "--dimensions", type=int, metavar="N", help="output dimensions (Qwen3-Embedding models)"
@@ -240,7 +259,8 @@ def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         cache = args.cache_dir
     names = (
         "model base_url provider batch_size max_batch_tokens max_concurrent rpm tpm "
-        "max_retries timeout dimensions encoding_format allow_insecure truncate adaptive"
+        "max_retries timeout max_wait dimensions encoding_format allow_insecure truncate "
+        "adaptive"
     )
     return {
         **{name: getattr(args, name) for name in names.split()},
@@ -264,6 +284,7 @@ OPTION_FLAGS = {
     "tpm": "--tpm",
     "max_retries": "--max-retries",
     "timeout": "--timeout",
+    "max_wait": "--max-wait",
     "dimensions": "--dimensions",
     "encoding_format": "--encoding-format",
     "truncate": "--truncate",

@@ -34,6 +34,7 @@ from ._exceptions import (
     InsufficientQuotaError,
     NotFoundError,
     PermissionDeniedError,
+    WaitTooLongError,
 )
 from ._planning import (
     deduplicate,
@@ -116,13 +117,15 @@ class EmbeddingResult:
 
 
 #: In ``errors="return"`` mode these still stop the whole call: they concern every request
-#: (key, account, model, base URL, a server out of reach), so sending the rest only repeats them.
+#: (key, account, model, base URL, a quota spent for longer than ``max_wait``, a server out
+#: of reach), so sending the rest only repeats them.
 _CALL_WIDE_ERRORS = (
     ConfigurationError,
     AuthenticationError,
     PermissionDeniedError,
     NotFoundError,
     InsufficientQuotaError,
+    WaitTooLongError,
     ClientClosedError,
 )
 

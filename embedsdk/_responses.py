@@ -19,7 +19,10 @@ import numpy as np
 from ._exceptions import APIStatusError, ResponseValidationError, status_error_class
 from ._text import excerpt, plural
 
-#: Servers have sent absurd hints (41165011 s); never wait longer than this for one.
+#: Servers have sent absurd hints (41165011 s); never wait longer than this for one at a
+#: time. A hint longer than the client's ``max_wait`` fails the call before any wait
+#: (``_sending``); one between this and ``max_wait`` is waited for in steps of this length,
+#: each retry asking the server again how long is left.
 MAX_RETRY_AFTER = 120.0
 
 #: Error codes of a 429 that means "out of credit", not "slow down": never retried.
@@ -47,11 +50,15 @@ def trace_id_of(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str],
+    now: float | None = None,
+    limit: float | None = MAX_RETRY_AFTER,
+) -> float | None:
     """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``.
 
     ``Retry-After`` may be seconds or an HTTP date. Returns ``None`` when there is no usable
-    hint; caps the answer at :data:`MAX_RETRY_AFTER`.
+    hint; caps the answer at ``limit`` (:data:`MAX_RETRY_AFTER`; ``None``: as asked).
     """
     value: float | None = None
     ms = _header(headers, "retry-after-ms")
@@ -72,7 +79,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
             value = when - (time.time() if now is None else now)
     if value is None or value != value or value < 0:  # NaN or negative
         return None if value is None or value != value else 0.0
-    return min(value, MAX_RETRY_AFTER)
+    return value if limit is None else min(value, limit)
 
 
 def content_type_of(headers: Mapping[str, str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import backoff
@@ -16,7 +16,10 @@ from ._exceptions import (
     BadRequestError,
     InsufficientQuotaError,
     ResponseValidationError,
+    WaitTooLongError,
 )
+from ._ratelimit_hints import parse_ratelimit_headers
+from ._responses import _header, parse_retry_after
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
 
@@ -257,14 +260,17 @@ def _fields_named(body: str) -> set[str]:
 def is_retryable(exc: BaseException) -> bool:
     """Transient failures: 408/409/429/5xx, no answer, timeouts, untrustworthy bodies.
 
-    Never: other 4xx (400, 401, 403, 404, 422), ``insufficient_quota``, a 5xx that says the
-    input is too large, and a TLS certificate that could not be verified.
+    Never: other 4xx (400, 401, 403, 404, 422), ``insufficient_quota``, a 429 asking for a
+    wait beyond ``max_wait``, a 5xx that says the input is too large, and a TLS certificate
+    that could not be verified.
     """
     if isinstance(exc, APIConnectionError):
         return exc.reason != "certificate"
     if isinstance(exc, ResponseValidationError):
         return True
-    if not isinstance(exc, APIStatusError) or isinstance(exc, InsufficientQuotaError):
+    if not isinstance(exc, APIStatusError) or isinstance(
+        exc, (InsufficientQuotaError, WaitTooLongError)
+    ):
         return False
     if exc.status_code >= 500:
         message = exc.message.lower()
@@ -272,16 +278,60 @@ def is_retryable(exc: BaseException) -> bool:
     return exc.status_code in RETRY_STATUSES
 
 
+def announced_wait(headers: Mapping[str, str]) -> tuple[float, str] | None:
+    """How long an answer asks the client to wait, as asked (uncapped), and the header that
+    says so (``"Retry-After: 86400"``); ``None`` when it says nothing.
+
+    ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date) when sent: the server's
+    own word on when to come back. Else the longest ``x-ratelimit-reset-requests`` /
+    ``-tokens`` of a limit whose ``x-ratelimit-remaining-*`` is spent (a limit with some
+    left says nothing about when the request may go).
+    """
+    for name, shown in (("retry-after-ms", "retry-after-ms"), ("retry-after", "Retry-After")):
+        raw = _header(headers, name)
+        seconds = parse_retry_after({name: raw}, limit=None) if raw else None
+        if raw and seconds is not None:
+            return seconds, f"{shown}: {raw}"
+    hint = parse_ratelimit_headers(headers)
+    if hint is None:
+        return None
+    spent = [
+        (reset, kind)
+        for reset, left, kind in (
+            (hint.reset_requests, hint.remaining_requests, "requests"),
+            (hint.reset_tokens, hint.remaining_tokens, "tokens"),
+        )
+        if reset is not None and left is not None and left <= 0
+    ]
+    if not spent:
+        return None
+    seconds, kind = max(spent)
+    name = f"x-ratelimit-reset-{kind}"
+    return seconds, f"{name}: {_header(headers, name)}"
+
+
+def wait_beyond(headers: Mapping[str, str], max_wait: float | None) -> tuple[float, str] | None:
+    """The wait a 429 asks for and its header, when it is longer than ``max_wait`` seconds
+    (``None``: no bound): the call then fails at once rather than sleeps."""
+    asked = announced_wait(headers)
+    if asked is None or max_wait is None or asked[0] <= max_wait:
+        return None
+    return asked
+
+
 def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, BaseException | None, None]:
     """A ``backoff`` wait generator that honours the server's ``Retry-After`` hint.
 
     Without a hint, backoff's own ``expo`` and ``full_jitter``: uniform in [0, ceiling] with
     the ceiling ``base`` seconds doubling to ``cap``. ``backoff`` sends each exception into
-    the generator before asking for the next wait, so a hint (already capped by the parser)
-    wins over the exponential guess; a small jitter keeps many workers from returning at the
-    same instant. A 429 the rate controller paused for (``rate_verdict == "paused"``) waits
-    in that shared pause, and a refusal of a concurrency cap (``"narrowed"``, without a hint)
-    for a free slot: no wait of their own.
+    the generator before asking for the next wait, so a hint wins over the exponential
+    guess; a small jitter keeps many workers from returning at the same instant. The hint
+    comes capped by the parser at ``_responses.MAX_RETRY_AFTER`` (120 s): a longer one is
+    waited for that long, and the retry asks the server again. A 429 asking for more than
+    the client's ``max_wait`` never gets here: the sender fails the call at once
+    (:func:`wait_beyond`, ``WaitTooLongError``). A 429 the rate controller paused for
+    (``rate_verdict == "paused"``) waits in that shared pause, and a refusal of a
+    concurrency cap (``"narrowed"``, without a hint) for a free slot: no wait of their own.
     """
     ceilings = backoff.expo(base=2, factor=base, max_value=cap)
     next(ceilings)  # backoff's wait generators start with a bare yield

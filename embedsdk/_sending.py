@@ -28,7 +28,9 @@ from ._exceptions import (
     APIStatusError,
     ClientClosedError,
     EmbedSDKError,
+    InsufficientQuotaError,
     ResponseValidationError,
+    WaitTooLongError,
 )
 from ._job import Stats, Vectors, _Job, _stops_the_call
 from ._progress import Progress
@@ -57,6 +59,15 @@ def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) ->
         job.told_unreachable = True
         retries = min(_retry.DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
         logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
+
+
+def _span(seconds: float) -> str:
+    """``86,400 s (24 h)``, ``300 s (5 min)``, ``45 s``: a wait, readable at any length."""
+    if seconds >= 3600:
+        return f"{seconds:,.0f} s ({seconds / 3600:.3g} h)"
+    if seconds >= 60:
+        return f"{seconds:,.0f} s ({seconds / 60:.3g} min)"
+    return f"{seconds:.3g} s"
 
 
 def _note_attempts(details: Any) -> None:
@@ -206,8 +217,19 @@ class Sender:
         except BaseException:
             self.rate.on_error(ticket)  # frees the slot: no answer is no signal
             raise
+        if self._beyond_max_wait(response) is not None:
+            # The call fails now (WaitTooLongError): no shared pause, which would hold the
+            # account's next call for minutes in silence before it is told the same.
+            self.rate.on_error(ticket)
+            return response, _adaptive.NOTED
         verdict = _turns.report(self.rate, ticket, response.status, response.headers, response.body)
         return response, verdict
+
+    def _beyond_max_wait(self, response: Response) -> tuple[float, str] | None:
+        """The wait a 429 asks for and its header, when longer than ``max_wait``."""
+        if response.status != 429:
+            return None
+        return _retry.wait_beyond(response.headers, self.options.max_wait)
 
     def _check_open(self, ticket: _adaptive.Ticket | None = None) -> None:
         """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
@@ -240,6 +262,9 @@ class Sender:
         if response.status >= 400:
             exc = self._error_for(response)
             exc.rate_verdict = verdict  # how the retry waits (see _retry.wait_gen)
+            beyond = self._beyond_max_wait(response)
+            if beyond is not None and not isinstance(exc, InsufficientQuotaError):
+                raise self._wait_too_long(exc, *beyond)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
             if encoding == "base64" and _retry.refuses_base64(exc):
@@ -291,6 +316,26 @@ class Sender:
         if key and key.encode() in body:
             body = body.replace(key.encode(), b"***")
         return body
+
+    def _wait_too_long(self, exc: APIStatusError, seconds: float, header: str) -> WaitTooLongError:
+        """The error of a 429 asking for a wait beyond ``max_wait``: what was asked, and how
+        to allow it."""
+        error = WaitTooLongError(
+            exc.message,
+            status_code=exc.status_code,
+            code=exc.code,
+            trace_id=exc.trace_id,
+            retry_after=exc.retry_after,
+            body=exc.body,
+        )
+        error.requested_wait, error.max_wait = seconds, self.options.max_wait
+        error.args = (
+            f"{error.args[0]}; the server asks to wait {_span(seconds)} ({header}), longer than "
+            f"max_wait={self.options.max_wait:g} s, so the call stops now instead of sleeping: "
+            "try again later, or raise max_wait (--max-wait on the command line; None, or "
+            "none, for no bound)",
+        )
+        return error
 
     def _error_for(self, response: Response) -> APIStatusError:
         """The exception for an error answer, never carrying the key; a 401/403 says where

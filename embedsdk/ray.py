@@ -39,6 +39,7 @@ from ._exceptions import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    WaitTooLongError,
 )
 from ._planning import validate_texts
 from ._sync import Embedder
@@ -62,6 +63,7 @@ _RUN_WIDE = (
     PermissionDeniedError,
     NotFoundError,
     InsufficientQuotaError,
+    WaitTooLongError,
 )
 
 

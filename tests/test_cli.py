@@ -398,6 +398,7 @@ CONFIGURATION_ERRORS = {
     "rpm": (["--rpm", "0.5"], ["--rpm must be at least 1"]),
     "timeout": (["--timeout", "0"], ["--timeout must be a positive number"]),
     "retries": (["--max-retries", "-1"], ["--max-retries must be an integer >= 0"]),
+    "max wait": (["--max-wait", "-1"], ["--max-wait must be a number of seconds >= 0, got"]),
     "tokens": (["--max-batch-tokens", "0"], ["--max-batch-tokens must be a positive integer"]),
     "dimensions": (
         ["--provider", "siliconflow", "--dimensions", "64"],

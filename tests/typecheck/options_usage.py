@@ -18,6 +18,8 @@ from embedsdk import AsyncEmbedder, ClientOptions, Embedder, EmbeddingResult, St
 
 # Good calls type-check.
 vectors = embedsdk.get_batch_embeddings(["a"], model="BAAI/bge-m3", timeout=None, api_key="")
+embedsdk.get_batch_embeddings(["a"], max_wait=None)
+Embedder(max_wait=600)
 embedsdk.get_batch_embeddings_concurrent(["a"], 4, 16, rpm=600, cache=False, dimensions=None)
 asyncio.run(embedsdk.get_batch_embeddings_async(["a"], 4, base_url="http://127.0.0.1:8080/v1"))
 client = Embedder("BAAI/bge-m3", batch_size=32, max_concurrent=4, adaptive=False)
@@ -40,6 +42,7 @@ embedsdk.get_batch_embeddings(["a"], timeout="60")  # type: ignore[call-overload
 embedsdk.get_batch_embeddings_concurrent(["a"], api_base="x")  # type: ignore[call-overload]
 embedsdk.get_batch_embeddings_concurrent(["a"], rpm="600")  # type: ignore[call-overload]
 embedsdk.get_batch_embeddings_async(["a"], max_retries=None)  # type: ignore[call-overload]
+embedsdk.get_batch_embeddings(["a"], max_wait="5m")  # type: ignore[call-overload]
 embedsdk.get_batch_embeddings_async(["a"], batchsize=8)  # type: ignore[call-overload]
 Embedder(cache=42)  # type: ignore[arg-type]
 Embedder(max_workers=4)  # type: ignore[call-arg]
