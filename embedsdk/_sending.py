@@ -35,6 +35,7 @@ from ._exceptions import (
 from ._job import Stats, Vectors, _Job, _stops_the_call
 from ._progress import Progress
 from ._responses import (
+    MAX_RETRY_AFTER,
     content_type_of,
     decode_embeddings,
     not_found_hint,
@@ -169,6 +170,8 @@ class Sender:
     def _on_backoff(self, details: Any) -> None:
         self.stats.retries += 1
         exc = details.get("exception")
+        if details["wait"] >= _adaptive.VISIBLE_WAIT:
+            self._waits(exc, details["wait"])
         verdict = getattr(exc, "rate_verdict", None)
         if verdict == _adaptive.PAUSED:
             when = "after the shared pause"
@@ -178,6 +181,33 @@ class Sender:
             when = f"in {details['wait']:.2f} s"
         # A server's message can be a page long: the log line quotes its start.
         logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
+
+    def _waits(self, exc: BaseException | None, seconds: float) -> None:
+        """A request is about to back off for long (a server's ``Retry-After``, or the
+        backoff after many failures): say so, as :meth:`_held_back` says the controller's
+        waits (INFO at most every 10 s per client, and on the progress bars)."""
+        if isinstance(exc, APIStatusError):
+            what = f"HTTP {exc.status_code}"
+        else:
+            what = "no answer" if isinstance(exc, APIConnectionError) else "an untrustworthy answer"
+        hint = getattr(exc, "retry_after", None)
+        if hint is None:
+            why = "backing off"
+        elif hint >= MAX_RETRY_AFTER:
+            why = f"as the server asked (Retry-After), at most {MAX_RETRY_AFTER:g} s at a time"
+        else:
+            why = "as the server asked (Retry-After)"
+        self._tell("backoff", f"{what}: retrying in {seconds:.1f} s, {why}")
+
+    def _tell(self, kind: str, text: str) -> None:
+        """``text`` on the progress bars of the calls under way, and at INFO at most every
+        10 s per client and ``kind`` of wait (the loop's clock: simulated time follows it)."""
+        for bar in list(self.bars):
+            bar.note(text)
+        now = asyncio.get_running_loop().time()
+        if now - self._last_told.get(kind, -math.inf) >= 10.0:
+            self._last_told[kind] = now
+            logger.info("%s", text)
 
     async def _pace(self, tokens: int) -> _adaptive.Ticket | None:
         """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -174,6 +175,60 @@ def test_a_wait_within_the_bound_is_waited_for(max_wait: float | None) -> None:
 
     assert asyncio.run(main()).shape == (2, 2)  # retried (no sleeping in testing mode)
     assert server.requests == 2
+
+
+# -- a wait under the bound is said --------------------------------------------------------
+
+
+def test_the_senders_own_long_wait_is_said_at_info_and_on_the_bar(
+    real_waits: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without adaptive control a 429's Retry-After is the sender's own backoff: it used to
+    wait 45 s with nothing said above DEBUG."""
+    notes: list[str] = []
+    monkeypatch.setattr("embedsdk._progress.Progress.note", lambda self, text: notes.append(text))
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    server = Script(limited(**{"Retry-After": "45"}), vectors_of)
+
+    async def main() -> np.ndarray:
+        async with client(server, adaptive=False) as emb:
+            return await emb.embed(["a", "b"], progress=True)
+
+    vectors, seconds = run_in_virtual_time(main())
+    assert vectors.shape == (2, 2) and 45.0 <= seconds < 60.0
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    said = "HTTP 429: retrying in 4"
+    assert any(m.startswith(said) and "as the server asked (Retry-After)" in m for m in infos)
+    assert any(n.startswith(said) for n in notes)
+
+
+def test_a_short_backoff_says_nothing_at_info(
+    real_waits: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    server = Script(limited(**{"Retry-After": "1"}), vectors_of)
+
+    async def main() -> np.ndarray:
+        async with client(server, adaptive=False) as emb:
+            return await emb.embed(["a"])
+
+    run_in_virtual_time(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_the_controllers_pause_for_a_retry_after_is_said_too(
+    real_waits: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    server = Script(limited(**{"Retry-After": "45"}), vectors_of)
+
+    async def main() -> np.ndarray:
+        async with client(server) as emb:
+            return await emb.embed(["a", "b"])
+
+    run_in_virtual_time(main())
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("paused 45.0 s after HTTP 429" in m for m in infos), infos
 
 
 # -- the command line ----------------------------------------------------------------------
