@@ -664,6 +664,8 @@ class AsyncEmbedder:
             await self._fetch_batch(job, start, stop)
         except APIStatusError as exc:
             if _retry.blames_input(exc) is False:
+                exc.batch_indices = job.positions(start, stop)
+                exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
                 raise
             return exc
         return None

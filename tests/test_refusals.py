@@ -131,13 +131,14 @@ def when_any(marker: str, answer: Response) -> Callable[[list[str]], Response | 
     return lambda texts: answer if any(marker in t for t in texts) else None
 
 
-def embed(handler: Counting, texts: list[str], **call: Any) -> Any:
+def embed(handler: Counting, texts: list[str], max_retries: int = 6, **call: Any) -> Any:
     async def main() -> Any:
         async with AsyncEmbedder(
             base_url="http://127.0.0.1:9/v1",
             transport=MockTransport(handler),
             cache=False,
             provider="siliconflow",  # batches of up to 64
+            max_retries=max_retries,
         ) as emb:
             return await emb.embed(texts, **call), emb.stats
 
@@ -318,3 +319,19 @@ def test_a_stream_does_not_lend_a_row_the_previous_window_failed() -> None:
     assert second.ok[1]  # "text 1", borrowed from window 0, arrived there
     assert np.isnan(second.vectors[0]).all()
     assert "input 50)" in str(second.errors[0])
+
+
+def test_another_failure_while_splitting_names_the_part_it_came_from() -> None:
+    overloaded = Response(503, {}, b'{"code": 50505, "message": "Model service overloaded."}')
+
+    def answer(texts: list[str]) -> Response | None:
+        if len(texts) == 16:
+            return siliconflow_400()  # the batch: refused
+        return overloaded if texts[0].startswith("text 8:") else None  # its second half: 503
+
+    server = Counting(answer)
+    with pytest.raises(embedsdk.InternalServerError) as info:
+        embed(server, texts_with_bad(16, ()), batch_size=16, max_retries=0)
+    assert "in the request for inputs 8..15" in str(info.value)
+    assert info.value.batch_indices == list(range(8, 16))
+    assert info.value.failed_indices == list(range(8, 16))  # its first half was embedded
