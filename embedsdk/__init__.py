@@ -40,6 +40,7 @@ from ._exceptions import (
     RateLimitError,
     ResponseValidationError,
     UnprocessableEntityError,
+    WaitTooLongError,
 )
 from ._job import EmbeddingResult, Stats
 from ._npy import NpyWriter, write_npy
@@ -84,6 +85,7 @@ __all__ = [
     "Tuning",
     "UnprocessableEntityError",
     "VectorCache",
+    "WaitTooLongError",
     "__version__",
     "close_default_clients",
     "estimate_tokens",

@@ -9,7 +9,7 @@
   and per options, shared by every adapter of the process (LangChain's and LlamaIndex's
   alike). It is closed when its loop shuts down (``asyncio.run``, ``asyncio.Runner``,
   pytest-asyncio: they all finalize async generators, see :func:`_close_with_loop`).
-- Both kinds of client use the account's shared rate controller (``_adaptive``) and the same
+- Both kinds of client use the account's shared rate controller (``ratecontrol``) and the same
   disk cache directory.
 
 Nothing here imports LangChain or LlamaIndex.

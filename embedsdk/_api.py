@@ -118,8 +118,10 @@ def get_batch_embeddings(
     ``cache``, ``max_batch_tokens``, ``allow_insecure``, ``provider``, ``truncate`` (cut texts
     longer than the model takes instead of refusing them), ``adaptive`` (default ``True``:
     learn the provider's rate limit from its 429s and pace under it), ``rate_controller`` (a
-    ``RateController`` to share; default: one per endpoint, key and model); anything else is
-    a ``TypeError``. ``progress=True`` shows a bar on stderr. ``errors="return"`` returns an
+    ``RateController`` to share; default: one per endpoint, key and model), ``max_wait``
+    (seconds a 429 may ask to wait, default 300; longer fails at once with
+    ``WaitTooLongError``; ``None``: no bound); anything else is a ``TypeError``.
+    ``progress=True`` shows a bar on stderr. ``errors="return"`` returns an
     :class:`~embedsdk.EmbeddingResult` (NaN rows, an ``ok`` mask, the errors) instead of
     raising when requests fail for good.
     """

@@ -19,9 +19,10 @@ from ._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_WAIT,
     DEFAULT_TIMEOUT,
 )
-from ._exceptions import APIError, ConfigurationError, InvalidInputError
+from ._exceptions import APIError, APIStatusError, ConfigurationError, InvalidInputError
 from ._inputs import (
     FORMATS,
     STDIN,
@@ -33,8 +34,10 @@ from ._inputs import (
     detect_format,
     read_rows,
 )
+from ._job import EmbeddingResult
 from ._npy import OutputFileError
 from ._providers import PROFILES
+from ._retry import refused_alone
 from ._sync import Embedder
 from ._writers import (
     OUTPUT_FORMATS,
@@ -128,6 +131,16 @@ def _batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
 
 
+def _seconds_or_none(text: str) -> float | None:
+    """``--max-wait``: a number of seconds (checked by the library), or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or none, got {text!r}") from None
+
+
 def _add_pacing_options(group: Any) -> None:
     group.add_argument(
         "--batch-size",
@@ -174,6 +187,14 @@ def _add_request_options(group: Any) -> None:
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="seconds per request (default: %(default)g)",
+    )
+    group.add_argument(
+        "--max-wait",
+        type=_seconds_or_none,
+        default=DEFAULT_MAX_WAIT,
+        metavar="SECONDS|none",
+        help="longest wait a rate-limited server may ask for (Retry-After); a longer one "
+        "fails at once; none: no bound (default: %(default)g)",
     )
     group.add_argument(
         "--dimensions", type=int, metavar="N", help="output dimensions (Qwen3-Embedding models)"
@@ -239,7 +260,8 @@ def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         cache = args.cache_dir
     names = (
         "model base_url provider batch_size max_batch_tokens max_concurrent rpm tpm "
-        "max_retries timeout dimensions encoding_format allow_insecure truncate adaptive"
+        "max_retries timeout max_wait dimensions encoding_format allow_insecure truncate "
+        "adaptive"
     )
     return {
         **{name: getattr(args, name) for name in names.split()},
@@ -263,6 +285,7 @@ OPTION_FLAGS = {
     "tpm": "--tpm",
     "max_retries": "--max-retries",
     "timeout": "--timeout",
+    "max_wait": "--max-wait",
     "dimensions": "--dimensions",
     "encoding_format": "--encoding-format",
     "truncate": "--truncate",
@@ -398,10 +421,11 @@ def _run(args: argparse.Namespace, fmt: str, input_fmt: str) -> int:
     total = count_rows(args.input, input_fmt)
     show = not args.quiet and sys.stderr.isatty()
     started = time.perf_counter()
+    refused: Refused = []
     with Embedder(**client_kwargs(args)) as client:
         try:
             out = _embed_into(
-                client, _Sized(texts, total) if total else texts, args, fmt, meta, show
+                client, _Sized(texts, total) if total else texts, args, fmt, meta, show, refused
             )
         except InvalidInputError as exc:
             raise _named_by_line(exc, args.input, numbers) from None
@@ -413,13 +437,23 @@ def _run(args: argparse.Namespace, fmt: str, input_fmt: str) -> int:
                 )
             raise
         stats = client.stats
+    elapsed = time.perf_counter() - started
     if not args.quiet:
-        print(_summary(out, stats, numbers, time.perf_counter() - started, args), file=sys.stderr)
+        print(_summary(out, stats, numbers, elapsed, args, len(refused), fmt), file=sys.stderr)
+    if refused:
+        print(f"embedsdk: error: {_refusals(refused, numbers, args, fmt)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _summary(
-    out: Writer, stats: Any, numbers: LineNumbers, elapsed: float, args: argparse.Namespace
+    out: Writer,
+    stats: Any,
+    numbers: LineNumbers,
+    elapsed: float,
+    args: argparse.Namespace,
+    refused: int = 0,
+    fmt: str = "",
 ) -> str:
     notes = [
         plural(stats.requests, "request"),
@@ -431,11 +465,43 @@ def _summary(
         notes.append(plural(stats.truncated, "text") + " truncated")
     if numbers.skipped:
         notes.append(plural(numbers.skipped, "empty line") + " skipped")
+    if refused:
+        notes.append(plural(refused, "text") + " refused by the server")
     where = "standard output" if args.output == STDOUT else args.output
     dims = "1 dim" if out.dim == 1 else f"{out.dim or 0} dims"
+    embedded = out.rows - refused if fmt == "npy" else out.rows  # an .npy keeps a NaN row
     return (
-        f"embedded {plural(out.rows, 'text')} ({dims}) in {elapsed:.1f} s "
-        f"({out.rows / max(elapsed, 1e-9):,.0f} texts/s): {', '.join(notes)} -> {where}"
+        f"embedded {plural(embedded, 'text')} ({dims}) in {elapsed:.1f} s "
+        f"({embedded / max(elapsed, 1e-9):,.0f} texts/s): {', '.join(notes)} -> {where}"
+    )
+
+
+#: Texts the server refused on their own: (input position, its error), in input order.
+Refused = list[tuple[int, APIStatusError]]
+#: Refused lines named one by one in the report; the rest are counted.
+NAMED_REFUSALS = 10
+
+
+def _refusals(refused: Refused, numbers: LineNumbers, args: argparse.Namespace, fmt: str) -> str:
+    """The report of the texts the server refused: their lines, its words, what to do."""
+    source = "standard input" if args.input == STDIN else args.input
+    where = "standard output" if args.output == STDOUT else args.output
+    one = len(refused) == 1
+    them = "it" if one else "them"
+    if fmt == "npy":
+        kept = f"{'its row' if one else 'their rows'} in {where} {'is' if one else 'are'} NaN"
+    else:
+        kept = f"{where} leaves {them} out"
+    named = [
+        f"line {numbers.line(index)}: HTTP {exc.status_code}: {exc.message}"
+        for index, exc in refused[:NAMED_REFUSALS]
+    ]
+    if len(refused) > NAMED_REFUSALS:
+        named.append(f"and {len(refused) - NAMED_REFUSALS:,} more")
+    return (
+        f"the server refused {plural(len(refused), 'text')} of {source} ({kept}; every other "
+        f"text was embedded): {'; '.join(named)}. Fix or remove {them} and run the same "
+        f"command again to embed {them}"
     )
 
 
@@ -451,22 +517,47 @@ def _named_by_line(exc: InvalidInputError, path: str, numbers: LineNumbers) -> I
 
 
 def _embed_into(
-    client: Any, texts: Any, args: argparse.Namespace, fmt: str, meta: Meta | None, show: bool
+    client: Any,
+    texts: Any,
+    args: argparse.Namespace,
+    fmt: str,
+    meta: Meta | None,
+    show: bool,
+    refused: Refused,
 ) -> Writer:
     """Stream ``texts`` through ``client`` into ``args.output``; returns the closed writer.
 
     The output appears only when every row is in (see :mod:`embedsdk._writers`), so a failed
-    or interrupted run leaves no truncated file behind.
+    or interrupted run leaves no truncated file behind. Texts the server refuses on their own
+    (``_retry.refused_alone``) do not fail the run: they are added to ``refused``, NaN rows in
+    an ``.npy`` (row i stays text i), left out of Parquet and JSON Lines (whose ids say which
+    rows are there). Any other failure ends the run as before.
     """
     name = "standard output" if args.output == STDOUT else args.output
     with open_writer(args.output, fmt, keep_text=args.keep_text) as out:
-        for _, block in client.embed_stream(texts, progress=show):
+        for _, result in client.embed_stream(texts, progress=show, errors="return"):
+            refused.extend(_refused_in(result))
+            block, ok = result.vectors, result.ok
             rows = None if meta is None else [meta.popleft() for _ in range(len(block))]
+            if rows is not None and not ok.all():
+                block, rows = block[ok], [row for row, good in zip(rows, ok) if good]
+                if not rows:
+                    continue
             try:
                 out.write(block, rows)
             except OSError as exc:
                 raise OutputFileError(f"cannot write {name}: {exc.strerror or exc}") from None
     return out
+
+
+def _refused_in(result: EmbeddingResult) -> Refused:
+    """The texts of a block the server refused on their own; any other error is raised."""
+    found: Refused = []
+    for exc in result.errors:
+        if not isinstance(exc, APIStatusError) or not refused_alone(exc):
+            raise exc
+        found.extend((index, exc) for index in exc.failed_indices or ())
+    return sorted(found, key=lambda pair: pair[0])
 
 
 # -- the parser ------------------------------------------------------------------------------

@@ -35,6 +35,10 @@ DEFAULT_BATCH_SIZE: Literal["auto"] = AUTO
 DEFAULT_MAX_CONCURRENT = 5
 DEFAULT_MAX_RETRIES = 6
 DEFAULT_TIMEOUT = 60.0
+#: Seconds a server may ask the client to wait (``Retry-After``, ``x-ratelimit-reset-*``)
+#: before the call fails at once rather than sleeps: a rate limit's wait passes within a
+#: minute or two, a quota spent for the day (Azure's "retry after 86400 seconds") does not.
+DEFAULT_MAX_WAIT = 300.0
 
 #: The key variable read for every base URL, before the provider's own (see
 #: :func:`api_key_variables`).
@@ -62,7 +66,9 @@ class ClientOptions:
 
     ``timeout`` is seconds per request (``None``: no limit); ``rpm`` requests and ``tpm``
     estimated tokens per minute; ``max_batch_tokens`` estimated tokens per request;
-    ``truncate``: cut texts longer than the model takes instead of refusing them.
+    ``truncate``: cut texts longer than the model takes instead of refusing them;
+    ``max_wait``: the longest wait in seconds a 429 may ask for before the call fails at once
+    (``None``: no bound).
     """
 
     model: str
@@ -84,6 +90,7 @@ class ClientOptions:
     truncate: bool = False
     adaptive: bool = True  # learn the provider's rate limit from its 429s (see ratecontrol)
     rate_controller: Any = None  # a RateController to share; None: the account's own
+    max_wait: float | None = DEFAULT_MAX_WAIT  # seconds a 429 may ask to wait (None: any)
 
     @property
     def endpoint(self) -> str:
@@ -118,6 +125,7 @@ class _SharedOptions(TypedDict, total=False):
     truncate: bool
     adaptive: bool
     rate_controller: RateController | None
+    max_wait: float | None
 
 
 class Options(_SharedOptions, total=False):
@@ -172,6 +180,18 @@ def _timeout(value: Any) -> float | None:
     """
     seconds = _positive_number("timeout", value)
     return None if seconds == float("inf") else seconds
+
+
+def _max_wait(value: Any) -> float | None:
+    """Seconds, at least 0, or ``None`` (no bound)."""
+    if value is None:
+        return None
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not number >= 0:  # NaN too
+        raise ConfigurationError(
+            f"max_wait must be a number of seconds >= 0 or None, got {value!r}"
+        )
+    return float(number)
 
 
 def _at_least_one(name: str, value: Any) -> float | None:
@@ -406,12 +426,13 @@ def resolve_options(
     truncate: bool = False,
     adaptive: bool = True,
     rate_controller: Any = None,
+    max_wait: float | None = DEFAULT_MAX_WAIT,
 ) -> ClientOptions:
     """Check every option and fill the rest from the environment.
 
     Raises :class:`ConfigurationError` naming the bad option; an unknown keyword is a
     ``TypeError`` (Python's own, from this signature). ``timeout=None`` (or infinity): no
-    time limit.
+    time limit; ``max_wait=None``: no bound on the waits a server asks for.
     """
     url, key, source = _endpoint(base_url, api_key, allow_insecure)
     model = _model_name(model)
@@ -440,4 +461,5 @@ def resolve_options(
         truncate=_flag("truncate", truncate),
         adaptive=_flag("adaptive", adaptive),
         rate_controller=_check_controller(rate_controller),
+        max_wait=_max_wait(max_wait),
     )

@@ -25,7 +25,7 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from typing import Any, Literal, overload
+from typing import Any, Literal, Union, overload
 
 from typing_extensions import Unpack
 
@@ -74,6 +74,41 @@ def _least(told: float | None, learned: float | int | None) -> float | None:
     """The tighter of two per-minute paces (``None``: none)."""
     paces = [float(p) for p in (told, learned) if p is not None]
     return min(paces) if paces else None
+
+
+#: A block of a stream: its vectors, or its EmbeddingResult with ``errors="return"``.
+_Block = Union[Vectors, EmbeddingResult]
+
+
+def _halves(start: int, stop: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` as two consecutive halves (the first the smaller one)."""
+    middle = (start + stop) // 2
+    return [(start, middle), (middle, stop)]
+
+
+def _all_like(parts: list[tuple[int, int, APIStatusError]], first: APIStatusError) -> bool:
+    """Whether every refused part was refused as the whole batch (``first``) was."""
+    return all(_retry.same_refusal(exc, first) for _, _, exc in parts)
+
+
+#: What an error says when every part of its batch was refused as the whole was.
+_WHOLE_REFUSAL = (
+    "its halves and quarters, sent alone, were refused the same way, so the request (the "
+    "model, an option), not one of its inputs, is the likely cause"
+)
+#: ... and when an earlier batch of the call was, so this one was not split.
+_WHOLE_BEFORE = (
+    "an earlier batch of this call was refused the same way whatever part of it was sent, "
+    "so the request (the model, an option), not one of its inputs, is the likely cause"
+)
+
+
+def _refusal_note(size: int) -> str:
+    """What an error says about an input the server refused on its own."""
+    return (
+        f"the server refuses this input: its batch of {size} was split to find it, and "
+        "the other inputs were sent without it"
+    )
 
 
 class AsyncEmbedder:
@@ -227,6 +262,42 @@ class AsyncEmbedder:
             if bar is not None:
                 bar.close()
 
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["raise"] = ...,
+    ) -> AsyncGenerator[tuple[int, Vectors], None]: ...
+
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["return"],
+    ) -> AsyncGenerator[tuple[int, EmbeddingResult], None]: ...
+
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: str = ...,
+    ) -> AsyncGenerator[tuple[int, Vectors | EmbeddingResult], None]: ...
+
     async def embed_stream(
         self,
         texts: Iterable[str] | AsyncIterable[str],
@@ -235,7 +306,8 @@ class AsyncEmbedder:
         max_concurrent: int | None = None,
         window: int | None = None,
         progress: bool = False,
-    ) -> AsyncGenerator[tuple[int, Vectors], None]:
+        errors: str = "raise",
+    ) -> AsyncGenerator[tuple[int, Vectors | EmbeddingResult], None]:
         """Embed a stream of texts lazily; yields ``(start_index, vectors)`` blocks in order.
 
         Reads ``window`` texts at a time (default: enough to keep every slot busy for a while)
@@ -243,16 +315,22 @@ class AsyncEmbedder:
         the current one is handed out, so the slots never sit idle at a window boundary.
         ``progress`` shows a bar on stderr (with a total when ``texts`` has a length).
 
+        ``errors="return"``: each block is an :class:`EmbeddingResult` (NaN rows, an ``ok``
+        mask, the errors of its failed requests; its indices are positions in the whole
+        stream) and the stream goes on; errors of the whole call (401, 403, 404, quota, a
+        server out of reach, a storm) still end it with the exception.
+
         When ``texts`` raises, the blocks of the windows already read are still yielded, then
         its exception is raised (the window it broke off in is not sent).
         """
         check_texts(texts)
+        keep_going = _keep_going(errors)
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
-        stream = Stream(self, batch_size, workers, bar)
+        stream = Stream(self, batch_size, workers, bar, keep_going)
         size = stream.window_size(window)
-        pending: collections.deque[tuple[int, asyncio.Task[Vectors]]] = collections.deque()
+        pending: collections.deque[tuple[int, asyncio.Task[_Block]]] = collections.deque()
         start = 0
         previous: _Window | None = None
         broke: list[Exception] = []  # what the producer of ``texts`` raised, if it did
@@ -477,7 +555,8 @@ class AsyncEmbedder:
         return job.result(self._dim_hint)
 
     async def _fetch_into(self, job: _Job, start: int, stop: int) -> None:
-        """Fetch ``todo[start:stop]``, splitting the batch when the server says it is too big.
+        """Fetch ``todo[start:stop]``, splitting the batch when the server says it is too big,
+        or to find the inputs it refused for what they hold (:meth:`_isolate`).
 
         A batch planned before a 413 lowered the cap is cut to the new cap before it is sent,
         so one 413 costs one extra request, not one per batch already planned.
@@ -485,18 +564,24 @@ class AsyncEmbedder:
         if stop - start > self._batch_cap:
             await self._fetch_pieces(job, start, stop)
             return
-        texts = job.texts(start, stop)
-        tokens = sum(job.tokens[start:stop])
         try:
-            vectors = await self._sender.send(texts, tokens, job)
+            await self._fetch_batch(job, start, stop)
         except APIStatusError as exc:
-            if not _retry.should_split(exc) or len(texts) == 1:
-                exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
-                raise
-            self._lower_batch_cap(exc, len(texts))
-            self.stats.splits += 1
-            await self._fetch_pieces(job, start, stop)
-            return
+            if stop - start > 1 and _retry.should_split(exc):
+                self._lower_batch_cap(exc, stop - start)
+                self.stats.splits += 1
+                await self._fetch_pieces(job, start, stop)
+                return
+            if stop - start > 1 and _retry.blames_input(exc) is not False:
+                await self._isolate(job, start, stop, exc)
+                return
+            exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
+            raise
+
+    async def _fetch_batch(self, job: _Job, start: int, stop: int) -> None:
+        """One request (with its retries) for ``todo[start:stop]``; its rows stored and cached."""
+        texts = job.texts(start, stop)
+        vectors = await self._sender.send(texts, sum(job.tokens[start:stop]), job)
         job.store(job.todo[start:stop], vectors)
         job.breaker.success()
         await self._cache.store(texts, vectors)
@@ -505,6 +590,86 @@ class AsyncEmbedder:
         """Fetch ``todo[start:stop]`` in consecutive batches of at most the current cap."""
         for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
             await self._fetch_into(job, start + a, start + b)
+
+    async def _isolate(self, job: _Job, start: int, stop: int, exc: APIStatusError) -> None:
+        """The server refused ``todo[start:stop]`` for what some input holds (or cannot say
+        why): find those inputs, embed the others, and fail only them.
+
+        The batch is sent again in halves, and each refused half in halves, through the
+        normal paced path, until the refused inputs stand alone: about 2 x log2(batch) extra
+        requests per refused input. When no part of the batch goes through for
+        :data:`~embedsdk._retry.WHOLE_AFTER` rounds of halving and every part is refused as
+        the whole was, the request is the problem, not an input: the batch fails whole with
+        the first error, and later batches refused that way in this call are not split.
+        """
+        refused: list[tuple[int, int, APIStatusError]] = []
+        before = job.refused_whole(exc)
+        whole = before or await self._bisect(job, start, stop, exc, refused)
+        job.note_refusal(exc, whole)
+        if whole:
+            why = _WHOLE_BEFORE if before else _WHOLE_REFUSAL
+            exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}; {why}",)
+            raise exc
+        if not refused:
+            return  # every part went through when sent again: the refusal did not last
+        for a, b, error in refused:
+            error.batch_indices = job.positions(a, b)
+            note = self._request_note(error, job, a, b)
+            error.args = (f"{error.args[0]}{note}; {_refusal_note(stop - start)}",)
+        self.stats.refused += len(refused)
+        if job.keep_going:
+            job.failures.extend((job.todo[a:b], error) for a, b, error in refused)
+            return
+        first = refused[0][2]
+        if len(refused) > 1:
+            others = [str(job.positions(a, b)[0]) for a, b, _ in refused[1:]]
+            named = ("input " if len(others) == 1 else "inputs ") + ", ".join(others)
+            first.args = (f"{first.args[0]}; it also refuses {named} alone",)
+        raise first
+
+    async def _bisect(
+        self,
+        job: _Job,
+        start: int,
+        stop: int,
+        first: APIStatusError,
+        refused: list[tuple[int, int, APIStatusError]],
+    ) -> bool:
+        """Send ``todo[start:stop]`` in halves, then the refused halves in halves, one round
+        of halving at a time, until each refused part is one input (added to ``refused``).
+        ``True``: nothing went through and every part was refused as the whole (``first``)
+        was, :data:`~embedsdk._retry.WHOLE_AFTER` rounds in: the batch fails whole."""
+        self.stats.splits += 1
+        pieces = _halves(start, stop)
+        through = False  # some part of the batch was embedded
+        level = 0
+        while True:
+            level += 1
+            failing: list[tuple[int, int, APIStatusError]] = []
+            for a, b in pieces:
+                exc = await self._try_piece(job, a, b)
+                through = through or exc is None
+                if exc is not None:
+                    (refused if b - a == 1 else failing).append((a, b, exc))
+            if not failing:
+                return False
+            if level >= _retry.WHOLE_AFTER and not through and _all_like(failing + refused, first):
+                return True
+            self.stats.splits += len(failing)
+            pieces = [half for a, b, _ in failing for half in _halves(a, b)]
+
+    async def _try_piece(self, job: _Job, start: int, stop: int) -> APIStatusError | None:
+        """Send one part of a refused batch: ``None`` when its vectors arrived, the refusal
+        when it was refused too. Anything else (a 5xx after its retries) is raised."""
+        try:
+            await self._fetch_batch(job, start, stop)
+        except APIStatusError as exc:
+            if _retry.blames_input(exc) is False:
+                exc.batch_indices = job.positions(start, stop)
+                exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
+                raise
+            return exc
+        return None
 
     def _request_note(self, exc: APIStatusError, job: _Job, start: int, stop: int) -> str:
         """Which inputs the failed request carried, and why a too-long input cannot pass."""

@@ -19,7 +19,8 @@ Every error embedsdk raises on purpose derives from :class:`EmbedSDKError`::
             ├── NotFoundError             404 (names the URL, hints at the usual fixes)
             ├── UnprocessableEntityError  422 (a validating server refused a field)
             ├── RateLimitError            429
-            │   └── InsufficientQuotaError  429 with code ``insufficient_quota`` (never retried)
+            │   ├── InsufficientQuotaError  429 with code ``insufficient_quota`` (never retried)
+            │   └── WaitTooLongError        429 asking for a wait beyond ``max_wait`` (not waited)
             └── InternalServerError       5xx
 
 An error that stops a call part-way (retries ran out, or a request was refused) carries
@@ -60,6 +61,7 @@ __all__ = [
     "RateLimitError",
     "ResponseValidationError",
     "UnprocessableEntityError",
+    "WaitTooLongError",
 ]
 
 
@@ -246,3 +248,17 @@ def status_error_class(status: int, code: Any = None) -> type[APIStatusError]:
     if status >= 500:
         return InternalServerError
     return _STATUS_CLASSES.get(status, APIStatusError)
+
+
+class WaitTooLongError(RateLimitError):
+    """HTTP 429 asking for a longer wait (``Retry-After``, ``x-ratelimit-reset-*``) than the
+    client's ``max_wait``: raised at once instead of sleeping (a quota spent for the day, as
+    Azure's "retry after 86400 seconds"), never retried. A subclass, so that code catching
+    :class:`RateLimitError` still does; its own class, so that code may tell "slow down"
+    from "come back tomorrow" without reading the message.
+
+    ``requested_wait``: the seconds the server asked for; ``max_wait``: the bound it passed.
+    """
+
+    requested_wait: float | None = None
+    max_wait: float | None = None

@@ -19,13 +19,14 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from ._exceptions import (
     APIConnectionError,
+    APIStatusError,
     AuthenticationError,
     ClientClosedError,
     ConfigurationError,
@@ -33,6 +34,7 @@ from ._exceptions import (
     InsufficientQuotaError,
     NotFoundError,
     PermissionDeniedError,
+    WaitTooLongError,
 )
 from ._planning import (
     deduplicate,
@@ -41,7 +43,7 @@ from ._planning import (
     plan_batches,
 )
 from ._progress import Progress
-from ._retry import CallBreaker
+from ._retry import CallBreaker, refusal_key
 from ._text import plural
 
 T = TypeVar("T")
@@ -56,9 +58,10 @@ class Stats:
     ``requests``: HTTP requests sent, retries included; ``retries``: attempts repeated after a
     retryable failure; ``inputs_sent``: texts in successful answers; ``tokens``: tokens used,
     as the server's ``usage.prompt_tokens`` says (our estimate when it says nothing);
-    ``splits``: batches split after a 413; ``cache_hits`` / ``cache_misses``: distinct texts of
-    each call found / not found in the disk cache (neither moves while the cache is off);
-    ``rate_limited``: answers with HTTP 429.
+    ``splits``: batches split after a 413, or to find the inputs a refusal is about;
+    ``cache_hits`` / ``cache_misses``: distinct texts of each call found / not found in the
+    disk cache (neither moves while the cache is off); ``rate_limited``: answers with HTTP
+    429; ``refused``: inputs the server refused on their own (found by splitting).
     """
 
     requests: int = 0
@@ -70,6 +73,7 @@ class Stats:
     cache_misses: int = 0
     truncated: int = 0  # texts cut to the model's input limit (truncate=True)
     rate_limited: int = 0  # answers with HTTP 429 (each one retried or counted as failed)
+    refused: int = 0  # inputs the server refused on their own (their batches were split)
 
 
 @dataclasses.dataclass
@@ -81,6 +85,8 @@ class EmbeddingResult:
     ``(N,)`` bool mask of the rows that arrived. ``errors``: one exception per failed request
     (or the one that stopped the call, such as a 401), each with ``failed_indices`` (the input
     positions it left without a vector) and ``batch_indices``; empty when everything arrived.
+    ``start``: the input position of row 0 (a block of ``embed_stream(errors="return")``; 0
+    for a call), so that every index it names is a position in the caller's whole input.
 
     >>> result = emb.embed(texts, errors="return")      # doctest: +SKIP
     >>> good = result.vectors[result.ok]
@@ -90,11 +96,12 @@ class EmbeddingResult:
     vectors: Vectors
     ok: npt.NDArray[np.bool_]
     errors: list[EmbedSDKError]
+    start: int = 0
 
     @property
     def failed_indices(self) -> list[int]:
         """Input positions without a vector, in order."""
-        return [int(i) for i in np.flatnonzero(~self.ok)]
+        return [int(i) + self.start for i in np.flatnonzero(~self.ok)]
 
     def error_for(self, index: int) -> EmbedSDKError | None:
         """The exception that left input ``index`` without a vector, or ``None``."""
@@ -110,13 +117,15 @@ class EmbeddingResult:
 
 
 #: In ``errors="return"`` mode these still stop the whole call: they concern every request
-#: (key, account, model, base URL, a server out of reach), so sending the rest only repeats them.
+#: (key, account, model, base URL, a quota spent for longer than ``max_wait``, a server out
+#: of reach), so sending the rest only repeats them.
 _CALL_WIDE_ERRORS = (
     ConfigurationError,
     AuthenticationError,
     PermissionDeniedError,
     NotFoundError,
     InsufficientQuotaError,
+    WaitTooLongError,
     ClientClosedError,
 )
 
@@ -169,6 +178,20 @@ class _Job:
         self.failures: list[tuple[npt.NDArray[np.intp], EmbedSDKError]] = []  # (rows, error)
         self.breaker = CallBreaker()  # errors="return": stops the sending in a storm
         self.told_unreachable = False  # the INFO line "cannot connect" was logged
+        # Refusals met (``_retry.refusal_key``): True while every batch refused that way was
+        # refused whole (the request is the problem: not split again), False once one input
+        # was found to be the cause.
+        self.refusals: dict[tuple[Any, ...], bool] = {}
+
+    def refused_whole(self, exc: APIStatusError) -> bool:
+        """Whether batches were refused whole this way before (and no input was found to be
+        the cause): this batch is not split again."""
+        return self.refusals.get(refusal_key(exc), False)
+
+    def note_refusal(self, exc: APIStatusError, whole: bool) -> None:
+        """A batch refused this way failed whole (``whole``), or its inputs were found."""
+        key = refusal_key(exc)
+        self.refusals[key] = whole and self.refusals.get(key, True)
 
     def plan(self, batch_size: int | None, max_batch_tokens: int, elsewhere: Any = None) -> None:
         """Estimate the tokens of the rows to fetch and cut them into batches of at most
@@ -260,7 +283,7 @@ class _Job:
         if fatal is not None:
             fatal.failed_indices = self.inputs_of(np.flatnonzero(~blamed))
             errors.append(fatal)
-        return EmbeddingResult(vectors, ok, errors)
+        return EmbeddingResult(vectors, ok, errors, self.offset)
 
 
 def _request_span(positions: list[int]) -> str:
@@ -282,6 +305,11 @@ def _describe(failed: list[int]) -> str:
     return f"{plural(len(failed), 'input')} have no vector (inputs {where})"
 
 
+#: What a window lends the next: the rows it was asked for (``None``: none arrived) and
+#: which of them arrived (a row it failed to get, with ``errors="return"``, is not lent).
+Lent = tuple[Union[Vectors, None], npt.NDArray[np.bool_]]
+
+
 class _Window:
     """A stream's window in flight, seen by the next window.
 
@@ -299,15 +327,17 @@ class _Window:
         self.done = False
         self.last = False  # the stream's last window (its end may be spread over the slots)
         self.wanted: npt.NDArray[np.intp] | None = None  # rows of ``job`` the next one needs
-        self.lent: asyncio.Future[Vectors] | None = None
+        self.lent: asyncio.Future[Lent] | None = None
 
     def lend(self) -> None:
         if self.lent is None or self.lent.done():
             return
-        if self.job is not None and self.job.rows is not None and self.wanted is not None:
-            self.lent.set_result(self.job.rows[self.wanted].copy())
-        else:
+        job, wanted = self.job, self.wanted
+        if job is None or wanted is None:
             self.lent.cancel()
+            return
+        rows = None if job.rows is None else job.rows[wanted].copy()
+        self.lent.set_result((rows, job.filled[wanted].copy()))
 
 
 async def _windows(

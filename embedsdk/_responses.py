@@ -6,12 +6,13 @@ import base64
 import binascii
 import email.utils
 import json
+import math
 import re
 import sys
 import time
 from collections.abc import Mapping
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -19,7 +20,10 @@ import numpy as np
 from ._exceptions import APIStatusError, ResponseValidationError, status_error_class
 from ._text import excerpt, plural
 
-#: Servers have sent absurd hints (41165011 s); never wait longer than this for one.
+#: Servers have sent absurd hints (41165011 s); never wait longer than this for one at a
+#: time. A hint longer than the client's ``max_wait`` fails the call before any wait
+#: (``_sending``); one between this and ``max_wait`` is waited for in steps of this length,
+#: each retry asking the server again how long is left.
 MAX_RETRY_AFTER = 120.0
 
 #: Error codes of a 429 that means "out of credit", not "slow down": never retried.
@@ -28,6 +32,9 @@ MAX_RETRY_AFTER = 120.0
 _QUOTA_CODES = frozenset({"insufficient_quota", "1113"})
 
 TRACE_HEADERS = ("x-siliconcloud-trace-id", "x-request-id", "request-id", "x-trace-id")
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -47,11 +54,15 @@ def trace_id_of(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str],
+    now: float | None = None,
+    limit: float | None = MAX_RETRY_AFTER,
+) -> float | None:
     """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``.
 
     ``Retry-After`` may be seconds or an HTTP date. Returns ``None`` when there is no usable
-    hint; caps the answer at :data:`MAX_RETRY_AFTER`.
+    hint; caps the answer at ``limit`` (:data:`MAX_RETRY_AFTER`; ``None``: as asked).
     """
     value: float | None = None
     ms = _header(headers, "retry-after-ms")
@@ -72,7 +83,62 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
             value = when - (time.time() if now is None else now)
     if value is None or value != value or value < 0:  # NaN or negative
         return None if value is None or value != value else 0.0
-    return min(value, MAX_RETRY_AFTER)
+    return value if limit is None else min(value, limit)
+
+
+class RateLimitHeaders(NamedTuple):
+    """``x-ratelimit-*`` values; ``None`` where absent. Reset times in seconds from now."""
+
+    remaining_requests: float | None
+    reset_requests: float | None
+    remaining_tokens: float | None
+    reset_tokens: float | None
+
+
+def parse_duration(value: str) -> float | None:
+    """Seconds from ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"`` or a bare number."""
+    value = value.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, number) if math.isfinite(number) else None
+    parts = _DURATION_RE.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value.replace(" ", ""):
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def _number(headers: Mapping[str, str], name: str) -> float | None:
+    raw = _header(headers, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _duration(headers: Mapping[str, str], name: str) -> float | None:
+    raw = _header(headers, name)
+    return None if raw is None else parse_duration(raw)
+
+
+def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | None:
+    """The OpenAI-style rate-limit headers of an answer (any case), or ``None``."""
+    requests = _number(headers, "x-ratelimit-remaining-requests")
+    tokens = _number(headers, "x-ratelimit-remaining-tokens")
+    if requests is None and tokens is None:
+        return None
+    return RateLimitHeaders(
+        requests,
+        _duration(headers, "x-ratelimit-reset-requests"),
+        tokens,
+        _duration(headers, "x-ratelimit-reset-tokens"),
+    )
 
 
 def content_type_of(headers: Mapping[str, str]) -> str:

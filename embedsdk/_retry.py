@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import backoff
@@ -15,7 +16,9 @@ from ._exceptions import (
     BadRequestError,
     InsufficientQuotaError,
     ResponseValidationError,
+    WaitTooLongError,
 )
+from ._responses import _header, parse_ratelimit_headers, parse_retry_after
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
 
@@ -36,11 +39,15 @@ def is_testing() -> bool:
 
 
 def should_split(exc: BaseException) -> bool:
-    """A 413, or a 400 that complains about the batch size: send the batch in halves."""
+    """A 413, or a 400 that complains about the batch size: send the batch in halves.
+
+    Not a 413 that says one input is too long (TEI: "must have less than 512 tokens"): a
+    smaller batch cap would not help, the input is what :func:`blames_input` looks for.
+    """
     if not isinstance(exc, APIStatusError):
         return False
     if exc.status_code == 413:
-        return True
+        return not is_input_too_large(exc)
     return exc.status_code in (400, 422) and "batch size" in exc.message.lower()
 
 
@@ -89,17 +96,180 @@ def refuses_base64(exc: BaseException) -> bool:
     return any(word in message for word in ("base64", "encoding_format", "encoding format"))
 
 
+#: Statuses a server refuses a request with when it will not take it as it is.
+_REFUSALS = frozenset({400, 413, 422})
+
+#: Words of a refusal about what a text holds: too long, empty, unreadable, or content the
+#: provider will not take (SiliconFlow "input contains content that cannot be processed",
+#: DashScope "Input data may contain inappropriate content", Zhipu "敏感内容").
+_CONTENT_WORDS = (
+    *_TOO_LONG_MARKERS,
+    "too long",
+    "context length",
+    "empty",
+    "cannot be processed",
+    "can not be processed",
+    "could not be processed",
+    "inappropriate",
+    "sensitive",
+    "unsafe",
+    "moderation",
+    "content polic",
+    "content filter",
+    "content management",
+    "utf-8",
+    "utf8",
+    "unicode",
+    "tokeniz",
+    "敏感",
+    "不安全",
+    "内容",
+    "输入",
+    "过长",
+)
+
+#: Words of a refusal about the request itself: the model, the options, the key, the body.
+_REQUEST_WORDS = (
+    "model",
+    "dimension",
+    "encoding_format",
+    "encoding format",
+    "api key",
+    "api_key",
+    "apikey",
+    "authoriz",
+    "unknown parameter",
+    "unrecognized",
+    "extra inputs are not permitted",  # pydantic, about a field we sent
+    "json",
+    "not supported",
+    "模型",
+    "参数",
+)
+
+#: Provider codes of such refusals. Content: DashScope ``DataInspectionFailed``, Zhipu
+#: ``1301`` (unsafe content), OpenAI / Azure ``content_filter`` and
+#: ``content_policy_violation``, TEI's ``Tokenizer`` error type. Request: SiliconFlow
+#: ``20012`` (no such model), OpenAI ``model_not_found`` / ``invalid_api_key``, Zhipu ``1211``
+#: (no such model). SiliconFlow's ``20015`` ("invalid parameter") says neither.
+_CONTENT_CODES = frozenset(
+    {"datainspectionfailed", "1301", "content_filter", "content_policy_violation", "tokenizer"}
+)
+_REQUEST_CODES = frozenset({"20012", "model_not_found", "invalid_api_key", "1211"})
+
+#: The name of a field at the start of a location: ``input``, ``input[3]``, ``$.input``.
+_FIELD_RE = re.compile(r"^[$.]*([a-z_]+)")
+
+
+def blames_input(exc: BaseException) -> bool | None:
+    """Whether a refusal is about what some input holds (``True``), about the request
+    (``False``), or cannot be told (``None``). Anything but a refusal is ``False``.
+
+    A refusal is a 400, 413 or 422 (not a batch size nor base64: they have their own
+    remedies), or a 5xx saying an input is too large (llama.cpp). It is about the inputs
+    when the provider names the ``input`` field (OpenAI's ``param``, FastAPI's ``loc``), a
+    content code, or words about a text's length, emptiness or content; about the request
+    when it names another field, a request code, or the model, an option or the key. The
+    core splits a refused batch to find the inputs unless this is ``False``.
+    """
+    if not isinstance(exc, APIStatusError):
+        return False
+    if exc.status_code >= 500:
+        return is_input_too_large(exc)
+    if exc.status_code not in _REFUSALS or should_split(exc) or refuses_base64(exc):
+        return False
+    fields = _fields_named(exc.body)
+    if fields:
+        if fields == {"input"}:
+            return True
+        if "input" not in fields:
+            return False
+    code = str(exc.code).lower()
+    if code in _CONTENT_CODES:
+        return True
+    if code in _REQUEST_CODES:
+        return False
+    return _judged_by_words(exc.message.lower())
+
+
+#: Rounds of halving a refused batch with nothing going through, every part refused as the
+#: whole was, after which the request is taken to be the problem (see ``_core._isolate``).
+#: One round (both halves refused) would also be what two refused inputs, one in each half,
+#: look like, and would fail the whole batch for them; after two rounds (all four quarters
+#: refused the same way), it takes four refused inputs, one in each quarter. A request
+#: refused whatever it holds thus costs 6 extra requests, once per call.
+WHOLE_AFTER = 2
+
+
+def refusal_key(exc: APIStatusError) -> tuple[Any, ...]:
+    """What tells one refusal from another: the status, the code, the words less their
+    numbers (OpenAI's "you requested 9000 tokens" changes with the part sent)."""
+    return (exc.status_code, str(exc.code), re.sub(r"\d+", "#", exc.message))
+
+
+def same_refusal(exc: APIStatusError, other: APIStatusError) -> bool:
+    return refusal_key(exc) == refusal_key(other)
+
+
+def refused_alone(exc: BaseException) -> bool:
+    """The server refused one input by itself: a refusal :func:`blames_input` does not pin on
+    the request, of a request that carried that input alone (``batch_indices``, set by the
+    core: a refused batch is split until its refused inputs stand alone)."""
+    indices = getattr(exc, "batch_indices", None) or ()
+    return len(indices) == 1 and blames_input(exc) is not False
+
+
+def _judged_by_words(message: str) -> bool | None:
+    """A refusal's words: content first (OpenAI's "This model's maximum context length"
+    names the model too), then the request, then any mention of the input or a text."""
+    if any(word in message for word in _CONTENT_WORDS):
+        return True
+    if any(word in message for word in _REQUEST_WORDS):
+        return False
+    if any(word in message for word in ("input", "text", "string")):
+        return True
+    return None
+
+
+def _fields_named(body: str) -> set[str]:
+    """The request fields an error body blames: OpenAI's ``error.param``, the first part of
+    each FastAPI ``detail[].loc`` after ``body``. Empty when it names none."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    error = data.get("error")
+    places: list[Any] = []
+    if isinstance(error, dict) and isinstance(error.get("param"), str):
+        places.append(error["param"])
+    if isinstance(data.get("param"), str):
+        places.append(data["param"])
+    detail = data.get("detail")
+    for item in detail if isinstance(detail, list) else ():
+        loc = item.get("loc") if isinstance(item, dict) else None
+        if isinstance(loc, list):
+            parts = [part for part in loc if part != "body"]
+            places.extend(parts[:1])
+    found = (_FIELD_RE.match(str(place).strip().lower()) for place in places)
+    return {match.group(1) for match in found if match}
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transient failures: 408/409/429/5xx, no answer, timeouts, untrustworthy bodies.
 
-    Never: other 4xx (400, 401, 403, 404, 422), ``insufficient_quota``, a 5xx that says the
-    input is too large, and a TLS certificate that could not be verified.
+    Never: other 4xx (400, 401, 403, 404, 422), ``insufficient_quota``, a 429 asking for a
+    wait beyond ``max_wait``, a 5xx that says the input is too large, and a TLS certificate
+    that could not be verified.
     """
     if isinstance(exc, APIConnectionError):
         return exc.reason != "certificate"
     if isinstance(exc, ResponseValidationError):
         return True
-    if not isinstance(exc, APIStatusError) or isinstance(exc, InsufficientQuotaError):
+    if not isinstance(exc, APIStatusError) or isinstance(
+        exc, (InsufficientQuotaError, WaitTooLongError)
+    ):
         return False
     if exc.status_code >= 500:
         message = exc.message.lower()
@@ -107,16 +277,60 @@ def is_retryable(exc: BaseException) -> bool:
     return exc.status_code in RETRY_STATUSES
 
 
+def announced_wait(headers: Mapping[str, str]) -> tuple[float, str] | None:
+    """How long an answer asks the client to wait, as asked (uncapped), and the header that
+    says so (``"Retry-After: 86400"``); ``None`` when it says nothing.
+
+    ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date) when sent: the server's
+    own word on when to come back. Else the longest ``x-ratelimit-reset-requests`` /
+    ``-tokens`` of a limit whose ``x-ratelimit-remaining-*`` is spent (a limit with some
+    left says nothing about when the request may go).
+    """
+    for name, shown in (("retry-after-ms", "retry-after-ms"), ("retry-after", "Retry-After")):
+        raw = _header(headers, name)
+        seconds = parse_retry_after({name: raw}, limit=None) if raw else None
+        if raw and seconds is not None:
+            return seconds, f"{shown}: {raw}"
+    hint = parse_ratelimit_headers(headers)
+    if hint is None:
+        return None
+    spent = [
+        (reset, kind)
+        for reset, left, kind in (
+            (hint.reset_requests, hint.remaining_requests, "requests"),
+            (hint.reset_tokens, hint.remaining_tokens, "tokens"),
+        )
+        if reset is not None and left is not None and left <= 0
+    ]
+    if not spent:
+        return None
+    seconds, kind = max(spent)
+    name = f"x-ratelimit-reset-{kind}"
+    return seconds, f"{name}: {_header(headers, name)}"
+
+
+def wait_beyond(headers: Mapping[str, str], max_wait: float | None) -> tuple[float, str] | None:
+    """The wait a 429 asks for and its header, when it is longer than ``max_wait`` seconds
+    (``None``: no bound): the call then fails at once rather than sleeps."""
+    asked = announced_wait(headers)
+    if asked is None or max_wait is None or asked[0] <= max_wait:
+        return None
+    return asked
+
+
 def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, BaseException | None, None]:
     """A ``backoff`` wait generator that honours the server's ``Retry-After`` hint.
 
     Without a hint, backoff's own ``expo`` and ``full_jitter``: uniform in [0, ceiling] with
     the ceiling ``base`` seconds doubling to ``cap``. ``backoff`` sends each exception into
-    the generator before asking for the next wait, so a hint (already capped by the parser)
-    wins over the exponential guess; a small jitter keeps many workers from returning at the
-    same instant. A 429 the rate controller paused for (``rate_verdict == "paused"``) waits
-    in that shared pause, and a refusal of a concurrency cap (``"narrowed"``, without a hint)
-    for a free slot: no wait of their own.
+    the generator before asking for the next wait, so a hint wins over the exponential
+    guess; a small jitter keeps many workers from returning at the same instant. The hint
+    comes capped by the parser at ``_responses.MAX_RETRY_AFTER`` (120 s): a longer one is
+    waited for that long, and the retry asks the server again. A 429 asking for more than
+    the client's ``max_wait`` never gets here: the sender fails the call at once
+    (:func:`wait_beyond`, ``WaitTooLongError``). A 429 the rate controller paused for
+    (``rate_verdict == "paused"``) waits in that shared pause, and a refusal of a
+    concurrency cap (``"narrowed"``, without a hint) for a free slot: no wait of their own.
     """
     ceilings = backoff.expo(base=2, factor=base, max_value=cap)
     next(ceilings)  # backoff's wait generators start with a bare yield

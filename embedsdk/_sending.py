@@ -27,11 +27,14 @@ from ._exceptions import (
     APIStatusError,
     ClientClosedError,
     EmbedSDKError,
+    InsufficientQuotaError,
     ResponseValidationError,
+    WaitTooLongError,
 )
 from ._job import Stats, Vectors, _Job, _stops_the_call
 from ._progress import Progress
 from ._responses import (
+    MAX_RETRY_AFTER,
     content_type_of,
     decode_embeddings,
     not_found_hint,
@@ -56,6 +59,15 @@ def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) ->
         job.told_unreachable = True
         retries = min(_retry.DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
         logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
+
+
+def _span(seconds: float) -> str:
+    """``86,400 s (24 h)``, ``300 s (5 min)``, ``45 s``: a wait, readable at any length."""
+    if seconds >= 3600:
+        return f"{seconds:,.0f} s ({seconds / 3600:.3g} h)"
+    if seconds >= 60:
+        return f"{seconds:,.0f} s ({seconds / 60:.3g} min)"
+    return f"{seconds:.3g} s"
 
 
 def _note_attempts(details: Any) -> None:
@@ -157,6 +169,8 @@ class Sender:
     def _on_backoff(self, details: Any) -> None:
         self.stats.retries += 1
         exc = details.get("exception")
+        if details["wait"] >= ratecontrol.VISIBLE_WAIT:
+            self._waits(exc, details["wait"])
         verdict = getattr(exc, "rate_verdict", None)
         if verdict == ratecontrol.PAUSED:
             when = "after the shared pause"
@@ -166,6 +180,33 @@ class Sender:
             when = f"in {details['wait']:.2f} s"
         # A server's message can be a page long: the log line quotes its start.
         logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
+
+    def _waits(self, exc: BaseException | None, seconds: float) -> None:
+        """A request is about to back off for long (a server's ``Retry-After``, or the
+        backoff after many failures): say so, as :meth:`_held_back` says the controller's
+        waits (INFO at most every 10 s per client, and on the progress bars)."""
+        if isinstance(exc, APIStatusError):
+            what = f"HTTP {exc.status_code}"
+        else:
+            what = "no answer" if isinstance(exc, APIConnectionError) else "an untrustworthy answer"
+        hint = getattr(exc, "retry_after", None)
+        if hint is None:
+            why = "backing off"
+        elif hint >= MAX_RETRY_AFTER:
+            why = f"as the server asked (Retry-After), at most {MAX_RETRY_AFTER:g} s at a time"
+        else:
+            why = "as the server asked (Retry-After)"
+        self._tell("backoff", f"{what}: retrying in {seconds:.1f} s, {why}")
+
+    def _tell(self, kind: str, text: str) -> None:
+        """``text`` on the progress bars of the calls under way, and at INFO at most every
+        10 s per client and ``kind`` of wait (the loop's clock: simulated time follows it)."""
+        for bar in list(self.bars):
+            bar.note(text)
+        now = asyncio.get_running_loop().time()
+        if now - self._last_told.get(kind, -math.inf) >= 10.0:
+            self._last_told[kind] = now
+            logger.info("%s", text)
 
     async def _pace(self, tokens: int) -> ratecontrol.Ticket | None:
         """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
@@ -205,10 +246,21 @@ class Sender:
         except BaseException:
             self.rate.on_error(ticket)  # frees the slot: no answer is no signal
             raise
+        if self._beyond_max_wait(response) is not None:
+            # The call fails now (WaitTooLongError): no shared pause, which would hold the
+            # account's next call for minutes in silence before it is told the same.
+            self.rate.on_error(ticket)
+            return response, ratecontrol.NOTED
         verdict = ratecontrol.report(
             self.rate, ticket, response.status, response.headers, response.body
         )
         return response, verdict
+
+    def _beyond_max_wait(self, response: Response) -> tuple[float, str] | None:
+        """The wait a 429 asks for and its header, when longer than ``max_wait``."""
+        if response.status != 429:
+            return None
+        return _retry.wait_beyond(response.headers, self.options.max_wait)
 
     def _check_open(self, ticket: ratecontrol.Ticket | None = None) -> None:
         """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
@@ -241,6 +293,9 @@ class Sender:
         if response.status >= 400:
             exc = self._error_for(response)
             exc.rate_verdict = verdict  # how the retry waits (see _retry.wait_gen)
+            beyond = self._beyond_max_wait(response)
+            if beyond is not None and not isinstance(exc, InsufficientQuotaError):
+                raise self._wait_too_long(exc, *beyond)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
             if encoding == "base64" and _retry.refuses_base64(exc):
@@ -292,6 +347,26 @@ class Sender:
         if key and key.encode() in body:
             body = body.replace(key.encode(), b"***")
         return body
+
+    def _wait_too_long(self, exc: APIStatusError, seconds: float, header: str) -> WaitTooLongError:
+        """The error of a 429 asking for a wait beyond ``max_wait``: what was asked, and how
+        to allow it."""
+        error = WaitTooLongError(
+            exc.message,
+            status_code=exc.status_code,
+            code=exc.code,
+            trace_id=exc.trace_id,
+            retry_after=exc.retry_after,
+            body=exc.body,
+        )
+        error.requested_wait, error.max_wait = seconds, self.options.max_wait
+        error.args = (
+            f"{error.args[0]}; the server asks to wait {_span(seconds)} ({header}), longer than "
+            f"max_wait={self.options.max_wait:g} s, so the call stops now instead of sleeping: "
+            "try again later, or raise max_wait (--max-wait on the command line; None, or "
+            "none, for no bound)",
+        )
+        return error
 
     def _error_for(self, response: Response) -> APIStatusError:
         """The exception for an error answer, never carrying the key; a 401/403 says where

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from ._job import Vectors, _Job, _Window
+from ._job import EmbeddingResult, Lent, Vectors, _Job, _Window
 from ._progress import Progress
 
 if TYPE_CHECKING:
@@ -46,12 +46,14 @@ class Stream:
         batch_size: int | str | None,
         workers: int,
         bar: Progress | None,
+        keep_going: bool = False,
     ) -> None:
         self._core = core
         self._batch_size = batch_size
         self._workers = workers
         self._slots = asyncio.Semaphore(workers)  # shared by all the windows' batches
         self._bar = bar
+        self._keep_going = keep_going  # errors="return": a block is an EmbeddingResult
 
     def window_size(self, window: int | None) -> int:
         """Texts per window: ``window``, or enough to keep every slot busy for a while."""
@@ -61,11 +63,15 @@ class Stream:
 
     async def embed(
         self, texts: list[str], offset: int, this: _Window, previous: _Window | None
-    ) -> Vectors:
-        """The vectors of one window (``this``), whose first text is input ``offset``."""
+    ) -> Vectors | EmbeddingResult:
+        """The block of one window (``this``), whose first text is input ``offset``: its
+        vectors, or with ``errors="return"`` its :class:`EmbeddingResult` (errors of the
+        whole call, such as a 401 or a storm, still end the stream)."""
         core = self._core
         try:
-            job = this.job = await core._start(texts, self._batch_size, offset, self._bar)
+            job = this.job = await core._start(
+                texts, self._batch_size, offset, self._bar, keep_going=self._keep_going
+            )
             job.ends_call = this.last
         finally:
             this.planned.set()
@@ -74,10 +80,23 @@ class Stream:
             await core._run(job, self._workers, self._slots)
         finally:
             this.done = True
-            this.lend()  # the rows the next window borrows, or a cancel if they never came
+            this.lend()  # the rows the next window borrows, and which of them arrived
         if borrowed is not None and previous is not None and previous.lent is not None:
-            job.store(borrowed, await previous.lent)
-        return core._finish(job)
+            await self._take_lent(job, borrowed, await previous.lent)
+        return core._conclude(job)
+
+    async def _take_lent(self, job: _Job, borrowed: npt.NDArray[np.intp], lent: Lent) -> None:
+        """Store the rows the previous window lent; fetch those it did not get itself (it
+        failed them, with ``errors="return"``): this window's own error names them."""
+        rows, arrived = lent
+        if rows is not None and arrived.any():
+            job.store(borrowed[arrived], rows[arrived])
+        missing = borrowed[~arrived]
+        if not len(missing):
+            return
+        others = np.setdiff1d(np.flatnonzero(~job.filled), missing)  # failed here already
+        job.plan(self._core._planned_size(self._batch_size), job.max_batch_tokens, others)
+        await self._core._run(job, self._workers, self._slots)
 
     async def _borrow(self, job: _Job, previous: _Window | None) -> npt.NDArray[np.intp] | None:
         """Leave out of ``job``'s batches the rows the previous window is fetching right now,

@@ -336,6 +336,42 @@ class Embedder:
                 raise ClientClosedError("the client was closed during this call") from None
             raise
 
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["raise"] = ...,
+    ) -> Iterator[tuple[int, Vectors]]: ...
+
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: Literal["return"],
+    ) -> Iterator[tuple[int, EmbeddingResult]]: ...
+
+    @overload
+    def embed_stream(
+        self,
+        texts: Iterable[str],
+        *,
+        batch_size: int | Literal["auto"] | None = ...,
+        max_concurrent: int | None = ...,
+        window: int | None = ...,
+        progress: bool = ...,
+        errors: str = ...,
+    ) -> Iterator[tuple[int, Vectors | EmbeddingResult]]: ...
+
     def embed_stream(
         self,
         texts: Iterable[str],
@@ -344,8 +380,11 @@ class Embedder:
         max_concurrent: int | None = None,
         window: int | None = None,
         progress: bool = False,
-    ) -> Iterator[tuple[int, Vectors]]:
-        """Embed an iterable lazily; yields ``(start_index, vectors)`` blocks in input order.
+        errors: str = "raise",
+    ) -> Iterator[tuple[int, Vectors | EmbeddingResult]]:
+        """Embed an iterable lazily; yields ``(start_index, vectors)`` blocks in input order
+        (``errors="return"``: ``(start_index, EmbeddingResult)``, and failed requests do not
+        end it).
 
         See :meth:`AsyncEmbedder.embed_stream`. Closing the generator early (``break``) stops
         the requests in flight.
@@ -356,6 +395,7 @@ class Embedder:
             max_concurrent=max_concurrent,
             window=window,
             progress=progress,
+            errors=errors,
         )
         try:
             while True:

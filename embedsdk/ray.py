@@ -38,9 +38,9 @@ from ._exceptions import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    WaitTooLongError,
 )
 from ._planning import validate_texts
-from ._retry import is_input_too_large
 from ._sync import Embedder
 from .ratecontrol import Follower, RateLeader, Syncer
 
@@ -63,6 +63,7 @@ _RUN_WIDE = (
     PermissionDeniedError,
     NotFoundError,
     InsufficientQuotaError,
+    WaitTooLongError,
 )
 
 
@@ -176,7 +177,7 @@ class EmbedBatches:
     naming it (by ``id_column`` when given, else by its text's start). ``errors="return"``:
     it gets a null vector (NaN in numpy and pandas batches) and a message in
     ``error_column``; the rest is kept. A batch the server refuses for one input's sake is
-    sent again one text per request, so that only the guilty row fails. Errors of the whole
+    split until the refused rows stand alone, so that only they fail. Errors of the whole
     run (a bad key, model or base URL, no quota) always raise.
 
     ``rpm`` / ``tpm`` are the account's: pass ``workers`` (the pool's size), and each worker
@@ -291,35 +292,15 @@ class EmbedBatches:
         return vectors, ok, messages
 
     def _fetch(self, texts: list[str]) -> Any:
-        """``errors="return"``'s result for ``texts``; rows of a batch refused for one
-        input's sake are sent again alone, so that only the guilty one fails."""
+        """``errors="return"``'s result for ``texts``. A batch refused for one input's sake
+        is split by the client until the refused inputs stand alone (``_core._isolate``),
+        so only the guilty rows fail; a batch refused whatever it holds fails whole, without
+        a request per row."""
         result = self._client.embed(texts, errors="return")
         for error in result.errors:
             if isinstance(error, _RUN_WIDE):
                 raise error
-        retry = [
-            i
-            for error in result.errors
-            if _one_inputs_fault(error) and len(error.failed_indices or ()) > 1
-            for i in error.failed_indices or ()
-        ]
-        if retry:
-            again = self._client.embed([texts[i] for i in retry], batch_size=1, errors="return")
-            alone = [e for e in result.errors if not _one_inputs_fault(e)] + again.errors
-            for j, i in enumerate(retry):
-                result.ok[i] = again.ok[j]
-                result.vectors[i] = again.vectors[j]
-                for error in again.errors:
-                    if error.failed_indices and j in error.failed_indices:
-                        error.failed_indices = [i]
-            result.errors = alone
         return result
-
-
-def _one_inputs_fault(error: EmbedSDKError) -> bool:
-    """A refusal that one input of the batch may have caused (too long, a bad value)."""
-    status = getattr(error, "status_code", None)
-    return is_input_too_large(error) or status in (400, 413, 422)
 
 
 def _share_told_limits(options: dict[str, Any], workers: int | None) -> None:

@@ -399,6 +399,7 @@ CONFIGURATION_ERRORS = {
     "rpm": (["--rpm", "0.5"], ["--rpm must be at least 1"]),
     "timeout": (["--timeout", "0"], ["--timeout must be a positive number"]),
     "retries": (["--max-retries", "-1"], ["--max-retries must be an integer >= 0"]),
+    "max wait": (["--max-wait", "-1"], ["--max-wait must be a number of seconds >= 0, got"]),
     "tokens": (["--max-batch-tokens", "0"], ["--max-batch-tokens must be a positive integer"]),
     "dimensions": (
         ["--provider", "siliconflow", "--dimensions", "64"],
@@ -487,24 +488,21 @@ def test_no_api_key_sends_none_and_api_key_file_sends_its_key(
 def test_a_failed_run_resumes_from_the_cache(
     simulated_provider_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The server refuses a too-long text at position 150 (no retries): the run fails after
-    15 batches of 10, and a re-run pays only for the 150 texts it did not get."""
-    sim = simulated_provider_factory(max_input_tokens=200)
+    """The server takes 15 requests an hour (no retries, no adaptive pacing): the run fails
+    after 15 batches of 10, and a re-run pays only for the 150 texts it did not get."""
+    sim = simulated_provider_factory(rpm=0.25, limiter="fixed", window=3600.0)  # 15 an hour
     texts = texts_for(300)
-    texts[150] = "long " * 400
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    args = ["embed", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.npy")]
+    args = ["embed", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.npy"), "--no-adaptive"]
     args += embed_args(sim, "--batch-size", "10", "--max-concurrent", "1", "--max-retries", "0")
     status, _, err = run(capsys, *args)
     assert status == 1
-    assert_one_error_line(
-        err, "HTTP 500", "inputs 150..159", "run the same command again to resume"
-    )
+    assert_one_error_line(err, "HTTP 429", "run the same command again to resume")
     assert leftovers(tmp_path) == []
     first = sim.stats()["texts"]
     assert set(first) == set(texts[:150])
 
-    sim.configure(max_input_tokens=None)
+    sim.configure(rpm=None)
     sim.reset_stats()
     status, _, err = run(capsys, *args)
     assert status == 0, err
@@ -512,6 +510,46 @@ def test_a_failed_run_resumes_from_the_cache(
     assert set(second) == set(texts[150:])  # only what was missing
     assert "150 cache hits" in err
     np.testing.assert_array_equal(load(tmp_path / "out.npy"), expected_matrix(texts, MODEL, DIM))
+
+
+@pytest.mark.parametrize("fmt", ["npy", "jsonl"])
+def test_a_refused_text_is_named_by_its_line_and_the_rest_is_written(
+    simulated_provider_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """The server refuses the texts of lines 138 and 251 (a 400 about their content): every
+    other text is written, the two lines are named with the server's words, the run exits
+    1; once they are fixed, a re-run pays only for them (the rest is cached)."""
+    sim = simulated_provider_factory(refuse_inputs=("<bad>",))
+    texts = texts_for(300)
+    texts[137] = texts[250] = "this one is <bad>"
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / f"out.{fmt}"
+    args = ["embed", str(tmp_path / "in.txt"), "-o", str(out), *embed_args(sim)]
+    status, _, err = run(capsys, *args)
+    assert status == 1
+    summary, report = err.strip().splitlines()
+    assert summary.startswith("embedded 298 texts") and "2 texts refused by the server" in summary
+    assert report.startswith("embedsdk: error: the server refused 2 texts of ")
+    assert "line 138: HTTP 400: input contains content that cannot be processed" in report
+    assert "line 251: HTTP 400" in report
+    expected = expected_matrix(texts, MODEL, DIM)
+    good = [i for i in range(300) if i not in (137, 250)]
+    if fmt == "npy":
+        vectors = load(out)
+        assert vectors.shape == (300, DIM) and np.isnan(vectors[[137, 250]]).all()
+        np.testing.assert_array_equal(vectors[good], expected[good])
+    else:
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [row["id"] for row in rows] == [i + 1 for i in good]  # ids are line numbers
+        got = np.array([row["embedding"] for row in rows], dtype=np.float32)
+        np.testing.assert_array_equal(got, expected[good])
+
+    texts[137] = texts[250] = "this one is fixed"
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    sim.reset_stats()
+    status, _, err = run(capsys, *args)
+    assert status == 0, err
+    assert set(sim.stats()["texts"]) == {"this one is fixed"}
 
 
 @pytest.mark.parametrize(

@@ -224,18 +224,20 @@ def test_a_failed_run_leaves_nothing_and_resumes_from_the_cache(
     monkeypatch: pytest.MonkeyPatch,
     suffix: str,
 ) -> None:
-    """The server refuses a too-long text in the middle: no output (an older one untouched)
-    and no .partial; the re-run re-streams, paying only for what was not cached."""
+    """The server stops answering in the middle (it takes 66 requests an hour; no retries,
+    no adaptive pacing): no output (an older one untouched) and no .partial; the re-run
+    re-streams, paying only for what was not cached."""
     if suffix == ".parquet":
         pytest.importorskip("pyarrow")
-    sim = simulated_provider_factory(max_input_tokens=200)
+    # 66 batches of 32 (the generic cap: 2,112 texts, past the first two blocks, some are
+    # written before it fails), then 429s.
+    sim = simulated_provider_factory(rpm=1.1, limiter="fixed", window=3600.0)
     monkeypatch.chdir(tmp_path)
     texts = texts_for(2500)
-    texts[2100] = "long " * 400  # past the first two blocks: some are written before it fails
     Path("in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = Path("out" + suffix)
     args = ["in.txt", "-o", str(out), "--base-url", sim.base_url, "--max-retries", "0"]
-    args += ["--batch-size", "50", "--max-concurrent", "1"]
+    args += ["--batch-size", "50", "--max-concurrent", "1", "--no-adaptive"]
     status, err = embed(capsys, *args)
     assert status == 1 and "run the same command again to resume" in err
     assert files(tmp_path) == ["in.txt"]
@@ -243,7 +245,7 @@ def test_a_failed_run_leaves_nothing_and_resumes_from_the_cache(
     cached = json.loads(capsys.readouterr().out)["vectors"]
     assert cached >= 2048  # the blocks before the refused text
 
-    sim.configure(max_input_tokens=None)
+    sim.configure(rpm=None)
     sim.reset_stats()
     status, err = embed(capsys, *args)
     assert status == 0, err

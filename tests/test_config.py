@@ -32,6 +32,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert o.dimensions is None
     assert o.encoding_format == "base64"
     assert o.max_retries >= 1 and o.timeout > 0
+    assert o.max_wait == 300.0  # a 429 asking for longer fails at once
     assert o.provider == "siliconflow"
     assert not o.is_loopback
 
@@ -55,6 +56,7 @@ def test_explicit_values_are_kept() -> None:
         tpm=500_000,
         max_retries=0,
         timeout=2.5,
+        max_wait=None,
         dimensions=256,
         encoding_format="float",
         cache=False,
@@ -67,6 +69,8 @@ def test_explicit_values_are_kept() -> None:
         9,
     )
     assert (o.rpm, o.tpm, o.max_retries, o.timeout) == (2000.0, 500_000.0, 0, 2.5)
+    assert o.max_wait is None  # no bound
+    assert resolve_options(api_key=SECRET, max_wait=0).max_wait == 0.0
     assert (o.dimensions, o.encoding_format, o.cache) == (256, "float", False)
 
 
@@ -212,6 +216,10 @@ BAD_VALUES = [
     ("timeout", 0),
     ("timeout", -1.0),
     ("timeout", "60"),
+    ("max_wait", -1),
+    ("max_wait", "300"),
+    ("max_wait", float("nan")),
+    ("max_wait", True),
     ("dimensions", 0),
     ("dimensions", 256.0),
     ("encoding_format", "int8"),

@@ -109,6 +109,7 @@ def test_every_exception_is_exported_and_derives_from_the_base() -> None:
         ("NotFoundError", "APIStatusError"),
         ("RateLimitError", "APIStatusError"),
         ("InsufficientQuotaError", "RateLimitError"),
+        ("WaitTooLongError", "RateLimitError"),
         ("InternalServerError", "APIStatusError"),
     ],
 )

@@ -137,9 +137,12 @@ def test_between_the_bounds_the_server_judges_and_the_error_names_the_input(
         embedsdk.get_batch_embeddings(
             texts, base_url=sim.base_url, model="BAAI/bge-large-zh-v1.5", batch_size=10
         )
-    assert "inputs 20..29" in str(caught.value) and "too large" in str(caught.value)
+    assert "request for input 23)" in str(caught.value) and "too large" in str(caught.value)
+    assert caught.value.failed_indices == [23]  # the rest of its batch was embedded
     stats = sim.stats()
-    assert stats["requests"] == 3 and stats["status"].get(500) == 1  # two batches, then no retry
+    # Two batches; the third refused, then halved until 23 stood alone: one 500 per round
+    # (20..24 and 25..29, 20..21 and 22..24, 22 and 23..24, 23 and 24), never a retry.
+    assert stats["requests"] == 3 + 8 and stats["status"].get(500) == 1 + 4
 
 
 def test_a_stream_names_the_index_in_the_whole_input(simulated_provider_factory: Factory) -> None:

@@ -482,7 +482,7 @@ LLAMA_TOO_LARGE = {
 }
 
 
-def test_llama_cpp_input_too_large_fails_after_one_attempt_naming_the_range() -> None:
+def test_llama_cpp_input_too_large_is_never_retried_and_names_the_input() -> None:
     def handler(payload: dict[str, Any]) -> Response:
         if any(len(t) > 100 for t in payload["input"]):
             return error(500, LLAMA_TOO_LARGE)
@@ -495,9 +495,13 @@ def test_llama_cpp_input_too_large_fails_after_one_attempt_naming_the_range() ->
         run(embed_with(rec, texts, batch_size=10, max_concurrent=1, max_retries=6))
     exc = info.value
     assert "input is too large to process" in str(exc)
-    assert "request for inputs 10..19" in str(exc)
+    assert "request for input 14)" in str(exc) and exc.batch_indices == [14]
     assert "longer than the server takes" in str(exc)
-    assert rec.sizes == [10, 10]  # the first batch, then one attempt at the second
+    # The first batch, then one attempt at the second and at each part of it that was split
+    # off to find the long text: never the same request twice.
+    assert rec.sizes[:2] == [10, 10] and len(rec.sizes) <= 2 + 2 * 4
+    sent = [tuple(p["input"]) for p in rec.payloads]
+    assert len(set(sent)) == len(sent)
     assert exc.failed_indices is not None and 14 in exc.failed_indices
 
 
@@ -510,7 +514,7 @@ def test_too_large_hint_names_the_models_limit() -> None:
 
 
 def test_request_range_names_first_positions_of_duplicates() -> None:
-    rec = Recorder(lambda p: error(400, {"code": 20015, "message": "bad"}))
+    rec = Recorder(lambda p: error(400, {"code": 20015, "message": "bad model"}))
     with pytest.raises(BadRequestError, match=r"request for inputs 0\.\.1\b"):
         run(embed_with(rec, ["a", "b", "a", "b"]))
 
@@ -743,7 +747,7 @@ def test_sim_413_with_requests_in_flight(simulated_provider_factory: SimFactory)
 
 
 @pytest.mark.parametrize("style", STYLES)
-def test_sim_input_too_large_fails_after_one_attempt(
+def test_sim_input_too_large_is_never_retried_and_names_the_input(
     simulated_provider_factory: SimFactory, style: str
 ) -> None:
     server = simulated_provider_factory(max_input_tokens=50, error_style=style)
@@ -752,10 +756,13 @@ def test_sim_input_too_large_fails_after_one_attempt(
     with embedder(server, max_retries=6) as emb, pytest.raises(InternalServerError) as info:
         emb.embed(texts, batch_size=10, max_concurrent=1)
     message = str(info.value)
-    assert "too large to process" in message and "request for inputs 20..29" in message
+    assert "too large to process" in message and "request for input 25)" in message
     status = server.stats()["status"]
-    assert status == {200: 2, 500: 1}  # no retry of the refused batch
-    assert info.value.failed_indices == list(range(20, 40))
+    # Batches 0..9 and 10..19; 20..29 refused, then halved until 25 stands alone (20..24
+    # and 25..29, 25..26 and 27..29, 25 and 26): one 500 per round, for the part holding
+    # 25, and never a retry.
+    assert status == {200: 2 + 3, 500: 1 + 3}
+    assert info.value.failed_indices == [25, *range(30, 40)]
 
 
 def test_sim_dimensions_refused_locally_or_by_the_server(

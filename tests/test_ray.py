@@ -116,6 +116,23 @@ def test_a_row_that_cannot_be_embedded_is_named() -> None:
             embed(sim, [data[23]], id_column="id", concurrency=1).materialize()
 
 
+def test_a_row_the_server_refuses_fails_alone_at_a_few_requests_cost() -> None:
+    data = rows(64)
+    for i in (9, 40):
+        data[i]["text"] += " <refused>"
+    with SimulatedProvider(dim=DIM, refuse_inputs=("<refused>",), error_style="openai") as sim:
+        frame = by_id(embed(sim, data, errors="return", concurrency=1).to_pandas())
+        requests = sim.stats()["requests"]
+    assert frame["embedding"].isna().tolist() == [i in (9, 40) for i in range(64)]
+    assert "cannot be processed" in frame["embedding_error"][9]
+    assert "HTTP 400" in frame["embedding_error"][40]
+    good = [i for i in range(64) if i not in (9, 40)]
+    vectors = np.stack(frame["embedding"][good].to_numpy())
+    assert (vectors == expected_matrix([data[i]["text"] for i in good], dim=DIM)).all()
+    # Split until the two refused rows stand alone: far fewer requests than one per row.
+    assert requests <= 4 + 2 * 2 * 6
+
+
 def test_a_told_limit_is_divided_between_the_workers(real_waits: None) -> None:
     """rpm=300 told to 4 workers: the server, enforcing 300 as a 1 s token bucket, refuses
     nothing."""

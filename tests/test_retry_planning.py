@@ -11,6 +11,7 @@ import pytest
 
 from embedsdk import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     ClientClosedError,
     InvalidInputError,
@@ -134,6 +135,109 @@ def test_other_errors_do_not_split() -> None:
     assert not _retry.should_split(http(500, "batch size too large"))
     assert not _retry.should_split(APIConnectionError("reset"))
     assert not _retry.should_split(ValueError("batch size"))
+
+
+# -- blames_input: is a refusal about an input's content or about the request? ---------------
+
+
+def refusal(status: int, body: object) -> APIStatusError:
+    """The status error the core builds from a body as a provider sends it."""
+    import json
+
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    return status_error(status, {}, raw)
+
+
+def openai(message: str, param: object = None, code: object = None) -> dict[str, object]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                      "code": code}}  # fmt: skip
+
+
+BLAMES = [
+    # SiliconFlow: {"code", "message", "data"}
+    (400, {"code": 20015, "message": "input contains content that cannot be processed",
+           "data": None}, True),
+    (400, {"code": 20015, "message": "The parameter is invalid. Please check again.",
+           "data": None}, None),
+    (400, {"code": 20015, "message": "dimensions is not supported for this model",
+           "data": None}, False),
+    (400, {"code": 20012, "message": "Model does not exist. Please check it carefully.",
+           "data": None}, False),
+    # OpenAI: {"error": {"message", "type", "param", "code"}}
+    (400, openai("'$.input' is invalid. Please check the API reference."), True),
+    (400, openai("Invalid value for 'input'.", param="input"), True),
+    (400, openai("This model's maximum context length is 8192 tokens, however you requested "
+                 "9013 tokens (9013 in your prompt; 0 for the completion)."), True),
+    (400, openai("This model does not support specifying dimensions."), False),
+    (400, openai("Invalid value: 'int8'.", param="encoding_format"), False),
+    (400, openai("Unrecognized request argument supplied: foo"), False),
+    (400, openai("Input was rejected by the content filter.", code="content_filter"), True),
+    # TEI: {"error", "error_type"}, 413/422 for a text too long
+    (422, {"error": "Input validation error: `inputs` cannot be empty",
+           "error_type": "Validation"}, True),
+    (413, {"error": "Input validation error: `inputs` must have less than 512 tokens. "
+                    "Given: 600", "error_type": "Validation"}, True),
+    (400, {"error": "Tokenizer error", "error_type": "Tokenizer"}, True),
+    # FastAPI / vLLM 422: a location names the field
+    (422, {"detail": [{"loc": ["body", "input", 3], "msg": "String should have at least 1 "
+                       "character", "type": "string_too_short"}]}, True),
+    (422, {"detail": [{"loc": ["body", "dimensions"], "msg": "Input should be a valid "
+                       "integer", "type": "int_parsing"}]}, False),
+    # DashScope, Zhipu
+    (400, {"code": "DataInspectionFailed", "message": "Input data may contain inappropriate "
+           "content.", "request_id": "x"}, True),
+    (400, {"error": {"code": "1301", "message": "输入内容可能包含不安全或敏感内容"}}, True),
+    (400, {"error": {"code": "1211", "message": "模型不存在，请检查模型代码。"}}, False),
+    # bare text
+    (400, "input must not contain empty strings", True),
+    (400, "Bad Request", None),
+    (400, "invalid api key", False),
+    # llama.cpp: a 500 for one input too long to process
+    (500, {"error": {"code": 500, "message": "input is too large to process. increase the "
+                     "physical batch size", "type": "server_error"}}, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "body", "verdict"), BLAMES)
+def test_blames_input_reads_each_providers_words(
+    status: int, body: object, verdict: object
+) -> None:
+    assert _retry.blames_input(refusal(status, body)) is verdict
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        http(413, "input batch size 83 > maximum allowed batch size 64"),  # the batch: split
+        http(400, "batch size 77 > maximum allowed batch size 32"),
+        http(400, "base64 encoding is not currently supported"),  # floats, not a split
+        http(401, "input contains content that cannot be processed"),
+        http(404, "The model `x` does not exist"),
+        http(429, "Rate limit reached for input tokens"),
+        http(503, "Model service overloaded"),
+        APIConnectionError("reset"),
+        ValueError("input is empty"),
+    ],
+)
+def test_blames_input_is_false_for_what_is_no_refusal_of_content(exc: BaseException) -> None:
+    assert _retry.blames_input(exc) is False
+
+
+def test_a_413_about_one_long_input_is_not_a_batch_size_to_split() -> None:
+    too_long = refusal(413, {"error": "Input validation error: `inputs` must have less than "
+                             "512 tokens. Given: 600", "error_type": "Validation"})  # fmt: skip
+    assert not _retry.should_split(too_long)
+    assert _retry.should_split(http(413, "Payload Too Large"))
+
+
+def test_refusals_are_the_same_whatever_numbers_they_quote() -> None:
+    def context(tokens: int) -> APIStatusError:
+        return refusal(
+            400, openai(f"maximum context length is 8192 tokens, you requested {tokens}")
+        )
+
+    assert _retry.same_refusal(context(9000), context(12000))
+    assert not _retry.same_refusal(context(9000), refusal(400, "Bad Request"))
 
 
 # -- wait_gen: backoff's wait generator ------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 import embedsdk
 from embedsdk._responses import parse_error_body
 from embedsdk.testing import SimConfig, SimulatedProvider, expected_matrix, expected_vector
+from embedsdk.testing.__main__ import build_parser, config_from_args
 from embedsdk.testing._vectors import count_tokens, float_rows_json
 
 TEXTS = ["hello world", "你好，世界", "emoji 🙂 and ümlauts", "x" * 300, "hello world", "第二句话"]
@@ -357,6 +358,46 @@ def test_input_too_large_is_500(simulated_provider_factory: Factory) -> None:
     sim = simulated_provider_factory(max_input_tokens=10)
     status, _, raw = post(sim, body(["short", "y" * 100]))
     assert status == 500 and "input is too large to process" in parse_error_body(raw)[0]
+
+
+@pytest.mark.parametrize(
+    ("style", "expected"),
+    [
+        ("siliconflow", {"code": 20015, "message": "MSG", "data": None}),
+        (
+            "openai",
+            {
+                "error": {
+                    "message": "MSG",
+                    "type": "invalid_request_error",
+                    "param": "input",
+                    "code": None,
+                }
+            },
+        ),
+        ("tei", {"error": "MSG", "error_type": "Validation"}),
+        ("text", "MSG"),
+    ],
+)
+def test_refused_inputs_are_400_in_each_style(
+    simulated_provider_factory: Factory, style: str, expected: Any
+) -> None:
+    sim = simulated_provider_factory(refuse_inputs=("<bad>", "forbidden"), error_style=style)
+    message = "input contains content that cannot be processed"
+    for texts in (["ok", "this is <bad> text"], ["forbidden"]):
+        status, _, raw = post(sim, body(texts))
+        assert status == 400
+        if style == "text":
+            assert raw.decode() == message
+        else:
+            assert json.loads(raw) == json.loads(json.dumps(expected).replace("MSG", message))
+        assert parse_error_body(raw)[0] == message
+    assert post(sim, body(["ok", "fine", "b a d"]))[0] == 200
+    assert SimConfig(refuse_inputs="x, y").refuse_inputs == ("x", "y")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="refuse_inputs"):
+        SimConfig(refuse_inputs=("",))
+    flags = build_parser().parse_args(["--refuse-inputs", "<bad>,x"])
+    assert config_from_args(flags).refuse_inputs == ("<bad>", "x")
 
 
 def test_bad_requests_are_400(simulated_provider: SimulatedProvider) -> None:

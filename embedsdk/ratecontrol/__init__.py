@@ -9,7 +9,7 @@ as hard ceilings.
 Modules, from the bottom up (each imports only those above it, and ``embedsdk._responses``):
 
 - ``_tuning``: every number the rest runs on (:class:`Tuning`), each with what it trades off;
-- ``_hints``: what a 429 says: ``x-ratelimit-*`` headers and the words of its message (pure);
+- ``_hints``: what a 429 says of the limit (which ran out; a cap?), from its headers and words;
 - ``_meter``: what the server took, counted over time;
 - ``_pace``: a pace (GCRA without burst) and how it grows between cuts;
 - ``_window``: requests in flight, and the evidence that tells a cap from a rate limit;

@@ -37,8 +37,8 @@ import time
 import uuid
 from typing import Any, Callable
 
+from .._responses import RateLimitHeaders
 from ._controller import RateController, Ticket
-from ._hints import RateLimitHeaders
 from ._tuning import DEFAULT, Tuning
 
 logger = logging.getLogger("embedsdk")

@@ -66,7 +66,8 @@ import time
 from collections.abc import Mapping
 from typing import Callable, Protocol
 
-from ._hints import RateLimitHeaders, exhausted, parse_ratelimit_headers, says_per_minute
+from .._responses import RateLimitHeaders, parse_ratelimit_headers
+from ._hints import exhausted, says_per_minute
 from ._meter import Meter
 from ._pace import DISCOVER, REGAIN, Pace
 from ._tuning import DEFAULT, Tuning

@@ -6,7 +6,8 @@ from __future__ import annotations
 import collections
 import math
 
-from ._hints import RateLimitHeaders, exhausted, says_concurrency, says_per_minute
+from .._responses import RateLimitHeaders
+from ._hints import exhausted, says_concurrency, says_per_minute
 from ._tuning import Tuning
 
 

@@ -60,6 +60,10 @@ _FIELDS: dict[str, tuple[Any, str]] = {
     "dimensions": (str, "`dimensions` parameter: " + " | ".join(DIMENSIONS_MODES)),
     "insufficient_quota": (bool, "answer every request with a 429 insufficient_quota"),
     "models": (_optional(_names), "comma-separated models served (others: 404)"),
+    "refuse_inputs": (
+        _names,
+        "comma-separated markers: a request holding a text that contains one is refused with a 400",
+    ),
     "trace_ids": (bool, "send x-siliconcloud-trace-id (on)"),
     "track_texts": (bool, "count each text served in /stats?texts=1 (on)"),
 }

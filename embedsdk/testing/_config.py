@@ -61,6 +61,9 @@ class SimConfig:
     dimensions: str = "ok"  # "ok" | "refuse"
     insufficient_quota: bool = False  # every request -> 429 code "insufficient_quota"
     models: tuple[str, ...] | None = None  # when set, other models -> 404
+    # A request holding a text that contains any of these -> 400 in `error_style` ("input
+    # contains content that cannot be processed"), as providers refuse content they won't take
+    refuse_inputs: tuple[str, ...] = ()
     trace_ids: bool = True  # x-siliconcloud-trace-id on every answer
     track_texts: bool = True  # count each text served in stats()["texts"]
     timeline: bool = False  # note [seconds, status, inputs embedded] of every request
@@ -70,6 +73,7 @@ class SimConfig:
         object.__setattr__(self, "faults", _names(self.faults))
         if self.models is not None:
             object.__setattr__(self, "models", _names(self.models))
+        object.__setattr__(self, "refuse_inputs", _names(self.refuse_inputs))
         _validate(self)
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +81,7 @@ class SimConfig:
         data = dataclasses.asdict(self)
         data["faults"] = list(self.faults)
         data["models"] = None if self.models is None else list(self.models)
+        data["refuse_inputs"] = list(self.refuse_inputs)
         return data
 
     @classmethod
@@ -145,3 +150,7 @@ def _validate(config: SimConfig) -> None:
     _choice("error_style", config.error_style, ERROR_STYLES)
     _choice("base64", config.base64, BASE64_MODES)
     _choice("dimensions", config.dimensions, DIMENSIONS_MODES)
+    if not all(isinstance(marker, str) and marker for marker in config.refuse_inputs):
+        raise ValueError(
+            "refuse_inputs must be non-empty strings (texts containing one are refused)"
+        )

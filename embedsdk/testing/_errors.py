@@ -14,9 +14,13 @@ class ErrorKind(NamedTuple):
     openai_type: str
     openai_code: str | None
     tei_type: str
+    openai_param: str | None = None  # the request field OpenAI's body blames
 
 
 BAD_REQUEST = ErrorKind(400, 20015, "invalid_request_error", None, "Validation")
+# A text the provider will not take (content, an empty string): OpenAI names the field.
+REFUSED_INPUT = ErrorKind(400, 20015, "invalid_request_error", None, "Validation", "input")
+REFUSED_MESSAGE = "input contains content that cannot be processed"
 NO_MODEL = ErrorKind(404, 20012, "invalid_request_error", "model_not_found", "Validation")
 BATCH_TOO_LARGE = ErrorKind(413, 20042, "invalid_request_error", None, "Validation")
 # llama.cpp's answer to an input longer than its batch: a 500 that must not be retried forever.
@@ -49,7 +53,7 @@ def error_body(style: str, kind: ErrorKind, message: str) -> tuple[bytes, str]:
             "error": {
                 "message": message,
                 "type": kind.openai_type,
-                "param": None,
+                "param": kind.openai_param,
                 "code": kind.openai_code,
             }
         }

@@ -408,6 +408,8 @@ class SimServer:
         if cfg.max_batch is not None and size > cfg.max_batch:
             message = f"input batch size {size} > maximum allowed batch size {cfg.max_batch}"
             return self._error(stats, _errors.BATCH_TOO_LARGE, message, headers)
+        if cfg.refuse_inputs and _holds_any(req.texts, cfg.refuse_inputs):
+            return self._error(stats, _errors.REFUSED_INPUT, _errors.REFUSED_MESSAGE, headers)
         if cfg.max_input_tokens is not None and longest > cfg.max_input_tokens:
             message = "input is too large to process. increase the physical batch size"
             return self._error(stats, _errors.INPUT_TOO_LARGE, message, headers)
@@ -522,6 +524,11 @@ class SimServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+
+def _holds_any(texts: list[str], markers: tuple[str, ...]) -> bool:
+    """Whether a text of ``texts`` contains one of ``markers``."""
+    return any(marker in text for text in texts for marker in markers)
 
 
 async def _wait(request: web.Request, delay: float) -> bool:

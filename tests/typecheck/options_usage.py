@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+
 import embedsdk
-from embedsdk import AsyncEmbedder, ClientOptions, Embedder, Stats
+from embedsdk import AsyncEmbedder, ClientOptions, Embedder, EmbeddingResult, Stats
 
 # Good calls type-check.
 vectors = embedsdk.get_batch_embeddings(["a"], model="BAAI/bge-m3", timeout=None, api_key="")
+embedsdk.get_batch_embeddings(["a"], max_wait=None)
+Embedder(max_wait=600)
 embedsdk.get_batch_embeddings_concurrent(["a"], 4, 16, rpm=600, cache=False, dimensions=None)
 asyncio.run(embedsdk.get_batch_embeddings_async(["a"], 4, base_url="http://127.0.0.1:8080/v1"))
 client = Embedder("BAAI/bge-m3", batch_size=32, max_concurrent=4, adaptive=False)
@@ -28,6 +32,9 @@ async_client = AsyncEmbedder(encoding_format="float", rate_controller=None, trun
 options: ClientOptions = client.options
 stats: Stats = client.stats
 timeout: float | None = async_client.options.timeout
+blocks: list[tuple[int, np.ndarray]] = list(client.embed_stream(["a"]))
+results: list[tuple[int, EmbeddingResult]] = list(client.embed_stream(["a"], errors="return"))
+wrong: list[tuple[int, np.ndarray]] = list(client.embed_stream(["a"], errors="return"))  # type: ignore[arg-type]
 
 # A misspelled option, or a value of the wrong type, is an error at every entry point.
 embedsdk.get_batch_embeddings(["a"], modle="x")  # type: ignore[call-overload]
@@ -35,6 +42,7 @@ embedsdk.get_batch_embeddings(["a"], timeout="60")  # type: ignore[call-overload
 embedsdk.get_batch_embeddings_concurrent(["a"], api_base="x")  # type: ignore[call-overload]
 embedsdk.get_batch_embeddings_concurrent(["a"], rpm="600")  # type: ignore[call-overload]
 embedsdk.get_batch_embeddings_async(["a"], max_retries=None)  # type: ignore[call-overload]
+embedsdk.get_batch_embeddings(["a"], max_wait="5m")  # type: ignore[call-overload]
 embedsdk.get_batch_embeddings_async(["a"], batchsize=8)  # type: ignore[call-overload]
 Embedder(cache=42)  # type: ignore[arg-type]
 Embedder(max_workers=4)  # type: ignore[call-arg]
