@@ -177,6 +177,11 @@ class BatchSizer:
         parts = max(1, min(limits.slots, -(-remaining // TAIL)))
         return max(1, min(size, -(-remaining // parts)))
 
+    def wants_more(self, cap: int, limits: Limits) -> bool:
+        """Whether batches at ``cap`` are held back by a limit on requests (measured at the
+        cap): a bigger batch would carry more texts, if the server takes one."""
+        return self.current == cap and self.request_bound(cap, limits)
+
     def ceiling(self, size: int, limits: Limits, rate: float | None) -> float:
         """Texts per second at ``size``: the least of the three ceilings (``rate``: texts per
         second per slot at that size; ``None`` leaves the slots' ceiling out)."""

@@ -444,7 +444,8 @@ def resolve_options(
         api_key=key,
         api_key_source=source,
         # The provider's cap wins over a larger batch_size: it would only earn a 413.
-        batch_size=check_batch_size(batch_size, profile.max_batch),
+        # A cap that is only a guess does not lower the size the user chose: a 413 would.
+        batch_size=check_batch_size(batch_size, profile.max_batch if profile.cap_known else None),
         max_concurrent=_positive_int("max_concurrent", max_concurrent),
         rpm=_at_least_one("rpm", rpm),
         tpm=_positive_number("tpm", tpm),

@@ -69,6 +69,10 @@ from ._transport import Transport
 
 logger = logging.getLogger("embedsdk")
 
+#: The largest batch tried on a server whose cap is not known (OpenAI's cap: the largest
+#: any provider is known to take).
+UNKNOWN_CAP_MAX = 2048
+
 
 def _least(told: float | None, learned: float | int | None) -> float | None:
     """The tighter of two per-minute paces (``None``: none)."""
@@ -136,6 +140,7 @@ class AsyncEmbedder:
         # Inputs per request this client may send: the provider's cap, lowered for good by a
         # 413 / "batch size" answer. ``batch_size`` (per client or per call) goes below it.
         self._batch_cap = self._profile.max_batch
+        self._cap_known = self._profile.cap_known  # False: a guess, tried past (see _size)
         self._sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
         self._input_limit = input_token_limit(self._profile, self.options.model)
         self._rate = ratecontrol.controller_for(self.options)  # None with adaptive=False
@@ -420,7 +425,9 @@ class AsyncEmbedder:
     def _planned_size(self, batch_size: int | str | None) -> int | None:
         """Inputs per batch for this call (at most the cap), or ``None`` for ``"auto"``."""
         size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
-        return None if isinstance(size, str) else min(size, self._batch_cap)
+        if isinstance(size, str):
+            return None
+        return min(size, self._batch_cap) if self._cap_known else size
 
     def _batch_guess(self, batch_size: int | str | None) -> int:
         """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
@@ -435,9 +442,10 @@ class AsyncEmbedder:
 
         def size(remaining: int) -> int:
             before = self._sizer.current
-            chosen = self._sizer.size(
-                self._batch_cap, self._limits(workers, per_text), remaining if ends else None
-            )
+            limits = self._limits(workers, per_text)
+            if not self._cap_known and self._sizer.wants_more(self._batch_cap, limits):
+                self._raise_batch_cap()
+            chosen = self._sizer.size(self._batch_cap, limits, remaining if ends else None)
             if before and self._sizer.current != before:
                 logger.debug("batch size %d -> %d", before, self._sizer.current)
             return chosen
@@ -561,7 +569,7 @@ class AsyncEmbedder:
         A batch planned before a 413 lowered the cap is cut to the new cap before it is sent,
         so one 413 costs one extra request, not one per batch already planned.
         """
-        if stop - start > self._batch_cap:
+        if stop - start > self._batch_cap and self._cap_known:
             await self._fetch_pieces(job, start, stop)
             return
         try:
@@ -686,4 +694,19 @@ class AsyncEmbedder:
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
         self._batch_cap = _retry.lowered_batch_cap(exc, sent, self._batch_cap)
+        self._cap_known = True
         logger.info("server refused a batch of %d; batch cap is now %d", sent, self._batch_cap)
+
+    def _raise_batch_cap(self) -> None:
+        """Try batches twice as big: this server's cap is only a guess (the generic
+        profile's), and a limit on requests holds the batches at it back. A 413 or a "batch
+        size" error then sets the cap the server has."""
+        raised = min(2 * self._batch_cap, UNKNOWN_CAP_MAX)
+        if raised > self._batch_cap:
+            logger.info(
+                "requests are what the rate limit counts, and this server's batch cap is not "
+                "known: trying batches of %d (a refusal of the size sets it)",
+                raised,
+            )
+        self._batch_cap = raised
+        self._cap_known = raised >= UNKNOWN_CAP_MAX

@@ -46,7 +46,10 @@ class Profile:
     this profile; ``input_tokens``: ``(model regex, tokens per input)`` pairs, first match
     wins, else ``default_input_tokens`` (``None``: not published); ``key_variables``:
     environment variables holding a key for these hosts, in order of precedence (read only
-    when the base URL's host is one of ``hosts``, never for ``provider=`` alone).
+    when the base URL's host is one of ``hosts``, never for ``provider=`` alone);
+    ``cap_known``: whether ``max_batch`` is the server's (``False``: a cautious guess, which
+    ``batch_size="auto"`` may go past while requests are what a limit counts, until the
+    server refuses a batch).
     """
 
     name: str
@@ -58,6 +61,7 @@ class Profile:
     input_tokens: tuple[tuple[str, int], ...] = ()
     default_input_tokens: int | None = None
     key_variables: tuple[str, ...] = ()
+    cap_known: bool = True
 
     def max_input_tokens(self, model: str) -> int | None:
         """Tokens one input of ``model`` may have on this provider, or ``None`` if unknown."""
@@ -126,9 +130,10 @@ PROFILES = {
         ),
         # text-embeddings-inference's default --max-client-batch-size is 32; it has no
         # `dimensions`. Self-hosted servers (vLLM, Ollama, infinity, llama.cpp) and anything
-        # unknown get the same cautious cap; a 413 lowers it further at run time.
+        # unknown get the same cautious cap as a guess: a 413 lowers it at run time, and
+        # batch_size="auto" tries past it while requests are what a limit counts.
         Profile("tei", 32, 32 * 512, _never),
-        Profile("generic", 32, 60_000, _always),
+        Profile("generic", 32, 60_000, _always, cap_known=False),
     )
 }
 

@@ -70,6 +70,7 @@ def rate(
     most: float,
     workers: int = 4,
     wrap: Callable[[Transport], Transport] = lambda t: t,
+    provider: str = "siliconflow",
 ) -> float:
     """Texts per second delivered from requests sent within ``span`` (simulated seconds),
     the client embedding more than it can finish (``most`` texts per second) and stopped at
@@ -91,7 +92,7 @@ def rate(
             cache=False,
             batch_size=batch,  # type: ignore[arg-type]
             api_key="sk-test",
-            provider="siliconflow",
+            provider=provider,
             rate_controller=RateController(),  # nothing learned by an earlier run
         ) as emb:
             many = texts(int(most * end))
@@ -127,6 +128,19 @@ def test_auto_keeps_up_with_the_best_fixed_batch(case: str) -> None:
     if case == "RPM":  # the limit counts requests: the cap's worth per request
         assert auto >= 0.9 * RPM / 60 * CAP
         assert auto >= 2.5 * fixed[20]
+
+
+@pytest.mark.slow
+def test_auto_goes_past_a_cap_that_is_only_a_guess_while_requests_bind() -> None:
+    """A server whose cap the client does not know (the generic profile guesses 32) takes 64
+    and refuses more with a 413; under a request limit, auto tries bigger batches, learns 64
+    from the refusal, and carries nearly 64 texts per request, where 32 carries half."""
+    limits = {"limiter": "token_bucket", "rpm": RPM}
+    span, most = (10.0, 40.0), RPM / 60 * CAP * 1.2
+    auto = rate("auto", limits, span, most, provider="generic")
+    guess = rate(32, limits, span, most, provider="generic")
+    assert auto >= 0.9 * RPM / 60 * CAP
+    assert auto >= 1.8 * guess
 
 
 @pytest.mark.slow

@@ -240,8 +240,16 @@ def test_client_batch_size_is_the_default_and_call_overrides_it() -> None:
 
 def test_batch_size_never_exceeds_the_provider_cap() -> None:
     server = Server()
+    run(embed(server, texts_for(100), batch_size=1000, provider="siliconflow"))
+    assert max(server.sizes) == 64  # SiliconFlow's cap
+
+
+def test_a_generic_servers_cap_is_a_guess_that_a_chosen_size_goes_past() -> None:
+    """The generic profile's 32 is a guess: a size the user chose goes as chosen (the
+    server's 413 would lower it), not lowered to the guess without a word."""
+    server = Server()
     run(embed(server, texts_for(100), batch_size=1000, provider="generic"))
-    assert max(server.sizes) == 32  # the generic profile's cap
+    assert server.sizes == [100]
 
 
 def test_batches_by_tokens() -> None:

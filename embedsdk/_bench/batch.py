@@ -7,7 +7,9 @@ The simulated provider answers a request of ``n`` texts after 50 ms + 2 ms × n 
 - a limit on **tokens**: 500,000 a minute (the same level), a token bucket;
 - **no limit**: the 8 requests in flight bind;
 - no limit, and a latency that grows **faster than the batch** (+ 0.05 ms × n²): the best
-  batch is then no longer the cap.
+  batch is then no longer the cap;
+- a limit on requests (600 a minute) on a server whose **cap is not known** to the client
+  (the generic profile, which guesses 32): the server takes 64 and answers 413 above.
 
 No limit is told to the client: the adaptive rate control learns it, as it would on a real
 account. Each contender embeds more texts than the time allows, 8 in flight, and is stopped
@@ -60,6 +62,7 @@ class Case:
     name: str
     limits: dict[str, Any]
     per_square: float = 0.0
+    provider: str = "siliconflow"  # its cap: 64; "generic": the cap is not known (a guess of 32)
 
     @property
     def counts_requests(self) -> bool:
@@ -71,6 +74,9 @@ CASES = (
     Case(f"TPM {TPM:,}", {"limiter": "token_bucket", "tpm": TPM}),
     Case("no limit", {}),
     Case("no limit, latency + 0.05 ms x n^2", {}, PER_SQUARE),
+    # A server whose cap is not known (the generic profile guesses 32): auto tries past it
+    # while the requests bind, until the server refuses the size (413 above 64).
+    Case("RPM 600, cap not known (64)", {"limiter": "token_bucket", "rpm": 600}, 0.0, "generic"),
 )
 
 
@@ -117,7 +123,7 @@ def run_one(case: Case, batch: int | str, seconds: float, texts: list[str]) -> d
             cache=False,
             batch_size=batch,  # type: ignore[arg-type]
             api_key="sk-bench",
-            provider="siliconflow",  # its cap: 64
+            provider=case.provider,
             rate_controller=RateController(),  # learns this server's limit from nothing
         ) as emb:
             call = asyncio.ensure_future(emb.embed(texts, max_concurrent=IN_FLIGHT))
