@@ -61,7 +61,9 @@ Vectors = npt.NDArray[np.float32]
 FORMAT_VERSION = "v1"
 DEFAULT_SIZE_LIMIT = 2**34  # bytes (16 GiB); past it the oldest vectors are evicted
 _OFF = frozenset({"0", "false", "no", "off"})
-_WRITE_PATIENCE = 5.0  # seconds a write waits for another writer before it is skipped
+# Seconds a write waits for another writer before it is skipped, and opening waits for
+# another process making the file.
+_WRITE_PATIENCE = 5.0
 _WRITE_COOLDOWN = 30.0  # seconds writes are skipped after one failed, so none waits again
 _ERRORS = (sqlite3.Error, OSError)
 
@@ -202,7 +204,7 @@ class VectorCache:
         self._size_limit = size_limit
         try:
             _make_private_dir(self._directory)
-            self._pool = db.Pool(str(self._directory / db.DBNAME), float(timeout))
+            self._pool = db.Pool(str(self._directory / db.DBNAME), float(timeout), _WRITE_PATIENCE)
             with self._pool.use() as con:
                 db.prepare(con, _WRITE_PATIENCE)
         except Exception as exc:  # whatever stops the cache from opening only disables it

@@ -67,14 +67,17 @@ class NotOurs(sqlite3.DatabaseError):
     """The database file is not a vector cache this version can use."""
 
 
-def connect(path: str, timeout: float) -> sqlite3.Connection:
+def connect(path: str, timeout: float, patience: float = 0.0) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), ``timeout`` seconds of
-    patience for locks. ``check_same_thread=False``: the pool lends it to one thread at a time
-    and :meth:`Pool.close` may close it from another."""
+    patience for locks. Its first statements read the schema, so they wait up to ``patience``
+    seconds instead, for a process that holds a new file while making it (see :func:`prepare`).
+    ``check_same_thread=False``: the pool lends it to one thread at a time and
+    :meth:`Pool.close` may close it from another."""
     con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
-        con.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
-        con.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut may lose the last writes
+        with _patience(con, max(timeout, patience)):
+            con.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
+            con.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut may lose the last writes
     except BaseException:
         con.close()
         raise
@@ -85,19 +88,26 @@ def prepare(con: sqlite3.Connection, patience: float) -> None:
     """Make a new file a vector cache (WAL, the table, our marks), or check an existing one.
 
     A file of another layout (another program's, or a newer embedsdk's) is left untouched.
-    Two processes may do this at once: each step waits up to ``patience`` seconds for locks,
-    and the table is made inside the write lock, by whichever comes first.
+    Two processes may do this at once: every step waits up to ``patience`` seconds for locks,
+    the first look at the file too (the other process may hold it exclusively while it turns a
+    new file into WAL, fsyncs included: on a loaded machine longer than a statement's usual
+    timeout), and the table is made inside the write lock, by whichever comes first.
     """
-    layout = _layout(con)
-    if layout == (APPLICATION_ID, SCHEMA_VERSION):
-        return  # the common case: no write lock taken
-    if layout != (0, 0) or _tables(con):
-        raise _not_ours(layout)
     with _patience(con, patience):
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page
-            con.execute("PRAGMA journal_mode = WAL")
-        con.execute("BEGIN IMMEDIATE")
+        layout = _layout(con)
+        if layout == (APPLICATION_ID, SCHEMA_VERSION):
+            return  # the common case: no write lock taken
+        if layout != (0, 0) or _tables(con):
+            raise _not_ours(layout)
+        _make(con)
+
+
+def _make(con: sqlite3.Connection) -> None:
+    """Turn an empty file into a vector cache, unless another process just did."""
+    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page
+        con.execute("PRAGMA journal_mode = WAL")
+    con.execute("BEGIN IMMEDIATE")
     layout = _layout(con)  # again, now that no one else can be making it
     if layout == (0, 0) and not _tables(con):
         con.execute(_SCHEMA)
@@ -283,11 +293,12 @@ class Pool:
     none is closed under a running statement. A forked child closes its parent's.
     """
 
-    __slots__ = ("_closed", "_idle", "_in_use", "_lock", "_path", "_pid", "_timeout")
+    __slots__ = ("_closed", "_idle", "_in_use", "_lock", "_path", "_patience", "_pid", "_timeout")
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, patience: float = 0.0) -> None:
         self._path = path
-        self._timeout = timeout
+        self._timeout = timeout  # seconds a statement waits for a lock
+        self._patience = patience  # seconds a new connection waits to read the schema
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._in_use: set[sqlite3.Connection] = set()
@@ -306,14 +317,25 @@ class Pool:
 
     def _take(self) -> sqlite3.Connection:
         with self._lock:
-            self._after_fork()
+            self._check_open()
+            if self._idle:
+                con = self._idle.pop()
+                self._in_use.add(con)
+                return con
+        # Outside the lock: a new connection may wait for another process's lock, and the
+        # other threads keep the idle connections meanwhile.
+        con = connect(self._path, self._timeout, self._patience)
+        with self._lock:
             if self._closed:
-                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-            con = self._idle.pop() if self._idle else None
-            if con is None:
-                con = connect(self._path, self._timeout)
+                _close(con)
+                self._check_open()
             self._in_use.add(con)
-            return con
+        return con
+
+    def _check_open(self) -> None:
+        self._after_fork()
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
 
     def _give_back(self, con: sqlite3.Connection, reuse: bool) -> None:
         with self._lock:

@@ -318,8 +318,8 @@ def _unusable(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
         )
         connect = db.connect
 
-        def read_only(path: str, timeout: float) -> sqlite3.Connection:
-            con = connect(path, timeout)
+        def read_only(path: str, *args: Any) -> sqlite3.Connection:
+            con = connect(path, *args)
             con.execute("PRAGMA query_only = 1")
             return con
 

@@ -389,8 +389,8 @@ def test_read_only_database_still_reads_and_skips_writes(
         c.set_many(NS, ["a"], vectors(1))
     connect = db.connect
 
-    def read_only(path: str, timeout: float) -> sqlite3.Connection:
-        con = connect(path, timeout)
+    def read_only(path: str, *args: Any) -> sqlite3.Connection:
+        con = connect(path, *args)
         con.execute("PRAGMA query_only = 1")
         return con
 
@@ -480,8 +480,8 @@ def test_a_write_waits_for_another_writer_within_its_patience(
     asked = threading.Event()
     connect = db.connect
 
-    def traced(path: str, timeout: float) -> sqlite3.Connection:
-        con = connect(path, timeout)
+    def traced(path: str, *args: Any) -> sqlite3.Connection:
+        con = connect(path, *args)
         con.set_trace_callback(lambda sql: asked.set() if sql == "BEGIN IMMEDIATE" else None)
         return con
 
@@ -500,6 +500,45 @@ def test_a_write_waits_for_another_writer_within_its_patience(
             c.set_many(NS, ["b"], vectors(1))  # no warning: filterwarnings=error
             assert c.get_many(NS, ["a", "b"])[1].all()
     finally:
+        releaser.join()
+        other.close()
+
+
+def test_opening_waits_for_another_process_making_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes opening one new directory at once: one turns the new file into WAL while
+    holding it exclusively, and the other's very first look at the file waits for it within
+    its patience. It used to wait only the statement timeout (0.5 s), which a loaded machine
+    can exceed; that process then ran without its cache (``test_two_processes_...``)."""
+    other = sqlite3.connect(tmp_path / DB, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # as while the other process makes the file
+    asked = threading.Event()
+    real_connect = sqlite3.connect
+    patient = f"PRAGMA busy_timeout = {int(_cache._WRITE_PATIENCE * 1000)}"
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        con = real_connect(*args, **kwargs)
+        # Ours is about to wait, with patience, for the lock. (The statement that finds the file
+        # locked is not traced: reading the schema fails before it runs.)
+        con.set_trace_callback(lambda sql: asked.set() if sql == patient else None)
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+
+    def let_go() -> None:
+        assert asked.wait(60)
+        other.execute("COMMIT")
+
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
+    try:
+        with VectorCache(tmp_path, timeout=0) as c:  # no warning: filterwarnings=error
+            assert c.enabled
+            c.set_many(NS, ["a"], vectors(1))
+            assert c.get_many(NS, ["a"])[1].all()
+    finally:
+        asked.set()  # (when it failed without asking)
         releaser.join()
         other.close()
 
