@@ -299,20 +299,28 @@ class VectorCache:
     # -- failing soft ----------------------------------------------------------------------
 
     def _fail(self, action: str, exc: BaseException) -> None:
-        """Warn once per cache (RuntimeWarning and the log), then only log at DEBUG."""
-        if self._closed:
-            return
+        """Say that ``action`` failed and the cache is skipped (see :meth:`_warn`)."""
+        if not self._closed:
+            reason = f"{type(exc).__name__}: {exc}"
+            self._warn(f"{action} failed ({reason}); going on without the cache")
+
+    def _warn(self, what: str) -> None:
+        """Warn once per cache, then only log at DEBUG.
+
+        The warning is a ``RuntimeWarning``, and a WARNING record on the ``embedsdk`` logger
+        when a handler takes it (the CLI's, or one the application set up). With no handler
+        anywhere, logging's last resort would print the record too, next to the warning: the
+        same line twice.
+        """
         with self._lock:
             first, self._warned = not self._warned, True
-        message = (
-            f"embedsdk cache at {self._directory}: {action} failed"
-            f" ({type(exc).__name__}: {exc}); going on without the cache"
-        )
+        message = f"embedsdk cache at {self._directory}: {what}"
         if not first:
             logger.debug("%s", message)
             return
-        logger.warning("%s", message)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        if logger.hasHandlers():
+            logger.warning("%s", message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)  # in embedsdk: the CLI drops it
 
     # -- housekeeping ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import os
 import pickle
 import sqlite3
 import stat
+import subprocess
 import sys
 import threading
 import warnings
@@ -348,6 +349,16 @@ def test_a_file_in_the_way_disables_the_cache(tmp_path: Path) -> None:
         with pytest.warns(RuntimeWarning, match="cache"):
             c = open_cache(str(spec))
         assert_disabled(c)
+
+
+def test_a_failure_is_printed_once_when_logging_is_not_set_up(tmp_path: Path) -> None:
+    """Python prints the warning, and logging's last resort printed the log record too."""
+    (tmp_path / DB).write_bytes(b"this is not an sqlite file" * 1000)
+    code = "import sys, embedsdk; embedsdk.VectorCache(sys.argv[1]).close()"
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert child.stderr.count("embedsdk cache at") == 1, child.stderr
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root writes into read-only directories")
