@@ -143,10 +143,33 @@ def _keys(namespace: bytes, texts: Iterable[str]) -> list[bytes]:
     ]
 
 
+class FileInTheWay(NotADirectoryError):
+    """A file stands where the cache directory, or one of its parents, should be."""
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The file at ``path`` or at the nearest of its parents that exists, if that is no
+    directory (the cache cannot be made there); checked without creating anything."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, on one line: our own messages as they are, others with their type."""
+    if isinstance(exc, FileInTheWay):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _make_private_dir(path: Path) -> None:
     """Create ``path`` readable by its owner only; leave an existing directory as it is."""
     if path.is_dir():
         return
+    in_the_way = file_in_the_way(path)
+    if in_the_way is not None:  # mkdir would say "File exists", naming neither path nor cure
+        raise FileInTheWay(f"{in_the_way} is a file, not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         path.mkdir(mode=0o700)
@@ -301,8 +324,7 @@ class VectorCache:
     def _fail(self, action: str, exc: BaseException) -> None:
         """Say that ``action`` failed and the cache is skipped (see :meth:`_warn`)."""
         if not self._closed:
-            reason = f"{type(exc).__name__}: {exc}"
-            self._warn(f"{action} failed ({reason}); going on without the cache")
+            self._warn(f"{action} failed ({_reason(exc)}); going on without the cache")
 
     def _warn(self, what: str) -> None:
         """Warn once per cache, then only log at DEBUG.

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir
+from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir, file_in_the_way
 from ._cli_embed import add_embed_parser, in_flags, is_usage_error, plural
 from ._exceptions import APIError, EmbedSDKError
 
@@ -68,30 +68,38 @@ def _cache_directory(args: argparse.Namespace) -> Path:
 def cache_info(directory: Path) -> dict[str, Any]:
     """``directory``, ``size_bytes``, ``vectors``, ``enabled`` (what the library would do with
     ``cache=True`` here), without creating anything that is not there yet."""
+    return _inspect(directory)[0]
+
+
+def _inspect(directory: Path) -> tuple[dict[str, Any], str]:
+    """:func:`cache_info`'s dict, and why the cache is off ("" when it is not)."""
     info: dict[str, Any] = {
         "directory": str(directory),
         "size_bytes": 0,
         "vectors": 0,
         "enabled": True,
     }
-    if VectorCache.exists(directory):
+    why = ""
+    in_the_way = file_in_the_way(directory)
+    if in_the_way is not None:  # the library could not make the directory
+        why = f"{in_the_way} is a file, not a directory"
+    elif VectorCache.exists(directory):
         with VectorCache(directory) as cache:
             info = cache.info()
-    elif directory.exists() and not directory.is_dir():
-        info["enabled"] = False  # a file in the way: the library could not use it
     if cache_disabled_by_env():
-        info["enabled"] = False
-    return info
+        why = "EMBEDSDK_CACHE turns it off"
+    info["enabled"] = info["enabled"] and not why
+    return info, why
 
 
 def _run_cache_info(args: argparse.Namespace) -> int:
-    info = cache_info(_cache_directory(args))
+    info, why = _inspect(_cache_directory(args))
     if args.json:
         print(json.dumps(info))
         return 0
     enabled = "yes" if info["enabled"] else "no"
-    if cache_disabled_by_env():
-        enabled += " (EMBEDSDK_CACHE turns it off)"
+    if why:
+        enabled += f" ({why})"
     elif not info["enabled"]:
         enabled += " (it cannot be opened: see the warning)"
     print(f"directory  {info['directory']}")
@@ -103,6 +111,9 @@ def _run_cache_info(args: argparse.Namespace) -> int:
 
 def _run_cache_clear(args: argparse.Namespace) -> int:
     directory = _cache_directory(args)
+    in_the_way = file_in_the_way(directory)
+    if in_the_way is not None:
+        raise EmbedSDKError(f"{in_the_way} is a file, not a directory: there is no cache to clear")
     removed = 0
     if VectorCache.exists(directory):
         with VectorCache(directory) as cache:
