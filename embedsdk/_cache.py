@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sqlite3
 import sys
 import threading
@@ -158,7 +159,7 @@ def file_in_the_way(path: Path) -> Path | None:
 
 def _reason(exc: BaseException) -> str:
     """What went wrong, on one line: our own messages as they are, others with their type."""
-    if isinstance(exc, FileInTheWay):
+    if isinstance(exc, (FileInTheWay, db.NotOurs)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -197,7 +198,10 @@ class VectorCache:
         "_directory",
         "_lock",
         "_pool",
+        "_problem",
         "_size_limit",
+        "_timeout",
+        "_unreadable",
         "_warned",
         "_write_pause",
     )
@@ -205,6 +209,9 @@ class VectorCache:
     _directory: Path
     _lock: threading.Lock
     _pool: db.Pool | None
+    _problem: str | None  # why it could not be opened, with the remedy
+    _timeout: float
+    _unreadable: bool  # the database file is corrupt: clear() makes a new one
     _size_limit: int
     _warned: bool
     _write_pause: float  # _clock() until which writes are skipped
@@ -225,20 +232,38 @@ class VectorCache:
             raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         self._reset_state(Path(os.path.expanduser(path)))
         self._size_limit = size_limit
+        self._timeout = float(timeout)
+        self._open()
+
+    def _open(self) -> None:
+        """Open the database (making it if need be), or disable the cache saying why."""
         try:
             _make_private_dir(self._directory)
-            self._pool = db.Pool(str(self._directory / db.DBNAME), float(timeout), _WRITE_PATIENCE)
+            self._pool = db.Pool(str(self._database), self._timeout, _WRITE_PATIENCE)
             with self._pool.use() as con:
                 db.prepare(con, _WRITE_PATIENCE)
         except Exception as exc:  # whatever stops the cache from opening only disables it
             self._close_quietly()
+            self._problem = f"{_reason(exc)}{self._remedy(exc)}"
             self._fail("opening it", exc)
+
+    @classmethod
+    def _quiet(cls, directory: Path) -> VectorCache:
+        """Opened without a warning if it cannot be: for ``embedsdk cache``, which shows
+        :attr:`problem` itself. (Failures after the opening warn as usual.)"""
+        self = cls.__new__(cls)
+        self._reset_state(directory)
+        self._warned = True
+        self._open()
+        self._warned = self._pool is None
+        return self
 
     @classmethod
     def _disabled(cls, directory: Path, exc: BaseException) -> VectorCache:
         """A cache that always misses, for when not even its directory can be named."""
         self = cls.__new__(cls)
         self._reset_state(directory)
+        self._problem = _reason(exc)
         self._fail("opening it", exc)
         return self
 
@@ -248,8 +273,15 @@ class VectorCache:
         self._closed = False
         self._lock = threading.Lock()
         self._size_limit = DEFAULT_SIZE_LIMIT
+        self._timeout = 0.5
+        self._problem = None
+        self._unreadable = False
         self._warned = False
         self._write_pause = -math.inf
+
+    @property
+    def _database(self) -> Path:
+        return self._directory / db.DBNAME
 
     @staticmethod
     def exists(directory: str | os.PathLike[str]) -> bool:
@@ -322,9 +354,24 @@ class VectorCache:
     # -- failing soft ----------------------------------------------------------------------
 
     def _fail(self, action: str, exc: BaseException) -> None:
-        """Say that ``action`` failed and the cache is skipped (see :meth:`_warn`)."""
-        if not self._closed:
-            self._warn(f"{action} failed ({_reason(exc)}); going on without the cache")
+        """Say that ``action`` failed and the cache is skipped (see :meth:`_warn`), and how
+        to mend it when we know how."""
+        if self._closed:
+            return
+        self._unreadable = self._unreadable or db.is_corrupt(exc)
+        remedy = self._remedy(exc)
+        self._warn(f"{action} failed ({_reason(exc)}); going on without the cache{remedy}")
+
+    def _remedy(self, exc: BaseException) -> str:
+        """What the user can do about ``exc`` (starting with "; "), or "" when it is no
+        fault of the file (a lock, a full disk: it passes)."""
+        database = self._database
+        if db.is_corrupt(exc):  # it stays so: every run would pay for everything again
+            command = f"embedsdk cache clear --dir {shlex.quote(str(self._directory))}"
+            return f"; to start an empty one, run `{command}` or delete {database}"
+        if isinstance(exc, db.NotOurs):
+            return f"; use another directory, or delete {database} if nothing needs it"
+        return ""
 
     def _warn(self, what: str) -> None:
         """Warn once per cache, then only log at DEBUG.
@@ -355,6 +402,11 @@ class VectorCache:
         """False when the cache could not be opened, or is closed: then every lookup misses."""
         return self._pool is not None
 
+    @property
+    def problem(self) -> str | None:
+        """Why the cache could not be opened, and the remedy when there is one; else None."""
+        return self._problem
+
     def info(self) -> dict[str, Any]:
         """``directory``, ``size_bytes`` (of the database in use), ``vectors`` and ``enabled``."""
         size = count = 0
@@ -378,20 +430,41 @@ class VectorCache:
     def clear(self) -> int:
         """Remove every vector and give the disk space back; returns how many were removed.
 
-        The files of the old diskcache-based layout (``cache.db``) go too.
+        A database file that cannot be read (corrupt) is deleted, and an empty one made. The
+        files of the old diskcache-based layout (``cache.db``) go too.
         """
-        if self._pool is None:
-            return 0
-        try:
-            with self._pool.use() as con:
-                with db.write_transaction(con, _WRITE_PATIENCE):
-                    removed = con.execute("DELETE FROM vectors").rowcount
-                self._vacuum(con)
-        except _ERRORS as exc:
-            self._fail("clearing it", exc)
-            return 0
+        removed = 0
+        if self._pool is not None:
+            try:
+                removed = self._delete_rows(self._pool)
+            except _ERRORS as exc:
+                self._fail("clearing it", exc)
+                if not self._unreadable:
+                    return 0
+        if self._unreadable and not self._closed:
+            self._start_afresh()
         self._remove_legacy()
+        return removed
+
+    def _delete_rows(self, pool: db.Pool) -> int:
+        with pool.use() as con:
+            with db.write_transaction(con, _WRITE_PATIENCE):
+                removed = con.execute("DELETE FROM vectors").rowcount
+            self._vacuum(con)
         return int(removed)
+
+    def _start_afresh(self) -> None:
+        """Delete the unreadable database file, then open (so make) a new one."""
+        self._close_quietly()
+        try:
+            db.remove(str(self._database))
+        except OSError as exc:
+            self._problem = f"{_reason(exc)}{self._remedy(exc)}"
+            self._fail("deleting its unreadable file", exc)
+            return
+        self._unreadable, self._problem = False, None
+        logger.info("deleted %s, which could not be read; the cache is empty now", self._database)
+        self._open()
 
     def _vacuum(self, con: sqlite3.Connection) -> None:
         # SQLite keeps freed pages for reuse: without VACUUM the file would not shrink.

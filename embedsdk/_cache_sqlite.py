@@ -58,6 +58,7 @@ _SQLITE_CACHE_KIB = 2048
 _READ_MMAP_BYTES = 2**40
 _EVICT_TO = 0.9  # past the size limit, the oldest rows go until this fraction of it is left
 _ROW_OVERHEAD = 64  # bytes a row costs beyond its vector (key, index entry, headers): a guess
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (named in sqlite3 from 3.11 only)
 
 
 # -- opening ---------------------------------------------------------------------------------------
@@ -116,6 +117,22 @@ def _make(con: sqlite3.Connection) -> None:
     elif layout != (APPLICATION_ID, SCHEMA_VERSION):
         raise _not_ours(layout)
     con.execute("COMMIT")
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file is no SQLite database, or a damaged one: it stays so."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    # Before 3.11: those two, and only those in practice, raise DatabaseError itself
+    return type(exc) is sqlite3.DatabaseError
+
+
+def remove(path: str) -> None:
+    """Delete the database file at ``path`` with its WAL and shared-memory files."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
 
 
 def _not_ours(layout: tuple[int, int]) -> NotOurs:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir, file_in_the_way
+from ._cache_sqlite import DBNAME
 from ._cli_embed import add_embed_parser, in_flags, is_usage_error, plural
 from ._exceptions import APIError, EmbedSDKError
 
@@ -84,8 +85,9 @@ def _inspect(directory: Path) -> tuple[dict[str, Any], str]:
     if in_the_way is not None:  # the library could not make the directory
         why = f"{in_the_way} is a file, not a directory"
     elif VectorCache.exists(directory):
-        with VectorCache(directory) as cache:
+        with VectorCache._quiet(directory) as cache:
             info = cache.info()
+            why = cache.problem or ""
     if cache_disabled_by_env():
         why = "EMBEDSDK_CACHE turns it off"
     info["enabled"] = info["enabled"] and not why
@@ -100,8 +102,6 @@ def _run_cache_info(args: argparse.Namespace) -> int:
     enabled = "yes" if info["enabled"] else "no"
     if why:
         enabled += f" ({why})"
-    elif not info["enabled"]:
-        enabled += " (it cannot be opened: see the warning)"
     print(f"directory  {info['directory']}")
     print(f"enabled    {enabled}")
     print(f"vectors    {info['vectors']:,}")
@@ -114,11 +114,19 @@ def _run_cache_clear(args: argparse.Namespace) -> int:
     in_the_way = file_in_the_way(directory)
     if in_the_way is not None:
         raise EmbedSDKError(f"{in_the_way} is a file, not a directory: there is no cache to clear")
-    removed = 0
-    if VectorCache.exists(directory):
-        with VectorCache(directory) as cache:
-            removed = cache.clear()
-    print(f"removed {plural(removed, 'vector')} from {directory}")
+    if not VectorCache.exists(directory):
+        print(f"removed 0 vectors from {directory}")
+        return 0
+    with VectorCache._quiet(directory) as cache:
+        unusable = not cache.enabled
+        removed = cache.clear()  # an unreadable file: deleted, and an empty one made
+        if not cache.enabled:
+            raise EmbedSDKError(f"the cache at {directory} cannot be cleared: {cache.problem}")
+    if unusable:
+        database = directory / DBNAME
+        print(f"deleted {database}, which could not be read: the cache at {directory} is empty")
+    else:
+        print(f"removed {plural(removed, 'vector')} from {directory}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import re
 import sqlite3
 import stat
 import subprocess
@@ -342,6 +343,41 @@ def test_corrupt_database_file_disables_the_cache(tmp_path: Path) -> None:
     assert_disabled(c)
 
 
+def test_a_corrupt_file_is_named_with_its_remedy_and_clear_starts_afresh(tmp_path: Path) -> None:
+    """Its first 100 bytes overwritten, the file stays unreadable: every run would pay for
+    everything again. The warning says which file and what to do; clear() does it."""
+    with VectorCache(tmp_path) as c:
+        c.set_many(NS, texts_for(50), vectors(50))
+    with open(tmp_path / DB, "r+b") as f:
+        f.write(b"\xff" * 100)
+    with pytest.warns(RuntimeWarning) as record:
+        c = VectorCache(tmp_path)
+    message = str(record[0].message)
+    remedy = f"run `embedsdk cache clear --dir {tmp_path}` or delete {tmp_path / DB}"
+    assert remedy in message and "file is not a database" in message, message
+    assert not c.enabled and c.problem is not None and remedy in c.problem
+    with c:
+        assert c.clear() == 0  # no warning: filterwarnings=error
+        assert c.enabled and c.problem is None
+        c.set_many(NS, ["a"], vectors(1))
+        assert c.get_many(NS, ["a"])[1].all()
+    with VectorCache(tmp_path) as again:  # a new file, readable again
+        assert len(again) == 1
+
+
+def test_clear_leaves_a_file_of_another_program_alone(tmp_path: Path) -> None:
+    con = sqlite3.connect(tmp_path / DB)
+    con.execute("CREATE TABLE theirs (x)")
+    con.commit()
+    con.close()
+    before = (tmp_path / DB).read_bytes()
+    with pytest.warns(RuntimeWarning, match=f"delete {re.escape(str(tmp_path / DB))} if nothing"):
+        c = VectorCache(tmp_path)
+    with c:
+        assert c.clear() == 0 and not c.enabled
+    assert (tmp_path / DB).read_bytes() == before
+
+
 def test_a_file_in_the_way_disables_the_cache(tmp_path: Path) -> None:
     in_the_way = tmp_path / "file"
     in_the_way.write_text("x")
@@ -442,7 +478,11 @@ def test_a_file_corrupted_while_open_gives_misses(cache: VectorCache) -> None:
         with VectorCache(cache.directory) as again:
             got, hit = again.get_many(NS, texts_for(200))
             again.set_many(NS, ["x"], vectors(1, 1024))
+            assert again.clear() == 0  # the damaged file is replaced by an empty one
+            again.set_many(NS, ["x"], vectors(1, 1024))
+            assert again.get_many(NS, ["x"])[1].all()
     assert len(caught) == 1 and "failed" in str(caught[0].message)
+    assert "embedsdk cache clear --dir" in str(caught[0].message)
     assert got is None and not hit.any()
 
 

@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from embedsdk import cli
+from embedsdk import VectorCache, cli
+from embedsdk._cache_sqlite import DBNAME
+
+NS = VectorCache.namespace("http://127.0.0.1:9/v1/embeddings", "BAAI/bge-m3", None)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -51,3 +56,51 @@ def test_cache_clear_on_a_file_fails_naming_it(
         assert (status, out) == (1, "")
         assert_one_error_line(err, f"{in_the_way} is a file, not a directory")
     assert in_the_way.read_text() == "not a directory"
+
+
+# -- an unreadable database file ---------------------------------------------------------------
+
+
+def corrupt_cache(directory: Path) -> Path:
+    """A cache of 20 vectors whose first 100 bytes were then overwritten."""
+    with VectorCache(directory) as cache:
+        cache.set_many(NS, [f"t{i}" for i in range(20)], np.ones((20, 8), dtype=np.float32))
+    with open(directory / DBNAME, "r+b") as f:
+        f.write(b"\xff" * 100)
+    return directory / DBNAME
+
+
+def test_cache_info_on_a_corrupt_file_names_the_remedy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt_cache(tmp_path)
+    status, out, err = run(capsys, "cache", "info", "--dir", str(tmp_path))
+    assert status == 0 and err == ""  # the reason is in the output: no warning
+    assert "enabled    no (DatabaseError: file is not a database; to start an empty one, run" in out
+    assert f"`embedsdk cache clear --dir {tmp_path}` or delete {tmp_path / DBNAME})\n" in out
+
+
+def test_cache_clear_replaces_a_corrupt_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = corrupt_cache(tmp_path)
+    status, out, err = run(capsys, "cache", "clear", "--dir", str(tmp_path))
+    assert (status, err) == (0, "")
+    assert out == f"deleted {database}, which could not be read: the cache at {tmp_path} is empty\n"
+    with VectorCache(tmp_path) as cache:  # no warning: filterwarnings=error
+        assert cache.enabled and len(cache) == 0
+    assert "enabled    yes\n" in run(capsys, "cache", "info", "--dir", str(tmp_path))[1]
+
+
+def test_cache_clear_leaves_another_programs_file_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    con = sqlite3.connect(tmp_path / DBNAME)
+    con.execute("CREATE TABLE theirs (x)")
+    con.commit()
+    con.close()
+    before = (tmp_path / DBNAME).read_bytes()
+    status, out, err = run(capsys, "cache", "clear", "--dir", str(tmp_path))
+    assert (status, out) == (1, "")
+    assert_one_error_line(err, "is not a vector cache", f"delete {tmp_path / DBNAME} if nothing")
+    assert (tmp_path / DBNAME).read_bytes() == before
