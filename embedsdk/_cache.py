@@ -23,10 +23,12 @@ less code than that, and owes nothing to another library's internals. The old la
 ``cache.db`` is never read (those vectors are fetched again when needed); :meth:`clear`
 deletes it.
 
-The cache fails soft: a cache that cannot be opened, a locked, full, corrupt or read-only
-database turn into misses and skipped writes, with one ``RuntimeWarning`` per cache (and a log
-record on the ``embedsdk`` logger). Its methods block on disk I/O: call them from worker
-threads, not from the event loop. Several threads and processes may share one directory.
+The cache fails soft: a cache that cannot be opened, a locked, full or corrupt database turn
+into misses and skipped writes, with one ``RuntimeWarning`` per cache (and a log record on the
+``embedsdk`` logger, when a handler takes it), which names the remedy when there is one. A
+read-only directory or database file is read, and no write is tried (it says so once). Its
+methods block on disk I/O: call them from worker threads, not from the event loop. Several
+threads and processes may share one directory.
 """
 
 from __future__ import annotations
@@ -157,9 +159,22 @@ def file_in_the_way(path: Path) -> Path | None:
     return None
 
 
+class ReadOnly(PermissionError):
+    """The cache directory, or its database file, cannot be written."""
+
+
+def _writable(directory: Path, database: Path) -> bool:
+    """Whether the cache may write its directory and database file. The kernel answers (a
+    read-only mount or an immutable file says no even to root); SQLite would not say so,
+    but "unable to open database file" as it fails to make the WAL's ``-shm`` file."""
+    if not os.access(directory, os.W_OK):
+        return False
+    return not database.exists() or os.access(database, os.W_OK)
+
+
 def _reason(exc: BaseException) -> str:
     """What went wrong, on one line: our own messages as they are, others with their type."""
-    if isinstance(exc, (FileInTheWay, db.NotOurs)):
+    if isinstance(exc, (FileInTheWay, ReadOnly, db.NotOurs)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -199,6 +214,7 @@ class VectorCache:
         "_lock",
         "_pool",
         "_problem",
+        "_read_only",
         "_size_limit",
         "_timeout",
         "_unreadable",
@@ -209,7 +225,8 @@ class VectorCache:
     _directory: Path
     _lock: threading.Lock
     _pool: db.Pool | None
-    _problem: str | None  # why it could not be opened, with the remedy
+    _problem: str | None  # why it could not be opened, or is read-only, with the remedy
+    _read_only: bool  # the directory or the database file cannot be written
     _timeout: float
     _unreadable: bool  # the database file is corrupt: clear() makes a new one
     _size_limit: int
@@ -239,13 +256,44 @@ class VectorCache:
         """Open the database (making it if need be), or disable the cache saying why."""
         try:
             _make_private_dir(self._directory)
-            self._pool = db.Pool(str(self._database), self._timeout, _WRITE_PATIENCE)
-            with self._pool.use() as con:
-                db.prepare(con, _WRITE_PATIENCE)
+            if _writable(self._directory, self._database):
+                self._pool = self._pool_for("rw")
+            else:
+                self._pool = self._open_read_only()
         except Exception as exc:  # whatever stops the cache from opening only disables it
             self._close_quietly()
             self._problem = f"{_reason(exc)}{self._remedy(exc)}"
             self._fail("opening it", exc)
+
+    def _open_read_only(self) -> db.Pool:
+        """Read what the database holds; store nothing (:meth:`set_many` says so once).
+
+        SQLite opens a WAL database read-only (``mode=ro``) only where its ``-shm`` file
+        exists or can be made: in a read-only directory after every writer closed, it cannot
+        ("unable to open database file"). Then only as immutable, without locks, each read
+        checked against a change of the file (:meth:`_read_unlocked`).
+        """
+        where = "the directory" if not os.access(self._directory, os.W_OK) else db.DBNAME
+        if not self._database.is_file():
+            raise ReadOnly(f"{where} is read-only, and holds no cache yet")
+        self._read_only = True
+        self._problem = f"{where} is read-only: the vectors in it are used, new ones are not stored"
+        try:
+            return self._pool_for("ro")
+        except sqlite3.OperationalError as exc:
+            logger.debug("%s read-only with locks: %s; as immutable", self._database, exc)
+        return self._pool_for("immutable")
+
+    def _pool_for(self, mode: str) -> db.Pool:
+        """Connections of ``mode`` (see :data:`db.MODES`) to a database checked to be ours."""
+        pool = db.Pool(str(self._database), self._timeout, _WRITE_PATIENCE, mode)
+        try:
+            with pool.use() as con:
+                db.prepare(con, _WRITE_PATIENCE, writable=mode == "rw")
+        except BaseException:
+            pool.close()
+            raise
+        return pool
 
     @classmethod
     def _quiet(cls, directory: Path) -> VectorCache:
@@ -275,6 +323,7 @@ class VectorCache:
         self._size_limit = DEFAULT_SIZE_LIMIT
         self._timeout = 0.5
         self._problem = None
+        self._read_only = False
         self._unreadable = False
         self._warned = False
         self._write_pause = -math.inf
@@ -320,14 +369,41 @@ class VectorCache:
             return None, hit
         keys = _keys(namespace, texts)
         try:
-            with pool.use() as con:
-                matrix: Vectors | None = db.read(con, keys, hit)
+            if pool.mode == "immutable":
+                matrix: Vectors | None = self._read_unlocked(pool, keys, hit)
+            else:
+                with pool.use() as con:
+                    matrix = db.read(con, keys, hit)
         except _ERRORS as exc:
             self._fail("reading", exc)
             return None, np.zeros(len(texts), dtype=bool)
         if matrix is not None and sys.byteorder != "little":
             matrix = matrix.astype(np.float32)
         return matrix, hit
+
+    def _read_unlocked(
+        self, pool: db.Pool, keys: list[bytes], hit: npt.NDArray[np.bool_]
+    ) -> Vectors | None:
+        """:func:`db.read` on an immutable connection, which takes no lock: whoever may still
+        write the file (its owner, root) could change it under the read. So the read counts
+        only if the file is the same before and after it (from the new connection's first
+        look at it: none keeps pages of an older file), with no WAL beside it (someone is
+        writing); else every text misses, an error too."""
+        path = str(self._database)
+        before = db.file_state(path)
+        matrix = None
+        try:
+            if before is not None:
+                with pool.use() as con:
+                    matrix = db.read(con, keys, hit)
+        except sqlite3.DatabaseError:
+            if db.file_state(path) == before:
+                raise  # the file did not change: it is what it is
+        if before is None or db.file_state(path) != before:
+            logger.debug("%s changed while read without locks: misses", path)
+            hit[:] = False
+            return None
+        return matrix
 
     def set_many(self, namespace: bytes, texts: Sequence[str], matrix: Any) -> None:
         """Store row ``i`` of ``matrix`` (shape ``(len(texts), D)``) for ``texts[i]``.
@@ -342,6 +418,9 @@ class VectorCache:
             )
         pool = self._pool
         if pool is None or len(texts) == 0 or _clock() < self._write_pause:
+            return
+        if self._read_only:
+            self._warn(f"{self._problem} (make it writable to store them)")
             return
         items = list(zip(_keys(namespace, texts), (row.tobytes() for row in rows)))
         try:
@@ -404,8 +483,15 @@ class VectorCache:
 
     @property
     def problem(self) -> str | None:
-        """Why the cache could not be opened, and the remedy when there is one; else None."""
+        """Why the cache could not be opened, or is read-only, and the remedy when there is
+        one; else None."""
         return self._problem
+
+    @property
+    def read_only(self) -> bool:
+        """True when its directory or database file cannot be written: the vectors in it are
+        served, new ones are not stored."""
+        return self._read_only
 
     def info(self) -> dict[str, Any]:
         """``directory``, ``size_bytes`` (of the database in use), ``vectors`` and ``enabled``."""
@@ -434,6 +520,9 @@ class VectorCache:
         files of the old diskcache-based layout (``cache.db``) go too.
         """
         removed = 0
+        if self._read_only:
+            self._fail("clearing it", ReadOnly(self._problem or "read-only"))
+            return 0
         if self._pool is not None:
             try:
                 removed = self._delete_rows(self._pool)
@@ -505,4 +594,5 @@ class VectorCache:
 
     def __repr__(self) -> str:
         state = "" if self._pool is not None else " (disabled)"
+        state = " (read-only)" if self._read_only and self._pool is not None else state
         return f"<VectorCache directory={str(self._directory)!r}{state}>"

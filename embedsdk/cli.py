@@ -73,35 +73,34 @@ def cache_info(directory: Path) -> dict[str, Any]:
 
 
 def _inspect(directory: Path) -> tuple[dict[str, Any], str]:
-    """:func:`cache_info`'s dict, and why the cache is off ("" when it is not)."""
+    """:func:`cache_info`'s dict, and a note: why the cache is off, or that it is read-only
+    ("" when neither)."""
     info: dict[str, Any] = {
         "directory": str(directory),
         "size_bytes": 0,
         "vectors": 0,
         "enabled": True,
     }
-    why = ""
+    note = ""
     in_the_way = file_in_the_way(directory)
     if in_the_way is not None:  # the library could not make the directory
-        why = f"{in_the_way} is a file, not a directory"
+        info["enabled"], note = False, f"{in_the_way} is a file, not a directory"
     elif VectorCache.exists(directory):
         with VectorCache._quiet(directory) as cache:
-            info = cache.info()
-            why = cache.problem or ""
+            info, note = cache.info(), cache.problem or ""
     if cache_disabled_by_env():
-        why = "EMBEDSDK_CACHE turns it off"
-    info["enabled"] = info["enabled"] and not why
-    return info, why
+        info["enabled"], note = False, "EMBEDSDK_CACHE turns it off"
+    return info, note
 
 
 def _run_cache_info(args: argparse.Namespace) -> int:
-    info, why = _inspect(_cache_directory(args))
+    info, note = _inspect(_cache_directory(args))
     if args.json:
         print(json.dumps(info))
         return 0
     enabled = "yes" if info["enabled"] else "no"
-    if why:
-        enabled += f" ({why})"
+    if note:
+        enabled += f" ({note})"
     print(f"directory  {info['directory']}")
     print(f"enabled    {enabled}")
     print(f"vectors    {info['vectors']:,}")
@@ -118,6 +117,8 @@ def _run_cache_clear(args: argparse.Namespace) -> int:
         print(f"removed 0 vectors from {directory}")
         return 0
     with VectorCache._quiet(directory) as cache:
+        if cache.read_only:
+            raise EmbedSDKError(f"the cache at {directory} cannot be cleared: {cache.problem}")
         unusable = not cache.enabled
         removed = cache.clear()  # an unreadable file: deleted, and an empty one made
         if not cache.enabled:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _read_only import read_only
 
 from embedsdk import _cache
 from embedsdk import _cache_sqlite as db
@@ -29,7 +30,6 @@ from embedsdk._cache import VectorCache, default_cache_dir, normalise_endpoint, 
 ENDPOINT = "https://api.siliconflow.cn/v1/embeddings"
 NS = VectorCache.namespace(ENDPOINT, "BAAI/bge-m3", None)
 DB = db.DBNAME
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -399,35 +399,92 @@ def test_a_failure_is_printed_once_when_logging_is_not_set_up(tmp_path: Path) ->
     assert child.stderr.count("embedsdk cache at") == 1, child.stderr
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root writes into read-only directories")
-def test_read_only_directory_disables_the_cache(tmp_path: Path) -> None:
-    target = tmp_path / "ro"
-    target.mkdir()
-    target.chmod(0o500)
-    try:
-        with pytest.warns(RuntimeWarning, match="opening it failed"):
-            c = open_cache(target)
+def test_an_empty_read_only_directory_disables_the_cache(tmp_path: Path) -> None:
+    with read_only(tmp_path):
+        with pytest.warns(RuntimeWarning, match=r"\(the directory is read-only, and holds no"):
+            c = open_cache(tmp_path)
         assert_disabled(c)
-    finally:
-        target.chmod(0o700)
+    assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root writes into read-only directories")
-def test_read_only_cache_files_disable_the_cache(tmp_path: Path) -> None:
+def test_a_read_only_cache_is_read_and_says_once_that_it_stores_nothing(tmp_path: Path) -> None:
+    """A cache filled, then made read-only (a read-only file system, another user's cache).
+    SQLite cannot make the WAL's ``-shm`` file there, so the cache used to fail to open
+    ("unable to open database file"): every lookup missed and every text was paid again."""
+    texts, m = texts_for(20), vectors(20)
+    with VectorCache(tmp_path) as c:
+        c.set_many(NS, texts, m)
+    with read_only(tmp_path, *tmp_path.iterdir()):
+        c = VectorCache(tmp_path)  # no warning to open it: filterwarnings=error
+        with c:
+            assert c.enabled and c.read_only and "(read-only)" in repr(c)
+            got, hit = c.get_many(NS, texts)
+            assert hit.all() and got is not None and np.array_equal(got, m)
+            assert len(c) == 20
+            said = "the directory is read-only: the vectors in it are used, new ones are not stored"
+            with pytest.warns(RuntimeWarning, match=said):
+                c.set_many(NS, ["new"], vectors(1))
+            c.set_many(NS, ["newer"], vectors(1))  # skipped too, and not said again
+            assert c.clear() == 0
+            assert c.get_many(NS, ["new", texts[0]])[1].tolist() == [False, True]
+    assert [p.name for p in tmp_path.iterdir()] == [DB]
+    with VectorCache(tmp_path) as c:  # writable again: nothing was lost
+        assert len(c) == 20 and not c.read_only
+
+
+def test_a_read_only_directory_is_read_with_locks_while_its_owner_writes(tmp_path: Path) -> None:
+    """The owner has the cache open (its ``-shm`` file exists), so SQLite reads it read-only
+    with its locks: what the owner stores meanwhile is seen at once."""
+    with VectorCache(tmp_path) as owner:
+        owner.set_many(NS, ["a"], vectors(1))
+        with read_only(tmp_path), VectorCache(tmp_path) as reader:
+            assert reader.read_only and reader._pool is not None
+            assert reader._pool.mode == "ro"
+            owner.set_many(NS, ["b"], vectors(1, seed=1))
+            got, hit = reader.get_many(NS, ["a", "b"])
+            assert hit.all() and got is not None
+            assert np.array_equal(got[1], vectors(1, seed=1)[0])
+
+
+def test_an_unlocked_read_counts_only_if_the_file_stayed_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a read-only directory with no ``-shm`` the cache reads the file as immutable, with
+    no lock: a change by whoever may still write it must not reach a result. Simulated at
+    the seams, so that it runs anywhere (as root too): the directory is said not writable,
+    and SQLite's locked read-only open fails as it does there."""
     with VectorCache(tmp_path) as c:
         c.set_many(NS, ["a"], vectors(1))
-    for path in [tmp_path, *tmp_path.iterdir()]:
-        path.chmod(0o500 if path.is_dir() else 0o400)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with VectorCache(tmp_path) as c:
-                c.get_many(NS, ["a"])
-                c.set_many(NS, ["b"], vectors(1))
-        assert len(caught) == 1 and "failed" in str(caught[0].message)
-    finally:
-        for path in [tmp_path, *tmp_path.iterdir()]:
-            path.chmod(0o700)
+    os.utime(tmp_path / DB, (1e9, 1e9))  # a change now moves the mtime, however coarse
+    monkeypatch.setattr(_cache, "_writable", lambda *paths: False)
+    connect = db.connect
+
+    def without_shm(path: str, timeout: float, patience: float = 0.0, mode: str = "rw") -> Any:
+        if mode == "ro":
+            raise sqlite3.OperationalError("unable to open database file")
+        return connect(path, timeout, patience, mode)
+
+    monkeypatch.setattr(db, "connect", without_shm)
+    with VectorCache(tmp_path) as reader:
+        assert reader._pool is not None and reader._pool.mode == "immutable"
+        assert reader.get_many(NS, ["a"])[1].all()
+        owner = sqlite3.connect(tmp_path / DB, isolation_level=None)  # the owner writes
+        key = _cache._keys(NS, ["b"])[0]
+        owner.execute("INSERT INTO vectors VALUES (?, ?)", (key, vectors(1).tobytes()))
+        assert not reader.get_many(NS, ["a", "b"])[1].any()  # its WAL is there: all misses
+        owner.close()  # checkpointed into the file, the WAL gone
+        assert reader.get_many(NS, ["a", "b"])[1].all()  # a new connection sees both
+
+        read = db.read
+
+        def changed_meanwhile(*args: Any) -> Any:
+            found = read(*args)
+            put_raw(tmp_path, "c", vectors(1).tobytes())
+            return found
+
+        monkeypatch.setattr(db, "read", changed_meanwhile)
+        got, hit = reader.get_many(NS, ["a", "b"])
+        assert got is None and not hit.any()
 
 
 def test_read_only_database_still_reads_and_skips_writes(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _read_only import read_only
 
 from embedsdk import VectorCache, cli
 from embedsdk._cache_sqlite import DBNAME
@@ -104,3 +105,23 @@ def test_cache_clear_leaves_another_programs_file_and_fails(
     assert (status, out) == (1, "")
     assert_one_error_line(err, "is not a vector cache", f"delete {tmp_path / DBNAME} if nothing")
     assert (tmp_path / DBNAME).read_bytes() == before
+
+
+# -- a read-only cache ----------------------------------------------------------------------------
+
+
+def test_cache_info_and_clear_on_a_read_only_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with VectorCache(tmp_path) as cache:
+        cache.set_many(NS, [f"t{i}" for i in range(20)], np.ones((20, 8), dtype=np.float32))
+    with read_only(tmp_path, *tmp_path.iterdir()):
+        status, out, err = run(capsys, "cache", "info", "--dir", str(tmp_path))
+        assert (status, err) == (0, "")
+        assert "enabled    yes (the directory is read-only: the vectors in it are used" in out
+        assert "vectors    20\n" in out  # it used to say 0, and 0 B
+        status, out, err = run(capsys, "cache", "clear", "--dir", str(tmp_path))
+        assert (status, out) == (1, "")
+        assert_one_error_line(err, f"the cache at {tmp_path} cannot be cleared", "read-only")
+    with VectorCache(tmp_path) as cache:
+        assert len(cache) == 20
