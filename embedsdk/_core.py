@@ -496,6 +496,7 @@ class AsyncEmbedder:
             self.stats.splits += 1
             await self._fetch_pieces(job, start, stop)
             return
+        self._cache.check_width(vectors)  # before the cache's width fixes the result's
         job.store(job.todo[start:stop], vectors)
         job.breaker.success()
         await self._cache.store(texts, vectors)

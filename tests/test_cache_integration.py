@@ -25,6 +25,7 @@ import embedsdk
 from embedsdk import (
     AsyncEmbedder,
     Embedder,
+    EmbedSDKError,
     InternalServerError,
     MockTransport,
     Request,
@@ -406,6 +407,57 @@ def test_a_directory_of_the_old_layout_just_works(
         check=True,
     ).stdout.startswith("removed 30 vectors")
     assert sorted(p.name for p in directory.iterdir() if p.name.startswith("cache.db")) == []
+
+
+# -- a model that changed its width under the same name --------------------------------------
+
+
+def test_a_cache_of_another_width_than_the_answers_fails_at_once_naming_it(
+    simulated_provider_factory: Any, tmp_path: Path
+) -> None:
+    """The vectors the cache gave fix the width of the result (of a stream's blocks too):
+    answers of another width are no passing fault, and the cache is to blame. A stream used
+    to hand out blocks of both widths, and a call blamed "the model or the cache"."""
+    sim = simulated_provider_factory(dim=8)
+    directory = tmp_path / "cache"
+    old, new = texts_for(WINDOW), texts_for(WINDOW, "new")
+    via_embedder(old, base_url=sim.base_url, cache=directory)
+    sim.configure(dim=4)  # the same model, under the same name, now 4 wide
+    options = {"base_url": sim.base_url, "cache": directory, "max_concurrent": 1}
+    # a stream whose first window is all hits, the next all misses; a call with both
+    for entry, texts in (
+        ("Embedder.embed_stream", old + new),
+        ("Embedder.embed", old[:10] + new[:10]),
+    ):
+        sim.reset_stats()
+        with pytest.raises(EmbedSDKError) as info:
+            ENTRY_POINTS[entry](texts, batch_size=10, **options)
+        message = str(info.value)
+        assert f"the cache at {directory} had given this client vectors of 8" in message
+        assert f"run `embedsdk cache clear --dir {directory}`" in message
+        assert sim.stats()["requests"] == 1  # not retried
+
+
+def test_cached_vectors_of_another_width_than_the_answers_are_fetched_again(
+    simulated_provider_factory: Any, tmp_path: Path
+) -> None:
+    """A client whose answers are 4 wide does not serve cached vectors 8 wide: they are
+    fetched again, and replaced in the cache."""
+    sim = simulated_provider_factory(dim=8)
+    directory = tmp_path / "cache"
+    old = texts_for(20)
+    via_embedder(old, base_url=sim.base_url, cache=directory)
+    sim.configure(dim=4)
+    with Embedder(base_url=sim.base_url, cache=directory) as emb:
+        emb.embed(texts_for(5, "first"))  # answers of 4: the width of this client
+        sim.reset_stats()
+        vectors = emb.embed(old)
+    np.testing.assert_array_equal(vectors, expected_matrix(old, MODEL, 4))
+    assert sim.stats()["inputs"] == 20
+    sim.reset_stats()
+    vectors, _ = via_embedder(old, base_url=sim.base_url, cache=directory)
+    np.testing.assert_array_equal(vectors, expected_matrix(old, MODEL, 4))
+    assert sim.stats()["requests"] == 0
 
 
 # -- several processes -----------------------------------------------------------------------

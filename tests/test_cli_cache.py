@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,3 +126,42 @@ def test_cache_info_and_clear_on_a_read_only_cache(
         assert_one_error_line(err, f"the cache at {tmp_path} cannot be cleared", "read-only")
     with VectorCache(tmp_path) as cache:
         assert len(cache) == 20
+
+
+# -- a model that changed its width under the same name ------------------------------------------
+
+
+def test_embed_with_a_cache_of_another_width_is_one_error_line(
+    simulated_provider_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first window served whole by the cache (8 wide), the next one by a server that now
+    answers 4 wide: a traceback from the .npy writer ("block has 4 columns"), now one line."""
+    sim = simulated_provider_factory(dim=8)
+    cache = tmp_path / "cache"
+    texts = [f"text {i}" for i in range(1100)]
+    args = ["--base-url", sim.base_url, "--cache-dir", str(cache), "--batch-size", "10", "-q"]
+    window = 1024  # the stream's window for these flags
+    (tmp_path / "old.txt").write_text("\n".join(texts[:window]) + "\n", encoding="utf-8")
+    (tmp_path / "all.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert (
+        run(capsys, "embed", str(tmp_path / "old.txt"), "-o", str(tmp_path / "a.npy"), *args)[0]
+        == 0
+    )
+    sim.configure(dim=4)
+    status, _, err = run(
+        capsys,
+        "embed",
+        str(tmp_path / "all.txt"),
+        "-o",
+        str(tmp_path / "b.npy"),
+        *args,
+        "--max-concurrent",
+        "1",
+    )
+    assert status == 1
+    assert_one_error_line(
+        err,
+        f"the cache at {cache} had given this client vectors of 8",
+        f"embedsdk cache clear --dir {cache}",
+    )
+    assert not (tmp_path / "b.npy").exists()
