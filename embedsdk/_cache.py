@@ -23,10 +23,12 @@ less code than that, and owes nothing to another library's internals. The old la
 ``cache.db`` is never read (those vectors are fetched again when needed); :meth:`clear`
 deletes it.
 
-The cache fails soft: a cache that cannot be opened, a locked, full, corrupt or read-only
-database turn into misses and skipped writes, with one ``RuntimeWarning`` per cache (and a log
-record on the ``embedsdk`` logger). Its methods block on disk I/O: call them from worker
-threads, not from the event loop. Several threads and processes may share one directory.
+The cache fails soft: a cache that cannot be opened, a locked, full or corrupt database turn
+into misses and skipped writes, with one ``RuntimeWarning`` per cache (and a log record on the
+``embedsdk`` logger, when a handler takes it), which names the remedy when there is one. A
+read-only directory or database file is read, and no write is tried (it says so once). Its
+methods block on disk I/O: call them from worker threads, not from the event loop. Several
+threads and processes may share one directory.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sqlite3
 import sys
 import threading
@@ -61,7 +64,9 @@ Vectors = npt.NDArray[np.float32]
 FORMAT_VERSION = "v1"
 DEFAULT_SIZE_LIMIT = 2**34  # bytes (16 GiB); past it the oldest vectors are evicted
 _OFF = frozenset({"0", "false", "no", "off"})
-_WRITE_PATIENCE = 5.0  # seconds a write waits for another writer before it is skipped
+# Seconds a write waits for another writer before it is skipped, and opening waits for
+# another process making the file.
+_WRITE_PATIENCE = 5.0
 _WRITE_COOLDOWN = 30.0  # seconds writes are skipped after one failed, so none waits again
 _ERRORS = (sqlite3.Error, OSError)
 
@@ -141,10 +146,46 @@ def _keys(namespace: bytes, texts: Iterable[str]) -> list[bytes]:
     ]
 
 
+class FileInTheWay(NotADirectoryError):
+    """A file stands where the cache directory, or one of its parents, should be."""
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The file at ``path`` or at the nearest of its parents that exists, if that is no
+    directory (the cache cannot be made there); checked without creating anything."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+class ReadOnly(PermissionError):
+    """The cache directory, or its database file, cannot be written."""
+
+
+def _writable(directory: Path, database: Path) -> bool:
+    """Whether the cache may write its directory and database file. The kernel answers (a
+    read-only mount or an immutable file says no even to root); SQLite would not say so,
+    but "unable to open database file" as it fails to make the WAL's ``-shm`` file."""
+    if not os.access(directory, os.W_OK):
+        return False
+    return not database.exists() or os.access(database, os.W_OK)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, on one line: our own messages as they are, others with their type."""
+    if isinstance(exc, (FileInTheWay, ReadOnly, db.NotOurs)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _make_private_dir(path: Path) -> None:
     """Create ``path`` readable by its owner only; leave an existing directory as it is."""
     if path.is_dir():
         return
+    in_the_way = file_in_the_way(path)
+    if in_the_way is not None:  # mkdir would say "File exists", naming neither path nor cure
+        raise FileInTheWay(f"{in_the_way} is a file, not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         path.mkdir(mode=0o700)
@@ -172,7 +213,11 @@ class VectorCache:
         "_directory",
         "_lock",
         "_pool",
+        "_problem",
+        "_read_only",
         "_size_limit",
+        "_timeout",
+        "_unreadable",
         "_warned",
         "_write_pause",
     )
@@ -180,6 +225,10 @@ class VectorCache:
     _directory: Path
     _lock: threading.Lock
     _pool: db.Pool | None
+    _problem: str | None  # why it could not be opened, or is read-only, with the remedy
+    _read_only: bool  # the directory or the database file cannot be written
+    _timeout: float
+    _unreadable: bool  # the database file is corrupt: clear() makes a new one
     _size_limit: int
     _warned: bool
     _write_pause: float  # _clock() until which writes are skipped
@@ -200,20 +249,69 @@ class VectorCache:
             raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         self._reset_state(Path(os.path.expanduser(path)))
         self._size_limit = size_limit
+        self._timeout = float(timeout)
+        self._open()
+
+    def _open(self) -> None:
+        """Open the database (making it if need be), or disable the cache saying why."""
         try:
             _make_private_dir(self._directory)
-            self._pool = db.Pool(str(self._directory / db.DBNAME), float(timeout))
-            with self._pool.use() as con:
-                db.prepare(con, _WRITE_PATIENCE)
+            if _writable(self._directory, self._database):
+                self._pool = self._pool_for("rw")
+            else:
+                self._pool = self._open_read_only()
         except Exception as exc:  # whatever stops the cache from opening only disables it
             self._close_quietly()
+            self._problem = f"{_reason(exc)}{self._remedy(exc)}"
             self._fail("opening it", exc)
+
+    def _open_read_only(self) -> db.Pool:
+        """Read what the database holds; store nothing (:meth:`set_many` says so once).
+
+        SQLite opens a WAL database read-only (``mode=ro``) only where its ``-shm`` file
+        exists or can be made: in a read-only directory after every writer closed, it cannot
+        ("unable to open database file"). Then only as immutable, without locks, each read
+        checked against a change of the file (:meth:`_read_unlocked`).
+        """
+        where = "the directory" if not os.access(self._directory, os.W_OK) else db.DBNAME
+        if not self._database.is_file():
+            raise ReadOnly(f"{where} is read-only, and holds no cache yet")
+        self._read_only = True
+        self._problem = f"{where} is read-only: the vectors in it are used, new ones are not stored"
+        try:
+            return self._pool_for("ro")
+        except sqlite3.OperationalError as exc:
+            logger.debug("%s read-only with locks: %s; as immutable", self._database, exc)
+        return self._pool_for("immutable")
+
+    def _pool_for(self, mode: str) -> db.Pool:
+        """Connections of ``mode`` (see :data:`db.MODES`) to a database checked to be ours."""
+        pool = db.Pool(str(self._database), self._timeout, _WRITE_PATIENCE, mode)
+        try:
+            with pool.use() as con:
+                db.prepare(con, _WRITE_PATIENCE, writable=mode == "rw")
+        except BaseException:
+            pool.close()
+            raise
+        return pool
+
+    @classmethod
+    def _quiet(cls, directory: Path) -> VectorCache:
+        """Opened without a warning if it cannot be: for ``embedsdk cache``, which shows
+        :attr:`problem` itself. (Failures after the opening warn as usual.)"""
+        self = cls.__new__(cls)
+        self._reset_state(directory)
+        self._warned = True
+        self._open()
+        self._warned = self._pool is None
+        return self
 
     @classmethod
     def _disabled(cls, directory: Path, exc: BaseException) -> VectorCache:
         """A cache that always misses, for when not even its directory can be named."""
         self = cls.__new__(cls)
         self._reset_state(directory)
+        self._problem = _reason(exc)
         self._fail("opening it", exc)
         return self
 
@@ -223,8 +321,16 @@ class VectorCache:
         self._closed = False
         self._lock = threading.Lock()
         self._size_limit = DEFAULT_SIZE_LIMIT
+        self._timeout = 0.5
+        self._problem = None
+        self._read_only = False
+        self._unreadable = False
         self._warned = False
         self._write_pause = -math.inf
+
+    @property
+    def _database(self) -> Path:
+        return self._directory / db.DBNAME
 
     @staticmethod
     def exists(directory: str | os.PathLike[str]) -> bool:
@@ -263,14 +369,41 @@ class VectorCache:
             return None, hit
         keys = _keys(namespace, texts)
         try:
-            with pool.use() as con:
-                matrix: Vectors | None = db.read(con, keys, hit)
+            if pool.mode == "immutable":
+                matrix: Vectors | None = self._read_unlocked(pool, keys, hit)
+            else:
+                with pool.use() as con:
+                    matrix = db.read(con, keys, hit)
         except _ERRORS as exc:
             self._fail("reading", exc)
             return None, np.zeros(len(texts), dtype=bool)
         if matrix is not None and sys.byteorder != "little":
             matrix = matrix.astype(np.float32)
         return matrix, hit
+
+    def _read_unlocked(
+        self, pool: db.Pool, keys: list[bytes], hit: npt.NDArray[np.bool_]
+    ) -> Vectors | None:
+        """:func:`db.read` on an immutable connection, which takes no lock: whoever may still
+        write the file (its owner, root) could change it under the read. So the read counts
+        only if the file is the same before and after it (from the new connection's first
+        look at it: none keeps pages of an older file), with no WAL beside it (someone is
+        writing); else every text misses, an error too."""
+        path = str(self._database)
+        before = db.file_state(path)
+        matrix = None
+        try:
+            if before is not None:
+                with pool.use() as con:
+                    matrix = db.read(con, keys, hit)
+        except sqlite3.DatabaseError:
+            if db.file_state(path) == before:
+                raise  # the file did not change: it is what it is
+        if before is None or db.file_state(path) != before:
+            logger.debug("%s changed while read without locks: misses", path)
+            hit[:] = False
+            return None
+        return matrix
 
     def set_many(self, namespace: bytes, texts: Sequence[str], matrix: Any) -> None:
         """Store row ``i`` of ``matrix`` (shape ``(len(texts), D)``) for ``texts[i]``.
@@ -286,6 +419,9 @@ class VectorCache:
         pool = self._pool
         if pool is None or len(texts) == 0 or _clock() < self._write_pause:
             return
+        if self._read_only:
+            self._warn(f"{self._problem} (make it writable to store them)")
+            return
         items = list(zip(_keys(namespace, texts), (row.tobytes() for row in rows)))
         try:
             with pool.use() as con:
@@ -297,20 +433,42 @@ class VectorCache:
     # -- failing soft ----------------------------------------------------------------------
 
     def _fail(self, action: str, exc: BaseException) -> None:
-        """Warn once per cache (RuntimeWarning and the log), then only log at DEBUG."""
+        """Say that ``action`` failed and the cache is skipped (see :meth:`_warn`), and how
+        to mend it when we know how."""
         if self._closed:
             return
+        self._unreadable = self._unreadable or db.is_corrupt(exc)
+        remedy = self._remedy(exc)
+        self._warn(f"{action} failed ({_reason(exc)}); going on without the cache{remedy}")
+
+    def _remedy(self, exc: BaseException) -> str:
+        """What the user can do about ``exc`` (starting with "; "), or "" when it is no
+        fault of the file (a lock, a full disk: it passes)."""
+        database = self._database
+        if db.is_corrupt(exc):  # it stays so: every run would pay for everything again
+            command = f"embedsdk cache clear --dir {shlex.quote(str(self._directory))}"
+            return f"; to start an empty one, run `{command}` or delete {database}"
+        if isinstance(exc, db.NotOurs):
+            return f"; use another directory, or delete {database} if nothing needs it"
+        return ""
+
+    def _warn(self, what: str) -> None:
+        """Warn once per cache, then only log at DEBUG.
+
+        The warning is a ``RuntimeWarning``, and a WARNING record on the ``embedsdk`` logger
+        when a handler takes it (the CLI's, or one the application set up). With no handler
+        anywhere, logging's last resort would print the record too, next to the warning: the
+        same line twice.
+        """
         with self._lock:
             first, self._warned = not self._warned, True
-        message = (
-            f"embedsdk cache at {self._directory}: {action} failed"
-            f" ({type(exc).__name__}: {exc}); going on without the cache"
-        )
+        message = f"embedsdk cache at {self._directory}: {what}"
         if not first:
             logger.debug("%s", message)
             return
-        logger.warning("%s", message)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        if logger.hasHandlers():
+            logger.warning("%s", message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)  # in embedsdk: the CLI drops it
 
     # -- housekeeping ----------------------------------------------------------------------
 
@@ -322,6 +480,18 @@ class VectorCache:
     def enabled(self) -> bool:
         """False when the cache could not be opened, or is closed: then every lookup misses."""
         return self._pool is not None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the cache could not be opened, or is read-only, and the remedy when there is
+        one; else None."""
+        return self._problem
+
+    @property
+    def read_only(self) -> bool:
+        """True when its directory or database file cannot be written: the vectors in it are
+        served, new ones are not stored."""
+        return self._read_only
 
     def info(self) -> dict[str, Any]:
         """``directory``, ``size_bytes`` (of the database in use), ``vectors`` and ``enabled``."""
@@ -346,20 +516,44 @@ class VectorCache:
     def clear(self) -> int:
         """Remove every vector and give the disk space back; returns how many were removed.
 
-        The files of the old diskcache-based layout (``cache.db``) go too.
+        A database file that cannot be read (corrupt) is deleted, and an empty one made. The
+        files of the old diskcache-based layout (``cache.db``) go too.
         """
-        if self._pool is None:
+        removed = 0
+        if self._read_only:
+            self._fail("clearing it", ReadOnly(self._problem or "read-only"))
             return 0
-        try:
-            with self._pool.use() as con:
-                with db.write_transaction(con, _WRITE_PATIENCE):
-                    removed = con.execute("DELETE FROM vectors").rowcount
-                self._vacuum(con)
-        except _ERRORS as exc:
-            self._fail("clearing it", exc)
-            return 0
+        if self._pool is not None:
+            try:
+                removed = self._delete_rows(self._pool)
+            except _ERRORS as exc:
+                self._fail("clearing it", exc)
+                if not self._unreadable:
+                    return 0
+        if self._unreadable and not self._closed:
+            self._start_afresh()
         self._remove_legacy()
+        return removed
+
+    def _delete_rows(self, pool: db.Pool) -> int:
+        with pool.use() as con:
+            with db.write_transaction(con, _WRITE_PATIENCE):
+                removed = con.execute("DELETE FROM vectors").rowcount
+            self._vacuum(con)
         return int(removed)
+
+    def _start_afresh(self) -> None:
+        """Delete the unreadable database file, then open (so make) a new one."""
+        self._close_quietly()
+        try:
+            db.remove(str(self._database))
+        except OSError as exc:
+            self._problem = f"{_reason(exc)}{self._remedy(exc)}"
+            self._fail("deleting its unreadable file", exc)
+            return
+        self._unreadable, self._problem = False, None
+        logger.info("deleted %s, which could not be read; the cache is empty now", self._database)
+        self._open()
 
     def _vacuum(self, con: sqlite3.Connection) -> None:
         # SQLite keeps freed pages for reuse: without VACUUM the file would not shrink.
@@ -400,4 +594,5 @@ class VectorCache:
 
     def __repr__(self) -> str:
         state = "" if self._pool is not None else " (disabled)"
+        state = " (read-only)" if self._read_only and self._pool is not None else state
         return f"<VectorCache directory={str(self._directory)!r}{state}>"

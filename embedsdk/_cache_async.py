@@ -5,10 +5,14 @@ blocks), shielded from the caller's cancellation."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 from typing import Any
+
+import numpy as np
 
 from ._cache import VectorCache, open_cache
 from ._config import ClientOptions
+from ._exceptions import EmbedSDKError
 from ._job import Stats, Vectors, _Job
 
 _UNOPENED = object()
@@ -24,6 +28,10 @@ class AsyncCache:
         self._stats = stats
         self._lock: asyncio.Lock | None = None  # made on the loop that uses it
         self._disk_io: set[asyncio.Future[Any]] = set()  # cache reads/writes still running
+        # The width of the first vectors this client had, and whether the cache gave them: that
+        # fixes the width of a call's result (and of a stream's blocks) before any answer.
+        self._width: int | None = None
+        self._width_from_cache = False
 
     def ours(self) -> VectorCache | None:
         """The cache it opened itself, to be closed with the client (not the caller's own)."""
@@ -48,10 +56,15 @@ class AsyncCache:
         if cache is None or not job.unique:
             return
         matrix, hit = await self._on_disk(cache.get_many, self.namespace, job.unique)
+        if matrix is not None and self._width not in (None, matrix.shape[1]):
+            # Of another width than this client's vectors: stale, or the cache holds both
+            # widths. Fetched again (and replaced), as misses, they cannot mix with the others.
+            matrix, hit = None, np.zeros_like(hit)
         hits = int(hit.sum())
         self._stats.cache_hits += hits
         self._stats.cache_misses += len(job.unique) - hits
         if matrix is not None and hits:
+            self._note_width(int(matrix.shape[1]), from_cache=True)
             if hits == len(job.unique):
                 job.rows = matrix  # every row cached: no copy
                 job.filled[:] = True
@@ -59,8 +72,32 @@ class AsyncCache:
             else:
                 job.store(hit, matrix[hit])
 
+    def check_width(self, vectors: Vectors) -> None:
+        """Refuse an answer whose vectors are not as wide as those the cache gave this client.
+
+        The cache is keyed by endpoint, model and dimensions, not by width: a server that
+        changed its model under the same name makes the cached vectors stale. Raised at once,
+        not retried: every answer will be so, until the cache is cleared.
+        """
+        width = self._width
+        if not self._width_from_cache or vectors.shape[1] == width:
+            return
+        where = self.opened.directory if isinstance(self.opened, VectorCache) else "?"
+        command = f"embedsdk cache clear --dir {shlex.quote(str(where))}"
+        raise EmbedSDKError(
+            f"vectors of {vectors.shape[1]} dimensions arrived, but the cache at {where} had"
+            f" given this client vectors of {width} for the same endpoint and model: the model"
+            f" changed under its name, and the cached vectors are stale; run `{command}` and"
+            " run again"
+        )
+
+    def _note_width(self, width: int, from_cache: bool) -> None:
+        if self._width is None:
+            self._width, self._width_from_cache = width, from_cache
+
     async def store(self, texts: list[str], vectors: Vectors) -> None:
         """Write each batch as soon as it arrives, so an interrupted run resumes from here."""
+        self._note_width(int(vectors.shape[1]), from_cache=False)
         cache = self.opened
         if isinstance(cache, VectorCache):
             await self._on_disk(cache.set_many, self.namespace, texts, vectors)

@@ -58,6 +58,7 @@ _SQLITE_CACHE_KIB = 2048
 _READ_MMAP_BYTES = 2**40
 _EVICT_TO = 0.9  # past the size limit, the oldest rows go until this fraction of it is left
 _ROW_OVERHEAD = 64  # bytes a row costs beyond its vector (key, index entry, headers): a guess
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (named in sqlite3 from 3.11 only)
 
 
 # -- opening ---------------------------------------------------------------------------------------
@@ -67,37 +68,66 @@ class NotOurs(sqlite3.DatabaseError):
     """The database file is not a vector cache this version can use."""
 
 
-def connect(path: str, timeout: float) -> sqlite3.Connection:
+#: How :func:`connect` opens the file. ``ro``: read-only, with SQLite's locks, which needs the
+#: ``-shm`` file of WAL mode to exist or to be creatable. ``immutable``: read-only without
+#: locks, for a read-only directory with no ``-shm`` in it, where SQLite cannot open a WAL
+#: database otherwise; :func:`file_state` tells whether the file changed under a read.
+MODES = ("rw", "ro", "immutable")
+_URI_QUERY = {"ro": "?mode=ro", "immutable": "?mode=ro&immutable=1"}
+
+
+def connect(
+    path: str, timeout: float, patience: float = 0.0, mode: str = "rw"
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), ``timeout`` seconds of
-    patience for locks. ``check_same_thread=False``: the pool lends it to one thread at a time
-    and :meth:`Pool.close` may close it from another."""
-    con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    patience for locks, opened as ``mode`` says (one of :data:`MODES`). Its first statements
+    read the schema, so they wait up to ``patience`` seconds instead, for a process that holds
+    a new file while making it (see :func:`prepare`). ``check_same_thread=False``: the pool
+    lends it to one thread at a time and :meth:`Pool.close` may close it from another."""
+    target, uri = path, False
+    if mode != "rw":  # a URI, so that no character of the path is taken for a parameter
+        target, uri = Path(path).absolute().as_uri() + _URI_QUERY[mode], True
+    con = sqlite3.connect(
+        target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
+    )
     try:
-        con.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
-        con.execute("PRAGMA synchronous = NORMAL")  # WAL: a power cut may lose the last writes
+        with _patience(con, max(timeout, patience)):
+            con.execute(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
+            if mode == "rw":  # WAL: a power cut may lose the last writes
+                con.execute("PRAGMA synchronous = NORMAL")
     except BaseException:
         con.close()
         raise
     return con
 
 
-def prepare(con: sqlite3.Connection, patience: float) -> None:
+def prepare(con: sqlite3.Connection, patience: float, writable: bool = True) -> None:
     """Make a new file a vector cache (WAL, the table, our marks), or check an existing one.
 
-    A file of another layout (another program's, or a newer embedsdk's) is left untouched.
-    Two processes may do this at once: each step waits up to ``patience`` seconds for locks,
-    and the table is made inside the write lock, by whichever comes first.
+    A file of another layout (another program's, or a newer embedsdk's) is left untouched; a
+    read-only connection (``writable=False``) only checks. Two processes may do this at once:
+    every step waits up to ``patience`` seconds for locks, the first look at the file too (the
+    other process may hold it exclusively while it turns a new file into WAL, fsyncs included:
+    on a loaded machine longer than a statement's usual timeout), and the table is made inside
+    the write lock, by whichever comes first.
     """
-    layout = _layout(con)
-    if layout == (APPLICATION_ID, SCHEMA_VERSION):
-        return  # the common case: no write lock taken
-    if layout != (0, 0) or _tables(con):
-        raise _not_ours(layout)
     with _patience(con, patience):
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page
-            con.execute("PRAGMA journal_mode = WAL")
-        con.execute("BEGIN IMMEDIATE")
+        layout = _layout(con)
+        if layout == (APPLICATION_ID, SCHEMA_VERSION):
+            return  # the common case: no write lock taken
+        if layout != (0, 0) or _tables(con):
+            raise _not_ours(layout)
+        if not writable:
+            raise sqlite3.OperationalError(f"{DBNAME} is empty, and read-only")
+        _make(con)
+
+
+def _make(con: sqlite3.Connection) -> None:
+    """Turn an empty file into a vector cache, unless another process just did."""
+    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page
+        con.execute("PRAGMA journal_mode = WAL")
+    con.execute("BEGIN IMMEDIATE")
     layout = _layout(con)  # again, now that no one else can be making it
     if layout == (0, 0) and not _tables(con):
         con.execute(_SCHEMA)
@@ -106,6 +136,31 @@ def prepare(con: sqlite3.Connection, patience: float) -> None:
     elif layout != (APPLICATION_ID, SCHEMA_VERSION):
         raise _not_ours(layout)
     con.execute("COMMIT")
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file is no SQLite database, or a damaged one: it stays so."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    # Before 3.11: those two, and only those in practice, raise DatabaseError itself
+    return type(exc) is sqlite3.DatabaseError
+
+
+def file_state(path: str) -> tuple[int, int, int] | None:
+    """``(inode, size, mtime in ns)`` of the database file at ``path``; ``None`` while a WAL
+    file is beside it (someone has it open to write)."""
+    if os.path.exists(f"{path}-wal"):
+        return None
+    found = os.stat(path)
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def remove(path: str) -> None:
+    """Delete the database file at ``path`` with its WAL and shared-memory files."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
 
 
 def _not_ours(layout: tuple[int, int]) -> NotOurs:
@@ -280,14 +335,28 @@ class Pool:
     hold a transaction open (a stale snapshot, or the write lock), so it is closed instead.
     :meth:`close` closes the idle connections at once and each one in use as its thread gives
     it back, so that none is left to the garbage collector (Python 3.13 warns, gh-105539) and
-    none is closed under a running statement. A forked child closes its parent's.
+    none is closed under a running statement. A forked child closes its parent's. An
+    ``immutable`` connection (``mode``, see :data:`MODES`) serves one use only: its page cache
+    would keep pages of a file that changed since, unseen.
     """
 
-    __slots__ = ("_closed", "_idle", "_in_use", "_lock", "_path", "_pid", "_timeout")
+    __slots__ = (
+        "_closed",
+        "_idle",
+        "_in_use",
+        "_lock",
+        "_path",
+        "_patience",
+        "_pid",
+        "_timeout",
+        "mode",
+    )
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, patience: float = 0.0, mode: str = "rw") -> None:
         self._path = path
-        self._timeout = timeout
+        self._timeout = timeout  # seconds a statement waits for a lock
+        self._patience = patience  # seconds a new connection waits to read the schema
+        self.mode = mode
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._in_use: set[sqlite3.Connection] = set()
@@ -306,20 +375,31 @@ class Pool:
 
     def _take(self) -> sqlite3.Connection:
         with self._lock:
-            self._after_fork()
+            self._check_open()
+            if self._idle:
+                con = self._idle.pop()
+                self._in_use.add(con)
+                return con
+        # Outside the lock: a new connection may wait for another process's lock, and the
+        # other threads keep the idle connections meanwhile.
+        con = connect(self._path, self._timeout, self._patience, self.mode)
+        with self._lock:
             if self._closed:
-                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-            con = self._idle.pop() if self._idle else None
-            if con is None:
-                con = connect(self._path, self._timeout)
+                _close(con)
+                self._check_open()
             self._in_use.add(con)
-            return con
+        return con
+
+    def _check_open(self) -> None:
+        self._after_fork()
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
 
     def _give_back(self, con: sqlite3.Connection, reuse: bool) -> None:
         with self._lock:
             if con in self._in_use:
                 self._in_use.discard(con)
-                if reuse and not self._closed:
+                if reuse and not self._closed and self.mode != "immutable":
                     self._idle.append(con)
                     return
         _close(con)

@@ -590,6 +590,7 @@ class AsyncEmbedder:
         """One request (with its retries) for ``todo[start:stop]``; its rows stored and cached."""
         texts = job.texts(start, stop)
         vectors = await self._sender.send(texts, sum(job.tokens[start:stop]), job)
+        self._cache.check_width(vectors)  # before the cache's width fixes the result's
         job.store(job.todo[start:stop], vectors)
         job.breaker.success()
         await self._cache.store(texts, vectors)

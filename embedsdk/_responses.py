@@ -383,7 +383,10 @@ def decode_embeddings(
         items = _embeddings_by_index(payload, count)
         matrix = _matrix(items, count)
         if dimensions is not None and matrix.shape[1] != dimensions:
-            raise ValueError(f"vectors of {matrix.shape[1]} dimensions, expected {dimensions}")
+            raise ValueError(
+                f"vectors of {matrix.shape[1]} dimensions, expected {dimensions}"
+                " (as dimensions= asked, or as this client's earlier answers had)"
+            )
         finite = np.isfinite(matrix).all(axis=1)
         if not finite.all():
             raise ValueError(f"embedding at index {int(np.argmin(finite))} has NaN or infinity")

@@ -26,7 +26,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir
+from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir, file_in_the_way
+from ._cache_sqlite import DBNAME
 from ._cli_embed import add_embed_parser, in_flags, is_usage_error, plural
 from ._exceptions import APIError, EmbedSDKError
 
@@ -68,32 +69,38 @@ def _cache_directory(args: argparse.Namespace) -> Path:
 def cache_info(directory: Path) -> dict[str, Any]:
     """``directory``, ``size_bytes``, ``vectors``, ``enabled`` (what the library would do with
     ``cache=True`` here), without creating anything that is not there yet."""
+    return _inspect(directory)[0]
+
+
+def _inspect(directory: Path) -> tuple[dict[str, Any], str]:
+    """:func:`cache_info`'s dict, and a note: why the cache is off, or that it is read-only
+    ("" when neither)."""
     info: dict[str, Any] = {
         "directory": str(directory),
         "size_bytes": 0,
         "vectors": 0,
         "enabled": True,
     }
-    if VectorCache.exists(directory):
-        with VectorCache(directory) as cache:
-            info = cache.info()
-    elif directory.exists() and not directory.is_dir():
-        info["enabled"] = False  # a file in the way: the library could not use it
+    note = ""
+    in_the_way = file_in_the_way(directory)
+    if in_the_way is not None:  # the library could not make the directory
+        info["enabled"], note = False, f"{in_the_way} is a file, not a directory"
+    elif VectorCache.exists(directory):
+        with VectorCache._quiet(directory) as cache:
+            info, note = cache.info(), cache.problem or ""
     if cache_disabled_by_env():
-        info["enabled"] = False
-    return info
+        info["enabled"], note = False, "EMBEDSDK_CACHE turns it off"
+    return info, note
 
 
 def _run_cache_info(args: argparse.Namespace) -> int:
-    info = cache_info(_cache_directory(args))
+    info, note = _inspect(_cache_directory(args))
     if args.json:
         print(json.dumps(info))
         return 0
     enabled = "yes" if info["enabled"] else "no"
-    if cache_disabled_by_env():
-        enabled += " (EMBEDSDK_CACHE turns it off)"
-    elif not info["enabled"]:
-        enabled += " (it cannot be opened: see the warning)"
+    if note:
+        enabled += f" ({note})"
     print(f"directory  {info['directory']}")
     print(f"enabled    {enabled}")
     print(f"vectors    {info['vectors']:,}")
@@ -103,11 +110,24 @@ def _run_cache_info(args: argparse.Namespace) -> int:
 
 def _run_cache_clear(args: argparse.Namespace) -> int:
     directory = _cache_directory(args)
-    removed = 0
-    if VectorCache.exists(directory):
-        with VectorCache(directory) as cache:
-            removed = cache.clear()
-    print(f"removed {plural(removed, 'vector')} from {directory}")
+    in_the_way = file_in_the_way(directory)
+    if in_the_way is not None:
+        raise EmbedSDKError(f"{in_the_way} is a file, not a directory: there is no cache to clear")
+    if not VectorCache.exists(directory):
+        print(f"removed 0 vectors from {directory}")
+        return 0
+    with VectorCache._quiet(directory) as cache:
+        if cache.read_only:
+            raise EmbedSDKError(f"the cache at {directory} cannot be cleared: {cache.problem}")
+        unusable = not cache.enabled
+        removed = cache.clear()  # an unreadable file: deleted, and an empty one made
+        if not cache.enabled:
+            raise EmbedSDKError(f"the cache at {directory} cannot be cleared: {cache.problem}")
+    if unusable:
+        database = directory / DBNAME
+        print(f"deleted {database}, which could not be read: the cache at {directory} is empty")
+    else:
+        print(f"removed {plural(removed, 'vector')} from {directory}")
     return 0
 
 

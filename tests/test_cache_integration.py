@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -20,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _read_only import read_only
 
 import embedsdk
 from embedsdk import (
     AsyncEmbedder,
     Embedder,
+    EmbedSDKError,
     InternalServerError,
     MockTransport,
     Request,
@@ -35,7 +36,6 @@ from embedsdk.testing import SimulatedProvider, expected_matrix
 
 MODEL = "BAAI/bge-m3"
 DIM = 64
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 WINDOW = 50  # of the streams below: each window is looked up (and de-duplicated) on its own
@@ -318,8 +318,8 @@ def _unusable(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
         )
         connect = db.connect
 
-        def read_only(path: str, timeout: float) -> sqlite3.Connection:
-            con = connect(path, timeout)
+        def read_only(path: str, *args: Any) -> sqlite3.Connection:
+            con = connect(path, *args)
             con.execute("PRAGMA query_only = 1")
             return con
 
@@ -327,32 +327,18 @@ def _unusable(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     if kind == "corrupt":
         directory.mkdir()
         (directory / db.DBNAME).write_bytes(b"this is not an SQLite database " * 200)
-    elif kind == "read-only":
-        via_embedder(
-            texts_for(5),
-            base_url="http://127.0.0.1:9/v1",
-            cache=str(directory),
-            transport=MockTransport(FailsAfter(10)),
-            dimensions=8,
-        )
-        for path in [directory, *directory.iterdir()]:
-            path.chmod(0o500 if path.is_dir() else 0o400)
     elif kind == "a file in the way":
         directory.write_text("not a directory")
     return directory
 
 
-@pytest.mark.parametrize(
-    "kind", ["corrupt", "read-only", "read-only database", "a file in the way"]
-)
+@pytest.mark.parametrize("kind", ["corrupt", "read-only database", "a file in the way"])
 def test_unusable_cache_warns_and_results_stay_correct(
     kind: str,
     simulated_provider: SimulatedProvider,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if kind == "read-only" and IS_ROOT:
-        pytest.skip("root writes into read-only directories ('read-only database' covers it)")
     directory = _unusable(kind, tmp_path, monkeypatch)
     texts = texts_for(40)
     try:
@@ -373,6 +359,27 @@ def test_unusable_cache_warns_and_results_stay_correct(
         if directory.is_dir():
             for path in [directory, *directory.iterdir()]:
                 path.chmod(0o700)
+
+
+def test_a_read_only_cache_serves_its_vectors(
+    simulated_provider: SimulatedProvider, tmp_path: Path
+) -> None:
+    """Filled, then made read-only (``read_only`` says how, for root too): its vectors are
+    served, only the new texts are sent, and one warning says that they are not stored."""
+    sim, directory = simulated_provider, tmp_path / "cache"
+    old, new = texts_for(40), texts_for(10, "new")
+    via_embedder(old, base_url=sim.base_url, cache=str(directory))
+    sim.reset_stats()
+    with read_only(directory, *directory.iterdir()):
+        for entry in ("Embedder.embed", "AsyncEmbedder.embed_stream"):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                vectors, _ = ENTRY_POINTS[entry](old + new, base_url=sim.base_url, cache=directory)
+            np.testing.assert_array_equal(vectors, expected_matrix(old + new))
+            messages = [str(w.message) for w in caught]
+            assert len(messages) == 1, messages
+            assert "the directory is read-only: the vectors in it are used" in messages[0]
+    assert sim.stats()["inputs"] == 2 * len(new)  # the new texts, each run: none was stored
 
 
 def test_a_directory_of_the_old_layout_just_works(
@@ -400,6 +407,57 @@ def test_a_directory_of_the_old_layout_just_works(
         check=True,
     ).stdout.startswith("removed 30 vectors")
     assert sorted(p.name for p in directory.iterdir() if p.name.startswith("cache.db")) == []
+
+
+# -- a model that changed its width under the same name --------------------------------------
+
+
+def test_a_cache_of_another_width_than_the_answers_fails_at_once_naming_it(
+    simulated_provider_factory: Any, tmp_path: Path
+) -> None:
+    """The vectors the cache gave fix the width of the result (of a stream's blocks too):
+    answers of another width are no passing fault, and the cache is to blame. A stream used
+    to hand out blocks of both widths, and a call blamed "the model or the cache"."""
+    sim = simulated_provider_factory(dim=8)
+    directory = tmp_path / "cache"
+    old, new = texts_for(WINDOW), texts_for(WINDOW, "new")
+    via_embedder(old, base_url=sim.base_url, cache=directory)
+    sim.configure(dim=4)  # the same model, under the same name, now 4 wide
+    options = {"base_url": sim.base_url, "cache": directory, "max_concurrent": 1}
+    # a stream whose first window is all hits, the next all misses; a call with both
+    for entry, texts in (
+        ("Embedder.embed_stream", old + new),
+        ("Embedder.embed", old[:10] + new[:10]),
+    ):
+        sim.reset_stats()
+        with pytest.raises(EmbedSDKError) as info:
+            ENTRY_POINTS[entry](texts, batch_size=10, **options)
+        message = str(info.value)
+        assert f"the cache at {directory} had given this client vectors of 8" in message
+        assert f"run `embedsdk cache clear --dir {directory}`" in message
+        assert sim.stats()["requests"] == 1  # not retried
+
+
+def test_cached_vectors_of_another_width_than_the_answers_are_fetched_again(
+    simulated_provider_factory: Any, tmp_path: Path
+) -> None:
+    """A client whose answers are 4 wide does not serve cached vectors 8 wide: they are
+    fetched again, and replaced in the cache."""
+    sim = simulated_provider_factory(dim=8)
+    directory = tmp_path / "cache"
+    old = texts_for(20)
+    via_embedder(old, base_url=sim.base_url, cache=directory)
+    sim.configure(dim=4)
+    with Embedder(base_url=sim.base_url, cache=directory) as emb:
+        emb.embed(texts_for(5, "first"))  # answers of 4: the width of this client
+        sim.reset_stats()
+        vectors = emb.embed(old)
+    np.testing.assert_array_equal(vectors, expected_matrix(old, MODEL, 4))
+    assert sim.stats()["inputs"] == 20
+    sim.reset_stats()
+    vectors, _ = via_embedder(old, base_url=sim.base_url, cache=directory)
+    np.testing.assert_array_equal(vectors, expected_matrix(old, MODEL, 4))
+    assert sim.stats()["requests"] == 0
 
 
 # -- several processes -----------------------------------------------------------------------

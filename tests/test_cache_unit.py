@@ -8,8 +8,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import re
 import sqlite3
 import stat
+import subprocess
 import sys
 import threading
 import warnings
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _read_only import read_only
 
 from embedsdk import _cache
 from embedsdk import _cache_sqlite as db
@@ -27,7 +30,6 @@ from embedsdk._cache import VectorCache, default_cache_dir, normalise_endpoint, 
 ENDPOINT = "https://api.siliconflow.cn/v1/embeddings"
 NS = VectorCache.namespace(ENDPOINT, "BAAI/bge-m3", None)
 DB = db.DBNAME
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -341,44 +343,148 @@ def test_corrupt_database_file_disables_the_cache(tmp_path: Path) -> None:
     assert_disabled(c)
 
 
+def test_a_corrupt_file_is_named_with_its_remedy_and_clear_starts_afresh(tmp_path: Path) -> None:
+    """Its first 100 bytes overwritten, the file stays unreadable: every run would pay for
+    everything again. The warning says which file and what to do; clear() does it."""
+    with VectorCache(tmp_path) as c:
+        c.set_many(NS, texts_for(50), vectors(50))
+    with open(tmp_path / DB, "r+b") as f:
+        f.write(b"\xff" * 100)
+    with pytest.warns(RuntimeWarning) as record:
+        c = VectorCache(tmp_path)
+    message = str(record[0].message)
+    remedy = f"run `embedsdk cache clear --dir {tmp_path}` or delete {tmp_path / DB}"
+    assert remedy in message and "file is not a database" in message, message
+    assert not c.enabled and c.problem is not None and remedy in c.problem
+    with c:
+        assert c.clear() == 0  # no warning: filterwarnings=error
+        assert c.enabled and c.problem is None
+        c.set_many(NS, ["a"], vectors(1))
+        assert c.get_many(NS, ["a"])[1].all()
+    with VectorCache(tmp_path) as again:  # a new file, readable again
+        assert len(again) == 1
+
+
+def test_clear_leaves_a_file_of_another_program_alone(tmp_path: Path) -> None:
+    con = sqlite3.connect(tmp_path / DB)
+    con.execute("CREATE TABLE theirs (x)")
+    con.commit()
+    con.close()
+    before = (tmp_path / DB).read_bytes()
+    with pytest.warns(RuntimeWarning, match=f"delete {re.escape(str(tmp_path / DB))} if nothing"):
+        c = VectorCache(tmp_path)
+    with c:
+        assert c.clear() == 0 and not c.enabled
+    assert (tmp_path / DB).read_bytes() == before
+
+
 def test_a_file_in_the_way_disables_the_cache(tmp_path: Path) -> None:
     in_the_way = tmp_path / "file"
     in_the_way.write_text("x")
     for spec in (in_the_way, in_the_way / "cache"):
-        with pytest.warns(RuntimeWarning, match="cache"):
+        with pytest.warns(RuntimeWarning) as record:
             c = open_cache(str(spec))
+        message = str(record[0].message)  # the path and the trouble, not "FileExistsError"
+        assert f"({in_the_way} is a file, not a directory)" in message, message
         assert_disabled(c)
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root writes into read-only directories")
-def test_read_only_directory_disables_the_cache(tmp_path: Path) -> None:
-    target = tmp_path / "ro"
-    target.mkdir()
-    target.chmod(0o500)
-    try:
-        with pytest.warns(RuntimeWarning, match="opening it failed"):
-            c = open_cache(target)
+def test_a_failure_is_printed_once_when_logging_is_not_set_up(tmp_path: Path) -> None:
+    """Python prints the warning, and logging's last resort printed the log record too."""
+    (tmp_path / DB).write_bytes(b"this is not an sqlite file" * 1000)
+    code = "import sys, embedsdk; embedsdk.VectorCache(sys.argv[1]).close()"
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert child.stderr.count("embedsdk cache at") == 1, child.stderr
+
+
+def test_an_empty_read_only_directory_disables_the_cache(tmp_path: Path) -> None:
+    with read_only(tmp_path):
+        with pytest.warns(RuntimeWarning, match=r"\(the directory is read-only, and holds no"):
+            c = open_cache(tmp_path)
         assert_disabled(c)
-    finally:
-        target.chmod(0o700)
+    assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root writes into read-only directories")
-def test_read_only_cache_files_disable_the_cache(tmp_path: Path) -> None:
+def test_a_read_only_cache_is_read_and_says_once_that_it_stores_nothing(tmp_path: Path) -> None:
+    """A cache filled, then made read-only (a read-only file system, another user's cache).
+    SQLite cannot make the WAL's ``-shm`` file there, so the cache used to fail to open
+    ("unable to open database file"): every lookup missed and every text was paid again."""
+    texts, m = texts_for(20), vectors(20)
+    with VectorCache(tmp_path) as c:
+        c.set_many(NS, texts, m)
+    with read_only(tmp_path, *tmp_path.iterdir()):
+        c = VectorCache(tmp_path)  # no warning to open it: filterwarnings=error
+        with c:
+            assert c.enabled and c.read_only and "(read-only)" in repr(c)
+            got, hit = c.get_many(NS, texts)
+            assert hit.all() and got is not None and np.array_equal(got, m)
+            assert len(c) == 20
+            said = "the directory is read-only: the vectors in it are used, new ones are not stored"
+            with pytest.warns(RuntimeWarning, match=said):
+                c.set_many(NS, ["new"], vectors(1))
+            c.set_many(NS, ["newer"], vectors(1))  # skipped too, and not said again
+            assert c.clear() == 0
+            assert c.get_many(NS, ["new", texts[0]])[1].tolist() == [False, True]
+    assert [p.name for p in tmp_path.iterdir()] == [DB]
+    with VectorCache(tmp_path) as c:  # writable again: nothing was lost
+        assert len(c) == 20 and not c.read_only
+
+
+def test_a_read_only_directory_is_read_with_locks_while_its_owner_writes(tmp_path: Path) -> None:
+    """The owner has the cache open (its ``-shm`` file exists), so SQLite reads it read-only
+    with its locks: what the owner stores meanwhile is seen at once."""
+    with VectorCache(tmp_path) as owner:
+        owner.set_many(NS, ["a"], vectors(1))
+        with read_only(tmp_path), VectorCache(tmp_path) as reader:
+            assert reader.read_only and reader._pool is not None
+            assert reader._pool.mode == "ro"
+            owner.set_many(NS, ["b"], vectors(1, seed=1))
+            got, hit = reader.get_many(NS, ["a", "b"])
+            assert hit.all() and got is not None
+            assert np.array_equal(got[1], vectors(1, seed=1)[0])
+
+
+def test_an_unlocked_read_counts_only_if_the_file_stayed_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a read-only directory with no ``-shm`` the cache reads the file as immutable, with
+    no lock: a change by whoever may still write it must not reach a result. Simulated at
+    the seams, so that it runs anywhere (as root too): the directory is said not writable,
+    and SQLite's locked read-only open fails as it does there."""
     with VectorCache(tmp_path) as c:
         c.set_many(NS, ["a"], vectors(1))
-    for path in [tmp_path, *tmp_path.iterdir()]:
-        path.chmod(0o500 if path.is_dir() else 0o400)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with VectorCache(tmp_path) as c:
-                c.get_many(NS, ["a"])
-                c.set_many(NS, ["b"], vectors(1))
-        assert len(caught) == 1 and "failed" in str(caught[0].message)
-    finally:
-        for path in [tmp_path, *tmp_path.iterdir()]:
-            path.chmod(0o700)
+    os.utime(tmp_path / DB, (1e9, 1e9))  # a change now moves the mtime, however coarse
+    monkeypatch.setattr(_cache, "_writable", lambda *paths: False)
+    connect = db.connect
+
+    def without_shm(path: str, timeout: float, patience: float = 0.0, mode: str = "rw") -> Any:
+        if mode == "ro":
+            raise sqlite3.OperationalError("unable to open database file")
+        return connect(path, timeout, patience, mode)
+
+    monkeypatch.setattr(db, "connect", without_shm)
+    with VectorCache(tmp_path) as reader:
+        assert reader._pool is not None and reader._pool.mode == "immutable"
+        assert reader.get_many(NS, ["a"])[1].all()
+        owner = sqlite3.connect(tmp_path / DB, isolation_level=None)  # the owner writes
+        key = _cache._keys(NS, ["b"])[0]
+        owner.execute("INSERT INTO vectors VALUES (?, ?)", (key, vectors(1).tobytes()))
+        assert not reader.get_many(NS, ["a", "b"])[1].any()  # its WAL is there: all misses
+        owner.close()  # checkpointed into the file, the WAL gone
+        assert reader.get_many(NS, ["a", "b"])[1].all()  # a new connection sees both
+
+        read = db.read
+
+        def changed_meanwhile(*args: Any) -> Any:
+            found = read(*args)
+            put_raw(tmp_path, "c", vectors(1).tobytes())
+            return found
+
+        monkeypatch.setattr(db, "read", changed_meanwhile)
+        got, hit = reader.get_many(NS, ["a", "b"])
+        assert got is None and not hit.any()
 
 
 def test_read_only_database_still_reads_and_skips_writes(
@@ -389,8 +495,8 @@ def test_read_only_database_still_reads_and_skips_writes(
         c.set_many(NS, ["a"], vectors(1))
     connect = db.connect
 
-    def read_only(path: str, timeout: float) -> sqlite3.Connection:
-        con = connect(path, timeout)
+    def read_only(path: str, *args: Any) -> sqlite3.Connection:
+        con = connect(path, *args)
         con.execute("PRAGMA query_only = 1")
         return con
 
@@ -429,7 +535,11 @@ def test_a_file_corrupted_while_open_gives_misses(cache: VectorCache) -> None:
         with VectorCache(cache.directory) as again:
             got, hit = again.get_many(NS, texts_for(200))
             again.set_many(NS, ["x"], vectors(1, 1024))
+            assert again.clear() == 0  # the damaged file is replaced by an empty one
+            again.set_many(NS, ["x"], vectors(1, 1024))
+            assert again.get_many(NS, ["x"])[1].all()
     assert len(caught) == 1 and "failed" in str(caught[0].message)
+    assert "embedsdk cache clear --dir" in str(caught[0].message)
     assert got is None and not hit.any()
 
 
@@ -480,8 +590,8 @@ def test_a_write_waits_for_another_writer_within_its_patience(
     asked = threading.Event()
     connect = db.connect
 
-    def traced(path: str, timeout: float) -> sqlite3.Connection:
-        con = connect(path, timeout)
+    def traced(path: str, *args: Any) -> sqlite3.Connection:
+        con = connect(path, *args)
         con.set_trace_callback(lambda sql: asked.set() if sql == "BEGIN IMMEDIATE" else None)
         return con
 
@@ -500,6 +610,45 @@ def test_a_write_waits_for_another_writer_within_its_patience(
             c.set_many(NS, ["b"], vectors(1))  # no warning: filterwarnings=error
             assert c.get_many(NS, ["a", "b"])[1].all()
     finally:
+        releaser.join()
+        other.close()
+
+
+def test_opening_waits_for_another_process_making_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes opening one new directory at once: one turns the new file into WAL while
+    holding it exclusively, and the other's very first look at the file waits for it within
+    its patience. It used to wait only the statement timeout (0.5 s), which a loaded machine
+    can exceed; that process then ran without its cache (``test_two_processes_...``)."""
+    other = sqlite3.connect(tmp_path / DB, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # as while the other process makes the file
+    asked = threading.Event()
+    real_connect = sqlite3.connect
+    patient = f"PRAGMA busy_timeout = {int(_cache._WRITE_PATIENCE * 1000)}"
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        con = real_connect(*args, **kwargs)
+        # Ours is about to wait, with patience, for the lock. (The statement that finds the file
+        # locked is not traced: reading the schema fails before it runs.)
+        con.set_trace_callback(lambda sql: asked.set() if sql == patient else None)
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+
+    def let_go() -> None:
+        assert asked.wait(60)
+        other.execute("COMMIT")
+
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
+    try:
+        with VectorCache(tmp_path, timeout=0) as c:  # no warning: filterwarnings=error
+            assert c.enabled
+            c.set_many(NS, ["a"], vectors(1))
+            assert c.get_many(NS, ["a"])[1].all()
+    finally:
+        asked.set()  # (when it failed without asking)
         releaser.join()
         other.close()
 

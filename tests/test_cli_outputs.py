@@ -229,15 +229,15 @@ def test_a_failed_run_leaves_nothing_and_resumes_from_the_cache(
     re-streams, paying only for what was not cached."""
     if suffix == ".parquet":
         pytest.importorskip("pyarrow")
-    # 66 batches of 32 (the generic cap: 2,112 texts, past the first two blocks, some are
-    # written before it fails), then 429s.
+    # 66 batches of 32 (2,112 texts: past the first two blocks, some are written before it
+    # fails), then 429s.
     sim = simulated_provider_factory(rpm=1.1, limiter="fixed", window=3600.0)
     monkeypatch.chdir(tmp_path)
     texts = texts_for(2500)
     Path("in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = Path("out" + suffix)
     args = ["in.txt", "-o", str(out), "--base-url", sim.base_url, "--max-retries", "0"]
-    args += ["--batch-size", "50", "--max-concurrent", "1", "--no-adaptive"]
+    args += ["--batch-size", "32", "--max-concurrent", "1", "--no-adaptive"]
     status, err = embed(capsys, *args)
     assert status == 1 and "run the same command again to resume" in err
     assert files(tmp_path) == ["in.txt"]
