@@ -59,6 +59,10 @@ PROBE_TIMEOUT = 5.0
 #: A follower's tuning: it starts with one request in flight (the workers' first requests
 #: all go at once, before any of them has heard of a limit).
 FOLLOWER = dataclasses.replace(DEFAULT, start_window=1)
+#: The leader's: its walls last a report or two longer than one process's (the probe goes
+#: to a worker, its answer comes back with the worker's next report), so only one of
+#: several seconds is read as a window's.
+LEADER = dataclasses.replace(DEFAULT, long_wall=3.0)
 
 #: A leader's epoch as followers know it: (the leader's incarnation, its epoch).
 Tag = tuple[str, int]
@@ -78,7 +82,7 @@ class RateLeader:
     ``incarnation``) knows nothing yet and learns again from the next 429s.
     """
 
-    def __init__(self, clock: Callable[[], float] | None = None, tuning: Tuning = DEFAULT) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None, tuning: Tuning = LEADER) -> None:
         self._clock = clock or time.monotonic
         self.controller = RateController(clock=self._clock, tuning=tuning)
         self.incarnation = uuid.uuid4().hex[:12]

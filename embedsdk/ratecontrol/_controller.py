@@ -581,6 +581,7 @@ class RateController:
     ) -> None:
         """A rate limit refused a request booked in ``epoch``; ``what``: whether the
         requests and/or the tokens ran out."""
+        self._meter.refused(now)
         if epoch != self.epoch:  # an echo: in flight when the pause began
             if retry_after is not None:
                 self.cooldown_until = max(self.cooldown_until, now + retry_after)
@@ -656,6 +657,11 @@ class RateController:
         """Multiplicative decrease of the exhausted pace(s), from what the server took."""
         t = self.tuning
         best = self._meter.best_rate(now, self._last_cut)
+        # Few refusals among the answers: the server took nearly all that was sent, and what
+        # got through measures the client (a pace it had not reached yet), not the limit.
+        refused, answers = self._meter.refusals(now, self._last_cut)
+        if refused <= max(1.0, t.took_all * answers):
+            best = None
         for index, (pace, flag) in enumerate(zip(self._paces, what)):
             took = None if best is None else best[index]
             if not flag or (pace.rate is None and not took):
@@ -680,7 +686,11 @@ class RateController:
         its last refusal and now) is what the window sustains. A window spent in the first
         half of its cycle gives its allowance at once: spend it at once (free) and probe
         when the next cycle should begin. Otherwise pace just under what it sustains."""
-        if now - self._wall_since < self.tuning.long_wall or self._cycle is None:
+        # A wall of one refused probe is as long as the pace's interval made its pause, and
+        # says nothing of a window (unless its pause ended when a window should open).
+        lasted = self.strikes >= 3 or self._planned
+        long = now - self._wall_since >= self.tuning.long_wall and lasted
+        if not long or self._cycle is None:
             return
         self._timescale = max(self._timescale, now - self._wall_since)
         # It ended between its last refusal and now; just before now when the probe went
@@ -693,8 +703,8 @@ class RateController:
         self._last_cut = now
         if end <= since:
             return
-        long = end - since >= self.tuning.spend_period
-        if long and end - self._wall_since > (end - since) / 2:
+        spent_early = end - self._wall_since > (end - since) / 2
+        if end - since >= self.tuning.spend_period and spent_early:
             self._period = end - since
             took = (totals[0] - before[0], totals[1] - before[1])
             # Spend what the last cycle took, then one request at a time looks for more.
@@ -754,15 +764,18 @@ class RateController:
         return min((when for when in opens if when > now + t.pause_min), default=None)
 
     def _start_pause(self, until: float) -> None:
-        """Every worker waits until ``until``, then one request probes alone; bookings made
-        before are void."""
+        """Every worker waits until ``until``; bookings made before are void. After a first
+        refusal everybody resumes at the lowered pace (a lone probe would leave the limit
+        idle for a round trip, and a cluster's for several reports); once a wall lasts (a
+        second refusal in a row), or before the first pace is guessed, one probes alone."""
         self.epoch += 1
         self.pauses += 1
         self._before_pause = self._in_flight
         self.cooldown_until = max(self.cooldown_until, until)
         for pace in self._paces:  # bookings before are void; no credit out of a pause
             pace.floor, pace.last = self.cooldown_until, -math.inf
-        self._probing, self._probe_out = True, False
+        self._probing = self.strikes >= 2 or self._guess_after is not None
+        self._probe_out = False
 
 
 def _ramp(t: Tuning) -> float:

@@ -1,4 +1,4 @@
-"""What the server took: successes (requests and tokens) counted over time. Pure state."""
+"""What the server took and refused, counted over time. Pure state."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from ._tuning import Tuning
 
 
 class Meter:
-    """Successes in bins of ``tuning.bin`` seconds over the last ``tuning.recent`` seconds,
-    and their totals since the start (requests, tokens)."""
+    """Successes (requests, tokens) and rate-limit refusals in bins of ``tuning.bin`` seconds
+    over the last ``tuning.recent`` seconds, and the successes' totals since the start."""
 
     __slots__ = ("bins", "first", "requests", "tokens", "tuning")
 
     def __init__(self, tuning: Tuning) -> None:
         self.tuning = tuning
-        self.bins: collections.deque[list[float]] = collections.deque()  # [bin, req, tok]
+        # [bin, requests, tokens, refusals]
+        self.bins: collections.deque[list[float]] = collections.deque()
         self.requests = 0.0
         self.tokens = 0.0
         self.first: float | None = None  # when the first request went
@@ -30,16 +31,13 @@ class Meter:
         """``requests`` successes of ``tokens`` tokens, answered at ``now``."""
         self.requests += requests
         self.tokens += tokens
-        slot = math.floor(now / self.tuning.bin)
-        bins = self.bins
-        if bins and bins[-1][0] == slot:
-            bins[-1][1] += requests
-            bins[-1][2] += tokens
-        else:
-            bins.append([slot, requests, tokens])
-        oldest = slot - self.tuning.recent / self.tuning.bin
-        while bins and bins[0][0] <= oldest:
-            bins.popleft()
+        counts = self._bin(now)
+        counts[1] += requests
+        counts[2] += tokens
+
+    def refused(self, now: float) -> None:
+        """A rate limit refused a request at ``now`` (echoes too: the server refused them)."""
+        self._bin(now)[3] += 1
 
     def correct(self, tokens: float) -> None:
         """The last success counted ``tokens`` more real tokens than it was booked for."""
@@ -50,6 +48,27 @@ class Meter:
     def totals(self) -> tuple[float, float]:
         return self.requests, self.tokens
 
+    def _bin(self, now: float) -> list[float]:
+        slot = math.floor(now / self.tuning.bin)
+        bins = self.bins
+        if not bins or bins[-1][0] != slot:
+            bins.append([slot, 0.0, 0.0, 0.0])
+        oldest = slot - self.tuning.recent / self.tuning.bin
+        while bins and bins[0][0] <= oldest:
+            bins.popleft()
+        return bins[-1]
+
+    def _since(self, now: float, since: float) -> list[list[float]]:
+        first = math.floor(max(since, now - self.tuning.recent) / self.tuning.bin)
+        return [b for b in self.bins if b[0] >= first]
+
+    def refusals(self, now: float, since: float) -> tuple[float, float]:
+        """Rate-limit refusals, and answers in all, since ``since`` (within the last
+        ``tuning.recent`` seconds)."""
+        bins = self._since(now, since)
+        refused = sum(b[3] for b in bins)
+        return refused, refused + sum(b[1] for b in bins)
+
     def best_rate(self, now: float, since: float) -> tuple[float, float] | None:
         """Requests and tokens per second the server took at best over ``tuning.measure``
         seconds since ``since`` (within the last ``tuning.recent``), or on average when
@@ -59,18 +78,22 @@ class Meter:
         probe, which say nothing of the limit; while the pace was above the limit, what got
         through in a second is what the limit lets through in a second."""
         t = self.tuning
-        since = max(since, now - t.recent)
-        first = math.floor(since / t.bin)
-        bins = [b for b in self.bins if b[0] >= first]
-        if not bins or now <= since:
+        start = max(since, now - t.recent)
+        bins = [b for b in self._since(now, since) if b[1] or b[2]]
+        if not bins or now <= start:
             return None
-        width = round(t.measure / t.bin)
-        if now - since < t.measure or len(bins) < 2:
-            span = max(now - since, t.bin)
+        if now - start < t.measure or len(bins) < 2:
+            span = max(now - start, t.bin)
             return sum(b[1] for b in bins) / span, sum(b[2] for b in bins) / span
+        width = round(t.measure / t.bin)
         best = [0.0, 0.0]
-        for i, start in enumerate(bins):
-            run = [b for b in bins[i:] if b[0] < start[0] + width]
-            best[0] = max(best[0], sum(b[1] for b in run))
-            best[1] = max(best[1], sum(b[2] for b in run))
+        head, total = 0, [0.0, 0.0]
+        for tail in bins:  # a window of ``width`` bins sliding over them
+            total[0] += tail[1]
+            total[1] += tail[2]
+            while bins[head][0] <= tail[0] - width:
+                total[0] -= bins[head][1]
+                total[1] -= bins[head][2]
+                head += 1
+            best = [max(best[0], total[0]), max(best[1], total[1])]
         return best[0] / t.measure, best[1] / t.measure

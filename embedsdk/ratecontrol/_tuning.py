@@ -27,6 +27,10 @@ class Tuning:
     #: of those costs more than they do.
     tolerance: float = 0.01
     tolerance_window: int = 100
+    #: When at most ``took_all`` of the answers since the last cut (or one) were refusals,
+    #: the server took nearly all that was sent: the cut is from the pace, not from what got
+    #: through, which then measures the client (a cluster's workers not yet at their pace).
+    took_all: float = 0.05
     #: The deepest a single cut goes, as a share of the pace it cuts: a measurement spoiled by
     #: a pause cannot throw the pace far down (the "30 s at 70 %" of f1 in real time).
     deepest_cut: float = 0.5
@@ -55,9 +59,9 @@ class Tuning:
     #: (and eight times that after two): a rate refused by chance, below the limit (b01 in
     #: real time), is left behind within half a minute.
     beyond: float = 0.25
-    #: A wall (refusals with no success between) that lasted this long was a window's: when it
-    #: ends, the pace is ``after_wall`` of what got through over the whole cycle (f10, s10,
-    #: f60, s60).
+    #: A wall (refusals with no success between) that lasted this long, through two refused
+    #: probes or more, was a window's: when it ends, the pace is ``after_wall`` of what got
+    #: through over the whole cycle (f10, s10, f60, s60).
     long_wall: float = 1.0
     after_wall: float = 0.97
     #: A window of this period or longer, spent in the first half of its cycle, is spent at
