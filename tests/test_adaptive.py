@@ -1,32 +1,42 @@
-"""Adaptive rate control: the pure controller, driven by a fake clock.
+"""Adaptive rate control: the controller on a fake clock, what a 429 says, and the options.
 
-Whole runs of the real client against every kind of limiter are in test_rate_limits.py.
+Every test here states a behaviour, not a formula: bounds that any sound controller meets
+(a pace below what got through, a cut no deeper than half), not the numbers this one's
+tunables happen to give. Whole runs of the real client against every kind of limiter are in
+test_rate_limits.py; many processes sharing one limit in test_ray_control.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import json
+import math
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 
 import embedsdk
-from embedsdk import _adaptive, _retry, _turns
-from embedsdk._adaptive import NARROWED, NOTED, PAUSED, RateController, Ticket
+from embedsdk import RateController, Tuning, _retry
 from embedsdk._config import resolve_options
 from embedsdk._exceptions import ConfigurationError, InternalServerError, RateLimitError
-from embedsdk._ratelimit_hints import (
-    exhausted,
-    parse_duration,
-    parse_ratelimit_headers,
-    says_concurrency,
+from embedsdk._responses import parse_duration, parse_ratelimit_headers
+from embedsdk.ratecontrol import (
+    NARROWED,
+    NOTED,
+    PAUSED,
+    Ticket,
+    controller_for,
+    forget_shared_controllers,
+    shared_controller,
 )
-from embedsdk._turns import controller_for, shared_controller
+from embedsdk.ratecontrol._hints import exhausted, says_concurrency, says_per_minute
 
 SF_TPM = "Request was rejected due to rate limiting. Details: TPM limit reached."
 SF_RPM = "Request was rejected due to rate limiting. Details: RPM limit reached."
 ZHIPU = "您当前使用该API的并发数过高，请降低并发，或联系客服增加限额。"
+CONCURRENT = "Too many concurrent requests for BAAI/bge-m3"
 
 
 class FakeClock:
@@ -49,6 +59,9 @@ def ctl(clock: FakeClock) -> RateController:
     return RateController(clock=clock)
 
 
+# -- driving a controller on the fake clock -------------------------------------------------------
+
+
 def go(ctl: RateController, estimate: int = 10) -> Ticket:
     """A request that is admitted now (it must be free to go)."""
     ticket = ctl.reserve(estimate)
@@ -56,42 +69,157 @@ def go(ctl: RateController, estimate: int = 10) -> Ticket:
     return ticket
 
 
-def succeed(ctl: RateController, n: int, estimate: int = 10) -> list[Ticket]:
-    """``n`` requests that go now and succeed now, one after another."""
-    tickets = []
-    for _ in range(n):
-        ticket = go(ctl, estimate)
-        ctl.on_success(ticket)
-        tickets.append(ticket)
-    return tickets
-
-
 def turn(ctl: RateController, clock: FakeClock, estimate: int = 10) -> Ticket:
-    """What :func:`take_turn` does, on the fake clock: book, wait for the ticket, go."""
+    """What ``take_turn`` does, on the fake clock: book, wait for the turn, go (keeping a
+    turn the controller put back a little, booking again when it voided one)."""
     for _ in range(10_000):
         ticket = ctl.reserve(estimate)
-        clock.now = max(clock.now, ticket.at)
-        if ticket.booked and ctl.admit(ticket):
-            return ticket
+        while True:
+            clock.now = max(clock.now, ticket.at)
+            if not ticket.booked:
+                break
+            at = ticket.at
+            if ctl.admit(ticket):
+                return ticket
+            if ticket.at == at or ticket.epoch != ctl.epoch:
+                break
     raise AssertionError("no turn came")
 
 
+def rate(ctl: RateController) -> float:
+    """The pace of requests, per second (it must be pacing)."""
+    rpm = ctl.snapshot()["rpm"]
+    assert rpm is not None, ctl.snapshot()
+    return rpm / 60
+
+
 def steady(ctl: RateController, clock: FakeClock, per_second: float, seconds: float) -> None:
-    """Successes at ``per_second`` for ``seconds``, each alone in flight."""
+    """Requests at ``per_second`` for ``seconds``, each answered (a success) before the
+    next: a client whose own demand sets the rate, not the pace."""
     for _ in range(round(per_second * seconds)):
-        ctl.on_success(go(ctl))
+        ctl.on_success(turn(ctl, clock))
         clock.now += 1 / per_second
 
 
+def use(ctl: RateController, clock: FakeClock, seconds: float) -> None:
+    """``seconds`` of requests that all succeed and all wait for the pace (workers always
+    ready): the pace is what limits the throughput."""
+    end = clock.now + seconds
+    while clock.now < end:
+        ctl.on_success(turn(ctl, clock))
+
+
 def refuse(ctl: RateController, clock: FakeClock, message: str = SF_RPM) -> float:
-    """A probe at the end of the current pause meets a 429; returns the new pause."""
-    clock.now = max(clock.now, ctl.cooldown_until)
+    """The request that goes when the pause ends meets a 429; returns the new pause."""
     ticket = turn(ctl, clock)
     assert ctl.on_rate_limited(ticket, message=message) == PAUSED
     return ctl.cooldown_until - clock.now
 
 
-# -- parsing ---------------------------------------------------------------------------------
+def paced_at(ctl: RateController, clock: FakeClock, per_second: float) -> None:
+    """A controller that learned its pace: ``per_second`` got through (5 s of it), then a
+    429; the probe after the pause succeeded."""
+    steady(ctl, clock, per_second, 5.0)
+    ctl.on_rate_limited(go(ctl), message=SF_RPM)
+    ctl.on_success(turn(ctl, clock))  # the probe, as soon as the pause ends
+    assert ctl.strikes == 0 and ctl.snapshot()["rpm"] is not None
+
+
+Status = int
+Server = Callable[[float, int], tuple[int, float]]
+
+
+def serve(
+    ctl: RateController,
+    clock: FakeClock,
+    server: Server,
+    seconds: float,
+    workers: int = 16,
+    message: str = "slow down",
+) -> list[tuple[float, Status]]:
+    """``workers`` workers, each sending one request at a time as the controller lets it,
+    for ``seconds``: the core's loop, on the fake clock. ``server(now, in_flight)`` gives
+    each request's status and how long it takes to answer (``in_flight``: requests the
+    server is answering). Returns (sent, status) of every request."""
+    end = clock.now + seconds
+    tickets: list[Ticket | None] = [None] * workers
+    busy = [False] * workers
+    flying: list[tuple[float, int, int, Ticket, Status]] = []
+    log: list[tuple[float, Status]] = []
+    while clock.now < end:
+        now = clock.now
+        for w in range(workers):
+            if busy[w]:
+                continue
+            ticket = tickets[w]
+            if ticket is None or (not ticket.booked and ticket.at <= now):
+                ticket = tickets[w] = ctl.reserve(10)
+            if not (ticket.booked and ticket.at <= now):
+                continue
+            at = ticket.at
+            if ctl.admit(ticket):
+                status, after = server(now, len(flying))
+                heapq.heappush(flying, (now + after, len(log), w, ticket, status))
+                log.append((now, status))
+                busy[w], tickets[w] = True, None
+            elif ticket.at == at or ticket.epoch != ctl.epoch:
+                tickets[w] = None  # book again
+        waits = [flying[0][0]] if flying else []
+        waits += [t.at for w, t in enumerate(tickets) if t is not None and not busy[w]]
+        clock.now = max(now, min(waits, default=now + 0.01))
+        while flying and (flying[0][0] <= clock.now or clock.now >= end):
+            done, _, w, ticket, status = heapq.heappop(flying)
+            clock.now = max(clock.now, done)
+            busy[w] = False
+            answer(ctl, ticket, status, message)
+    return log
+
+
+def answer(ctl: RateController, ticket: Ticket, status: Status, message: str) -> None:
+    if status == 200:
+        ctl.on_success(ticket)
+    elif status == 429:
+        ctl.on_rate_limited(ticket, message=message)
+    else:
+        ctl.on_overloaded(ticket)
+
+
+def cap(limit: int, status: Status = 429, latency: float = 0.05) -> Server:
+    """A server that answers ``limit`` requests at once and refuses more at once."""
+    return lambda now, flying: (status, 0.0) if flying >= limit else (200, latency)
+
+
+def fixed_window(period: float, allowance: int, start: float, latency: float = 0.001) -> Server:
+    """A server that takes ``allowance`` requests per window of ``period`` seconds, the
+    windows counted from ``start``; its answers take ``latency`` seconds."""
+    counts: dict[int, int] = {}
+
+    def server(now: float, flying: int) -> tuple[Status, float]:
+        window = math.floor((now - start) / period)
+        if counts.get(window, 0) >= allowance:
+            return 429, latency
+        counts[window] = counts.get(window, 0) + 1
+        return 200, latency
+
+    return server
+
+
+def token_bucket(per_second: float, start: float, latency: float = 0.001) -> Server:
+    """A server that takes ``per_second`` requests a second, a second's worth at once."""
+    state = {"level": per_second, "at": start}
+
+    def server(now: float, flying: int) -> tuple[Status, float]:
+        state["level"] = min(per_second, state["level"] + (now - state["at"]) * per_second)
+        state["at"] = now
+        if state["level"] < 1:
+            return 429, latency
+        state["level"] -= 1
+        return 200, latency
+
+    return server
+
+
+# -- parsing --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -145,13 +273,15 @@ def test_which_limit_ran_out(
     assert exhausted(message, hint) == want
 
 
-def test_concurrency_messages() -> None:
+def test_what_the_message_says() -> None:
     assert says_concurrency(ZHIPU)
-    assert says_concurrency("Too many concurrent requests for BAAI/bge-m3")
+    assert says_concurrency(CONCURRENT)
     assert not says_concurrency(SF_RPM)
+    assert says_per_minute(SF_TPM) and says_per_minute("Limit: 60 requests per minute")
+    assert not says_per_minute("slow down")
 
 
-# -- before any 429: free ---------------------------------------------------------------------
+# -- before the first 429: free -------------------------------------------------------------------
 
 
 def test_no_pacing_before_the_first_429(ctl: RateController, clock: FakeClock) -> None:
@@ -162,7 +292,7 @@ def test_no_pacing_before_the_first_429(ctl: RateController, clock: FakeClock) -
         ctl.on_success(t)
     snap = ctl.snapshot()
     assert snap["rpm"] is None and snap["tpm"] is None and snap["window"] is None
-    assert snap["in_flight"] == 0
+    assert snap["in_flight"] == 0 and ctl.pauses == 0
 
 
 def test_an_outcome_is_counted_once(ctl: RateController) -> None:
@@ -172,84 +302,185 @@ def test_an_outcome_is_counted_once(ctl: RateController) -> None:
     assert ctl.snapshot()["in_flight"] == 0
 
 
-# -- rate limits: one shared pause --------------------------------------------------------------
+# -- the first pace -------------------------------------------------------------------------------
+
+
+def test_the_first_pace_waits_for_the_first_wave_to_answer(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    """16 requests go at once; a refusal comes back before the successes (it is quicker to
+    refuse than to embed). What got through is known only once they have all answered: the
+    first pace is set then, at about what got through spread over a second."""
+    wave = [go(ctl) for _ in range(16)]
+    clock.now += 0.01
+    assert ctl.on_rate_limited(wave[-1], message=SF_RPM) == PAUSED
+    clock.now += 0.04
+    for ticket in wave[:-1]:
+        assert ctl.snapshot()["rpm"] is None  # some have not answered yet
+        ctl.on_success(ticket)
+    assert 0.8 * 15 <= rate(ctl) <= 15
+
+
+@pytest.mark.parametrize("message", [SF_RPM, "Too Many Requests"])
+def test_a_first_wave_where_few_got_through_doubles_until_refused(
+    ctl: RateController, clock: FakeClock, message: str
+) -> None:
+    """Two of three got through: that says little of the limit (a bucket that holds a
+    single request, or a cap), so the pace grows fast until refused, then no more."""
+    wave = [go(ctl) for _ in range(3)]
+    ctl.on_rate_limited(wave[-1], message=message)
+    for ticket in wave[:-1]:
+        ctl.on_success(ticket)
+    first = rate(ctl)
+    assert first <= 2
+    use(ctl, clock, 3.0)
+    assert rate(ctl) >= 4 * first  # at least doubled twice in three seconds of use
+    refused_at = rate(ctl)
+    for _ in range(2):  # refused twice (one alone could be noise)
+        ctl.on_rate_limited(turn(ctl, clock), message=message)
+    use(ctl, clock, 3.0)
+    assert rate(ctl) <= refused_at  # found: it no longer doubles
+
+
+def test_a_first_wave_that_got_through_and_named_its_limit_does_not_double(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    """40 got through and the 429 said "RPM": the first guess is sound; it grows back
+    towards what got through, not past it within seconds."""
+    wave = [go(ctl) for _ in range(41)]
+    ctl.on_rate_limited(wave[-1], message=SF_RPM)
+    for ticket in wave[:-1]:
+        ctl.on_success(ticket)
+    assert 0.8 * 40 <= rate(ctl) <= 40
+    use(ctl, clock, 3.0)
+    assert rate(ctl) <= 40
+
+
+# -- the shared pause and the probe ---------------------------------------------------------------
 
 
 def test_a_429_pauses_every_worker_until_one_instant(ctl: RateController, clock: FakeClock) -> None:
-    succeed(ctl, 100)
-    booked = [ctl.reserve(10) for _ in range(16)]  # booked before the 429
-    refused = go(ctl)
-    assert ctl.on_rate_limited(refused, message=SF_RPM) == PAUSED
+    paced_at(ctl, clock, 10)
+    booked = [ctl.reserve(10) for _ in range(3)]  # booked before the 429
+    ctl.on_rate_limited(turn(ctl, clock), retry_after=2.0, message=SF_RPM)
     until = ctl.cooldown_until
     assert until > clock.now
     # Bookings made before the 429 are void: each worker books again, after the pause.
+    clock.now = max(t.at for t in booked)
     assert not any(ctl.admit(t) for t in booked)
     later = [ctl.reserve(10) for _ in range(16)]
-    assert min(t.at for t in later) >= until
-    assert {t.why for t in later} == {"pause"}
+    assert {t.at for t in later} == {until} and {t.why for t in later} == {"pause"}
+
+
+def test_after_the_pause_one_request_probes_alone(ctl: RateController, clock: FakeClock) -> None:
+    """When the pause ends one request goes; the others wait for its answer, then all go."""
+    wave = [go(ctl) for _ in range(16)]
+    ctl.on_rate_limited(wave[-1], message=SF_RPM)
+    for ticket in wave[:-1]:
+        ctl.on_success(ticket)
+    clock.now = ctl.cooldown_until
+    probe, other = ctl.reserve(10), ctl.reserve(10)  # two workers booked their turns
+    assert probe.booked and other.booked
+    assert ctl.admit(probe) and probe.probe
+    clock.now = other.at
+    assert not ctl.admit(other)  # the probe is out: it waits for its answer
+    poll = ctl.reserve(10)
+    assert not poll.booked and poll.why == "probe" and poll.at > clock.now
+    ctl.on_success(probe)
+    assert [turn(ctl, clock).in_flight for _ in range(3)] == [1, 2, 3]  # not one at a time
+
+
+def test_after_a_first_refusal_everybody_resumes_at_the_lower_pace(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    """One refusal of a paced limit: a cut and a pause, then every worker at the lower
+    pace (a lone probe would leave the limit idle for a round trip)."""
+    paced_at(ctl, clock, 10)
+    use(ctl, clock, 2.0)
+    before = rate(ctl)
+    ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+    assert ctl.cooldown_until > clock.now and rate(ctl) < before
+    tickets = [turn(ctl, clock) for _ in range(3)]
+    assert [t.in_flight for t in tickets] == [1, 2, 3]
+    assert not any(t.probe for t in tickets)
+
+
+def test_once_a_wall_lasts_one_request_probes_alone(ctl: RateController, clock: FakeClock) -> None:
+    paced_at(ctl, clock, 10)
+    use(ctl, clock, 2.0)
+    for _ in range(2):  # refused, and refused again when the pause ended: a wall
+        ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+    probe = turn(ctl, clock)
+    assert probe.probe and ctl.reserve(10).why == "probe"
+    ctl.on_success(probe)
+    assert [turn(ctl, clock).in_flight for _ in range(3)] == [1, 2, 3]
+
+
+def test_a_failed_probe_frees_its_slot(ctl: RateController, clock: FakeClock) -> None:
+    paced_at(ctl, clock, 10)
+    for _ in range(2):
+        refuse(ctl, clock)
+    probe = turn(ctl, clock)
+    assert probe.probe
+    ctl.on_error(probe)  # a 500, a reset, a cancellation: no answer about the rate
+    assert turn(ctl, clock).probe  # the next one may probe
+
+
+def test_echoes_of_one_429_change_nothing_but_a_retry_after_lengthens_the_pause(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    paced_at(ctl, clock, 10)
+    in_flight = [turn(ctl, clock) for _ in range(8)]
+    ctl.on_rate_limited(in_flight[0], message=SF_RPM)
+    assert ctl.epoch == 2  # paused (a second refusal within a hundred answers)
+    state = (ctl.epoch, ctl.snapshot()["rpm"], ctl.cooldown_until, ctl.strikes)
+    for ticket in in_flight[1:-1]:  # booked before the pause: the same event, heard again
+        assert ctl.on_rate_limited(ticket, message=SF_RPM) == PAUSED
+    assert (ctl.epoch, ctl.snapshot()["rpm"], ctl.cooldown_until, ctl.strikes) == state
+    ctl.on_rate_limited(in_flight[-1], retry_after=3.0, message=SF_RPM)
+    assert ctl.cooldown_until == clock.now + 3.0  # a later hint is honoured
+    assert (ctl.epoch, ctl.snapshot()["rpm"], ctl.strikes) == (state[0], state[1], state[3])
+    assert ctl.rate_limited == 1 + 8
 
 
 def test_retry_after_sets_the_pause(ctl: RateController, clock: FakeClock) -> None:
-    succeed(ctl, 10)
+    steady(ctl, clock, 10, 1.0)
     ctl.on_rate_limited(go(ctl), retry_after=7.25, message=SF_RPM)
     assert ctl.cooldown_until == clock.now + 7.25
-    assert ctl.reserve(10).at >= clock.now + 7.25
+    assert ctl.reserve(10).at == clock.now + 7.25
 
 
-def test_echoes_of_one_429_change_nothing_but_may_lengthen_the_pause(
-    ctl: RateController, clock: FakeClock
-) -> None:
-    succeed(ctl, 600)
-    in_flight = [go(ctl) for _ in range(16)]
-    ctl.on_rate_limited(in_flight[0], message=SF_RPM)
-    epoch, rate, until = ctl.epoch, ctl.snapshot()["rpm"], ctl.cooldown_until
-    for t in in_flight[1:-1]:  # the other 14 answers of that burst
-        assert ctl.on_rate_limited(t, message=SF_RPM) == PAUSED
-    assert (ctl.epoch, ctl.snapshot()["rpm"], ctl.cooldown_until) == (epoch, rate, until)
-    ctl.on_rate_limited(in_flight[-1], retry_after=3.0, message=SF_RPM)
-    assert ctl.cooldown_until == clock.now + 3.0  # a later hint is honoured
-    assert ctl.epoch == epoch and ctl.rate_limited == 16
-
-
-def test_pause_doubles_while_the_wall_lasts_and_keeps_within_a_quarter_of_its_age(
-    ctl: RateController, clock: FakeClock
-) -> None:
-    succeed(ctl, 600)  # a burst that spends a window of a minute at once
-    start = clock.now
-    pauses = [refuse(ctl, clock) for _ in range(30)]
-    assert pauses[0] == pytest.approx(_adaptive.PAUSE_MIN)
-    ages = np.cumsum([0.0, *pauses[:-1]])
-    assert all(p <= max(0.25 * age, pauses[0]) + 1e-9 for p, age in zip(pauses, ages))
-    # Never shorter (but for the one that ends just after the minute: see the next test) ...
-    cut = [i for i, (a, b) in enumerate(zip(pauses, pauses[1:])) if b < a - 1e-9]
-    assert len(cut) <= 1
-    assert pauses[-1] > 50 * pauses[0]  # ... and growing: the probes stay few
-    assert clock.now - start > 25  # 30 probes cover most of a minute
-    assert ctl.strikes == 30 and ctl.pauses == 30
-
-
-def test_a_wall_of_seconds_is_probed_when_a_minute_window_from_its_first_request_opens(
-    ctl: RateController, clock: FakeClock
-) -> None:
-    """A per-minute window spent at once (sliding, or counted from the first request) has
-    room again a minute after the first request: a probe goes just then, not up to a quarter
-    of the wall's age later."""
+def test_the_pause_grows_while_a_wall_lasts(ctl: RateController, clock: FakeClock) -> None:
+    """A window of a minute spent in its first second: the probes keep meeting it. They
+    come further and further apart (few refusals), and one goes just as a window opened by
+    the first request would open again."""
     first = clock.now
-    succeed(ctl, 600)
-    probes = [clock.now]
+    steady(ctl, clock, 600, 1.0)
+    pauses, probes = [], []
     while clock.now < first + 75:
-        refuse(ctl, clock)
+        pauses.append(refuse(ctl, clock))
         probes.append(clock.now)
-    opens = first + 60 + _adaptive.OPENS_LATE
-    assert any(t == pytest.approx(opens) for t in probes), probes
-    assert len(probes) < 40  # still few probes
+    assert len(probes) < 40
+    assert max(pauses[-5:]) > 20 * pauses[0]
+    assert any(first + 60 <= t < first + 61 for t in probes), probes
+    assert ctl.strikes == len(probes)
+
+
+def test_a_long_wall_does_not_compound_the_cut(ctl: RateController, clock: FakeClock) -> None:
+    steady(ctl, clock, 600, 1.0)
+    for _ in range(2):
+        refuse(ctl, clock)
+    first = ctl.snapshot()["rpm"]
+    for _ in range(6):  # the probes keep meeting the full window
+        refuse(ctl, clock)
+    assert ctl.snapshot()["rpm"] == first
 
 
 def test_headers_cap_the_pause_at_the_announced_reset(
     ctl: RateController, clock: FakeClock
 ) -> None:
-    succeed(ctl, 600)
-    for _ in range(12):
+    steady(ctl, clock, 600, 1.0)
+    for _ in range(12):  # a long wall: the next pause would be seconds
         refuse(ctl, clock)
     ticket = turn(ctl, clock)
     headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "80ms"}
@@ -257,165 +488,249 @@ def test_headers_cap_the_pause_at_the_announced_reset(
     assert ctl.cooldown_until - clock.now == pytest.approx(0.08)
 
 
-def test_after_a_first_refusal_everybody_resumes_at_the_lower_pace(
-    ctl: RateController, clock: FakeClock
+# -- the cut --------------------------------------------------------------------------------------
+
+
+def until_cut(ctl: RateController, clock: FakeClock, server: Server) -> None:
+    """One worker's requests, each answered at once by ``server``, until a pause begins."""
+    epoch = ctl.epoch
+    while ctl.epoch == epoch:
+        ticket = turn(ctl, clock)
+        answer(ctl, ticket, server(clock.now, 0)[0], SF_RPM)
+
+
+def test_a_cut_is_never_above_what_the_server_took(ctl: RateController, clock: FakeClock) -> None:
+    """Pacing at 10 a second where the server takes 8 a second (its 9th and 10th are
+    refused): the new pace is at most the 8 that got through, and no lower than half of the
+    10."""
+    ctl.follow(10.0, None)  # the seam that sets a known pace (a cluster's leader uses it)
+    until_cut(ctl, clock, fixed_window(1.0, 8, clock.now))
+    assert 10 * 0.5 <= rate(ctl) <= 8
+
+
+def test_a_cut_is_never_below_half_of_the_pace(ctl: RateController, clock: FakeClock) -> None:
+    """Pacing at 20 a second where the server takes 2 a second (or a measurement spoiled by
+    a pause): one cut goes no lower than 10."""
+    ctl.follow(20.0, None)
+    until_cut(ctl, clock, fixed_window(1.0, 2, clock.now))
+    assert 20 * 0.5 <= rate(ctl) < 20
+
+
+@pytest.mark.parametrize(
+    ("message", "headers", "cut"),
+    [
+        (SF_RPM, None, "rpm"),
+        (SF_TPM, None, "tpm"),
+        ("slow down", {"x-ratelimit-remaining-tokens": "0"}, "tpm"),
+        ("slow down", {"x-ratelimit-remaining-requests": "0"}, "rpm"),
+    ],
+)
+def test_the_429_says_which_pace_is_cut(
+    ctl: RateController,
+    clock: FakeClock,
+    message: str,
+    headers: dict[str, str] | None,
+    cut: str,
 ) -> None:
-    succeed(ctl, 100)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    clock.now = ctl.cooldown_until
-    assert [turn(ctl, clock).in_flight for _ in range(3)] == [1, 2, 3]
-
-
-def test_only_one_probe_once_the_wall_lasts(ctl: RateController, clock: FakeClock) -> None:
-    succeed(ctl, 100)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    refuse(ctl, clock)  # the first request after the pause: the wall lasts
-    clock.now = ctl.cooldown_until
-    first, second = ctl.reserve(10), ctl.reserve(10)
-    assert ctl.admit(first)
-    assert not ctl.admit(second)  # the probe is out: wait for its answer
-    poll = ctl.reserve(10)
-    assert not poll.booked and poll.why == "probe" and poll.at > clock.now
-    ctl.on_success(first)
-    assert [turn(ctl, clock).in_flight for _ in range(3)] == [1, 2, 3]  # not one at a time
-
-
-def test_a_failed_probe_frees_its_slot(ctl: RateController, clock: FakeClock) -> None:
-    succeed(ctl, 100)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    refuse(ctl, clock)
-    clock.now = ctl.cooldown_until
-    probe = turn(ctl, clock)
-    ctl.on_error(probe)  # a 500, a reset, a cancellation: no answer about the rate
-    assert turn(ctl, clock).in_flight == 1  # the next one may probe
-
-
-# -- rate limits: the pace ---------------------------------------------------------------------
-
-
-def test_first_decrease_is_from_what_recently_got_through(
-    ctl: RateController, clock: FakeClock
-) -> None:
-    steady(ctl, clock, per_second=10, seconds=30)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    # 10 per second over the last 10 s (not over a fixed minute, of which it saw only 30 s),
-    # allowing the limit to be a little above what went through, less 10 %.
-    assert ctl.snapshot()["rpm"] == pytest.approx(0.9 * 600 / 0.85, rel=0.03)
-    assert ctl.snapshot()["tpm"] is None  # the message said RPM
-
-
-def test_later_decreases_are_from_the_pace(ctl: RateController, clock: FakeClock) -> None:
-    steady(ctl, clock, per_second=10, seconds=5)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    clock.now = ctl.cooldown_until
-    for _ in range(40):  # all that the pace lets through is taken
-        ctl.on_success(turn(ctl, clock))
-    pace = ctl.snapshot()["rpm"]
-    assert pace is not None
-    ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
-    # The pace was only just above the limit (all of it went through): a cut of a third as
-    # much as from the estimate (0.9): about 3 %.
-    assert ctl.snapshot()["rpm"] == pytest.approx((2 + 0.9) / 3 * pace, rel=0.01)
-
-
-def test_tpm_429_paces_tokens_only(ctl: RateController, clock: FakeClock) -> None:
     for _ in range(50):
         ctl.on_success(go(ctl, 300))
-        clock.now += 0.1  # 3,000 tokens per second
-    ctl.on_rate_limited(go(ctl, 300), message=SF_TPM)
+        clock.now += 0.1  # 10 requests and 3,000 tokens per second
+    ctl.on_rate_limited(go(ctl, 300), message=message, headers=headers)
     snap = ctl.snapshot()
-    assert snap["rpm"] is None
-    assert snap["tpm"] == pytest.approx(0.9 * 180_000 / 0.85, rel=0.03)
+    other = "tpm" if cut == "rpm" else "rpm"
+    assert snap[other] is None
+    got = snap[cut]
+    assert got is not None
+    assert 0.8 * (600 if cut == "rpm" else 180_000) <= got <= (600 if cut == "rpm" else 180_000)
 
 
-def test_a_long_wall_does_not_compound_the_decrease(ctl: RateController, clock: FakeClock) -> None:
-    succeed(ctl, 600)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    first = ctl.snapshot()["rpm"]
-    for _ in range(5):  # the probes keep meeting the full window
-        refuse(ctl, clock)
-    assert ctl.snapshot()["rpm"] == first
-    assert ctl.strikes == 6
+# -- refusals now and then: noise -----------------------------------------------------------------
 
 
-def test_after_a_long_wall_the_pace_is_what_the_whole_cycle_took(
+def test_a_lone_refusal_among_many_successes_is_noise(
     ctl: RateController, clock: FakeClock
 ) -> None:
-    """A window of 600 a minute spent in the first second: the first decrease (from that
-    burst) is far too high; when the wall ends a minute later, what got through over the
-    whole minute sets the pace."""
-    start = clock.now
-    for _ in range(600):
-        ctl.on_success(go(ctl))
-        clock.now += 1 / 600
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    assert ctl.snapshot()["rpm"] > 10_000  # type: ignore[operator]
-    while clock.now < start + 60:
-        refuse(ctl, clock)
-    clock.now = max(clock.now, ctl.cooldown_until)
-    ctl.on_success(turn(ctl, clock))  # the window is open again
-    # 600 over the minute and the wall's end, as far as the probes tell it (between the last
-    # refusal and the success), less 10 %: under the limit, not far under.
-    rpm = ctl.snapshot()["rpm"]
-    assert 0.9 * 600 * 60 / (clock.now - start) <= rpm <= 540  # type: ignore[operator]
+    """A bucket that holds one request refuses now and then whatever the pace (two
+    requests brought closer on the way): a refusal alone neither pauses nor cuts."""
+    paced_at(ctl, clock, 10)
+    for _ in range(2):
+        use(ctl, clock, 15.0)  # over a hundred successes since the last refusal
+        state = (ctl.epoch, ctl.snapshot()["rpm"])
+        ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+        assert (ctl.epoch, ctl.snapshot()["rpm"]) == state
+        assert ctl.cooldown_until < clock.now and ctl.reserve(10).why == "pace"
+
+
+def test_repeated_refusals_pause_and_cut(ctl: RateController, clock: FakeClock) -> None:
+    paced_at(ctl, clock, 10)
+    use(ctl, clock, 15.0)
+    before = rate(ctl)
+    epoch = ctl.epoch
+    ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+    for _ in range(5):
+        ctl.on_success(turn(ctl, clock))
+    ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+    assert ctl.epoch == epoch + 1 and ctl.cooldown_until > clock.now
+    assert rate(ctl) < before
+
+
+# -- growth ---------------------------------------------------------------------------------------
+
+
+def test_the_pace_grows_only_while_it_holds_requests_back(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    paced_at(ctl, clock, 10)
+    base = rate(ctl)
+    for _ in range(20):  # a request every 2 s: the pace holds nothing back
+        clock.now += 2.0
+        ticket = turn(ctl, clock)
+        assert not ticket.held
+        ctl.on_success(ticket)
+    assert rate(ctl) == base  # an idle spell is no evidence that the limit has room
+    use(ctl, clock, 5.0)
+    assert rate(ctl) > base
+
+
+@pytest.mark.parametrize("regain", [6.0, 12.0])
+def test_after_a_cut_the_pace_is_back_within_regain_seconds_and_beyond_later(
+    clock: FakeClock, regain: float
+) -> None:
+    """Refused at 10 a second, cut: the pace climbs back to 10 within ``regain`` seconds
+    of use (not at once), then beyond it (a limit that was raised is found)."""
+    ctl = RateController(clock=clock, tuning=Tuning(regain=regain))
+    paced_at(ctl, clock, 10)
+    assert rate(ctl) < 10
+    use(ctl, clock, regain / 2 - 1)
+    assert rate(ctl) < 10 * 0.995
+    use(ctl, clock, regain / 2 + 1)
+    assert rate(ctl) >= 10 * 0.995
+    use(ctl, clock, 1.5 * regain)
+    assert rate(ctl) > 10 * 1.1
 
 
 def test_paced_requests_are_evenly_spaced_without_burst(
     ctl: RateController, clock: FakeClock
 ) -> None:
-    steady(ctl, clock, per_second=10, seconds=12)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    rate = ctl.snapshot()["rpm"] / 60  # type: ignore[operator]
-    clock.now = ctl.cooldown_until
-    ctl.on_success(turn(ctl, clock))  # the probe
+    paced_at(ctl, clock, 10)
     clock.now += 5.0  # idle: a bucket holding one request refuses a second one early
     ats = [turn(ctl, clock).at for _ in range(30)]
-    assert np.diff(ats) == pytest.approx([1 / rate] * 29, rel=0.02)
+    gaps = [b - a for a, b in zip(ats, ats[1:])]
+    assert gaps == pytest.approx([1 / rate(ctl)] * 29, rel=0.02)
 
 
-def test_increase_only_when_the_pace_holds_requests_back(
+# -- windows spent at once ------------------------------------------------------------------------
+
+
+def cycles(log: list[tuple[float, Status]], start: float, period: float, n: int) -> list[Any]:
+    """Per cycle of a window: (successes, refusals, seconds from its start to the last
+    success)."""
+    out = []
+    for k in range(n):
+        lo, hi = start + k * period, start + (k + 1) * period
+        sent = [(t, s) for t, s in log if lo <= t < hi]
+        ok = [t for t, s in sent if s == 200]
+        out.append((len(ok), len(sent) - len(ok), (max(ok) - lo) if ok else None))
+    return out
+
+
+def test_a_long_window_spent_early_is_spent_at_once_in_later_cycles(
     ctl: RateController, clock: FakeClock
 ) -> None:
-    steady(ctl, clock, per_second=10, seconds=12)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    base = ctl._requests.rate
-    assert base is not None
-    clock.now = ctl.cooldown_until
-    for _ in range(round(base * 8)):  # 8 s of workers waiting: each booking is held back
-        ctl.on_success(turn(ctl, clock))
-    grown = ctl._requests.rate
-    assert grown is not None
-    assert base * 1.025 < grown < base * 1.06  # 0.5 % of the base per second
-    clock.now += 30.0  # nothing waiting: the next request was not held back
-    idle = turn(ctl, clock)
-    assert not idle.held
-    ctl.on_success(idle)
-    assert ctl._requests.rate == grown
+    """A window of 600 a minute: the first burst spends it in well under a second, then a
+    wall until it opens. In the next cycles the 600 go at once again (no pace), and when
+    they are sent one request probes for more, alone: one refusal per cycle."""
+    start = clock.now
+    log = serve(ctl, clock, fixed_window(60.0, 600, start), 240.0, workers=1)
+    first, *later = cycles(log, start, 60.0, 4)
+    assert first[0] == 600
+    assert ctl.snapshot()["rpm"] is None
+    for ok, refused, last in later:
+        assert ok == 600 and refused == 1
+        assert last < 5.0  # spent at once, not paced over the minute
 
 
-def test_increase_doubles_after_quiet_spells(ctl: RateController, clock: FakeClock) -> None:
-    steady(ctl, clock, per_second=10, seconds=12)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
-    clock.now = ctl.cooldown_until
-    rates = []
-    for _ in range(4):  # four quiet spells of 10 s, all held back
-        end = clock.now + 10
-        while clock.now < end:
-            ctl.on_success(turn(ctl, clock))
-        rates.append(ctl._requests.rate)
-    steps = np.diff([r for r in rates if r is not None])
-    assert steps[1] > 1.7 * steps[0] and steps[2] > 1.7 * steps[1]
+def test_a_short_window_is_paced(ctl: RateController, clock: FakeClock) -> None:
+    """A window of 20 per 2 s spent at once: too short to wait for; paced just under it."""
+    start = clock.now
+    log = serve(ctl, clock, fixed_window(2.0, 20, start), 20.0, workers=1)
+    assert 0.7 * 10 <= rate(ctl) <= 10
+    later = cycles(log, start + 6.0, 2.0, 7)
+    assert sum(ok for ok, _, _ in later) >= 0.8 * 7 * 20
+    assert sum(refused for _, refused, _ in later) <= 2
 
 
-# -- concurrency caps: the window ---------------------------------------------------------------
-
-
-def test_a_429_above_every_recent_success_narrows_the_window(
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "a wall is measured to the success that ends it, so a client that sends nothing for "
+        "a while after a wall of refusals (a call cancelled during the pause, the next call "
+        "later) reads its idle spell as a window's wall: 20 s idle, and a bucket of 10 a "
+        "second is sent a 'window' of the 51 requests of the last cycle every ~15 s (21 "
+        "requests in 30 s, 7 % of the limit)"
+    ),
+)
+def test_an_idle_spell_after_a_wall_does_not_read_as_a_window(
     ctl: RateController, clock: FakeClock
 ) -> None:
-    tickets = [go(ctl) for _ in range(16)]  # 16 in flight at once
-    for t in tickets[4:]:  # a cap of 4: the requests sent 5th to 16th are refused at once
-        assert ctl.on_rate_limited(t, message="slow down") == NARROWED
+    steady(ctl, clock, 10, 5.0)
+    ctl.on_rate_limited(go(ctl), message=SF_RPM)
+    for _ in range(2):  # two probes refused: a wall
+        refuse(ctl, clock)
+    clock.now = ctl.cooldown_until + 20.0  # nothing to send meanwhile
+    log = serve(ctl, clock, token_bucket(10.0, clock.now), 30.0)
+    assert sum(s == 200 for _, s in log) >= 0.8 * 10 * 30
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "a cut less than Tuning.measure seconds after the previous one takes the mean since "
+        "that cut, over a span that holds the pause, as the rate the server took: the pace "
+        "then climbs back to that lower rate (9.2/s here) within regain seconds, and to the "
+        "10.6/s it was refused at only after ~20 s (a bucket holding one request: 5-6 of 10 "
+        "a second for half a minute)"
+    ),
+)
+def test_a_cut_soon_after_another_climbs_back_to_the_rate_refused_within_regain(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    paced_at(ctl, clock, 10)
+    use(ctl, clock, 20.0)
+    for _ in range(2):
+        ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+    ctl.on_success(turn(ctl, clock))
+    use(ctl, clock, 0.5)
+    refused_at = rate(ctl)
+    for _ in range(2):  # refused again half a second after the cut
+        ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+    ctl.on_success(turn(ctl, clock))
+    use(ctl, clock, ctl.tuning.regain)
+    assert rate(ctl) >= 0.99 * refused_at
+
+
+# -- concurrency caps: the window -----------------------------------------------------------------
+
+
+def levels_succeed(ctl: RateController, level: int, times: int = 3) -> None:
+    """``level`` requests in flight at once succeed ``times`` times: the server takes that
+    many."""
+    for _ in range(times):
+        for ticket in [go(ctl) for _ in range(level)]:
+            ctl.on_success(ticket)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_refusal_above_every_recent_success_narrows_the_window(
+    ctl: RateController, clock: FakeClock, status: int
+) -> None:
+    levels_succeed(ctl, 4)
+    tickets = [go(ctl) for _ in range(16)]
+    for t in reversed(tickets[4:]):  # a cap of 4: the 5th to the 16th are refused at once
+        verdict = (
+            ctl.on_rate_limited(t, message="slow down") if status == 429 else ctl.on_overloaded(t)
+        )
+        assert verdict == NARROWED
     assert ctl.snapshot()["window"] == 4
     assert ctl.pauses == 0 and ctl.snapshot()["rpm"] is None  # nobody paused, no pace
     for t in tickets[:4]:
@@ -428,107 +743,68 @@ def test_a_429_above_every_recent_success_narrows_the_window(
     assert turn(ctl, clock).in_flight == 4
 
 
-def test_a_429_at_a_level_that_succeeded_is_a_rate_limit(
-    ctl: RateController, clock: FakeClock
-) -> None:
-    for _ in range(3):  # 8 in flight succeeded, a few times: the server takes that many
-        tickets = [go(ctl) for _ in range(8)]
-        for t in tickets:
-            ctl.on_success(t)
+def test_a_429_at_a_level_that_succeeded_is_a_rate_limit(ctl: RateController) -> None:
+    levels_succeed(ctl, 8)
     again = [go(ctl) for _ in range(8)]
     assert ctl.on_rate_limited(again[-1], message="slow down") == PAUSED
     assert ctl.snapshot()["window"] is None
 
 
 def test_what_the_429_says_wins_over_the_level(ctl: RateController, clock: FakeClock) -> None:
+    levels_succeed(ctl, 2)
     tickets = [go(ctl) for _ in range(8)]
     assert ctl.on_rate_limited(tickets[7], message=SF_RPM) == PAUSED  # says RPM
     other = RateController(clock=clock)
-    succeed(other, 20)
-    mine = go(other)
-    assert other.on_rate_limited(mine, message=ZHIPU) == NARROWED  # says concurrency
+    levels_succeed(other, 1, times=20)
+    assert other.on_rate_limited(go(other), message=ZHIPU) == NARROWED  # says concurrency
+    third = RateController(clock=clock)
+    assert third.on_rate_limited(go(third), message=CONCURRENT) == NARROWED
 
 
-def test_a_lucky_success_or_two_above_a_cap_does_not_hide_it(ctl: RateController) -> None:
+def test_a_lucky_success_above_a_cap_does_not_hide_it(ctl: RateController) -> None:
     """The client's count runs ahead of the server's (answers on their way back): a success
-    at level 6 now and then over a cap of 4 must not make 503s at 6 look random."""
-    first = [go(ctl) for _ in range(6)]
-    ctl.on_overloaded(first[5])  # window 5
-    ctl.on_overloaded(first[4])  # window 4
-    for t in first[:4]:
-        ctl.on_success(t)
-    for _ in range(5):
-        ctl.on_success(Ticket_at(ctl, 6))  # lucky: the server had one answer on its way
-        assert ctl.on_overloaded(Ticket_at(ctl, 6)) == NARROWED
+    at level 6 now and then over a cap of 4 must not make a refusal at 5 look random."""
+    levels_succeed(ctl, 4)
+    tickets = [go(ctl) for _ in range(6)]
+    ctl.on_success(tickets[5])  # lucky: the server had one answer on its way
+    assert ctl.on_overloaded(tickets[4]) == NARROWED
 
 
-def Ticket_at(ctl: RateController, level: int) -> Ticket:
-    """An admitted ticket that was sent with ``level`` requests in flight."""
-    ticket = ctl.reserve(10)
-    ticket.in_flight = level
-    ctl._in_flight += 1
-    return ticket
-
-
-def test_503_narrows_only_above_every_recent_success(ctl: RateController) -> None:
+def test_a_503_narrows_only_above_every_recent_success(ctl: RateController) -> None:
     first = [go(ctl) for _ in range(6)]
     assert ctl.on_overloaded(first[5]) == NARROWED
     assert ctl.snapshot()["window"] == 5
     for t in first[:5]:
         ctl.on_success(t)
-    for _ in range(2):
-        succeed(ctl, 1)  # level 1 succeeded three times
-    random_fault = go(ctl)
-    assert ctl.on_overloaded(random_fault) == NOTED  # one in flight: not a cap
+    levels_succeed(ctl, 1, times=2)  # one in flight succeeded three times
+    assert ctl.on_overloaded(go(ctl)) == NOTED  # one in flight: not a cap
     assert ctl.snapshot()["window"] == 5
 
 
-def run_against_a_cap(
-    ctl: RateController, clock: FakeClock, cap: int, seconds: float
-) -> tuple[int, int]:
-    """Workers keep the window full against a server answering at most ``cap`` at once
-    (one answer every 50 ms, oldest first); returns (successes, refusals)."""
-    flying: list[Ticket] = []
-    ok = refused = 0
-    end = clock.now + seconds
-    while clock.now < end:
-        while len(flying) < 16:
-            ticket = ctl.reserve(10)
-            if not (ticket.booked and ticket.at <= clock.now and ctl.admit(ticket)):
-                break
-            if ticket.in_flight > cap:  # refused at once
-                ctl.on_rate_limited(ticket, message="slow down")
-                refused += 1
-            else:
-                flying.append(ticket)
-        clock.now += 0.05
-        if flying:
-            ctl.on_success(flying.pop(0))
-            ok += 1
-    return ok, refused
-
-
+@pytest.mark.parametrize("status", [429, 503])
 def test_the_window_settles_at_a_cap_and_probes_above_it_rarely(
-    ctl: RateController, clock: FakeClock
+    ctl: RateController, clock: FakeClock, status: int
 ) -> None:
-    ok, refused = run_against_a_cap(ctl, clock, cap=4, seconds=60)
+    start = clock.now
+    log = serve(ctl, clock, cap(4, status), 60.0)
     assert ctl.snapshot()["window"] == 4
-    # The first burst meets the cap once (the 5th request; the window is then full), then a
-    # probe above the cap after 2 s, 4 s more, 8, 16: five refusals in the minute.
-    assert refused == 5
-    assert ctl.pauses == 0 and ok > 1000
+    late = [t for t, s in log if s != 200 and t >= start + 1]
+    assert 1 <= len(late) <= 6, late  # a probe above the cap now and then, further apart
+    ok = sum(s == 200 for _, s in log)
+    assert ok >= 0.95 * 4 * 60 / 0.05  # four in flight, each answered in 50 ms
 
 
 def test_a_cap_that_was_raised_is_found_again(ctl: RateController, clock: FakeClock) -> None:
-    run_against_a_cap(ctl, clock, cap=4, seconds=10)
+    serve(ctl, clock, cap(4), 10.0)
     assert ctl.snapshot()["window"] == 4
-    run_against_a_cap(ctl, clock, cap=12, seconds=70)
-    assert ctl.snapshot()["window"] >= 12  # type: ignore[operator]
+    serve(ctl, clock, cap(12), 70.0)
+    window = ctl.snapshot()["window"]
+    assert window is not None and window >= 12
 
 
 def test_a_full_window_wakes_one_waiter_per_free_slot(ctl: RateController) -> None:
     tickets = [go(ctl) for _ in range(3)]
-    ctl.on_rate_limited(tickets[2], message="slow down")  # window 2, both slots taken
+    ctl.on_rate_limited(tickets[2], message=CONCURRENT)  # window 2, both slots taken
     woken: list[str] = []
     assert ctl.wait_for_slot(lambda: woken.append("a"))
     assert ctl.wait_for_slot(lambda: woken.append("b"))
@@ -544,27 +820,70 @@ def test_a_full_window_wakes_one_waiter_per_free_slot(ctl: RateController) -> No
 
 def test_usage_corrects_the_token_estimate(ctl: RateController) -> None:
     assert ctl.cost(100) == 100
-    for ticket in succeed(ctl, 50, estimate=100):
+    for _ in range(50):
+        ticket = go(ctl, 100)
+        ctl.on_success(ticket)
         ctl.on_usage(ticket, 40)
     assert ctl.token_ratio == pytest.approx(0.4)
     assert ctl.cost(100) == pytest.approx(40)
 
 
-def test_token_ratio_is_clamped(ctl: RateController) -> None:
-    for ticket in succeed(ctl, 5, estimate=100):
-        ctl.on_usage(ticket, 100_000)
-    assert ctl.token_ratio == 4.0
+def test_an_absurd_usage_is_not_believed_in_full(ctl: RateController) -> None:
+    for _ in range(5):
+        ticket = go(ctl, 100)
+        ctl.on_success(ticket)
+        ctl.on_usage(ticket, 100_000)  # a gateway that counts something else
+    assert 1 < ctl.token_ratio <= 10
+
+
+# -- tuning, and what can be seen -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"backoff": 1.5},
+        {"backoff": 0},
+        {"deepest_cut": 1.01},
+        {"spacing": -0.1},
+        {"regain": 0},
+        {"pause_max": -1.0},
+        {"tolerance_window": 0},
+    ],
+)
+def test_tuning_is_validated(fields: dict[str, float]) -> None:
+    name = next(iter(fields))
+    with pytest.raises(ValueError, match=f"Tuning.{name}"):
+        Tuning(**fields)
+
+
+def test_tuning_is_frozen_and_checked_by_the_controller() -> None:
+    tuning = Tuning(regain=6.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tuning.regain = 1.0  # type: ignore[misc]
+    assert dataclasses.replace(tuning, backoff=0.9).regain == 6.0
+    assert RateController(tuning=tuning).tuning is tuning
+    with pytest.raises(TypeError, match="Tuning"):
+        RateController(tuning={"regain": 6.0})  # type: ignore[arg-type]
 
 
 def test_describe_says_what_holds_requests_back(ctl: RateController, clock: FakeClock) -> None:
     assert ctl.describe() == "pace no limit learned yet; 0 answered 429 so far"
-    steady(ctl, clock, per_second=10, seconds=12)
-    ctl.on_rate_limited(go(ctl), message=SF_RPM)
+    paced_at(ctl, clock, 10)
     assert "requests/min" in ctl.describe() and "1 answered 429" in ctl.describe()
-    assert "sk-" not in repr(ctl)
 
 
-# -- sharing, options, retries --------------------------------------------------------------------
+def test_the_key_is_never_shown() -> None:
+    key = "sk-secret-never-shown"
+    ctl = shared_controller("https://x/v1/embeddings", key, "m")
+    ctl.on_successes(0, 50, 500.0, age=5.0)  # what a worker saw, in bulk: no clock needed
+    ctl.on_refused(0)
+    assert ctl.snapshot()["rpm"] is not None
+    for text in (repr(ctl), ctl.describe(), str(ctl.snapshot()), json.dumps(ctl.snapshot())):
+        assert key not in text and "sk-" not in text
+
+
+# -- sharing and options --------------------------------------------------------------------------
 
 
 def test_one_controller_per_account_and_model() -> None:
@@ -572,9 +891,9 @@ def test_one_controller_per_account_and_model() -> None:
     assert shared_controller("https://x/v1/embeddings", "sk-secret-1", "m") is a
     assert shared_controller("https://x/v1/embeddings", "sk-secret-2", "m") is not a
     assert shared_controller("https://x/v1/embeddings", "sk-secret-1", "n") is not a
-    keys = list(_turns._registry.keys())
-    assert not any("sk-secret" in str(k) for k in keys)  # only a hash of the key
-    assert "sk-secret" not in repr(a)
+    assert shared_controller("https://y/v1/embeddings", "sk-secret-1", "m") is not a
+    forget_shared_controllers()  # the next client of the account starts afresh
+    assert shared_controller("https://x/v1/embeddings", "sk-secret-1", "m") is not a
 
 
 def test_clients_of_one_account_share_state() -> None:
@@ -583,9 +902,11 @@ def test_clients_of_one_account_share_state() -> None:
         "api_key": "sk-a",
         "cache": False,
     }
+    # The client's controller is private (``_rate``): what it is given by controller_for().
     one = embedsdk.AsyncEmbedder(**options)
     two = embedsdk.AsyncEmbedder(max_concurrent=3, **options)
     assert one._rate is not None and one._rate is two._rate
+    assert one._rate is controller_for(resolve_options(**options))
     mine = RateController()
     three = embedsdk.AsyncEmbedder(rate_controller=mine, **options)
     assert three._rate is mine
@@ -599,8 +920,12 @@ def test_options_are_checked() -> None:
         resolve_options(base_url="http://127.0.0.1:9/v1", rate_controller=object())
     options = resolve_options(base_url="http://127.0.0.1:9/v1", adaptive=False)
     assert controller_for(options) is None
-    with pytest.raises(ValueError):
-        RateController(decrease=1.5)
+    mine = RateController()
+    options = resolve_options(base_url="http://127.0.0.1:9/v1", rate_controller=mine)
+    assert controller_for(options) is mine
+
+
+# -- retries under rate control -------------------------------------------------------------------
 
 
 def _verdict(exc: Exception, verdict: str | None) -> Exception:
