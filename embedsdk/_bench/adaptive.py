@@ -299,7 +299,12 @@ def _real_waits(seed: str) -> Iterator[None]:
 
 
 def simulated_timeline(
-    case: Case, name: str, seconds: float, texts: list[str], noise: Any = "default"
+    case: Case,
+    name: str,
+    seconds: float,
+    texts: list[str],
+    noise: Any = "default",
+    tuning: embedsdk.Tuning | None = None,
 ) -> tuple[list[list[float]], float | None]:
     """The embedsdk contender ``name`` against ``case`` for ``seconds`` of simulated time
     (with ``noise``: a ``TimingNoise``, ``None`` for exact timers, ``"default"`` for this
@@ -320,7 +325,9 @@ def simulated_timeline(
             timeline=True,
             **case.limits,
         )
-        controller = embedsdk.RateController() if options["adaptive"] else None
+        controller = None
+        if options["adaptive"]:
+            controller = embedsdk.RateController(tuning=tuning or embedsdk.Tuning())
         async with embedsdk.AsyncEmbedder(
             transport=sim,
             api_key="sk-bench",
@@ -354,6 +361,78 @@ def run_simulated(
     settings = _settings(SIMULATED, seconds, "simulated")
     settings.update(wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu)
     return {"settings": settings, "rows": rows, "verdicts": judge_all(cases, rows)}
+
+
+#: The mechanisms the ablation turns off, one at a time (``Tuning.off``).
+MECHANISMS = (
+    "took_all",
+    "deepest_cut",
+    "discover_below",
+    "beyond",
+    "long_wall",
+    "spend_period",
+    "window_periods",
+)
+#: A row got worse without a mechanism: a point less of the allowance, or half a point more
+#: of its requests refused, over the whole run.
+WORSE_SHARE = 0.01
+WORSE_REFUSED = 0.005
+
+
+def run_ablations(
+    quiet: bool = False, cases: Sequence[Case] = CASES, seconds: float = SECONDS
+) -> dict[str, Any]:
+    """Each mechanism turned off in turn, every case, the adaptive contender in simulated
+    time: which rows get worse without it (a mechanism earns its place by one at least)."""
+    wall = time.perf_counter()
+    base: dict[str, dict[str, Any]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for case in cases:
+        texts, per_text = _texts(case, seconds)
+        runner.log(f"adaptive, ablations: {case.name}", quiet)
+        for name in ("", *MECHANISMS):
+            tuning = embedsdk.Tuning() if not name else embedsdk.Tuning().off(name)
+            timeline, _ = simulated_timeline(case, "adaptive", seconds, texts, tuning=tuning)
+            whole = figures(timeline, case, seconds, per_text)["whole"]
+            if not name:
+                base[case.key] = whole
+                continue
+            worse = _worse(base[case.key], whole)
+            if worse:
+                found.setdefault(name, []).append({"case": case.key, **worse})
+    return {
+        "seconds": seconds,
+        "mechanisms": {m: found.get(m, []) for m in MECHANISMS},
+        "wall_s": time.perf_counter() - wall,
+    }
+
+
+def _worse(base: dict[str, Any] | None, off: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How a row got worse with a mechanism off (``None``: it did not)."""
+    if base is None or off is None:
+        return None
+    share = (base["of_allowance"], off["of_allowance"])
+    refused = (base["refused_share"] or 0.0, off["refused_share"] or 0.0)
+    if share[1] < share[0] - WORSE_SHARE or refused[1] > refused[0] + WORSE_REFUSED:
+        return {"share": share, "refused": refused}
+    return None
+
+
+def format_ablations(result: dict[str, Any]) -> str:
+    """One line a mechanism: the rows that got worse without it."""
+    lines = [
+        f"Ablations, simulated time, whole runs of {result['seconds']:.0f} s: each mechanism "
+        "off in turn (Tuning.off), the rows that got worse without it (with it -> without)"
+    ]
+    for name, rows in result["mechanisms"].items():
+        cells = [
+            f"{r['case']} {report.pct(r['share'][0])}/{_share(r['refused'][0])} -> "
+            f"{report.pct(r['share'][1])}/{_share(r['refused'][1])}"
+            for r in rows
+        ]
+        lines.append(f"  {name}: " + ("; ".join(cells) if cells else "no row got worse"))
+    lines.append(f"  This took {result['wall_s']:.0f} s.")
+    return "\n".join(lines)
 
 
 # -- real time ---------------------------------------------------------------------------------

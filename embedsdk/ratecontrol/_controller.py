@@ -59,7 +59,6 @@ goes below them. Token estimates are corrected by the running ratio of
 from __future__ import annotations
 
 import asyncio
-import collections
 import math
 import threading
 import time
@@ -185,9 +184,6 @@ class RateController:
         self._allowance = (math.inf, math.inf)  # what its last cycle took: requests, tokens
         self._sent = [0.0, 0.0]  # requests and tokens sent in this cycle
         self._grown_at = -math.inf
-        self._answers: collections.deque[bool] = collections.deque(
-            maxlen=tuning.tolerance_window
-        )  # the last answers (successes and refusals that were news): True for a refusal
         self._before_pause = 0  # requests in flight booked before the current epoch
         self._guess_after: int | None = None  # guess the first pace once they answered
         self._guessed_at = math.nan  # when it was guessed (while no cut came after)
@@ -558,7 +554,6 @@ class RateController:
         self._meter.add(now, requests, tokens)
         if epoch < self.epoch and self._guessed_at == self._last_cut:
             self._guess(now)  # a success of the first wave, late (a cluster's report)
-        self._answers.extend([False] * min(int(requests), self.tuning.tolerance_window))
         if epoch == self.epoch:
             self.strikes = 0
         if probe and self._guess_after is None:
@@ -589,11 +584,6 @@ class RateController:
         if not self.learns:  # a follower: hold until the leader's answer brings the pace
             self._start_pause(now + (self.tuning.pause_min if retry_after is None else retry_after))
             return
-        if not self.strikes and retry_after is None and self._tolerable():
-            # Now and then, whatever the pace (two requests brought closer on the way):
-            # the request goes again at its next turn, and nothing else changes.
-            self._answers.append(True)
-            return
         if not self.strikes:
             self._wall_since = now
             if self._period is not None:
@@ -607,7 +597,6 @@ class RateController:
                 self._cut(now, what)
         self.strikes += 1
         self._refused_at = now
-        self._answers.append(True)
         pause = retry_after if retry_after is not None else self._pause(now, hint)
         self._start_pause(now + pause)
 
@@ -617,14 +606,6 @@ class RateController:
             self._guess(now)
             if not self.strikes:
                 self._probing = self._probe_out = False
-
-    def _tolerable(self) -> bool:
-        """Whether refusals of a paced limit are rare enough lately (this one counted) to
-        be noise, not a pace over the limit."""
-        if self._period is not None or self._unpaced():
-            return False
-        answers = self._answers
-        return sum(answers) + 1 <= max(1.0, self.tuning.tolerance * len(answers))
 
     def _spent(self) -> bool:
         """Whether this cycle sent what the window's last cycle took."""
@@ -645,7 +626,7 @@ class RateController:
         # A burst of a few requests says little of the rate, and a refusal that does not
         # say it was a rate limit may have been a cap on requests in flight (they answer
         # later than a second's worth): double until refused.
-        rough = meter.requests < t.discover_below or not self._named
+        rough = t.discover_below > 0 and (meter.requests < t.discover_below or not self._named)
         mode = DISCOVER if rough else REGAIN
         for index, (pace, flag) in enumerate(zip(self._paces, self._cut_what)):
             rate = max(spread[index], best[index] if best else 0.0)
@@ -660,7 +641,7 @@ class RateController:
         # Few refusals among the answers: the server took nearly all that was sent, and what
         # got through measures the client (a pace it had not reached yet), not the limit.
         refused, answers = self._meter.refusals(now, self._last_cut)
-        if refused <= max(1.0, t.took_all * answers):
+        if t.took_all > 0 and refused <= max(1.0, t.took_all * answers):
             best = None
         for index, (pace, flag) in enumerate(zip(self._paces, what)):
             took = None if best is None else best[index]
