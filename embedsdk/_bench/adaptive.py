@@ -491,6 +491,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     quiet = bool(getattr(args, "quiet", False))
     if getattr(args, "base_url", None):
         runner.log("adaptive: runs on the simulated provider only (--base-url ignored)", quiet)
+    if getattr(args, "ablations", False):  # each mechanism off in turn, simulated time
+        return {"ablations": run_ablations(quiet)}
     return {
         "simulated": run_simulated(quiet),
         "real_time": run_real_time(bool(getattr(args, "quick", False)), quiet),
@@ -612,5 +614,8 @@ _TIME_NOTES = {
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """Both tables of :func:`run`'s result, printable."""
-    return "\n\n".join(format_one(result[k]) for k in ("simulated", "real_time") if k in result)
+    """The tables of :func:`run`'s result, printable."""
+    parts = [format_one(result[k]) for k in ("simulated", "real_time") if k in result]
+    if "ablations" in result:
+        parts.append(format_ablations(result["ablations"]))
+    return "\n\n".join(parts)

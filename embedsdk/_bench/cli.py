@@ -126,6 +126,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     """The settings of one scenario each."""
     a = parser.add_argument
+    a(
+        "--ablations",
+        action="store_true",
+        help="adaptive scenario: turn each rate-control mechanism off in turn (simulated time) "
+        "and show the cases that get worse without it, instead of the two tables",
+    )
     a("--fast-texts", type=int, metavar="N", help="texts in the fast scenario (default: 20000)")
     a("--fast-latency", type=float, default=0.0, metavar="SECONDS", help="(default: 0)")
     a("--cache-texts", type=int, metavar="N", help="texts in the cache scenario (default: 20000)")

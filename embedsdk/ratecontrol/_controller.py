@@ -1,54 +1,64 @@
 """The rate controller: run just under a provider's limit without being told it.
 
-A :class:`RateController` learns from the answers and holds back the requests of every client
-that shares it. It does no I/O and never sleeps: the core asks it *when* a request may go
-(``_turns.take_turn`` sleeps), and tells it how the server answered (``_turns.report``), so
-the logic is tested with a fake clock. It steers a **pace** (requests and tokens per second,
-spaced evenly: no burst) for rate limits and a **window** (requests in flight) for
-concurrency caps. The numbers it runs on are in ``_tuning``.
+A `RateController` learns from the answers and holds back the requests of every client that
+shares it. It does no I/O and never sleeps: the core asks it *when* a request may go
+(`take_turn` sleeps) and tells it how the server answered (`report`), so its logic is tested
+with a fake clock. It steers a **pace** (requests and tokens per second, spaced evenly, no
+burst) for rate limits and a **window** (requests in flight) for concurrency caps. Every
+number it runs on is a field of `Tuning` (in `code` below). A *wall* is a run of refusals
+with no success between; a *cycle* runs from the end of one long wall to the end of the next.
 
-States and what moves between them (a *wall* is a run of refusals with no success between):
+| State | What a request does | Left for |
+|---|---|---|
+| free | goes at once | paused, when a rate limit refuses (1) |
+| paced | waits for its turn in the pace (2) | paused, when a rate limit refuses |
+| paused | waits for the pause every worker shares (3) | paced or probing (4), at its end |
+| probing | goes alone; the others wait | paced (5), or paused again for longer |
+| spending | goes at once, up to a window's allowance (6) | paused until its next cycle |
 
-=============  ==========================================  ===============================
-state          what a request does                          left when
-=============  ==========================================  ===============================
-free           goes at once                                 a rate limit refuses (-> paused)
-paced          waits for its turn in the pace               a rate limit refuses (-> paused)
-paused         waits for the shared pause to end;           the pause ends (-> probing)
-               the pause voids every booked turn
-probing        one request alone; the others wait           it succeeds (-> paced; after a
-                                                            long wall, at the cycle's rate);
-                                                            it is refused (-> paused, longer)
-=============  ==========================================  ===============================
+1. The first pace is guessed once the requests in flight have answered: a refusal comes back
+   before a success.
+2. At least `spacing` of an interval after the request before was really sent.
+3. The pause voids every turn booked before it.
+4. Probing once the wall lasts (a second refusal in a row), or before the first guess.
+5. After a long wall, at the rate of the whole cycle, or spending its window.
+6. What the window's last cycle took; beyond it, one request at a time.
 
 What moves the pace:
 
-- **The first refusal of a wall cuts it** to ``backoff`` of the rate the server took: the
-  best second since the previous cut (never more than the pace itself, never below
-  ``deepest_cut`` of it). At the first refusal of all, when nothing was paced, that rate is
-  guessed as what got through so far spread over at least ``assumed_burst`` seconds.
-- **Later refusals of the wall** change nothing but the pause: it doubles, ends at most
-  ``wall_late`` of the wall's age late (and at most ``pause_max``), and, once the wall is
-  old, ends when a window opened by the cycle's first request would open again. A
-  ``Retry-After`` sets it; an ``x-ratelimit-reset-*`` caps it.
-- **A wall that lasted** ``long_wall`` **or more was a window's**: when a probe gets through,
-  the pace becomes ``after_wall`` of what the server took over the whole cycle (from the end
-  of the last such wall), the wall included.
-- **Growth**, with the seconds the pace holds requests back: a pace never refused yet (its
-  first guess) doubles every ``discover`` seconds; after a cut it climbs back to the rate it
-  was refused at within ``regain`` seconds (or the longest wall seen), along TCP CUBIC's
-  curve: quickly at first, slowly near that rate, then faster beyond it.
-- **Refusals of requests booked before the pause** (in flight when it began) are echoes of
-  the same event: they change nothing.
+- **The first guess**: what got through before the first refusal, spread over at least
+  `assumed_burst` seconds (or the best second so far). When few requests got through
+  (`discover_below`) or the refusal named no limit, the guess is rough and doubles every
+  `discover` seconds of use until it is refused.
+- **A cut**, at the first refusal of a wall: to `backoff` of the rate the server took, the
+  best `measure` seconds since the last cut, never more than the pace, never below
+  `deepest_cut` of it. When few of the answers since the last cut were refusals
+  (`took_all`), the server took what was sent and that rate measures the client: the cut is
+  then from the pace.
+- **Later refusals of the wall** change only the pause: it doubles, ending at most
+  `wall_late` of the wall's age late and at most `pause_max`; once the wall is
+  `window_probe` old, it ends when a window of one of `window_periods` opened by the
+  cycle's first request would open again. A `Retry-After` sets it; an announced
+  `x-ratelimit-reset-*` caps it.
+- **A long wall** (`long_wall`, two refused probes or more) was a window's. When it ends,
+  a window spent in the first half of a cycle of `spend_period` or more is spent at once in
+  each cycle (what the last one took), and probed when the next should begin; otherwise the
+  pace becomes `after_wall` of what the whole cycle got through.
+- **Growth**, with the seconds the pace holds requests back: after a cut it climbs back to
+  the rate it was refused at within `regain` seconds (or the longest wall seen), fast at
+  first and slowly near it (TCP CUBIC), then `beyond` it.
+- **Echoes**: refusals of requests booked before the pause (in flight when it began) change
+  nothing, but for a `Retry-After` that lengthens it.
 
 A 429 is read as a concurrency cap rather than a rate limit when it says so, or when it came
-back on a request sent with more requests in flight than recent successes had (``_window``):
-the window narrows to just below that level and nobody pauses. A 503 that reads as a cap does
-the same; any other 503 changes nothing here.
+back on a request sent with more requests in flight than recent successes had shown
+(`level_evidence`): the window narrows to just below that level and nobody pauses. A 503
+that reads as a cap does the same; any other 503 changes nothing here. Before any level has
+been shown, a 429 that names no limit reads as a rate limit.
 
-The user's ``rpm`` / ``tpm`` are hard ceilings in front (``_ceiling``): adaptation only ever
-goes below them. Token estimates are corrected by the running ratio of
-``usage.prompt_tokens`` to the client's estimate.
+The user's `rpm` / `tpm` are hard ceilings in front (`_ceiling`): adaptation only ever goes
+below them. Token estimates are corrected by the running ratio of `usage.prompt_tokens` to
+the client's estimate.
 
 >>> ctl = RateController(clock=lambda: 0.0)
 >>> ticket = ctl.reserve(100)           # before any 429: go now
