@@ -28,5 +28,11 @@ def update(page: str) -> str:
         )
         if not pattern.search(page):
             raise ValueError(f"no <!-- ratecontrol:{name} --> block in the page")
-        page = pattern.sub(lambda m, text=text: f"{m.group(1)}{text}\n{m.group(2)}", page)
+        match = pattern.search(page)
+        assert match is not None
+        page = (
+            page[: match.start()]
+            + f"{match.group(1)}{text}\n{match.group(2)}"
+            + page[match.end() :]
+        )
     return page
