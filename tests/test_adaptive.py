@@ -491,29 +491,45 @@ def test_headers_cap_the_pause_at_the_announced_reset(
 # -- the cut --------------------------------------------------------------------------------------
 
 
-def until_cut(ctl: RateController, clock: FakeClock, server: Server) -> None:
-    """One worker's requests, each answered at once by ``server``, until a pause begins."""
-    epoch = ctl.epoch
-    while ctl.epoch == epoch:
-        ticket = turn(ctl, clock)
-        answer(ctl, ticket, server(clock.now, 0)[0], SF_RPM)
-
-
 def test_a_cut_is_never_above_what_the_server_took(ctl: RateController, clock: FakeClock) -> None:
-    """Pacing at 10 a second where the server takes 8 a second (its 9th and 10th are
-    refused): the new pace is at most the 8 that got through, and no lower than half of the
-    10."""
+    """Pacing at 10 a second where the server takes 8 a second (the 9th and 10th of each
+    second are refused): within two seconds the pace is at most the 8 that got through,
+    and no lower than half of the 10."""
     ctl.follow(10.0, None)  # the seam that sets a known pace (a cluster's leader uses it)
-    until_cut(ctl, clock, fixed_window(1.0, 8, clock.now))
+    serve(ctl, clock, fixed_window(1.0, 8, clock.now), 2.0, workers=1, message=SF_RPM)
+    assert ctl.pauses >= 2
     assert 10 * 0.5 <= rate(ctl) <= 8
 
 
-def test_a_cut_is_never_below_half_of_the_pace(ctl: RateController, clock: FakeClock) -> None:
-    """Pacing at 20 a second where the server takes 2 a second (or a measurement spoiled by
-    a pause): one cut goes no lower than 10."""
+def pacing_above_demand(tuning: Tuning, clock: FakeClock) -> RateController:
+    """A controller pacing at 20 a second whose client sent only 2 a second for 3 s (all
+    taken), then met a refusal."""
+    ctl = RateController(clock=clock, tuning=tuning)
     ctl.follow(20.0, None)
-    until_cut(ctl, clock, fixed_window(1.0, 2, clock.now))
-    assert 20 * 0.5 <= rate(ctl) < 20
+    steady(ctl, clock, 2, 3.0)
+    ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
+    assert ctl.pauses == 1
+    return ctl
+
+
+def test_a_refusal_amid_successes_cuts_from_the_pace_not_from_what_got_through(
+    clock: FakeClock,
+) -> None:
+    """The server took all the client sent (2 a second) and refused once: what got through
+    measures the client, not the limit (a cluster's workers not yet at their pace), so the
+    cut is a step down from the pace. With that rule off, the cut is from what got through
+    (here the floor of half the pace)."""
+    assert 0.9 * 20 <= rate(pacing_above_demand(Tuning(), clock)) < 20
+    assert rate(pacing_above_demand(Tuning().off("took_all"), clock)) <= 0.5 * 20
+
+
+def test_a_cut_is_never_below_half_of_the_pace(clock: FakeClock) -> None:
+    """A cut from what got through (2 a second) while pacing at 20: no lower than 10; a
+    measurement spoiled by a pause, or a client below its pace, cannot throw it far down.
+    With the floor off, it goes down to what got through."""
+    measured = Tuning().off("took_all")
+    assert 0.5 * 20 <= rate(pacing_above_demand(measured, clock)) < 20
+    assert rate(pacing_above_demand(measured.off("deepest_cut"), clock)) <= 2
 
 
 @pytest.mark.parametrize(
@@ -542,36 +558,6 @@ def test_the_429_says_which_pace_is_cut(
     got = snap[cut]
     assert got is not None
     assert 0.8 * (600 if cut == "rpm" else 180_000) <= got <= (600 if cut == "rpm" else 180_000)
-
-
-# -- refusals now and then: noise -----------------------------------------------------------------
-
-
-def test_a_lone_refusal_among_many_successes_is_noise(
-    ctl: RateController, clock: FakeClock
-) -> None:
-    """A bucket that holds one request refuses now and then whatever the pace (two
-    requests brought closer on the way): a refusal alone neither pauses nor cuts."""
-    paced_at(ctl, clock, 10)
-    for _ in range(2):
-        use(ctl, clock, 15.0)  # over a hundred successes since the last refusal
-        state = (ctl.epoch, ctl.snapshot()["rpm"])
-        ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
-        assert (ctl.epoch, ctl.snapshot()["rpm"]) == state
-        assert ctl.cooldown_until < clock.now and ctl.reserve(10).why == "pace"
-
-
-def test_repeated_refusals_pause_and_cut(ctl: RateController, clock: FakeClock) -> None:
-    paced_at(ctl, clock, 10)
-    use(ctl, clock, 15.0)
-    before = rate(ctl)
-    epoch = ctl.epoch
-    ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
-    for _ in range(5):
-        ctl.on_success(turn(ctl, clock))
-    ctl.on_rate_limited(turn(ctl, clock), message=SF_RPM)
-    assert ctl.epoch == epoch + 1 and ctl.cooldown_until > clock.now
-    assert rate(ctl) < before
 
 
 # -- growth ---------------------------------------------------------------------------------------
@@ -848,7 +834,8 @@ def test_an_absurd_usage_is_not_believed_in_full(ctl: RateController) -> None:
         {"spacing": -0.1},
         {"regain": 0},
         {"pause_max": -1.0},
-        {"tolerance_window": 0},
+        {"took_all": 1.5},
+        {"horizon_turns": 0},
     ],
 )
 def test_tuning_is_validated(fields: dict[str, float]) -> None:
@@ -863,6 +850,9 @@ def test_tuning_is_frozen_and_checked_by_the_controller() -> None:
         tuning.regain = 1.0  # type: ignore[misc]
     assert dataclasses.replace(tuning, backoff=0.9).regain == 6.0
     assert RateController(tuning=tuning).tuning is tuning
+    assert tuning.off("beyond").beyond == 0.0 and tuning.off("beyond").regain == 6.0
+    with pytest.raises(ValueError, match="regain"):
+        tuning.off("regain")  # a number every controller needs: no value turns it off
     with pytest.raises(TypeError, match="Tuning"):
         RateController(tuning={"regain": 6.0})  # type: ignore[arg-type]
 
