@@ -13,15 +13,6 @@ from __future__ import annotations
 
 import atexit
 
-from ._api import (
-    close_default_clients,
-    get_batch_embeddings,
-    get_batch_embeddings_async,
-    get_batch_embeddings_concurrent,
-)
-from ._cache import VectorCache
-from ._config import ClientOptions
-from ._core import AsyncEmbedder
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -42,13 +33,22 @@ from ._exceptions import (
     UnprocessableEntityError,
     WaitTooLongError,
 )
-from ._job import EmbeddingResult, Stats
-from ._npy import NpyWriter, write_npy
-from ._planning import estimate_tokens
-from ._retry import set_testing
-from ._sync import Embedder
-from ._transport import AiohttpTransport, MockTransport, Request, Response, Transport
 from ._version import __version__
+from .cache import VectorCache
+from .client import (
+    AsyncEmbedder,
+    ClientOptions,
+    Embedder,
+    EmbeddingResult,
+    Stats,
+    close_default_clients,
+    estimate_tokens,
+    get_batch_embeddings,
+    get_batch_embeddings_async,
+    get_batch_embeddings_concurrent,
+)
+from .files import NpyWriter, write_npy
+from .http import AiohttpTransport, MockTransport, Request, Response, Transport, set_testing
 from .ratecontrol import RateController, Tuning
 
 atexit.register(close_default_clients)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import embedsdk
-from embedsdk import _retry, ratecontrol
-from embedsdk._config import API_KEY_VARIABLES
+from embedsdk import ratecontrol
+from embedsdk.client._config import API_KEY_VARIABLES
+from embedsdk.http import _retry
 
 _ENV = (
     *API_KEY_VARIABLES,  # every provider's: each is read for its provider's hosts

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 import embedsdk
-from embedsdk import RateController, Tuning, _retry
-from embedsdk._config import resolve_options
+from embedsdk import RateController, Tuning
 from embedsdk._exceptions import ConfigurationError, InternalServerError, RateLimitError
-from embedsdk._responses import parse_duration, parse_ratelimit_headers
+from embedsdk.client._config import resolve_options
+from embedsdk.http import _retry
+from embedsdk.http._responses import parse_duration, parse_ratelimit_headers
 from embedsdk.ratecontrol import (
     NARROWED,
     NOTED,

@@ -14,8 +14,8 @@ from typing import Callable
 
 import pytest
 
-from embedsdk import _autobatch
-from embedsdk._autobatch import (
+from embedsdk.client import _autobatch
+from embedsdk.client._autobatch import (
     FIRST_PROBE,
     STALE,
     TAIL,
@@ -27,7 +27,7 @@ from embedsdk._autobatch import (
     cut_batch,
     ladder,
 )
-from embedsdk._planning import plan_batches
+from embedsdk.client._planning import plan_batches
 
 Latency = Callable[[int], float]
 

@@ -20,7 +20,7 @@ import pytest
 
 import embedsdk
 from embedsdk import AsyncEmbedder, Embedder, MockTransport, RateController
-from embedsdk._transport import Request, Response, Transport
+from embedsdk.http._transport import Request, Response, Transport
 from embedsdk.testing import (
     SimulatedProvider,
     SimulatedTransport,
@@ -190,7 +190,7 @@ def test_every_vector_in_order_with_duplicates_under_a_limit() -> None:
 
 def test_an_explicit_integer_sends_the_batches_it_always_did() -> None:
     """Fixed sizes are planned up front: the requests are exactly ``plan_batches``'s."""
-    from embedsdk._planning import estimate_tokens, plan_batches
+    from embedsdk.client._planning import estimate_tokens, plan_batches
 
     many = [("long " * (i % 13 * 9)) + f"text {i}" for i in range(700)]
     seen: list[list[str]] = []
@@ -232,7 +232,7 @@ def test_a_413_lowers_the_cap_auto_starts_from() -> None:
 
 
 def test_max_batch_tokens_still_bounds_every_request() -> None:
-    from embedsdk._planning import estimate_tokens
+    from embedsdk.client._planning import estimate_tokens
 
     many = [f"text {i} " + "word " * (i % 40) for i in range(600)]
     seen: list[int] = []

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from embedsdk._bench import adaptive as bench
-from embedsdk._retry import is_testing
+from embedsdk.http._retry import is_testing
 from embedsdk.testing import run_in_virtual_time
 from embedsdk.testing._vectors import count_tokens
 

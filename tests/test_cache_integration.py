@@ -31,7 +31,7 @@ from embedsdk import (
     Request,
     Response,
 )
-from embedsdk import _cache_sqlite as db
+from embedsdk.cache import _sqlite as db
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 MODEL = "BAAI/bge-m3"

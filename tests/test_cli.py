@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from embedsdk import cli
-from embedsdk._api import CLIENT_OPTIONS
-from embedsdk._npy import NpyWriter, write_npy
+from embedsdk.client._api import CLIENT_OPTIONS
+from embedsdk.files._npy import NpyWriter, write_npy
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 DIM = 32  # small vectors keep the tests fast; the simulated provider honours `dimensions`
@@ -441,7 +441,7 @@ def test_configuration_errors_exit_2_and_speak_in_flags(
 
 
 def test_library_words_become_flags_but_a_servers_words_stay() -> None:
-    from embedsdk._cli_embed import in_flags
+    from embedsdk.cli._options import in_flags
 
     assert in_flags("pass allow_insecure=True if trusted") == "pass --allow-insecure if trusted"
     assert in_flags("or pass provider='generic'") == "or pass --provider generic"

@@ -21,7 +21,8 @@ from typing import IO, Any
 import numpy as np
 import pytest
 
-from embedsdk import _writers, cli
+from embedsdk import cli
+from embedsdk.files import _writers
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embedsdk import _writers, cli
+from embedsdk import cli
+from embedsdk.files import _writers
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 DIM = 16

@@ -15,17 +15,10 @@ import pytest
 import tqdm.auto
 
 import embedsdk
-from embedsdk import (
-    AsyncEmbedder,
-    ConfigurationError,
-    Embedder,
-    MockTransport,
-    Request,
-    Response,
-    _progress,
-)
-from embedsdk._config import DEFAULT_MODEL, resolve_options
-from embedsdk._providers import KNOWN_DIMENSIONS, known_dimension
+from embedsdk import AsyncEmbedder, ConfigurationError, Embedder, MockTransport, Request, Response
+from embedsdk.client import _progress
+from embedsdk.client._config import DEFAULT_MODEL, resolve_options
+from embedsdk.client._providers import KNOWN_DIMENSIONS, known_dimension
 from embedsdk.testing import SimulatedProvider
 
 LOCAL = "http://127.0.0.1:9/v1"  # MockTransport answers: nothing is sent there

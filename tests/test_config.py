@@ -10,7 +10,7 @@ import pytest
 
 import embedsdk
 from embedsdk import AsyncEmbedder, ConfigurationError, Embedder
-from embedsdk._config import (
+from embedsdk.client._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     api_key_variables,

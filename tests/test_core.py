@@ -36,10 +36,11 @@ from embedsdk import (
     Request,
     Response,
     ResponseValidationError,
-    _retry,
     estimate_tokens,
     set_testing,
 )
+from embedsdk.client import _sending  # the retry waits are its own: patched below
+from embedsdk.http import _retry
 
 T = TypeVar("T")
 LOCAL = "http://127.0.0.1:9/v1"  # MockTransport answers: nothing is ever sent there
@@ -702,7 +703,8 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
             chosen.append(inner.send(exc))
             exc = yield 0.0
 
-    monkeypatch.setattr(_retry, "wait_gen", recording)
+    # The sender's own name for it (it imported it from embedsdk.http).
+    monkeypatch.setattr(_sending, "wait_gen", recording)
     set_testing(False)  # the real waits, as a user would get them (conftest restores it)
     yield chosen
 

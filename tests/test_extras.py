@@ -35,10 +35,13 @@ def test_import_embedsdk_imports_no_framework() -> None:
 def test_a_missing_framework_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, module: str, blocked: str, extra: str
 ) -> None:
-    monkeypatch.delitem(sys.modules, module, raising=False)
+    # The public path and the module behind it (embedsdk.integrations.*), as if never imported.
+    implementation = module.replace("embedsdk.", "embedsdk.integrations.")
+    for name in (module, implementation):
+        monkeypatch.delitem(sys.modules, name, raising=False)
     for name in [m for m in sys.modules if m == blocked or m.startswith(blocked + ".")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, blocked, None)  # "import blocked" now fails
     with pytest.raises(ImportError, match=rf"pip install 'embedsdk\[{extra}\]'"):
         importlib.import_module(module)
-    assert module not in sys.modules
+    assert module not in sys.modules and implementation not in sys.modules

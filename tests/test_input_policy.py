@@ -13,8 +13,8 @@ import pytest
 
 import embedsdk
 from embedsdk import AsyncEmbedder, ConfigurationError, Embedder, InvalidInputError
-from embedsdk._planning import apply_input_limit, estimate_tokens, fit_to_tokens, min_tokens
-from embedsdk._providers import PROFILES, han_chars_per_token, input_token_limit
+from embedsdk.client._planning import apply_input_limit, estimate_tokens, fit_to_tokens, min_tokens
+from embedsdk.client._providers import PROFILES, han_chars_per_token, input_token_limit
 from embedsdk.testing import SimulatedProvider, expected_matrix, expected_vector
 
 DIM = 16

@@ -14,8 +14,8 @@ import pytest
 from test_live import LIVE
 
 from embedsdk import AsyncEmbedder, ConfigurationError, Embedder, MockTransport, Request, Response
-from embedsdk._config import API_KEY_VARIABLES, api_key_variables, resolve_options
-from embedsdk._providers import PROFILES, key_variables_for
+from embedsdk.client._config import API_KEY_VARIABLES, api_key_variables, resolve_options
+from embedsdk.client._providers import PROFILES, key_variables_for
 
 KEY = "sk-PROVIDER-KEY-7c1e"
 

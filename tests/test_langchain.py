@@ -29,7 +29,8 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 import embedsdk
-from embedsdk import _adapters, _api
+from embedsdk.client import _api
+from embedsdk.integrations import _adapters
 from embedsdk.langchain import EmbedsdkEmbeddings
 from embedsdk.testing import SimulatedProvider, expected_matrix
 

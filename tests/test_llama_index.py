@@ -39,7 +39,8 @@ from llama_index.core.storage.kvstore import SimpleKVStore
 from pydantic import Field
 
 import embedsdk
-from embedsdk import _adapters, _api
+from embedsdk.client import _api
+from embedsdk.integrations import _adapters
 from embedsdk.llama_index import EmbedsdkEmbedding
 from embedsdk.testing import SimulatedProvider, expected_matrix
 

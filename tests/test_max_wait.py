@@ -31,10 +31,11 @@ from embedsdk import (
     Request,
     Response,
     WaitTooLongError,
-    _retry,
     cli,
 )
-from embedsdk._cli_embed import add_embed_parser, client_kwargs
+from embedsdk.cli._embed import add_embed_parser
+from embedsdk.cli._options import client_kwargs
+from embedsdk.http import _retry
 from embedsdk.testing import run_in_virtual_time
 
 LOCAL = "http://127.0.0.1:9/v1"
@@ -186,7 +187,9 @@ def test_the_senders_own_long_wait_is_said_at_info_and_on_the_bar(
     """Without adaptive control a 429's Retry-After is the sender's own backoff: it used to
     wait 45 s with nothing said above DEBUG."""
     notes: list[str] = []
-    monkeypatch.setattr("embedsdk._progress.Progress.note", lambda self, text: notes.append(text))
+    monkeypatch.setattr(
+        "embedsdk.client._progress.Progress.note", lambda self, text: notes.append(text)
+    )
     caplog.set_level(logging.INFO, logger="embedsdk")
     server = Script(limited(**{"Retry-After": "45"}), vectors_of)
 

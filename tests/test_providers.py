@@ -34,10 +34,10 @@ from embedsdk import (
     UnprocessableEntityError,
 )
 from embedsdk import testing as sim
-from embedsdk._config import resolve_options
-from embedsdk._providers import PROFILES, check_dimensions, profile_for
-from embedsdk._responses import status_error
-from embedsdk._retry import is_input_too_large, is_retryable, should_split
+from embedsdk.client._config import resolve_options
+from embedsdk.client._providers import PROFILES, check_dimensions, profile_for
+from embedsdk.http._responses import status_error
+from embedsdk.http._retry import is_input_too_large, is_retryable, should_split
 
 SILICONFLOW = "https://api.siliconflow.cn/v1"
 LOCAL = "http://127.0.0.1:9/v1"  # never contacted: every test here has a transport or a sim

@@ -286,7 +286,9 @@ def test_info_lines_follow_the_loops_clock_at_most_one_per_kind_per_10_s(
 
 def test_the_progress_bar_says_what_holds_requests_back(monkeypatch: pytest.MonkeyPatch) -> None:
     notes: list[str] = []
-    monkeypatch.setattr("embedsdk._progress.Progress.note", lambda self, text: notes.append(text))
+    monkeypatch.setattr(
+        "embedsdk.client._progress.Progress.note", lambda self, text: notes.append(text)
+    )
     many = texts(800)
 
     async def main() -> None:

@@ -15,10 +15,10 @@ import threading
 from typing import Any
 
 import pytest
-
-import embedsdk
 from embedsdk._adaptive import NARROWED, PAUSED, RateController, Ticket
 from embedsdk._cluster import BUSY_FOR, FollowerController, RateLeader, Syncer
+
+import embedsdk
 from embedsdk.testing import SimulatedTransport, expected_matrix, run_in_virtual_time
 from embedsdk.testing._vectors import count_tokens
 
@@ -511,8 +511,8 @@ def test_importing_embedsdk_never_imports_ray() -> None:
 
 
 def test_ray_inputs_are_a_file_a_folder_or_a_glob(tmp_path: Any) -> None:
-    from embedsdk._cli_ray import _paths, _reader
-    from embedsdk._inputs import InputFileError
+    from embedsdk.cli._ray import _paths, _reader
+    from embedsdk.files._inputs import InputFileError
 
     for name in ("a.jsonl", "b.jsonl", "_SUCCESS", ".hidden"):
         (tmp_path / name).write_text('{"text": "x"}\n')

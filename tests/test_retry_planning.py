@@ -16,11 +16,11 @@ from embedsdk import (
     ClientClosedError,
     InvalidInputError,
     ResponseValidationError,
-    _retry,
     estimate_tokens,
 )
-from embedsdk._planning import deduplicate, iter_windows, plan_batches, validate_texts
-from embedsdk._responses import status_error
+from embedsdk.client._planning import deduplicate, iter_windows, plan_batches, validate_texts
+from embedsdk.http import _retry
+from embedsdk.http._responses import status_error
 
 
 def http(status: int, message: str = "boom", code: object = None, **headers: str):
@@ -555,7 +555,7 @@ def test_iter_windows() -> None:
 
 def test_validate_texts_names_a_lone_surrogate() -> None:
     from embedsdk import InvalidInputError
-    from embedsdk._planning import validate_texts
+    from embedsdk.client._planning import validate_texts
 
     validate_texts(["ok", "中文 ✓", "emoji 😀"])
     with pytest.raises(InvalidInputError, match=r"texts\[3\] is not valid Unicode") as info:

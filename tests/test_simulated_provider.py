@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import embedsdk
-from embedsdk._responses import parse_error_body
+from embedsdk.http._responses import parse_error_body
 from embedsdk.testing import SimConfig, SimulatedProvider, expected_matrix, expected_vector
 from embedsdk.testing.__main__ import build_parser, config_from_args
 from embedsdk.testing._vectors import count_tokens, float_rows_json

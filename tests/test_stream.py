@@ -17,14 +17,7 @@ import numpy as np
 import pytest
 
 import embedsdk
-from embedsdk import (
-    AsyncEmbedder,
-    Embedder,
-    InternalServerError,
-    MockTransport,
-    Request,
-    Response,
-)
+from embedsdk import AsyncEmbedder, Embedder, InternalServerError, MockTransport, Request, Response
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 DIM = 4

@@ -31,8 +31,8 @@ from embedsdk import (
     AuthenticationError,
     ClientClosedError,
     Embedder,
-    _api,
 )
+from embedsdk.client import _api
 
 DIM = 4
 
@@ -419,7 +419,7 @@ def test_variants_share_one_rate_limit(provider: Provider) -> None:
     """rpm=1: each variant's request waits for the one sent before it, whichever variant
     sent that one; it goes once the client's clock (frozen here) has moved on a minute."""
     opts = options(provider, rpm=1)
-    client = _api._client_for("get_batch_embeddings", opts)
+    client = _api.client_for("get_batch_embeddings", opts)
     clock = FrozenClock(client)
     try:
         embedsdk.get_batch_embeddings(["a"], **opts)  # the one request of this minute
@@ -661,9 +661,9 @@ def test_simulated_provider_all_variants(simulated_provider_factory: Any) -> Non
 def test_evicted_default_client_is_not_closed_under_its_caller(provider: Provider) -> None:
     """Past eight option sets the oldest default client is dropped, not closed: a thread still
     holding it finishes its call; the client is closed once nobody refers to it."""
-    from embedsdk import _api
+    from embedsdk.client import _api
 
-    first = _api._client_for("get_batch_embeddings", options(provider, max_retries=0))
+    first = _api.client_for("get_batch_embeddings", options(provider, max_retries=0))
     for retries in range(1, 10):  # nine more option sets: `first` is evicted
         embedsdk.get_batch_embeddings(["x"], **options(provider, max_retries=retries))
     assert first not in _api._clients.values()

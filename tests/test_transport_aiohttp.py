@@ -18,7 +18,7 @@ from aioresponses import aioresponses
 
 import embedsdk
 from embedsdk import APIConnectionError
-from embedsdk._transport import AiohttpTransport, Request
+from embedsdk.http._transport import AiohttpTransport, Request
 
 URL = "https://api.example.test/v1/embeddings"
 BASE = "https://api.example.test/v1"
@@ -76,9 +76,9 @@ def test_a_certificate_that_cannot_be_verified_is_not_retried() -> None:
     raised = _send(_certificate_error())
     assert isinstance(raised, APIConnectionError) and raised.reason == "certificate"
     assert "could not be verified" in str(raised)
-    assert not embedsdk._retry.is_retryable(raised)
+    assert not embedsdk.http._retry.is_retryable(raised)
 
 
 def test_a_cut_off_answer_and_a_dropped_connection_are_retried() -> None:
     for exc in (aiohttp.ClientPayloadError("not completed"), aiohttp.ServerDisconnectedError()):
-        assert embedsdk._retry.is_retryable(_send(exc))
+        assert embedsdk.http._retry.is_retryable(_send(exc))

@@ -12,8 +12,8 @@ import pytest
 
 import embedsdk
 from embedsdk import AsyncEmbedder, ClientOptions, Embedder, Stats
-from embedsdk._api import CLIENT_OPTIONS
-from embedsdk._config import EmbedderOptions, Options, resolve_options
+from embedsdk.client._api import CLIENT_OPTIONS
+from embedsdk.client._config import EmbedderOptions, Options, resolve_options
 
 RESOLVED = set(inspect.signature(resolve_options).parameters)
 PER_CALL = {"batch_size", "max_concurrent"}  # arguments of each call in the module functions

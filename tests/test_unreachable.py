@@ -30,8 +30,8 @@ from embedsdk import (
     MockTransport,
     Request,
     Response,
-    _transport,
 )
+from embedsdk.http import _transport
 
 # -- a URL aiohttp cannot use: ConfigurationError before any request --------------------------
 

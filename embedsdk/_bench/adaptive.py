@@ -143,7 +143,7 @@ def texts_for(n: int) -> list[str]:
 
 
 def tokens_per_text(texts: Sequence[str]) -> float:
-    from embedsdk.testing._vectors import count_tokens  # the simulator's own count
+    from embedsdk.testing import count_tokens
 
     sample = texts[:: max(1, len(texts) // 500)]
     return sum(map(count_tokens, sample)) / len(sample)
@@ -286,7 +286,7 @@ def _texts(case: Case, seconds: float) -> tuple[list[str], float]:
 def _real_waits(seed: str) -> Iterator[None]:
     """The client sleeps (in simulated time: its pacing is what is measured), and its
     backoff's jitter is the same from run to run; both restored afterwards."""
-    from embedsdk._retry import is_testing
+    from embedsdk.http import is_testing
 
     was_testing, state = is_testing(), random.getstate()
     embedsdk.set_testing(False)

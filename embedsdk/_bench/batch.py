@@ -36,8 +36,7 @@ from typing import Any
 
 import embedsdk
 from embedsdk import AsyncEmbedder, RateController
-from embedsdk._retry import is_testing
-from embedsdk._transport import Request, Response, Transport
+from embedsdk.http import Request, Response, Transport, is_testing
 from embedsdk.testing import SimulatedTransport, run_in_virtual_time
 
 from . import report, runner

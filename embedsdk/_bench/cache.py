@@ -28,7 +28,7 @@ import numpy as np
 
 import embedsdk
 from embedsdk import VectorCache
-from embedsdk._cache import _keys
+from embedsdk.cache import cache_keys
 
 from . import ceiling, runner
 from .clients import Target, Vectors
@@ -214,7 +214,7 @@ def measure_store(n: int, dim: int, tmp: Path, seed: int = 0) -> StoreRow:
     matrix = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     texts = mixed_texts(n, seed=seed)
     namespace = VectorCache.namespace("http://127.0.0.1/v1/embeddings", "bench", dim)
-    job = (namespace, texts, _keys(namespace, texts))
+    job = (namespace, texts, cache_keys(namespace, texts))
     row = StoreRow(n, dim)
     with VectorCache(tmp / "store") as cache:
         t0 = time.perf_counter()

@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._adapters import PER_CALL
-from .._api import close_default_clients
+from ..client import close_default_clients
+from ..integrations import PER_CALL
 from . import ceiling, report, runner
 from .clients import Target
 from .scenarios import effective_batch, target_for

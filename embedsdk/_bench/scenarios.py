@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from .._config import _find_api_key, resolve_options
+from ..client import find_api_key, resolve_options
 from . import runner
 from .clients import CLIENTS, Target, make_clients
 from .texts import mixed_texts
@@ -39,7 +39,7 @@ def target_for(
     simulated provider in a child process with ``latency`` seconds per request and ``dim``
     dimensions. Yields ``(target, sim)``, ``sim`` being ``None`` for a real endpoint."""
     if real and args.base_url:
-        key, _ = _find_api_key(None, args.base_url)
+        key, _ = find_api_key(None, args.base_url)
         yield Target(args.base_url.rstrip("/"), args.model, key, simulated=False), None
         return
     pool: runner.SimPool | None = getattr(args, "sims", None)  # set by run_bench

@@ -6,7 +6,7 @@ theirs, and users rarely know their level. This package paces the requests of ev
 of one account just under what the server takes, and keeps the user's own ``rpm`` / ``tpm``
 as hard ceilings.
 
-Modules, from the bottom up (each imports only those above it, and ``embedsdk._responses``):
+Modules, from the bottom up (each imports only those above it, and ``embedsdk.http._responses``):
 
 - ``_tuning``: every number the rest runs on (:class:`Tuning`), each with what it trades off;
 - ``_hints``: what a 429 says of the limit (which ran out; a cap?), from its headers and words;
@@ -32,13 +32,7 @@ from ._ceiling import Ceilings
 from ._cluster import Follower, RateLeader, Syncer
 from ._controller import NARROWED, NOTED, PAUSED, VISIBLE_WAIT, RateController, Ticket
 from ._tuning import DEFAULT, Tuning
-from ._turns import (
-    controller_for,
-    forget_shared_controllers,
-    report,
-    shared_controller,
-    take_turn,
-)
+from ._turns import controller_for, forget_shared_controllers, report, shared_controller, take_turn
 
 __all__ = [
     "DEFAULT",

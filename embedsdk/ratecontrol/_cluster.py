@@ -37,7 +37,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from .._responses import RateLimitHeaders
+from ..http import RateLimitHeaders
 from ._controller import RateController, Ticket
 from ._tuning import DEFAULT, Tuning
 

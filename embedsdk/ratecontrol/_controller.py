@@ -75,7 +75,7 @@ import time
 from collections.abc import Mapping
 from typing import Callable, Protocol
 
-from .._responses import RateLimitHeaders, parse_ratelimit_headers
+from ..http import RateLimitHeaders, parse_ratelimit_headers
 from ._hints import exhausted, says_per_minute
 from ._meter import Meter
 from ._pace import DISCOVER, REGAIN, Pace

@@ -1,11 +1,11 @@
 """What a rate-limit answer says of the limit: which ran out, and whether it was one of
-requests in flight, from its ``x-ratelimit-*`` headers (parsed by ``embedsdk._responses``)
+requests in flight, from its ``x-ratelimit-*`` headers (parsed by ``embedsdk.http._responses``)
 and the words of its message. Pure functions.
 """
 
 from __future__ import annotations
 
-from .._responses import RateLimitHeaders
+from ..http import RateLimitHeaders
 
 _CONCURRENCY_WORDS = ("concurren", "in flight", "in-flight", "parallel", "并发")
 

@@ -12,12 +12,11 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable
 
-from .. import _retry
-from .._responses import is_quota, parse_error_body, parse_retry_after
+from ..http import is_quota, is_testing, parse_error_body, parse_retry_after
 from ._controller import NARROWED, NOTED, PAUSED, VISIBLE_WAIT, RateController, Ticket
 
 if TYPE_CHECKING:
-    from .._config import ClientOptions
+    from ..client import ClientOptions
 
 __all__ = [
     "NARROWED",
@@ -87,7 +86,7 @@ async def take_turn(
     told = waiting is None
     while True:
         ticket = controller.reserve(estimate)
-        if _retry.is_testing():  # no sleeping; a full window is still waited for
+        if is_testing():  # no sleeping; a full window is still waited for
             if controller.admit(ticket, force=True):
                 return ticket
             await _slot_freed(controller, controller.tuning.slot_poll)

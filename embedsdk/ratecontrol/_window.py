@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import math
 
-from .._responses import RateLimitHeaders
+from ..http import RateLimitHeaders
 from ._hints import exhausted, says_concurrency, says_per_minute
 from ._tuning import Tuning
 

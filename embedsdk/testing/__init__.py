@@ -19,7 +19,7 @@ from __future__ import annotations
 from ._config import SimConfig
 from ._inprocess import SimulatedTransport, TimingNoise, VirtualTimeLoop, run_in_virtual_time
 from ._provider import SimulatedProvider
-from ._vectors import expected_matrix, expected_vector
+from ._vectors import count_tokens, expected_matrix, expected_vector
 
 __all__ = [
     "SimConfig",
@@ -27,6 +27,7 @@ __all__ = [
     "SimulatedTransport",
     "TimingNoise",
     "VirtualTimeLoop",
+    "count_tokens",
     "expected_matrix",
     "expected_vector",
     "run_in_virtual_time",

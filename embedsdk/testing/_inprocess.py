@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .._exceptions import APIConnectionError, APITimeoutError
-from .._transport import Request, Response, Transport
+from ..http import Request, Response, Transport
 from ._config import SimConfig
 from ._server import SimServer
 

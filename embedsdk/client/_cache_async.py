@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ._cache import VectorCache, open_cache
+from .._exceptions import EmbedSDKError
+from ..cache import VectorCache, open_cache
 from ._config import ClientOptions
-from ._exceptions import EmbedSDKError
-from ._job import Stats, Vectors, _Job
+from ._job import Job, Stats, Vectors
 
 _UNOPENED = object()
 
@@ -50,7 +50,7 @@ class AsyncCache:
         """Drop the lock: it belongs to a loop that is gone (a fork)."""
         self._lock = None
 
-    async def lookup(self, job: _Job) -> None:
+    async def lookup(self, job: Job) -> None:
         """Serve what the disk cache has; only the misses will be sent."""
         cache = await self._open()
         if cache is None or not job.unique:

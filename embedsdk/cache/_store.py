@@ -13,7 +13,7 @@ dimensions. Neither the text nor any credential is stored. A value is the vector
 little-endian float32 bytes in a BLOB: nothing is ever pickled, nor unpickled.
 
 The store is one SQLite table of our own, ``vectors(key, value)`` in ``vectors.sqlite3`` (see
-:mod:`embedsdk._cache_sqlite`): a lookup is a few ``SELECT ... WHERE key IN (...)`` in one
+:mod:`embedsdk.cache._sqlite`): a lookup is a few ``SELECT ... WHERE key IN (...)`` in one
 read transaction, a write one ``executemany`` in one write transaction, which also evicts the
 oldest rows past the size limit. The cache used to be a diskcache ``Cache``; diskcache is no
 longer used, nor a dependency. Its public API reads one key per transaction (a warm read of
@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from . import _cache_sqlite as db
+from . import _sqlite as db
 
 __all__ = ["VectorCache", "cache_disabled_by_env", "default_cache_dir", "open_cache"]
 
@@ -138,7 +138,7 @@ def _canonical(endpoint: str, model: str, dimensions: int | None) -> str:
     return json.dumps([FORMAT_VERSION, normalise_endpoint(endpoint), model, dims])
 
 
-def _keys(namespace: bytes, texts: Iterable[str]) -> list[bytes]:
+def cache_keys(namespace: bytes, texts: Iterable[str]) -> list[bytes]:
     # surrogatepass: same bytes as plain UTF-8 for every valid text, and no crash on the rest
     return [
         hashlib.blake2b(namespace + text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
@@ -367,7 +367,7 @@ class VectorCache:
         pool = self._pool
         if pool is None or len(texts) == 0:
             return None, hit
-        keys = _keys(namespace, texts)
+        keys = cache_keys(namespace, texts)
         try:
             if pool.mode == "immutable":
                 matrix: Vectors | None = self._read_unlocked(pool, keys, hit)
@@ -422,7 +422,7 @@ class VectorCache:
         if self._read_only:
             self._warn(f"{self._problem} (make it writable to store them)")
             return
-        items = list(zip(_keys(namespace, texts), (row.tobytes() for row in rows)))
+        items = list(zip(cache_keys(namespace, texts), (row.tobytes() for row in rows)))
         try:
             with pool.use() as con:
                 db.write(con, items, self._size_limit, _WRITE_PATIENCE)

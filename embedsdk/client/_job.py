@@ -1,7 +1,7 @@
 """One call's state and what it gives back: counters, results, windows of a stream.
 
-:class:`_Job` holds one call's unique texts, the rows still to fetch and the rows as they
-arrive; :class:`EmbeddingResult` is what ``errors="return"`` gives; :func:`_windows` cuts a
+:class:`Job` holds one call's unique texts, the rows still to fetch and the rows as they
+arrive; :class:`EmbeddingResult` is what ``errors="return"`` gives; :func:`windows` cuts a
 stream into windows, reading generators and files off the event loop. No I/O but that read.
 """
 
@@ -24,7 +24,7 @@ from typing import Any, Callable, TypeVar, Union
 import numpy as np
 import numpy.typing as npt
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
@@ -36,15 +36,10 @@ from ._exceptions import (
     PermissionDeniedError,
     WaitTooLongError,
 )
-from ._planning import (
-    deduplicate,
-    estimate_tokens,
-    iter_windows,
-    plan_batches,
-)
+from .._text import plural
+from ..http import CallBreaker, refusal_key
+from ._planning import deduplicate, estimate_tokens, iter_windows, plan_batches
 from ._progress import Progress
-from ._retry import CallBreaker, refusal_key
-from ._text import plural
 
 T = TypeVar("T")
 
@@ -135,23 +130,23 @@ _CALL_WIDE_ERRORS = (
 _OUT_OF_REACH = frozenset({"dns", "refused", "unreachable", "certificate", "proxy"})
 
 
-def _stops_the_call(exc: EmbedSDKError) -> bool:
+def stops_the_call(exc: EmbedSDKError) -> bool:
     if isinstance(exc, APIConnectionError):
         return exc.reason in _OUT_OF_REACH
     return isinstance(exc, _CALL_WIDE_ERRORS)
 
 
-_CLOSED_DURING_CALL = "the client was closed during this call"
+CLOSED_DURING_CALL = "the client was closed during this call"
 
 
-def _keep_going(errors: str) -> bool:
+def returns_errors(errors: str) -> bool:
     """``errors="return"``: collect failed batches and go on; ``"raise"``: stop at the first."""
     if errors not in ("raise", "return"):
         raise ValueError(f'errors must be "raise" or "return", got {errors!r}')
     return errors == "return"
 
 
-class _Job:
+class Job:
     """One call's state: the unique texts, which of them to fetch, and the rows as they arrive.
 
     Rows are addressed by their position among the unique texts. ``todo`` lists the rows still
@@ -286,7 +281,7 @@ class _Job:
         return EmbeddingResult(vectors, ok, errors, self.offset)
 
 
-def _request_span(positions: list[int]) -> str:
+def request_span(positions: list[int]) -> str:
     if len(positions) == 1:
         return f" (in the request for input {positions[0]})"
     if positions and positions[-1] - positions[0] + 1 == len(positions):
@@ -310,7 +305,7 @@ def _describe(failed: list[int]) -> str:
 Lent = tuple[Union[Vectors, None], npt.NDArray[np.bool_]]
 
 
-class _Window:
+class Window:
     """A stream's window in flight, seen by the next window.
 
     A text repeated across a window boundary is a miss in both windows' cache lookups while
@@ -322,7 +317,7 @@ class _Window:
     __slots__ = ("done", "job", "last", "lent", "planned", "wanted")
 
     def __init__(self) -> None:
-        self.job: _Job | None = None
+        self.job: Job | None = None
         self.planned = asyncio.Event()
         self.done = False
         self.last = False  # the stream's last window (its end may be spread over the slots)
@@ -340,7 +335,7 @@ class _Window:
         self.lent.set_result((rows, job.filled[wanted].copy()))
 
 
-async def _windows(
+async def windows(
     texts: Iterable[str] | AsyncIterable[str], size: int, broke: list[Exception] | None = None
 ) -> AsyncIterator[list[str]]:
     """Lists of up to ``size`` consecutive texts from a sync or async iterable.

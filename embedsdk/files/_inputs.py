@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from ._exceptions import EmbedSDKError
+from .._exceptions import EmbedSDKError
 
 FORMATS = ("lines", "jsonl", "csv")
 STDIN = "-"

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ._exceptions import APIConnectionError, APITimeoutError, ConfigurationError, EmbedSDKError
+from .._exceptions import APIConnectionError, APITimeoutError, ConfigurationError, EmbedSDKError
 
 
 @dataclasses.dataclass

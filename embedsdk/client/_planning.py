@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._exceptions import InvalidInputError
+from .._exceptions import InvalidInputError
 
 
 def estimate_tokens(text: str) -> int:

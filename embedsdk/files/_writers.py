@@ -34,7 +34,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 import numpy.typing as npt
 
-from ._exceptions import EmbedSDKError
+from .._exceptions import EmbedSDKError
 from ._npy import NpyWriter, OutputFileError
 
 if sys.platform == "win32":  # pragma: no cover - Windows

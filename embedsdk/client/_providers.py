@@ -20,7 +20,7 @@ import re
 from typing import Callable
 from urllib.parse import urlsplit
 
-from ._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError
 
 
 def _never(model: str) -> bool:

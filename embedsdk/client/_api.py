@@ -34,7 +34,7 @@ _lock = threading.Lock()
 _clients: OrderedDict[ClientOptions, Embedder] = OrderedDict()
 
 
-def _client_for(function: str, options: Options) -> Embedder:
+def client_for(function: str, options: Options) -> Embedder:
     unknown = sorted(set(options) - CLIENT_OPTIONS)
     if unknown:
         raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
@@ -125,7 +125,7 @@ def get_batch_embeddings(
     :class:`~embedsdk.EmbeddingResult` (NaN rows, an ``ok`` mask, the errors) instead of
     raising when requests fail for good.
     """
-    client = _client_for("get_batch_embeddings", options)
+    client = client_for("get_batch_embeddings", options)
     return client.embed(
         texts, batch_size=batch_size, max_concurrent=1, progress=progress, errors=errors
     )
@@ -183,7 +183,7 @@ def get_batch_embeddings_concurrent(
     connections are shared; the call blocks the calling thread. Options and ``errors`` as
     for :func:`get_batch_embeddings`.
     """
-    client = _client_for("get_batch_embeddings_concurrent", options)
+    client = client_for("get_batch_embeddings_concurrent", options)
     return client.embed_threaded(
         texts, max_workers=max_workers, batch_size=batch_size, progress=progress, errors=errors
     )
@@ -240,7 +240,7 @@ async def get_batch_embeddings_async(
     shares limits with the sync functions. For a client that lives inside your own loop use
     :class:`AsyncEmbedder`. Options and ``errors`` as for :func:`get_batch_embeddings`.
     """
-    client = _client_for("get_batch_embeddings_async", options)
+    client = client_for("get_batch_embeddings_async", options)
     return await client.embed_async(
         texts,
         batch_size=batch_size,

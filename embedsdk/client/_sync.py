@@ -18,11 +18,11 @@ from typing import Any, Literal, TypeVar, overload
 
 from typing_extensions import Unpack
 
+from .._exceptions import ClientClosedError, ConfigurationError
+from ..http import Transport
 from ._config import ClientOptions, EmbedderOptions
 from ._core import AsyncEmbedder
-from ._exceptions import ClientClosedError, ConfigurationError
 from ._job import EmbeddingResult, Stats, Vectors
-from ._transport import Transport
 
 T = TypeVar("T")
 

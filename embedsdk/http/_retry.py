@@ -10,7 +10,7 @@ from typing import Any
 
 import backoff
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     BadRequestError,
@@ -18,7 +18,7 @@ from ._exceptions import (
     ResponseValidationError,
     WaitTooLongError,
 )
-from ._responses import _header, parse_ratelimit_headers, parse_retry_after
+from ._responses import header, parse_ratelimit_headers, parse_retry_after
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
 
@@ -287,7 +287,7 @@ def announced_wait(headers: Mapping[str, str]) -> tuple[float, str] | None:
     left says nothing about when the request may go).
     """
     for name, shown in (("retry-after-ms", "retry-after-ms"), ("retry-after", "Retry-After")):
-        raw = _header(headers, name)
+        raw = header(headers, name)
         seconds = parse_retry_after({name: raw}, limit=None) if raw else None
         if raw and seconds is not None:
             return seconds, f"{shown}: {raw}"
@@ -306,7 +306,7 @@ def announced_wait(headers: Mapping[str, str]) -> tuple[float, str] | None:
         return None
     seconds, kind = max(spent)
     name = f"x-ratelimit-reset-{kind}"
-    return seconds, f"{name}: {_header(headers, name)}"
+    return seconds, f"{name}: {header(headers, name)}"
 
 
 def wait_beyond(headers: Mapping[str, str], max_wait: float | None) -> tuple[float, str] | None:

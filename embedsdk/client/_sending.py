@@ -19,10 +19,8 @@ from typing import Any
 
 import backoff
 
-from . import _retry, ratecontrol
-from ._autobatch import BatchSizer
-from ._config import ClientOptions
-from ._exceptions import (
+from .. import ratecontrol
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     ClientClosedError,
@@ -31,33 +29,44 @@ from ._exceptions import (
     ResponseValidationError,
     WaitTooLongError,
 )
-from ._job import Stats, Vectors, _Job, _stops_the_call
-from ._progress import Progress
-from ._responses import (
+from .._text import append_note, excerpt, plural
+from .._version import __version__
+from ..http import (
+    DNS_RETRIES,
     MAX_RETRY_AFTER,
+    AiohttpTransport,
+    Request,
+    Response,
+    RetryBudget,
+    Transport,
     content_type_of,
     decode_embeddings,
+    is_testing,
     not_found_hint,
+    refuses_base64,
     status_error,
     trace_id_of,
+    wait_beyond,
+    wait_gen,
 )
-from ._text import append_note, excerpt, plural
-from ._transport import AiohttpTransport, Request, Response, Transport
-from ._version import __version__
+from ._autobatch import BatchSizer
+from ._config import ClientOptions
+from ._job import Job, Stats, Vectors, stops_the_call
+from ._progress import Progress
 
 logger = logging.getLogger("embedsdk")
 
 _FORKED_LEFTOVERS: list[Transport] = []  # the parent's sessions, inherited by a forked child
 
 
-def _tell_unreachable(job: _Job, exc: BaseException | None, max_retries: int) -> None:
+def _tell_unreachable(job: Job, exc: BaseException | None, max_retries: int) -> None:
     """Say at INFO, once a call, that the server is out of reach (refused, DNS...): the
     retries that follow take a while, and a user should not wait for them in silence."""
-    if not isinstance(exc, APIConnectionError) or not _stops_the_call(exc):
+    if not isinstance(exc, APIConnectionError) or not stops_the_call(exc):
         return
     if not job.told_unreachable:
         job.told_unreachable = True
-        retries = min(_retry.DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
+        retries = min(DNS_RETRIES, max_retries) if exc.reason == "dns" else max_retries
         logger.info("%s; retrying up to %s", exc, plural(retries, "time"))
 
 
@@ -142,22 +151,22 @@ class Sender:
 
     # -- one request, with pacing and retries ----------------------------------------------
 
-    async def send(self, texts: list[str], tokens: int, job: _Job) -> Vectors:
+    async def send(self, texts: list[str], tokens: int, job: Job) -> Vectors:
         """The vectors of ``texts`` (about ``tokens`` tokens), retried as ``_retry`` says."""
         paced = self.rate is not None  # a 429 waits in the controller's shared pause
         # How long a request refused by a rate limit keeps trying is measured in time (no
         # sleeping in testing mode: a count of refusals stands for it).
-        clock = None if self.rate is None or _retry.is_testing() else self.rate.now
+        clock = None if self.rate is None or is_testing() else self.rate.now
 
         def on_backoff(details: Any) -> None:
             self._on_backoff(details)
             _tell_unreachable(job, details.get("exception"), self.options.max_retries)
 
         send = backoff.on_exception(
-            _retry.wait_gen,
+            wait_gen,
             EmbedSDKError,
             max_tries=None,
-            giveup=_retry.RetryBudget(self.options.max_retries, paced, clock).give_up,
+            giveup=RetryBudget(self.options.max_retries, paced, clock).give_up,
             on_backoff=on_backoff,
             on_giveup=_note_attempts,
             jitter=None,
@@ -260,7 +269,7 @@ class Sender:
         """The wait a 429 asks for and its header, when longer than ``max_wait``."""
         if response.status != 429:
             return None
-        return _retry.wait_beyond(response.headers, self.options.max_wait)
+        return wait_beyond(response.headers, self.options.max_wait)
 
     def _check_open(self, ticket: ratecontrol.Ticket | None = None) -> None:
         """Refuse to send on a closed client (also after waiting for a turn: ``aclose`` may
@@ -292,13 +301,13 @@ class Sender:
             self.stats.rate_limited += 1
         if response.status >= 400:
             exc = self._error_for(response)
-            exc.rate_verdict = verdict  # how the retry waits (see _retry.wait_gen)
+            exc.rate_verdict = verdict  # how the retry waits (see wait_gen)
             beyond = self._beyond_max_wait(response)
             if beyond is not None and not isinstance(exc, InsufficientQuotaError):
                 raise self._wait_too_long(exc, *beyond)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
-            if encoding == "base64" and _retry.refuses_base64(exc):
+            if encoding == "base64" and refuses_base64(exc):
                 self._use_floats(exc)
                 return await self._send_once(texts, tokens)  # within this attempt, no retry
             raise exc
@@ -314,7 +323,7 @@ class Sender:
     # -- the answer ------------------------------------------------------------------------
 
     def _use_floats(self, exc: APIStatusError) -> None:
-        """The server refused base64 (:func:`_retry.refuses_base64`): floats from now on."""
+        """The server refused base64 (:func:`refuses_base64`): floats from now on."""
         if self.encoding == "base64":
             logger.info(
                 "server refuses base64 (%s); using float lists from now on", excerpt(exc.message)

@@ -1,10 +1,10 @@
 """The windows of one :meth:`AsyncEmbedder.embed_stream` call.
 
-Each window (read by :func:`~embedsdk._job._windows`) is a job of its own, run by the
+Each window (read by :func:`~embedsdk.client._job._windows`) is a job of its own, run by the
 client's own steps (``_start``, ``_run``, ``_finish``: this module is the core's, split off
 for size). The windows share the call's slots (``max_concurrent``) and progress bar, and a
 window is started before the previous one is handed out; a text it repeats that the previous
-window is still fetching is borrowed from it (:class:`~embedsdk._job._Window`) rather than
+window is still fetching is borrowed from it (:class:`~embedsdk.client._job._Window`) rather than
 sent twice.
 """
 
@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from ._job import EmbeddingResult, Lent, Vectors, _Job, _Window
+from ._job import EmbeddingResult, Job, Lent, Vectors, Window
 from ._progress import Progress
 
 if TYPE_CHECKING:
     from ._core import AsyncEmbedder
 
 
-def _copy_arrived(job: _Job, other: _Job) -> bool:
+def _copy_arrived(job: Job, other: Job) -> bool:
     """Fill the rows of ``job`` still to fetch whose text ``other`` (the stream's previous
     window) already has: whether any were."""
     if other.rows is None:
@@ -62,7 +62,7 @@ class Stream:
         return max(1024, 8 * self._workers * self._core._batch_guess(self._batch_size))
 
     async def embed(
-        self, texts: list[str], offset: int, this: _Window, previous: _Window | None
+        self, texts: list[str], offset: int, this: Window, previous: Window | None
     ) -> Vectors | EmbeddingResult:
         """The block of one window (``this``), whose first text is input ``offset``: its
         vectors, or with ``errors="return"`` its :class:`EmbeddingResult` (errors of the
@@ -85,7 +85,7 @@ class Stream:
             await self._take_lent(job, borrowed, await previous.lent)
         return core._conclude(job)
 
-    async def _take_lent(self, job: _Job, borrowed: npt.NDArray[np.intp], lent: Lent) -> None:
+    async def _take_lent(self, job: Job, borrowed: npt.NDArray[np.intp], lent: Lent) -> None:
         """Store the rows the previous window lent; fetch those it did not get itself (it
         failed them, with ``errors="return"``): this window's own error names them."""
         rows, arrived = lent
@@ -98,7 +98,7 @@ class Stream:
         job.plan(self._core._planned_size(self._batch_size), job.max_batch_tokens, others)
         await self._core._run(job, self._workers, self._slots)
 
-    async def _borrow(self, job: _Job, previous: _Window | None) -> npt.NDArray[np.intp] | None:
+    async def _borrow(self, job: Job, previous: Window | None) -> npt.NDArray[np.intp] | None:
         """Leave out of ``job``'s batches the rows the previous window is fetching right now,
         and ask it for them; returns those rows of ``job`` (``None`` when there are none)."""
         if previous is None or not len(job.todo):
@@ -121,7 +121,7 @@ class Stream:
         self._plan(job, elsewhere=mine)
         return mine
 
-    def _plan(self, job: _Job, elsewhere: npt.NDArray[np.intp] | None = None) -> None:
+    def _plan(self, job: Job, elsewhere: npt.NDArray[np.intp] | None = None) -> None:
         """Plan ``job``'s batches again (rows were filled, or are fetched ``elsewhere``)."""
         core = self._core
         size = core._planned_size(self._batch_size)

@@ -1,4 +1,4 @@
-"""The SQLite table under :class:`~embedsdk._cache.VectorCache`: schema, reads, writes, eviction.
+"""The SQLite table under :class:`~embedsdk.VectorCache`: schema, reads, writes, eviction.
 
 One table of our own, ``vectors(key BLOB PRIMARY KEY, value BLOB)`` in ``vectors.sqlite3``,
 in WAL mode: readers never wait for a writer, and several processes may share the file. The

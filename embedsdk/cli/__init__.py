@@ -26,10 +26,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._cache import VectorCache, cache_disabled_by_env, default_cache_dir, file_in_the_way
-from ._cache_sqlite import DBNAME
-from ._cli_embed import add_embed_parser, in_flags, is_usage_error, plural
-from ._exceptions import APIError, EmbedSDKError
+from .._exceptions import APIError, EmbedSDKError
+from ..cache import DBNAME, VectorCache, cache_disabled_by_env, default_cache_dir, file_in_the_way
+from ._embed import add_embed_parser, in_flags, is_usage_error, plural
 
 EPILOG = """\
 examples:
@@ -192,7 +191,7 @@ def _bench_unavailable(reason: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._version import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="embedsdk",

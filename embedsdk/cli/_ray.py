@@ -15,10 +15,9 @@ import os
 import sys
 from typing import Any
 
-from ._cli_embed import client_kwargs
-from ._exceptions import ConfigurationError
-from ._inputs import InputFileError
-from ._writers import OutputUsageError, check_output, lock_output
+from .._exceptions import ConfigurationError
+from ..files import InputFileError, OutputUsageError, check_output, lock_output
+from ._options import client_kwargs
 
 #: ``--ray`` with no address: ``$RAY_ADDRESS`` if set, else a Ray started for this command.
 LOCAL = "local"

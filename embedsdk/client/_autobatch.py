@@ -330,7 +330,7 @@ class CutBatches:
 def cut_batch(tokens: Sequence[int], start: int, size: int, max_tokens: int) -> int:
     """Where the batch that begins at ``start`` ends: at most ``size`` inputs and
     ``max_tokens`` estimated tokens, at least one input. The batches
-    :func:`embedsdk._planning.plan_batches` plans, cut one at a time."""
+    :func:`embedsdk.client._planning.plan_batches` plans, cut one at a time."""
     end = min(len(tokens), start + max(1, size))
     stop, total = start, 0
     while stop < end:

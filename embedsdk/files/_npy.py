@@ -12,7 +12,7 @@ import numpy as np
 import numpy.lib.format as npy_format
 import numpy.typing as npt
 
-from ._exceptions import EmbedSDKError
+from .._exceptions import EmbedSDKError
 
 _DESCR = npy_format.dtype_to_descr(np.dtype("<f4"))
 

@@ -11,7 +11,8 @@ from urllib.parse import SplitResult, urlsplit
 
 from typing_extensions import TypedDict
 
-from ._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError
+from ..ratecontrol import RateController
 from ._providers import (
     PROFILES,
     Profile,
@@ -20,10 +21,9 @@ from ._providers import (
     key_variables_for,
     profile_for,
 )
-from .ratecontrol import RateController
 
 if TYPE_CHECKING:
-    from ._cache import VectorCache
+    from ..cache import VectorCache
 
 DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
 DEFAULT_MODEL = "BAAI/bge-m3"
@@ -229,7 +229,7 @@ def api_key_variables(base_url: str) -> tuple[str, ...]:
     return (GENERIC_KEY_VARIABLE, *key_variables_for(base_url))
 
 
-def _find_api_key(api_key: str | None, base_url: str) -> tuple[str | None, str]:
+def find_api_key(api_key: str | None, base_url: str) -> tuple[str | None, str]:
     """The key and where it came from (``"api_key argument"``, ``"environment variable
     NAME"`` or ``"nowhere"``).
 
@@ -366,7 +366,7 @@ def _endpoint(
 ) -> tuple[str, str | None, str]:
     """The base URL, the key for it and where that came from, all checked."""
     url = _parse_base_url(base_url)
-    key, source = _find_api_key(api_key, url)
+    key, source = find_api_key(api_key, url)
     _check_clear_text(url, key is not None, _flag("allow_insecure", allow_insecure))
     _require_key(source, url)
     return url, key, source

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ._exceptions import APIStatusError, ResponseValidationError, status_error_class
-from ._text import excerpt, plural
+from .._exceptions import APIStatusError, ResponseValidationError, status_error_class
+from .._text import excerpt, plural
 
 #: Servers have sent absurd hints (41165011 s); never wait longer than this for one at a
 #: time. A hint longer than the client's ``max_wait`` fails the call before any wait
@@ -37,7 +37,7 @@ TRACE_HEADERS = ("x-siliconcloud-trace-id", "x-request-id", "request-id", "x-tra
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
     """``headers[name]`` ignoring case: aiohttp's headers are case-insensitive, but the plain
     dicts a :class:`~embedsdk.MockTransport` handler returns may say ``Retry-After``."""
     value = headers.get(name)
@@ -48,7 +48,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def trace_id_of(headers: Mapping[str, str]) -> str | None:
     for name in TRACE_HEADERS:
-        value = _header(headers, name)
+        value = header(headers, name)
         if value:
             return value
     return None
@@ -65,13 +65,13 @@ def parse_retry_after(
     hint; caps the answer at ``limit`` (:data:`MAX_RETRY_AFTER`; ``None``: as asked).
     """
     value: float | None = None
-    ms = _header(headers, "retry-after-ms")
+    ms = header(headers, "retry-after-ms")
     if ms:
         try:
             value = float(ms) / 1000.0
         except ValueError:
             value = None
-    raw = _header(headers, "retry-after")
+    raw = header(headers, "retry-after")
     if value is None and raw:
         try:
             value = float(raw)
@@ -112,7 +112,7 @@ def parse_duration(value: str) -> float | None:
 
 
 def _number(headers: Mapping[str, str], name: str) -> float | None:
-    raw = _header(headers, name)
+    raw = header(headers, name)
     if raw is None:
         return None
     try:
@@ -123,7 +123,7 @@ def _number(headers: Mapping[str, str], name: str) -> float | None:
 
 
 def _duration(headers: Mapping[str, str], name: str) -> float | None:
-    raw = _header(headers, name)
+    raw = header(headers, name)
     return None if raw is None else parse_duration(raw)
 
 
@@ -143,7 +143,7 @@ def parse_ratelimit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | No
 
 def content_type_of(headers: Mapping[str, str]) -> str:
     """The media type of an answer (``text/html``), lower case, without its parameters."""
-    return (_header(headers, "content-type") or "").split(";")[0].strip().lower()
+    return (header(headers, "content-type") or "").split(";")[0].strip().lower()
 
 
 def parse_error_body(body: bytes, content_type: str = "") -> tuple[str, Any]:

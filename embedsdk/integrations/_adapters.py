@@ -1,7 +1,7 @@
 """What the LangChain and LlamaIndex adapters share: their options, and where calls run.
 
 - **Options**: every option of :func:`embedsdk.get_batch_embeddings` (``CLIENT_OPTIONS``)
-  plus ``batch_size`` and ``max_concurrent``, checked by :func:`~embedsdk._config.
+  plus ``batch_size`` and ``max_concurrent``, checked by :func:`~embedsdk.client._config.
   resolve_options` when the adapter is made, so that a bad value fails before any request.
 - **Sync calls** go to the shared default :class:`Embedder` of those options, the one the
   module functions use: one loop thread, one connection pool for the whole process.
@@ -24,16 +24,17 @@ import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, cast
 
-from . import _api
-from ._config import (
+from ..client import (
+    CLIENT_OPTIONS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENT,
+    AsyncEmbedder,
     ClientOptions,
+    Embedder,
     Options,
+    client_for,
     resolve_options,
 )
-from ._core import AsyncEmbedder
-from ._sync import Embedder
 
 #: Options that shape one call rather than the client.
 PER_CALL = frozenset({"batch_size", "max_concurrent"})
@@ -41,7 +42,7 @@ PER_CALL = frozenset({"batch_size", "max_concurrent"})
 
 def accepted_options() -> frozenset[str]:
     """Every keyword an adapter passes on to embedsdk (read each time: options may be added)."""
-    return _api.CLIENT_OPTIONS | PER_CALL
+    return CLIENT_OPTIONS | PER_CALL
 
 
 def missing(owner: str, package: str, extra: str) -> ImportError:
@@ -85,7 +86,7 @@ def embed_sync(
 ) -> list[list[float]]:
     """Embed on the shared default :class:`Embedder` of these options (its loop thread)."""
     client_options, call = _split(options)
-    client: Embedder = _api._client_for(owner, cast(Options, client_options))
+    client: Embedder = client_for(owner, cast(Options, client_options))
     if len(texts) <= STREAM_ABOVE:
         return _lists(client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []

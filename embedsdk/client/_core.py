@@ -5,9 +5,9 @@ with at most ``max_concurrent`` in flight (a worker takes the next batch as soon
 so there are no waves) -> pace each attempt through the rate limiters -> retry with backoff ->
 decode and check the answer -> place rows by ``index`` -> gather duplicates back.
 
-Here: the client and the steps of a call. Beside it: :class:`~embedsdk._sending.Sender` sends
-one request (pacing, retries, decoding), :class:`~embedsdk._cache_async.AsyncCache` reads and
-writes the disk cache off the loop, and :class:`~embedsdk._stream.Stream` runs the windows of
+Here: the client and the steps of a call. Beside it: :class:`~embedsdk.client._sending.Sender` sends
+one request (pacing, retries, decoding), :class:`~embedsdk.client._cache_async.AsyncCache` reads and
+writes the disk cache off the loop, and :class:`~embedsdk.client._stream.Stream` runs the windows of
 :meth:`AsyncEmbedder.embed_stream`.
 """
 
@@ -29,11 +29,8 @@ from typing import Any, Literal, Union, overload
 
 from typing_extensions import Unpack
 
-from . import _retry, ratecontrol
-from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
-from ._cache_async import AsyncCache
-from ._config import ClientOptions, EmbedderOptions, check_batch_size, resolve_options
-from ._exceptions import (
+from .. import ratecontrol
+from .._exceptions import (
     APIError,
     APIStatusError,
     ClientClosedError,
@@ -41,31 +38,37 @@ from ._exceptions import (
     EmbedSDKError,
     ResponseValidationError,
 )
+from .._text import append_note, plural
+from ..http import (
+    WHOLE_AFTER,
+    Transport,
+    blames_input,
+    is_input_too_large,
+    is_retryable,
+    lowered_batch_cap,
+    same_refusal,
+    should_split,
+)
+from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
+from ._cache_async import AsyncCache
+from ._config import ClientOptions, EmbedderOptions, check_batch_size, resolve_options
 from ._job import (
-    _CLOSED_DURING_CALL,
+    CLOSED_DURING_CALL,
     EmbeddingResult,
+    Job,
     Stats,
     Vectors,
-    _Job,
-    _keep_going,
-    _request_span,
-    _stops_the_call,
-    _Window,
-    _windows,
+    Window,
+    request_span,
+    returns_errors,
+    stops_the_call,
+    windows,
 )
-from ._planning import (
-    apply_input_limit,
-    check_texts,
-    plan_batches,
-    too_long_note,
-    validate_texts,
-)
+from ._planning import apply_input_limit, check_texts, plan_batches, too_long_note, validate_texts
 from ._progress import Progress
 from ._providers import han_chars_per_token, input_token_limit, known_dimension, profile_for
 from ._sending import Sender
 from ._stream import Stream
-from ._text import append_note, plural
-from ._transport import Transport
 
 logger = logging.getLogger("embedsdk")
 
@@ -92,7 +95,7 @@ def _halves(start: int, stop: int) -> list[tuple[int, int]]:
 
 def _all_like(parts: list[tuple[int, int, APIStatusError]], first: APIStatusError) -> bool:
     """Whether every refused part was refused as the whole batch (``first``) was."""
-    return all(_retry.same_refusal(exc, first) for _, _, exc in parts)
+    return all(same_refusal(exc, first) for _, _, exc in parts)
 
 
 #: What an error says when every part of its batch was refused as the whole was.
@@ -251,7 +254,7 @@ class AsyncEmbedder:
         of reach) still stop the sending, but are returned too. Bad input raises in both modes.
         """
         check_texts(texts)
-        keep_going = _keep_going(errors)
+        keep_going = returns_errors(errors)
         workers = self._workers(max_concurrent)
         bar = Progress(len(texts), self.stats) if progress else None
         try:
@@ -329,7 +332,7 @@ class AsyncEmbedder:
         its exception is raised (the window it broke off in is not sent).
         """
         check_texts(texts)
-        keep_going = _keep_going(errors)
+        keep_going = returns_errors(errors)
         workers = self._workers(max_concurrent)
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
@@ -337,11 +340,11 @@ class AsyncEmbedder:
         size = stream.window_size(window)
         pending: collections.deque[tuple[int, asyncio.Task[_Block]]] = collections.deque()
         start = 0
-        previous: _Window | None = None
+        previous: Window | None = None
         broke: list[Exception] = []  # what the producer of ``texts`` raised, if it did
         try:
-            async for chunk in _windows(texts, size, broke):
-                this = _Window()
+            async for chunk in windows(texts, size, broke):
+                this = Window()
                 this.last = len(chunk) < size  # a short window is the stream's last
                 coro = stream.embed(chunk, start, this, previous)
                 pending.append((start, asyncio.ensure_future(coro)))
@@ -389,7 +392,7 @@ class AsyncEmbedder:
             raise ConfigurationError(f"max_concurrent must be a positive integer, got {workers!r}")
         return workers
 
-    async def _run(self, job: _Job, workers: int, slots: asyncio.Semaphore | None = None) -> None:
+    async def _run(self, job: Job, workers: int, slots: asyncio.Semaphore | None = None) -> None:
         """Send the job's batches with at most ``workers`` in flight (and ``slots``, if shared).
 
         Each worker takes the next batch as soon as it is free: no waves. The first failure
@@ -433,7 +436,7 @@ class AsyncEmbedder:
         """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
         return self._planned_size(batch_size) or self._batch_cap
 
-    def _batches(self, job: _Job, workers: int) -> PlannedBatches | CutBatches:
+    def _batches(self, job: Job, workers: int) -> PlannedBatches | CutBatches:
         """The job's batches: planned, or cut as workers take them (``batch_size="auto"``)."""
         if job.batches is not None:
             return PlannedBatches(job.batches)
@@ -479,7 +482,7 @@ class AsyncEmbedder:
         offset: int = 0,
         progress: Progress | None = None,
         keep_going: bool = False,
-    ) -> _Job:
+    ) -> Job:
         """Check the input, serve what the cache has, and plan batches for the rest."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
@@ -490,7 +493,7 @@ class AsyncEmbedder:
         validate_texts(texts, offset)
         texts = self._limit_inputs(texts, offset)
         size = self._planned_size(batch_size)
-        job = _Job(texts, offset)
+        job = Job(texts, offset)
         job.progress = progress
         if progress is not None:
             self._sender.bars.add(progress)
@@ -499,7 +502,7 @@ class AsyncEmbedder:
         job.plan(size, self.options.max_batch_tokens)
         return job
 
-    async def _run_batch(self, job: _Job, batch: tuple[int, int]) -> None:
+    async def _run_batch(self, job: Job, batch: tuple[int, int]) -> None:
         if job.error is not None:
             return
         start, stop = batch
@@ -508,11 +511,11 @@ class AsyncEmbedder:
         except EmbedSDKError as exc:
             if self._closed and not isinstance(exc, ClientClosedError):
                 # close() cut the request off: say that, not "server disconnected".
-                closed = ClientClosedError(_CLOSED_DURING_CALL)
+                closed = ClientClosedError(CLOSED_DURING_CALL)
                 job.error = job.error or closed
                 raise closed from exc
             self._blame(job, exc, start, stop)
-            if job.keep_going and not _stops_the_call(exc):
+            if job.keep_going and not stops_the_call(exc):
                 if not job.breaker.gave_up(exc, self.options.max_retries):
                     rows = job.todo[start:stop]
                     job.failures.append((rows[~job.filled[rows]], exc))
@@ -524,14 +527,14 @@ class AsyncEmbedder:
             job.error = job.error or exc
             raise
 
-    def _blame(self, job: _Job, exc: EmbedSDKError, start: int, stop: int) -> None:
+    def _blame(self, job: Job, exc: EmbedSDKError, start: int, stop: int) -> None:
         """Name the inputs of the failed request and say whether it was retried."""
         if not isinstance(exc, (APIError, ResponseValidationError)) or exc.batch_indices:
             return
         exc.batch_indices = job.positions(start, stop)
-        note = "" if isinstance(exc, APIStatusError) else _request_span(exc.batch_indices)
+        note = "" if isinstance(exc, APIStatusError) else request_span(exc.batch_indices)
         attempts = getattr(exc, "attempts", None)
-        if _retry.is_retryable(exc) and attempts:  # it reached us: every attempt failed
+        if is_retryable(exc) and attempts:  # it reached us: every attempt failed
             note += f"; gave up after {plural(attempts, 'attempt')}"
         if note and exc.args and isinstance(exc.args[0], str):
             exc.args = (exc.args[0] + note,)
@@ -553,16 +556,16 @@ class AsyncEmbedder:
             logger.info("cut %s to %d tokens (estimated)", plural(cut, "text"), self._input_limit)
         return texts
 
-    def _conclude(self, job: _Job, fatal: EmbedSDKError | None = None) -> Vectors | EmbeddingResult:
+    def _conclude(self, job: Job, fatal: EmbedSDKError | None = None) -> Vectors | EmbeddingResult:
         """The array, or the :class:`EmbeddingResult` when the job was made to keep going."""
         vectors = self._finish(job)
         return job.outcome(vectors, fatal) if job.keep_going else vectors
 
-    def _finish(self, job: _Job) -> Vectors:
+    def _finish(self, job: Job) -> Vectors:
         job.advance(job.n_inputs - job.advanced)  # the duplicates, served by their first copy
         return job.result(self._dim_hint)
 
-    async def _fetch_into(self, job: _Job, start: int, stop: int) -> None:
+    async def _fetch_into(self, job: Job, start: int, stop: int) -> None:
         """Fetch ``todo[start:stop]``, splitting the batch when the server says it is too big,
         or to find the inputs it refused for what they hold (:meth:`_isolate`).
 
@@ -575,18 +578,18 @@ class AsyncEmbedder:
         try:
             await self._fetch_batch(job, start, stop)
         except APIStatusError as exc:
-            if stop - start > 1 and _retry.should_split(exc):
+            if stop - start > 1 and should_split(exc):
                 self._lower_batch_cap(exc, stop - start)
                 self.stats.splits += 1
                 await self._fetch_pieces(job, start, stop)
                 return
-            if stop - start > 1 and _retry.blames_input(exc) is not False:
+            if stop - start > 1 and blames_input(exc) is not False:
                 await self._isolate(job, start, stop, exc)
                 return
             exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
             raise
 
-    async def _fetch_batch(self, job: _Job, start: int, stop: int) -> None:
+    async def _fetch_batch(self, job: Job, start: int, stop: int) -> None:
         """One request (with its retries) for ``todo[start:stop]``; its rows stored and cached."""
         texts = job.texts(start, stop)
         vectors = await self._sender.send(texts, sum(job.tokens[start:stop]), job)
@@ -595,19 +598,19 @@ class AsyncEmbedder:
         job.breaker.success()
         await self._cache.store(texts, vectors)
 
-    async def _fetch_pieces(self, job: _Job, start: int, stop: int) -> None:
+    async def _fetch_pieces(self, job: Job, start: int, stop: int) -> None:
         """Fetch ``todo[start:stop]`` in consecutive batches of at most the current cap."""
         for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
             await self._fetch_into(job, start + a, start + b)
 
-    async def _isolate(self, job: _Job, start: int, stop: int, exc: APIStatusError) -> None:
+    async def _isolate(self, job: Job, start: int, stop: int, exc: APIStatusError) -> None:
         """The server refused ``todo[start:stop]`` for what some input holds (or cannot say
         why): find those inputs, embed the others, and fail only them.
 
         The batch is sent again in halves, and each refused half in halves, through the
         normal paced path, until the refused inputs stand alone: about 2 x log2(batch) extra
         requests per refused input. When no part of the batch goes through for
-        :data:`~embedsdk._retry.WHOLE_AFTER` rounds of halving and every part is refused as
+        :data:`~embedsdk.http.WHOLE_AFTER` rounds of halving and every part is refused as
         the whole was, the request is the problem, not an input: the batch fails whole with
         the first error, and later batches refused that way in this call are not split.
         """
@@ -638,7 +641,7 @@ class AsyncEmbedder:
 
     async def _bisect(
         self,
-        job: _Job,
+        job: Job,
         start: int,
         stop: int,
         first: APIStatusError,
@@ -647,7 +650,7 @@ class AsyncEmbedder:
         """Send ``todo[start:stop]`` in halves, then the refused halves in halves, one round
         of halving at a time, until each refused part is one input (added to ``refused``).
         ``True``: nothing went through and every part was refused as the whole (``first``)
-        was, :data:`~embedsdk._retry.WHOLE_AFTER` rounds in: the batch fails whole."""
+        was, :data:`~embedsdk.http.WHOLE_AFTER` rounds in: the batch fails whole."""
         self.stats.splits += 1
         pieces = _halves(start, stop)
         through = False  # some part of the batch was embedded
@@ -662,25 +665,25 @@ class AsyncEmbedder:
                     (refused if b - a == 1 else failing).append((a, b, exc))
             if not failing:
                 return False
-            if level >= _retry.WHOLE_AFTER and not through and _all_like(failing + refused, first):
+            if level >= WHOLE_AFTER and not through and _all_like(failing + refused, first):
                 return True
             self.stats.splits += len(failing)
             pieces = [half for a, b, _ in failing for half in _halves(a, b)]
 
-    async def _try_piece(self, job: _Job, start: int, stop: int) -> APIStatusError | None:
+    async def _try_piece(self, job: Job, start: int, stop: int) -> APIStatusError | None:
         """Send one part of a refused batch: ``None`` when its vectors arrived, the refusal
         when it was refused too. Anything else (a 5xx after its retries) is raised."""
         try:
             await self._fetch_batch(job, start, stop)
         except APIStatusError as exc:
-            if _retry.blames_input(exc) is False:
+            if blames_input(exc) is False:
                 exc.batch_indices = job.positions(start, stop)
                 exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
                 raise
             return exc
         return None
 
-    def _request_note(self, exc: APIStatusError, job: _Job, start: int, stop: int) -> str:
+    def _request_note(self, exc: APIStatusError, job: Job, start: int, stop: int) -> str:
         """Which inputs the failed request carried, and why a too-long input cannot pass."""
         positions = job.positions(start, stop)
         if len(positions) == 1:
@@ -689,12 +692,12 @@ class AsyncEmbedder:
             note = f" (in the request for inputs {positions[0]}..{positions[-1]})"
         else:
             note = f" (in the request for {len(positions)} inputs from {positions[0]})"
-        if _retry.is_input_too_large(exc):
+        if is_input_too_large(exc):
             note += too_long_note(self.options.model, self._input_limit, self.options.truncate)
         return note
 
     def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
-        self._batch_cap = _retry.lowered_batch_cap(exc, sent, self._batch_cap)
+        self._batch_cap = lowered_batch_cap(exc, sent, self._batch_cap)
         self._cap_known = True
         logger.info("server refused a batch of %d; batch cap is now %d", sent, self._batch_cap)
 

@@ -1,0 +1,85 @@
+"""The client: every entry point ends in ``AsyncEmbedder`` (``_core``).
+
+- ``_config``: the options, their defaults, the environment, validation; ``_providers``: the
+  provider profiles (batch caps, token budgets, input limits, key variables);
+- ``_planning``: validation of the texts, input limits, de-duplication, token estimates,
+  batch plans (pure); ``_autobatch``: ``batch_size="auto"``'s sizer (pure);
+- ``_job``: one call's state, ``Stats``, ``EmbeddingResult``; ``_progress``: the bar;
+- ``_core``: ``AsyncEmbedder`` and the steps of a call; ``_stream``: ``embed_stream``'s
+  windows; ``_sending``: one request, paced, sent, retried, decoded; ``_cache_async``: the
+  cache off the loop;
+- ``_sync``: ``Embedder`` on one event-loop thread; ``_api``: the usage guide's three
+  functions on shared default clients.
+
+Exports the public client names (re-exported by ``embedsdk``) and what the command line, the
+integrations and the bench use of it. Imports ``embedsdk.http``, ``embedsdk.ratecontrol``,
+``embedsdk.cache``, ``embedsdk._exceptions`` and ``embedsdk._text``.
+"""
+
+from __future__ import annotations
+
+from ._api import (
+    CLIENT_OPTIONS,
+    client_for,
+    close_default_clients,
+    get_batch_embeddings,
+    get_batch_embeddings_async,
+    get_batch_embeddings_concurrent,
+)
+from ._config import (
+    API_KEY_VARIABLES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_WAIT,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    ClientOptions,
+    Options,
+    find_api_key,
+    resolve_options,
+)
+from ._core import (
+    AsyncEmbedder,
+)
+from ._job import (
+    EmbeddingResult,
+    Stats,
+)
+from ._planning import (
+    estimate_tokens,
+    validate_texts,
+)
+from ._providers import (
+    PROFILES,
+)
+from ._sync import (
+    Embedder,
+)
+
+__all__ = [
+    "API_KEY_VARIABLES",
+    "CLIENT_OPTIONS",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_CONCURRENT",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MAX_WAIT",
+    "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT",
+    "PROFILES",
+    "AsyncEmbedder",
+    "ClientOptions",
+    "Embedder",
+    "EmbeddingResult",
+    "Options",
+    "Stats",
+    "client_for",
+    "close_default_clients",
+    "estimate_tokens",
+    "find_api_key",
+    "get_batch_embeddings",
+    "get_batch_embeddings_async",
+    "get_batch_embeddings_concurrent",
+    "resolve_options",
+    "validate_texts",
+]
