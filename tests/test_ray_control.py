@@ -202,6 +202,26 @@ def test_a_refusal_while_workers_lag_the_pace_cuts_a_step_from_the_pace() -> Non
     assert ctl.epoch == 1 and 90.0 <= rps(ctl) < 100.0
 
 
+def test_a_429_soon_after_a_cut_stays_a_shallow_cut() -> None:
+    """10 a second get through; a 429 cuts; another comes 0.6 s after the pause, when only
+    two of the reports since are in: the second cut does not read the pause and the reports
+    still on their way as a collapse of the limit."""
+    clock = FakeClock()
+    ctl = RateLeader(clock=clock).controller
+    for _ in range(20):
+        clock.now += 0.5
+        ctl.on_successes(0, 5, 50.0, age=0.5)  # 10 a second for 10 s
+    ctl.on_refused(0, what=(True, False))
+    first = rps(ctl)
+    clock.now = ctl.cooldown_until
+    for _ in range(2):
+        clock.now += 0.25
+        ctl.on_successes(ctl.epoch, 2, 20.0, age=0.25)
+    clock.now += 0.1  # the next report is not in yet
+    ctl.on_refused(ctl.epoch, what=(True, False))
+    assert rps(ctl) >= 0.9 * first
+
+
 def test_the_leader_divides_its_pace_between_busy_workers() -> None:
     clock = FakeClock()
     leader = RateLeader(clock=clock)
