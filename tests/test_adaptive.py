@@ -636,6 +636,24 @@ def test_a_long_window_spent_early_is_spent_at_once_in_later_cycles(
         assert last < 5.0  # spent at once, not paced over the minute
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "each cycle of a window spent at once re-learns its period from the probe that "
+        "ended the wall, which goes opens_late (1 %) after the learned opening: the period "
+        "grows 1 % a cycle (60 s -> 71 s in 20 minutes) and the start drifts later each "
+        "cycle, until a whole window is missed (the 16th minute here; 85 % of the allowance "
+        "over 40 minutes)"
+    ),
+)
+def test_a_long_window_is_met_every_cycle_for_twenty_minutes(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    start = clock.now
+    log = serve(ctl, clock, fixed_window(60.0, 600, start), 20 * 60.0, workers=1)
+    assert [ok for ok, _, _ in cycles(log, start, 60.0, 20)] == [600] * 20
+
+
 def test_a_short_window_is_paced(ctl: RateController, clock: FakeClock) -> None:
     """A window of 20 per 2 s spent at once: too short to wait for; paced just under it."""
     start = clock.now
