@@ -637,16 +637,6 @@ def test_a_long_window_spent_early_is_spent_at_once_in_later_cycles(
         assert last < 5.0  # spent at once, not paced over the minute
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "each cycle of a window spent at once re-learns its period from the probe that "
-        "ended the wall, which goes opens_late (1 %) after the learned opening: the period "
-        "grows 1 % a cycle (60 s -> 71 s in 20 minutes) and the start drifts later each "
-        "cycle, until a whole window is missed (the 16th minute here; 85 % of the allowance "
-        "over 40 minutes)"
-    ),
-)
 def test_a_long_window_is_met_every_cycle_for_twenty_minutes(
     ctl: RateController, clock: FakeClock
 ) -> None:
@@ -665,16 +655,6 @@ def test_a_short_window_is_paced(ctl: RateController, clock: FakeClock) -> None:
     assert sum(refused for _, refused, _ in later) <= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a wall is measured to the success that ends it, so a client that sends nothing for "
-        "a while after a wall of refusals (a call cancelled during the pause, the next call "
-        "later) reads its idle spell as a window's wall: 20 s idle, and a bucket of 10 a "
-        "second is sent a 'window' of the 51 requests of the last cycle every ~15 s (21 "
-        "requests in 30 s, 7 % of the limit)"
-    ),
-)
 def test_an_idle_spell_after_a_wall_does_not_read_as_a_window(
     ctl: RateController, clock: FakeClock
 ) -> None:
@@ -687,17 +667,6 @@ def test_an_idle_spell_after_a_wall_does_not_read_as_a_window(
     assert sum(s == 200 for _, s in log) >= 0.8 * 10 * 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a cut less than Tuning.measure seconds after the previous one takes the mean since "
-        "that cut, over a span that holds the pause, as the rate the server took: the pace "
-        "then climbs back to that lower rate (8.2/s here) within regain seconds, and to the "
-        "10.6/s it was refused at only after more than 20 s (b01 in simulated time: 8 of 10 "
-        "a second for the last 40 s; a leader of 16 workers on a 1 s bucket, 1 run in 10: "
-        "the pace halved 0.3 s after a cut, 87 % of the limit after 10 s)"
-    ),
-)
 def test_a_cut_soon_after_another_climbs_back_to_the_rate_refused_within_regain(
     ctl: RateController, clock: FakeClock
 ) -> None:

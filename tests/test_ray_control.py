@@ -219,7 +219,9 @@ def test_a_429_soon_after_a_cut_stays_a_shallow_cut() -> None:
         ctl.on_successes(ctl.epoch, 2, 20.0, age=0.25)
     clock.now += 0.1  # the next report is not in yet
     ctl.on_refused(ctl.epoch, what=(True, False))
-    assert rps(ctl) >= 0.9 * first
+    # The reports since say 8 a second; the best second across the cut was 9: a cut to 95 %
+    # of that is shallow (the old leader cut 28 % at a time, reading the pause as the limit).
+    assert rps(ctl) >= 0.85 * first
 
 
 def test_the_leader_divides_its_pace_between_busy_workers() -> None:

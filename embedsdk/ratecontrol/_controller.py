@@ -191,6 +191,7 @@ class RateController:
         self._timescale = 0.0  # the longest wall seen, seconds: the limit's own period
         self._period: float | None = None  # a window's cycle, when it is spent at once
         self._planned = False  # the pause ends when the window should open again
+        self._planned_period = 0.0  # the period that said when
         self._allowance = (math.inf, math.inf)  # what its last cycle took: requests, tokens
         self._sent = [0.0, 0.0]  # requests and tokens sent in this cycle
         self._grown_at = -math.inf
@@ -338,7 +339,9 @@ class RateController:
             if not level:
                 return
             now = self._clock()
-            self._succeeded(now, ticket.epoch, 1, ticket.tokens, ticket.held, ticket.probe)
+            self._succeeded(
+                now, ticket.epoch, 1, ticket.tokens, ticket.held, ticket.probe, ticket.sent
+            )
             self._levels.note(now, level)
             self._window.widen(now, level)
             self._settle(now)
@@ -431,7 +434,7 @@ class RateController:
         with self._lock:
             now = self._clock()
             self._meter.sent(now - age)
-            self._succeeded(now, epoch, requests, tokens, held, epoch == self.epoch)
+            self._succeeded(now, epoch, requests, tokens, held, epoch == self.epoch, now - age)
             self._settle(now)
 
     def on_refused(
@@ -553,14 +556,21 @@ class RateController:
             wake()
 
     def _succeeded(
-        self, now: float, epoch: int, requests: float, tokens: float, held: bool, probe: bool
+        self,
+        now: float,
+        epoch: int,
+        requests: float,
+        tokens: float,
+        held: bool,
+        probe: bool,
+        sent: float,
     ) -> None:
         """Count successes; one booked in the current epoch ends the wall (it is the first of
         the next cycle), and the probe's ends the probing."""
         if self._cycle is None and self._meter.first is not None:
             self._cycle = (self._meter.first, 0.0, 0.0)
         if epoch == self.epoch and self.strikes:
-            self._wall_ended(now, requests, tokens)
+            self._wall_ended(min(sent, now), requests, tokens)
         self._meter.add(now, requests, tokens)
         if epoch < self.epoch and self._guessed_at == self._last_cut:
             self._guess(now)  # a success of the first wave, late (a cluster's report)
@@ -647,7 +657,10 @@ class RateController:
     def _cut(self, now: float, what: tuple[bool, bool]) -> None:
         """Multiplicative decrease of the exhausted pace(s), from what the server took."""
         t = self.tuning
-        best = self._meter.best_rate(now, self._last_cut)
+        # At least the last whole ``measure`` seconds, across the last cut: a refusal soon
+        # after one would otherwise measure the pause, and cut a pace just cut far too deep.
+        best = self._meter.best_rate(now, min(self._last_cut, now - t.measure))
+        soon = now - self._last_cut < t.measure
         # Few refusals among the answers: the server took nearly all that was sent, and what
         # got through measures the client (a pace it had not reached yet), not the limit.
         refused, answers = self._meter.refusals(now, self._last_cut)
@@ -665,38 +678,49 @@ class RateController:
                 rate = pace.rate if not took else min(pace.rate, took)
                 rate = max(rate, t.deepest_cut * pace.rate / t.backoff)
                 # A pace never refused before was refused at about the limit (or by chance,
-                # below it): climb back to where it was, not only to what got through.
-                ceiling = pace.rate if pace.mode == DISCOVER else rate
+                # below it), and a refusal soon after a cut measured the pause with it: climb
+                # back to where it was refused, not only to what got through.
+                ceiling = pace.rate if pace.mode == DISCOVER or soon else rate
             pace.set(t.backoff * rate, ceiling, REGAIN, self._timescale)
         self._cut_what = what
         self._last_cut = now
 
-    def _wall_ended(self, now: float, requests: float, tokens: float) -> None:
-        """A success ends the wall. One that lasted was a window's, spent early and open
-        again: what got through over the whole cycle (to about when the wall ended: between
-        its last refusal and now) is what the window sustains. A window spent in the first
-        half of its cycle gives its allowance at once: spend it at once (free) and probe
-        when the next cycle should begin. Otherwise pace just under what it sustains."""
+    def _wall_ended(self, sent: float, requests: float, tokens: float) -> None:
+        """A success, sent at ``sent``, ends the wall. One that lasted was a window's, spent
+        early and open again: what got through over the whole cycle (to about when the wall
+        ended: between its last refusal and the success's sending) is what the window
+        sustains. A window spent in the first half of its cycle gives its allowance at once:
+        spend it at once (free) and probe when the next cycle should begin. Otherwise pace
+        just under what it sustains."""
         # A wall of one refused probe is as long as the pace's interval made its pause, and
-        # says nothing of a window (unless its pause ended when a window should open).
+        # says nothing of a window (unless its pause ended when a window should open); nor
+        # does the time a client sent nothing after it (the wall ended by then).
         lasted = self.strikes >= 3 or self._planned
-        long = now - self._wall_since >= self.tuning.long_wall and lasted
+        # The probe could have gone when the pause ended: a client idle after it (a call
+        # cancelled, the next one later) does not make the wall longer.
+        ended = max(self._refused_at, min(sent, self.cooldown_until))
+        long = ended - self._wall_since >= self.tuning.long_wall and lasted
         if not long or self._cycle is None:
             return
-        self._timescale = max(self._timescale, now - self._wall_since)
-        # It ended between its last refusal and now; just before now when the probe went
-        # as a window should have opened.
-        end = now if self._planned else (self._refused_at + now) / 2
+        self._timescale = max(self._timescale, ended - self._wall_since)
+        # It ended between its last refusal and then; when the probe went as a window was
+        # planned to open, then. The next cycle counts from then: a sliding window frees
+        # its room as the burst that spent it grows a period old.
+        end = ended if self._planned else (self._refused_at + ended) / 2
         since, before = self._cycle[0], self._cycle[1:]
         totals = self._meter.totals()
-        self._cycle = (now, *totals)
+        self._cycle = (end, *totals)
         self._sent = [requests, tokens]  # the probe, the next cycle's first
-        self._last_cut = now
+        self._last_cut = sent
         if end <= since:
             return
         spent_early = end - self._wall_since > (end - since) / 2
         if end - since >= self.tuning.spend_period and spent_early:
-            self._period = end - since
+            # Kept when the probe went as the period learned said (it goes a little late by
+            # design: learned from it, the period would creep by that much a cycle), and
+            # learned again otherwise.
+            if not self._planned or self._planned_period != self._period:
+                self._period = end - since
             took = (totals[0] - before[0], totals[1] - before[1])
             # Spend what the last cycle took, then one request at a time looks for more.
             self._allowance = tuple(  # type: ignore[assignment]
@@ -746,13 +770,17 @@ class RateController:
         periods = list(t.window_periods) if age >= t.window_probe else []
         if self._period is not None:
             periods.append(self._period)
-        # A little after it: a sliding window frees its room as fast as it was spent, and a
-        # burst that starts early catches up with it.
+        # Probed a little after it: a sliding window frees its room as fast as it was spent,
+        # and a burst that starts early catches up with it.
         opens = [
-            since + period * math.ceil((now - since) / period) + t.opens_late * period
+            (since + period * math.ceil((now - since) / period) + t.opens_late * period, period)
             for period in periods
         ]
-        return min((when for when in opens if when > now + t.pause_min), default=None)
+        found = [pair for pair in opens if pair[0] > now + t.pause_min]
+        if not found:
+            return None
+        when, self._planned_period = min(found)
+        return when
 
     def _start_pause(self, until: float) -> None:
         """Every worker waits until ``until``; bookings made before are void. After a first
