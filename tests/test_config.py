@@ -1,19 +1,30 @@
-"""Options: defaults, the environment, validation, unknown options, and the key kept secret."""
+"""Options: defaults, the environment, validation, unknown options, the key kept secret,
+``NOT_GIVEN`` against ``None``, contradictions refused, and rewrites said at INFO."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from typing import Any, Callable
 
 import pytest
 
 import embedsdk
-from embedsdk import AsyncEmbedder, ConfigurationError, Embedder
+from embedsdk import (
+    NOT_GIVEN,
+    AsyncEmbedder,
+    ConfigurationError,
+    Embedder,
+    MockTransport,
+    Request,
+    Response,
+)
 from embedsdk.client._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     api_key_variables,
+    option_names,
     resolve_options,
 )
 
@@ -367,3 +378,79 @@ def test_key_from_environment_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> No
     emb = AsyncEmbedder(cache=False)
     assert emb.options.api_key == SECRET
     assert SECRET not in repr(emb) and SECRET not in repr(emb.options)
+
+
+# -- NOT_GIVEN and None -------------------------------------------------------------------------
+
+#: Every option resolve_options takes, with NOT_GIVEN.
+ALL_NOT_GIVEN = dict.fromkeys(option_names("every", "call"), NOT_GIVEN)
+
+
+def test_not_given_is_the_same_as_leaving_every_option_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
+    left_out = resolve_options()
+    assert resolve_options(**ALL_NOT_GIVEN) == left_out
+    assert (left_out.timeout, left_out.max_wait, left_out.api_key) == (60.0, 300.0, SECRET)
+    assert NOT_GIVEN not in dataclasses.asdict(left_out).values()
+
+
+@pytest.mark.parametrize(
+    ("name", "not_given", "none"),
+    [("timeout", 60.0, None), ("max_wait", 300.0, None), ("rpm", None, None)],
+)
+def test_none_still_means_no_limit(name: str, not_given: Any, none: Any) -> None:
+    # NOT_GIVEN is the default; None is "no limit", not the default.
+    assert getattr(resolve_options(base_url=LOCAL, **{name: NOT_GIVEN}), name) == not_given
+    assert getattr(resolve_options(base_url=LOCAL, **{name: None}), name) == none
+
+
+@pytest.mark.parametrize(
+    "name", ["model", "base_url", "api_key", "provider", "max_batch_tokens", "rate_controller"]
+)
+def test_none_where_it_meant_not_given_still_does(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
+    assert resolve_options(**{name: None}) == resolve_options(**{name: NOT_GIVEN})
+
+
+def _recording(sizes: list[int]) -> MockTransport:
+    """A server that answers float lists of 4 and notes each request's size."""
+
+    def answer(request: Request) -> Response:
+        inputs = request.json()["input"]
+        sizes.append(len(inputs))
+        data = [
+            {"object": "embedding", "index": i, "embedding": [1.0] * 4} for i in range(len(inputs))
+        ]
+        return Response(200, {}, json.dumps({"object": "list", "data": data}).encode())
+
+    return MockTransport(answer)
+
+
+@pytest.mark.parametrize("left", [{}, {"batch_size": NOT_GIVEN}, {"batch_size": None}])
+def test_per_call_not_given_or_none_is_the_clients_own(left: dict[str, Any]) -> None:
+    sizes: list[int] = []
+    with Embedder(base_url=LOCAL, cache=False, batch_size=2, transport=_recording(sizes)) as emb:
+        emb.embed(["a", "b", "c", "d", "e"], max_concurrent=NOT_GIVEN, **left)
+        blocks = list(emb.embed_stream(["f", "g", "h"], window=NOT_GIVEN, **left))
+    assert sizes == [2, 2, 1, 2, 1]
+    assert [start for start, _ in blocks] == [0]
+
+
+def test_the_clients_take_not_given_for_their_own_parameters() -> None:
+    with Embedder(NOT_GIVEN, transport=NOT_GIVEN, base_url=LOCAL, cache=False) as emb:
+        assert emb.options.model == DEFAULT_MODEL
+
+
+def test_an_unknown_keyword_names_the_option_meant() -> None:
+    with pytest.raises(
+        TypeError, match=r"^Embedder\(\) got .* 'batchsize'; did you mean 'batch_size'\?"
+    ):
+        Embedder(base_url=LOCAL, batchsize=8)  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError, match=r"get_batch_embeddings\(\) got .* 'time_out'; did you mean 'timeout'"
+    ):
+        embedsdk.get_batch_embeddings(["a"], base_url=LOCAL, time_out=3)  # type: ignore[call-overload]

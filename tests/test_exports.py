@@ -4,8 +4,10 @@
 from __future__ import annotations
 import __future__
 
+import copy
 import importlib
 import inspect
+import pickle
 
 import pytest
 
@@ -35,6 +37,20 @@ PROMISED = {
     "MockTransport",
     "set_testing",
     "__version__",
+    # The types of the options and the results (docs/api.md once sent users to
+    # embedsdk._config for Options).
+    "Options",
+    "EmbedderOptions",
+    "NOT_GIVEN",
+    "NotGiven",
+    "ClientOptions",
+    "EmbeddingResult",
+    "Stats",
+    "Vectors",
+    "BatchSize",
+    "EncodingFormat",
+    "ErrorMode",
+    "Provider",
 }
 
 
@@ -52,8 +68,22 @@ def test_all_is_exactly_the_public_members() -> None:
     assert set(embedsdk.__all__) == _public_members()
 
 
+def _isort_style(name: str) -> tuple[int, str]:
+    """ruff's RUF022 order: CONSTANTS, then Classes, then the rest."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
 def test_all_is_sorted_without_duplicates() -> None:
-    assert embedsdk.__all__ == sorted(set(embedsdk.__all__))
+    assert embedsdk.__all__ == sorted(set(embedsdk.__all__), key=_isort_style)
+
+
+def test_not_given_is_one_object_of_its_own_type() -> None:
+    sentinel = embedsdk.NOT_GIVEN
+    assert isinstance(sentinel, embedsdk.NotGiven)
+    assert repr(sentinel) == str(sentinel) == "NOT_GIVEN"
+    assert list(embedsdk.NotGiven) == [sentinel]  # a singleton: no second value to make
+    assert copy.deepcopy(sentinel) is sentinel
+    assert pickle.loads(pickle.dumps(sentinel)) is sentinel  # to Ray workers and back
 
 
 def test_promised_names_are_exported() -> None:

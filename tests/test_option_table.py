@@ -1,0 +1,208 @@
+"""The option set is declared once (``OPTION_TABLE``), and every other place that lists the
+options agrees with it: the typed dicts, the clients' keywords, and the module functions'
+per-call parameters and docstrings.
+
+Each source is compared by a function that returns the disagreements, so that each check is
+also shown to fail on a doctored copy of its source (``test_*_catches_*``).
+
+Private names are used on purpose: the declaration (``embedsdk.client._config``) is the unit
+under test.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import embedsdk
+from embedsdk import NOT_GIVEN, AsyncEmbedder, Embedder, EmbedderOptions, Options
+from embedsdk.client import PROFILES
+from embedsdk.client._config import (
+    ENCODING_FORMATS,
+    OPTION_TABLE,
+    BatchSize,
+    EncodingFormat,
+    OptionSpec,
+    Provider,
+    option_names,
+    resolve_options,
+)
+
+DOCS = Path(__file__).parent.parent / "docs"
+#: The string values each annotation's ``Literal`` allows, by the alias's name.
+LITERALS = {
+    "BatchSize": ("auto",),
+    "EncodingFormat": typing.get_args(EncodingFormat),
+    "Provider": typing.get_args(Provider),
+}
+
+
+def _annotation(value: Any) -> str:
+    """An annotation as written (annotations are postponed: a str, or a ForwardRef in a
+    TypedDict)."""
+    return value if isinstance(value, str) else value.__forward_arg__
+
+
+# -- the typed dicts -----------------------------------------------------------------------------
+
+
+def typed_dict_disagreements(typed: Any, names: tuple[str, ...]) -> list[str]:
+    """How a typed dict differs from the declared options ``names``: missing or extra keys,
+    and annotations other than declared."""
+    keys = typed.__annotations__
+    problems = [f"{n}: missing" for n in names if n not in keys]
+    problems += [f"{n}: not declared" for n in keys if n not in names]
+    problems += [
+        f"{n}: {_annotation(keys[n])} but declared {OPTION_TABLE[n].annotation}"
+        for n in names
+        if n in keys and _annotation(keys[n]) != OPTION_TABLE[n].annotation
+    ]
+    return problems
+
+
+def test_options_is_the_declared_client_options() -> None:
+    assert typed_dict_disagreements(Options, option_names("every")) == []
+
+
+def test_embedder_options_are_the_declared_ones_less_the_model_first_parameter() -> None:
+    names = tuple(n for n in option_names("every", "call") if n != "model")
+    assert typed_dict_disagreements(EmbedderOptions, names) == []
+
+
+def test_typed_dict_check_catches_a_missing_option_and_a_wrong_type() -> None:
+    class Doctored(typing.TypedDict, total=False):
+        model: str | None  # declared str | NotGiven | None
+        nope: int
+
+    found = typed_dict_disagreements(Doctored, ("model", "timeout"))
+    assert found == [
+        "timeout: missing",
+        "nope: not declared",
+        "model: str | None but declared str | NotGiven | None",
+    ]
+
+
+# -- the clients' keywords ----------------------------------------------------------------------
+
+
+def keyword_disagreements(init: Callable[..., Any]) -> list[str]:
+    """How a client's ``__init__`` differs from the declaration: every declared option is
+    either its own parameter (annotated and defaulted as declared) or a key of
+    ``**options: Unpack[EmbedderOptions]``."""
+    parameters = dict(inspect.signature(init).parameters)
+    parameters.pop("self", None)
+    spread = parameters.pop("options", None)
+    problems = []
+    if spread is None or _annotation(spread.annotation) != "Unpack[EmbedderOptions]":
+        problems.append("options: not **options: Unpack[EmbedderOptions]")
+    taken = set(parameters) | set(EmbedderOptions.__annotations__)
+    problems += [f"{n}: not taken" for n in OPTION_TABLE if n not in taken]
+    problems += [f"{n}: not declared" for n in sorted(taken - set(OPTION_TABLE))]
+    for name, parameter in parameters.items():
+        spec = OPTION_TABLE.get(name)
+        if spec is not None and _annotation(parameter.annotation) != spec.annotation:
+            problems.append(f"{name}: annotated {parameter.annotation}")
+        if spec is not None and parameter.default is not spec.default:
+            problems.append(f"{name}: defaults to {parameter.default!r}")
+    return problems
+
+
+@pytest.mark.parametrize("client", [AsyncEmbedder, Embedder], ids=lambda c: c.__name__)
+def test_client_keywords_are_the_declared_options(client: type) -> None:
+    assert keyword_disagreements(client.__init__) == []  # type: ignore[misc]
+
+
+def test_keyword_check_catches_an_undeclared_keyword_and_a_wrong_default() -> None:
+    def doctored(
+        model: str | None = None,
+        *,
+        transport: Any = NOT_GIVEN,
+        proxy: str = "",
+        **options: EmbedderOptions,  # annotated as written: Unpack[EmbedderOptions] expected
+    ) -> None: ...
+
+    assert keyword_disagreements(doctored) == [
+        "options: not **options: Unpack[EmbedderOptions]",
+        "proxy: not declared",
+        "model: annotated str | None",
+        "model: defaults to None",
+        "transport: annotated Any",
+    ]
+
+
+def test_resolve_options_takes_the_declared_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SILICONFLOW_API_KEY", "sk-x")
+    resolved = resolve_options()
+    for name in option_names("every", "call"):
+        default = OPTION_TABLE[name].default
+        if default is not NOT_GIVEN:  # worked out: checked in test_config
+            assert getattr(resolved, name) == default, name
+        assert getattr(resolved, name) is not NOT_GIVEN, name
+
+
+# -- the module functions ------------------------------------------------------------------------
+
+CONCURRENCY = {
+    "get_batch_embeddings": None,  # serial: one request in flight, no parameter for it
+    "get_batch_embeddings_concurrent": "max_workers",  # the usage guide's names
+    "get_batch_embeddings_async": "max_concurrent",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONCURRENCY))
+def test_module_functions_take_the_declared_per_call_defaults(name: str) -> None:
+    parameters = inspect.signature(getattr(embedsdk, name)).parameters
+    assert parameters["batch_size"].default == OPTION_TABLE["batch_size"].default
+    concurrency = CONCURRENCY[name]
+    if concurrency is not None:
+        assert parameters[concurrency].default == OPTION_TABLE["max_concurrent"].default
+    assert {"max_workers", "max_concurrent"} & set(parameters) == (
+        {concurrency} if concurrency else set()
+    )
+    assert _annotation(parameters["options"].annotation) == "Unpack[Options]"
+
+
+DOCUMENTED: list[tuple[Any, tuple[str, ...]]] = [
+    (embedsdk.get_batch_embeddings, option_names("every")),
+    (embedsdk.get_batch_embeddings_concurrent, option_names("every")),
+    (embedsdk.get_batch_embeddings_async, option_names("every")),
+    (Embedder, tuple(OPTION_TABLE)),
+    (AsyncEmbedder, tuple(OPTION_TABLE)),
+]
+
+
+@pytest.mark.parametrize(("target", "names"), DOCUMENTED, ids=lambda x: getattr(x, "__name__", ""))
+def test_docstrings_list_every_option_as_declared(target: Any, names: tuple[str, ...]) -> None:
+    doc = inspect.getdoc(target) or ""
+    listed = re.findall(r"^- ``(\w+)`` \(default: ", doc, re.M)
+    assert tuple(listed) == names
+    for name in names:
+        spec = OPTION_TABLE[name]
+        assert f"``{name}`` (default: {spec.shown_default}): " in doc
+
+
+# -- the literals ---------------------------------------------------------------------------------
+
+
+def test_the_literals_are_the_values_the_library_takes() -> None:
+    assert typing.get_args(Provider) == tuple(PROFILES)
+    assert typing.get_args(EncodingFormat) == ENCODING_FORMATS
+    assert typing.get_args(BatchSize)[0] is int
+
+
+def test_plain_defaults_are_shown_as_written() -> None:
+    for spec in OPTION_TABLE.values():
+        if spec.default is not NOT_GIVEN:
+            assert spec.shown_default.startswith(repr(spec.default).replace("'", '"')), spec.name
+
+
+def test_the_declaration_is_frozen() -> None:
+    spec = OPTION_TABLE["timeout"]
+    assert isinstance(spec, OptionSpec)
+    with pytest.raises(AttributeError):
+        spec.default = 1.0  # type: ignore[misc]
