@@ -445,6 +445,42 @@ def test_the_clients_take_not_given_for_their_own_parameters() -> None:
         assert emb.options.model == DEFAULT_MODEL
 
 
+# -- contradictions and one rule for the paces ----------------------------------------------------
+
+
+def test_a_rate_controller_without_adaptive_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Embedder(base_url=LOCAL, adaptive=False, rate_controller=embedsdk.RateController())
+    message = str(info.value)
+    assert "rate_controller" in message and "adaptive=False" in message
+    assert "drop adaptive=False" in message  # the remedy, both ways
+    # Either alone is fine, and so is adaptive=False with the controller left out.
+    resolve_options(base_url=LOCAL, adaptive=False, rate_controller=None)
+    resolve_options(base_url=LOCAL, rate_controller=embedsdk.RateController())
+
+
+@pytest.mark.parametrize("value", [0.25, 0.5, 0.999, 1, 2000])
+@pytest.mark.parametrize("name", ["rpm", "tpm"])
+def test_rpm_and_tpm_take_any_number_above_zero(name: str, value: float) -> None:
+    # One rule for both: a pace per minute > 0. rpm=0.25 is 15 requests an hour (free tiers
+    # have such limits), and embedsdk.ray divides the account's rpm between its workers.
+    assert getattr(resolve_options(base_url=LOCAL, **{name: value}), name) == value
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), "60", True])
+@pytest.mark.parametrize("name", ["rpm", "tpm"])
+def test_rpm_and_tpm_refuse_the_same_values(name: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match=f"{name} must be a positive number"):
+        resolve_options(base_url=LOCAL, **{name: value})
+
+
+def test_a_client_paced_below_one_request_a_minute_sends_its_first_request_at_once() -> None:
+    sizes: list[int] = []
+    with Embedder(base_url=LOCAL, cache=False, rpm=0.5, transport=_recording(sizes)) as emb:
+        assert emb.embed(["a"]).shape == (1, 4)
+    assert sizes == [1]
+
+
 def test_an_unknown_keyword_names_the_option_meant() -> None:
     with pytest.raises(
         TypeError, match=r"^Embedder\(\) got .* 'batchsize'; did you mean 'batch_size'\?"

@@ -195,7 +195,7 @@ OPTION_TABLE: Mapping[str, OptionSpec] = types.MappingProxyType(
                 "float | NotGiven | None",
                 None,
                 "None (no limit)",
-                "Requests per minute at most (at least 1), a hard ceiling",
+                "Requests per minute at most (> 0), a hard ceiling",
                 ("--rpm",),
             ),
             _spec(
@@ -514,14 +514,6 @@ def _max_wait(value: Any) -> float | None:
     return float(number)
 
 
-def _at_least_one(name: str, value: Any) -> float | None:
-    """A per-minute count: at least 1 (a limiter cannot hand out a fraction of a request)."""
-    number = _positive_number(name, value)
-    if number is not None and number < 1:
-        raise ConfigurationError(f"{name} must be at least 1 (per minute), got {value!r}")
-    return number
-
-
 def _optional_str(name: str, value: Any) -> str | None:
     """A str, or ``None`` when not given (:data:`NOT_GIVEN`, or ``None`` as before)."""
     if value is NOT_GIVEN:
@@ -673,12 +665,20 @@ def _check_cache(cache: Any) -> bool | str | os.PathLike[str] | VectorCache | No
     return checked
 
 
-def _check_controller(controller: Any) -> RateController | None:
+def _check_controller(controller: Any, adaptive: bool) -> RateController | None:
     """The controller to pace with, or ``None`` for the account's own (when not given)."""
     if controller is NOT_GIVEN or controller is None:
         return None
     if not isinstance(controller, RateController):
         raise ConfigurationError(f"rate_controller must be a RateController, got {controller!r}")
+    if not adaptive:
+        # It used to be left unused without a word: a client meant to share another's pace
+        # paced by nothing but rpm / tpm and its backoff.
+        raise ConfigurationError(
+            "rate_controller was given with adaptive=False, which paces by no controller: "
+            "drop adaptive=False to pace with this controller, or drop rate_controller to "
+            "pace by rpm / tpm and backoff only"
+        )
     return controller
 
 
@@ -802,7 +802,7 @@ def resolve_options(**given: Unpack[_ResolvedOptions]) -> ClientOptions:
         api_key_source=source,
         batch_size=_batch_size(values["batch_size"], profile),
         max_concurrent=_positive_int("max_concurrent", values["max_concurrent"]),
-        rpm=_at_least_one("rpm", values["rpm"]),
+        rpm=_positive_number("rpm", values["rpm"]),
         tpm=_positive_number("tpm", values["tpm"]),
         max_retries=_count("max_retries", values["max_retries"]),
         timeout=_timeout(values["timeout"]),
@@ -816,6 +816,6 @@ def resolve_options(**given: Unpack[_ResolvedOptions]) -> ClientOptions:
         provider=_provider_name(profile),
         truncate=_flag("truncate", values["truncate"]),
         adaptive=adaptive,
-        rate_controller=_check_controller(values["rate_controller"]),
+        rate_controller=_check_controller(values["rate_controller"], adaptive),
         max_wait=_max_wait(values["max_wait"]),
     )
