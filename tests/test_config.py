@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from typing import Any, Callable
 
 import pytest
@@ -19,6 +20,7 @@ from embedsdk import (
     MockTransport,
     Request,
     Response,
+    Rewrite,
 )
 from embedsdk.client._config import (
     DEFAULT_BASE_URL,
@@ -479,6 +481,79 @@ def test_a_client_paced_below_one_request_a_minute_sends_its_first_request_at_on
     with Embedder(base_url=LOCAL, cache=False, rpm=0.5, transport=_recording(sizes)) as emb:
         assert emb.embed(["a"]).shape == (1, 4)
     assert sizes == [1]
+
+
+# -- rewrites said once at INFO -----------------------------------------------------------------
+
+DASHSCOPE = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+SILICONFLOW = "https://api.siliconflow.cn/v1"
+
+
+def _rewrites(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "INFO" and "was given" in r.getMessage()
+    ]
+
+
+def test_base64_for_a_float_only_provider_is_said_once_per_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    for _ in range(2):
+        emb = AsyncEmbedder(
+            base_url=DASHSCOPE, api_key=SECRET, cache=False, encoding_format="base64"
+        )
+        assert emb.options.encoding_format == "float"
+    said = (
+        "encoding_format='base64' was given; 'float' is used: dashscope answers only with "
+        "float lists (it has no base64)"
+    )
+    assert _rewrites(caplog) == [said, said]  # two clients, once each
+    assert emb.options.rewritten == (
+        Rewrite("encoding_format", "base64", "float", said.split(": ", 1)[1]),
+    )
+    assert SECRET not in caplog.text
+
+
+def test_the_default_format_on_a_float_only_provider_is_no_rewrite(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    options = AsyncEmbedder(base_url=DASHSCOPE, api_key=SECRET, cache=False).options
+    assert (options.encoding_format, options.rewritten) == ("float", ())
+    assert (
+        AsyncEmbedder(base_url=SILICONFLOW, api_key=SECRET, cache=False).options.encoding_format
+        == "base64"
+    )
+    assert _rewrites(caplog) == []
+
+
+def test_a_batch_size_above_the_cap_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    emb = AsyncEmbedder(base_url=SILICONFLOW, api_key=SECRET, cache=False, batch_size=100)
+    assert emb.options.batch_size == 64
+    assert _rewrites(caplog) == [
+        "batch_size=100 was given; 64 is used: siliconflow takes at most 64 texts per request; "
+        "a larger batch would be refused"
+    ]
+
+
+def test_a_per_call_batch_size_above_the_cap_is_said_once_per_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    sizes: list[int] = []
+    options: dict[str, Any] = {"base_url": SILICONFLOW, "api_key": SECRET, "cache": False}
+    with Embedder(transport=_recording(sizes), **options) as emb:
+        for _ in range(3):
+            emb.embed([f"t{i}" for i in range(70)], batch_size=100)
+    assert sizes == [64, 6] * 3
+    assert _rewrites(caplog) == [
+        "batch_size=100 was given; 64 is used: siliconflow takes at most 64 texts per request; "
+        "a larger batch would be refused"
+    ]
 
 
 def test_an_unknown_keyword_names_the_option_meant() -> None:

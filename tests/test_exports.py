@@ -47,6 +47,7 @@ PROMISED = {
     "EmbeddingResult",
     "Stats",
     "Vectors",
+    "Rewrite",
     "BatchSize",
     "EncodingFormat",
     "ErrorMode",

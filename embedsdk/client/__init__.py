@@ -46,6 +46,7 @@ from ._config import (
     Options,
     OptionSpec,
     Provider,
+    Rewrite,
     find_api_key,
     resolve_options,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "OptionSpec",
     "Options",
     "Provider",
+    "Rewrite",
     "Stats",
     "Vectors",
     "client_for",

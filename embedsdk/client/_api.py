@@ -113,7 +113,7 @@ def get_batch_embeddings(
     """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
 
     ``batch_size``: inputs per request (at most the provider's cap; a larger one is lowered
-    to it), or ``"auto"`` to let the client choose it as the run goes
+    to it, said once at INFO), or ``"auto"`` to let the client choose it as the run goes
     (from the cap, the rate limits it meets and how latency grows with the batch).
     ``progress=True`` shows a bar on stderr. ``errors="return"`` returns an
     :class:`~embedsdk.EmbeddingResult` (NaN rows, an ``ok`` mask, the errors) instead of

@@ -26,7 +26,7 @@ import os
 import re
 import types
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Callable, Final, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Final, Literal, NamedTuple, TypeVar, Union
 from urllib.parse import SplitResult, urlsplit
 
 from typing_extensions import TypedDict, Unpack
@@ -402,6 +402,45 @@ EMBEDDER_OPTIONS = tuple(n for n in option_names("every", "call") if n != "model
 # -- the resolved options --------------------------------------------------------------------
 
 
+class Rewrite(NamedTuple):
+    """An option the client uses otherwise than it was given, and why: said once per client
+    at INFO (``embedsdk`` logger), and listed in ``ClientOptions.rewritten``."""
+
+    option: str
+    given: object
+    used: object
+    why: str
+
+    def message(self) -> str:
+        return f"{self.option}={self.given!r} was given; {self.used!r} is used: {self.why}"
+
+
+class RewriteLog:
+    """Says each rewrite of one client's options once, at INFO, however many calls meet it
+    (a per-call ``batch_size`` above the cap is lowered at every call)."""
+
+    def __init__(self) -> None:
+        self._said: set[tuple[str, str, str]] = set()
+
+    def say(self, rewrite: Rewrite) -> None:
+        key = (rewrite.option, repr(rewrite.given), repr(rewrite.used))
+        if key not in self._said:
+            self._said.add(key)
+            logger.info("%s", rewrite.message())
+
+
+def batch_cap_rewrite(asked: int, cap: int, provider_cap: int, provider: str) -> Rewrite:
+    """``batch_size=asked`` lowered to ``cap``, and why: the provider's published cap, a
+    smaller one the server showed by refusing a batch (413), or the most any provider takes."""
+    if cap == provider_cap:
+        why = f"{provider} takes at most {cap} texts per request; a larger batch would be refused"
+    elif cap < provider_cap:
+        why = f"this server refused a larger batch, so {cap} texts per request is its cap now"
+    else:
+        why = f"{cap} texts per request is the most any provider takes"
+    return Rewrite("batch_size", asked, cap, why)
+
+
 @dataclasses.dataclass(frozen=True)
 class ClientOptions:
     """Everything that shapes a client's requests. Built by :func:`resolve_options`.
@@ -410,7 +449,8 @@ class ClientOptions:
     estimated tokens per minute; ``max_batch_tokens`` estimated tokens per request;
     ``truncate``: cut texts longer than the model takes instead of refusing them;
     ``max_wait``: the longest wait in seconds a 429 may ask for before the call fails at once
-    (``None``: no bound).
+    (``None``: no bound); ``rewritten``: the options used otherwise than given, and why (not
+    part of the options' identity).
     """
 
     model: str
@@ -433,6 +473,7 @@ class ClientOptions:
     adaptive: bool = True  # learn the provider's rate limit from its 429s (see ratecontrol)
     rate_controller: RateController | None = None  # a RateController to share; None: the account's
     max_wait: float | None = DEFAULT_MAX_WAIT  # seconds a 429 may ask to wait (None: any)
+    rewritten: tuple[Rewrite, ...] = dataclasses.field(default=(), compare=False)
 
     @property
     def endpoint(self) -> str:
@@ -682,20 +723,30 @@ def _check_controller(controller: Any, adaptive: bool) -> RateController | None:
     return controller
 
 
-def _encoding(value: Any, profile: Profile) -> EncodingFormat:
-    """The wire format: float for a float-only provider, whatever was asked. Left out, it is
-    base64 (a third fewer bytes than float lists) where the provider speaks it."""
-    if value is not NOT_GIVEN and (not isinstance(value, str) or value not in ENCODING_FORMATS):
+def _encoding(value: Any, profile: Profile) -> tuple[EncodingFormat, tuple[Rewrite, ...]]:
+    """The wire format, and the rewrite when a float-only provider cannot send the one asked
+    for. Left out, it is base64 (a third fewer bytes than float lists), or float where
+    base64 is not spoken, without a word."""
+    if value is NOT_GIVEN:
+        return ("float" if profile.float_only else "base64"), ()
+    if not isinstance(value, str) or value not in ENCODING_FORMATS:
         raise ConfigurationError(
             f"encoding_format must be one of {ENCODING_FORMATS}, got {value!r}"
         )
-    return "float" if profile.float_only or value == "float" else "base64"
+    if profile.float_only and value != "float":
+        why = f"{profile.name} answers only with float lists (it has no base64)"
+        return "float", (Rewrite("encoding_format", value, "float", why),)
+    return ("float" if value == "float" else "base64"), ()
 
 
-def _batch_size(value: Any, profile: Profile) -> BatchSize:
+def _batch_size(value: Any, profile: Profile) -> tuple[BatchSize, tuple[Rewrite, ...]]:
     """The client's batch size, lowered to the provider's cap when that is known (a larger
     batch would only earn a 413); a cap that is only a guess lowers nothing: a 413 would."""
-    return check_batch_size(value, profile.max_batch if profile.cap_known else None)
+    size = check_batch_size(value)
+    if isinstance(size, int) and profile.cap_known and size > profile.max_batch:
+        cap = profile.max_batch
+        return cap, (batch_cap_rewrite(size, cap, cap, profile.name),)
+    return size, ()
 
 
 def _endpoint(base_url: Any, api_key: Any, allow_insecure: Any) -> tuple[str, str | None, str]:
@@ -793,6 +844,8 @@ def resolve_options(**given: Unpack[_ResolvedOptions]) -> ClientOptions:
     profile = profile_for(url, _provider(values["provider"]))
     dimensions = values["dimensions"]
     check_dimensions(profile, model, dimensions)
+    batch_size, lowered = _batch_size(values["batch_size"], profile)
+    encoding, switched = _encoding(values["encoding_format"], profile)
     adaptive = _flag("adaptive", values["adaptive"])
     tokens = values["max_batch_tokens"]
     return ClientOptions(
@@ -800,14 +853,14 @@ def resolve_options(**given: Unpack[_ResolvedOptions]) -> ClientOptions:
         base_url=url,
         api_key=key,
         api_key_source=source,
-        batch_size=_batch_size(values["batch_size"], profile),
+        batch_size=batch_size,
         max_concurrent=_positive_int("max_concurrent", values["max_concurrent"]),
         rpm=_positive_number("rpm", values["rpm"]),
         tpm=_positive_number("tpm", values["tpm"]),
         max_retries=_count("max_retries", values["max_retries"]),
         timeout=_timeout(values["timeout"]),
         dimensions=None if dimensions is None else _positive_int("dimensions", dimensions),
-        encoding_format=_encoding(values["encoding_format"], profile),
+        encoding_format=encoding,
         cache=_check_cache(values["cache"]),
         max_batch_tokens=profile.max_batch_tokens
         if tokens is NOT_GIVEN or tokens is None
@@ -818,4 +871,5 @@ def resolve_options(**given: Unpack[_ResolvedOptions]) -> ClientOptions:
         adaptive=adaptive,
         rate_controller=_check_controller(values["rate_controller"], adaptive),
         max_wait=_max_wait(values["max_wait"]),
+        rewritten=lowered + switched,
     )

@@ -59,6 +59,8 @@ from ._config import (
     EmbedderOptions,
     ErrorMode,
     NotGiven,
+    RewriteLog,
+    batch_cap_rewrite,
     check_batch_size,
     check_option_names,
     document_options,
@@ -144,7 +146,9 @@ class AsyncEmbedder:
     ...     vectors = await emb.embed(["你好", "hello"])           # (2, 1024) float32
 
     Options are those of :func:`embedsdk.get_batch_embeddings_async`, with ``batch_size``
-    and ``max_concurrent`` as the defaults of each call, and ``transport``.
+    and ``max_concurrent`` as the defaults of each call, and ``transport``. Options it uses
+    otherwise than given (a ``batch_size`` above the provider's cap, base64 for a float-only
+    provider) are said once at INFO and listed in ``options.rewritten``.
     """
 
     def __init__(
@@ -156,6 +160,9 @@ class AsyncEmbedder:
     ) -> None:
         check_option_names(type(self).__name__, options, EMBEDDER_OPTIONS)
         self.options: ClientOptions = resolve_options(model=model, **options)
+        self._rewrites = RewriteLog()  # each rewrite of the options said once, at INFO
+        for rewrite in self.options.rewritten:
+            self._rewrites.say(rewrite)
         self.stats = Stats()
         self._loop: asyncio.AbstractEventLoop | None = None  # the one loop it may be used on
         self._pid = os.getpid()
@@ -263,9 +270,9 @@ class AsyncEmbedder:
     ) -> Vectors | EmbeddingResult:
         """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``.
 
-        ``batch_size`` caps inputs per request (``"auto"``: chosen as the run goes) and
-        ``max_concurrent`` requests in flight: left out, :data:`~embedsdk.NOT_GIVEN` or
-        ``None``, the client's own settings.
+        ``batch_size`` caps inputs per request (``"auto"``: chosen as the run goes; above the
+        provider's cap, lowered to it, said once at INFO) and ``max_concurrent`` requests in
+        flight: left out, :data:`~embedsdk.NOT_GIVEN` or ``None``, the client's own settings.
         ``progress`` shows a bar on stderr.
 
         ``errors="raise"`` (default): the first request that fails for good stops the call and
@@ -453,7 +460,11 @@ class AsyncEmbedder:
         size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
         if isinstance(size, str):
             return None
-        return min(size, self._batch_cap) if self._cap_known else size
+        if self._cap_known and size > self._batch_cap:  # said once per client, at INFO
+            cap, provider = self._batch_cap, self._profile
+            self._rewrites.say(batch_cap_rewrite(size, cap, provider.max_batch, provider.name))
+            return cap
+        return size
 
     def _batch_guess(self, batch_size: int | str | None) -> int:
         """Texts per request to plan windows for: the size asked, or the cap for "auto"."""

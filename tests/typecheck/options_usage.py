@@ -73,6 +73,7 @@ fmt: Literal["base64", "float"] = options.encoding_format
 provider: embedsdk.Provider = options.provider
 cache_option: bool | str | os.PathLike[str] | embedsdk.VectorCache | None = options.cache
 controller: embedsdk.RateController | None = options.rate_controller
+rewrites: tuple[embedsdk.Rewrite, ...] = options.rewritten
 wrong_cache: int = options.cache  # type: ignore[assignment]
 wrong_controller: int = options.rate_controller  # type: ignore[assignment]
 
