@@ -1,16 +1,17 @@
 """The option set is declared once (``OPTION_TABLE``), and every other place that lists the
-options agrees with it: the typed dicts, the clients' keywords, and the module functions'
-per-call parameters and docstrings.
+options agrees with it: the typed dicts, the clients' keywords, the module functions' per-call
+parameters and docstrings, and ``embedsdk embed --help``'s flags and their defaults.
 
 Each source is compared by a function that returns the disagreements, so that each check is
 also shown to fail on a doctored copy of its source (``test_*_catches_*``).
 
-Private names are used on purpose: the declaration (``embedsdk.client._config``) is the unit
-under test.
+Private names are used on purpose: the declaration (``embedsdk.client._config``) and the
+command line's translation of it (``embedsdk.cli._options``) are the units under test.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import re
 import typing
@@ -21,6 +22,8 @@ import pytest
 
 import embedsdk
 from embedsdk import NOT_GIVEN, AsyncEmbedder, Embedder, EmbedderOptions, Options
+from embedsdk.cli import build_parser, main
+from embedsdk.cli._options import OPTION_FLAGS, client_kwargs
 from embedsdk.client import PROFILES
 from embedsdk.client._config import (
     ENCODING_FORMATS,
@@ -184,6 +187,110 @@ def test_docstrings_list_every_option_as_declared(target: Any, names: tuple[str,
     for name in names:
         spec = OPTION_TABLE[name]
         assert f"``{name}`` (default: {spec.shown_default}): " in doc
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def help_flags(help_text: str) -> list[str]:
+    """The flags listed under "client options:" in ``embedsdk embed --help``."""
+    section = help_text.split("client options:\n", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^  (--[a-z-]+)", section, re.M)
+
+
+def flag_disagreements(flags: list[str]) -> list[str]:
+    declared = [flag for spec in OPTION_TABLE.values() for flag in spec.flags]
+    problems = [f"{f}: declared, not in --help" for f in declared if f not in flags]
+    problems += [f"{f}: in --help, not declared" for f in flags if f not in declared]
+    return problems
+
+
+@pytest.fixture(scope="module")
+def embed_help() -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return str(sub.choices["embed"].format_help())
+
+
+def test_the_help_lists_the_declared_flags(embed_help: str) -> None:
+    assert flag_disagreements(help_flags(embed_help)) == []
+
+
+def test_embed_help_is_what_the_command_prints(
+    embed_help: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    assert help_flags(capsys.readouterr().out) == help_flags(embed_help)
+
+
+def test_flag_check_catches_a_missing_and_an_undeclared_flag(embed_help: str) -> None:
+    doctored = embed_help.replace("  --tpm N", "  --tpm-limit N")
+    assert flag_disagreements(help_flags(doctored)) == [
+        "--tpm: declared, not in --help",
+        "--tpm-limit: in --help, not declared",
+    ]
+
+
+def test_options_without_a_flag_say_why() -> None:
+    for spec in OPTION_TABLE.values():
+        assert bool(spec.flags) != bool(spec.no_flag), spec.name
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["embed", "in.txt", "-o", "out.npy", *argv])
+
+
+def test_flags_default_to_the_declared_defaults() -> None:
+    given = client_kwargs(_parse())
+    expected = {
+        name: spec.default
+        for name, spec in OPTION_TABLE.items()
+        if spec.flags and spec.default is not NOT_GIVEN
+    }
+    assert given == expected  # what the library works out (NOT_GIVEN) is left to it
+
+
+#: A value for each flag; a new declared flag needs one here.
+SAMPLES = {
+    "--model": ["m"],
+    "--base-url": ["http://127.0.0.1:9/v1"],
+    "--provider": ["tei"],
+    "--api-key-file": ["KEYFILE"],
+    "--no-api-key": [],
+    "--batch-size": ["8"],
+    "--max-concurrent": ["2"],
+    "--rpm": ["10"],
+    "--tpm": ["10"],
+    "--max-retries": ["1"],
+    "--max-wait": ["5"],
+    "--timeout": ["5"],
+    "--dimensions": ["8"],
+    "--encoding-format": ["float"],
+    "--cache-dir": ["somewhere"],
+    "--no-cache": [],
+    "--max-batch-tokens": ["9"],
+    "--allow-insecure": [],
+    "--truncate": [],
+    "--no-adaptive": [],
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"), [(n, f) for n, s in OPTION_TABLE.items() for f in s.flags]
+)
+def test_each_flag_sets_its_declared_option(name: str, flag: str, tmp_path: Path) -> None:
+    key = tmp_path / "key.txt"
+    key.write_text("sk-from-file\n")
+    argv = [str(key) if v == "KEYFILE" else v for v in SAMPLES[flag]]
+    default = client_kwargs(_parse())
+    given = client_kwargs(_parse(flag, *argv))
+    assert given.get(name, NOT_GIVEN) != default.get(name, NOT_GIVEN)
+    assert {n for n in given if given[n] != default.get(n, NOT_GIVEN)} == {name}
+
+
+def test_messages_name_each_option_by_its_first_declared_flag() -> None:
+    assert {n: s.flags[0] for n, s in OPTION_TABLE.items() if s.flags} == OPTION_FLAGS
 
 
 # -- the literals ---------------------------------------------------------------------------------
