@@ -1,6 +1,7 @@
 """The option set is declared once (``OPTION_TABLE``), and every other place that lists the
 options agrees with it: the typed dicts, the clients' keywords, the module functions' per-call
-parameters and docstrings, and ``embedsdk embed --help``'s flags and their defaults.
+parameters and docstrings, ``embedsdk embed --help``'s flags and their defaults, and the
+option tables of docs/api.md and both guides.
 
 Each source is compared by a function that returns the disagreements, so that each check is
 also shown to fail on a doctored copy of its source (``test_*_catches_*``).
@@ -15,6 +16,7 @@ import argparse
 import inspect
 import re
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
@@ -291,6 +293,94 @@ def test_each_flag_sets_its_declared_option(name: str, flag: str, tmp_path: Path
 
 def test_messages_name_each_option_by_its_first_declared_flag() -> None:
     assert {n: s.flags[0] for n, s in OPTION_TABLE.items() if s.flags} == OPTION_FLAGS
+
+
+# -- the docs ------------------------------------------------------------------------------------
+
+
+def _plain(cell: str) -> str:
+    """A Markdown cell without its links' targets: ``[text](url)`` -> ``text``."""
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell).strip()
+
+
+def option_rows(markdown: str, heading: str) -> dict[str, list[str]]:
+    """The rows of the first table after ``heading``: option name -> its cells."""
+    section = markdown.split(heading, 1)[1]
+    rows: dict[str, list[str]] = {}
+    for line in section.split("\n## ", 1)[0].splitlines():
+        if rows and not line.startswith("|"):
+            break
+        found = re.match(r"\| `(\w+)` \|", line)
+        if found:
+            rows[found.group(1)] = [_plain(c) for c in line.strip("|").split(" | ")]
+    return rows
+
+
+def docs_disagreements(rows: Mapping[str, list[str]]) -> list[str]:
+    """How docs/api.md's option table differs from the declaration: its rows (in order),
+    each Default cell, the start of each Meaning cell, and the Type cell's ``None`` and
+    literal values."""
+    if list(rows) != list(OPTION_TABLE):
+        return [f"rows {list(rows)} but declared {list(OPTION_TABLE)}"]
+    problems = []
+    for name, (_, kind, default, meaning) in rows.items():
+        spec = OPTION_TABLE[name]
+        if default.replace("`", "") != spec.shown_default:
+            problems.append(f"{name}: default {default!r} but declared {spec.shown_default!r}")
+        if not meaning.startswith(spec.doc):
+            problems.append(f"{name}: meaning does not start with {spec.doc!r}")
+        if ("`None`" in kind) != ("None" in spec.annotation.split(" | ")):
+            problems.append(f"{name}: type {kind!r} and declared {spec.annotation} on None")
+        for alias, values in LITERALS.items():
+            missing = [v for v in values if alias in spec.annotation and f'"{v}"' not in kind]
+            problems += [f"{name}: type {kind!r} lacks {v!r}" for v in missing]
+    return problems
+
+
+@pytest.fixture(scope="module")
+def api_md() -> str:
+    return (DOCS / "api.md").read_text(encoding="utf-8")
+
+
+def test_the_api_reference_table_is_the_declaration(api_md: str) -> None:
+    assert docs_disagreements(option_rows(api_md, "\n## Options\n")) == []
+
+
+def test_docs_check_catches_a_changed_default_and_a_missing_row(api_md: str) -> None:
+    rows = option_rows(api_md, "\n## Options\n")
+    changed = dict(rows, timeout=[*rows["timeout"][:2], "`30.0`", rows["timeout"][3]])
+    assert docs_disagreements(changed) == ["timeout: default '`30.0`' but declared '60.0'"]
+    kind = rows["provider"][1].replace('`"tei"`, ', "")
+    assert docs_disagreements(
+        dict(rows, provider=[rows["provider"][0], kind, *rows["provider"][2:]])
+    ) == [f"provider: type {kind!r} lacks 'tei'"]
+    del rows["tpm"]
+    assert len(docs_disagreements(rows)) == 1
+
+
+def test_the_command_lines_table_lists_every_declared_flag(api_md: str) -> None:
+    section = api_md.split("### `embedsdk embed INPUT -o OUTPUT [options]`", 1)[1]
+    section = section.split("\n### ", 1)[0]
+    first_cells = [row[2:].split(" | ", 1)[0] for row in section.splitlines() if row[:3] == "| `"]
+    documented = {flag for cell in first_cells for flag in re.findall(r"`(--[a-z-]+)", cell)}
+    declared = {flag for spec in OPTION_TABLE.values() for flag in spec.flags}
+    assert declared <= documented, sorted(declared - documented)
+
+
+def test_the_api_reference_points_at_public_names_only(api_md: str) -> None:
+    assert "embedsdk._config" not in api_md  # Options is embedsdk.Options now
+    assert "Unpack[embedsdk.Options]" in api_md
+
+
+@pytest.mark.parametrize(
+    ("guide", "heading"), [("guide.en.md", "### Shared options"), ("guide.zh.md", "### 共同选项")]
+)
+def test_the_guides_tables_use_declared_names(guide: str, heading: str) -> None:
+    text = (DOCS / guide).read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^\| `(\w+)`(?: / `(\w+)`)?", section, re.M))
+    names = {n for pair in named for n in pair if n}
+    assert names and names <= set(OPTION_TABLE) | {"max_workers"}  # max_workers: the guide's
 
 
 # -- the literals ---------------------------------------------------------------------------------
