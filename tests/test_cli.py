@@ -396,7 +396,7 @@ CONFIGURATION_ERRORS = {
         ['--batch-size must be a positive integer or "auto", got 0'],
     ),
     "concurrency": (["--max-concurrent", "0"], ["--max-concurrent must be a positive integer"]),
-    "rpm": (["--rpm", "0.5"], ["--rpm must be at least 1"]),
+    "rpm": (["--rpm", "0"], ["--rpm must be a positive number, got 0"]),
     "timeout": (["--timeout", "0"], ["--timeout must be a positive number"]),
     "retries": (["--max-retries", "-1"], ["--max-retries must be an integer >= 0"]),
     "max wait": (["--max-wait", "-1"], ["--max-wait must be a number of seconds >= 0, got"]),

@@ -1,19 +1,32 @@
-"""Options: defaults, the environment, validation, unknown options, and the key kept secret."""
+"""Options: defaults, the environment, validation, unknown options, the key kept secret,
+``NOT_GIVEN`` against ``None``, contradictions refused, and rewrites said at INFO."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import logging
 from typing import Any, Callable
 
 import pytest
 
 import embedsdk
-from embedsdk import AsyncEmbedder, ConfigurationError, Embedder
+from embedsdk import (
+    NOT_GIVEN,
+    AsyncEmbedder,
+    ConfigurationError,
+    Embedder,
+    MockTransport,
+    Request,
+    Response,
+    Rewrite,
+)
 from embedsdk.client._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     api_key_variables,
+    option_names,
     resolve_options,
 )
 
@@ -367,3 +380,188 @@ def test_key_from_environment_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> No
     emb = AsyncEmbedder(cache=False)
     assert emb.options.api_key == SECRET
     assert SECRET not in repr(emb) and SECRET not in repr(emb.options)
+
+
+# -- NOT_GIVEN and None -------------------------------------------------------------------------
+
+#: Every option resolve_options takes, with NOT_GIVEN.
+ALL_NOT_GIVEN = dict.fromkeys(option_names("every", "call"), NOT_GIVEN)
+
+
+def test_not_given_is_the_same_as_leaving_every_option_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
+    left_out = resolve_options()
+    assert resolve_options(**ALL_NOT_GIVEN) == left_out
+    assert (left_out.timeout, left_out.max_wait, left_out.api_key) == (60.0, 300.0, SECRET)
+    assert NOT_GIVEN not in dataclasses.asdict(left_out).values()
+
+
+@pytest.mark.parametrize(
+    ("name", "not_given", "none"),
+    [("timeout", 60.0, None), ("max_wait", 300.0, None), ("rpm", None, None)],
+)
+def test_none_still_means_no_limit(name: str, not_given: Any, none: Any) -> None:
+    # NOT_GIVEN is the default; None is "no limit", not the default.
+    assert getattr(resolve_options(base_url=LOCAL, **{name: NOT_GIVEN}), name) == not_given
+    assert getattr(resolve_options(base_url=LOCAL, **{name: None}), name) == none
+
+
+@pytest.mark.parametrize(
+    "name", ["model", "base_url", "api_key", "provider", "max_batch_tokens", "rate_controller"]
+)
+def test_none_where_it_meant_not_given_still_does(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
+    assert resolve_options(**{name: None}) == resolve_options(**{name: NOT_GIVEN})
+
+
+def _recording(sizes: list[int]) -> MockTransport:
+    """A server that answers float lists of 4 and notes each request's size."""
+
+    def answer(request: Request) -> Response:
+        inputs = request.json()["input"]
+        sizes.append(len(inputs))
+        data = [
+            {"object": "embedding", "index": i, "embedding": [1.0] * 4} for i in range(len(inputs))
+        ]
+        return Response(200, {}, json.dumps({"object": "list", "data": data}).encode())
+
+    return MockTransport(answer)
+
+
+@pytest.mark.parametrize("left", [{}, {"batch_size": NOT_GIVEN}, {"batch_size": None}])
+def test_per_call_not_given_or_none_is_the_clients_own(left: dict[str, Any]) -> None:
+    sizes: list[int] = []
+    with Embedder(base_url=LOCAL, cache=False, batch_size=2, transport=_recording(sizes)) as emb:
+        emb.embed(["a", "b", "c", "d", "e"], max_concurrent=NOT_GIVEN, **left)
+        blocks = list(emb.embed_stream(["f", "g", "h"], window=NOT_GIVEN, **left))
+    assert sizes == [2, 2, 1, 2, 1]
+    assert [start for start, _ in blocks] == [0]
+
+
+def test_the_clients_take_not_given_for_their_own_parameters() -> None:
+    with Embedder(NOT_GIVEN, transport=NOT_GIVEN, base_url=LOCAL, cache=False) as emb:
+        assert emb.options.model == DEFAULT_MODEL
+
+
+# -- contradictions and one rule for the paces ----------------------------------------------------
+
+
+def test_a_rate_controller_without_adaptive_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Embedder(base_url=LOCAL, adaptive=False, rate_controller=embedsdk.RateController())
+    message = str(info.value)
+    assert "rate_controller" in message and "adaptive=False" in message
+    assert "drop adaptive=False" in message  # the remedy, both ways
+    # Either alone is fine, and so is adaptive=False with the controller left out.
+    resolve_options(base_url=LOCAL, adaptive=False, rate_controller=None)
+    resolve_options(base_url=LOCAL, rate_controller=embedsdk.RateController())
+
+
+@pytest.mark.parametrize("value", [0.25, 0.5, 0.999, 1, 2000])
+@pytest.mark.parametrize("name", ["rpm", "tpm"])
+def test_rpm_and_tpm_take_any_number_above_zero(name: str, value: float) -> None:
+    # One rule for both: a pace per minute > 0. rpm=0.25 is 15 requests an hour (free tiers
+    # have such limits), and embedsdk.ray divides the account's rpm between its workers.
+    assert getattr(resolve_options(base_url=LOCAL, **{name: value}), name) == value
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), "60", True])
+@pytest.mark.parametrize("name", ["rpm", "tpm"])
+def test_rpm_and_tpm_refuse_the_same_values(name: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match=f"{name} must be a positive number"):
+        resolve_options(base_url=LOCAL, **{name: value})
+
+
+def test_a_client_paced_below_one_request_a_minute_sends_its_first_request_at_once() -> None:
+    sizes: list[int] = []
+    with Embedder(base_url=LOCAL, cache=False, rpm=0.5, transport=_recording(sizes)) as emb:
+        assert emb.embed(["a"]).shape == (1, 4)
+    assert sizes == [1]
+
+
+# -- rewrites said once at INFO -----------------------------------------------------------------
+
+DASHSCOPE = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+SILICONFLOW = "https://api.siliconflow.cn/v1"
+
+
+def _rewrites(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "INFO" and "was given" in r.getMessage()
+    ]
+
+
+def test_base64_for_a_float_only_provider_is_said_once_per_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    for _ in range(2):
+        emb = AsyncEmbedder(
+            base_url=DASHSCOPE, api_key=SECRET, cache=False, encoding_format="base64"
+        )
+        assert emb.options.encoding_format == "float"
+    said = (
+        "encoding_format='base64' was given; 'float' is used: dashscope answers only with "
+        "float lists (it has no base64)"
+    )
+    assert _rewrites(caplog) == [said, said]  # two clients, once each
+    assert emb.options.rewritten == (
+        Rewrite("encoding_format", "base64", "float", said.split(": ", 1)[1]),
+    )
+    assert SECRET not in caplog.text
+
+
+def test_the_default_format_on_a_float_only_provider_is_no_rewrite(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    options = AsyncEmbedder(base_url=DASHSCOPE, api_key=SECRET, cache=False).options
+    assert (options.encoding_format, options.rewritten) == ("float", ())
+    assert (
+        AsyncEmbedder(base_url=SILICONFLOW, api_key=SECRET, cache=False).options.encoding_format
+        == "base64"
+    )
+    assert _rewrites(caplog) == []
+
+
+def test_a_batch_size_above_the_cap_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    emb = AsyncEmbedder(base_url=SILICONFLOW, api_key=SECRET, cache=False, batch_size=100)
+    assert emb.options.batch_size == 64
+    assert _rewrites(caplog) == [
+        "batch_size=100 was given; 64 is used: siliconflow takes at most 64 texts per request; "
+        "a larger batch would be refused"
+    ]
+
+
+def test_a_per_call_batch_size_above_the_cap_is_said_once_per_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="embedsdk")
+    sizes: list[int] = []
+    options: dict[str, Any] = {"base_url": SILICONFLOW, "api_key": SECRET, "cache": False}
+    with Embedder(transport=_recording(sizes), **options) as emb:
+        for _ in range(3):
+            emb.embed([f"t{i}" for i in range(70)], batch_size=100)
+    assert sizes == [64, 6] * 3
+    assert _rewrites(caplog) == [
+        "batch_size=100 was given; 64 is used: siliconflow takes at most 64 texts per request; "
+        "a larger batch would be refused"
+    ]
+
+
+def test_an_unknown_keyword_names_the_option_meant() -> None:
+    with pytest.raises(
+        TypeError, match=r"^Embedder\(\) got .* 'batchsize'; did you mean 'batch_size'\?"
+    ):
+        Embedder(base_url=LOCAL, batchsize=8)  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError, match=r"get_batch_embeddings\(\) got .* 'time_out'; did you mean 'timeout'"
+    ):
+        embedsdk.get_batch_embeddings(["a"], base_url=LOCAL, time_out=3)  # type: ignore[call-overload]

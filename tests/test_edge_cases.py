@@ -1,5 +1,5 @@
 """Edge cases found in review: closing while a request waits for its turn, a key echoed in a
-200 answer, a quota 429 under adaptive control, and a fractional rpm."""
+200 answer, a quota 429 under adaptive control, and an rpm of zero."""
 
 from __future__ import annotations
 
@@ -103,9 +103,10 @@ def test_a_quota_429_does_not_pause_the_shared_controller() -> None:
     assert ctl.pauses == 0
 
 
-@pytest.mark.parametrize("rpm", [0.5, 0.999])
-def test_an_rpm_below_one_is_refused_up_front(rpm: Any) -> None:
-    with pytest.raises(embedsdk.ConfigurationError, match="rpm must be at least 1"):
+# rpm takes any pace > 0, as tpm does (0.5: one request every two minutes): tests/test_config.py.
+@pytest.mark.parametrize("rpm", [0, -0.5])
+def test_an_rpm_of_zero_or_less_is_refused_up_front(rpm: Any) -> None:
+    with pytest.raises(embedsdk.ConfigurationError, match="rpm must be a positive number"):
         embedsdk.Embedder(base_url="http://127.0.0.1:9/v1", cache=False, rpm=rpm)
 
 

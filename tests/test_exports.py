@@ -4,8 +4,11 @@
 from __future__ import annotations
 import __future__
 
+import copy
 import importlib
 import inspect
+import pickle
+import typing
 
 import pytest
 
@@ -35,6 +38,21 @@ PROMISED = {
     "MockTransport",
     "set_testing",
     "__version__",
+    # The types of the options and the results (docs/api.md once sent users to
+    # embedsdk._config for Options).
+    "Options",
+    "EmbedderOptions",
+    "NOT_GIVEN",
+    "NotGiven",
+    "ClientOptions",
+    "EmbeddingResult",
+    "Stats",
+    "Vectors",
+    "Rewrite",
+    "BatchSize",
+    "EncodingFormat",
+    "ErrorMode",
+    "Provider",
 }
 
 
@@ -52,8 +70,22 @@ def test_all_is_exactly_the_public_members() -> None:
     assert set(embedsdk.__all__) == _public_members()
 
 
+def _isort_style(name: str) -> tuple[int, str]:
+    """ruff's RUF022 order: CONSTANTS, then Classes, then the rest."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
 def test_all_is_sorted_without_duplicates() -> None:
-    assert embedsdk.__all__ == sorted(set(embedsdk.__all__))
+    assert embedsdk.__all__ == sorted(set(embedsdk.__all__), key=_isort_style)
+
+
+def test_not_given_is_one_object_of_its_own_type() -> None:
+    sentinel = embedsdk.NOT_GIVEN
+    assert isinstance(sentinel, embedsdk.NotGiven)
+    assert repr(sentinel) == str(sentinel) == "NOT_GIVEN"
+    assert list(embedsdk.NotGiven) == [sentinel]  # a singleton: no second value to make
+    assert copy.deepcopy(sentinel) is sentinel
+    assert pickle.loads(pickle.dumps(sentinel)) is sentinel  # to Ray workers and back
 
 
 def test_promised_names_are_exported() -> None:
@@ -67,7 +99,9 @@ def test_each_name_is_importable(name: str) -> None:
     namespace: dict[str, object] = {}
     exec(f"from embedsdk import {name} as imported", namespace)
     assert namespace["imported"] is value
-    if inspect.isclass(value) or inspect.isfunction(value):
+    # A type alias such as Vectors (numpy's NDArray[float32]) is a class to Python 3.9's
+    # inspect; its origin is numpy's, by design.
+    if (inspect.isclass(value) and typing.get_origin(value) is None) or inspect.isfunction(value):
         assert value.__module__.startswith("embedsdk")  # ours, not a re-exported third party
 
 

@@ -32,7 +32,7 @@ import asyncio
 import dataclasses
 import json
 import statistics
-from typing import Any
+from typing import Any, Literal
 
 import embedsdk
 from embedsdk import AsyncEmbedder, RateController
@@ -61,7 +61,8 @@ class Case:
     name: str
     limits: dict[str, Any]
     per_square: float = 0.0
-    provider: str = "siliconflow"  # its cap: 64; "generic": the cap is not known (a guess of 32)
+    # Its cap: 64; "generic": the cap is not known (a guess of 32).
+    provider: Literal["siliconflow", "generic"] = "siliconflow"
 
     @property
     def counts_requests(self) -> bool:

@@ -1,6 +1,10 @@
 """The library's client options as the command line's flags, both ways: the flags of every
 command that makes a client (``embed``, ``embed --ray``), the options they give, and a
 library message put in the flags' words.
+
+Which option each flag sets, and each flag's default, come from the library's declaration of
+the options (``OPTION_TABLE``); the help texts are the command line's own words.
+tests/test_option_table.py fails when ``embedsdk embed --help`` and the declaration disagree.
 """
 
 from __future__ import annotations
@@ -10,15 +14,7 @@ import re
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from ..client import (
-    API_KEY_VARIABLES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_CONCURRENT,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_WAIT,
-    DEFAULT_TIMEOUT,
-    PROFILES,
-)
+from ..client import API_KEY_VARIABLES, NOT_GIVEN, OPTION_TABLE, PROFILES
 
 ENV_HELP = (
     "The API key comes from the environment ("
@@ -54,6 +50,12 @@ def plural(count: int, noun: str) -> str:
 # -- client options --------------------------------------------------------------------------
 
 
+def _default(name: str) -> Any:
+    """The option's declared default, as its flag's: :data:`~embedsdk.NOT_GIVEN` where the
+    library works it out (``client_kwargs`` then leaves the option out)."""
+    return OPTION_TABLE[name].default
+
+
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     """The library's client options as flags."""
     group = parser.add_argument_group("client options")
@@ -64,15 +66,21 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_endpoint_options(group: Any) -> None:
-    group.add_argument("--model", help="model name (default: $EMBEDSDK_MODEL, else BAAI/bge-m3)")
+    group.add_argument(
+        "--model",
+        default=_default("model"),
+        help="model name (default: $EMBEDSDK_MODEL, else BAAI/bge-m3)",
+    )
     group.add_argument(
         "--base-url",
         metavar="URL",
+        default=_default("base_url"),
         help="API base URL, up to /v1 (default: $EMBEDSDK_BASE_URL, else SiliconFlow)",
     )
     group.add_argument(
         "--provider",
         choices=sorted(PROFILES),
+        default=_default("provider"),
         help="limits to assume (batch cap, tokens per request); default: from the base URL",
     )
     key = group.add_mutually_exclusive_group()
@@ -113,7 +121,7 @@ def _add_pacing_options(group: Any) -> None:
     group.add_argument(
         "--batch-size",
         type=_batch_size,
-        default=DEFAULT_BATCH_SIZE,
+        default=_default("batch_size"),
         metavar="N|auto",
         help="texts per request, at most the provider's cap; auto: chosen as the run goes, "
         "from the cap, the rate limits met and the latency (default: %(default)s)",
@@ -122,21 +130,35 @@ def _add_pacing_options(group: Any) -> None:
         "--max-batch-tokens",
         type=int,
         metavar="N",
+        default=_default("max_batch_tokens"),
         help="estimated tokens per request (default: the provider's)",
     )
     group.add_argument(
         "--max-concurrent",
         type=int,
-        default=DEFAULT_MAX_CONCURRENT,
+        default=_default("max_concurrent"),
         metavar="N",
         help="requests in flight (default: %(default)s)",
     )
-    group.add_argument("--rpm", type=float, metavar="N", help="at most N requests per minute")
-    group.add_argument("--tpm", type=float, metavar="N", help="at most N tokens per minute")
+    group.add_argument(
+        "--rpm",
+        type=float,
+        metavar="N",
+        default=_default("rpm"),
+        help="at most N requests per minute (N > 0; 0.25: 15 an hour)",
+    )
+    group.add_argument(
+        "--tpm",
+        type=float,
+        metavar="N",
+        default=_default("tpm"),
+        help="at most N tokens per minute (N > 0)",
+    )
     group.add_argument(
         "--no-adaptive",
         dest="adaptive",
         action="store_false",
+        default=_default("adaptive"),
         help="do not learn the provider's rate limit from its 429 answers",
     )
 
@@ -145,42 +167,49 @@ def _add_request_options(group: Any) -> None:
     group.add_argument(
         "--max-retries",
         type=int,
-        default=DEFAULT_MAX_RETRIES,
+        default=_default("max_retries"),
         metavar="N",
         help="retries per request (default: %(default)s)",
     )
     group.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
+        default=_default("timeout"),
         metavar="SECONDS",
         help="seconds per request (default: %(default)g)",
     )
     group.add_argument(
         "--max-wait",
         type=_seconds_or_none,
-        default=DEFAULT_MAX_WAIT,
+        default=_default("max_wait"),
         metavar="SECONDS|none",
         help="longest wait a rate-limited server may ask for (Retry-After); a longer one "
         "fails at once; none: no bound (default: %(default)g)",
     )
     group.add_argument(
-        "--dimensions", type=int, metavar="N", help="output dimensions (Qwen3-Embedding models)"
+        "--dimensions",
+        type=int,
+        metavar="N",
+        default=_default("dimensions"),
+        help="output dimensions (Qwen3-Embedding models)",
     )
     group.add_argument(
         "--encoding-format",
         choices=("base64", "float"),
-        default="base64",
-        help="wire format of vectors (default: %(default)s)",
+        default=_default("encoding_format"),
+        help="wire format of vectors (default: base64, or float for a provider that sends "
+        "only float)",
     )
     group.add_argument(
         "--truncate",
         action="store_true",
+        default=_default("truncate"),
         help="cut texts longer than the model takes (by default such a text is an error)",
     )
     group.add_argument(
         "--allow-insecure",
         action="store_true",
+        default=_default("allow_insecure"),
         help="allow sending the key over plain http to a non-local host",
     )
 
@@ -191,6 +220,7 @@ def _add_cache_options(group: Any) -> None:
         "--no-cache",
         dest="cache",
         action="store_false",
+        default=_default("cache"),
         help="neither read nor write the vector cache",
     )
     cache.add_argument(
@@ -200,14 +230,14 @@ def _add_cache_options(group: Any) -> None:
     )
 
 
-def _api_key(args: argparse.Namespace) -> str | None:
-    """``""`` for ``--no-api-key``, the file's key for ``--api-key-file``, else None (the
-    environment). The key is never echoed."""
+def _api_key(args: argparse.Namespace) -> Any:
+    """``""`` for ``--no-api-key``, the file's key for ``--api-key-file``, else ``NOT_GIVEN``
+    (the environment). The key is never echoed."""
     if getattr(args, "no_api_key", False):
         return ""
     path = getattr(args, "api_key_file", None)
     if path is None:
-        return None
+        return NOT_GIVEN
     try:
         with open(path, encoding="utf-8") as f:
             key = f.read(1 << 16).strip()
@@ -221,46 +251,29 @@ def _api_key(args: argparse.Namespace) -> str | None:
     return key
 
 
+#: Options whose flag keeps the value under the option's own name (``dest``); ``api_key``
+#: and ``cache`` are made of two flags each.
+_SAME_NAME = tuple(
+    name for name, spec in OPTION_TABLE.items() if spec.flags and name not in ("api_key", "cache")
+)
+
+
 def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for :class:`embedsdk.Embedder` from the parsed client options."""
+    """Keyword arguments for :class:`embedsdk.Embedder` from the parsed client options; an
+    option left to the library (``NOT_GIVEN``) is left out, so that whatever receives them
+    (``embedsdk.ray`` too) sees only what was given or has a plain default."""
     cache: bool | str = getattr(args, "cache", True)
     if cache and getattr(args, "cache_dir", None):
         cache = args.cache_dir
-    names = (
-        "model base_url provider batch_size max_batch_tokens max_concurrent rpm tpm "
-        "max_retries timeout max_wait dimensions encoding_format allow_insecure truncate "
-        "adaptive"
-    )
-    return {
-        **{name: getattr(args, name) for name in names.split()},
-        "api_key": _api_key(args),
-        "cache": cache,
-    }
+    kwargs = {name: getattr(args, name) for name in _SAME_NAME}
+    kwargs.update(api_key=_api_key(args), cache=cache)
+    return {name: value for name, value in kwargs.items() if value is not NOT_GIVEN}
 
 
 # -- the library's words, as flags -----------------------------------------------------------
 
-#: Each client option and the flag that sets it.
-OPTION_FLAGS = {
-    "model": "--model",
-    "base_url": "--base-url",
-    "provider": "--provider",
-    "api_key": "--api-key-file",
-    "batch_size": "--batch-size",
-    "max_batch_tokens": "--max-batch-tokens",
-    "max_concurrent": "--max-concurrent",
-    "rpm": "--rpm",
-    "tpm": "--tpm",
-    "max_retries": "--max-retries",
-    "timeout": "--timeout",
-    "max_wait": "--max-wait",
-    "dimensions": "--dimensions",
-    "encoding_format": "--encoding-format",
-    "truncate": "--truncate",
-    "allow_insecure": "--allow-insecure",
-    "adaptive": "--no-adaptive",
-    "cache": "--cache-dir",
-}
+#: Each client option and the flag that names it in messages (its first, as declared).
+OPTION_FLAGS = {name: spec.flags[0] for name, spec in OPTION_TABLE.items() if spec.flags}
 _ASSIGNED = re.compile(
     r"\b(%s)=(\"\"|''|True|\.\.\.|'[^']*'|\"[^\"]*\"|(?=[\s,;.)]|$))"  # noqa: UP031
     % "|".join(OPTION_FLAGS)

@@ -1,7 +1,8 @@
 """The client: every entry point ends in ``AsyncEmbedder`` (``_core``).
 
-- ``_config``: the options, their defaults, the environment, validation; ``_providers``: the
-  provider profiles (batch caps, token budgets, input limits, key variables);
+- ``_config``: the options, declared once (``OPTION_TABLE``: name, type, default, doc, CLI
+  flag), ``NOT_GIVEN``, the environment, validation; ``_providers``: the provider profiles
+  (batch caps, token budgets, input limits, key variables);
 - ``_planning``: validation of the texts, input limits, de-duplication, token estimates,
   batch plans (pure); ``_autobatch``: ``batch_size="auto"``'s sizer (pure);
 - ``_job``: one call's state, ``Stats``, ``EmbeddingResult``; ``_progress``: the bar;
@@ -34,8 +35,18 @@ from ._config import (
     DEFAULT_MAX_WAIT,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    OPTION_TABLE,
+    BatchSize,
     ClientOptions,
+    EmbedderOptions,
+    EncodingFormat,
+    ErrorMode,
+    NotGiven,
     Options,
+    OptionSpec,
+    Provider,
+    Rewrite,
     find_api_key,
     resolve_options,
 )
@@ -45,6 +56,7 @@ from ._core import (
 from ._job import (
     EmbeddingResult,
     Stats,
+    Vectors,
 )
 from ._planning import (
     estimate_tokens,
@@ -66,13 +78,24 @@ __all__ = [
     "DEFAULT_MAX_WAIT",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
+    "OPTION_TABLE",
     "PROFILES",
     "AsyncEmbedder",
+    "BatchSize",
     "ClientOptions",
     "Embedder",
+    "EmbedderOptions",
     "EmbeddingResult",
+    "EncodingFormat",
+    "ErrorMode",
+    "NotGiven",
+    "OptionSpec",
     "Options",
+    "Provider",
+    "Rewrite",
     "Stats",
+    "Vectors",
     "client_for",
     "close_default_clients",
     "estimate_tokens",

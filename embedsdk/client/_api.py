@@ -18,16 +18,21 @@ from typing_extensions import Unpack
 from ._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENT,
+    BatchSize,
     ClientOptions,
+    ErrorMode,
     Options,
+    check_option_names,
+    document_options,
+    option_names,
     resolve_options,
 )
 from ._job import EmbeddingResult, Vectors
 from ._sync import Embedder
 
-#: Options every entry point takes (besides the per-call batch size and concurrency): the keys
-#: of the ``Options`` typed dict, so that the types editors see and this check cannot drift.
-CLIENT_OPTIONS = frozenset(Options.__annotations__)
+#: Options every entry point takes (besides the per-call batch size and concurrency), as
+#: declared (``OPTION_TABLE``); the ``Options`` typed dict is checked against the same table.
+CLIENT_OPTIONS = frozenset(option_names("every"))
 _MAX_DEFAULT_CLIENTS = 8
 
 _lock = threading.Lock()
@@ -35,9 +40,7 @@ _clients: OrderedDict[ClientOptions, Embedder] = OrderedDict()
 
 
 def client_for(function: str, options: Options) -> Embedder:
-    unknown = sorted(set(options) - CLIENT_OPTIONS)
-    if unknown:
-        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
+    check_option_names(function, options, option_names("every"))
     resolved = resolve_options(**options)
     key = dataclasses.replace(
         resolved, batch_size=DEFAULT_BATCH_SIZE, max_concurrent=DEFAULT_MAX_CONCURRENT
@@ -69,7 +72,7 @@ def close_default_clients() -> None:
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
     **options: Unpack[Options],
@@ -80,7 +83,7 @@ def get_batch_embeddings(
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     progress: bool = ...,
     errors: Literal["return"],
     **options: Unpack[Options],
@@ -91,39 +94,30 @@ def get_batch_embeddings(
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     progress: bool = ...,
-    errors: str = ...,
+    errors: ErrorMode,
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult: ...
 
 
+@document_options("every")
 def get_batch_embeddings(
     texts: Sequence[str],
     *,
-    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     progress: bool = False,
-    errors: str = "raise",
+    errors: ErrorMode = "raise",
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` one request at a time (serial); returns ``(len(texts), D)`` float32.
 
-    ``batch_size``: inputs per request (at most the provider's cap), or ``"auto"`` to let the
-    client choose it as the run goes (from the cap, the rate limits it meets and how latency
-    grows with the batch).
-    Options (typed: see ``Options``): ``model``, ``base_url``, ``api_key`` (``""``: send
-    none; by default ``EMBEDSDK_API_KEY``, else the variable of the provider whose host
-    ``base_url`` names), ``rpm``, ``tpm`` (per minute), ``max_retries``, ``timeout`` (seconds
-    per request; ``None``: no limit), ``dimensions``, ``encoding_format``,
-    ``cache``, ``max_batch_tokens``, ``allow_insecure``, ``provider``, ``truncate`` (cut texts
-    longer than the model takes instead of refusing them), ``adaptive`` (default ``True``:
-    learn the provider's rate limit from its 429s and pace under it), ``rate_controller`` (a
-    ``RateController`` to share; default: one per endpoint, key and model), ``max_wait``
-    (seconds a 429 may ask to wait, default 300; longer fails at once with
-    ``WaitTooLongError``; ``None``: no bound); anything else is a ``TypeError``.
+    ``batch_size``: inputs per request (at most the provider's cap; a larger one is lowered
+    to it, said once at INFO), or ``"auto"`` to let the client choose it as the run goes
+    (from the cap, the rate limits it meets and how latency grows with the batch).
     ``progress=True`` shows a bar on stderr. ``errors="return"`` returns an
     :class:`~embedsdk.EmbeddingResult` (NaN rows, an ``ok`` mask, the errors) instead of
-    raising when requests fail for good.
+    raising when requests fail for good. An option not listed below is a ``TypeError``.
     """
     client = client_for("get_batch_embeddings", options)
     return client.embed(
@@ -135,7 +129,7 @@ def get_batch_embeddings(
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = ...,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     *,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
@@ -147,7 +141,7 @@ def get_batch_embeddings_concurrent(
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = ...,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     *,
     progress: bool = ...,
     errors: Literal["return"],
@@ -159,21 +153,22 @@ def get_batch_embeddings_concurrent(
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = ...,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     *,
     progress: bool = ...,
-    errors: str = ...,
+    errors: ErrorMode,
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult: ...
 
 
+@document_options("every")
 def get_batch_embeddings_concurrent(
     texts: Sequence[str],
     max_workers: int = DEFAULT_MAX_CONCURRENT,
-    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     *,
     progress: bool = False,
-    errors: str = "raise",
+    errors: ErrorMode = "raise",
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` with ``max_workers`` workers, one batch in flight each.
@@ -193,7 +188,7 @@ def get_batch_embeddings_concurrent(
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = ...,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     *,
     progress: bool = ...,
     errors: Literal["raise"] = ...,
@@ -205,7 +200,7 @@ async def get_batch_embeddings_async(
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = ...,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     *,
     progress: bool = ...,
     errors: Literal["return"],
@@ -217,21 +212,22 @@ async def get_batch_embeddings_async(
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = ...,
-    batch_size: int | Literal["auto"] = ...,
+    batch_size: BatchSize = ...,
     *,
     progress: bool = ...,
-    errors: str = ...,
+    errors: ErrorMode,
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult: ...
 
 
+@document_options("every")
 async def get_batch_embeddings_async(
     texts: Sequence[str],
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-    batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     *,
     progress: bool = False,
-    errors: str = "raise",
+    errors: ErrorMode = "raise",
     **options: Unpack[Options],
 ) -> Vectors | EmbeddingResult:
     """Embed ``texts`` with up to ``max_concurrent`` requests in flight; await it.

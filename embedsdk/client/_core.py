@@ -51,7 +51,21 @@ from ..http import (
 )
 from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
 from ._cache_async import AsyncCache
-from ._config import ClientOptions, EmbedderOptions, check_batch_size, resolve_options
+from ._config import (
+    EMBEDDER_OPTIONS,
+    NOT_GIVEN,
+    BatchSize,
+    ClientOptions,
+    EmbedderOptions,
+    ErrorMode,
+    NotGiven,
+    RewriteLog,
+    batch_cap_rewrite,
+    check_batch_size,
+    check_option_names,
+    document_options,
+    resolve_options,
+)
 from ._job import (
     CLOSED_DURING_CALL,
     EmbeddingResult,
@@ -81,6 +95,12 @@ def _least(told: float | None, learned: float | int | None) -> float | None:
     """The tighter of two per-minute paces (``None``: none)."""
     paces = [float(p) for p in (told, learned) if p is not None]
     return min(paces) if paces else None
+
+
+def _own(value: Any) -> Any:
+    """A per-call argument as the steps of a call take it: ``None`` for "the client's own"
+    (left out, :data:`~embedsdk.NOT_GIVEN`, or ``None`` as before)."""
+    return None if isinstance(value, NotGiven) else value
 
 
 #: A block of a stream: its vectors, or its EmbeddingResult with ``errors="return"``.
@@ -118,24 +138,31 @@ def _refusal_note(size: int) -> str:
     )
 
 
+@document_options("every", "call", "clients")
 class AsyncEmbedder:
     """A long-lived async client. Create it anywhere; use it inside one event loop.
 
     >>> async with AsyncEmbedder(model="BAAI/bge-m3") as emb:    # doctest: +SKIP
     ...     vectors = await emb.embed(["你好", "hello"])           # (2, 1024) float32
 
-    Options are those of :func:`embedsdk.get_batch_embeddings_async`. ``transport`` replaces
-    the network (see :class:`embedsdk.MockTransport`).
+    Options are those of :func:`embedsdk.get_batch_embeddings_async`, with ``batch_size``
+    and ``max_concurrent`` as the defaults of each call, and ``transport``. Options it uses
+    otherwise than given (a ``batch_size`` above the provider's cap, base64 for a float-only
+    provider) are said once at INFO and listed in ``options.rewritten``.
     """
 
     def __init__(
         self,
-        model: str | None = None,
+        model: str | NotGiven | None = NOT_GIVEN,
         *,
-        transport: Transport | None = None,
+        transport: Transport | NotGiven | None = NOT_GIVEN,
         **options: Unpack[EmbedderOptions],
     ) -> None:
+        check_option_names(type(self).__name__, options, EMBEDDER_OPTIONS)
         self.options: ClientOptions = resolve_options(model=model, **options)
+        self._rewrites = RewriteLog()  # each rewrite of the options said once, at INFO
+        for rewrite in self.options.rewritten:
+            self._rewrites.say(rewrite)
         self.stats = Stats()
         self._loop: asyncio.AbstractEventLoop | None = None  # the one loop it may be used on
         self._pid = os.getpid()
@@ -151,7 +178,7 @@ class AsyncEmbedder:
         self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
         self._cache = AsyncCache(self.options, self.stats)
         # Last: __del__ finds a client whose __init__ raised by its missing sender.
-        self._sender = Sender(self.options, self.stats, transport, self._rate, self._sizer)
+        self._sender = Sender(self.options, self.stats, _own(transport), self._rate, self._sizer)
 
     def __repr__(self) -> str:
         o = self.options
@@ -204,8 +231,8 @@ class AsyncEmbedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["raise"] = ...,
     ) -> Vectors: ...
@@ -215,8 +242,8 @@ class AsyncEmbedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["return"],
     ) -> EmbeddingResult: ...
@@ -226,25 +253,26 @@ class AsyncEmbedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
-        errors: str = ...,
+        errors: ErrorMode,
     ) -> Vectors | EmbeddingResult: ...
 
     async def embed(
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = None,
-        max_concurrent: int | None = None,
+        batch_size: BatchSize | NotGiven | None = NOT_GIVEN,
+        max_concurrent: int | NotGiven | None = NOT_GIVEN,
         progress: bool = False,
-        errors: str = "raise",
+        errors: ErrorMode = "raise",
     ) -> Vectors | EmbeddingResult:
         """Embed ``texts``; row i of the ``(len(texts), D)`` float32 array is ``texts[i]``.
 
-        ``batch_size`` caps inputs per request (``"auto"``: chosen as the run goes) and
-        ``max_concurrent`` requests in flight (the client's own settings when omitted);
+        ``batch_size`` caps inputs per request (``"auto"``: chosen as the run goes; above the
+        provider's cap, lowered to it, said once at INFO) and ``max_concurrent`` requests in
+        flight: left out, :data:`~embedsdk.NOT_GIVEN` or ``None``, the client's own settings.
         ``progress`` shows a bar on stderr.
 
         ``errors="raise"`` (default): the first request that fails for good stops the call and
@@ -255,10 +283,10 @@ class AsyncEmbedder:
         """
         check_texts(texts)
         keep_going = returns_errors(errors)
-        workers = self._workers(max_concurrent)
+        workers = self._workers(_own(max_concurrent))
         bar = Progress(len(texts), self.stats) if progress else None
         try:
-            job = await self._start(texts, batch_size, progress=bar, keep_going=keep_going)
+            job = await self._start(texts, _own(batch_size), progress=bar, keep_going=keep_going)
             try:
                 await self._run(job, workers)
             except EmbedSDKError as exc:
@@ -275,9 +303,9 @@ class AsyncEmbedder:
         self,
         texts: Iterable[str] | AsyncIterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
-        window: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
+        window: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["raise"] = ...,
     ) -> AsyncGenerator[tuple[int, Vectors], None]: ...
@@ -287,9 +315,9 @@ class AsyncEmbedder:
         self,
         texts: Iterable[str] | AsyncIterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
-        window: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
+        window: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["return"],
     ) -> AsyncGenerator[tuple[int, EmbeddingResult], None]: ...
@@ -299,29 +327,31 @@ class AsyncEmbedder:
         self,
         texts: Iterable[str] | AsyncIterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
-        window: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
+        window: int | NotGiven | None = ...,
         progress: bool = ...,
-        errors: str = ...,
+        errors: ErrorMode,
     ) -> AsyncGenerator[tuple[int, Vectors | EmbeddingResult], None]: ...
 
     async def embed_stream(
         self,
         texts: Iterable[str] | AsyncIterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = None,
-        max_concurrent: int | None = None,
-        window: int | None = None,
+        batch_size: BatchSize | NotGiven | None = NOT_GIVEN,
+        max_concurrent: int | NotGiven | None = NOT_GIVEN,
+        window: int | NotGiven | None = NOT_GIVEN,
         progress: bool = False,
-        errors: str = "raise",
+        errors: ErrorMode = "raise",
     ) -> AsyncGenerator[tuple[int, Vectors | EmbeddingResult], None]:
         """Embed a stream of texts lazily; yields ``(start_index, vectors)`` blocks in order.
 
-        Reads ``window`` texts at a time (default: enough to keep every slot busy for a while)
-        and keeps at most two windows in memory, while the next window's requests start before
-        the current one is handed out, so the slots never sit idle at a window boundary.
-        ``progress`` shows a bar on stderr (with a total when ``texts`` has a length).
+        Reads ``window`` texts at a time (left out, :data:`~embedsdk.NOT_GIVEN` or ``None``:
+        enough to keep every slot busy for a while) and keeps at most two windows in memory,
+        while the next window's requests start before the current one is handed out, so the
+        slots never sit idle at a window boundary. ``batch_size`` and ``max_concurrent`` as for
+        :meth:`embed`; ``progress`` shows a bar on stderr (with a total when ``texts`` has a
+        length).
 
         ``errors="return"``: each block is an :class:`EmbeddingResult` (NaN rows, an ``ok``
         mask, the errors of its failed requests; its indices are positions in the whole
@@ -333,11 +363,11 @@ class AsyncEmbedder:
         """
         check_texts(texts)
         keep_going = returns_errors(errors)
-        workers = self._workers(max_concurrent)
+        workers = self._workers(_own(max_concurrent))
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
-        stream = Stream(self, batch_size, workers, bar, keep_going)
-        size = stream.window_size(window)
+        stream = Stream(self, _own(batch_size), workers, bar, keep_going)
+        size = stream.window_size(_own(window))
         pending: collections.deque[tuple[int, asyncio.Task[_Block]]] = collections.deque()
         start = 0
         previous: Window | None = None
@@ -430,7 +460,11 @@ class AsyncEmbedder:
         size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
         if isinstance(size, str):
             return None
-        return min(size, self._batch_cap) if self._cap_known else size
+        if self._cap_known and size > self._batch_cap:  # said once per client, at INFO
+            cap, provider = self._batch_cap, self._profile
+            self._rewrites.say(batch_cap_rewrite(size, cap, provider.max_batch, provider.name))
+            return cap
+        return size
 
     def _batch_guess(self, batch_size: int | str | None) -> int:
         """Texts per request to plan windows for: the size asked, or the cap for "auto"."""

@@ -20,7 +20,17 @@ from typing_extensions import Unpack
 
 from .._exceptions import ClientClosedError, ConfigurationError
 from ..http import Transport
-from ._config import ClientOptions, EmbedderOptions
+from ._config import (
+    EMBEDDER_OPTIONS,
+    NOT_GIVEN,
+    BatchSize,
+    ClientOptions,
+    EmbedderOptions,
+    ErrorMode,
+    NotGiven,
+    check_option_names,
+    document_options,
+)
 from ._core import AsyncEmbedder
 from ._job import EmbeddingResult, Stats, Vectors
 
@@ -158,6 +168,7 @@ async def _anext(stream: AsyncGenerator[T, None]) -> T:
     return await stream.__anext__()
 
 
+@document_options("every", "call", "clients")
 class Embedder:
     """A long-lived sync client; safe to share between threads.
 
@@ -169,11 +180,12 @@ class Embedder:
 
     def __init__(
         self,
-        model: str | None = None,
+        model: str | NotGiven | None = NOT_GIVEN,
         *,
-        transport: Transport | None = None,
+        transport: Transport | NotGiven | None = NOT_GIVEN,
         **options: Unpack[EmbedderOptions],
     ) -> None:
+        check_option_names(type(self).__name__, options, EMBEDDER_OPTIONS)
         self._core = AsyncEmbedder(model, transport=transport, **options)
         self._portal = LoopThread()
         self._closed = False
@@ -222,8 +234,8 @@ class Embedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["raise"] = ...,
     ) -> Vectors: ...
@@ -233,8 +245,8 @@ class Embedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["return"],
     ) -> EmbeddingResult: ...
@@ -244,20 +256,20 @@ class Embedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
-        errors: str = ...,
+        errors: ErrorMode,
     ) -> Vectors | EmbeddingResult: ...
 
     def embed(
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = None,
-        max_concurrent: int | None = None,
+        batch_size: BatchSize | NotGiven | None = NOT_GIVEN,
+        max_concurrent: int | NotGiven | None = NOT_GIVEN,
         progress: bool = False,
-        errors: str = "raise",
+        errors: ErrorMode = "raise",
     ) -> Vectors | EmbeddingResult:
         """Embed ``texts`` with up to ``max_concurrent`` requests in flight.
 
@@ -279,8 +291,8 @@ class Embedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["raise"] = ...,
     ) -> Vectors: ...
@@ -290,8 +302,8 @@ class Embedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["return"],
     ) -> EmbeddingResult: ...
@@ -301,20 +313,20 @@ class Embedder:
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
         progress: bool = ...,
-        errors: str = ...,
+        errors: ErrorMode,
     ) -> Vectors | EmbeddingResult: ...
 
     async def embed_async(
         self,
         texts: Sequence[str],
         *,
-        batch_size: int | Literal["auto"] | None = None,
-        max_concurrent: int | None = None,
+        batch_size: BatchSize | NotGiven | None = NOT_GIVEN,
+        max_concurrent: int | NotGiven | None = NOT_GIVEN,
         progress: bool = False,
-        errors: str = "raise",
+        errors: ErrorMode = "raise",
     ) -> Vectors | EmbeddingResult:
         """Await from any event loop; the work runs on this client's own loop thread.
 
@@ -341,9 +353,9 @@ class Embedder:
         self,
         texts: Iterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
-        window: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
+        window: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["raise"] = ...,
     ) -> Iterator[tuple[int, Vectors]]: ...
@@ -353,9 +365,9 @@ class Embedder:
         self,
         texts: Iterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
-        window: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
+        window: int | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["return"],
     ) -> Iterator[tuple[int, EmbeddingResult]]: ...
@@ -365,22 +377,22 @@ class Embedder:
         self,
         texts: Iterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = ...,
-        max_concurrent: int | None = ...,
-        window: int | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
+        max_concurrent: int | NotGiven | None = ...,
+        window: int | NotGiven | None = ...,
         progress: bool = ...,
-        errors: str = ...,
+        errors: ErrorMode,
     ) -> Iterator[tuple[int, Vectors | EmbeddingResult]]: ...
 
     def embed_stream(
         self,
         texts: Iterable[str],
         *,
-        batch_size: int | Literal["auto"] | None = None,
-        max_concurrent: int | None = None,
-        window: int | None = None,
+        batch_size: BatchSize | NotGiven | None = NOT_GIVEN,
+        max_concurrent: int | NotGiven | None = NOT_GIVEN,
+        window: int | NotGiven | None = NOT_GIVEN,
         progress: bool = False,
-        errors: str = "raise",
+        errors: ErrorMode = "raise",
     ) -> Iterator[tuple[int, Vectors | EmbeddingResult]]:
         """Embed an iterable lazily; yields ``(start_index, vectors)`` blocks in input order
         (``errors="return"``: ``(start_index, EmbeddingResult)``, and failed requests do not
@@ -413,7 +425,7 @@ class Embedder:
         texts: Sequence[str],
         *,
         max_workers: int,
-        batch_size: int | Literal["auto"] | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["raise"] = ...,
     ) -> Vectors: ...
@@ -424,7 +436,7 @@ class Embedder:
         texts: Sequence[str],
         *,
         max_workers: int,
-        batch_size: int | Literal["auto"] | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
         progress: bool = ...,
         errors: Literal["return"],
     ) -> EmbeddingResult: ...
@@ -435,9 +447,9 @@ class Embedder:
         texts: Sequence[str],
         *,
         max_workers: int,
-        batch_size: int | Literal["auto"] | None = ...,
+        batch_size: BatchSize | NotGiven | None = ...,
         progress: bool = ...,
-        errors: str = ...,
+        errors: ErrorMode,
     ) -> Vectors | EmbeddingResult: ...
 
     def embed_threaded(
@@ -445,9 +457,9 @@ class Embedder:
         texts: Sequence[str],
         *,
         max_workers: int,
-        batch_size: int | Literal["auto"] | None = None,
+        batch_size: BatchSize | NotGiven | None = NOT_GIVEN,
         progress: bool = False,
-        errors: str = "raise",
+        errors: ErrorMode = "raise",
     ) -> Vectors | EmbeddingResult:
         """Embed with at most ``max_workers`` requests in flight (the usage guide's thread pool).
 

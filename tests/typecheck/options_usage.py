@@ -10,6 +10,8 @@ error itself.
 from __future__ import annotations
 
 import asyncio
+import os
+from typing import Literal
 
 import numpy as np
 
@@ -50,3 +52,38 @@ AsyncEmbedder(encoding_format="int8")  # type: ignore[arg-type]
 AsyncEmbedder(provider=3)  # type: ignore[arg-type]
 AsyncEmbedder(batch_size="big")  # type: ignore[arg-type]
 embedsdk.get_batch_embeddings(["a"], batch_size="Auto")  # type: ignore[call-overload]
+
+# NOT_GIVEN is "the default" for every option and per-call argument, and narrows.
+Embedder(model=embedsdk.NOT_GIVEN, timeout=embedsdk.NOT_GIVEN, transport=embedsdk.NOT_GIVEN)
+embedsdk.get_batch_embeddings(["a"], api_key=embedsdk.NOT_GIVEN, rpm=embedsdk.NOT_GIVEN)
+client.embed(["a"], batch_size=embedsdk.NOT_GIVEN, max_concurrent=None)
+client.embed_stream(["a"], window=embedsdk.NOT_GIVEN)
+
+
+def _size(value: int | embedsdk.NotGiven = embedsdk.NOT_GIVEN) -> int:
+    return 8 if value is embedsdk.NOT_GIVEN else value
+
+
+# Options and the result types are public, typed as what they hold.
+typed_options: embedsdk.Options = {"timeout": None, "provider": "dashscope"}
+embedsdk.get_batch_embeddings(["a"], **typed_options)
+embedder_options: embedsdk.EmbedderOptions = {"batch_size": "auto", "max_concurrent": 2}
+rows: embedsdk.Vectors = client.embed(["a"])
+fmt: Literal["base64", "float"] = options.encoding_format
+provider: embedsdk.Provider = options.provider
+cache_option: bool | str | os.PathLike[str] | embedsdk.VectorCache | None = options.cache
+controller: embedsdk.RateController | None = options.rate_controller
+rewrites: tuple[embedsdk.Rewrite, ...] = options.rewritten
+wrong_cache: int = options.cache  # type: ignore[assignment]
+wrong_controller: int = options.rate_controller  # type: ignore[assignment]
+
+# errors is a Literal: a variable of the union gets the union, a typo is an error.
+mode: embedsdk.ErrorMode = "return"
+either: np.ndarray | EmbeddingResult = client.embed(["a"], errors=mode)
+embedsdk.get_batch_embeddings(["a"], errors="retrun")  # type: ignore[call-overload]
+client.embed(["a"], errors="retrun")  # type: ignore[call-overload]
+client.embed_stream(["a"], errors="Return")  # type: ignore[call-overload]
+asyncio.run(async_client.embed(["a"], errors="ignore"))  # type: ignore[call-overload]
+loose: str = "return"
+client.embed(["a"], errors=loose)  # type: ignore[call-overload]
+AsyncEmbedder(provider="siliconflw")  # type: ignore[arg-type]
