@@ -8,13 +8,13 @@ tests/test_autobatch_runs.py.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from typing import Callable
 
 import pytest
 
-from embedsdk.client import _autobatch
 from embedsdk.client._autobatch import (
     FIRST_PROBE,
     STALE,
@@ -28,6 +28,8 @@ from embedsdk.client._autobatch import (
     ladder,
 )
 from embedsdk.client._planning import plan_batches
+from embedsdk.ratecontrol import loop_time
+from embedsdk.testing import run_in_virtual_time
 
 Latency = Callable[[int], float]
 
@@ -274,8 +276,15 @@ def test_a_figure_needs_a_few_answers(sizer: BatchSizer) -> None:
     assert sizer.rate(64) == pytest.approx(320.0)
 
 
-def test_the_default_clock_is_the_monotonic_one_outside_a_loop() -> None:
-    assert _autobatch._loop_time() > 0
+def test_the_default_clock_is_the_loops_inside_one_and_the_monotonic_one_outside() -> None:
+    assert loop_time() > 0
+
+    async def main() -> tuple[float, float]:
+        await asyncio.sleep(100.0)  # simulated: the loop's clock jumps, the monotonic one not
+        return loop_time(), asyncio.get_running_loop().time()
+
+    (inside, loops), _ = run_in_virtual_time(main())
+    assert inside == loops >= 100.0
 
 
 # -- cutting batches ------------------------------------------------------------------------

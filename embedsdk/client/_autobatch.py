@@ -36,12 +36,12 @@ measured for the sizes on a ladder (the cap, then three quarters of each size be
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
-import time
 from collections.abc import Sequence
 from typing import Callable
+
+from ..ratecontrol import loop_time
 
 #: Each size on the ladder is this share of the one above it.
 STEP = 0.75
@@ -118,7 +118,7 @@ class BatchSizer:
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self._clock = clock or _loop_time
+        self._clock = clock or loop_time
         self._cap = 0
         self._sizes: list[int] = []
         self._current = 0  # index in _sizes
@@ -339,11 +339,3 @@ def cut_batch(tokens: Sequence[int], start: int, size: int, max_tokens: int) -> 
             break
         stop += 1
     return stop
-
-
-def _loop_time() -> float:
-    """The running event loop's clock, else the monotonic one."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()

@@ -170,7 +170,7 @@ class RateController:
         self.tuning = tuning
         self.learns = learns
         self.listener = listener
-        self._clock = clock or _loop_time
+        self._clock = clock or loop_time
         self._lock = threading.Lock()
         self._paces = (Pace(tuning), Pace(tuning))  # requests, tokens
         self._window = Window(tuning)
@@ -776,7 +776,7 @@ def _ramp(t: Tuning) -> float:
     return float((1 - 2.0**-doublings) / (doublings * math.log(2)))
 
 
-def _loop_time() -> float:
+def loop_time() -> float:
     """The running event loop's clock (simulated time follows it), else the monotonic one."""
     try:
         return asyncio.get_running_loop().time()
