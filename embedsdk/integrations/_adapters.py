@@ -202,9 +202,3 @@ def _sweep() -> None:
         entry = _loops.pop(loop, None)
         if entry is not None:
             entry.closer = None  # its loop is gone: nothing can resume it
-
-
-def loop_clients_count() -> int:
-    """How many event loops hold adapter clients now (for tests)."""
-    with _lock:
-        return len(_loops)
