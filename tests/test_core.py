@@ -960,8 +960,10 @@ def test_closed_client_refuses_calls() -> None:
         server = Server()
         emb = client(server)
         await emb.embed(["a"])
+        assert not emb.closed
         await emb.aclose()
         await emb.aclose()  # twice is fine
+        assert emb.closed
         with pytest.raises(ClientClosedError):
             await emb.embed(["b"])
         assert len(server.bodies) == 1

@@ -119,7 +119,7 @@ def test_async_vectors_match_and_run_on_the_callers_loop(sim: SimulatedProvider)
     assert (matrix(rows) == expected_matrix([*TEXTS, "你好"])).all()
     assert client.stats.requests == sim.stats()["requests"] == 3
     assert not _api._clients  # no sync client, no loop thread was involved
-    assert client._closed  # closed with its loop by asyncio.run
+    assert client.closed  # closed with its loop by asyncio.run
     assert loop_clients_count() == 0
 
 

@@ -5,9 +5,10 @@
 - ``_planning``: validation of the texts, input limits, de-duplication, token estimates,
   batch plans (pure); ``_autobatch``: ``batch_size="auto"``'s sizer (pure);
 - ``_job``: one call's state, ``Stats``, ``EmbeddingResult``; ``_progress``: the bar;
-- ``_core``: ``AsyncEmbedder`` and the steps of a call; ``_stream``: ``embed_stream``'s
-  windows; ``_sending``: one request, paced, sent, retried, decoded; ``_cache_async``: the
-  cache off the loop;
+- ``_core``: ``AsyncEmbedder``, its event loop and its public calls; ``_runner``: the steps
+  of a call (``Runner``: the core's internal interface, which ``_stream``, ``embed_stream``'s
+  windows, and the integrations use); ``_sending``: one request, paced, sent, retried,
+  decoded; ``_cache_async``: the cache off the loop;
 - ``_sync``: ``Embedder`` on one event-loop thread; ``_api``: the usage guide's three
   functions on shared default clients.
 
@@ -53,6 +54,9 @@ from ._planning import (
 from ._providers import (
     PROFILES,
 )
+from ._runner import (
+    Runner,
+)
 from ._sync import (
     Embedder,
 )
@@ -72,6 +76,7 @@ __all__ = [
     "Embedder",
     "EmbeddingResult",
     "Options",
+    "Runner",
     "Stats",
     "client_for",
     "close_default_clients",
