@@ -282,6 +282,7 @@ class Job:
 
 
 def request_span(positions: list[int]) -> str:
+    """What an error says of the inputs its request carried (``positions``, sorted)."""
     if len(positions) == 1:
         return f" (in the request for input {positions[0]})"
     if positions and positions[-1] - positions[0] + 1 == len(positions):

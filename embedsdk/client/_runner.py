@@ -33,6 +33,7 @@ from .._exceptions import (
 from .._text import append_note, plural
 from ..http import (
     WHOLE_AFTER,
+    Failure,
     blames_input,
     is_input_too_large,
     is_retryable,
@@ -308,14 +309,19 @@ class Runner:
             raise
 
     def _blame(self, job: Job, exc: EmbedSDKError, start: int, stop: int) -> None:
-        """Name the inputs of the failed request and say whether it was retried."""
-        if not isinstance(exc, (APIError, ResponseValidationError)) or exc.batch_indices:
-            return
-        exc.batch_indices = job.positions(start, stop)
-        note = "" if isinstance(exc, APIStatusError) else request_span(exc.batch_indices)
-        attempts = getattr(exc, "attempts", None)
-        if is_retryable(exc) and attempts:  # it reached us: every attempt failed
-            note += f"; gave up after {plural(attempts, 'attempt')}"
+        """Name the inputs of a failed request that nothing named on the way up (a
+        connection that failed for good, an answer of the wrong width...)."""
+        if isinstance(exc, (APIError, ResponseValidationError)):
+            self._name_request(job, exc, start, stop)
+
+    def _name_request(
+        self, job: Job, exc: EmbedSDKError, start: int, stop: int, note: str = ""
+    ) -> None:
+        """Say which inputs the failed request for ``todo[start:stop]`` carried (its
+        ``batch_indices`` and the message; once: the first to name it wins), then ``note``."""
+        if not exc.batch_indices:
+            exc.batch_indices = job.positions(start, stop)
+            note = self._request_note(exc, exc.batch_indices) + note
         if note and exc.args and isinstance(exc.args[0], str):
             exc.args = (exc.args[0] + note,)
 
@@ -340,13 +346,23 @@ class Runner:
             if stop - start > 1 and blames_input(exc) is not False:
                 await self._isolate(job, start, stop, exc)
                 return
-            exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
+            self._name_request(job, exc, start, stop)
             raise
 
     async def _fetch_batch(self, job: Job, start: int, stop: int) -> None:
-        """One request (with its retries) for ``todo[start:stop]``; its rows stored and cached."""
+        """One request (with its retries) for ``todo[start:stop]``; its rows stored and cached.
+
+        A request that gave up after its retries (its error is one a retry may fix) is named
+        here, where both are known: its inputs, and how many attempts it made.
+        """
         texts = job.texts(start, stop)
-        vectors = await self._sender.send(texts, sum(job.tokens[start:stop]), job)
+        outcome = await self._sender.send(texts, sum(job.tokens[start:stop]), job)
+        if isinstance(outcome, Failure):
+            if is_retryable(outcome.error):
+                tried = f"; gave up after {plural(outcome.attempt, 'attempt')}"
+                self._name_request(job, outcome.error, start, stop, tried)
+            raise outcome.error
+        vectors = outcome
         self._cache.check_width(vectors)  # before the cache's width fixes the result's
         job.store(job.todo[start:stop], vectors)
         job.breaker.success()
@@ -374,14 +390,12 @@ class Runner:
         job.note_refusal(exc, whole)
         if whole:
             why = _WHOLE_BEFORE if before else _WHOLE_REFUSAL
-            exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}; {why}",)
+            self._name_request(job, exc, start, stop, f"; {why}")
             raise exc
         if not refused:
             return  # every part went through when sent again: the refusal did not last
         for a, b, error in refused:
-            error.batch_indices = job.positions(a, b)
-            note = self._request_note(error, job, a, b)
-            error.args = (f"{error.args[0]}{note}; {_refusal_note(stop - start)}",)
+            self._name_request(job, error, a, b, f"; {_refusal_note(stop - start)}")
         self._stats.refused += len(refused)
         if job.keep_going:
             job.failures.extend((job.todo[a:b], error) for a, b, error in refused)
@@ -431,21 +445,14 @@ class Runner:
             await self._fetch_batch(job, start, stop)
         except APIStatusError as exc:
             if blames_input(exc) is False:
-                exc.batch_indices = job.positions(start, stop)
-                exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
+                self._name_request(job, exc, start, stop)
                 raise
             return exc
         return None
 
-    def _request_note(self, exc: APIStatusError, job: Job, start: int, stop: int) -> str:
+    def _request_note(self, exc: EmbedSDKError, positions: list[int]) -> str:
         """Which inputs the failed request carried, and why a too-long input cannot pass."""
-        positions = job.positions(start, stop)
-        if len(positions) == 1:
-            note = f" (in the request for input {positions[0]})"
-        elif positions[-1] - positions[0] + 1 == len(positions):
-            note = f" (in the request for inputs {positions[0]}..{positions[-1]})"
-        else:
-            note = f" (in the request for {len(positions)} inputs from {positions[0]})"
+        note = request_span(positions)
         if is_input_too_large(exc):
             note += too_long_note(self.options.model, self._input_limit, self.options.truncate)
         return note
