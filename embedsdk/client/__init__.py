@@ -44,6 +44,7 @@ from ._core import (
     AsyncEmbedder,
 )
 from ._job import (
+    CALL_WIDE_ERRORS,
     EmbeddingResult,
     Stats,
 )
@@ -63,6 +64,7 @@ from ._sync import (
 
 __all__ = [
     "API_KEY_VARIABLES",
+    "CALL_WIDE_ERRORS",
     "CLIENT_OPTIONS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_CONCURRENT",
