@@ -74,9 +74,6 @@ class EmbedSDKError(Exception):
     partial: Any = None
     #: Input positions of the request (batch) that failed, when a request failed, else None.
     batch_indices: list[int] | None = None
-    #: What the adaptive rate controller made of this answer: "paused" (a rate limit: the
-    #: retry waits for the shared pause), "narrowed" (a concurrency cap), "noted" or None.
-    rate_verdict: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the message and the attributes, rebuilt without calling ``__init__``.

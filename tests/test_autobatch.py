@@ -8,13 +8,13 @@ tests/test_autobatch_runs.py.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from typing import Callable
 
 import pytest
 
-from embedsdk.client import _autobatch
 from embedsdk.client._autobatch import (
     FIRST_PROBE,
     STALE,
@@ -24,10 +24,11 @@ from embedsdk.client._autobatch import (
     CutBatches,
     Limits,
     PlannedBatches,
-    cut_batch,
     ladder,
 )
-from embedsdk.client._planning import plan_batches
+from embedsdk.client._planning import batch_end, plan_batches
+from embedsdk.ratecontrol import loop_time
+from embedsdk.testing import run_in_virtual_time
 
 Latency = Callable[[int], float]
 
@@ -274,24 +275,37 @@ def test_a_figure_needs_a_few_answers(sizer: BatchSizer) -> None:
     assert sizer.rate(64) == pytest.approx(320.0)
 
 
-def test_the_default_clock_is_the_monotonic_one_outside_a_loop() -> None:
-    assert _autobatch._loop_time() > 0
+def test_the_default_clock_is_the_loops_inside_one_and_the_monotonic_one_outside() -> None:
+    assert loop_time() > 0
+
+    async def main() -> tuple[float, float]:
+        await asyncio.sleep(100.0)  # simulated: the loop's clock jumps, the monotonic one not
+        return loop_time(), asyncio.get_running_loop().time()
+
+    (inside, loops), _ = run_in_virtual_time(main())
+    assert inside == loops >= 100.0
 
 
 # -- cutting batches ------------------------------------------------------------------------
 
 
-def test_cut_one_at_a_time_gives_the_planned_batches() -> None:
+def test_planned_batches_are_as_long_as_the_size_and_the_token_budget_allow() -> None:
+    """``plan_batches`` (a fixed size) and ``batch_end`` (``"auto"``, one batch at a time)
+    cut by one rule: consecutive batches of at most ``size`` inputs and ``budget`` tokens (a
+    larger input alone), each as long as that allows."""
     rng = random.Random(3)
     for _ in range(300):
         tokens = [rng.choice([1, 5, 30, 200, 5000]) for _ in range(rng.randrange(0, 80))]
         size, budget = rng.randrange(1, 40), rng.choice([100, 1000, 10**9])
-        cut, start = [], 0
-        while start < len(tokens):
-            stop = cut_batch(tokens, start, size, budget)
-            cut.append((start, stop))
-            start = stop
-        assert cut == plan_batches(tokens, size, budget)
+        batches = plan_batches(tokens, size, budget)
+        edges = [start for start, _ in batches] + [len(tokens)]  # consecutive, all covered
+        assert edges[0] == 0 and [stop for _, stop in batches] == edges[1:]
+        for start, stop in batches:
+            assert batch_end(tokens, start, size, budget) == stop
+            assert 1 <= stop - start <= size
+            assert stop - start == 1 or sum(tokens[start:stop]) <= budget
+            if stop < len(tokens):  # one more input would break a limit
+                assert stop - start == size or sum(tokens[start : stop + 1]) > budget
 
 
 def test_cut_batches_ask_with_what_is_left_and_respect_the_token_budget() -> None:

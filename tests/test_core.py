@@ -757,22 +757,80 @@ def test_without_hint_waits_grow_exponentially(
     assert max(waits[3:]) > ceilings[0]
 
 
-def test_testing_mode_does_not_wait() -> None:
+def test_testing_mode_does_not_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     chosen: list[float] = []
+    real = _sending.Sender._on_backoff
 
-    def on_backoff(details: dict[str, Any]) -> None:
+    def on_backoff(sender: _sending.Sender, details: dict[str, Any]) -> None:
         chosen.append(details["wait"])
+        real(sender, details)
 
+    # Before the client is made: its retry loop takes the handler once, when it is built.
+    monkeypatch.setattr(_sending.Sender, "_on_backoff", on_backoff)
     server = Server(error(429, {"message": "slow"}, retry_after="30"))
-
-    async def go() -> None:
-        async with client(server) as emb:
-            real = emb._sender._on_backoff
-            emb._sender._on_backoff = lambda d: (on_backoff(d), real(d))  # type: ignore[method-assign]
-            await emb.embed(["a"])
-
-    run(go())
+    run(embed(server, ["a"]))
     assert chosen == [0.0]
+
+
+# -- one retry loop per client ----------------------------------------------------------------
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """How many retrying callables backoff made, of either kind (a decorator each)."""
+    made: list[str] = []
+    for kind in ("on_exception", "on_predicate"):
+        real = getattr(backoff, kind)
+
+        def counting(*args: Any, _real: Any = real, _kind: str = kind, **kwargs: Any) -> Any:
+            made.append(_kind)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(backoff, kind, counting)
+    return made
+
+
+def test_the_retry_loop_is_built_once_per_client_not_per_request(built: list[str]) -> None:
+    server = Server(error(503, b"busy"), error(503, b"busy"))  # two retries among the requests
+    texts = texts_for(6)
+
+    async def go() -> AsyncEmbedder:
+        async with client(server, max_concurrent=2) as emb:
+            check(await emb.embed(texts, batch_size=2), texts)
+            check(await emb.embed(texts_for(4, "more"), batch_size=1), texts_for(4, "more"))
+            return emb
+
+    emb = run(go())
+    assert emb.stats.requests == 3 + 4 + 2 and emb.stats.retries == 2
+    assert len(built) == 1
+    client(server)  # another client: a loop of its own
+    assert len(built) == 2
+
+
+def test_each_request_has_a_retry_budget_of_its_own() -> None:
+    """The loop is the client's, the budget each request's: five requests that each fail
+    once all go through with max_retries=1."""
+    failed: set[str] = set()
+
+    def once(body: dict[str, Any]) -> Response | None:
+        text = body["input"][0]
+        if text in failed:
+            return None
+        failed.add(text)
+        return error(503, b"busy")
+
+    def answer(body: dict[str, Any]) -> Response:
+        return once(body) or server.answer(body)
+
+    server = Server(*[answer] * 10)
+    texts = texts_for(5)
+
+    async def go() -> AsyncEmbedder:
+        async with client(server, max_retries=1) as emb:
+            check(await emb.embed(texts, batch_size=1, max_concurrent=1), texts)
+            return emb
+
+    assert run(go()).stats.retries == 5
 
 
 # -- 413 and "batch size" 400: split and continue ---------------------------------------------
@@ -960,8 +1018,10 @@ def test_closed_client_refuses_calls() -> None:
         server = Server()
         emb = client(server)
         await emb.embed(["a"])
+        assert not emb.closed
         await emb.aclose()
         await emb.aclose()  # twice is fine
+        assert emb.closed
         with pytest.raises(ClientClosedError):
             await emb.embed(["b"])
         assert len(server.bodies) == 1

@@ -82,9 +82,7 @@ def _make(cls: type[EmbedSDKError]) -> EmbedSDKError:
     exc.failed_indices = [1, 2]
     exc.batch_indices = [0, 1, 2]
     exc.partial = np.array([[1.0, 2.0], [np.nan, np.nan]], dtype=np.float32)
-    exc.rate_verdict = "paused"
-    exc.args = (f"{exc.args[0]}; gave up after 3 attempts",)  # as _core adds its notes
-    exc.attempts = 3  # type: ignore[attr-defined]  # set by the retry loop
+    exc.args = (f"{exc.args[0]}; gave up after 3 attempts",)  # as the runner adds its notes
     return exc
 
 

@@ -23,6 +23,7 @@ pytest.importorskip("langchain_core")
 pytest.importorskip("langchain_tests")
 pytest.importorskip("pytest_socket")
 
+from _adapter_clients import loop_clients_count
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
@@ -118,8 +119,8 @@ def test_async_vectors_match_and_run_on_the_callers_loop(sim: SimulatedProvider)
     assert (matrix(rows) == expected_matrix([*TEXTS, "你好"])).all()
     assert client.stats.requests == sim.stats()["requests"] == 3
     assert not _api._clients  # no sync client, no loop thread was involved
-    assert client._closed  # closed with its loop by asyncio.run
-    assert _adapters.loop_clients_count() == 0
+    assert client.closed  # closed with its loop by asyncio.run
+    assert loop_clients_count() == 0
 
 
 def test_one_async_client_per_loop_and_options(sim: SimulatedProvider) -> None:

@@ -19,6 +19,7 @@ pytest.importorskip("llama_index.core")
 pytest.importorskip("pytest_socket")
 
 import llama_index.core.instrumentation as instrument
+from _adapter_clients import loop_clients_count
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.callbacks import (
     CallbackManager,
@@ -123,7 +124,7 @@ def test_async_vectors_on_the_callers_loop(sim: SimulatedProvider) -> None:
     rows = asyncio.run(main())
     assert (matrix(rows) == expected_matrix([*TEXTS, "你好", "hello"])).all()
     assert not _api._clients  # no loop thread involved
-    assert _adapters.loop_clients_count() == 0  # closed with the loop
+    assert loop_clients_count() == 0  # closed with the loop
 
 
 @pytest.mark.parametrize("use_async", [False, True])

@@ -21,6 +21,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 import embedsdk.ray  # noqa: E402
+from embedsdk import MockTransport, Response  # noqa: E402
 from embedsdk.testing import SimulatedProvider, expected_matrix  # noqa: E402
 
 pytestmark = [
@@ -114,6 +115,21 @@ def test_a_row_that_cannot_be_embedded_is_named() -> None:
         assert (vectors == expected_matrix([data[i]["text"] for i in good], dim=DIM)).all()
         with pytest.raises(Exception, match="row 23 was not embedded"):
             embed(sim, [data[23]], id_column="id", concurrency=1).materialize()
+
+
+@pytest.mark.parametrize("status", [401, 404])
+def test_an_error_of_the_whole_run_is_raised_even_when_rows_keep_their_errors(
+    status: int,
+) -> None:
+    """What the client's errors="return" still stops a call for (CALL_WIDE_ERRORS) stops the
+    batch too, rather than becoming every row's error. In this process: no Ray needed."""
+    refused = MockTransport(lambda _: Response(status, {}, b'{"message": "no"}'))
+    batches = embedsdk.ray.EmbedBatches(
+        errors="return", shared_limit=False, base_url="http://127.0.0.1:9/v1",
+        api_key="sk-ray", cache=False, transport=refused,
+    )  # fmt: skip
+    with pytest.raises((embedsdk.AuthenticationError, embedsdk.NotFoundError)):
+        batches({"text": np.array(["a", "b"], dtype=object)})
 
 
 def test_a_row_the_server_refuses_fails_alone_at_a_few_requests_cost() -> None:

@@ -335,3 +335,25 @@ def test_another_failure_while_splitting_names_the_part_it_came_from() -> None:
     assert "in the request for inputs 8..15" in str(info.value)
     assert info.value.batch_indices == list(range(8, 16))
     assert info.value.failed_indices == list(range(8, 16))  # its first half was embedded
+
+
+@pytest.mark.parametrize("failure", ["503", "no answer"])
+def test_a_part_that_fails_after_its_retries_says_so_and_names_itself(failure: str) -> None:
+    """A part of a refused batch sent again that fails for good after its retries says how
+    many attempts it made, and names the part (not the whole batch), like any request."""
+    overloaded = Response(503, {}, b'{"code": 50505, "message": "Model service overloaded."}')
+
+    def answer(texts: list[str]) -> Response | None:
+        if len(texts) == 16:
+            return siliconflow_400()  # the batch: refused
+        if not texts[0].startswith("text 8:"):
+            return None
+        if failure == "503":
+            return overloaded
+        raise embedsdk.APIConnectionError("server disconnected", reason="disconnected")
+
+    with pytest.raises(embedsdk.APIError) as info:
+        embed(Counting(answer), texts_with_bad(16, ()), batch_size=16, max_retries=2)
+    assert "(in the request for inputs 8..15); gave up after 3 attempts" in str(info.value)
+    assert info.value.batch_indices == list(range(8, 16))
+    assert info.value.failed_indices == list(range(8, 16))

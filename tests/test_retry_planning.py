@@ -14,13 +14,15 @@ from embedsdk import (
     APIStatusError,
     APITimeoutError,
     ClientClosedError,
+    EmbedSDKError,
     InvalidInputError,
     ResponseValidationError,
     estimate_tokens,
 )
 from embedsdk.client._planning import deduplicate, iter_windows, plan_batches, validate_texts
-from embedsdk.http import _retry
+from embedsdk.http import Failure, Verdict, _retry
 from embedsdk.http._responses import status_error
+from embedsdk.ratecontrol import NARROWED, NOTED, PAUSED
 
 
 def http(status: int, message: str = "boom", code: object = None, **headers: str):
@@ -243,6 +245,11 @@ def test_refusals_are_the_same_whatever_numbers_they_quote() -> None:
 # -- wait_gen: backoff's wait generator ------------------------------------------------------
 
 
+def failed(exc: EmbedSDKError, verdict: Verdict = Verdict.NOTED) -> Failure:
+    """A failed attempt, as the sender hands it to the retry loop (judged: a retry follows)."""
+    return Failure(exc, verdict, attempt=1, retry=True)
+
+
 def started(**kwargs: float):
     """A wait generator primed the way backoff primes it (send(None) first)."""
     gen = _retry.wait_gen(**kwargs)
@@ -258,17 +265,17 @@ def sleeping() -> None:
 def test_wait_honours_retry_after(sleeping: None) -> None:
     gen = started()
     for hint in (3.0, 0.5, 120.0):
-        wait = gen.send(http(429, retry_after=str(hint)))
+        wait = gen.send(failed(http(429, retry_after=str(hint))))
         assert hint <= wait <= hint * 1.1 + 0.05
 
 
 def test_wait_honours_retry_after_ms(sleeping: None) -> None:
-    wait = started().send(http(429, retry_after_ms="2500"))
+    wait = started().send(failed(http(429, retry_after_ms="2500")))
     assert 2.5 <= wait <= 2.5 * 1.1 + 0.05
 
 
 def test_wait_caps_absurd_retry_after(sleeping: None) -> None:
-    wait = started().send(http(503, retry_after="41165011"))
+    wait = started().send(failed(http(503, retry_after="41165011")))
     assert wait <= 120.0 * 1.1 + 0.05
 
 
@@ -277,19 +284,19 @@ def test_wait_without_hint_is_exponential_full_jitter(sleeping: None) -> None:
     bounds = [min(30.0, 0.5 * 2.0**k) for k in range(10)]
     for _ in range(50):
         gen = started()
-        waits = [gen.send(APIConnectionError("reset")) for _ in bounds]
+        waits = [gen.send(failed(APIConnectionError("reset"))) for _ in bounds]
         assert all(0.0 <= w <= b for w, b in zip(waits, bounds))
     # and the cap really grows: late waits reach beyond the first bound
     gen = started()
-    late = [gen.send(APIConnectionError("reset")) for _ in range(12)][-3:]
+    late = [gen.send(failed(APIConnectionError("reset"))) for _ in range(12)][-3:]
     assert max(late) > 0.5
 
 
 def test_wait_is_zero_in_testing_mode() -> None:
     _retry.set_testing(True)
     gen = started()
-    assert gen.send(http(429, retry_after="30")) == 0.0
-    assert gen.send(APIConnectionError("reset")) == 0.0
+    assert gen.send(failed(http(429, retry_after="30"))) == 0.0
+    assert gen.send(failed(APIConnectionError("reset"))) == 0.0
 
 
 def test_set_testing_round_trip() -> None:
@@ -310,11 +317,11 @@ def test_wait_ceilings_are_backoffs_expo_and_the_jitter_is_backoffs_full_jitter(
 
     monkeypatch.setattr(backoff, "full_jitter", no_jitter)
     gen = started(base=0.5, cap=4.0)
-    waits = [gen.send(APIConnectionError("reset")) for _ in range(6)]
+    waits = [gen.send(failed(APIConnectionError("reset"))) for _ in range(6)]
     assert waits == jittered == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     # A Retry-After hint replaces the jitter, and the ceilings go on from where they were.
-    assert gen.send(http(503, retry_after="1")) >= 1.0
-    assert gen.send(APIConnectionError("reset")) == 4.0 and len(jittered) == 7
+    assert gen.send(failed(http(503, retry_after="1"))) >= 1.0
+    assert gen.send(failed(APIConnectionError("reset"))) == 4.0 and len(jittered) == 7
 
 
 # -- RetryBudget: what a request may retry ---------------------------------------------------
@@ -354,6 +361,65 @@ def test_dns_failures_also_draw_on_the_common_budget() -> None:
     assert not budget.give_up(http(503))
     assert not budget.give_up(dns_error())
     assert budget.give_up(dns_error())  # 2 retries in all, whatever the mix
+
+
+def test_the_budget_numbers_each_failed_attempt_and_says_whether_another_may_follow() -> None:
+    budget = _retry.RetryBudget(2)
+    judged = [budget.judge(Failure(http(503))) for _ in range(3)]
+    assert [(f.attempt, f.retry) for f in judged] == [(1, True), (2, True), (3, False)]
+    once = _retry.RetryBudget(6).judge(Failure(http(400)))  # no retry fixes it
+    assert (once.attempt, once.retry) == (1, False)
+
+
+# -- under rate control: the controller's verdict, a typed value -----------------------------
+
+
+def test_the_rate_controllers_verdicts_are_the_retry_loops_own_type() -> None:
+    """One vocabulary: what ratecontrol reports is what the retry loop reads."""
+    assert (PAUSED, NARROWED, NOTED) == (Verdict.PAUSED, Verdict.NARROWED, Verdict.NOTED)
+    assert [v.controlled for v in (PAUSED, NARROWED, NOTED)] == [True, True, False]
+    assert f"{PAUSED}" == "paused"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_controlled_refusals_draw_on_their_own_retry_allowance() -> None:
+    limited, busy = http(429, "slow"), http(503, "busy")
+    budget = _retry.RetryBudget(2, paced=True)  # 20 controlled refusals, then 2 failures
+    assert [budget.give_up(limited, Verdict.PAUSED) for _ in range(12)] == [False] * 12
+    capped = [budget.give_up(busy, Verdict.NARROWED) for _ in range(11)]
+    assert capped == [False] * 10 + [True]
+    budget = _retry.RetryBudget(2, paced=True)
+    assert [budget.give_up(busy, Verdict.NOTED) for _ in range(3)] == [False, False, True]
+    budget = _retry.RetryBudget(2, paced=False)
+    assert [budget.give_up(limited, Verdict.PAUSED) for _ in range(3)] == [False, False, True]
+
+
+def test_a_rate_limit_is_waited_for_in_time_not_in_refusals() -> None:
+    """With a clock, refusals of a rate limit do not count for 30 s per retry from the first
+    (a window of a minute refuses every probe until it opens), then they count."""
+    clock, limited = Clock(), http(429, "slow")
+    budget = _retry.RetryBudget(2, paced=True, clock=clock)
+    for _ in range(100):  # a hundred probes in the first minute: none counts
+        clock.now += 0.6
+        assert not budget.give_up(limited, Verdict.PAUSED)
+    clock.now += 1.0  # 61 s: the patience (2 x 30 s) is over
+    assert [budget.give_up(limited, Verdict.PAUSED) for _ in range(3)] == [False, False, True]
+
+
+def test_a_controlled_refusal_adds_no_wait_of_its_own(sleeping: None) -> None:
+    waits = started()
+    assert waits.send(failed(http(429, "slow", retry_after="5"), Verdict.PAUSED)) == 0.0
+    assert waits.send(failed(http(429, "slow"), Verdict.NARROWED)) == 0.0  # a free slot
+    hinted = waits.send(failed(http(503, "busy", retry_after="2"), Verdict.NARROWED))
+    assert 2.0 <= hinted <= 2.0 * 1.1 + 0.05  # a cap that names its wait is waited for
+    assert waits.send(failed(http(503, "busy"), Verdict.NOTED)) > 0  # the usual backoff
 
 
 # -- CallBreaker: a storm stops a call that keeps going ---------------------------------------

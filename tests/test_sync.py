@@ -503,8 +503,10 @@ def test_connection_refused_is_an_api_connection_error() -> None:
 def test_close_then_use(provider: Provider) -> None:
     emb = Embedder(**options(provider))
     emb.embed(["a"])
+    assert not emb.closed
     emb.close()
     emb.close()  # twice is fine
+    assert emb.closed
     with pytest.raises(ClientClosedError):
         emb.embed(["b"])
     with pytest.raises(ClientClosedError):
@@ -671,7 +673,7 @@ def test_evicted_default_client_is_not_closed_under_its_caller(provider: Provide
     core = first._core
     del first
     gc.collect()
-    assert core._closed
+    assert core.closed
 
 
 def test_a_script_exits_quietly_after_the_module_functions(

@@ -542,11 +542,6 @@ def judge_all(cases: Sequence[Case], rows: list[dict[str, Any]]) -> list[dict[st
     return verdicts
 
 
-def targets_met(table: dict[str, Any]) -> bool:
-    """Whether every case of one table met its targets."""
-    return all(v["met"] for v in table["verdicts"])
-
-
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 

@@ -240,12 +240,3 @@ def format_table(result: dict[str, Any]) -> str:
         "  counts requests."
     )
     return f"{title}\n{report.table(headers, lines)}\n{note}"
-
-
-def targets_met(result: dict[str, Any]) -> bool:
-    """Whether every target was met: within 5 % of the best fixed batch, and >= 90 % of
-    RPM x 64 where requests are limited."""
-    return all(
-        v["within_5_percent"] and (v["auto_of_rpm_cap"] is None or v["auto_of_rpm_cap"] >= 0.9)
-        for v in result["verdicts"]
-    )

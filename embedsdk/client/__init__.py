@@ -6,9 +6,10 @@
 - ``_planning``: validation of the texts, input limits, de-duplication, token estimates,
   batch plans (pure); ``_autobatch``: ``batch_size="auto"``'s sizer (pure);
 - ``_job``: one call's state, ``Stats``, ``EmbeddingResult``; ``_progress``: the bar;
-- ``_core``: ``AsyncEmbedder`` and the steps of a call; ``_stream``: ``embed_stream``'s
-  windows; ``_sending``: one request, paced, sent, retried, decoded; ``_cache_async``: the
-  cache off the loop;
+- ``_core``: ``AsyncEmbedder``, its event loop and its public calls; ``_runner``: the steps
+  of a call (``Runner``: the core's internal interface, which ``_stream``, ``embed_stream``'s
+  windows, and the integrations use); ``_sending``: one request, paced, sent, retried,
+  decoded; ``_cache_async``: the cache off the loop;
 - ``_sync``: ``Embedder`` on one event-loop thread; ``_api``: the usage guide's three
   functions on shared default clients.
 
@@ -54,6 +55,7 @@ from ._core import (
     AsyncEmbedder,
 )
 from ._job import (
+    CALL_WIDE_ERRORS,
     EmbeddingResult,
     Stats,
     Vectors,
@@ -65,12 +67,16 @@ from ._planning import (
 from ._providers import (
     PROFILES,
 )
+from ._runner import (
+    Runner,
+)
 from ._sync import (
     Embedder,
 )
 
 __all__ = [
     "API_KEY_VARIABLES",
+    "CALL_WIDE_ERRORS",
     "CLIENT_OPTIONS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_CONCURRENT",
@@ -94,6 +100,7 @@ __all__ = [
     "Options",
     "Provider",
     "Rewrite",
+    "Runner",
     "Stats",
     "Vectors",
     "client_for",

@@ -36,12 +36,13 @@ measured for the sizes on a ladder (the cap, then three quarters of each size be
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
-import time
 from collections.abc import Sequence
 from typing import Callable
+
+from ..ratecontrol import loop_time
+from ._planning import batch_end
 
 #: Each size on the ladder is this share of the one above it.
 STEP = 0.75
@@ -118,7 +119,7 @@ class BatchSizer:
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self._clock = clock or _loop_time
+        self._clock = clock or loop_time
         self._cap = 0
         self._sizes: list[int] = []
         self._current = 0  # index in _sizes
@@ -296,7 +297,9 @@ class PlannedBatches:
 
 
 class CutBatches:
-    """``batch_size="auto"``: consecutive batches cut as workers take them.
+    """``batch_size="auto"``: consecutive batches cut as workers take them (each by
+    :func:`~embedsdk.client._planning.batch_end`, the rule
+    :func:`~embedsdk.client._planning.plan_batches` plans by).
 
     ``tokens``: estimated tokens of each row to fetch; ``size(remaining)``: how many inputs the
     next batch may have, ``remaining`` being the rows not answered yet (to cut and in flight).
@@ -318,32 +321,10 @@ class CutBatches:
         if start >= len(self._tokens):
             return None
         size = self._size(len(self._tokens) - start + self.in_flight)
-        stop = cut_batch(self._tokens, start, size, self._max_tokens)
+        stop = batch_end(self._tokens, start, size, self._max_tokens)
         self._next = stop
         self.in_flight += stop - start
         return start, stop
 
     def done(self, batch: tuple[int, int]) -> None:
         self.in_flight -= batch[1] - batch[0]
-
-
-def cut_batch(tokens: Sequence[int], start: int, size: int, max_tokens: int) -> int:
-    """Where the batch that begins at ``start`` ends: at most ``size`` inputs and
-    ``max_tokens`` estimated tokens, at least one input. The batches
-    :func:`embedsdk.client._planning.plan_batches` plans, cut one at a time."""
-    end = min(len(tokens), start + max(1, size))
-    stop, total = start, 0
-    while stop < end:
-        total += tokens[stop]
-        if stop > start and total > max_tokens:
-            break
-        stop += 1
-    return stop
-
-
-def _loop_time() -> float:
-    """The running event loop's clock, else the monotonic one."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()

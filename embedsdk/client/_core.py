@@ -5,17 +5,19 @@ with at most ``max_concurrent`` in flight (a worker takes the next batch as soon
 so there are no waves) -> pace each attempt through the rate limiters -> retry with backoff ->
 decode and check the answer -> place rows by ``index`` -> gather duplicates back.
 
-Here: the client and the steps of a call. Beside it: :class:`~embedsdk.client._sending.Sender` sends
-one request (pacing, retries, decoding), :class:`~embedsdk.client._cache_async.AsyncCache` reads and
-writes the disk cache off the loop, and :class:`~embedsdk.client._stream.Stream` runs the windows of
-:meth:`AsyncEmbedder.embed_stream`.
+Here: the client (its options, its event loop, closing it) and its public calls. Each call
+runs through the client's :class:`~embedsdk.client._runner.Runner` (``start`` -> ``run`` ->
+``conclude``: the steps of a call, from validation to the result);
+:class:`~embedsdk.client._stream.Stream` runs the windows of
+:meth:`AsyncEmbedder.embed_stream` through it too.
+:class:`~embedsdk.client._sending.Sender` sends one request (pacing, retries, decoding) and
+:class:`~embedsdk.client._cache_async.AsyncCache` reads and writes the disk cache off the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import os
 import warnings
 from collections.abc import (
@@ -30,26 +32,9 @@ from typing import Any, Literal, Union, overload
 from typing_extensions import Unpack
 
 from .. import ratecontrol
-from .._exceptions import (
-    APIError,
-    APIStatusError,
-    ClientClosedError,
-    ConfigurationError,
-    EmbedSDKError,
-    ResponseValidationError,
-)
-from .._text import append_note, plural
-from ..http import (
-    WHOLE_AFTER,
-    Transport,
-    blames_input,
-    is_input_too_large,
-    is_retryable,
-    lowered_batch_cap,
-    same_refusal,
-    should_split,
-)
-from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
+from .._exceptions import ClientClosedError, ConfigurationError, EmbedSDKError
+from ..http import Transport
+from ._autobatch import BatchSizer
 from ._cache_async import AsyncCache
 from ._config import (
     EMBEDDER_OPTIONS,
@@ -60,42 +45,23 @@ from ._config import (
     ErrorMode,
     NotGiven,
     RewriteLog,
-    batch_cap_rewrite,
-    check_batch_size,
     check_option_names,
     document_options,
     resolve_options,
 )
 from ._job import (
-    CLOSED_DURING_CALL,
     EmbeddingResult,
-    Job,
     Stats,
     Vectors,
     Window,
-    request_span,
     returns_errors,
-    stops_the_call,
     windows,
 )
-from ._planning import apply_input_limit, check_texts, plan_batches, too_long_note, validate_texts
+from ._planning import check_texts
 from ._progress import Progress
-from ._providers import han_chars_per_token, input_token_limit, known_dimension, profile_for
+from ._runner import Runner
 from ._sending import Sender
 from ._stream import Stream
-
-logger = logging.getLogger("embedsdk")
-
-#: The largest batch tried on a server whose cap is not known (OpenAI's cap: the largest
-#: any provider is known to take).
-UNKNOWN_CAP_MAX = 2048
-
-
-def _least(told: float | None, learned: float | int | None) -> float | None:
-    """The tighter of two per-minute paces (``None``: none)."""
-    paces = [float(p) for p in (told, learned) if p is not None]
-    return min(paces) if paces else None
-
 
 def _own(value: Any) -> Any:
     """A per-call argument as the steps of a call take it: ``None`` for "the client's own"
@@ -105,37 +71,6 @@ def _own(value: Any) -> Any:
 
 #: A block of a stream: its vectors, or its EmbeddingResult with ``errors="return"``.
 _Block = Union[Vectors, EmbeddingResult]
-
-
-def _halves(start: int, stop: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` as two consecutive halves (the first the smaller one)."""
-    middle = (start + stop) // 2
-    return [(start, middle), (middle, stop)]
-
-
-def _all_like(parts: list[tuple[int, int, APIStatusError]], first: APIStatusError) -> bool:
-    """Whether every refused part was refused as the whole batch (``first``) was."""
-    return all(same_refusal(exc, first) for _, _, exc in parts)
-
-
-#: What an error says when every part of its batch was refused as the whole was.
-_WHOLE_REFUSAL = (
-    "its halves and quarters, sent alone, were refused the same way, so the request (the "
-    "model, an option), not one of its inputs, is the likely cause"
-)
-#: ... and when an earlier batch of the call was, so this one was not split.
-_WHOLE_BEFORE = (
-    "an earlier batch of this call was refused the same way whatever part of it was sent, "
-    "so the request (the model, an option), not one of its inputs, is the likely cause"
-)
-
-
-def _refusal_note(size: int) -> str:
-    """What an error says about an input the server refused on its own."""
-    return (
-        f"the server refuses this input: its batch of {size} was split to find it, and "
-        "the other inputs were sent without it"
-    )
 
 
 @document_options("every", "call", "clients")
@@ -160,25 +95,24 @@ class AsyncEmbedder:
     ) -> None:
         check_option_names(type(self).__name__, options, EMBEDDER_OPTIONS)
         self.options: ClientOptions = resolve_options(model=model, **options)
-        self._rewrites = RewriteLog()  # each rewrite of the options said once, at INFO
+        rewrites = RewriteLog()  # each rewrite of the options said once, at INFO
         for rewrite in self.options.rewritten:
-            self._rewrites.say(rewrite)
+            rewrites.say(rewrite)
         self.stats = Stats()
         self._loop: asyncio.AbstractEventLoop | None = None  # the one loop it may be used on
         self._pid = os.getpid()
-        self._profile = profile_for(self.options.base_url, self.options.provider)
-        # Inputs per request this client may send: the provider's cap, lowered for good by a
-        # 413 / "batch size" answer. ``batch_size`` (per client or per call) goes below it.
-        self._batch_cap = self._profile.max_batch
-        self._cap_known = self._profile.cap_known  # False: a guess, tried past (see _size)
-        self._sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
-        self._input_limit = input_token_limit(self._profile, self.options.model)
+        sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
         self._rate = ratecontrol.controller_for(self.options)  # None with adaptive=False
-        # The width of an answer with no rows (an empty input): fixed, whatever ran before.
-        self._dim_hint = known_dimension(self.options.model, self.options.dimensions) or 0
         self._cache = AsyncCache(self.options, self.stats)
+        sender = Sender(self.options, self.stats, _own(transport), self._rate, sizer)
+        #: The steps of a call (:class:`~embedsdk.client._runner.Runner`): the internal
+        #: interface ``embed``, ``embed_stream``'s windows and embedsdk's integrations use.
+        #: Not part of the public API.
+        self.runner = Runner(
+            self.options, self.stats, sender, self._cache, sizer, self._rate, rewrites
+        )
         # Last: __del__ finds a client whose __init__ raised by its missing sender.
-        self._sender = Sender(self.options, self.stats, _own(transport), self._rate, self._sizer)
+        self._sender = sender
 
     def __repr__(self) -> str:
         o = self.options
@@ -209,7 +143,7 @@ class AsyncEmbedder:
             opened.close()
 
     @property
-    def _closed(self) -> bool:
+    def closed(self) -> bool:
         """Whether :meth:`aclose` ran: the client sends nothing more."""
         return self._sender.closed
 
@@ -286,14 +220,17 @@ class AsyncEmbedder:
         workers = self._workers(_own(max_concurrent))
         bar = Progress(len(texts), self.stats) if progress else None
         try:
-            job = await self._start(texts, _own(batch_size), progress=bar, keep_going=keep_going)
+            self._ready()
+            job = await self.runner.start(
+                texts, _own(batch_size), progress=bar, keep_going=keep_going
+            )
             try:
-                await self._run(job, workers)
+                await self.runner.run(job, workers)
             except EmbedSDKError as exc:
                 if not keep_going:
                     raise
-                return self._conclude(job, exc)
-            return self._conclude(job)
+                return self.runner.conclude(job, exc)
+            return self.runner.conclude(job)
         finally:
             if bar is not None:
                 bar.close()
@@ -366,7 +303,7 @@ class AsyncEmbedder:
         workers = self._workers(_own(max_concurrent))
         total = len(texts) if isinstance(texts, Sized) else None
         bar = Progress(total, self.stats) if progress else None
-        stream = Stream(self, _own(batch_size), workers, bar, keep_going)
+        stream = Stream(self.runner, _own(batch_size), workers, bar, keep_going, self._ready)
         size = stream.window_size(_own(window))
         pending: collections.deque[tuple[int, asyncio.Task[_Block]]] = collections.deque()
         start = 0
@@ -395,6 +332,12 @@ class AsyncEmbedder:
             if bar is not None:
                 bar.close()
 
+    def _ready(self) -> None:
+        """Refuse a call on a closed client, or on another event loop than its own."""
+        if self.closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        self._check_loop()
+
     def _check_loop(self) -> None:
         """Refuse a second event loop clearly: the session, the limiters and the locks belong
         to the first one, and would fail later with "Event loop is closed" or worse."""
@@ -421,330 +364,3 @@ class AsyncEmbedder:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigurationError(f"max_concurrent must be a positive integer, got {workers!r}")
         return workers
-
-    async def _run(self, job: Job, workers: int, slots: asyncio.Semaphore | None = None) -> None:
-        """Send the job's batches with at most ``workers`` in flight (and ``slots``, if shared).
-
-        Each worker takes the next batch as soon as it is free: no waves. The first failure
-        cancels the rest and is raised annotated with what is missing.
-        """
-        batches = self._batches(job, workers)
-
-        async def worker() -> None:
-            while True:
-                batch = batches.take()  # shared by the workers: each batch is taken once
-                if batch is None:
-                    return
-                try:
-                    if slots is None:
-                        await self._run_batch(job, batch)
-                    else:
-                        async with slots:
-                            await self._run_batch(job, batch)
-                finally:
-                    batches.done(batch)
-
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(workers, batches.count))]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException as exc:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise job.fail(exc, self._dim_hint) from None
-
-    # -- the batch size ----------------------------------------------------------------------
-
-    def _planned_size(self, batch_size: int | str | None) -> int | None:
-        """Inputs per batch for this call (at most the cap), or ``None`` for ``"auto"``."""
-        size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
-        if isinstance(size, str):
-            return None
-        if self._cap_known and size > self._batch_cap:  # said once per client, at INFO
-            cap, provider = self._batch_cap, self._profile
-            self._rewrites.say(batch_cap_rewrite(size, cap, provider.max_batch, provider.name))
-            return cap
-        return size
-
-    def _batch_guess(self, batch_size: int | str | None) -> int:
-        """Texts per request to plan windows for: the size asked, or the cap for "auto"."""
-        return self._planned_size(batch_size) or self._batch_cap
-
-    def _batches(self, job: Job, workers: int) -> PlannedBatches | CutBatches:
-        """The job's batches: planned, or cut as workers take them (``batch_size="auto"``)."""
-        if job.batches is not None:
-            return PlannedBatches(job.batches)
-        per_text = sum(job.tokens) / len(job.tokens) if job.tokens else 1.0
-        ends = job.ends_call
-
-        def size(remaining: int) -> int:
-            before = self._sizer.current
-            limits = self._limits(workers, per_text)
-            if not self._cap_known and self._sizer.wants_more(self._batch_cap, limits):
-                self._raise_batch_cap()
-            chosen = self._sizer.size(self._batch_cap, limits, remaining if ends else None)
-            if before and self._sizer.current != before:
-                logger.debug("batch size %d -> %d", before, self._sizer.current)
-            return chosen
-
-        return CutBatches(job.tokens, job.max_batch_tokens, size)
-
-    def _limits(self, workers: int, per_text: float) -> Limits:
-        """What bounds the throughput now, for the batch sizer: the slots (fewer when the
-        rate controller narrowed its window), the tightest paces known (the user's ``rpm`` /
-        ``tpm`` and those the controller learned), the tokens of a text."""
-        rpm, tpm, window, ratio = self.options.rpm, self.options.tpm, None, 1.0
-        if self._rate is not None:
-            learned = self._rate.snapshot()
-            rpm = _least(rpm, learned["rpm"])
-            tpm = _least(tpm, learned["tpm"])
-            window = learned["window"]
-            ratio = float(learned["token_ratio"] or 1.0)
-        return Limits(
-            slots=workers if window is None else max(1, min(workers, int(window))),
-            requests_per_s=None if rpm is None else rpm / 60,
-            tokens_per_s=None if tpm is None else tpm / 60,
-            tokens_per_text=per_text * ratio,
-        )
-
-    # -- the steps of a call ---------------------------------------------------------------
-
-    async def _start(
-        self,
-        texts: Sequence[str],
-        batch_size: int | str | None = None,
-        offset: int = 0,
-        progress: Progress | None = None,
-        keep_going: bool = False,
-    ) -> Job:
-        """Check the input, serve what the cache has, and plan batches for the rest."""
-        if self._closed:
-            raise ClientClosedError("this client is closed; create a new one")
-        self._check_loop()
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of str, not one str; wrap it in a list")
-        texts = list(texts)
-        validate_texts(texts, offset)
-        texts = self._limit_inputs(texts, offset)
-        size = self._planned_size(batch_size)
-        job = Job(texts, offset)
-        job.progress = progress
-        if progress is not None:
-            self._sender.bars.add(progress)
-        job.keep_going = keep_going
-        await self._cache.lookup(job)
-        job.plan(size, self.options.max_batch_tokens)
-        return job
-
-    async def _run_batch(self, job: Job, batch: tuple[int, int]) -> None:
-        if job.error is not None:
-            return
-        start, stop = batch
-        try:
-            await self._fetch_into(job, start, stop)
-        except EmbedSDKError as exc:
-            if self._closed and not isinstance(exc, ClientClosedError):
-                # close() cut the request off: say that, not "server disconnected".
-                closed = ClientClosedError(CLOSED_DURING_CALL)
-                job.error = job.error or closed
-                raise closed from exc
-            self._blame(job, exc, start, stop)
-            if job.keep_going and not stops_the_call(exc):
-                if not job.breaker.gave_up(exc, self.options.max_retries):
-                    rows = job.todo[start:stop]
-                    job.failures.append((rows[~job.filled[rows]], exc))
-                    return
-                append_note(exc, job.breaker.note())  # a storm: the other batches stay unsent
-            job.error = job.error or exc
-            raise
-        except BaseException as exc:
-            job.error = job.error or exc
-            raise
-
-    def _blame(self, job: Job, exc: EmbedSDKError, start: int, stop: int) -> None:
-        """Name the inputs of the failed request and say whether it was retried."""
-        if not isinstance(exc, (APIError, ResponseValidationError)) or exc.batch_indices:
-            return
-        exc.batch_indices = job.positions(start, stop)
-        note = "" if isinstance(exc, APIStatusError) else request_span(exc.batch_indices)
-        attempts = getattr(exc, "attempts", None)
-        if is_retryable(exc) and attempts:  # it reached us: every attempt failed
-            note += f"; gave up after {plural(attempts, 'attempt')}"
-        if note and exc.args and isinstance(exc.args[0], str):
-            exc.args = (exc.args[0] + note,)
-
-    def _limit_inputs(self, texts: list[str], offset: int) -> list[str]:
-        """Refuse texts surely too long for the model, or cut them (``truncate=True``)."""
-        if self._input_limit is None:
-            return texts
-        texts, cut = apply_input_limit(
-            texts,
-            self._input_limit,
-            truncate=self.options.truncate,
-            model=self.options.model,
-            han_per_token=han_chars_per_token(self.options.model),
-            start=offset,
-        )
-        if cut:
-            self.stats.truncated += cut
-            logger.info("cut %s to %d tokens (estimated)", plural(cut, "text"), self._input_limit)
-        return texts
-
-    def _conclude(self, job: Job, fatal: EmbedSDKError | None = None) -> Vectors | EmbeddingResult:
-        """The array, or the :class:`EmbeddingResult` when the job was made to keep going."""
-        vectors = self._finish(job)
-        return job.outcome(vectors, fatal) if job.keep_going else vectors
-
-    def _finish(self, job: Job) -> Vectors:
-        job.advance(job.n_inputs - job.advanced)  # the duplicates, served by their first copy
-        return job.result(self._dim_hint)
-
-    async def _fetch_into(self, job: Job, start: int, stop: int) -> None:
-        """Fetch ``todo[start:stop]``, splitting the batch when the server says it is too big,
-        or to find the inputs it refused for what they hold (:meth:`_isolate`).
-
-        A batch planned before a 413 lowered the cap is cut to the new cap before it is sent,
-        so one 413 costs one extra request, not one per batch already planned.
-        """
-        if stop - start > self._batch_cap and self._cap_known:
-            await self._fetch_pieces(job, start, stop)
-            return
-        try:
-            await self._fetch_batch(job, start, stop)
-        except APIStatusError as exc:
-            if stop - start > 1 and should_split(exc):
-                self._lower_batch_cap(exc, stop - start)
-                self.stats.splits += 1
-                await self._fetch_pieces(job, start, stop)
-                return
-            if stop - start > 1 and blames_input(exc) is not False:
-                await self._isolate(job, start, stop, exc)
-                return
-            exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
-            raise
-
-    async def _fetch_batch(self, job: Job, start: int, stop: int) -> None:
-        """One request (with its retries) for ``todo[start:stop]``; its rows stored and cached."""
-        texts = job.texts(start, stop)
-        vectors = await self._sender.send(texts, sum(job.tokens[start:stop]), job)
-        self._cache.check_width(vectors)  # before the cache's width fixes the result's
-        job.store(job.todo[start:stop], vectors)
-        job.breaker.success()
-        await self._cache.store(texts, vectors)
-
-    async def _fetch_pieces(self, job: Job, start: int, stop: int) -> None:
-        """Fetch ``todo[start:stop]`` in consecutive batches of at most the current cap."""
-        for a, b in plan_batches(job.tokens[start:stop], self._batch_cap, 1 << 62):
-            await self._fetch_into(job, start + a, start + b)
-
-    async def _isolate(self, job: Job, start: int, stop: int, exc: APIStatusError) -> None:
-        """The server refused ``todo[start:stop]`` for what some input holds (or cannot say
-        why): find those inputs, embed the others, and fail only them.
-
-        The batch is sent again in halves, and each refused half in halves, through the
-        normal paced path, until the refused inputs stand alone: about 2 x log2(batch) extra
-        requests per refused input. When no part of the batch goes through for
-        :data:`~embedsdk.http.WHOLE_AFTER` rounds of halving and every part is refused as
-        the whole was, the request is the problem, not an input: the batch fails whole with
-        the first error, and later batches refused that way in this call are not split.
-        """
-        refused: list[tuple[int, int, APIStatusError]] = []
-        before = job.refused_whole(exc)
-        whole = before or await self._bisect(job, start, stop, exc, refused)
-        job.note_refusal(exc, whole)
-        if whole:
-            why = _WHOLE_BEFORE if before else _WHOLE_REFUSAL
-            exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}; {why}",)
-            raise exc
-        if not refused:
-            return  # every part went through when sent again: the refusal did not last
-        for a, b, error in refused:
-            error.batch_indices = job.positions(a, b)
-            note = self._request_note(error, job, a, b)
-            error.args = (f"{error.args[0]}{note}; {_refusal_note(stop - start)}",)
-        self.stats.refused += len(refused)
-        if job.keep_going:
-            job.failures.extend((job.todo[a:b], error) for a, b, error in refused)
-            return
-        first = refused[0][2]
-        if len(refused) > 1:
-            others = [str(job.positions(a, b)[0]) for a, b, _ in refused[1:]]
-            named = ("input " if len(others) == 1 else "inputs ") + ", ".join(others)
-            first.args = (f"{first.args[0]}; it also refuses {named} alone",)
-        raise first
-
-    async def _bisect(
-        self,
-        job: Job,
-        start: int,
-        stop: int,
-        first: APIStatusError,
-        refused: list[tuple[int, int, APIStatusError]],
-    ) -> bool:
-        """Send ``todo[start:stop]`` in halves, then the refused halves in halves, one round
-        of halving at a time, until each refused part is one input (added to ``refused``).
-        ``True``: nothing went through and every part was refused as the whole (``first``)
-        was, :data:`~embedsdk.http.WHOLE_AFTER` rounds in: the batch fails whole."""
-        self.stats.splits += 1
-        pieces = _halves(start, stop)
-        through = False  # some part of the batch was embedded
-        level = 0
-        while True:
-            level += 1
-            failing: list[tuple[int, int, APIStatusError]] = []
-            for a, b in pieces:
-                exc = await self._try_piece(job, a, b)
-                through = through or exc is None
-                if exc is not None:
-                    (refused if b - a == 1 else failing).append((a, b, exc))
-            if not failing:
-                return False
-            if level >= WHOLE_AFTER and not through and _all_like(failing + refused, first):
-                return True
-            self.stats.splits += len(failing)
-            pieces = [half for a, b, _ in failing for half in _halves(a, b)]
-
-    async def _try_piece(self, job: Job, start: int, stop: int) -> APIStatusError | None:
-        """Send one part of a refused batch: ``None`` when its vectors arrived, the refusal
-        when it was refused too. Anything else (a 5xx after its retries) is raised."""
-        try:
-            await self._fetch_batch(job, start, stop)
-        except APIStatusError as exc:
-            if blames_input(exc) is False:
-                exc.batch_indices = job.positions(start, stop)
-                exc.args = (f"{exc.args[0]}{self._request_note(exc, job, start, stop)}",)
-                raise
-            return exc
-        return None
-
-    def _request_note(self, exc: APIStatusError, job: Job, start: int, stop: int) -> str:
-        """Which inputs the failed request carried, and why a too-long input cannot pass."""
-        positions = job.positions(start, stop)
-        if len(positions) == 1:
-            note = f" (in the request for input {positions[0]})"
-        elif positions[-1] - positions[0] + 1 == len(positions):
-            note = f" (in the request for inputs {positions[0]}..{positions[-1]})"
-        else:
-            note = f" (in the request for {len(positions)} inputs from {positions[0]})"
-        if is_input_too_large(exc):
-            note += too_long_note(self.options.model, self._input_limit, self.options.truncate)
-        return note
-
-    def _lower_batch_cap(self, exc: APIStatusError, sent: int) -> None:
-        self._batch_cap = lowered_batch_cap(exc, sent, self._batch_cap)
-        self._cap_known = True
-        logger.info("server refused a batch of %d; batch cap is now %d", sent, self._batch_cap)
-
-    def _raise_batch_cap(self) -> None:
-        """Try batches twice as big: this server's cap is only a guess (the generic
-        profile's), and a limit on requests holds the batches at it back. A 413 or a "batch
-        size" error then sets the cap the server has."""
-        raised = min(2 * self._batch_cap, UNKNOWN_CAP_MAX)
-        if raised > self._batch_cap:
-            logger.info(
-                "requests are what the rate limit counts, and this server's batch cap is not "
-                "known: trying batches of %d (a refusal of the size sets it)",
-                raised,
-            )
-        self._batch_cap = raised
-        self._cap_known = raised >= UNKNOWN_CAP_MAX

@@ -112,9 +112,10 @@ class EmbeddingResult:
 
 
 #: In ``errors="return"`` mode these still stop the whole call: they concern every request
-#: (key, account, model, base URL, a quota spent for longer than ``max_wait``, a server out
-#: of reach), so sending the rest only repeats them.
-_CALL_WIDE_ERRORS = (
+#: (key, account, model, base URL, a quota spent for longer than ``max_wait``, a closed
+#: client), so sending the rest only repeats them. (So do some connection failures: see
+#: :func:`stops_the_call`.)
+CALL_WIDE_ERRORS = (
     ConfigurationError,
     AuthenticationError,
     PermissionDeniedError,
@@ -133,7 +134,7 @@ _OUT_OF_REACH = frozenset({"dns", "refused", "unreachable", "certificate", "prox
 def stops_the_call(exc: EmbedSDKError) -> bool:
     if isinstance(exc, APIConnectionError):
         return exc.reason in _OUT_OF_REACH
-    return isinstance(exc, _CALL_WIDE_ERRORS)
+    return isinstance(exc, CALL_WIDE_ERRORS)
 
 
 CLOSED_DURING_CALL = "the client was closed during this call"
@@ -282,6 +283,7 @@ class Job:
 
 
 def request_span(positions: list[int]) -> str:
+    """What an error says of the inputs its request carried (``positions``, sorted)."""
     if len(positions) == 1:
         return f" (in the request for input {positions[0]})"
     if positions and positions[-1] - positions[0] + 1 == len(positions):

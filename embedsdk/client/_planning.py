@@ -225,21 +225,31 @@ def deduplicate(texts: Sequence[str]) -> tuple[list[str], np.ndarray | None]:
 def plan_batches(
     token_counts: Sequence[int], batch_size: int, max_batch_tokens: int
 ) -> list[tuple[int, int]]:
-    """Cut consecutive inputs into ``(start, stop)`` batches.
-
-    Each batch has at most ``batch_size`` inputs and at most ``max_batch_tokens`` estimated
-    tokens, except that a single input larger than the budget goes alone.
+    """Cut consecutive inputs into ``(start, stop)`` batches, each as long as
+    :func:`batch_end` allows: at most ``batch_size`` inputs and ``max_batch_tokens``
+    estimated tokens, except that a single input larger than the budget goes alone.
+    (``batch_size="auto"`` cuts by the same rule, one batch at a time, as workers take them.)
     """
     batches: list[tuple[int, int]] = []
-    start, tokens = 0, 0
-    for i, count in enumerate(token_counts):
-        if i > start and (i - start >= batch_size or tokens + count > max_batch_tokens):
-            batches.append((start, i))
-            start, tokens = i, 0
-        tokens += count
-    if start < len(token_counts):
-        batches.append((start, len(token_counts)))
+    start = 0
+    while start < len(token_counts):
+        stop = batch_end(token_counts, start, batch_size, max_batch_tokens)
+        batches.append((start, stop))
+        start = stop
     return batches
+
+
+def batch_end(token_counts: Sequence[int], start: int, size: int, max_tokens: int) -> int:
+    """Where the batch that begins at ``start`` ends: at most ``size`` inputs and
+    ``max_tokens`` estimated tokens, at least one input."""
+    end = min(len(token_counts), start + max(1, size))
+    stop, total = start, 0
+    while stop < end:
+        total += token_counts[stop]
+        if stop > start and total > max_tokens:
+            break
+        stop += 1
+    return stop
 
 
 def iter_windows(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

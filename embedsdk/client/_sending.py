@@ -1,21 +1,22 @@
 """One request of a batch: paced, sent, decoded, retried with backoff.
 
 A client owns one :class:`Sender`. It holds the client's connections (the transport), the
-user's ``rpm``/``tpm`` ceilings and the shared rate controller's turn, and what the client
-learned about the server as it answered: the wire format it takes (base64 or floats) and the
-length of its vectors. The core (``_core``) decides which texts go together; the sender gets
-them there and back, and turns every answer into vectors or an exception that never carries
-the API key.
+user's ``rpm``/``tpm`` ceilings and the shared rate controller's turn, its one retry loop,
+and what the client learned about the server as it answered: the wire format it takes
+(base64 or floats) and the length of its vectors. The runner (``_runner``) decides which
+texts go together; the sender gets them there and back, and turns every answer into vectors
+or a :class:`~embedsdk.http.Failure` whose error never carries the API key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
 import weakref
-from typing import Any
+from typing import Any, Union
 
 import backoff
 
@@ -35,10 +36,12 @@ from ..http import (
     DNS_RETRIES,
     MAX_RETRY_AFTER,
     AiohttpTransport,
+    Failure,
     Request,
     Response,
     RetryBudget,
     Transport,
+    Verdict,
     content_type_of,
     decode_embeddings,
     is_testing,
@@ -79,11 +82,24 @@ def _span(seconds: float) -> str:
     return f"{seconds:.3g} s"
 
 
-def _note_attempts(details: Any) -> None:
-    """backoff's ``on_giveup``: how many attempts the request had, for the error message."""
-    exc = details.get("exception")
-    if exc is not None:
-        exc.attempts = details["tries"]
+#: What an attempt (or the whole request) comes to: the answer's vectors, or a failure.
+Outcome = Union[Vectors, Failure]
+
+
+@dataclasses.dataclass
+class _RequestState:
+    """One request's own state across its attempts, passed to each: the client's retry loop
+    is shared by all its requests and holds none of it."""
+
+    texts: list[str]
+    tokens: int  # estimated
+    job: Job  # the call it is part of
+    budget: RetryBudget  # its retries left, and how many attempts it made
+
+
+def _retry_wanted(outcome: Outcome) -> bool:
+    """backoff's predicate: retry after a failed attempt the request's budget allows."""
+    return isinstance(outcome, Failure) and outcome.retry
 
 
 class Sender:
@@ -123,6 +139,22 @@ class Sender:
         }
         if options.api_key:
             self._headers["Authorization"] = f"Bearer {options.api_key}"
+        # The client's one retry loop, built here rather than for every request: backoff's
+        # decorator is a closure over the policy (the waits, when to retry, what to log), the
+        # same for every request. What belongs to one request is passed to each attempt (a
+        # _RequestState: its texts, its call, its RetryBudget), and each attempt returns its
+        # outcome: the vectors, or a Failure (the error, the rate controller's Verdict, the
+        # budget's decision). backoff gives that Failure to the predicate, to the wait
+        # generator (wait_gen) and to on_backoff, and returns the last outcome: nothing
+        # travels as an attribute of the exception.
+        self._retrying = backoff.on_predicate(
+            wait_gen,
+            _retry_wanted,
+            max_tries=None,
+            jitter=None,  # wait_gen jitters itself (and keeps a Retry-After hint as asked)
+            on_backoff=self._on_backoff,
+            logger=None,
+        )(self._attempt)
 
     # -- the connections -------------------------------------------------------------------
 
@@ -151,44 +183,45 @@ class Sender:
 
     # -- one request, with pacing and retries ----------------------------------------------
 
-    async def send(self, texts: list[str], tokens: int, job: Job) -> Vectors:
-        """The vectors of ``texts`` (about ``tokens`` tokens), retried as ``_retry`` says."""
+    async def send(self, texts: list[str], tokens: int, job: Job) -> Outcome:
+        """The vectors of ``texts`` (about ``tokens`` tokens), retried as ``_retry`` says; or
+        the request's last :class:`Failure`, when it gave up (its ``attempt``: how many
+        attempts it made)."""
         paced = self.rate is not None  # a 429 waits in the controller's shared pause
         # How long a request refused by a rate limit keeps trying is measured in time (no
         # sleeping in testing mode: a count of refusals stands for it).
         clock = None if self.rate is None or is_testing() else self.rate.now
+        budget = RetryBudget(self.options.max_retries, paced, clock)
+        outcome: Outcome = await self._retrying(_RequestState(texts, tokens, job, budget))
+        return outcome
 
-        def on_backoff(details: Any) -> None:
-            self._on_backoff(details)
-            _tell_unreachable(job, details.get("exception"), self.options.max_retries)
-
-        send = backoff.on_exception(
-            wait_gen,
-            EmbedSDKError,
-            max_tries=None,
-            giveup=RetryBudget(self.options.max_retries, paced, clock).give_up,
-            on_backoff=on_backoff,
-            on_giveup=_note_attempts,
-            jitter=None,
-            logger=None,
-        )(self._send_once)
-        result: Vectors = await send(texts, tokens)
-        return result
+    async def _attempt(self, state: _RequestState) -> Outcome:
+        """One attempt of a request: its vectors, or its failure judged by its budget."""
+        try:
+            outcome = await self._send_once(state.texts, state.tokens)
+        except EmbedSDKError as exc:  # no answer, an untrustworthy one, a closed client...
+            outcome = Failure(exc)  # no answer is no signal for the rate controller
+        if isinstance(outcome, Failure):
+            return state.budget.judge(outcome)
+        return outcome
 
     def _on_backoff(self, details: Any) -> None:
+        """backoff's ``on_backoff``: a failed attempt is about to be retried after a wait."""
+        failure: Failure = details["value"]
+        state: _RequestState = details["args"][0]
+        exc, wait = failure.error, details["wait"]
         self.stats.retries += 1
-        exc = details.get("exception")
-        if details["wait"] >= ratecontrol.VISIBLE_WAIT:
-            self._waits(exc, details["wait"])
-        verdict = getattr(exc, "rate_verdict", None)
-        if verdict == ratecontrol.PAUSED:
+        if wait >= ratecontrol.VISIBLE_WAIT:
+            self._waits(exc, wait)
+        if failure.verdict is Verdict.PAUSED:
             when = "after the shared pause"
-        elif verdict == ratecontrol.NARROWED and details["wait"] == 0:
+        elif failure.verdict is Verdict.NARROWED and wait == 0:
             when = "when a slot is free (fewer requests in flight)"
         else:
-            when = f"in {details['wait']:.2f} s"
+            when = f"in {wait:.2f} s"
         # A server's message can be a page long: the log line quotes its start.
         logger.debug("retry %d %s, after %s", details["tries"], when, excerpt(str(exc)))
+        _tell_unreachable(state.job, exc, self.options.max_retries)
 
     def _waits(self, exc: BaseException | None, seconds: float) -> None:
         """A request is about to back off for long (a server's ``Retry-After``, or the
@@ -244,12 +277,12 @@ class Sender:
 
     async def _exchange(
         self, request: Request, ticket: ratecontrol.Ticket | None
-    ) -> tuple[Response, str]:
+    ) -> tuple[Response, Verdict]:
         """Send ``request``; tell the rate controller, if any, how the server took it, and
         return its verdict with the answer."""
         assert self.transport is not None
         if self.rate is None or ticket is None:
-            return await self.transport.send(request), ratecontrol.NOTED
+            return await self.transport.send(request), Verdict.NOTED
         try:
             response = await self.transport.send(request)
         except BaseException:
@@ -259,11 +292,11 @@ class Sender:
             # The call fails now (WaitTooLongError): no shared pause, which would hold the
             # account's next call for minutes in silence before it is told the same.
             self.rate.on_error(ticket)
-            return response, ratecontrol.NOTED
+            return response, Verdict.NOTED
         verdict = ratecontrol.report(
             self.rate, ticket, response.status, response.headers, response.body
         )
-        return response, verdict
+        return response, Verdict(verdict)
 
     def _beyond_max_wait(self, response: Response) -> tuple[float, str] | None:
         """The wait a 429 asks for and its header, when longer than ``max_wait``."""
@@ -280,7 +313,9 @@ class Sender:
             self.rate.on_error(ticket)  # free the probe slot the ticket may hold
         raise ClientClosedError("this client is closed; create a new one")
 
-    async def _send_once(self, texts: list[str], tokens: int) -> Vectors:
+    async def _send_once(self, texts: list[str], tokens: int) -> Outcome:
+        """One attempt: the vectors, or the :class:`Failure` of an error answer (with the
+        rate controller's verdict on it). No answer raises (``APIConnectionError``...)."""
         self._check_open()
         ticket = await self._pace(tokens)
         self._check_open(ticket)  # no await between here and the send
@@ -301,16 +336,15 @@ class Sender:
             self.stats.rate_limited += 1
         if response.status >= 400:
             exc = self._error_for(response)
-            exc.rate_verdict = verdict  # how the retry waits (see wait_gen)
             beyond = self._beyond_max_wait(response)
             if beyond is not None and not isinstance(exc, InsufficientQuotaError):
-                raise self._wait_too_long(exc, *beyond)
+                return Failure(self._wait_too_long(exc, *beyond), verdict)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
             if encoding == "base64" and refuses_base64(exc):
                 self._use_floats(exc)
                 return await self._send_once(texts, tokens)  # within this attempt, no retry
-            raise exc
+            return Failure(exc, verdict)
         vectors, used = self._decode(response, len(texts))
         self.dim_seen = vectors.shape[1]
         self.sizer.observe(len(texts), took)  # how latency grows with the batch

@@ -1,26 +1,24 @@
 """The windows of one :meth:`AsyncEmbedder.embed_stream` call.
 
-Each window (read by :func:`~embedsdk.client._job._windows`) is a job of its own, run by the
-client's own steps (``_start``, ``_run``, ``_finish``: this module is the core's, split off
-for size). The windows share the call's slots (``max_concurrent``) and progress bar, and a
+Each window (read by :func:`~embedsdk.client._job.windows`) is a job of its own, run through
+the client's :class:`~embedsdk.client._runner.Runner` as a call is (``start`` -> ``run`` ->
+``conclude``). The windows share the call's slots (``max_concurrent``) and progress bar, and a
 window is started before the previous one is handed out; a text it repeats that the previous
-window is still fetching is borrowed from it (:class:`~embedsdk.client._job._Window`) rather than
-sent twice.
+window is still fetching is borrowed from it (:class:`~embedsdk.client._job.Window`) rather than
+sent twice: the window's batches are planned again without it (``Runner.plan``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from ._job import EmbeddingResult, Job, Lent, Vectors, Window
 from ._progress import Progress
-
-if TYPE_CHECKING:
-    from ._core import AsyncEmbedder
+from ._runner import Runner
 
 
 def _copy_arrived(job: Job, other: Job) -> bool:
@@ -38,17 +36,23 @@ def _copy_arrived(job: Job, other: Job) -> bool:
 
 
 class Stream:
-    """What the windows of one stream share, and how each is embedded."""
+    """What the windows of one stream share, and how each is embedded.
+
+    ``runner`` is the client's; ``ready`` the client's check before each window (the client
+    is open, and on its event loop).
+    """
 
     def __init__(
         self,
-        core: AsyncEmbedder,
+        runner: Runner,
         batch_size: int | str | None,
         workers: int,
         bar: Progress | None,
-        keep_going: bool = False,
+        keep_going: bool,
+        ready: Callable[[], None],
     ) -> None:
-        self._core = core
+        self._runner = runner
+        self._ready = ready
         self._batch_size = batch_size
         self._workers = workers
         self._slots = asyncio.Semaphore(workers)  # shared by all the windows' batches
@@ -59,7 +63,7 @@ class Stream:
         """Texts per window: ``window``, or enough to keep every slot busy for a while."""
         if window:
             return window
-        return max(1024, 8 * self._workers * self._core._batch_guess(self._batch_size))
+        return max(1024, 8 * self._workers * self._runner.batch_guess(self._batch_size))
 
     async def embed(
         self, texts: list[str], offset: int, this: Window, previous: Window | None
@@ -67,9 +71,10 @@ class Stream:
         """The block of one window (``this``), whose first text is input ``offset``: its
         vectors, or with ``errors="return"`` its :class:`EmbeddingResult` (errors of the
         whole call, such as a 401 or a storm, still end the stream)."""
-        core = self._core
+        runner = self._runner
         try:
-            job = this.job = await core._start(
+            self._ready()
+            job = this.job = await runner.start(
                 texts, self._batch_size, offset, self._bar, keep_going=self._keep_going
             )
             job.ends_call = this.last
@@ -77,13 +82,13 @@ class Stream:
             this.planned.set()
         borrowed = await self._borrow(job, previous)
         try:
-            await core._run(job, self._workers, self._slots)
+            await runner.run(job, self._workers, self._slots)
         finally:
             this.done = True
             this.lend()  # the rows the next window borrows, and which of them arrived
         if borrowed is not None and previous is not None and previous.lent is not None:
             await self._take_lent(job, borrowed, await previous.lent)
-        return core._conclude(job)
+        return runner.conclude(job)
 
     async def _take_lent(self, job: Job, borrowed: npt.NDArray[np.intp], lent: Lent) -> None:
         """Store the rows the previous window lent; fetch those it did not get itself (it
@@ -95,8 +100,8 @@ class Stream:
         if not len(missing):
             return
         others = np.setdiff1d(np.flatnonzero(~job.filled), missing)  # failed here already
-        job.plan(self._core._planned_size(self._batch_size), job.max_batch_tokens, others)
-        await self._core._run(job, self._workers, self._slots)
+        self._runner.plan(job, self._batch_size, elsewhere=others)
+        await self._runner.run(job, self._workers, self._slots)
 
     async def _borrow(self, job: Job, previous: Window | None) -> npt.NDArray[np.intp] | None:
         """Leave out of ``job``'s batches the rows the previous window is fetching right now,
@@ -108,7 +113,7 @@ class Stream:
         if other is None:
             return None
         if _copy_arrived(job, other):  # after this window's cache lookup, or with no cache
-            self._plan(job)
+            self._runner.plan(job, self._batch_size)
         if previous.done or not len(job.todo):
             return None
         fetching = {other.unique[i]: i for i in other.todo if not other.filled[i]}
@@ -118,11 +123,5 @@ class Stream:
         mine, theirs = (np.array(column, dtype=np.intp) for column in zip(*pairs))
         previous.wanted = theirs
         previous.lent = asyncio.get_running_loop().create_future()
-        self._plan(job, elsewhere=mine)
+        self._runner.plan(job, self._batch_size, elsewhere=mine)
         return mine
-
-    def _plan(self, job: Job, elsewhere: npt.NDArray[np.intp] | None = None) -> None:
-        """Plan ``job``'s batches again (rows were filled, or are fetched ``elsewhere``)."""
-        core = self._core
-        size = core._planned_size(self._batch_size)
-        job.plan(size, core.options.max_batch_tokens, elsewhere=elsewhere)

@@ -33,6 +33,7 @@ from ._config import (
 )
 from ._core import AsyncEmbedder
 from ._job import EmbeddingResult, Stats, Vectors
+from ._runner import Runner
 
 T = TypeVar("T")
 
@@ -210,6 +211,18 @@ class Embedder:
     def stats(self) -> Stats:
         """Counters since the client was made."""
         return self._core.stats
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran: further calls raise :class:`ClientClosedError`."""
+        return self._closed
+
+    @property
+    def runner(self) -> Runner:
+        """The steps of a call on this client's :class:`AsyncEmbedder` (its ``runner``): an
+        internal interface for embedsdk's integrations, not part of the public API. Its
+        coroutines belong to the client's loop thread."""
+        return self._core.runner
 
     def close(self) -> None:
         """Close connections and stop the loop thread. Safe to call twice."""

@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .._exceptions import EmbedSDKError
 
@@ -147,7 +147,7 @@ def count_rows(path: str, fmt: str) -> int | None:
     better message).
     """
     if path == STDIN or not _is_regular(path):
-        return None  # a pipe can be read once only: by read_texts
+        return None  # a pipe can be read once only: by read_rows
     lines, last = 0, b"\n"
     try:
         with open(path, "rb") as f:
@@ -225,12 +225,6 @@ def read_rows(
             close()
     if seen == 0:
         raise InputFileError(f"no texts in {_name(path)}")
-
-
-def read_texts(path: str, fmt: str | None = None, **options: Any) -> Iterator[str]:
-    """The texts of :func:`read_rows`, without their line numbers and ids."""
-    for row in read_rows(path, fmt, **options):
-        yield row.text
 
 
 class _IdCheck:
@@ -403,7 +397,7 @@ def _csv_values(
 
 
 class LineNumbers:
-    """The line each text of :func:`read_texts` came from, to name it in a later error.
+    """The line each text of :func:`read_rows` came from, to name it in a later error.
 
     Only the places where ``line - index`` changes are kept (skipped lines, blank JSONL lines,
     the CSV header, multi-line CSV records), as 8-byte integers: nothing for a plain file.

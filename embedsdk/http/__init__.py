@@ -5,7 +5,9 @@
 - ``_responses``: an HTTP answer to vectors or to an exception (the provider's words from any
   body shape, ``Retry-After``, ``x-ratelimit-*``); pure;
 - ``_retry``: what is retried and how long to wait (backoff's ``expo``), when a batch is split
-  or its inputs isolated, the storm breaker, the testing switch; pure.
+  or its inputs isolated, the storm breaker, the testing switch; the typed values a request's
+  attempts report in (``Failure``, and ``Verdict``: the rate controller's reading of an
+  answer, which ``ratecontrol`` gives and the retry loop reads); pure.
 
 Exports the names below to the rest of embedsdk (rate control reads answers through it, the
 client sends through it). Imports only ``embedsdk._exceptions`` and ``embedsdk._text`` of
@@ -31,7 +33,9 @@ from ._retry import (
     DNS_RETRIES,
     WHOLE_AFTER,
     CallBreaker,
+    Failure,
     RetryBudget,
+    Verdict,
     blames_input,
     is_input_too_large,
     is_retryable,
@@ -60,12 +64,14 @@ __all__ = [
     "WHOLE_AFTER",
     "AiohttpTransport",
     "CallBreaker",
+    "Failure",
     "MockTransport",
     "RateLimitHeaders",
     "Request",
     "Response",
     "RetryBudget",
     "Transport",
+    "Verdict",
     "blames_input",
     "content_type_of",
     "decode_embeddings",

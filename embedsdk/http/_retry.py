@@ -1,7 +1,15 @@
-"""When to retry, how long to wait, when to split a batch, when to stop a call. Pure."""
+"""When to retry, how long to wait, when to split a batch, when to stop a call. Pure.
+
+A request's attempts report to the retry loop in typed values, never in attributes set on
+the exception: an attempt that failed is a :class:`Failure` (its error, the rate
+controller's :class:`Verdict` on the answer, and what the request's :class:`RetryBudget`
+decided), which backoff hands to :func:`wait_gen` and to the loop's handlers.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import random
 import re
@@ -14,6 +22,7 @@ from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     BadRequestError,
+    EmbedSDKError,
     InsufficientQuotaError,
     ResponseValidationError,
     WaitTooLongError,
@@ -318,38 +327,74 @@ def wait_beyond(headers: Mapping[str, str], max_wait: float | None) -> tuple[flo
     return asked
 
 
-def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, BaseException | None, None]:
+class Verdict(str, enum.Enum):
+    """What the rate controller made of an answer, which decides how its retry waits.
+
+    ``ratecontrol`` gives it (its ``report``), the retry loop reads it (:func:`wait_gen`,
+    :class:`RetryBudget`): it is defined here, below both. A ``str`` whose value is its
+    name in lower case, as it reads in logs.
+    """
+
+    PAUSED = "paused"  # a rate limit: every request waits for the shared pause, then retries
+    NARROWED = "narrowed"  # a concurrency cap: the retry goes when a slot is free
+    NOTED = "noted"  # nothing for the controller (or no controller): the usual backoff
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @property
+    def controlled(self) -> bool:
+        """The controller acted on the refusal: its waits, not the backoff's, space the
+        retries, and the request's :class:`RetryBudget` counts them apart."""
+        return self is not Verdict.NOTED
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """One failed attempt of a request: its ``error``, and what the rate controller made of
+    the answer (``verdict``: :attr:`Verdict.NOTED` when there was no answer, or no
+    controller). Once the request's :class:`RetryBudget` judged it (:meth:`RetryBudget.judge`):
+    ``attempt``, its number (1 for the first: on the last failure, how many attempts the
+    request made), and ``retry``, whether another attempt may follow."""
+
+    error: EmbedSDKError
+    verdict: Verdict = Verdict.NOTED
+    attempt: int = 0
+    retry: bool = False
+
+
+def wait_gen(base: float = 0.5, cap: float = 30.0) -> Generator[float, Failure | None, None]:
     """A ``backoff`` wait generator that honours the server's ``Retry-After`` hint.
 
     Without a hint, backoff's own ``expo`` and ``full_jitter``: uniform in [0, ceiling] with
-    the ceiling ``base`` seconds doubling to ``cap``. ``backoff`` sends each exception into
-    the generator before asking for the next wait, so a hint wins over the exponential
-    guess; a small jitter keeps many workers from returning at the same instant. The hint
-    comes capped by the parser at ``_responses.MAX_RETRY_AFTER`` (120 s): a longer one is
-    waited for that long, and the retry asks the server again. A 429 asking for more than
-    the client's ``max_wait`` never gets here: the sender fails the call at once
-    (:func:`wait_beyond`, ``WaitTooLongError``). A 429 the rate controller paused for
-    (``rate_verdict == "paused"``) waits in that shared pause, and a refusal of a
-    concurrency cap (``"narrowed"``, without a hint) for a free slot: no wait of their own.
+    the ceiling ``base`` seconds doubling to ``cap``. ``backoff`` sends each failed attempt
+    (a :class:`Failure`) into the generator before asking for the next wait, so a hint wins
+    over the exponential guess; a small jitter keeps many workers from returning at the same
+    instant. The hint comes capped by the parser at ``_responses.MAX_RETRY_AFTER`` (120 s):
+    a longer one is waited for that long, and the retry asks the server again. A 429 asking
+    for more than the client's ``max_wait`` never gets here: the sender fails the call at
+    once (:func:`wait_beyond`, ``WaitTooLongError``). A 429 the rate controller paused for
+    (:attr:`Verdict.PAUSED`) waits in that shared pause, and a refusal of a concurrency cap
+    (:attr:`Verdict.NARROWED`, without a hint) for a free slot: no wait of their own.
     """
     ceilings = backoff.expo(base=2, factor=base, max_value=cap)
     next(ceilings)  # backoff's wait generators start with a bare yield
-    exc = yield 0.0
+    failure = yield 0.0
     while True:
         ceiling = next(ceilings)
-        hint = getattr(exc, "retry_after", None)
-        verdict = getattr(exc, "rate_verdict", None)
-        if _testing or verdict == "paused" or (verdict == "narrowed" and hint is None):
+        hint = None if failure is None else getattr(failure.error, "retry_after", None)
+        verdict = Verdict.NOTED if failure is None else failure.verdict
+        if _testing or verdict is Verdict.PAUSED or (verdict is Verdict.NARROWED and hint is None):
             delay = 0.0
         elif hint is not None:
             delay = hint + random.uniform(0, 0.1 * hint + 0.05)
         else:
             delay = backoff.full_jitter(ceiling)
-        exc = yield delay
+        failure = yield delay
 
 
 class RetryBudget:
-    """The retries one request has left: ``give_up`` is ``backoff``'s ``giveup``.
+    """The retries one request has left; it judges each failed attempt (:meth:`judge`).
 
     ``max_retries`` failures of any retryable kind, of which at most two host names that did
     not resolve (a typo in the host stays one, retrying cannot fix it; a resolver's hiccup
@@ -361,7 +406,7 @@ class RetryBudget:
     one, ten refusals per retry stand for that time.
     """
 
-    __slots__ = ("clock", "failures", "lookups", "patience", "rate_limits", "since")
+    __slots__ = ("attempts", "clock", "failures", "lookups", "patience", "rate_limits", "since")
 
     def __init__(
         self,
@@ -375,11 +420,20 @@ class RetryBudget:
         self.patience = PATIENCE * max_retries
         self.clock = clock
         self.since: float | None = None  # the first controlled refusal
+        self.attempts = 0  # judged so far
 
-    def give_up(self, exc: BaseException) -> bool:
+    def judge(self, failure: Failure) -> Failure:
+        """``failure`` numbered (the request's n-th attempt) and told whether to retry."""
+        self.attempts += 1
+        retry = not self.give_up(failure.error, failure.verdict)
+        return dataclasses.replace(failure, attempt=self.attempts, retry=retry)
+
+    def give_up(self, exc: BaseException, verdict: Verdict = Verdict.NOTED) -> bool:
+        """Whether a request whose attempt failed with ``exc`` stops here (the budget spent,
+        or an error no retry fixes); ``verdict``: the rate controller's on the answer."""
         if not is_retryable(exc):
             return True
-        if self.rate_limits > 0 and getattr(exc, "rate_verdict", None) in _CONTROLLED:
+        if self.rate_limits > 0 and verdict.controlled:
             if self.clock is None:
                 self.rate_limits -= 1
                 return False
@@ -398,7 +452,6 @@ class RetryBudget:
 
 #: Seconds per retry a request refused by a rate limit keeps waiting (adaptive control).
 PATIENCE = 30.0
-_CONTROLLED = ("paused", "narrowed")
 
 
 #: Retries of a request whose host name did not resolve.

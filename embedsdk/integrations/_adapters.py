@@ -32,6 +32,7 @@ from ..client import (
     ClientOptions,
     Embedder,
     Options,
+    Runner,
     client_for,
     resolve_options,
 )
@@ -90,7 +91,7 @@ def embed_sync(
     if len(texts) <= STREAM_ABOVE:
         return _lists(client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []
-    window = _window(call, client._core)
+    window = _window(call, client.runner)
     for _, block in client.embed_stream(texts, window=window, progress=progress, **call):
         rows.extend(_lists(block))
     return rows
@@ -105,7 +106,8 @@ async def embed_async(
     if len(texts) <= STREAM_ABOVE:
         return _lists(await client.embed(list(texts), progress=progress, **call))
     rows: list[list[float]] = []
-    stream = client.embed_stream(texts, window=_window(call, client), progress=progress, **call)
+    window = _window(call, client.runner)
+    stream = client.embed_stream(texts, window=window, progress=progress, **call)
     try:
         async for _, block in stream:
             for start in range(0, len(block), _ROWS):
@@ -116,11 +118,11 @@ async def embed_async(
     return rows
 
 
-def _window(call: Mapping[str, Any], core: AsyncEmbedder) -> int:
+def _window(call: Mapping[str, Any], runner: Runner) -> int:
     """Texts per streamed window: two rounds of requests, so that only the last, small
     window's conversion is left once the answers are all in."""
     workers = call.get("max_concurrent") or DEFAULT_MAX_CONCURRENT
-    return int(2 * workers * core._batch_guess(call.get("batch_size")))
+    return int(2 * workers * runner.batch_guess(call.get("batch_size")))
 
 
 #: Rows turned into lists at a time (64 x 1024 floats: a few milliseconds).
@@ -161,7 +163,7 @@ async def _loop_client(client_options: Mapping[str, Any]) -> AsyncEmbedder:
         if entry is None:
             entry = _loops[loop] = _LoopClients({})
         client = entry.clients.get(key)
-        if client is None or client._closed:
+        if client is None or client.closed:
             client = entry.clients[key] = AsyncEmbedder(**client_options)
         start_closer = entry.closer is None
         if start_closer:
@@ -202,9 +204,3 @@ def _sweep() -> None:
         entry = _loops.pop(loop, None)
         if entry is not None:
             entry.closer = None  # its loop is gone: nothing can resume it
-
-
-def loop_clients_count() -> int:
-    """How many event loops hold adapter clients now (for tests)."""
-    with _lock:
-        return len(_loops)

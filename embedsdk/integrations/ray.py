@@ -30,16 +30,11 @@ import pyarrow as pa
 import ray
 
 from .._exceptions import (
-    AuthenticationError,
     ConfigurationError,
     EmbedSDKError,
-    InsufficientQuotaError,
     InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    WaitTooLongError,
 )
-from ..client import Embedder, resolve_options, validate_texts
+from ..client import CALL_WIDE_ERRORS, Embedder, resolve_options, validate_texts
 from ..ratecontrol import Follower, RateLeader, Syncer
 
 __all__ = ["EmbedBatches", "RowError", "embed_dataset", "rate_leader"]
@@ -54,15 +49,6 @@ IDLE_EXIT = 900.0
 SYNC_TIMEOUT = 10.0
 #: Workers ask for this share of a CPU: they wait on the network, not on the processor.
 NUM_CPUS = 0.25
-#: Errors of the whole run, not of a row: raised even with errors="return".
-_RUN_WIDE = (
-    ConfigurationError,
-    AuthenticationError,
-    PermissionDeniedError,
-    NotFoundError,
-    InsufficientQuotaError,
-    WaitTooLongError,
-)
 
 
 class RowError(EmbedSDKError):
@@ -296,7 +282,7 @@ class EmbedBatches:
         a request per row."""
         result = self._client.embed(texts, errors="return")
         for error in result.errors:
-            if isinstance(error, _RUN_WIDE):
+            if isinstance(error, CALL_WIDE_ERRORS):  # of the whole run, not of a row
                 raise error
         return result
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ._ceiling import Ceilings
 from ._cluster import Follower, RateLeader, Syncer
-from ._controller import NARROWED, NOTED, PAUSED, VISIBLE_WAIT, RateController, Ticket
+from ._controller import NARROWED, NOTED, PAUSED, VISIBLE_WAIT, RateController, Ticket, loop_time
 from ._tuning import DEFAULT, Tuning
 from ._turns import controller_for, forget_shared_controllers, report, shared_controller, take_turn
 
@@ -49,6 +49,7 @@ __all__ = [
     "Tuning",
     "controller_for",
     "forget_shared_controllers",
+    "loop_time",
     "report",
     "shared_controller",
     "take_turn",

@@ -75,17 +75,17 @@ import time
 from collections.abc import Mapping
 from typing import Callable, Protocol
 
-from ..http import RateLimitHeaders, parse_ratelimit_headers
+from ..http import RateLimitHeaders, Verdict, parse_ratelimit_headers
 from ._hints import exhausted, says_per_minute
 from ._meter import Meter
 from ._pace import DISCOVER, REGAIN, Pace
 from ._tuning import DEFAULT, Tuning
 from ._window import Levels, Window
 
-#: Verdicts of :meth:`RateController.on_rate_limited` and ``_turns.report``.
-PAUSED = "paused"  # a rate limit: wait for the shared pause, then retry
-NARROWED = "narrowed"  # a concurrency cap: retry when a slot is free
-NOTED = "noted"  # nothing for the controller: the usual retry rules apply
+#: Verdicts of :meth:`RateController.on_rate_limited` and ``_turns.report`` (``http.Verdict``,
+#: which the retry loop reads): a rate limit, wait for the shared pause, then retry; a
+#: concurrency cap, retry when a slot is free; nothing for the controller, the usual rules.
+PAUSED, NARROWED, NOTED = Verdict.PAUSED, Verdict.NARROWED, Verdict.NOTED
 
 #: A wait at least this long is worth an INFO line (and the bar's postfix), seconds.
 VISIBLE_WAIT = 3.0
@@ -170,7 +170,7 @@ class RateController:
         self.tuning = tuning
         self.learns = learns
         self.listener = listener
-        self._clock = clock or _loop_time
+        self._clock = clock or loop_time
         self._lock = threading.Lock()
         self._paces = (Pace(tuning), Pace(tuning))  # requests, tokens
         self._window = Window(tuning)
@@ -804,7 +804,7 @@ def _ramp(t: Tuning) -> float:
     return float((1 - 2.0**-doublings) / (doublings * math.log(2)))
 
 
-def _loop_time() -> float:
+def loop_time() -> float:
     """The running event loop's clock (simulated time follows it), else the monotonic one."""
     try:
         return asyncio.get_running_loop().time()

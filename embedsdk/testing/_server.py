@@ -19,6 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 from aiohttp import web
 
+from ..ratecontrol import loop_time
 from . import _errors
 from ._config import SimConfig
 from ._limits import InFlightCap, RateLimiter, Refusal, make_limiter
@@ -47,13 +48,6 @@ class Answer(NamedTuple):
     body: bytes
     reset: bool = False
     inputs: int = 0  # inputs embedded (a correct answer's)
-
-
-def _loop_time() -> float:
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()
 
 
 async def _sleep(delay: float) -> bool:
@@ -146,7 +140,7 @@ class SimServer:
         self._limiter_origin = 0.0
         self._limiter_phase = 0.0
         self._in_flight_cap: InFlightCap | None = None
-        self._origin = _loop_time()  # timeline seconds count from here (the loop's clock)
+        self._origin = loop_time()  # timeline seconds count from here (the loop's clock)
         self.rng = random.Random(config.seed)
         self.in_flight = 0
         self.stats = Stats()
@@ -165,7 +159,7 @@ class SimServer:
     def reset_stats(self) -> None:
         """Start counting afresh (requests still in flight keep counting in the old ones)."""
         self.stats = Stats(self.in_flight)
-        self._origin = _loop_time()
+        self._origin = loop_time()
 
     def snapshot(self, texts: bool = True) -> dict[str, Any]:
         """The counters as plain data.
@@ -230,7 +224,7 @@ class SimServer:
             await self.stop()
             raise
         self.stats = Stats(self.in_flight)  # count CPU time from here, on this thread
-        self._origin = _loop_time()
+        self._origin = loop_time()
         return int(runner.addresses[0][1])
 
     async def stop(self) -> None:
@@ -369,7 +363,7 @@ class SimServer:
             # Its clock starts now (less the phase): a fixed window's periods start where the
             # config says, not at some multiple of the loop's clock, so runs are the same
             # whenever they run.
-            self._limiter_origin = _loop_time() - cfg.phase
+            self._limiter_origin = loop_time() - cfg.phase
         return self._rate_limiter
 
     def _cap(self) -> InFlightCap | None:
