@@ -20,6 +20,7 @@ SCENARIOS = (
     "throughput",
     "fast",
     "cache",
+    "warm",
     "memory",
     "adaptive",
     "nginx",
@@ -37,6 +38,7 @@ PRESETS: dict[str, tuple[Any, Any]] = {
     "cache_texts": (20_000, 2_000),
     "memory_sizes": ([200_000, 2_000_000], [20_000, 200_000]),
     "integration_texts": (10_000, 2_000),
+    "warm_pairs": (15, 7),
 }
 
 
@@ -136,6 +138,20 @@ def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     a("--fast-latency", type=float, default=0.0, metavar="SECONDS", help="(default: 0)")
     a("--cache-texts", type=int, metavar="N", help="texts in the cache scenario (default: 20000)")
     a("--cache-latency", type=float, default=0.1, metavar="SECONDS", help="(default: 0.1)")
+    a(
+        "--warm-texts",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="texts in the warm scenario (default: %(default)s, --quick too)",
+    )
+    a(
+        "--warm-pairs",
+        type=int,
+        metavar="N",
+        help="alternating pairs (warm call, raw SELECT) in the warm scenario (default: 15, "
+        "--quick: 7)",
+    )
     a("--memory-sizes", type=_int_list, metavar="N,N", help="(default: 200000,2000000)")
     a("--memory-dim", type=int, default=64, help="dimensions in the memory scenario (default: 64)")
     a("--memory-batch", type=int, default=32, help="batch size in the memory scenario")
@@ -204,7 +220,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if "serial" not in args.clients and "throughput" in args.scenario:
         args.clients.insert(0, "serial")  # the speed-ups are over it
     counts = ("repeat", "concurrency", "batch_size", "fast_texts", "cache_texts", "dim")
-    for name in (*counts, "memory_dim", "memory_batch", "integration_texts"):
+    others = ("memory_dim", "memory_batch", "integration_texts", "warm_texts", "warm_pairs")
+    for name in (*counts, *others):
         if getattr(args, name) < 1:
             _usage(f"--{name.replace('_', '-')} must be at least 1")
     unknown = sorted(set(args.memory_formats) - {"npy", "jsonl", "parquet"})
@@ -249,6 +266,11 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
     if name == "cache":
         c = cache.run_cache(args)
         return c, report.cache_table(c), c.to_json()
+    if name == "warm":  # the warm cache path against a bare SELECT of the same rows
+        from . import warm
+
+        r = warm.run(args)
+        return r, report.warm_table(r), r.to_json()
     if name == "memory":
         m = memory.run_memory(args)
         return m, report.memory_table(m), m.to_json()
