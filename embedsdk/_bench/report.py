@@ -260,6 +260,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def cleaned(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` as its JSON file will read: inf and nan as ``None``, tuples as lists."""
+    found: dict[str, Any] = json.loads(json.dumps(_clean(payload)))
+    return found
+
+
 def write_json(payload: dict[str, Any], path: Path) -> Path:
     """Write the run's results as JSON (UTF-8, indented) and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
