@@ -66,9 +66,14 @@ def test_a_number_no_key_accounts_for_fails() -> None:
 
 
 def test_a_listed_text_must_be_in_the_paragraph_and_not_inside_another_number() -> None:
-    md = _readme("Refused: 13 %.", "refused: 3 %\nother: 13 %")
-    found = figures.problems(md, _results(refused="3 %", other="13 %"))
-    assert found == ["refused: '3 %' is listed but not in the paragraph"]
+    md = _readme(
+        "Refused: 13 %, of 2,000 on a 2-core machine.", "refused: 3 %\nother: 13 %\ncores: 2"
+    )
+    found = figures.problems(md, _results(refused="3 %", other="13 %", cores="2"))
+    assert found == [
+        "refused: '3 %' is listed but not in the paragraph",
+        "numbers in the figures paragraph that no key accounts for: ['2,000']",
+    ]
 
 
 def test_missing_markers_or_a_bad_key_line_are_problems() -> None:

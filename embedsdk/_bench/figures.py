@@ -268,12 +268,16 @@ def quoted(markdown: str) -> tuple[str, dict[str, str]]:
     return markdown[body_start:keys_at], pairs
 
 
+def _alone(text: str) -> str:
+    """A pattern of ``text`` where it is a whole number: not inside a longer one, so that
+    "3 %" is not found in "13 %", nor "2" in "2,000" or "1.2"."""
+    return r"(?<!\d)(?<!\d[.,])" + re.escape(text) + r"(?!\d)(?![.,]\d)"
+
+
 def _without(paragraph: str, texts: Iterable[str]) -> str:
-    """``paragraph`` with every occurrence of ``texts`` cut out (longest first, and only where
-    no digit touches it, so that "3 %" is not cut out of "13 %")."""
+    """``paragraph`` with every occurrence of ``texts`` cut out, the longest first."""
     for text in sorted(set(texts), key=len, reverse=True):
-        pattern = r"(?<![\d.,])" + re.escape(text) + r"(?![\d])"
-        paragraph = re.sub(pattern, " ", paragraph)
+        paragraph = re.sub(_alone(text), " ", paragraph)
     return paragraph
 
 
@@ -300,7 +304,7 @@ def problems(markdown: str, results: dict[str, Any]) -> list[str]:
             found.append(
                 f"{key}: the README says {text!r}, the results file {figures[key]['text']!r}"
             )
-        if not re.search(r"(?<![\d.,])" + re.escape(text) + r"(?![\d])", prose):
+        if not re.search(_alone(text), prose):
             found.append(f"{key}: {text!r} is listed but not in the paragraph")
     left = re.findall(r"\S*\d\S*", _without(prose, pairs.values()))
     if left:
