@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import importlib.util
 import math
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from .._exceptions import EmbedSDKError
-from . import report, runner
+from . import figures, provenance, report, runner
 from .clients import CLIENTS, EXTRA_PEERS, available
 
 #: Scenario names in run order; "main" is accepted for "throughput".
@@ -20,6 +19,7 @@ SCENARIOS = (
     "throughput",
     "fast",
     "cache",
+    "warm",
     "memory",
     "adaptive",
     "nginx",
@@ -37,6 +37,7 @@ PRESETS: dict[str, tuple[Any, Any]] = {
     "cache_texts": (20_000, 2_000),
     "memory_sizes": ([200_000, 2_000_000], [20_000, 200_000]),
     "integration_texts": (10_000, 2_000),
+    "warm_pairs": (15, 7),
 }
 
 
@@ -84,6 +85,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """What runs, against which server, and how hard."""
     a = parser.add_argument
     a("--quick", action="store_true", help="smaller sizes: about a minute")
+    a(
+        "--all",
+        action="store_true",
+        help="every scenario (as --scenario all): the run that regenerates every figure the "
+        "docs quote; over an hour, mostly the adaptive scenario",
+    )
     a(
         "--scenario",
         type=_names,
@@ -136,6 +143,20 @@ def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     a("--fast-latency", type=float, default=0.0, metavar="SECONDS", help="(default: 0)")
     a("--cache-texts", type=int, metavar="N", help="texts in the cache scenario (default: 20000)")
     a("--cache-latency", type=float, default=0.1, metavar="SECONDS", help="(default: 0.1)")
+    a(
+        "--warm-texts",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="texts in the warm scenario (default: %(default)s, --quick too)",
+    )
+    a(
+        "--warm-pairs",
+        type=int,
+        metavar="N",
+        help="alternating pairs (warm call, raw SELECT) in the warm scenario (default: 15, "
+        "--quick: 7)",
+    )
     a("--memory-sizes", type=_int_list, metavar="N,N", help="(default: 200000,2000000)")
     a("--memory-dim", type=int, default=64, help="dimensions in the memory scenario (default: 64)")
     a("--memory-batch", type=int, default=32, help="batch size in the memory scenario")
@@ -167,6 +188,14 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="(default: %(default)s)",
     )
+    a(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the results to FILE (e.g. bench/results.json, which the README "
+        "quotes): the scenarios, the figures the docs quote, and where they come from (the "
+        "commit, the machine, what else was running)",
+    )
     a("--no-chart", action="store_true", help="write no PNG")
     a("--no-verify", dest="verify", action="store_false", help="skip the exactness checks")
     a("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -184,6 +213,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     scenarios = args.scenario or list(DEFAULT_SCENARIOS)
+    if args.all:
+        scenarios = ["all"]
     if "all" in scenarios:
         scenarios = list(SCENARIOS)
     scenarios = ["throughput" if s == "main" else s for s in scenarios]
@@ -204,7 +235,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if "serial" not in args.clients and "throughput" in args.scenario:
         args.clients.insert(0, "serial")  # the speed-ups are over it
     counts = ("repeat", "concurrency", "batch_size", "fast_texts", "cache_texts", "dim")
-    for name in (*counts, "memory_dim", "memory_batch", "integration_texts"):
+    others = ("memory_dim", "memory_batch", "integration_texts", "warm_texts", "warm_pairs")
+    for name in (*counts, *others):
         if getattr(args, name) < 1:
             _usage(f"--{name.replace('_', '-')} must be at least 1")
     unknown = sorted(set(args.memory_formats) - {"npy", "jsonl", "parquet"})
@@ -249,12 +281,24 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
     if name == "cache":
         c = cache.run_cache(args)
         return c, report.cache_table(c), c.to_json()
+    if name == "warm":  # the warm cache path against a bare SELECT of the same rows
+        from . import warm
+
+        r = warm.run(args)
+        return r, report.warm_table(r), r.to_json()
     if name == "memory":
         m = memory.run_memory(args)
         return m, report.memory_table(m), m.to_json()
     if name == "integrations":
         from . import integrations
 
+        if not any(importlib.util.find_spec(m) for m in ("langchain_core", "llama_index")):
+            runner.log(
+                "integrations: neither LangChain nor LlamaIndex is installed (pip install "
+                "'embedsdk[langchain,llama-index]'), skipped",
+                args.quiet,
+            )
+            return None
         i = integrations.run_integrations(args)
         return i, integrations.format_table(i), i.to_json()
     if name == "batch":  # fixed batch sizes against batch_size="auto", in simulated time
@@ -284,13 +328,14 @@ def run_bench(args: argparse.Namespace) -> int:
     args = resolve_args(args)
     if args.base_url:
         runner.log(f"real endpoint {args.base_url}: requests are billed there", args.quiet)
-    started = datetime.datetime.now()
-    stem = args.out / f"bench-{started:%Y%m%d-%H%M%S}"
+    watch = provenance.Watch()
+    stem = args.out / f"bench-{watch.started:%Y%m%d-%H%M%S}"
     results: dict[str, Any] = {}
     payload: dict[str, Any] = {
-        "started": started.isoformat(timespec="seconds"),
+        "started": watch.started.isoformat(timespec="seconds"),
         "machine": report.machine(),
         "argv": sys.argv[1:],
+        "quick": bool(args.quick),
         "scenarios": {},
     }
     with runner.SimPool() as args.sims:  # one simulator, started on first use
@@ -300,7 +345,13 @@ def run_bench(args: argparse.Namespace) -> int:
                 continue
             results[name], text, payload["scenarios"][name] = done
             print(f"\n{text}\n", flush=True)
+    # After the simulator's process has ended, so that its CPU counts as the bench's own.
+    payload["provenance"] = provenance.provenance(watch)
+    payload["figures"] = figures.derive(report.cleaned(payload))
+    runner.log(f"machine: {payload['provenance']['load']['note']}", args.quiet)
     json_path = report.write_json(payload, stem.with_suffix(".json"))
+    if args.json is not None:
+        print(f"results: {report.write_json(payload, args.json)}")
     charts = [] if args.no_chart else _charts(results, stem)
     print(f"JSON: {json_path}")
     if charts:

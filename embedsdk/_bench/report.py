@@ -17,6 +17,7 @@ from .cache import CacheResult
 from .ceiling import median
 from .memory import MemoryResult
 from .scenarios import ThroughputResult, cpu_per_100k
+from .warm import WarmResult
 
 CEILING_NOTE = (
     "ceiling texts/s: a zero-overhead client, n / (waves x latency), which is\n"
@@ -170,6 +171,36 @@ def _store_lines(result: CacheResult) -> list[str]:
     ]
 
 
+def warm_table(result: WarmResult) -> str:
+    """The warm call against the raw ``SELECT`` of the same rows: both rates, the ratio."""
+    s = result.settings
+    title = (
+        f"Warm path: {result.texts:,} texts, {result.dim} dims, every one a cache hit; "
+        f"median of {s['pairs']} alternating pairs (fill: one cold run, {result.fill_s:.2f} s)"
+    )
+    headers = ["read", "median ms", "vectors/s"]
+    rows = [
+        [
+            "warm get_batch_embeddings_async",
+            f"{median(result.warm_s) * 1000:.1f}",
+            rate(result.warm_per_s),
+        ],
+        [
+            f"raw SELECT ... IN ({s['raw_chunk']} keys), same file",
+            f"{median(result.raw_s) * 1000:.1f}",
+            rate(result.raw_per_s),
+        ],
+    ]
+    met = yes_no(result.ratio >= s["target"])
+    requests = "-" if result.warm_requests is None else str(result.warm_requests)
+    notes = [
+        f"the warm call reads at {pct(result.ratio)} of the raw SELECT's speed (median of the "
+        f"pairs' raw / warm; target {pct(s['target'])}: {met}); exact: "
+        f"{yes_no(result.exact)}; requests sent by the warm calls: {requests}",
+    ]
+    return "\n".join([title, "", table(headers, rows), "", *notes])
+
+
 def memory_table(result: MemoryResult) -> str:
     s = result.settings
     title = (
@@ -227,6 +258,12 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
+
+
+def cleaned(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` as its JSON file will read: inf and nan as ``None``, tuples as lists."""
+    found: dict[str, Any] = json.loads(json.dumps(_clean(payload)))
+    return found
 
 
 def write_json(payload: dict[str, Any], path: Path) -> Path:

@@ -13,8 +13,8 @@ dimensions. Neither the text nor any credential is stored. A value is the vector
 little-endian float32 bytes in a BLOB: nothing is ever pickled, nor unpickled.
 
 The store is one SQLite table of our own, ``vectors(key, value)`` in ``vectors.sqlite3`` (see
-:mod:`embedsdk.cache._sqlite`): a lookup is a few ``SELECT ... WHERE key IN (...)`` in one
-read transaction, a write one ``executemany`` in one write transaction, which also evicts the
+:mod:`embedsdk.cache._sqlite`): a lookup reads 500 keys a statement, all in one read
+transaction, a write one ``executemany`` in one write transaction, which also evicts the
 oldest rows past the size limit. The cache used to be a diskcache ``Cache``; diskcache is no
 longer used, nor a dependency. Its public API reads one key per transaction (a warm read of
 20,000 vectors several times slower than ``SELECT ... IN``), so the fast path had to run SQL
@@ -139,11 +139,20 @@ def _canonical(endpoint: str, model: str, dimensions: int | None) -> str:
 
 
 def cache_keys(namespace: bytes, texts: Iterable[str]) -> list[bytes]:
-    # surrogatepass: same bytes as plain UTF-8 for every valid text, and no crash on the rest
-    return [
-        hashlib.blake2b(namespace + text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
-        for text in texts
-    ]
+    """The 20-byte key of each text: ``blake2b(namespace + UTF-8 of the text)``.
+
+    The namespace is hashed once and that state copied for each text: the same digests as
+    hashing the concatenation, without building it or parsing ``digest_size`` per text (a
+    fifth less time on a warm read of 20,000 texts, where the keys are an eighth of it).
+    """
+    seeded = hashlib.blake2b(namespace, digest_size=20)
+    keys: list[bytes] = []
+    for text in texts:
+        state = seeded.copy()
+        # surrogatepass: same bytes as plain UTF-8 for every valid text, and no crash on the rest
+        state.update(text.encode("utf-8", "surrogatepass"))
+        keys.append(state.digest())
+    return keys
 
 
 class FileInTheWay(NotADirectoryError):
