@@ -19,9 +19,8 @@ import pytest
 
 import embedsdk
 from embedsdk import RateController, Tuning
-from embedsdk._exceptions import ConfigurationError, InternalServerError, RateLimitError
+from embedsdk._exceptions import ConfigurationError, RateLimitError
 from embedsdk.client._config import resolve_options
-from embedsdk.http import _retry
 from embedsdk.http._responses import parse_duration, parse_ratelimit_headers
 from embedsdk.ratecontrol import (
     NARROWED,
@@ -905,50 +904,6 @@ def test_options_are_checked() -> None:
 
 
 # -- retries under rate control -------------------------------------------------------------------
-
-
-def _verdict(exc: Exception, verdict: str | None) -> Exception:
-    exc.rate_verdict = verdict  # type: ignore[attr-defined]
-    return exc
-
-
-def test_controlled_refusals_draw_on_their_own_retry_allowance() -> None:
-    limited = _verdict(RateLimitError("slow", status_code=429), PAUSED)
-    capped = _verdict(InternalServerError("busy", status_code=503), NARROWED)
-    failed = _verdict(InternalServerError("busy", status_code=503), NOTED)
-    budget = _retry.RetryBudget(2, paced=True)  # 20 controlled refusals, then 2 failures
-    assert [budget.give_up(limited) for _ in range(12)] == [False] * 12
-    assert [budget.give_up(capped) for _ in range(11)] == [False] * 10 + [True]
-    budget = _retry.RetryBudget(2, paced=True)
-    assert [budget.give_up(failed) for _ in range(3)] == [False, False, True]
-    budget = _retry.RetryBudget(2, paced=False)
-    assert [budget.give_up(limited) for _ in range(3)] == [False, False, True]
-
-
-def test_a_rate_limit_is_waited_for_in_time_not_in_refusals() -> None:
-    """With a clock, refusals of a rate limit do not count for 30 s per retry from the first
-    (a window of a minute refuses every probe until it opens), then they count."""
-    clock = FakeClock()
-    limited = _verdict(RateLimitError("slow", status_code=429), PAUSED)
-    budget = _retry.RetryBudget(2, paced=True, clock=clock)
-    for _ in range(100):  # a hundred probes in the first minute: none counts
-        clock.now += 0.6
-        assert not budget.give_up(limited)
-    clock.now += 1.0  # 61 s: the patience (2 x 30 s) is over
-    assert [budget.give_up(limited) for _ in range(3)] == [False, False, True]
-
-
-def test_a_controlled_refusal_adds_no_wait_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_retry, "_testing", False)
-    waits = _retry.wait_gen()
-    next(waits)
-    paused = _verdict(RateLimitError("slow", status_code=429, retry_after=5.0), PAUSED)
-    assert waits.send(paused) == 0.0  # it waits in the shared pause instead
-    capped = _verdict(RateLimitError("slow", status_code=429), NARROWED)
-    assert waits.send(capped) == 0.0  # it waits for a free slot instead
-    capped_hint = _verdict(RateLimitError("slow", status_code=429, retry_after=2.0), NARROWED)
-    assert waits.send(capped_hint) >= 2.0
-    assert waits.send(_verdict(InternalServerError("x", status_code=503), NOTED)) > 0
 
 
 def test_the_error_counts_the_attempts_really_made(

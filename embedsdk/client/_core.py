@@ -63,6 +63,7 @@ from ._runner import Runner
 from ._sending import Sender
 from ._stream import Stream
 
+
 def _own(value: Any) -> Any:
     """A per-call argument as the steps of a call take it: ``None`` for "the client's own"
     (left out, :data:`~embedsdk.NOT_GIVEN`, or ``None`` as before)."""

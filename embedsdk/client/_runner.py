@@ -43,7 +43,7 @@ from ..http import (
 )
 from ._autobatch import BatchSizer, CutBatches, Limits, PlannedBatches
 from ._cache_async import AsyncCache
-from ._config import ClientOptions, check_batch_size
+from ._config import ClientOptions, RewriteLog, batch_cap_rewrite, check_batch_size
 from ._job import (
     CLOSED_DURING_CALL,
     EmbeddingResult,
@@ -106,7 +106,8 @@ class Runner:
     """The steps of a call on one client (see the module's docstring).
 
     ``sender``, ``cache``, ``sizer`` and ``rate`` (the rate controller, ``None`` with
-    ``adaptive=False``) are the client's; ``stats`` its counters. The caller checks that the
+    ``adaptive=False``) are the client's; ``stats`` its counters; ``rewrites`` says each
+    option it uses otherwise than given once, at INFO. The caller checks that the
     client is open and on its event loop before :meth:`start` (the runner refuses to send
     once the sender is closed, and says so).
     """
@@ -119,6 +120,7 @@ class Runner:
         cache: AsyncCache,
         sizer: BatchSizer,
         rate: ratecontrol.RateController | None,
+        rewrites: RewriteLog | None = None,
     ) -> None:
         self.options = options
         self._stats = stats
@@ -126,11 +128,13 @@ class Runner:
         self._cache = cache
         self._sizer = sizer  # batch_size="auto": the size of each batch, as the run goes
         self._rate = rate
+        self._rewrites = RewriteLog() if rewrites is None else rewrites
         profile = profile_for(options.base_url, options.provider)
         # Inputs per request this client may send: the provider's cap, lowered for good by a
         # 413 / "batch size" answer. ``batch_size`` (per client or per call) goes below it.
         self._batch_cap = profile.max_batch
         self._cap_known = profile.cap_known  # False: a guess, tried past (see _raise_batch_cap)
+        self._profile = profile
         self._input_limit = input_token_limit(profile, options.model)
         # The width of an answer with no rows (an empty input): fixed, whatever ran before.
         self._dim_hint = known_dimension(options.model, options.dimensions) or 0
@@ -242,7 +246,11 @@ class Runner:
         size = check_batch_size(self.options.batch_size if batch_size is None else batch_size)
         if isinstance(size, str):
             return None
-        return min(size, self._batch_cap) if self._cap_known else size
+        if self._cap_known and size > self._batch_cap:  # said once per client, at INFO
+            cap, provider = self._batch_cap, self._profile
+            self._rewrites.say(batch_cap_rewrite(size, cap, provider.max_batch, provider.name))
+            return cap
+        return size
 
     def _batches(self, job: Job, workers: int) -> PlannedBatches | CutBatches:
         """The job's batches: planned, or cut as workers take them (``batch_size="auto"``)."""
