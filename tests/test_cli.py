@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -847,3 +848,25 @@ def test_the_simulated_provider_on_a_busy_port_says_so_in_one_line(
         f"python -m embedsdk.testing: error: cannot listen on 127.0.0.1:{port}: Address "
         "already in use (choose another --port, or --port 0 for any free one)"
     ]
+
+
+def test_an_option_used_otherwise_than_given_is_said_once_in_flags(
+    simulated_provider: SimulatedProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The client says its rewrites at INFO; the command line shows those (and no other
+    INFO) as one note each, in its own words, and nothing with --quiet."""
+    texts = texts_for(200)
+    source, out = tmp_path / "in.txt", tmp_path / "out.npy"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    flags = ("--base-url", simulated_provider.base_url, "--provider", "siliconflow")
+    argv = ("embed", str(source), "-o", str(out), *flags, "--batch-size", "100", "--no-cache")
+    status, _, err = run(capsys, *argv)
+    assert status == 0, err
+    assert load(out).shape == (200, 1024)
+    notes = [line for line in err.splitlines() if line.startswith("embedsdk: note:")]
+    assert len(notes) == 1, err
+    assert "--batch-size" in notes[0] and "64 is used" in notes[0], notes
+    assert "batch_size" not in notes[0]
+    status, _, err = run(capsys, *argv, "-q")
+    assert status == 0 and "note" not in err, err
+    assert logging.getLogger("embedsdk").level == logging.NOTSET  # left as it was

@@ -398,6 +398,13 @@ def test_not_given_is_the_same_as_leaving_every_option_out(
     assert NOT_GIVEN not in dataclasses.asdict(left_out).values()
 
 
+def test_given_options_leaves_out_only_not_given() -> None:
+    from embedsdk.client import given_options
+
+    given = {"rpm": None, "model": NOT_GIVEN, "timeout": 5.0, "cache": False}
+    assert given_options(given) == {"rpm": None, "timeout": 5.0, "cache": False}
+
+
 @pytest.mark.parametrize(
     ("name", "not_given", "none"),
     [("timeout", 60.0, None), ("max_wait", 300.0, None), ("rpm", None, None)],

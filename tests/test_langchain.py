@@ -210,6 +210,17 @@ def test_the_key_shows_nowhere(sim: SimulatedProvider) -> None:
     assert pickle.loads(pickle.dumps(emb)).embed_query("a")  # still usable after a copy
 
 
+def test_not_given_is_left_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """api_key=NOT_GIVEN reads the environment per call, as leaving it out does: it is not
+    a key that was given."""
+    monkeypatch.setenv("EMBEDSDK_API_KEY", "sk-from-the-environment")
+    url = "http://127.0.0.1:9/v1"
+    emb = EmbedsdkEmbeddings(base_url=url, api_key=embedsdk.NOT_GIVEN, rpm=embedsdk.NOT_GIVEN)
+    assert "api_key" not in emb._options()
+    assert "rpm" not in emb._options()
+    assert emb._options() == EmbedsdkEmbeddings(base_url=url)._options()
+
+
 def test_options_are_checked_before_any_request() -> None:
     with pytest.raises(TypeError, match="'rpmm'"):
         EmbedsdkEmbeddings(base_url="http://127.0.0.1:9/v1", rpmm=5)

@@ -310,6 +310,15 @@ def test_a_pickled_copy_keeps_where_the_key_comes_from(monkeypatch: pytest.Monke
     assert given._options()["api_key"] == KEY
 
 
+def test_not_given_is_left_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """api_key=NOT_GIVEN reads the environment per call, as leaving it out does."""
+    monkeypatch.setenv("EMBEDSDK_API_KEY", "sk-from-the-environment")
+    url = "http://127.0.0.1:9/v1"
+    emb = EmbedsdkEmbedding(base_url=url, api_key=embedsdk.NOT_GIVEN, rpm=embedsdk.NOT_GIVEN)
+    assert "api_key" not in emb._options()
+    assert emb._options() == EmbedsdkEmbedding(base_url=url)._options()
+
+
 def test_shares_the_async_client_with_the_langchain_adapter(sim: SimulatedProvider) -> None:
     langchain = pytest.importorskip("embedsdk.langchain")
     li, lc = make(sim), langchain.EmbedsdkEmbeddings(base_url=sim.base_url, api_key=KEY)

@@ -22,6 +22,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 import embedsdk.ray  # noqa: E402
 from embedsdk import MockTransport, Response  # noqa: E402
+from embedsdk.integrations import ray as ray_module  # noqa: E402  (its private helpers)
 from embedsdk.testing import SimulatedProvider, expected_matrix  # noqa: E402
 
 pytestmark = [
@@ -176,7 +177,7 @@ def test_workers_share_one_limit_they_are_not_told(real_waits: None) -> None:
             sim, data, concurrency=4, batch_size=8, max_concurrent=8, rows_per_batch=64
         ).to_pandas()
         log = sim.stats(texts=False)["timeline"]
-        name = embedsdk.ray._leader_name(sim.base_url + "/embeddings", "sk-ray", "BAAI/bge-m3")
+        name = ray_module._leader_name(sim.base_url + "/embeddings", "sk-ray", "BAAI/bge-m3")
         leader = ray.get_actor(name, namespace=embedsdk.ray.NAMESPACE)
         learned = ray.get(leader.snapshot.remote())
     frame = by_id(frame)
@@ -233,7 +234,7 @@ def test_one_leader_per_account() -> None:
     b = embedsdk.ray.rate_leader("http://127.0.0.1:1/v1/embeddings", "sk-a", "m")
     c = embedsdk.ray.rate_leader("http://127.0.0.1:1/v1/embeddings", "sk-b", "m")
     assert a._actor_id == b._actor_id != c._actor_id
-    name = embedsdk.ray._leader_name("http://127.0.0.1:1/v1/embeddings", "sk-a", "m")
+    name = ray_module._leader_name("http://127.0.0.1:1/v1/embeddings", "sk-a", "m")
     assert "sk-a" not in name
     assert "sk-a" not in repr(ray.get(a.snapshot.remote()))
 
@@ -243,12 +244,27 @@ def test_the_key_is_not_shown() -> None:
         base_url="http://127.0.0.1:1/v1", api_key="sk-secret-1", cache=False, shared_limit=False
     )
     assert "sk-secret-1" not in repr(batches)
-    assert "sk-secret" not in repr(embedsdk.ray._Secret("sk-secret-1"))
+    assert "sk-secret" not in repr(ray_module._Secret("sk-secret-1"))
 
 
 def test_a_told_limit_needs_the_number_of_workers() -> None:
     with pytest.raises(embedsdk.ConfigurationError, match="workers=N"):
         embedsdk.ray.EmbedBatches(base_url="http://127.0.0.1:1/v1", api_key="", rpm=100)
+
+
+def test_not_given_options_are_left_to_the_client() -> None:
+    """NOT_GIVEN for rpm is no told limit (nothing to divide between workers), and for the
+    model the default model, as for embedsdk.Embedder."""
+    batches = embedsdk.ray.EmbedBatches(
+        base_url="http://127.0.0.1:1/v1",
+        api_key="",
+        rpm=embedsdk.NOT_GIVEN,
+        model=embedsdk.NOT_GIVEN,
+        cache=False,
+        shared_limit=False,
+    )
+    assert batches._client.options.rpm is None
+    assert batches._client.options.model == embedsdk.Embedder(api_key="", cache=False).options.model
 
 
 def test_a_missing_column_is_named_before_anything_runs() -> None:

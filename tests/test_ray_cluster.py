@@ -13,6 +13,7 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 import embedsdk  # noqa: E402
 import embedsdk.ray  # noqa: E402
+from embedsdk.integrations import ray as ray_module  # noqa: E402  (its private helpers)
 from embedsdk.testing import SimulatedProvider, expected_matrix  # noqa: E402
 
 pytestmark = [
@@ -55,7 +56,7 @@ def test_two_nodes_share_one_leader_and_one_limit() -> None:
             )
             frame = out.to_pandas().sort_values("id")
             log = sim.stats(texts=False)["timeline"]
-            name = embedsdk.ray._leader_name(sim.base_url + "/embeddings", "sk-two", "BAAI/bge-m3")
+            name = ray_module._leader_name(sim.base_url + "/embeddings", "sk-two", "BAAI/bge-m3")
             leader = ray.get_actor(name, namespace=embedsdk.ray.NAMESPACE)
             seen = ray.get(leader.snapshot.remote())["workers"]
     finally:

@@ -28,6 +28,7 @@ from typing import Any
 
 from .._exceptions import APIError, EmbedSDKError
 from ..cache import DBNAME, VectorCache, cache_disabled_by_env, default_cache_dir, file_in_the_way
+from ..client import REWRITE_MARK
 from ._embed import add_embed_parser, in_flags, is_usage_error, plural
 
 EPILOG = """\
@@ -220,9 +221,22 @@ def _os_error(exc: OSError) -> str:
     return _one_line(exc)
 
 
+class _InFlags(logging.Formatter):
+    """A library record in the command line's words (``--batch-size``, not ``batch_size``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return in_flags(super().format(record))
+
+
+def _is_rewrite(record: logging.LogRecord) -> bool:
+    return bool(getattr(record, REWRITE_MARK, False))
+
+
 @contextlib.contextmanager
-def _library_warnings_as_lines() -> Iterator[None]:
-    """Print the library's warnings (a cache that cannot be used, ...) as one line each.
+def _library_warnings_as_lines(quiet: bool = False) -> Iterator[None]:
+    """Print the library's warnings (a cache that cannot be used, ...) as one line each, and
+    (unless ``quiet``) the options it uses otherwise than given (``--batch-size 100`` on a
+    provider that takes 64), as notes; no other INFO.
 
     The cache both logs and warns: the log record is shown, and the ``RuntimeWarning``, which
     Python would print again with a source line, is dropped.
@@ -230,14 +244,24 @@ def _library_warnings_as_lines() -> Iterator[None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("embedsdk: warning: %(message)s"))
+    notes = logging.StreamHandler(sys.stderr)
+    notes.addFilter(_is_rewrite)
+    notes.setFormatter(_InFlags("embedsdk: note: %(message)s"))
     logger = logging.getLogger("embedsdk")
+    level = logger.level
     logger.addHandler(handler)
+    if not quiet:
+        logger.addHandler(notes)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)  # the notes' records reach the handlers
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"embedsdk(\.|$)")
             yield
     finally:
         logger.removeHandler(handler)
+        logger.removeHandler(notes)
+        logger.setLevel(level)
 
 
 class _Terminated(BaseException):
@@ -265,7 +289,8 @@ def _sigterm_unwinds() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    with _library_warnings_as_lines(), _sigterm_unwinds():
+    quiet = bool(getattr(args, "quiet", False))
+    with _library_warnings_as_lines(quiet), _sigterm_unwinds():
         status = _run(args)
     failed = _quiet_if_stdout_is_gone()
     if failed is not None and status == 0:  # what was printed is lost: not a success

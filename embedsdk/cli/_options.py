@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from ..client import API_KEY_VARIABLES, NOT_GIVEN, OPTION_TABLE, PROFILES
+from ..client import API_KEY_VARIABLES, NOT_GIVEN, OPTION_TABLE, PROFILES, given_options
 
 ENV_HELP = (
     "The API key comes from the environment ("
@@ -267,7 +267,7 @@ def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         cache = args.cache_dir
     kwargs = {name: getattr(args, name) for name in _SAME_NAME}
     kwargs.update(api_key=_api_key(args), cache=cache)
-    return {name: value for name, value in kwargs.items() if value is not NOT_GIVEN}
+    return given_options(kwargs)
 
 
 # -- the library's words, as flags -----------------------------------------------------------

@@ -38,6 +38,7 @@ from ._config import (
     DEFAULT_TIMEOUT,
     NOT_GIVEN,
     OPTION_TABLE,
+    REWRITE_MARK,
     BatchSize,
     ClientOptions,
     EmbedderOptions,
@@ -49,6 +50,7 @@ from ._config import (
     Provider,
     Rewrite,
     find_api_key,
+    given_options,
     resolve_options,
 )
 from ._core import (
@@ -87,6 +89,7 @@ __all__ = [
     "NOT_GIVEN",
     "OPTION_TABLE",
     "PROFILES",
+    "REWRITE_MARK",
     "AsyncEmbedder",
     "BatchSize",
     "ClientOptions",
@@ -110,6 +113,7 @@ __all__ = [
     "get_batch_embeddings",
     "get_batch_embeddings_async",
     "get_batch_embeddings_concurrent",
+    "given_options",
     "resolve_options",
     "validate_texts",
 ]

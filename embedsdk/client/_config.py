@@ -415,6 +415,10 @@ class Rewrite(NamedTuple):
         return f"{self.option}={self.given!r} was given; {self.used!r} is used: {self.why}"
 
 
+#: The attribute set on the log record of a rewrite (see :class:`RewriteLog`).
+REWRITE_MARK = "embedsdk_rewrite"
+
+
 class RewriteLog:
     """Says each rewrite of one client's options once, at INFO, however many calls meet it
     (a per-call ``batch_size`` above the cap is lowered at every call)."""
@@ -426,7 +430,8 @@ class RewriteLog:
         key = (rewrite.option, repr(rewrite.given), repr(rewrite.used))
         if key not in self._said:
             self._said.add(key)
-            logger.info("%s", rewrite.message())
+            # Marked, so that a front end (the command line) can show these and no other INFO.
+            logger.info("%s", rewrite.message(), extra={REWRITE_MARK: True})
 
 
 def batch_cap_rewrite(asked: int, cap: int, provider_cap: int, provider: str) -> Rewrite:
@@ -805,6 +810,12 @@ def check_option_names(owner: str, given: Iterable[str], known: tuple[str, ...])
     unknown = sorted(set(given) - set(known))
     if unknown:
         raise unexpected_option(owner, unknown[0], known)
+
+
+def given_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` without those left to their default (:data:`NOT_GIVEN`): what a wrapper
+    (an adapter, the CLI) passes on, so that it reads "not given" as the client does."""
+    return {name: value for name, value in options.items() if value is not NOT_GIVEN}
 
 
 def _filled(given: Mapping[str, Any]) -> dict[str, Any]:

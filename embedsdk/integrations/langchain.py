@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..client import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, DEFAULT_MODEL
+from ..client import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, DEFAULT_MODEL, given_options
 from ._adapters import check_options, embed_async, embed_sync, missing
 
 try:
@@ -61,6 +61,7 @@ class EmbedsdkEmbeddings(BaseModel, Embeddings):
     _key_given: bool = PrivateAttr(default=False)
 
     def __init__(self, **options: Any) -> None:
+        options = given_options(options)  # NOT_GIVEN: left to the default, as for a client
         if "api_key" in options:
             options["api_key"] = _plain(options["api_key"])
         resolved = check_options(type(self).__name__, options)

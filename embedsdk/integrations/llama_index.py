@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..client import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT
+from ..client import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENT, given_options
 from ._adapters import check_options, embed_async, embed_sync, missing
 
 try:
@@ -71,6 +71,7 @@ class EmbedsdkEmbedding(BaseEmbedding):
     _key_given: bool = PrivateAttr(default=False)
 
     def __init__(self, model_name: str | None = None, **kwargs: Any) -> None:
+        kwargs = given_options(kwargs)  # NOT_GIVEN: left to the default, as for a client
         ours = {k: kwargs.pop(k) for k in list(kwargs) if k not in BaseEmbedding.model_fields}
         model = ours.pop("model", None)
         if model_name is not None and model is not None and model != model_name:

@@ -34,7 +34,14 @@ from .._exceptions import (
     EmbedSDKError,
     InvalidInputError,
 )
-from ..client import CALL_WIDE_ERRORS, Embedder, resolve_options, validate_texts
+from ..client import (
+    CALL_WIDE_ERRORS,
+    Embedder,
+    ErrorMode,
+    given_options,
+    resolve_options,
+    validate_texts,
+)
 from ..ratecontrol import Follower, RateLeader, Syncer
 
 __all__ = ["EmbedBatches", "RowError", "embed_dataset", "rate_leader"]
@@ -174,7 +181,7 @@ class EmbedBatches:
         column: str = "text",
         output_column: str = "embedding",
         *,
-        errors: str = "raise",
+        errors: ErrorMode = "raise",
         error_column: str = "embedding_error",
         id_column: str | None = None,
         workers: int | None = None,
@@ -184,6 +191,7 @@ class EmbedBatches:
     ) -> None:
         if errors not in ("raise", "return"):
             raise ValueError(f'errors must be "raise" or "return", got {errors!r}')
+        options = given_options(options)  # NOT_GIVEN: left to the client's default
         self.column, self.output_column = column, output_column
         self.errors, self.error_column, self.id_column = errors, error_column, id_column
         key = options.pop("api_key", None)
@@ -332,7 +340,7 @@ def embed_dataset(
     concurrency: int | tuple[int, int] = 4,
     rows_per_batch: int | None = None,
     num_cpus: float = NUM_CPUS,
-    errors: str = "raise",
+    errors: ErrorMode = "raise",
     error_column: str = "embedding_error",
     id_column: str | None = None,
     shared_limit: bool = True,
@@ -351,6 +359,7 @@ def embed_dataset(
 
     Checks the options and the column before anything runs; the dataset stays lazy.
     """
+    options = given_options(options)  # NOT_GIVEN: left to the client's default
     checked = resolve_options(**options)  # a bad option fails here, not in every worker
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None and column not in schema.names:
