@@ -112,11 +112,19 @@ class ClientClosedError(EmbedSDKError, RuntimeError):
 
 
 class ResponseValidationError(EmbedSDKError):
-    """A successful HTTP answer whose body cannot be trusted (retried like a 5xx)."""
+    """A successful HTTP answer whose body cannot be trusted.
 
-    def __init__(self, message: str, *, trace_id: str | None = None) -> None:
+    ``retryable``: a body broken on the way (cut short, not JSON, an index missing) is retried
+    like a 5xx; vectors of another width than ``dimensions=`` asked (a server that ignores
+    it) would come again, and each attempt is billed: not retried, and it stops the call.
+    """
+
+    def __init__(
+        self, message: str, *, trace_id: str | None = None, retryable: bool = True
+    ) -> None:
         super().__init__(message if trace_id is None else f"{message} (trace id {trace_id})")
         self.trace_id = trace_id
+        self.retryable = retryable
 
 
 class APIError(EmbedSDKError):

@@ -168,7 +168,7 @@ def client(server: Callable[[Request], Awaitable[Response]], **options: Any) -> 
 
 
 async def embed(server: Server, texts: list[str], **options: Any) -> np.ndarray:
-    call = {k: options.pop(k) for k in ("batch_size", "max_concurrent") if k in options}
+    call = {k: options.pop(k) for k in ("batch_size", "max_concurrent", "errors") if k in options}
     async with client(server, **options) as emb:
         return await emb.embed(texts, **call)
 
@@ -491,11 +491,29 @@ def test_bad_answer_once_then_recovers(bad: Response | Step) -> None:
     assert len(server.bodies) == 2
 
 
-def test_wrong_requested_dimension_retried_then_fails() -> None:
+def test_a_server_ignoring_dimensions_is_not_retried_and_stops_the_call() -> None:
+    """Vectors of another width than dimensions= asked would come again, each attempt billed:
+    one request, and with errors="return" the other batches stay unsent."""
     server = Server(dim=6)
-    with pytest.raises(ResponseValidationError, match="expected 8"):
-        run(embed(server, ["a"], dimensions=8, provider="generic", max_retries=1))
-    assert len(server.bodies) == 2
+    with pytest.raises(ResponseValidationError, match=r"expected 8.*ignores it") as caught:
+        run(embed(server, ["a"], dimensions=8, provider="generic", max_retries=3))
+    assert not caught.value.retryable
+    assert len(server.bodies) == 1
+    server = Server(dim=6)
+    texts = texts_for(6)
+    result = run(
+        embed(
+            server,
+            texts,
+            dimensions=8,
+            provider="generic",
+            batch_size=2,
+            max_concurrent=1,
+            errors="return",
+        )
+    )
+    assert len(server.bodies) == 1 and not result.ok.any()
+    assert isinstance(result.errors[0], ResponseValidationError)
 
 
 def test_dimension_change_between_batches_is_an_untrustworthy_answer() -> None:

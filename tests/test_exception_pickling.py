@@ -35,6 +35,7 @@ SAMPLES: dict[str, Any] = {
     "host": "127.0.0.1",
     "port": 8080,
     "reason": "refused",
+    "retryable": False,
 }
 
 

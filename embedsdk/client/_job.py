@@ -34,6 +34,7 @@ from .._exceptions import (
     InsufficientQuotaError,
     NotFoundError,
     PermissionDeniedError,
+    ResponseValidationError,
     WaitTooLongError,
 )
 from .._text import plural
@@ -134,6 +135,8 @@ _OUT_OF_REACH = frozenset({"dns", "refused", "unreachable", "certificate", "prox
 def stops_the_call(exc: EmbedSDKError) -> bool:
     if isinstance(exc, APIConnectionError):
         return exc.reason in _OUT_OF_REACH
+    if isinstance(exc, ResponseValidationError) and not exc.retryable:
+        return True  # not the width asked: every batch would be billed and refused
     return isinstance(exc, CALL_WIDE_ERRORS)
 
 

@@ -369,7 +369,8 @@ class Sender:
         with the key scrubbed: a gateway answering 200 with an error body may echo the key.
         (Scrubbing a good body would corrupt it: a short key can occur inside base64.)"""
         headers = response.headers
-        args = (count, self.dim_seen, trace_id_of(headers), content_type_of(headers))
+        asked = self.options.dimensions is not None  # else dim_seen: earlier answers' width
+        args = (count, self.dim_seen, trace_id_of(headers), content_type_of(headers), asked)
         try:
             return decode_embeddings(response.body, *args)
         except EmbedSDKError:

@@ -369,6 +369,7 @@ def decode_embeddings(
     dimensions: int | None = None,
     trace_id: str | None = None,
     content_type: str = "",
+    asked: bool = False,
 ) -> tuple[np.ndarray, int | None]:
     """The ``(count, D)`` float32 rows of a 200 answer, placed by ``data[].index``.
 
@@ -377,21 +378,33 @@ def decode_embeddings(
     when given) and that they are finite float32s. Returns the rows and
     ``usage.prompt_tokens``. Raises :class:`ResponseValidationError` for anything else,
     naming the field at fault (``data[1] has no 'embedding'``).
+
+    ``asked``: ``dimensions`` is what the request asked for (not the width of earlier
+    answers). Vectors of another width then mean a server that ignores ``dimensions``: every
+    retry would be billed and answered the same, so that error is not retryable. Another
+    width than earlier answers' may be one bad backend of several: retried.
     """
     try:
         payload = _json_answer(body, content_type)
         items = _embeddings_by_index(payload, count)
         matrix = _matrix(items, count)
-        if dimensions is not None and matrix.shape[1] != dimensions:
-            raise ValueError(
-                f"vectors of {matrix.shape[1]} dimensions, expected {dimensions}"
-                " (as dimensions= asked, or as this client's earlier answers had)"
-            )
         finite = np.isfinite(matrix).all(axis=1)
         if not finite.all():
             raise ValueError(f"embedding at index {int(np.argmin(finite))} has NaN or infinity")
     except (ValueError, TypeError, binascii.Error) as exc:
         raise ResponseValidationError(f"untrustworthy response: {exc}", trace_id=trace_id) from exc
+    if dimensions is not None and matrix.shape[1] != dimensions:
+        why = (
+            "as dimensions= asked: the server ignores it, or serves another model"
+            if asked
+            else "as this client's earlier answers had"
+        )
+        raise ResponseValidationError(
+            f"untrustworthy response: vectors of {matrix.shape[1]} dimensions, expected "
+            f"{dimensions} ({why})",
+            trace_id=trace_id,
+            retryable=not asked,
+        )
     usage = payload.get("usage")
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     return matrix, tokens if isinstance(tokens, int) else None

@@ -275,7 +275,7 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, APIConnectionError):
         return exc.reason != "certificate"
     if isinstance(exc, ResponseValidationError):
-        return True
+        return exc.retryable  # not vectors of another width: they would come again
     if not isinstance(exc, APIStatusError) or isinstance(
         exc, (InsufficientQuotaError, WaitTooLongError)
     ):
