@@ -267,6 +267,7 @@ EVERY_OPTION: dict[str, Any] = {
     "tpm": 10_000_000,
     "max_retries": 2,
     "timeout": 5,
+    "max_wait": 30,
     "encoding_format": "float",
     "max_batch_tokens": 4000,
     "truncate": True,

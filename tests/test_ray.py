@@ -178,7 +178,7 @@ def test_workers_share_one_limit_they_are_not_told(real_waits: None) -> None:
         ).to_pandas()
         log = sim.stats(texts=False)["timeline"]
         name = ray_module._leader_name(sim.base_url + "/embeddings", "sk-ray", "BAAI/bge-m3")
-        leader = ray.get_actor(name, namespace=embedsdk.ray.NAMESPACE)
+        leader = ray.get_actor(name, namespace=ray_module.NAMESPACE)
         learned = ray.get(leader.snapshot.remote())
     frame = by_id(frame)
     vectors = np.stack(frame["embedding"].to_numpy())

@@ -57,7 +57,7 @@ def test_two_nodes_share_one_leader_and_one_limit() -> None:
             frame = out.to_pandas().sort_values("id")
             log = sim.stats(texts=False)["timeline"]
             name = ray_module._leader_name(sim.base_url + "/embeddings", "sk-two", "BAAI/bge-m3")
-            leader = ray.get_actor(name, namespace=embedsdk.ray.NAMESPACE)
+            leader = ray.get_actor(name, namespace=ray_module.NAMESPACE)
             seen = ray.get(leader.snapshot.remote())["workers"]
     finally:
         embedsdk.set_testing(True)
