@@ -10,13 +10,27 @@ import hashlib
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 from ..http import is_quota, is_testing, parse_error_body, parse_retry_after
 from ._controller import NARROWED, NOTED, PAUSED, VISIBLE_WAIT, RateController, Ticket
 
-if TYPE_CHECKING:
-    from ..client import ClientOptions
+
+class UsesAController(Protocol):
+    """What :func:`controller_for` reads of a client's options (``client.ClientOptions`` has
+    it): rate control stays below the client and does not import it."""
+
+    @property
+    def adaptive(self) -> bool: ...
+    @property
+    def rate_controller(self) -> RateController | None: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def api_key(self) -> str | None: ...
+    @property
+    def model(self) -> str: ...
+
 
 __all__ = [
     "NARROWED",
@@ -59,14 +73,13 @@ def forget_shared_controllers() -> None:
         _registry.clear()
 
 
-def controller_for(options: ClientOptions) -> RateController | None:
+def controller_for(options: UsesAController) -> RateController | None:
     """The controller a client uses: its ``rate_controller``, else its account's shared one,
     or ``None`` with ``adaptive=False``."""
     if not options.adaptive:
         return None
     if options.rate_controller is not None:
-        controller: RateController = options.rate_controller
-        return controller
+        return options.rate_controller
     return shared_controller(options.endpoint, options.api_key, options.model)
 
 
