@@ -205,6 +205,19 @@ def test_no_key_no_authorization_header() -> None:
     assert "Authorization" not in server.requests[0].headers
 
 
+def test_no_cache_needs_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cache=False opens nothing: the call never hops to a thread (in simulated time, a
+    thread is not waited for, and a pending timer would jump the clock past it)."""
+
+    def no_thread(*args: Any) -> None:
+        raise AssertionError("a thread was used")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "run_in_executor", no_thread)
+    server = Server()
+    texts = texts_for(3)
+    check(run(embed(server, texts, cache=False)), texts)
+
+
 def test_dimensions_and_float_format_are_sent() -> None:
     server = Server(dim=8)
     result = run(embed(server, ["a"], dimensions=8, encoding_format="float", provider="generic"))

@@ -289,6 +289,54 @@ def test_windows_of_a_minute_over_five_minutes(kind: str) -> None:
     assert got.refused_share(120, 300) < 0.05
 
 
+def after_an_earlier_run(kind: str, earlier: int, seconds: float) -> Run:
+    """``earlier`` requests sent at once by another client (an earlier run, another process
+    on the key: a controller of its own), then the default client for ``seconds``; one
+    timeline from the earlier run's first request."""
+    limits = LIMITS[kind]
+    many = texts(int(allowed(limits, seconds) * 2) + 2000, "next")
+
+    async def main() -> Log:
+        await aligned()
+        sim = SimulatedTransport(
+            dim=4, latency=LATENCY, jitter=JITTER, track_texts=False, timeline=True, **limits
+        )
+        options: dict[str, Any] = {"transport": sim, "api_key": "sk-test", "cache": False}
+        async with embedsdk.AsyncEmbedder(
+            **options, batch_size=BATCH, rate_controller=RateController()
+        ) as before:
+            await before.embed(texts(earlier * BATCH, "before"), max_concurrent=IN_FLIGHT)
+        async with embedsdk.AsyncEmbedder(
+            **options, batch_size=BATCH, rate_controller=RateController()
+        ) as emb:
+            call = asyncio.ensure_future(emb.embed(many, max_concurrent=IN_FLIGHT, errors="return"))
+            done, _ = await asyncio.wait({call}, timeout=seconds)
+            if done:
+                call.result()  # a call that failed meanwhile fails the test
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+        return [tuple(x) for x in sim.stats(texts=False)["timeline"]]  # type: ignore[misc]
+
+    random.seed(f"{kind}/{earlier}")
+    log, _ = run_in_virtual_time(main(), LOADED)
+    return Run(log)
+
+
+@pytest.mark.parametrize("kind", ["s60", "f60"])
+@pytest.mark.parametrize("earlier", [200, 375, 500])
+def test_a_window_of_a_minute_partly_spent_before_the_run(kind: str, earlier: int) -> None:
+    """A re-run soon after a run (or another process on the key) finds the window partly
+    spent, and learns from its first cycle a period and an allowance that are not the
+    window's. Its room is looked for a few requests more at a time, not one at a time, so
+    that the next cycle's allowance, spent at once, meets room that frees at once. One at a
+    time, the cycles of a sliding window alternated between half spent and whole: 77-99 %
+    over five minutes (s60), 87 % (f60, 500 before). Measured now: 100 %, 1.3-1.6 %
+    refused."""
+    got = after_an_earlier_run(kind, earlier, 300.0)
+    assert share(kind, got, 0, 300.0) >= 0.9
+    assert got.refused_share(0, 300.0) < 0.05
+
+
 #: Limits told to the client (rpm= / tpm=), among them a bucket of one request a second.
 TOLD = ["b1", "b1/60", "f60", "s60", "tok"]
 

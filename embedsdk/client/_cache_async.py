@@ -104,6 +104,8 @@ class AsyncCache:
 
     async def _open(self) -> VectorCache | None:
         """Open the cache on first use, off the event loop (it touches the disk)."""
+        if self.opened is _UNOPENED and (self._option is None or self._option is False):
+            self.opened = None  # no cache: nothing to open, no thread to hop to
         if self.opened is _UNOPENED:
             if self._lock is None:
                 self._lock = asyncio.Lock()

@@ -22,7 +22,7 @@ with no success between; a *cycle* runs from the end of one long wall to the end
 3. The pause voids every turn booked before it.
 4. Probing once the wall lasts (a second refusal in a row), or before the first guess.
 5. After a long wall, at the rate of the whole cycle, or spending its window.
-6. What the window's last cycle took; beyond it, one request at a time.
+6. What the window's last cycle took; beyond it, probes, one more for each that got through.
 
 What moves the pace:
 
@@ -43,7 +43,10 @@ What moves the pace:
 - **A long wall** (`long_wall`, two refused probes or more) was a window's. When it ends,
   a window spent in the first half of a cycle of `spend_period` or more is spent at once in
   each cycle (what the last one took), and probed when the next should begin; otherwise the
-  pace becomes `after_wall` of what the whole cycle got through.
+  pace becomes `after_wall` of what the whole cycle got through. Beyond what the last cycle
+  took, probes look for more room: one, and one more out at once for each that got through
+  (a window partly spent by an earlier run is found whole within a few round trips, so
+  the next cycle spent at once meets room that frees at once).
 - **Growth**, with the seconds the pace holds requests back: after a cut it climbs back to
   the rate it was refused at within `regain` seconds (or the longest wall seen), fast at
   first and slowly near it (TCP CUBIC), then `beyond` it.
@@ -181,7 +184,11 @@ class RateController:
         self._slot_waiters: list[Callable[[], None]] = []
         self._turn_waiters: set[Callable[[], None]] = set()
         self._probing = False  # after a pause: one request at a time until one succeeds
-        self._probe_out = False
+        self._probes_out = 0
+        # Probes that may be out at once: one after a pause; while a window's allowance is
+        # out and its room is looked for, one more for each that got through in this cycle
+        # (the window's room found within a few round trips, not one request at a time).
+        self._probe_room = 1
         self._real = self._estimated = 0.0  # decayed sums for the token ratio
         self._last_cut = -math.inf
         self._cut_what = (True, True)  # which paces the wall's cut was for
@@ -245,7 +252,7 @@ class RateController:
             ticket.epoch = self.epoch
             if self.cooldown_until > now:
                 ticket.at, ticket.why = self.cooldown_until, "pause"
-            elif self._probing and self._probe_out:
+            elif self._probing and self._probes_out >= self._probe_room:
                 ticket.at, ticket.why = now + self.tuning.probe_poll, "probe"
             elif self._full():
                 ticket.at, ticket.why = now + self.tuning.slot_poll, "slot"
@@ -293,9 +300,10 @@ class RateController:
                 if self._period is not None and not self._probing and self._spent():
                     self._probing = True  # the window's allowance is out: one request looks
                 if self._probing:
-                    if self._probe_out:
+                    if self._probes_out >= self._probe_room:
                         return False
-                    self._probe_out = ticket.probe = True
+                    self._probes_out += 1
+                    ticket.probe = True
             self._in_flight += 1
             self._sent[0] += 1
             self._sent[1] += ticket.tokens
@@ -406,7 +414,7 @@ class RateController:
                 self.narrowed += 1
                 verdict = NARROWED
             elif level and ticket.probe:
-                self._probe_out = False
+                self._probes_out = max(0, self._probes_out - 1)
             self._settle(now)
         self._wake()
         return verdict
@@ -415,7 +423,7 @@ class RateController:
         """Any other outcome (5xx, 413, no answer, cancelled): free its slot and the probe."""
         with self._lock:
             if self._release(ticket) and ticket.probe:
-                self._probe_out = False
+                self._probes_out = max(0, self._probes_out - 1)
             self._settle(self._clock())
         self._wake()
 
@@ -577,7 +585,11 @@ class RateController:
         if epoch == self.epoch:
             self.strikes = 0
         if probe and self._guess_after is None:
-            self._probing = self._probe_out = False
+            self._probes_out = max(0, self._probes_out - 1)
+            if self._period is not None and self._spent():
+                self._probe_room += 1  # a window's room looked for, and some found: look wider
+            else:
+                self._probing = False
         if held:
             # Growth counts the time the pace held requests back, at most a second at a
             # time: an idle spell is no evidence that the limit has room.
@@ -625,7 +637,7 @@ class RateController:
         if self._guess_after is not None and self._before_pause <= 0:
             self._guess(now)
             if not self.strikes:
-                self._probing = self._probe_out = False
+                self._probing, self._probes_out = False, 0
 
     def _spent(self) -> bool:
         """Whether this cycle sent what the window's last cycle took."""
@@ -722,7 +734,7 @@ class RateController:
             if not self._planned or self._planned_period != self._period:
                 self._period = end - since
             took = (totals[0] - before[0], totals[1] - before[1])
-            # Spend what the last cycle took, then one request at a time looks for more.
+            # Spend what the last cycle took, then probes look for more (see admit).
             self._allowance = tuple(  # type: ignore[assignment]
                 t if flag else math.inf for t, flag in zip(took, self._cut_what)
             )
@@ -794,7 +806,7 @@ class RateController:
         for pace in self._paces:  # bookings before are void; no credit out of a pause
             pace.floor, pace.last = self.cooldown_until, -math.inf
         self._probing = self.strikes >= 2 or self._guess_after is not None
-        self._probe_out = False
+        self._probes_out, self._probe_room = 0, 1
 
 
 def _ramp(t: Tuning) -> float:
