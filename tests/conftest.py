@@ -10,8 +10,8 @@ import pytest
 
 import embedsdk
 from embedsdk import ratecontrol
-from embedsdk.client._config import API_KEY_VARIABLES
-from embedsdk.http import _retry
+from embedsdk.client import API_KEY_VARIABLES
+from embedsdk.http import is_testing
 
 _ENV = (
     *API_KEY_VARIABLES,  # every provider's: each is read for its provider's hosts
@@ -30,7 +30,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EMBEDSDK_CACHE_DIR", str(tmp_path / "embedsdk-cache"))
-    was = _retry.is_testing()
+    was = is_testing()
     embedsdk.set_testing(True)
     randomness = random.getstate()  # a test that seeds backoff's jitter seeds only itself
     yield

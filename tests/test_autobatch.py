@@ -1,9 +1,12 @@
-"""The batch sizer of ``batch_size="auto"`` (embedsdk/_autobatch.py), on a fake clock.
+"""The batch sizer of ``batch_size="auto"`` (embedsdk/client/_autobatch.py), on a fake clock.
 
 Each test feeds the sizer the answers of a modelled server: a request of ``b`` texts answered
 after ``latency(b)`` seconds, under the paces a rate controller would report. No loop, no
 server: the decisions alone. Runs of the real core against the simulated provider are in
 tests/test_autobatch_runs.py.
+
+Private access: the sizer's decisions (``client._autobatch``) and the planner's rule they
+share (``client._planning``) are the unit under test; a client shows only the batches sent.
 """
 
 from __future__ import annotations

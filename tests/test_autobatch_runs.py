@@ -19,8 +19,16 @@ import numpy as np
 import pytest
 
 import embedsdk
-from embedsdk import AsyncEmbedder, Embedder, MockTransport, RateController
-from embedsdk.http._transport import Request, Response, Transport
+from embedsdk import (
+    AsyncEmbedder,
+    Embedder,
+    MockTransport,
+    RateController,
+    Request,
+    Response,
+    Transport,
+    estimate_tokens,
+)
 from embedsdk.testing import (
     SimulatedProvider,
     SimulatedTransport,
@@ -189,9 +197,8 @@ def test_every_vector_in_order_with_duplicates_under_a_limit() -> None:
 
 
 def test_an_explicit_integer_sends_the_batches_it_always_did() -> None:
-    """Fixed sizes are planned up front: the requests are exactly ``plan_batches``'s."""
-    from embedsdk.client._planning import estimate_tokens, plan_batches
-
+    """Fixed sizes are planned up front, by the planner's rule: consecutive texts, each batch
+    as long as the size and the token budget allow (a text larger than the budget alone)."""
     many = [("long " * (i % 13 * 9)) + f"text {i}" for i in range(700)]
     seen: list[list[str]] = []
 
@@ -210,7 +217,14 @@ def test_an_explicit_integer_sends_the_batches_it_always_did() -> None:
         emb.embed(many, batch_size=17, max_concurrent=1)
     position = {t: i for i, t in enumerate(many)}
     got = [(position[b[0]], position[b[-1]] + 1) for b in seen]
-    assert got == plan_batches([estimate_tokens(t) for t in many], 17, 300)
+    tokens = [estimate_tokens(t) for t in many]
+    assert [start for start, _ in got] == [0, *(stop for _, stop in got[:-1])]  # in order
+    assert got[-1][1] == len(many)  # every text, once
+    for start, stop in got:
+        used = sum(tokens[start:stop])
+        assert stop - start <= 17 and (used <= 300 or stop - start == 1)
+        if stop < len(many):  # as long as allowed: one more text breaks the size or budget
+            assert stop - start == 17 or used + tokens[stop] > 300
 
 
 def test_a_413_lowers_the_cap_auto_starts_from() -> None:
@@ -232,8 +246,6 @@ def test_a_413_lowers_the_cap_auto_starts_from() -> None:
 
 
 def test_max_batch_tokens_still_bounds_every_request() -> None:
-    from embedsdk.client._planning import estimate_tokens
-
     many = [f"text {i} " + "word " * (i % 40) for i in range(600)]
     seen: list[int] = []
 

@@ -2,6 +2,9 @@
 
 No timing is asserted: the machine is shared. The end-to-end runs use the simulated provider
 in a child process, a few milliseconds of latency and a handful of texts.
+
+Private access: the bench (``embedsdk._bench``) is the unit under test; its public faces,
+``embedsdk bench`` and bench/run.py, only run whole scenarios.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """The adaptive bench (embedsdk/_bench/adaptive.py): its arithmetic, verdicts and tables, and
-one short case in simulated time. No timing is asserted; the full runs are the bench's."""
+one short case in simulated time. No timing is asserted; the full runs are the bench's.
+
+Private access: the bench (``embedsdk._bench``) is the unit under test; its public faces,
+``embedsdk bench`` and bench/run.py, only run whole scenarios.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,8 @@ from typing import Any
 import pytest
 
 from embedsdk._bench import adaptive as bench
-from embedsdk.http._retry import is_testing
-from embedsdk.testing import run_in_virtual_time
-from embedsdk.testing._vectors import count_tokens
+from embedsdk.http import is_testing
+from embedsdk.testing import count_tokens, run_in_virtual_time
 
 
 def targets_met(table: dict[str, Any]) -> bool:

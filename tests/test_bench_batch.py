@@ -1,5 +1,9 @@
 """``embedsdk bench --scenario batch`` (embedsdk/_bench/batch.py): its verdicts and table, and
-one short contender run in simulated time. No timing is asserted."""
+one short contender run in simulated time. No timing is asserted.
+
+Private access: the bench (``embedsdk._bench``) is the unit under test; its public faces,
+``embedsdk bench`` and bench/run.py, only run whole scenarios.
+"""
 
 from __future__ import annotations
 

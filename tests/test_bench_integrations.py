@@ -1,5 +1,9 @@
 """``embedsdk bench --scenario integrations``, end to end at the smallest size (no timing is
-asserted). Needs LangChain and LlamaIndex; the stock OpenAI classes join when installed."""
+asserted). Needs LangChain and LlamaIndex; the stock OpenAI classes join when installed.
+
+Private access: the bench (``embedsdk._bench``) is the unit under test; its public faces,
+``embedsdk bench`` and bench/run.py, only run whole scenarios.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """The warm scenario (embedsdk/_bench/warm.py): its arithmetic, and that its raw read is a read
-of the cache's own rows. No speed is asserted: the machine is shared."""
+of the cache's own rows. No speed is asserted: the machine is shared.
+
+Private access: the bench (``embedsdk._bench``) is the unit under test; its public faces,
+``embedsdk bench`` and bench/run.py, only run whole scenarios.
+"""
 
 from __future__ import annotations
 

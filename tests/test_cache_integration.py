@@ -31,7 +31,7 @@ from embedsdk import (
     Request,
     Response,
 )
-from embedsdk.cache import _sqlite as db
+from embedsdk.cache import DBNAME
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 MODEL = "BAAI/bge-m3"
@@ -308,7 +308,7 @@ def _unusable(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     directory = tmp_path / "cache"
     if kind == "read-only database":
         # What SQLite says on a read-only file system, reproduced even for root: every new
-        # connection refuses writes.
+        # connection refuses writes (the cache is SQLite's, through the sqlite3 module).
         via_embedder(
             texts_for(5),
             base_url="http://127.0.0.1:9/v1",
@@ -316,17 +316,17 @@ def _unusable(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
             transport=MockTransport(FailsAfter(10)),
             dimensions=8,
         )
-        connect = db.connect
+        connect = sqlite3.connect
 
-        def read_only(path: str, *args: Any) -> sqlite3.Connection:
-            con = connect(path, *args)
+        def read_only(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            con = connect(*args, **kwargs)
             con.execute("PRAGMA query_only = 1")
             return con
 
-        monkeypatch.setattr(db, "connect", read_only)
+        monkeypatch.setattr(sqlite3, "connect", read_only)
     if kind == "corrupt":
         directory.mkdir()
-        (directory / db.DBNAME).write_bytes(b"this is not an SQLite database " * 200)
+        (directory / DBNAME).write_bytes(b"this is not an SQLite database " * 200)
     elif kind == "a file in the way":
         directory.write_text("not a directory")
     return directory

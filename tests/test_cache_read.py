@@ -1,7 +1,10 @@
 """The cache's warm read path (issue 22): the keys it hashes, and how the rows it reads are put
-in place. Private modules on purpose: the point is the read's internals (the order it relies
-on, and its fallbacks when that order or a new enough SQLite is missing), which the public
-``get_many`` would only show as "still right"."""
+in place.
+
+Private access: the read's internals in ``cache._sqlite`` (the order it relies on, and its
+fallbacks when that order or a new enough SQLite is missing) are the point, which the public
+``get_many`` would only show as "still right".
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """The disk cache on its own: keys, float32 storage, failing soft, threads and processes.
 
 No test here reads a clock: waiting is checked with a fake clock, events and call counts.
+
+Private access: the cache's SQLite table, its connection pool and its timing constants
+(``cache._sqlite``, ``cache._store``) are the unit under test; ``VectorCache`` shows only hits
+and misses, and the failures are made at those seams.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import numpy as np
 import pytest
 from _read_only import read_only
 
+from embedsdk.cache import DBNAME, VectorCache, cache_keys, default_cache_dir, open_cache
 from embedsdk.cache import _sqlite as db
 from embedsdk.cache import _store as _cache
-from embedsdk.cache._store import VectorCache, default_cache_dir, normalise_endpoint, open_cache
+from embedsdk.cache._store import normalise_endpoint
 
 ENDPOINT = "https://api.siliconflow.cn/v1/embeddings"
 NS = VectorCache.namespace(ENDPOINT, "BAAI/bge-m3", None)
-DB = db.DBNAME
+DB = DBNAME
 
 
 def vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -58,7 +63,7 @@ def put_raw(directory: Path, text: str, value: Any) -> None:
     """Store ``value`` for ``text`` behind the cache's back (as a foreign writer might)."""
     con = sqlite3.connect(directory / DB, timeout=10)
     try:
-        key = _cache.cache_keys(NS, [text])[0]
+        key = cache_keys(NS, [text])[0]
         con.execute("INSERT OR REPLACE INTO vectors (key, value) VALUES (?, ?)", (key, value))
         con.commit()
     finally:
@@ -176,9 +181,9 @@ def test_normalise_endpoint() -> None:
 
 def test_keys_separate_texts_and_namespaces() -> None:
     other = VectorCache.namespace(ENDPOINT, "other", None)
-    keys = _cache.cache_keys(NS, ["a", "b", "a"]) + _cache.cache_keys(other, ["a"])
+    keys = cache_keys(NS, ["a", "b", "a"]) + cache_keys(other, ["a"])
     assert keys[0] == keys[2] and len(set(keys)) == 3 and all(len(k) == 20 for k in keys)
-    assert _cache.cache_keys(NS, ["\ud800"])  # a lone surrogate does not crash
+    assert cache_keys(NS, ["\ud800"])  # a lone surrogate does not crash
 
 
 def test_neither_api_key_nor_text_reaches_the_disk(tmp_path: Path) -> None:
@@ -273,7 +278,7 @@ def make_legacy(directory: Path) -> None:
         " store_time REAL, expire_time REAL, access_time REAL, access_count INTEGER DEFAULT 0,"
         " tag BLOB, size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)"
     )
-    key = _cache.cache_keys(NS, ["old"])[0]
+    key = cache_keys(NS, ["old"])[0]
     con.execute(
         "INSERT INTO Cache (key, raw, store_time, mode, value) VALUES (?, 1, 0, 1, ?)",
         (key, vectors(1).tobytes()),
@@ -469,7 +474,7 @@ def test_an_unlocked_read_counts_only_if_the_file_stayed_the_same(
         assert reader._pool is not None and reader._pool.mode == "immutable"
         assert reader.get_many(NS, ["a"])[1].all()
         owner = sqlite3.connect(tmp_path / DB, isolation_level=None)  # the owner writes
-        key = _cache.cache_keys(NS, ["b"])[0]
+        key = cache_keys(NS, ["b"])[0]
         owner.execute("INSERT INTO vectors VALUES (?, ?)", (key, vectors(1).tobytes()))
         assert not reader.get_many(NS, ["a", "b"])[1].any()  # its WAL is there: all misses
         owner.close()  # checkpointed into the file, the WAL gone

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embedsdk import cli
-from embedsdk.client._api import CLIENT_OPTIONS
-from embedsdk.files._npy import NpyWriter, write_npy
+from embedsdk import NpyWriter, cli, write_npy
+from embedsdk.client import CLIENT_OPTIONS
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 DIM = 32  # small vectors keep the tests fast; the simulated provider honours `dimensions`
@@ -439,17 +438,6 @@ def test_configuration_errors_exit_2_and_speak_in_flags(
         assert python_name not in err
     assert simulated_provider.stats()["requests"] == 0
     assert leftovers(tmp_path) == []
-
-
-def test_library_words_become_flags_but_a_servers_words_stay() -> None:
-    from embedsdk.cli._options import in_flags
-
-    assert in_flags("pass allow_insecure=True if trusted") == "pass --allow-insecure if trusted"
-    assert in_flags("or pass provider='generic'") == "or pass --provider generic"
-    assert in_flags('api_key="" sends none') == "--no-api-key sends none"
-    assert in_flags("the model must be set; model=abc") == "the model must be set; model=abc"
-    server = "HTTP 400: batch_size must be below 64; max_retries=3 (pass api_key= or set X)"
-    assert in_flags(server, server_words=True) == server.replace("api_key=", "--api-key-file FILE")
 
 
 def test_no_api_key_sends_none_and_api_key_file_sends_its_key(

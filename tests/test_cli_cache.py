@@ -14,7 +14,7 @@ import pytest
 from _read_only import read_only
 
 from embedsdk import VectorCache, cli
-from embedsdk.cache._sqlite import DBNAME
+from embedsdk.cache import DBNAME
 
 NS = VectorCache.namespace("http://127.0.0.1:9/v1/embeddings", "BAAI/bge-m3", None)
 

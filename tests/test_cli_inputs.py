@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from embedsdk import cli
-from embedsdk.files._inputs import InputFileError, read_rows
+from embedsdk.files import InputFileError, read_rows
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from embedsdk import cli
-from embedsdk.files import _writers
+from embedsdk.files import OutputFileError, OutputUsageError, lock_output
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
@@ -152,17 +152,18 @@ def test_a_run_killed_with_sigkill_leaves_the_output_free(
 def test_the_lock_in_one_process(tmp_path: Path) -> None:
     """flock locks belong to an open file: a second one in the same process is refused too."""
     out = str(tmp_path / "v.npy")
-    busy = pytest.raises(_writers.OutputBusyError, match=r"v\.npy is being written by")
-    with _writers.lock_output(out):
+    busy = pytest.raises(OutputFileError, match=r"v\.npy is being written by")
+    with lock_output(out):
         held = (tmp_path / "v.npy.lock").read_text()
         assert held == f"embedsdk embed, process {os.getpid()}\n"
-        with busy, _writers.lock_output(out):
+        with busy as refused, lock_output(out):
             pass  # pragma: no cover
+    assert not isinstance(refused.value, OutputUsageError)  # a failure of the run: exit 1
     assert not (tmp_path / "v.npy.lock").exists()
-    with _writers.lock_output(out):  # taken again once released
+    with lock_output(out):  # taken again once released
         pass
     for unlocked in ("-", os.devnull):  # standard output and devices take no lock
-        with _writers.lock_output(unlocked):
+        with lock_output(unlocked):
             pass
 
 
@@ -184,12 +185,13 @@ def test_a_file_system_without_locks_warns_and_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import errno
+    import fcntl
 
     def no_locks(fd: int, operation: int) -> None:
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
-    monkeypatch.setattr(_writers.fcntl, "flock", no_locks)
-    with _writers.lock_output(str(tmp_path / "v.npy")):
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # the lock's own module's, too
+    with lock_output(str(tmp_path / "v.npy")):
         pass
     assert "cannot lock" in caplog.text and "v.npy.lock" in caplog.text
     assert list(tmp_path.iterdir()) == []

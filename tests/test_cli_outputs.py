@@ -1,5 +1,9 @@
 """``embedsdk embed``'s outputs: Parquet and JSON Lines (read back and compared with the
-simulator's exact vectors), standard output, and the files it refuses to write over."""
+simulator's exact vectors), standard output, and the files it refuses to write over.
+
+Private access: the Parquet writer's row-group size (``files._writers.ROW_GROUP_BYTES``, 8 MiB)
+is lowered so that a small run shows its blocks written as they came.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import numpy as np
 import pytest
 
 from embedsdk import cli
-from embedsdk.files import _writers
+from embedsdk.files import _writers, check_output
 from embedsdk.testing import SimulatedProvider, expected_matrix
 
 DIM = 16
@@ -454,7 +458,7 @@ def test_a_parquet_of_vectors_with_more_columns_is_ours(tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     vectors = pa.array([[0.5, 1.5]], pa.list_(pa.float32()))
     pq.write_table(pa.table({"doc": ["a"], "embedding": vectors}), tmp_path / "ray.parquet")
-    _writers.check_output(str(tmp_path / "ray.parquet"), "parquet", [], force=False)
+    check_output(str(tmp_path / "ray.parquet"), "parquet", [], force=False)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".jsonl", ".parquet"])

@@ -16,9 +16,7 @@ import tqdm.auto
 
 import embedsdk
 from embedsdk import AsyncEmbedder, ConfigurationError, Embedder, MockTransport, Request, Response
-from embedsdk.client import _progress
-from embedsdk.client._config import DEFAULT_MODEL, resolve_options
-from embedsdk.client._providers import KNOWN_DIMENSIONS, known_dimension
+from embedsdk.client import DEFAULT_MODEL, resolve_options
 from embedsdk.testing import SimulatedProvider
 
 LOCAL = "http://127.0.0.1:9/v1"  # MockTransport answers: nothing is sent there
@@ -255,6 +253,7 @@ def test_ordered_containers_are_taken_in_their_order(texts: Iterable[str]) -> No
     ("options", "width"),
     [
         ({}, 1024),  # BAAI/bge-m3
+        ({"dimensions": 512}, 512),
         ({"model": "Qwen/Qwen3-Embedding-8B"}, 4096),
         ({"model": "Qwen/Qwen3-Embedding-8B", "dimensions": 256}, 256),
         ({"model": "my-own-model", "dimensions": 64}, 64),
@@ -276,15 +275,19 @@ def test_empty_input_has_the_known_width_everywhere(options: dict[str, Any], wid
     assert len(server.requests) == 1
 
 
-def test_known_dimension() -> None:
-    assert known_dimension("BAAI/bge-m3") == KNOWN_DIMENSIONS["BAAI/bge-m3"] == 1024
-    assert known_dimension("BAAI/bge-m3", 512) == 512
-    assert known_dimension("unknown") is None
-
-
 # -- progress ---------------------------------------------------------------------------------
 
 
-def test_progress_bar_is_tqdm_auto() -> None:
+def test_progress_bar_is_tqdm_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     # tqdm.auto draws a widget in Jupyter and the text bar elsewhere.
-    assert _progress.tqdm is tqdm.auto.tqdm
+    bars: list[object] = []
+    init = tqdm.auto.tqdm.__init__
+
+    def noting(bar: Any, *args: Any, **kwargs: Any) -> None:
+        bars.append(bar)
+        init(bar, *args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto.tqdm, "__init__", noting)
+    with Embedder(base_url=LOCAL, transport=MockTransport(Server()), cache=False) as emb:
+        emb.embed(["a", "b"], progress=True)
+    assert bars and all(type(bar) is tqdm.auto.tqdm for bar in bars)

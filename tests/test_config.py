@@ -10,6 +10,7 @@ import logging
 from typing import Any, Callable
 
 import pytest
+from test_keys import variables_read
 
 import embedsdk
 from embedsdk import (
@@ -22,22 +23,17 @@ from embedsdk import (
     Response,
     Rewrite,
 )
-from embedsdk.client._config import (
-    DEFAULT_BASE_URL,
-    DEFAULT_MODEL,
-    api_key_variables,
-    option_names,
-    resolve_options,
-)
+from embedsdk.client import DEFAULT_MODEL, OPTION_TABLE, resolve_options
 
 LOCAL = "http://127.0.0.1:9/v1"  # never contacted: nothing in this file sends a request
+SILICONFLOW = "https://api.siliconflow.cn/v1"  # the default endpoint
 SECRET = "sk-SECRET-4f9a1c"
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
     o = resolve_options()
-    assert o.base_url == DEFAULT_BASE_URL == "https://api.siliconflow.cn/v1"
+    assert o.base_url == SILICONFLOW
     assert o.endpoint == "https://api.siliconflow.cn/v1/embeddings"
     assert o.model == DEFAULT_MODEL == "BAAI/bge-m3"
     assert (o.batch_size, o.max_concurrent) == ("auto", 5)
@@ -105,8 +101,8 @@ def test_options_are_hashable_and_compare_by_value() -> None:
 SILICONFLOW_VARIABLES = ("EMBEDSDK_API_KEY", "SILICONFLOW_API_KEY", "siliconflow_api_key")
 
 
-def test_key_variables_in_order_of_precedence() -> None:
-    assert api_key_variables(DEFAULT_BASE_URL) == SILICONFLOW_VARIABLES
+def test_key_variables_in_order_of_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert variables_read(monkeypatch, SILICONFLOW) == SILICONFLOW_VARIABLES
 
 
 @pytest.mark.parametrize("present", [(0, 1, 2), (1, 2), (2,), (0, 2), (0, 1)])
@@ -168,7 +164,7 @@ def test_missing_key_names_the_variables() -> None:
     assert "OPENAI_API_KEY" not in message  # it would not be read for this host
 
 
-@pytest.mark.parametrize("url", [DEFAULT_BASE_URL, "https://tei.example.com/v1", LOCAL])
+@pytest.mark.parametrize("url", [SILICONFLOW, "https://tei.example.com/v1", LOCAL])
 def test_empty_key_argument_sends_none_and_ignores_the_environment(
     monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
@@ -385,7 +381,7 @@ def test_key_from_environment_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> No
 # -- NOT_GIVEN and None -------------------------------------------------------------------------
 
 #: Every option resolve_options takes, with NOT_GIVEN.
-ALL_NOT_GIVEN = dict.fromkeys(option_names("every", "call"), NOT_GIVEN)
+ALL_NOT_GIVEN = {n: NOT_GIVEN for n, s in OPTION_TABLE.items() if s.scope in ("every", "call")}
 
 
 def test_not_given_is_the_same_as_leaving_every_option_out(

@@ -1,4 +1,9 @@
-"""The async core against MockTransport: batching, order, decoding, retries, splits, stats."""
+"""The async core against MockTransport: batching, order, decoding, retries, splits, stats.
+
+Private access: the waits the retry loop chooses are recorded at the sender's own names for
+its wait generator and backoff handler (``client._sending``), since they are never slept in
+tests and so never seen through the public surface.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ from embedsdk import (
     set_testing,
 )
 from embedsdk.client import _sending  # the retry waits are its own: patched below
-from embedsdk.http import _retry
+from embedsdk.http import wait_gen
 
 T = TypeVar("T")
 LOCAL = "http://127.0.0.1:9/v1"  # MockTransport answers: nothing is ever sent there
@@ -725,7 +730,7 @@ def test_key_echoed_by_the_server_is_not_in_the_error() -> None:
 def waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     """The waits the retry logic chose, recorded; backoff itself is told to sleep 0 s."""
     chosen: list[float] = []
-    real = _retry.wait_gen
+    real = wait_gen
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         inner = real(*args, **kwargs)

@@ -1,5 +1,9 @@
 """docs/architecture.md describes rate control in the code's own words: its design (the
-controller's docstring) and every tunable (``Tuning.table()``), so the two cannot drift."""
+controller's docstring) and every tunable (``Tuning.table()``), so the two cannot drift.
+
+Private access: the page's rewriter (``ratecontrol._docs``) is the unit under test; its
+public face, ``python -m embedsdk.ratecontrol PAGE``, rewrites files in place.
+"""
 
 from __future__ import annotations
 

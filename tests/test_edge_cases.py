@@ -1,5 +1,9 @@
 """Edge cases found in review: closing while a request waits for its turn, a key echoed in a
-200 answer, a quota 429 under adaptive control, and an rpm of zero."""
+200 answer, a quota 429 under adaptive control, and an rpm of zero.
+
+Private access: whether a closed client opened an aiohttp session anyway is read off its
+transport's session (``_sender.transport._session``); no public name shows a session.
+"""
 
 from __future__ import annotations
 

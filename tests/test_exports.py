@@ -1,5 +1,9 @@
 """The public names: ``embedsdk.__all__`` is exactly what the package exports (as httpx's
-``tests/test_exported_members.py`` checks), and each of them is importable."""
+``tests/test_exported_members.py`` checks), and each of them is importable.
+
+Private access: the exceptions' own module (``embedsdk._exceptions``) is read, to check that
+every class it defines is exported and drawn in its docstring's tree.
+"""
 
 from __future__ import annotations
 import __future__

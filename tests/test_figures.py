@@ -4,6 +4,9 @@ and that file is not older than the code it measured.
 The checks on the committed files come last; before them, the pieces they rest on, each on
 made-up input: the quote checker (so that a stale or untraceable figure is seen to fail), the
 figures derived from a run's results, and the provenance a run records.
+
+Private access: the bench's figures, provenance and command line (``embedsdk._bench``) are
+the units under test; ``embedsdk bench`` would run the timed scenarios they come from.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Input policy: bad texts are refused by index before any request; too-long texts are
-refused only when surely too long, or cut to fit with ``truncate=True``."""
+refused only when surely too long, or cut to fit with ``truncate=True``.
+
+Private access: the last section tests the policy's pure rules directly (``client._planning``:
+the lower bound, the cut; ``client._providers``: each model's limit), over hundreds of random
+texts and models no server here serves; the sections above go through the entry points.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ import numpy as np
 import pytest
 
 import embedsdk
-from embedsdk import AsyncEmbedder, ConfigurationError, Embedder, InvalidInputError
-from embedsdk.client._planning import apply_input_limit, estimate_tokens, fit_to_tokens, min_tokens
-from embedsdk.client._providers import PROFILES, han_chars_per_token, input_token_limit
+from embedsdk import AsyncEmbedder, ConfigurationError, Embedder, InvalidInputError, estimate_tokens
+from embedsdk.client import PROFILES
+from embedsdk.client._planning import apply_input_limit, fit_to_tokens, min_tokens
+from embedsdk.client._providers import han_chars_per_token, input_token_limit
 from embedsdk.testing import SimulatedProvider, expected_matrix, expected_vector
 
 DIM = 16

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import urlsplit
 
 import pytest
 from test_live import LIVE
 
 from embedsdk import AsyncEmbedder, ConfigurationError, Embedder, MockTransport, Request, Response
-from embedsdk.client._config import API_KEY_VARIABLES, api_key_variables, resolve_options
-from embedsdk.client._providers import PROFILES, key_variables_for
+from embedsdk.client import API_KEY_VARIABLES, PROFILES, resolve_options
 
 KEY = "sk-PROVIDER-KEY-7c1e"
 
@@ -39,6 +39,33 @@ OTHER_HOSTS = [
 LOCAL = "http://127.0.0.1:9/v1"
 
 
+def variables_read(monkeypatch: pytest.MonkeyPatch, base_url: str) -> tuple[str, ...]:
+    """The environment variables a client of ``base_url`` takes its key from, in order of
+    precedence: every variable set at once, and the one the client took removed, until it
+    takes none. The environment is as it was afterwards."""
+    read: list[str] = []
+    with monkeypatch.context() as env:
+        for name in API_KEY_VARIABLES:
+            env.setenv(name, f"sk-from-{name}")
+        while True:
+            try:
+                source = resolve_options(base_url=base_url).api_key_source
+            except ConfigurationError:  # a provider's host, and no key it would take
+                break
+            if not source.startswith("environment variable "):
+                break
+            read.append(source.split()[-1])
+            env.delenv(read[-1])
+    return tuple(read)
+
+
+def own_variable(variable: str, url: str) -> bool:
+    """Whether ``variable`` names the key of the provider whose host ``url`` is (as the
+    profiles declare)."""
+    host = urlsplit(url).hostname
+    return any(variable in p.key_variables and host in p.hosts for p in PROFILES.values())
+
+
 def test_every_provider_with_hosts_names_its_key_variables() -> None:
     for profile in PROFILES.values():
         assert bool(profile.hosts) == bool(profile.key_variables), profile.name
@@ -46,8 +73,11 @@ def test_every_provider_with_hosts_names_its_key_variables() -> None:
 
 
 @pytest.mark.parametrize("live", LIVE, ids=lambda live: live.provider)
-def test_the_live_tests_read_the_same_variables(live: object) -> None:
-    assert key_variables_for(live.base_url) == live.variables  # type: ignore[attr-defined]
+def test_the_live_tests_read_the_same_variables(
+    live: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variables, base_url = live.variables, live.base_url  # type: ignore[attr-defined]
+    assert variables_read(monkeypatch, base_url) == ("EMBEDSDK_API_KEY", *variables)
 
 
 @pytest.mark.parametrize(("variable", "url"), OWN_HOSTS)
@@ -63,7 +93,7 @@ ELSEWHERE = [
     (variable, url)
     for variable, _ in OWN_HOSTS
     for url in OTHER_HOSTS
-    if variable not in key_variables_for(url)
+    if not own_variable(variable, url)
 ]
 
 
@@ -112,8 +142,9 @@ def test_the_argument_goes_wherever_the_user_points(monkeypatch: pytest.MonkeyPa
         assert resolve_options(base_url=url, api_key=KEY).api_key == KEY
 
 
-def test_no_key_message_names_the_variables_of_this_host() -> None:
-    assert api_key_variables("https://api.openai.com/v1") == ("EMBEDSDK_API_KEY", "OPENAI_API_KEY")
+def test_no_key_message_names_the_variables_of_this_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = variables_read(monkeypatch, "https://api.openai.com/v1")
+    assert read == ("EMBEDSDK_API_KEY", "OPENAI_API_KEY")
     with pytest.raises(ConfigurationError) as info:
         resolve_options(base_url="https://api.openai.com/v1")
     message = str(info.value)

@@ -6,6 +6,11 @@ Run by the tox env ``integrations`` (requirements/integrations.txt); skipped whe
 langchain-core or langchain-tests is not installed. Its async tests need pytest-asyncio in
 auto mode, as tox runs them: ``pytest -o asyncio_mode=auto -o
 asyncio_default_fixture_loop_scope=function tests/test_langchain.py``.
+
+Private access: the adapter's streaming threshold (``integrations._adapters.STREAM_ABOVE``),
+the sync client it shares with the module functions (``client._api``), and the loop, rate
+controller and options each client holds are the point of the tests of its streaming, sharing
+and ``NOT_GIVEN``; no public name shows them (its per-loop clients: tests/_adapter_clients.py).
 """
 
 from __future__ import annotations
@@ -23,14 +28,14 @@ pytest.importorskip("langchain_core")
 pytest.importorskip("langchain_tests")
 pytest.importorskip("pytest_socket")
 
-from _adapter_clients import loop_clients_count
+from _adapter_clients import loop_clients, loop_clients_count
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 import embedsdk
-from embedsdk.client import _api
+from embedsdk.client import _api, client_for
 from embedsdk.integrations import _adapters
 from embedsdk.langchain import EmbedsdkEmbeddings
 from embedsdk.testing import SimulatedProvider, expected_matrix
@@ -110,8 +115,7 @@ def test_async_vectors_match_and_run_on_the_callers_loop(sim: SimulatedProvider)
     async def main() -> tuple[list[list[float]], Any]:
         rows = await emb.aembed_documents(TEXTS)
         rows.append(await emb.aembed_query("你好"))
-        entry = _adapters._loops[asyncio.get_running_loop()]
-        (client,) = entry.clients.values()
+        (client,) = loop_clients()
         assert client._loop is asyncio.get_running_loop()  # sends from this loop
         return rows, client
 
@@ -131,7 +135,7 @@ def test_one_async_client_per_loop_and_options(sim: SimulatedProvider) -> None:
         await a.aembed_documents(["x"])
         await b.aembed_documents(["y"])
         await other.aembed_documents(["z"])
-        return len(_adapters._loops[asyncio.get_running_loop()].clients)
+        return len(loop_clients())
 
     assert asyncio.run(main()) == 2  # a and b share one; other has its own
     assert asyncio.run(main()) == 2  # a new loop: new clients, the old ones closed
@@ -184,7 +188,7 @@ def test_sync_and_async_share_the_cache_and_the_rate_controller(
 
     async def main() -> Any:
         rows = await emb.aembed_documents(TEXTS)  # all from the disk cache
-        (client,) = _adapters._loops[asyncio.get_running_loop()].clients.values()
+        (client,) = loop_clients()
         return rows, client._rate
 
     rows, rate = asyncio.run(main())
@@ -197,8 +201,11 @@ def test_sync_and_async_share_the_cache_and_the_rate_controller(
 def test_sync_calls_share_the_module_functions_client(sim: SimulatedProvider) -> None:
     emb = make(sim, cache=False)
     emb.embed_documents(["a"])
-    embedsdk.get_batch_embeddings(["b"], base_url=sim.base_url, api_key=KEY, cache=False)
-    assert len(_api._clients) == 1  # one loop thread, one connection pool
+    options = {"base_url": sim.base_url, "api_key": KEY, "cache": False}
+    embedsdk.get_batch_embeddings(["b"], **options)  # type: ignore[arg-type]
+    client = client_for("get_batch_embeddings", options)  # type: ignore[arg-type]
+    # One client took both calls: one loop thread, one connection pool.
+    assert client.stats.requests == sim.stats()["requests"] == 2
 
 
 def test_the_key_shows_nowhere(sim: SimulatedProvider) -> None:

@@ -3,6 +3,11 @@
 or NLTK download, or a call to OpenAI, would fail them).
 
 Run by the tox env ``integrations``; skipped where llama-index-core is not installed.
+
+Private access: the options the adapter passes on (its ``_options``, and
+``integrations._adapters.accepted_options``), the module functions' clients (``client._api``:
+none here) and the loop a client is bound to are the point of the tests of its pickling and
+sharing; no public name shows them (its per-loop clients: tests/_adapter_clients.py).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ pytest.importorskip("llama_index.core")
 pytest.importorskip("pytest_socket")
 
 import llama_index.core.instrumentation as instrument
-from _adapter_clients import loop_clients_count
+from _adapter_clients import loop_clients, loop_clients_count
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.callbacks import (
     CallbackManager,
@@ -117,7 +122,7 @@ def test_async_vectors_on_the_callers_loop(sim: SimulatedProvider) -> None:
         rows = await emb.aget_text_embedding_batch(TEXTS)
         rows.append(await emb.aget_text_embedding("你好"))
         rows.append(await emb.aget_query_embedding("hello"))
-        (client,) = _adapters._loops[asyncio.get_running_loop()].clients.values()
+        (client,) = loop_clients()
         assert client._loop is asyncio.get_running_loop()
         return rows
 
@@ -327,7 +332,7 @@ def test_shares_the_async_client_with_the_langchain_adapter(sim: SimulatedProvid
     async def main() -> int:
         await li.aget_text_embedding("a")
         await lc.aembed_query("b")
-        return len(_adapters._loops[asyncio.get_running_loop()].clients)
+        return len(loop_clients())
 
     assert asyncio.run(main()) == 1
 

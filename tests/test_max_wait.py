@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tqdm.auto
 from aiohttp import web
 
 import embedsdk
@@ -33,9 +34,7 @@ from embedsdk import (
     WaitTooLongError,
     cli,
 )
-from embedsdk.cli._embed import add_embed_parser
-from embedsdk.cli._options import client_kwargs
-from embedsdk.http import _retry
+from embedsdk.http import wait_beyond
 from embedsdk.testing import run_in_virtual_time
 
 LOCAL = "http://127.0.0.1:9/v1"
@@ -88,27 +87,32 @@ def real_waits() -> Iterator[None]:
 # -- what a 429 asks for ---------------------------------------------------------------------
 
 
+def announced(headers: dict[str, str]) -> tuple[float, str] | None:
+    """The wait ``headers`` ask for and the header that says so: every wait is beyond 0 s."""
+    return wait_beyond(headers, 0.0)
+
+
 def test_the_announced_wait_is_read_uncapped_from_each_header() -> None:
-    assert _retry.announced_wait({"Retry-After": "86400"}) == (86400.0, "Retry-After: 86400")
-    assert _retry.announced_wait({"retry-after-ms": "90000"}) == (90.0, "retry-after-ms: 90000")
+    assert announced({"Retry-After": "86400"}) == (86400.0, "Retry-After: 86400")
+    assert announced({"retry-after-ms": "90000"}) == (90.0, "retry-after-ms: 90000")
     in_two_days = email.utils.formatdate(time.time() + 2 * 86400, usegmt=True)
-    seconds, said = _retry.announced_wait({"Retry-After": in_two_days}) or (0.0, "")
+    seconds, said = announced({"Retry-After": in_two_days}) or (0.0, "")
     assert 2 * 86400 - 5 <= seconds <= 2 * 86400 and said == f"Retry-After: {in_two_days}"
     spent = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "25h0m0s"}
     spent |= {"x-ratelimit-remaining-tokens": "9000", "x-ratelimit-reset-tokens": "30h"}
-    assert _retry.announced_wait(spent) == (90000.0, "x-ratelimit-reset-requests: 25h0m0s")
+    assert announced(spent) == (90000.0, "x-ratelimit-reset-requests: 25h0m0s")
     left = {"x-ratelimit-remaining-tokens": "9000", "x-ratelimit-reset-tokens": "6m0s"}
-    assert _retry.announced_wait(left) is None  # a limit with some left says nothing
-    assert _retry.announced_wait({}) is None
+    assert announced(left) is None  # a limit with some left says nothing
+    assert announced({}) is None
 
 
 def test_only_a_wait_beyond_the_bound_is_refused() -> None:
     day = {"Retry-After": "86400"}
-    assert _retry.wait_beyond(day, 300.0) == (86400.0, "Retry-After: 86400")
-    assert _retry.wait_beyond(day, None) is None  # no bound
-    assert _retry.wait_beyond(day, 86400.0) is None
-    assert _retry.wait_beyond({"Retry-After": "45"}, 300.0) is None
-    assert _retry.wait_beyond({}, 0.0) is None
+    assert wait_beyond(day, 300.0) == (86400.0, "Retry-After: 86400")
+    assert wait_beyond(day, None) is None  # no bound
+    assert wait_beyond(day, 86400.0) is None
+    assert wait_beyond({"Retry-After": "45"}, 300.0) is None
+    assert wait_beyond({}, 0.0) is None
 
 
 # -- through the client ----------------------------------------------------------------------
@@ -186,10 +190,14 @@ def test_the_senders_own_long_wait_is_said_at_info_and_on_the_bar(
 ) -> None:
     """Without adaptive control a 429's Retry-After is the sender's own backoff: it used to
     wait 45 s with nothing said above DEBUG."""
-    notes: list[str] = []
-    monkeypatch.setattr(
-        "embedsdk.client._progress.Progress.note", lambda self, text: notes.append(text)
-    )
+    notes: list[str] = []  # what the bar shows beside its counters
+    set_postfix = tqdm.auto.tqdm.set_postfix
+
+    def noting(bar: Any, shown: Any = None, *args: Any, **kwargs: Any) -> None:
+        notes.extend(str(value) for value in (shown or {}).values())
+        set_postfix(bar, shown, *args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto.tqdm, "set_postfix", noting)
     caplog.set_level(logging.INFO, logger="embedsdk")
     server = Script(limited(**{"Retry-After": "45"}), vectors_of)
 
@@ -235,20 +243,6 @@ def test_the_controllers_pause_for_a_retry_after_is_said_too(
 
 
 # -- the command line ----------------------------------------------------------------------
-
-
-def parse(*argv: str) -> Any:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_embed_parser(parser.add_subparsers())
-    return parser.parse_args(["embed", "in.txt", "-o", "o.npy", *argv])
-
-
-def test_the_flag_sets_the_option() -> None:
-    assert client_kwargs(parse())["max_wait"] == 300.0
-    assert client_kwargs(parse("--max-wait", "none"))["max_wait"] is None
-    assert client_kwargs(parse("--max-wait", "3600"))["max_wait"] == 3600.0
 
 
 class DayLongQuota:

@@ -6,8 +6,9 @@ option tables of docs/api.md and both guides.
 Each source is compared by a function that returns the disagreements, so that each check is
 also shown to fail on a doctored copy of its source (``test_*_catches_*``).
 
-Private names are used on purpose: the declaration (``embedsdk.client._config``) and the
-command line's translation of it (``embedsdk.cli._options``) are the units under test.
+Private access: the declaration's helpers (``embedsdk.client._config``) and the command
+line's translation of it (``embedsdk.cli._options``: flags, defaults, words) are the units under
+test, and the parser is read for its subcommand's help.
 """
 
 from __future__ import annotations
@@ -25,18 +26,17 @@ import pytest
 import embedsdk
 from embedsdk import NOT_GIVEN, AsyncEmbedder, Embedder, EmbedderOptions, Options
 from embedsdk.cli import build_parser, main
-from embedsdk.cli._options import OPTION_FLAGS, client_kwargs
-from embedsdk.client import PROFILES
-from embedsdk.client._config import (
-    ENCODING_FORMATS,
+from embedsdk.cli._options import OPTION_FLAGS, client_kwargs, in_flags
+from embedsdk.client import (
     OPTION_TABLE,
+    PROFILES,
     BatchSize,
     EncodingFormat,
     OptionSpec,
     Provider,
-    option_names,
     resolve_options,
 )
+from embedsdk.client._config import ENCODING_FORMATS, option_names
 
 DOCS = Path(__file__).parent.parent / "docs"
 #: The string values each annotation's ``Literal`` allows, by the alias's name.
@@ -291,8 +291,23 @@ def test_each_flag_sets_its_declared_option(name: str, flag: str, tmp_path: Path
     assert {n for n in given if given[n] != default.get(n, NOT_GIVEN)} == {name}
 
 
+def test_the_max_wait_flag_takes_none_for_no_bound() -> None:
+    assert client_kwargs(_parse())["max_wait"] == 300.0
+    assert client_kwargs(_parse("--max-wait", "none"))["max_wait"] is None
+    assert client_kwargs(_parse("--max-wait", "3600"))["max_wait"] == 3600.0
+
+
 def test_messages_name_each_option_by_its_first_declared_flag() -> None:
     assert {n: s.flags[0] for n, s in OPTION_TABLE.items() if s.flags} == OPTION_FLAGS
+
+
+def test_library_words_become_flags_but_a_servers_words_stay() -> None:
+    assert in_flags("pass allow_insecure=True if trusted") == "pass --allow-insecure if trusted"
+    assert in_flags("or pass provider='generic'") == "or pass --provider generic"
+    assert in_flags('api_key="" sends none') == "--no-api-key sends none"
+    assert in_flags("the model must be set; model=abc") == "the model must be set; model=abc"
+    server = "HTTP 400: batch_size must be below 64; max_retries=3 (pass api_key= or set X)"
+    assert in_flags(server, server_words=True) == server.replace("api_key=", "--api-key-file FILE")
 
 
 # -- the docs ------------------------------------------------------------------------------------

@@ -34,10 +34,8 @@ from embedsdk import (
     UnprocessableEntityError,
 )
 from embedsdk import testing as sim
-from embedsdk.client._config import resolve_options
-from embedsdk.client._providers import PROFILES, check_dimensions, profile_for
-from embedsdk.http._responses import status_error
-from embedsdk.http._retry import is_input_too_large, is_retryable, should_split
+from embedsdk.client import PROFILES, resolve_options
+from embedsdk.http import is_input_too_large, is_retryable, should_split, status_error
 
 SILICONFLOW = "https://api.siliconflow.cn/v1"
 LOCAL = "http://127.0.0.1:9/v1"  # never contacted: every test here has a transport or a sim
@@ -64,8 +62,8 @@ KEY = "sk-test-0123456789abcdef"
     ],
 )
 def test_profile_is_chosen_from_the_base_url(base_url: str, name: str, max_batch: int) -> None:
-    profile = profile_for(base_url)
-    assert (profile.name, profile.max_batch) == (name, max_batch)
+    chosen = resolve_options(base_url=base_url, api_key=KEY).provider
+    assert (chosen, PROFILES[chosen].max_batch) == (name, max_batch)
 
 
 def test_published_limits_of_each_profile() -> None:
@@ -98,8 +96,9 @@ def test_tokens_per_input(provider: str, model: str, tokens: int | None) -> None
 
 
 def test_provider_argument_overrides_the_url() -> None:
-    assert profile_for(SILICONFLOW, "tei").name == "tei"
-    assert profile_for("http://127.0.0.1:8080/v1", "SiliconFlow").name == "siliconflow"
+    assert resolve_options(base_url=SILICONFLOW, provider="tei", api_key=KEY).provider == "tei"
+    local = resolve_options(base_url="http://127.0.0.1:8080/v1", provider="SiliconFlow")  # type: ignore[arg-type]
+    assert local.provider == "siliconflow"
     options = resolve_options(base_url=LOCAL, provider="dashscope", batch_size=50)
     assert (options.provider, options.batch_size, options.encoding_format) == (
         "dashscope",
@@ -158,12 +157,13 @@ def test_dashscope_is_float_only_even_when_base64_is_asked() -> None:
 )
 def test_which_models_take_dimensions(provider: str, model: str, allowed: bool) -> None:
     assert PROFILES[provider].dimensions_for(model) is allowed
+    options = {"base_url": LOCAL, "provider": provider, "model": model, "api_key": KEY}
     if allowed:
-        check_dimensions(PROFILES[provider], model, 256)
+        assert resolve_options(**options, dimensions=256).dimensions == 256
     else:
         with pytest.raises(ConfigurationError, match="dimensions"):
-            check_dimensions(PROFILES[provider], model, 256)
-    check_dimensions(PROFILES[provider], model, None)  # leaving it out is always fine
+            resolve_options(**options, dimensions=256)
+    resolve_options(**options, dimensions=None)  # leaving it out is always fine
 
 
 def test_dimensions_for_bge_on_siliconflow_is_refused_before_any_request() -> None:

@@ -4,6 +4,11 @@ simulated provider on 127.0.0.1 in this process whose limit all the workers shar
 Nothing here measures wall-clock time: shares of what the server's limit allows, shares of
 429s, counts and exact vectors, read off the server's own timeline. Skipped without Ray
 (``pip install "embedsdk[ray]"``; the tox env ``ray`` runs them).
+
+Private access: the leader's actor name, the key's wrapper and a worker's client
+(``_leader_name``, ``_Secret``, ``EmbedBatches._client`` of ``embedsdk.integrations.ray``) are
+read to see one leader per account, the key hidden and the options a worker's client got,
+which no public name shows; ``_actor_id`` is Ray's handle's own.
 """
 
 from __future__ import annotations

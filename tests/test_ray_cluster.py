@@ -1,5 +1,9 @@
 """embedsdk.ray on a two-node Ray cluster on this machine (``ray.cluster_utils.Cluster``):
-the workers of both nodes pace under one leader, against one simulated provider."""
+the workers of both nodes pace under one leader, against one simulated provider.
+
+Private access: the leader's actor name (``integrations.ray._leader_name``) is how the test
+finds the one leader, to read what it learned; no public name gives it.
+"""
 
 from __future__ import annotations
 

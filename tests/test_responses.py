@@ -20,7 +20,7 @@ from embedsdk import (
     RateLimitError,
     ResponseValidationError,
 )
-from embedsdk.http._responses import (
+from embedsdk.http import (
     MAX_RETRY_AFTER,
     content_type_of,
     decode_embeddings,

@@ -1,4 +1,9 @@
-"""Pure decisions: retry or not, how long to wait, split or not, tokens, batches, inputs."""
+"""Pure decisions: retry or not, how long to wait, split or not, tokens, batches, inputs.
+
+Private access: the batch planner's rules (``client._planning``: batches by count and tokens,
+windows, de-duplication) are units under test, as pure functions; a client shows only the
+requests they lead to (tests/test_autobatch_runs.py).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +24,24 @@ from embedsdk import (
     ResponseValidationError,
     estimate_tokens,
 )
-from embedsdk.client._planning import deduplicate, iter_windows, plan_batches, validate_texts
-from embedsdk.http import Failure, Verdict, _retry
-from embedsdk.http._responses import status_error
+from embedsdk.client import validate_texts
+from embedsdk.client._planning import deduplicate, iter_windows, plan_batches
+from embedsdk.http import (
+    CallBreaker,
+    Failure,
+    RetryBudget,
+    Verdict,
+    blames_input,
+    is_retryable,
+    is_testing,
+    lowered_batch_cap,
+    refuses_base64,
+    same_refusal,
+    set_testing,
+    should_split,
+    status_error,
+    wait_gen,
+)
 from embedsdk.ratecontrol import NARROWED, NOTED, PAUSED
 
 
@@ -39,12 +59,12 @@ def http(status: int, message: str = "boom", code: object = None, **headers: str
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
 def test_transient_statuses_are_retried(status: int) -> None:
-    assert _retry.is_retryable(http(status))
+    assert is_retryable(http(status))
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
 def test_client_errors_are_not_retried(status: int) -> None:
-    assert not _retry.is_retryable(http(status))
+    assert not is_retryable(http(status))
 
 
 def test_insufficient_quota_is_not_retried() -> None:
@@ -52,13 +72,13 @@ def test_insufficient_quota_is_not_retried() -> None:
 
     body = {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}
     exc = status_error(429, {}, json.dumps(body).encode())
-    assert not _retry.is_retryable(exc)
-    assert _retry.is_retryable(status_error(429, {}, b'{"message":"TPM limit reached."}'))
+    assert not is_retryable(exc)
+    assert is_retryable(status_error(429, {}, b'{"message":"TPM limit reached."}'))
 
 
 def test_llama_cpp_input_too_large_500_is_not_retried() -> None:
-    assert not _retry.is_retryable(http(500, "input is too large to process. increase the batch"))
-    assert _retry.is_retryable(http(500, "internal error"))
+    assert not is_retryable(http(500, "input is too large to process. increase the batch"))
+    assert is_retryable(http(500, "internal error"))
 
 
 @pytest.mark.parametrize(
@@ -70,7 +90,7 @@ def test_llama_cpp_input_too_large_500_is_not_retried() -> None:
     ],
 )
 def test_no_answer_and_bad_answers_are_retried(exc: Exception) -> None:
-    assert _retry.is_retryable(exc)
+    assert is_retryable(exc)
 
 
 @pytest.mark.parametrize(
@@ -83,20 +103,20 @@ def test_no_answer_and_bad_answers_are_retried(exc: Exception) -> None:
     ],
 )
 def test_other_exceptions_are_not_retried(exc: BaseException) -> None:
-    assert not _retry.is_retryable(exc)
+    assert not is_retryable(exc)
 
 
 # -- should_split ----------------------------------------------------------------------------
 
 
 def test_413_splits() -> None:
-    assert _retry.should_split(http(413, "input batch size 83 > maximum allowed batch size 64"))
-    assert _retry.should_split(http(413, "Payload Too Large"))  # the 2 MB body limit of TEI
+    assert should_split(http(413, "input batch size 83 > maximum allowed batch size 64"))
+    assert should_split(http(413, "Payload Too Large"))  # the 2 MB body limit of TEI
 
 
 @pytest.mark.parametrize("status", [400, 422])
 def test_batch_size_complaint_splits(status: int) -> None:
-    assert _retry.should_split(http(status, "batch size 77 > maximum allowed Batch Size 32"))
+    assert should_split(http(status, "batch size 77 > maximum allowed Batch Size 32"))
 
 
 @pytest.mark.parametrize(
@@ -112,7 +132,7 @@ def test_batch_size_complaint_splits(status: int) -> None:
     ],
 )
 def test_lowered_batch_cap(message: str, sent: int, cap: int, lowered: int) -> None:
-    assert _retry.lowered_batch_cap(http(413, message), sent, cap) == lowered
+    assert lowered_batch_cap(http(413, message), sent, cap) == lowered
 
 
 @pytest.mark.parametrize(
@@ -128,15 +148,15 @@ def test_lowered_batch_cap(message: str, sent: int, cap: int, lowered: int) -> N
     ],
 )
 def test_refuses_base64(status: int, message: str, refuses: bool) -> None:
-    assert _retry.refuses_base64(http(status, message)) is refuses
-    assert not _retry.refuses_base64(ValueError("base64"))
+    assert refuses_base64(http(status, message)) is refuses
+    assert not refuses_base64(ValueError("base64"))
 
 
 def test_other_errors_do_not_split() -> None:
-    assert not _retry.should_split(http(400, "dimensions not supported"))
-    assert not _retry.should_split(http(500, "batch size too large"))
-    assert not _retry.should_split(APIConnectionError("reset"))
-    assert not _retry.should_split(ValueError("batch size"))
+    assert not should_split(http(400, "dimensions not supported"))
+    assert not should_split(http(500, "batch size too large"))
+    assert not should_split(APIConnectionError("reset"))
+    assert not should_split(ValueError("batch size"))
 
 
 # -- blames_input: is a refusal about an input's content or about the request? ---------------
@@ -204,7 +224,7 @@ BLAMES = [
 def test_blames_input_reads_each_providers_words(
     status: int, body: object, verdict: object
 ) -> None:
-    assert _retry.blames_input(refusal(status, body)) is verdict
+    assert blames_input(refusal(status, body)) is verdict
 
 
 @pytest.mark.parametrize(
@@ -222,14 +242,14 @@ def test_blames_input_reads_each_providers_words(
     ],
 )
 def test_blames_input_is_false_for_what_is_no_refusal_of_content(exc: BaseException) -> None:
-    assert _retry.blames_input(exc) is False
+    assert blames_input(exc) is False
 
 
 def test_a_413_about_one_long_input_is_not_a_batch_size_to_split() -> None:
     too_long = refusal(413, {"error": "Input validation error: `inputs` must have less than "
                              "512 tokens. Given: 600", "error_type": "Validation"})  # fmt: skip
-    assert not _retry.should_split(too_long)
-    assert _retry.should_split(http(413, "Payload Too Large"))
+    assert not should_split(too_long)
+    assert should_split(http(413, "Payload Too Large"))
 
 
 def test_refusals_are_the_same_whatever_numbers_they_quote() -> None:
@@ -238,8 +258,8 @@ def test_refusals_are_the_same_whatever_numbers_they_quote() -> None:
             400, openai(f"maximum context length is 8192 tokens, you requested {tokens}")
         )
 
-    assert _retry.same_refusal(context(9000), context(12000))
-    assert not _retry.same_refusal(context(9000), refusal(400, "Bad Request"))
+    assert same_refusal(context(9000), context(12000))
+    assert not same_refusal(context(9000), refusal(400, "Bad Request"))
 
 
 # -- wait_gen: backoff's wait generator ------------------------------------------------------
@@ -252,14 +272,14 @@ def failed(exc: EmbedSDKError, verdict: Verdict = Verdict.NOTED) -> Failure:
 
 def started(**kwargs: float):
     """A wait generator primed the way backoff primes it (send(None) first)."""
-    gen = _retry.wait_gen(**kwargs)
+    gen = wait_gen(**kwargs)
     gen.send(None)
     return gen
 
 
 @pytest.fixture
 def sleeping() -> None:
-    _retry.set_testing(False)  # conftest turns it back to what it was
+    set_testing(False)  # conftest turns it back to what it was
 
 
 def test_wait_honours_retry_after(sleeping: None) -> None:
@@ -293,17 +313,17 @@ def test_wait_without_hint_is_exponential_full_jitter(sleeping: None) -> None:
 
 
 def test_wait_is_zero_in_testing_mode() -> None:
-    _retry.set_testing(True)
+    set_testing(True)
     gen = started()
     assert gen.send(failed(http(429, retry_after="30"))) == 0.0
     assert gen.send(failed(APIConnectionError("reset"))) == 0.0
 
 
 def test_set_testing_round_trip() -> None:
-    _retry.set_testing(False)
-    assert not _retry.is_testing()
-    _retry.set_testing(True)
-    assert _retry.is_testing()
+    set_testing(False)
+    assert not is_testing()
+    set_testing(True)
+    assert is_testing()
 
 
 def test_wait_ceilings_are_backoffs_expo_and_the_jitter_is_backoffs_full_jitter(
@@ -331,7 +351,7 @@ def dns_error() -> APIConnectionError:
     return APIConnectionError("cannot resolve", host="api.example.invalid", reason="dns")
 
 
-def attempts_until_give_up(budget: _retry.RetryBudget, exc: BaseException) -> int:
+def attempts_until_give_up(budget: RetryBudget, exc: BaseException) -> int:
     tries = 1
     while not budget.give_up(exc):
         tries += 1
@@ -342,32 +362,32 @@ def attempts_until_give_up(budget: _retry.RetryBudget, exc: BaseException) -> in
 def test_a_host_that_does_not_resolve_is_retried_at_most_twice(
     max_retries: int, tries: int
 ) -> None:
-    assert attempts_until_give_up(_retry.RetryBudget(max_retries), dns_error()) == tries
+    assert attempts_until_give_up(RetryBudget(max_retries), dns_error()) == tries
 
 
 def test_a_refused_connection_uses_the_whole_budget() -> None:
     refused = APIConnectionError("refused", host="127.0.0.1", port=9, reason="refused")
-    assert attempts_until_give_up(_retry.RetryBudget(6), refused) == 7
+    assert attempts_until_give_up(RetryBudget(6), refused) == 7
 
 
 def test_a_certificate_that_cannot_be_verified_is_not_retried() -> None:
     exc = APIConnectionError("bad certificate", reason="certificate")
-    assert not _retry.is_retryable(exc)
-    assert attempts_until_give_up(_retry.RetryBudget(6), exc) == 1
+    assert not is_retryable(exc)
+    assert attempts_until_give_up(RetryBudget(6), exc) == 1
 
 
 def test_dns_failures_also_draw_on_the_common_budget() -> None:
-    budget = _retry.RetryBudget(2)
+    budget = RetryBudget(2)
     assert not budget.give_up(http(503))
     assert not budget.give_up(dns_error())
     assert budget.give_up(dns_error())  # 2 retries in all, whatever the mix
 
 
 def test_the_budget_numbers_each_failed_attempt_and_says_whether_another_may_follow() -> None:
-    budget = _retry.RetryBudget(2)
+    budget = RetryBudget(2)
     judged = [budget.judge(Failure(http(503))) for _ in range(3)]
     assert [(f.attempt, f.retry) for f in judged] == [(1, True), (2, True), (3, False)]
-    once = _retry.RetryBudget(6).judge(Failure(http(400)))  # no retry fixes it
+    once = RetryBudget(6).judge(Failure(http(400)))  # no retry fixes it
     assert (once.attempt, once.retry) == (1, False)
 
 
@@ -391,13 +411,13 @@ class Clock:
 
 def test_controlled_refusals_draw_on_their_own_retry_allowance() -> None:
     limited, busy = http(429, "slow"), http(503, "busy")
-    budget = _retry.RetryBudget(2, paced=True)  # 20 controlled refusals, then 2 failures
+    budget = RetryBudget(2, paced=True)  # 20 controlled refusals, then 2 failures
     assert [budget.give_up(limited, Verdict.PAUSED) for _ in range(12)] == [False] * 12
     capped = [budget.give_up(busy, Verdict.NARROWED) for _ in range(11)]
     assert capped == [False] * 10 + [True]
-    budget = _retry.RetryBudget(2, paced=True)
+    budget = RetryBudget(2, paced=True)
     assert [budget.give_up(busy, Verdict.NOTED) for _ in range(3)] == [False, False, True]
-    budget = _retry.RetryBudget(2, paced=False)
+    budget = RetryBudget(2, paced=False)
     assert [budget.give_up(limited, Verdict.PAUSED) for _ in range(3)] == [False, False, True]
 
 
@@ -405,7 +425,7 @@ def test_a_rate_limit_is_waited_for_in_time_not_in_refusals() -> None:
     """With a clock, refusals of a rate limit do not count for 30 s per retry from the first
     (a window of a minute refuses every probe until it opens), then they count."""
     clock, limited = Clock(), http(429, "slow")
-    budget = _retry.RetryBudget(2, paced=True, clock=clock)
+    budget = RetryBudget(2, paced=True, clock=clock)
     for _ in range(100):  # a hundred probes in the first minute: none counts
         clock.now += 0.6
         assert not budget.give_up(limited, Verdict.PAUSED)
@@ -426,14 +446,14 @@ def test_a_controlled_refusal_adds_no_wait_of_its_own(sleeping: None) -> None:
 
 
 def test_breaker_trips_after_two_give_ups_in_a_row_with_one_cause() -> None:
-    breaker = _retry.CallBreaker()
+    breaker = CallBreaker()
     assert not breaker.gave_up(http(500), 6)
     assert breaker.gave_up(http(500), 6)
     assert "2 requests in a row" in breaker.note()
 
 
 def test_breaker_is_reset_by_a_success_or_another_cause() -> None:
-    breaker = _retry.CallBreaker()
+    breaker = CallBreaker()
     assert not breaker.gave_up(http(500), 6)
     breaker.success()
     assert not breaker.gave_up(http(500), 6)
@@ -443,7 +463,7 @@ def test_breaker_is_reset_by_a_success_or_another_cause() -> None:
 
 
 def test_breaker_ignores_failures_that_concern_one_batch() -> None:
-    breaker = _retry.CallBreaker()
+    breaker = CallBreaker()
     too_long = http(500, "input is too large to process")
     bad = http(400, "The parameter is invalid")
     assert not any(breaker.gave_up(exc, 6) for exc in [too_long, bad] * 5)
@@ -452,9 +472,9 @@ def test_breaker_ignores_failures_that_concern_one_batch() -> None:
 
 @pytest.mark.parametrize(("max_retries", "needed"), [(0, 8), (1, 4), (2, 3), (3, 2), (6, 2)])
 def test_breaker_needs_at_least_eight_failed_attempts(max_retries: int, needed: int) -> None:
-    assert _retry.CallBreaker.needed(max_retries) == needed
+    assert CallBreaker.needed(max_retries) == needed
     assert needed * (max_retries + 1) >= 8
-    breaker = _retry.CallBreaker()
+    breaker = CallBreaker()
     trips = [breaker.gave_up(http(503), max_retries) for _ in range(needed)]
     assert trips == [False] * (needed - 1) + [True]
 
@@ -620,9 +640,6 @@ def test_iter_windows() -> None:
 
 
 def test_validate_texts_names_a_lone_surrogate() -> None:
-    from embedsdk import InvalidInputError
-    from embedsdk.client._planning import validate_texts
-
     validate_texts(["ok", "中文 ✓", "emoji 😀"])
     with pytest.raises(InvalidInputError, match=r"texts\[3\] is not valid Unicode") as info:
         validate_texts(["a", "b", "c", "bad \ud800 text"])

@@ -22,7 +22,7 @@ from embedsdk import (
     ConfigurationError,
     Embedder,
 )
-from embedsdk.client._config import resolve_options
+from embedsdk.client import resolve_options
 from embedsdk.testing import SimulatedProvider
 
 KEY = "sk-SeCrEt-0xC0FFEE-d1st1nct1ve-4c8e"

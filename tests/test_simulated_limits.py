@@ -1,5 +1,9 @@
 """The simulated provider's limiters, driven with explicit times, and the in-process
-transport on a loop whose clock skips idle time (embedsdk.testing)."""
+transport on a loop whose clock skips idle time (embedsdk.testing).
+
+Private access: the limiters (``testing._limits``) are the unit of the first half, driven with
+explicit times; the server shows them only through a clock.
+"""
 
 from __future__ import annotations
 

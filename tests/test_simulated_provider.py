@@ -1,4 +1,8 @@
-"""The simulated provider (embedsdk.testing): vectors, faults, limits, errors, modes, CLI."""
+"""The simulated provider (embedsdk.testing): vectors, faults, limits, errors, modes, CLI.
+
+Private access: the float writer of its JSON answers (``testing._vectors.float_rows_json``) is
+checked bit for bit on values no text's vector holds, and process mode by its child process.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,16 @@ import numpy as np
 import pytest
 
 import embedsdk
-from embedsdk.http._responses import parse_error_body
-from embedsdk.testing import SimConfig, SimulatedProvider, expected_matrix, expected_vector
+from embedsdk.http import parse_error_body
+from embedsdk.testing import (
+    SimConfig,
+    SimulatedProvider,
+    count_tokens,
+    expected_matrix,
+    expected_vector,
+)
 from embedsdk.testing.__main__ import build_parser, config_from_args
-from embedsdk.testing._vectors import count_tokens, float_rows_json
+from embedsdk.testing._vectors import float_rows_json
 
 TEXTS = ["hello world", "你好，世界", "emoji 🙂 and ümlauts", "x" * 300, "hello world", "第二句话"]
 Factory = Callable[..., SimulatedProvider]

@@ -4,6 +4,10 @@ A small aiohttp provider served from its own thread measures concurrency server-
 requests in flight, connections used) and sees what aiohttp really sends. Nothing here waits
 for wall-clock time to pass: requests are held by events, and the client loop's clock is
 frozen where a rate limit must be seen to wait.
+
+Private access: an Embedder's loop thread (``_portal``) is reached to freeze its loop's clock
+and to call from that thread, and its AsyncEmbedder (``_core``) to see it closed once the
+Embedder is collected; no public name leads to either.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from embedsdk import (
     ClientClosedError,
     Embedder,
 )
-from embedsdk.client import _api
+from embedsdk.client import client_for
 
 DIM = 4
 
@@ -360,7 +364,7 @@ def test_variants_share_one_client_pool_and_limiter(provider: Provider) -> None:
         )
 
     check(asyncio.run(main()), texts_for(60, "c"))
-    (client,) = _api._clients.values()  # one client for the three functions
+    client = client_for("get_batch_embeddings", opts)  # one client for the three functions
     assert client.stats.requests == provider.requests >= 3
     # One keep-alive pool: never more connections than requests were ever in flight at once.
     assert len(provider.peers) <= 3
@@ -371,7 +375,10 @@ def test_different_options_get_different_clients(provider: Provider) -> None:
     embedsdk.get_batch_embeddings(["a"], **options(provider))
     embedsdk.get_batch_embeddings(["a"], **options(provider, model="other-model"))
     embedsdk.get_batch_embeddings(["a"], batch_size=5, **options(provider))  # per call: shared
-    assert len(_api._clients) == 2
+    one = client_for("get_batch_embeddings", options(provider))
+    other = client_for("get_batch_embeddings", options(provider, model="other-model"))
+    assert one is not other
+    assert (one.stats.requests, other.stats.requests) == (2, 1) and provider.requests == 3
 
 
 class FrozenClock:
@@ -419,7 +426,7 @@ def test_variants_share_one_rate_limit(provider: Provider) -> None:
     """rpm=1: each variant's request waits for the one sent before it, whichever variant
     sent that one; it goes once the client's clock (frozen here) has moved on a minute."""
     opts = options(provider, rpm=1)
-    client = _api.client_for("get_batch_embeddings", opts)
+    client = client_for("get_batch_embeddings", opts)
     clock = FrozenClock(client)
     try:
         embedsdk.get_batch_embeddings(["a"], **opts)  # the one request of this minute
@@ -477,7 +484,7 @@ def test_client_timeout_gives_up_as_api_timeout_error(provider: Provider) -> Non
         with pytest.raises(APITimeoutError, match=r"within 0\.1 s") as info:
             embedsdk.get_batch_embeddings(["a"], timeout=0.1, max_retries=1, **options(provider))
         assert provider.base_url.split("/")[2] in str(info.value)  # 127.0.0.1:port
-        (client,) = _api._clients.values()
+        client = client_for("get_batch_embeddings", options(provider, timeout=0.1, max_retries=1))
         assert client.stats.requests == 2 and client.stats.retries == 1
     finally:
         provider.loop.call_soon_threadsafe(release.set)
@@ -586,9 +593,12 @@ def test_default_client_works_in_a_forked_child(provider: Provider) -> None:
 
 def test_close_default_clients_then_use_again(provider: Provider) -> None:
     embedsdk.get_batch_embeddings(["a"], **options(provider))
+    used = client_for("get_batch_embeddings", options(provider))
     embedsdk.close_default_clients()
-    assert _api._clients == {}
+    assert used.closed
     check(embedsdk.get_batch_embeddings(["b"], **options(provider)), ["b"])
+    again = client_for("get_batch_embeddings", options(provider))
+    assert again is not used and again.stats.requests == 1  # a new client took the call
 
 
 def test_sync_call_on_the_client_loop_thread_is_refused(provider: Provider) -> None:
@@ -663,13 +673,11 @@ def test_simulated_provider_all_variants(simulated_provider_factory: Any) -> Non
 def test_evicted_default_client_is_not_closed_under_its_caller(provider: Provider) -> None:
     """Past eight option sets the oldest default client is dropped, not closed: a thread still
     holding it finishes its call; the client is closed once nobody refers to it."""
-    from embedsdk.client import _api
-
-    first = _api.client_for("get_batch_embeddings", options(provider, max_retries=0))
+    first = client_for("get_batch_embeddings", options(provider, max_retries=0))
     for retries in range(1, 10):  # nine more option sets: `first` is evicted
         embedsdk.get_batch_embeddings(["x"], **options(provider, max_retries=retries))
-    assert first not in _api._clients.values()
     check(first.embed(["still works"]), ["still works"])
+    assert client_for("get_batch_embeddings", options(provider, max_retries=0)) is not first
     core = first._core
     del first
     gc.collect()

@@ -16,9 +16,8 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-import embedsdk
-from embedsdk import APIConnectionError
-from embedsdk.http._transport import AiohttpTransport, Request
+from embedsdk import AiohttpTransport, APIConnectionError, Request
+from embedsdk.http import is_retryable
 
 URL = "https://api.example.test/v1/embeddings"
 BASE = "https://api.example.test/v1"
@@ -76,9 +75,9 @@ def test_a_certificate_that_cannot_be_verified_is_not_retried() -> None:
     raised = _send(_certificate_error())
     assert isinstance(raised, APIConnectionError) and raised.reason == "certificate"
     assert "could not be verified" in str(raised)
-    assert not embedsdk.http._retry.is_retryable(raised)
+    assert not is_retryable(raised)
 
 
 def test_a_cut_off_answer_and_a_dropped_connection_are_retried() -> None:
     for exc in (aiohttp.ClientPayloadError("not completed"), aiohttp.ServerDisconnectedError()):
-        assert embedsdk.http._retry.is_retryable(_send(exc))
+        assert is_retryable(_send(exc))

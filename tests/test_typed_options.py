@@ -13,8 +13,7 @@ import pytest
 
 import embedsdk
 from embedsdk import AsyncEmbedder, ClientOptions, Embedder, EmbedderOptions, Options, Stats
-from embedsdk.client._api import CLIENT_OPTIONS
-from embedsdk.client._config import resolve_options
+from embedsdk.client import CLIENT_OPTIONS, resolve_options
 
 PER_CALL = {"batch_size", "max_concurrent"}  # arguments of each call in the module functions
 

@@ -2,6 +2,10 @@
 ("Unclosed client session", "Unclosed connector"), and its connections released anyway.
 
 Runs the real aiohttp transport against the simulated provider on 127.0.0.1.
+
+Private access: the client's own aiohttp session and the cache it opened (``_sender``,
+``_cache``) are held, to see them released once the client is collected; no public name
+leads to either.
 """
 
 from __future__ import annotations
