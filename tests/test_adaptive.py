@@ -4,6 +4,9 @@ Every test here states a behaviour, not a formula: bounds that any sound control
 (a pace below what got through, a cut no deeper than half), not the numbers this one's
 tunables happen to give. Whole runs of the real client against every kind of limiter are in
 test_rate_limits.py; many processes sharing one limit in test_ray_control.py.
+
+Private access: the controller's state machine (its pause, probes, window and cycle) is the
+unit under test, on a fake clock, and has no public seam finer than a whole run.
 """
 
 from __future__ import annotations

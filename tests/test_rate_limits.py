@@ -11,6 +11,9 @@ unless a test says so.
 Figures are for the **whole run, start included**, from the first request, as a user sees
 them: what got through over what the limiter allowed in that time, and the share of
 requests refused.
+
+Private access: the progress bar's note and the server's own token count are read where a
+test checks what a user is shown, or counts as the server does.
 """
 
 from __future__ import annotations

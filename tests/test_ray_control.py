@@ -5,6 +5,9 @@ real clients (each with its own follower of one leader) against one simulated li
 simulated time with a loaded machine's timing (``TimingNoise``).
 
 The Ray plumbing around them (the named actor, the workers) is tested in test_ray.py.
+
+Private access: the leader's and followers' pacing state is the unit under test, on a fake
+clock; whole runs go through the public clients.
 """
 
 from __future__ import annotations
