@@ -835,6 +835,59 @@ def _write_in_a_process(directory: str, tag: str, seed: int) -> None:
             c.set_many(NS, texts[start : start + 100], m[start : start + 100])
 
 
+def test_a_cache_made_by_another_process_meanwhile_is_taken_for_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening reads the file's marks and its tables; when another process's commit of a new
+    cache falls between the two reads, the file must not look like another program's."""
+    path = str(tmp_path / DBNAME)
+    mine, other = db.connect(path, 5.0), db.connect(path, 5.0)
+    other.execute("PRAGMA journal_mode = WAL")  # an empty file, already in WAL
+    real_layout = db._layout
+    made = []
+
+    def layout_then_other_commits(con: sqlite3.Connection) -> tuple[int, int]:
+        found = real_layout(con)
+        if con is mine and not made:
+            made.append(True)
+            db.prepare(other, 5.0)  # the other process makes the cache now
+        return found
+
+    monkeypatch.setattr(db, "_layout", layout_then_other_commits)
+    try:
+        db.prepare(mine, 5.0)  # no NotOurs
+        assert made and real_layout(mine) == (db.APPLICATION_ID, db.SCHEMA_VERSION)
+    finally:
+        mine.close()
+        other.close()
+
+
+class _Locked:
+    """A connection whose WAL switch is refused as locked ``times`` times (``message``)."""
+
+    def __init__(self, times: int, message: str = "database is locked") -> None:
+        self.tries, self.times, self.message = 0, times, message
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        self.tries += 1
+        if self.tries <= self.times:
+            raise sqlite3.OperationalError(self.message)
+        return sqlite3.connect(":memory:").execute("SELECT 'wal'")
+
+
+def test_the_switch_to_wal_is_tried_again_while_another_process_holds_the_file() -> None:
+    locked = _Locked(3)
+    db._to_wal(locked, 5.0)  # type: ignore[arg-type]
+    assert locked.tries == 4
+    other = _Locked(1, "disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="I/O"):
+        db._to_wal(other, 5.0)  # type: ignore[arg-type]
+    assert other.tries == 1  # not a lock: not tried again
+    stuck = _Locked(10**6)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        db._to_wal(stuck, 0.05)  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_two_processes_write_one_directory(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")

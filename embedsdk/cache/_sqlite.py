@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import backoff
 import numpy as np
 import numpy.typing as npt
 
@@ -112,21 +113,45 @@ def prepare(con: sqlite3.Connection, patience: float, writable: bool = True) -> 
     the write lock, by whichever comes first.
     """
     with _patience(con, patience):
-        layout = _layout(con)
+        layout, tables = _snapshot(con)
         if layout == (APPLICATION_ID, SCHEMA_VERSION):
             return  # the common case: no write lock taken
-        if layout != (0, 0) or _tables(con):
+        if layout != (0, 0) or tables:
             raise _not_ours(layout)
         if not writable:
             raise sqlite3.OperationalError(f"{DBNAME} is empty, and read-only")
-        _make(con)
+        _make(con, patience)
 
 
-def _make(con: sqlite3.Connection) -> None:
+def _is_locked(exc: Exception) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _to_wal(con: sqlite3.Connection, patience: float) -> None:
+    """Switch a new file to WAL. The switch needs the file alone, and SQLite refuses it at
+    once (no busy wait) while another process reads it, as one making the same new cache
+    does: tried again every few milliseconds for up to ``patience`` seconds (backoff)."""
+
+    @backoff.on_exception(
+        backoff.constant,
+        sqlite3.OperationalError,
+        interval=0.01,
+        jitter=None,
+        max_time=patience,
+        giveup=lambda exc: not _is_locked(exc),
+        logger=None,
+    )
+    def switch() -> None:
+        con.execute("PRAGMA journal_mode = WAL")
+
+    switch()
+
+
+def _make(con: sqlite3.Connection, patience: float) -> None:
     """Turn an empty file into a vector cache, unless another process just did."""
     if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page
-        con.execute("PRAGMA journal_mode = WAL")
+        _to_wal(con, patience)
     con.execute("BEGIN IMMEDIATE")
     layout = _layout(con)  # again, now that no one else can be making it
     if layout == (0, 0) and not _tables(con):
@@ -174,6 +199,17 @@ def _layout(con: sqlite3.Connection) -> tuple[int, int]:
     app = con.execute("PRAGMA application_id").fetchone()[0]
     version = con.execute("PRAGMA user_version").fetchone()[0]
     return int(app), int(version)
+
+
+def _snapshot(con: sqlite3.Connection) -> tuple[tuple[int, int], list[str]]:
+    """The layout and the tables, read in one transaction: read apart, another process's
+    commit of a new cache could fall between them (no layout yet, then its table), and the
+    cache it just made would look like another program's file."""
+    con.execute("BEGIN")
+    try:
+        return _layout(con), _tables(con)
+    finally:
+        con.execute("COMMIT")
 
 
 def _tables(con: sqlite3.Connection) -> list[str]:
