@@ -293,18 +293,19 @@ def test_a_stream_does_not_lend_a_row_the_previous_window_failed() -> None:
     itself and fails it under its own position."""
     texts = [*texts_with_bad(50, (5,)), f"text 5 {BAD}", "text 1: the quick brown fox"]
     texts += [f"text {i}: the quick brown fox" for i in range(100, 148)]
-    gate = asyncio.Event()
+    gates: list[asyncio.Event] = []  # made on the loop (Python 3.9 binds it at creation)
     server = Counting(when_any(BAD, siliconflow_400()))
 
     async def handle(request: Request) -> Response:
         inputs = request.json()["input"]
         if any(t.startswith("text 1") and len(t.split()[1]) == 4 for t in inputs):
-            gate.set()  # window 1 is fetching its own texts: it planned while 0 was busy
+            gates[0].set()  # window 1 is fetching its own texts: it planned while 0 was busy
         else:
-            await asyncio.wait_for(gate.wait(), 10)  # never hang the suite
+            await asyncio.wait_for(gates[0].wait(), 10)  # never hang the suite
         return server(request)
 
     async def main() -> list[tuple[int, Any]]:
+        gates.append(asyncio.Event())
         async with AsyncEmbedder(
             base_url="http://127.0.0.1:9/v1", transport=MockTransport(handle), cache=False
         ) as emb:
