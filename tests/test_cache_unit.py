@@ -868,11 +868,14 @@ class _Locked:
     def __init__(self, times: int, message: str = "database is locked") -> None:
         self.tries, self.times, self.message = 0, times, message
 
-    def execute(self, sql: str) -> sqlite3.Cursor:
+    def execute(self, sql: str) -> _Locked:
         self.tries += 1
         if self.tries <= self.times:
             raise sqlite3.OperationalError(self.message)
-        return sqlite3.connect(":memory:").execute("SELECT 'wal'")
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return ("wal",)
 
 
 def test_the_switch_to_wal_is_tried_again_while_another_process_holds_the_file() -> None:

@@ -346,8 +346,13 @@ def document_options(*scopes: Scope) -> Callable[[T], T]:
     (nothing under ``python -OO``, which drops docstrings)."""
 
     def add(target: T) -> T:
-        if target.__doc__:
-            target.__doc__ = target.__doc__.rstrip() + "\n" + options_doc(*scopes)
+        doc = target.__doc__
+        if doc:
+            # The docstring's own indent: four spaces as written, none from Python 3.13 on
+            # (the compiler strips it), so that inspect.getdoc dedents the whole.
+            lines = [line for line in doc.splitlines()[1:] if line.strip()]
+            indent = min((len(line) - len(line.lstrip()) for line in lines), default=0)
+            target.__doc__ = doc.rstrip() + "\n" + options_doc(*scopes, indent=" " * indent)
         return target
 
     return add
