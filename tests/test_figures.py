@@ -210,7 +210,11 @@ def test_derived_figures_of_throughput_adaptive_and_batch() -> None:
                 "simulated": {
                     "rows": [row(0.97, 0.018), row(1.0, 0.031), {"client": "plain", "whole": None}],
                     "verdicts": [{"met": True}, {"met": False}],
-                }
+                },
+                "real_time": {
+                    "rows": [row(0.889, 0.043), row(0.995, 0.023)],
+                    "verdicts": [{"met": True}, {"met": True}],
+                },
             },
             "batch": {
                 "verdicts": [
@@ -230,6 +234,9 @@ def test_derived_figures_of_throughput_adaptive_and_batch() -> None:
     assert texts["throughput.raw_gap_max"] == "2.6 %"  # 1826 / 1780 at 200 texts
     assert texts["adaptive.share"] == "97–100 %" and texts["adaptive.refused_max"] == "3.1 %"
     assert texts["adaptive.cases"] == "2" and texts["adaptive.targets_met"] == "1 of 2"
+    assert texts["adaptive.real.share"] == "89–100 %" and texts["adaptive.real.cases"] == "2"
+    assert texts["adaptive.real.refused_max"] == "4.3 %"
+    assert texts["adaptive.real.targets_met"] == "every"
     assert texts["batch.auto_gap_max"] == "0.3 %" and texts["batch.rpm_gain_vs_20"] == "3.2×"
     assert texts["batch.auto_of_rpm_cap"] == "99.6 %"
 

@@ -182,22 +182,24 @@ def _memory(data: dict[str, Any], figures: Figures) -> None:
 
 
 def _adaptive(data: dict[str, Any], figures: Figures) -> None:
-    """From the simulated-time table: the adaptive client's share of each limit over the
-    whole run, and its share of requests refused."""
-    table = data.get("simulated") or {}
-    rows = [r for r in table.get("rows") or [] if r["client"] == "adaptive" and r.get("whole")]
-    if not rows:
-        return
-    shares = [r["whole"]["of_allowance"] for r in rows]
-    refused = [r["whole"]["refused_share"] or 0.0 for r in rows]
-    _figure(figures, "adaptive.cases", len(rows), count(len(rows)))
-    low, high = min(shares), max(shares)
-    _figure(figures, "adaptive.share", [low, high], _span(low, high, percent, " %"))
-    _figure(figures, "adaptive.refused_max", max(refused), percent(max(refused), 1))
-    verdicts = table.get("verdicts") or []
-    met = sum(1 for v in verdicts if v.get("met"))
-    text = "every" if met == len(verdicts) else f"{met} of {len(verdicts)}"
-    _figure(figures, "adaptive.targets_met", met, text)
+    """From both tables, simulated time (``adaptive.*``) and real time (``adaptive.real.*``):
+    the adaptive client's share of each limit over the whole run, start included, its share
+    of requests refused, and how many cases met every target."""
+    for table_name, prefix in (("simulated", "adaptive"), ("real_time", "adaptive.real")):
+        table = data.get(table_name) or {}
+        rows = [r for r in table.get("rows") or [] if r["client"] == "adaptive" and r.get("whole")]
+        if not rows:
+            continue
+        shares = [r["whole"]["of_allowance"] for r in rows]
+        refused = [r["whole"]["refused_share"] or 0.0 for r in rows]
+        _figure(figures, f"{prefix}.cases", len(rows), count(len(rows)))
+        low, high = min(shares), max(shares)
+        _figure(figures, f"{prefix}.share", [low, high], _span(low, high, percent, " %"))
+        _figure(figures, f"{prefix}.refused_max", max(refused), percent(max(refused), 1))
+        verdicts = table.get("verdicts") or []
+        met = sum(1 for v in verdicts if v.get("met"))
+        text = "every" if met == len(verdicts) else f"{met} of {len(verdicts)}"
+        _figure(figures, f"{prefix}.targets_met", met, text)
 
 
 def _batch(data: dict[str, Any], figures: Figures) -> None:
