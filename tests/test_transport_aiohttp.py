@@ -9,39 +9,17 @@ each of them exactly as it would.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
+from _aiohttp_raises import raised_by_send
 
-from embedsdk import AiohttpTransport, APIConnectionError, Request
+from embedsdk import APIConnectionError
 from embedsdk.http import is_retryable
 
 URL = "https://api.example.test/v1/embeddings"
 BASE = "https://api.example.test/v1"
-
-
-def _request() -> Request:
-    return Request(URL, {"Content-Type": "application/json"}, b"{}", 5.0)
-
-
-def _send(exc: BaseException) -> BaseException:
-    async def go() -> BaseException:
-        transport = AiohttpTransport()
-        try:
-            with aioresponses() as mocked:
-                mocked.post(URL, exception=exc)
-                try:
-                    await transport.send(_request())
-                except BaseException as raised:
-                    return raised
-        finally:
-            await transport.aclose()
-        raise AssertionError("no exception")
-
-    return asyncio.run(go())
 
 
 def _certificate_error() -> aiohttp.ClientConnectorCertificateError:
@@ -64,7 +42,7 @@ def _certificate_error() -> aiohttp.ClientConnectorCertificateError:
 def test_aiohttp_failures_become_connection_errors_naming_the_host(
     exc: BaseException, reason: str | None, words: str
 ) -> None:
-    raised = _send(exc)
+    raised = raised_by_send(exc, URL)
     assert isinstance(raised, APIConnectionError)
     assert raised.host == "api.example.test" and raised.port == 443
     assert raised.reason == reason
@@ -72,7 +50,7 @@ def test_aiohttp_failures_become_connection_errors_naming_the_host(
 
 
 def test_a_certificate_that_cannot_be_verified_is_not_retried() -> None:
-    raised = _send(_certificate_error())
+    raised = raised_by_send(_certificate_error(), URL)
     assert isinstance(raised, APIConnectionError) and raised.reason == "certificate"
     assert "could not be verified" in str(raised)
     assert not is_retryable(raised)
@@ -80,4 +58,4 @@ def test_a_certificate_that_cannot_be_verified_is_not_retried() -> None:
 
 def test_a_cut_off_answer_and_a_dropped_connection_are_retried() -> None:
     for exc in (aiohttp.ClientPayloadError("not completed"), aiohttp.ServerDisconnectedError()):
-        assert is_retryable(_send(exc))
+        assert is_retryable(raised_by_send(exc, URL))

@@ -18,11 +18,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
+from _aiohttp_raises import raised_by_send
 
 import embedsdk
 from embedsdk import (
-    AiohttpTransport,
     APIConnectionError,
     APITimeoutError,
     AsyncEmbedder,
@@ -97,26 +96,6 @@ def connector_error(cls: type[Exception], cause: BaseException) -> Exception:
     return cls(KEY, cause)
 
 
-def mapped(error: BaseException, url: str) -> BaseException:
-    """What the real AiohttpTransport raises when aiohttp raises ``error`` inside its session
-    (aioresponses patches the session's request: no socket is opened)."""
-
-    async def go() -> BaseException:
-        transport = AiohttpTransport()
-        try:
-            with aioresponses() as mocked:
-                mocked.post(url, exception=error)
-                try:
-                    await transport.send(Request(url, {}, b"{}", 5.0))
-                except BaseException as raised:
-                    return raised
-        finally:
-            await transport.aclose()
-        raise AssertionError("no exception")
-
-    return asyncio.run(go())
-
-
 DNS = getattr(aiohttp, "ClientConnectorDNSError", aiohttp.ClientConnectorError)
 GAIERROR = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
@@ -176,7 +155,7 @@ GAIERROR = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 def test_aiohttp_errors_are_mapped_with_host_port_and_reason(
     error: Exception, reason: str | None, words: str
 ) -> None:
-    exc = mapped(error, "https://api.example.com/v1/embeddings")
+    exc = raised_by_send(error, "https://api.example.com/v1/embeddings")
     assert isinstance(exc, APIConnectionError) and not isinstance(exc, APITimeoutError)
     assert exc.reason == reason and words in str(exc)
     assert exc.host == "api.example.com" and exc.port == 443
@@ -186,7 +165,7 @@ def test_aiohttp_errors_are_mapped_with_host_port_and_reason(
     "error", [aiohttp.InvalidURL("http://x:99999/v1/embeddings"), UnicodeError("label too long")]
 )
 def test_a_url_aiohttp_refuses_at_request_time_is_a_configuration_error(error: Exception) -> None:
-    exc = mapped(error, "http://x:9999/v1/embeddings")
+    exc = raised_by_send(error, "http://x:9999/v1/embeddings")
     assert isinstance(exc, ConfigurationError) and "check base_url" in str(exc)
 
 
