@@ -12,6 +12,10 @@ and injected faults (:class:`SimConfig`), and counts what it saw (``GET /stats``
 in your event loop (``async with``), on a background thread (``with``), in a child process
 (``process=True``), from the pytest fixtures ``simulated_provider`` and
 ``simulated_provider_factory``, or as ``python -m embedsdk.testing --port 8000``.
+
+It also serves OpenAI's Batch API for embeddings (``/v1/files``, ``/v1/batches``: validation,
+failed lines, expiry, cancel; the ``batch_*`` fields of :class:`SimConfig`) on asyncio timers
+only, so a 24 h batch window passes in milliseconds under :func:`run_in_virtual_time`.
 """
 
 from __future__ import annotations

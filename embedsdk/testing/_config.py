@@ -67,6 +67,19 @@ class SimConfig:
     trace_ids: bool = True  # x-siliconcloud-trace-id on every answer
     track_texts: bool = True  # count each text served in stats()["texts"]
     timeline: bool = False  # note [seconds, status, inputs embedded] of every request
+    # The Batch API (/files, /batches; embeddings only). Off: those routes answer 404.
+    batch_api: bool = True
+    batch_validation: float = 1.0  # seconds a batch stays "validating"
+    batch_per_request: float = 0.05  # seconds per line of a batch "in_progress"
+    batch_finalizing: float = 1.0  # seconds "finalizing" (and "cancelling")
+    batch_expire_after: float = 86400.0  # seconds after creation an unfinished batch expires
+    batch_line_failure_rate: float = 0.0  # probability that a line answers a 500
+    batch_shuffle: bool = True  # output and error lines in a shuffled order
+    batch_max_requests: int = 50_000  # lines per input file; more: the batch fails
+    batch_max_bytes: int = 200_000_000  # bytes per uploaded file; more -> 400
+    batch_max_inputs: int = 50_000  # inputs over a file's lines; more: the batch fails
+    batch_fail_validation: str = ""  # non-empty: every batch fails validation, this message
+    batch_poll_429: int = 0  # N > 0: every Nth GET of a batch -> 429 (Retry-After: 2)
 
     def __post_init__(self) -> None:
         # Lists (from JSON) and comma-separated strings become tuples: hashable, immutable.
@@ -154,3 +167,23 @@ def _validate(config: SimConfig) -> None:
         raise ValueError(
             "refuse_inputs must be non-empty strings (texts containing one are refused)"
         )
+    _validate_batch(config)
+
+
+def _validate_batch(config: SimConfig) -> None:
+    for name in ("batch_api", "batch_shuffle"):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")
+    for name in ("batch_validation", "batch_per_request", "batch_finalizing"):
+        _number(name, getattr(config, name))
+    _number("batch_expire_after", config.batch_expire_after, positive=True)
+    _number("batch_line_failure_rate", config.batch_line_failure_rate)
+    if config.batch_line_failure_rate > 1:
+        raise ValueError("batch_line_failure_rate must be a probability between 0 and 1")
+    for name in ("batch_max_requests", "batch_max_bytes", "batch_max_inputs", "batch_poll_429"):
+        value = getattr(config, name)
+        least = 0 if name == "batch_poll_429" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+    if not isinstance(config.batch_fail_validation, str):
+        raise ValueError("batch_fail_validation must be a string (empty: no failure)")

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..ratecontrol import loop_time
 from . import _errors
+from ._batches import BatchAPI
 from ._config import SimConfig
 from ._limits import InFlightCap, RateLimiter, Refusal, make_limiter
 from ._vectors import DEFAULT_MODEL, MAX_DIM, VectorMemo, count_tokens, float_rows_json
@@ -106,6 +107,11 @@ def parse_body(body: bytes) -> _Request | str:
         payload = json.loads(body)
     except ValueError:
         return "request body is not valid JSON"
+    return parse_payload(payload)
+
+
+def parse_payload(payload: Any) -> _Request | str:
+    """:func:`parse_body` of a body already decoded from JSON (a Batch API line's)."""
     if not isinstance(payload, dict):
         return "request body must be a JSON object"
     model = payload.get("model")
@@ -147,6 +153,8 @@ class SimServer:
         self._arrivals = 0
         self._trace_prefix = f"sim{os.getpid():x}-"
         self._runner: web.AppRunner | None = None
+        self.batches = BatchAPI(self)
+        self._line_stats = Stats()  # what answer_now's helpers count: thrown away
 
     # -- control ---------------------------------------------------------------------------
 
@@ -160,6 +168,7 @@ class SimServer:
         """Start counting afresh (requests still in flight keep counting in the old ones)."""
         self.stats = Stats(self.in_flight)
         self._origin = loop_time()
+        self.batches.reset_stats()
 
     def snapshot(self, texts: bool = True) -> dict[str, Any]:
         """The counters as plain data.
@@ -170,7 +179,8 @@ class SimServer:
         injected faults by kind; ``batch_sizes``: sizes of the requests answered correctly,
         in arrival order; ``texts``: times each text was answered correctly (if tracked);
         ``in_flight`` / ``peak_in_flight``: requests being handled now / at most at once;
-        ``elapsed``: seconds counted; ``cpu_seconds``: CPU time of the server's thread.
+        ``elapsed``: seconds counted; ``cpu_seconds``: CPU time of the server's thread;
+        ``batch``: the Batch API's counters (see :meth:`BatchAPI.snapshot`).
         """
         s = self.stats
         data: dict[str, Any] = {
@@ -190,6 +200,7 @@ class SimServer:
             data["texts"] = dict(s.texts)
         if self.config.timeline:
             data["timeline"] = [[t - self._origin, status, n] for t, status, n in s.timeline]
+        data["batch"] = self.batches.snapshot(texts)
         return data
 
     # -- serving ---------------------------------------------------------------------------
@@ -199,6 +210,8 @@ class SimServer:
         for prefix in ("/v1", ""):
             app.router.add_post(prefix + "/embeddings", self.handle_embeddings)
             app.router.add_get(prefix + "/models", self.handle_models)
+            for method, path, handler in self.batches.routes():
+                app.router.add_route(method, prefix + path, handler)
         app.router.add_get("/stats", self.handle_stats)
         app.router.add_post("/reset", self.handle_reset)
         app.router.add_post("/config", self.handle_config)
@@ -230,6 +243,7 @@ class SimServer:
     async def stop(self) -> None:
         """Close the listening socket and every connection. Safe to call twice."""
         runner, self._runner = self._runner, None
+        await self.batches.stop()
         if runner is not None:
             await runner.cleanup()
 
@@ -285,12 +299,9 @@ class SimServer:
         headers = {"x-siliconcloud-trace-id": f"{self._trace_prefix}{n}"} if cfg.trace_ids else {}
         if cfg.api_key is not None and authorization != "Bearer " + cfg.api_key:
             return _respond(stats, 401, b"Invalid token", headers, "text/plain; charset=utf-8")
-        parsed = parse_body(raw)
-        if isinstance(parsed, str):
-            return self._error(stats, _errors.BAD_REQUEST, parsed, headers)
-        if cfg.models is not None and parsed.model not in cfg.models:
-            message = "Model does not exist. Please check it carefully."
-            return self._error(stats, _errors.NO_MODEL, message, headers)
+        parsed = self._checked(cfg, parse_body(raw), stats, headers)
+        if isinstance(parsed, Answer):
+            return parsed
         tokens = [count_tokens(text) for text in parsed.texts]
         size, total = len(tokens), sum(tokens)
         stats.inputs += size
@@ -308,6 +319,34 @@ class SimServer:
         finally:
             if cap is not None:
                 cap.leave()
+
+    def _checked(
+        self, cfg: SimConfig, parsed: _Request | str, stats: Stats, headers: dict[str, str]
+    ) -> _Request | Answer:
+        """The parsed request, or the error answer for a malformed one or an unknown model."""
+        if isinstance(parsed, str):
+            return self._error(stats, _errors.BAD_REQUEST, parsed, headers)
+        if cfg.models is not None and parsed.model not in cfg.models:
+            message = "Model does not exist. Please check it carefully."
+            return self._error(stats, _errors.NO_MODEL, message, headers)
+        return parsed
+
+    def answer_now(self, payload: Any) -> tuple[Answer, list[str], int]:
+        """Answer an ``/embeddings`` body (decoded JSON) at once, as :meth:`serve` would with
+        no rate limit, latency or fault (a Batch API line): the answer, the texts it embedded
+        (none unless a 200) and their tokens. Counted by the Batch API, not in :attr:`stats`."""
+        cfg = self.config
+        stats = self._line_stats
+        headers: dict[str, str] = {}
+        parsed = self._checked(cfg, parse_payload(payload), stats, headers)
+        if isinstance(parsed, Answer):
+            return parsed, [], 0
+        tokens = [count_tokens(text) for text in parsed.texts]
+        total = sum(tokens)
+        refusal = self._refusal(cfg, parsed, max(tokens), stats, headers)
+        if refusal is not None:
+            return refusal, [], 0
+        return self._vectors(stats, parsed, total, headers, shuffle=False), parsed.texts, total
 
     async def _admitted(
         self,
