@@ -373,7 +373,9 @@ def test_a_turn_waited_for_comes_sooner_when_a_new_pause_voids_it() -> None:
         return ticket.sent - first.sent, ctl.cooldown_until - first.sent
 
     took, pause_end = run_in_virtual_time(main())[0]
-    assert took == pytest.approx(pause_end) and took < 3.0
+    # Within a few turns of the loop (a microsecond each; how many depends on where the
+    # simulated clock starts, which earlier tests move): the old turn was 100 s away.
+    assert took == pytest.approx(pause_end, abs=1e-3) and took < 3.0
 
 
 def test_what_a_follower_reports() -> None:
