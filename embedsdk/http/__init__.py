@@ -21,6 +21,7 @@ from ._responses import (
     RateLimitHeaders,
     content_type_of,
     decode_embeddings,
+    embeddings_of,
     is_quota,
     not_found_hint,
     parse_error_body,
@@ -56,6 +57,8 @@ from ._transport import (
     Request,
     Response,
     Transport,
+    connection_error,
+    proxy_from_environment,
 )
 
 __all__ = [
@@ -73,8 +76,10 @@ __all__ = [
     "Transport",
     "Verdict",
     "blames_input",
+    "connection_error",
     "content_type_of",
     "decode_embeddings",
+    "embeddings_of",
     "is_input_too_large",
     "is_quota",
     "is_retryable",
@@ -84,6 +89,7 @@ __all__ = [
     "parse_error_body",
     "parse_ratelimit_headers",
     "parse_retry_after",
+    "proxy_from_environment",
     "refusal_key",
     "refused_alone",
     "refuses_base64",

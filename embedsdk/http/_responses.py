@@ -410,6 +410,15 @@ def decode_embeddings(
     return matrix, tokens if isinstance(tokens, int) else None
 
 
+def embeddings_of(payload: dict[str, Any], count: int) -> np.ndarray:
+    """The ``(count, D)`` float32 rows of an already parsed 200 answer (a Batch API output
+    line's body), checked as :func:`decode_embeddings` checks them; ``ValueError`` if not."""
+    matrix = _matrix(_embeddings_by_index(payload, count), count)
+    if not np.isfinite(matrix).all():
+        raise ValueError("an embedding has NaN or infinity")
+    return matrix
+
+
 def _json_answer(body: bytes, content_type: str) -> dict[str, Any]:
     """The JSON object of a 200 answer (a login portal's page is not one)."""
     try:

@@ -88,9 +88,7 @@ class AiohttpTransport(Transport):
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._proxies:
-            proxies = urllib.request.getproxies_environment()
-            bypass = bool(proxies) and urllib.request.proxy_bypass(parts.hostname or "")
-            self._proxies[origin] = None if bypass else proxies.get(parts.scheme)
+            self._proxies[origin] = proxy_from_environment(url)
         return self._proxies[origin]
 
     async def send(self, request: Request) -> Response:
@@ -163,6 +161,20 @@ class AiohttpTransport(Transport):
 
 
 # -- the answers that show base_url is wrong ------------------------------------------------
+
+
+def proxy_from_environment(url: str) -> str | None:
+    """The proxy for ``url`` from HTTP(S)_PROXY / NO_PROXY (``None``: go direct)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    bypass = bool(proxies) and urllib.request.proxy_bypass(parts.hostname or "")
+    return None if bypass else proxies.get(parts.scheme)
+
+
+def connection_error(exc: BaseException, url: str) -> EmbedSDKError:
+    """aiohttp's exception for a request to ``url`` as the library's (for other sessions
+    than the transport's: the Batch API's)."""
+    return _mapped(exc, url)
 
 
 class _Redirected(Exception):
