@@ -27,12 +27,12 @@ FLOORS = [
     {"http"},
     {"ratecontrol", "cache"},
     {"client"},
-    {"files", "integrations", "cli"},
+    {"files", "integrations", "batchapi", "cli"},
     {"testing"},
     {"__init__", "__main__", "langchain", "llama_index", "ray"},
     {"_bench"},  # the bench uses what a user has: embedsdk, its integrations, the simulator
 ]
-SIDEWAYS = {("cli", "files"), ("cli", "integrations")}
+SIDEWAYS = {("cli", "files"), ("cli", "integrations"), ("cli", "batchapi")}
 
 
 def _modules() -> dict[str, Path]:

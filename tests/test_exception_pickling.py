@@ -35,6 +35,8 @@ SAMPLES: dict[str, Any] = {
     "port": 8080,
     "reason": "refused",
     "retryable": False,
+    "job_dir": "/tmp/corpus.batch",
+    "batch_id": "batch_42",
 }
 
 

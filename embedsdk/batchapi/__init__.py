@@ -1,0 +1,242 @@
+"""Big jobs through the provider's Batch API: half the price, outside the account's rate limit.
+
+>>> import embedsdk.batchapi as batchapi                                 # doctest: +SKIP
+>>> vecs = batchapi.embed_via_batch(texts, job_dir="corpus.batch",
+...                                 base_url="https://api.openai.com/v1",
+...                                 model="text-embedding-3-small")
+
+The texts go in JSONL files to ``/files``, one batch each on ``/batches`` (endpoint
+``/v1/embeddings``), and come back within the provider's 24-hour window; the result is the
+same as :func:`embedsdk.get_batch_embeddings`' (the same vectors, bit for bit, rows in input
+order, the same cache entries). Texts already cached are not sent; a job killed anywhere
+resumes from its job directory when run again, without uploading or paying twice.
+
+Modules:
+
+- :mod:`._limits`: what each provider's Batch API takes (requests, bytes, inputs per file)
+  and the published prices.
+- :mod:`._state`: the job directory (``job.json``, the plan table, the part files).
+- :mod:`._plan`: one pass over the texts into part files within those limits.
+- :mod:`._http`: the Batch API's calls over one aiohttp session, retried with backoff.
+- :mod:`._results`: a finished batch's output and error files into the store, failures
+  sorted (sent again, split one input a request, or refused).
+- :mod:`._job`: the job itself (submit, poll, finish, send again) and its report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+from .._exceptions import ConfigurationError
+from ..cache import VectorCache, open_cache
+from ..client import AsyncEmbedder, ClientOptions, resolve_options
+from ._http import BatchAPI, NoBatchAPI
+from ._job import MAX_ROUNDS, BatchJob, BatchJobError, Failed, JobReport
+from ._limits import BatchLimits, limits_for, price_per_million
+from ._results import StoreFailed
+from ._state import STORE, JobState
+
+logger = logging.getLogger("embedsdk.batchapi")
+
+
+def job_identity(options: ClientOptions) -> dict[str, Any]:
+    """What the stored vectors depend on; a job directory is for one of these."""
+    return {
+        "base_url": options.base_url,
+        "model": options.model,
+        "dimensions": options.dimensions,
+        "encoding_format": options.encoding_format,
+    }
+
+
+@contextlib.contextmanager
+def job_store(options: ClientOptions, job_dir: Path) -> Iterator[VectorCache]:
+    """The caller's cache when it is on and usable, else the job directory's own store.
+
+    The store is where the vectors wait between the batches and the result: a cache that
+    cannot be written (read-only, a file in the way) would lose what was paid for.
+    """
+    cache = open_cache(options.cache) if options.cache is not False else None
+    if cache is not None and cache.enabled and not cache.read_only:
+        yield cache
+        return
+    if cache is not None:
+        logger.warning(
+            "the cache at %s cannot be written (%s): the batch job keeps its vectors in %s",
+            cache.directory,
+            cache.problem,
+            job_dir / STORE,
+        )
+    with VectorCache(job_dir / STORE) as own:
+        yield own
+
+
+async def run_job(
+    texts: Iterable[Any],
+    job_dir: str | Path,
+    options: ClientOptions,
+    store: VectorCache,
+    *,
+    failed: Failed = "batch",
+    max_rounds: int = MAX_ROUNDS,
+    progress: bool = False,
+    limits: BatchLimits | None = None,
+    keep_remote: bool = False,
+) -> JobReport:
+    """Send ``texts`` through the Batch API until their vectors are in ``store``.
+
+    The engine of :func:`embed_via_batch` and ``embedsdk embed --via batch``; ``texts`` is
+    read once (any iterable, a generator too).
+    """
+    if options.truncate:
+        raise ConfigurationError("truncate=True is not available with the Batch API yet")
+    state = JobState.open(job_dir, job_identity(options))
+    namespace = VectorCache.namespace(options.endpoint, options.model, options.dimensions)
+    job = BatchJob(
+        options,
+        state,
+        store,
+        namespace,
+        limits or limits_for(options.provider),
+        failed=failed,
+        max_rounds=max_rounds,
+        progress=progress,
+        keep_remote=keep_remote,
+    )
+    return await job.run(texts)
+
+
+def _check(failed: str, job_dir: Any) -> Path:
+    if failed not in ("batch", "embeddings"):
+        raise ConfigurationError(f"failed must be 'batch' or 'embeddings', not {failed!r}")
+    if job_dir is None or str(job_dir) == "":
+        raise ConfigurationError(
+            "job_dir is required: the directory where the job's state is kept, so that a run "
+            "killed anywhere resumes there"
+        )
+    return Path(job_dir).expanduser()
+
+
+async def aembed_via_batch(
+    texts: list[str],
+    *,
+    job_dir: str | Path,
+    failed: Failed = "batch",
+    max_rounds: int = MAX_ROUNDS,
+    progress: bool = False,
+    errors: str = "raise",
+    **options: Any,
+) -> Any:
+    """:func:`embed_via_batch` in an event loop."""
+    path = _check(failed, job_dir)
+    resolved = resolve_options(**options)
+    texts = list(texts)
+    with job_store(resolved, path) as store:
+        report = await run_job(
+            texts, path, resolved, store, failed=failed, max_rounds=max_rounds, progress=progress
+        )
+        logger.info("%s", report.summary())
+        # Every vector is in the store now: this reads them in order (no request), except
+        # texts the batches refused, which /embeddings names as it would (and, with
+        # failed="embeddings", what failed in the batches, at full price).
+        async with AsyncEmbedder(**{**options, "cache": store}) as embedder:
+            return await embedder.embed(texts, errors=errors)  # type: ignore[call-overload]
+
+
+def embed_via_batch(
+    texts: list[str],
+    *,
+    job_dir: str | Path,
+    failed: Failed = "batch",
+    max_rounds: int = MAX_ROUNDS,
+    progress: bool = False,
+    errors: str = "raise",
+    **options: Any,
+) -> Any:
+    """Embed ``texts`` through the provider's Batch API; blocks until the batches are done
+    (up to the provider's 24 hours) and returns what :func:`embedsdk.get_batch_embeddings`
+    returns: a ``(len(texts), D)`` float32 array, row i for ``texts[i]``.
+
+    ``job_dir``: where the job's state is kept; run the same call again after Ctrl-C or a
+    crash and it resumes the same batches. ``failed``: what to do with requests that failed
+    in a batch for a transient reason (and expired or cancelled ones): ``"batch"`` sends them
+    in a new batch, up to ``max_rounds`` times; ``"embeddings"`` sends them to
+    ``/embeddings`` at full price. ``progress``: a bar of requests done. ``options``: the
+    client options of :func:`embedsdk.get_batch_embeddings` (``base_url``, ``model``,
+    ``dimensions``, ``cache``, ``api_key``...). Raises :class:`BatchJobError` when a batch
+    fails validation or failures remain, and :class:`NoBatchAPI` when the server has none.
+    """
+    return _run_sync(
+        aembed_via_batch(
+            texts,
+            job_dir=job_dir,
+            failed=failed,
+            max_rounds=max_rounds,
+            progress=progress,
+            errors=errors,
+            **options,
+        )
+    )
+
+
+def _run_sync(coro: Any) -> Any:
+    """``asyncio.run(coro)``, on a thread of its own when this one runs a loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="embedsdk-batch", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+# -- jobs left running -----------------------------------------------------------------------
+
+
+async def job_batches(
+    job_dir: str | Path, api_key: str | None, action: Callable[[BatchAPI, str], Any]
+) -> list[tuple[dict[str, Any], Any]]:
+    """``action(api, batch_id)`` for each batch of the job in ``job_dir``."""
+    state = JobState.load(job_dir)
+    results = []
+    async with BatchAPI(state.data["base_url"], api_key) as api:
+        for part in state.parts:
+            if part.get("batch_id"):
+                results.append((part, await action(api, part["batch_id"])))
+    return results
+
+
+__all__ = [
+    "BatchAPI",
+    "BatchJob",
+    "BatchJobError",
+    "BatchLimits",
+    "JobReport",
+    "JobState",
+    "NoBatchAPI",
+    "StoreFailed",
+    "aembed_via_batch",
+    "embed_via_batch",
+    "job_batches",
+    "job_store",
+    "limits_for",
+    "price_per_million",
+    "run_job",
+]

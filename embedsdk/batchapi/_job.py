@@ -1,0 +1,457 @@
+"""One job through the Batch API: plan, upload, create, poll, store, send the failures again.
+
+Every step that spends something is written to ``job.json`` first (see :mod:`._state`), so a
+run that is killed anywhere resumes where it stopped: a file being uploaded or a batch being
+created is looked up by name before it is sent again; a batch in progress is polled again; a
+finished batch whose results were downloaded is stored from the job directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Callable, Literal
+
+import backoff
+
+from .._exceptions import EmbedSDKError
+from ..cache import VectorCache
+from ..client import ClientOptions, estimate_tokens
+from ._http import BatchAPI
+from ._limits import BatchLimits, price_per_million
+from ._plan import ENDPOINT, Scan, plan_texts, read_requests, resend_lines
+from ._results import Sorter
+from ._state import JobState, part_file
+
+logger = logging.getLogger("embedsdk.batchapi")
+
+Failed = Literal["batch", "embeddings"]
+#: A batch's statuses that end it.
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+#: Poll waits: from POLL_FIRST seconds, 1.5 times longer each time nothing moved, to POLL_MAX.
+POLL_FIRST = 2.0
+POLL_MAX = 300.0
+#: Rounds of resending what failed in a batch, per run (the first sending is not counted).
+MAX_ROUNDS = 3
+
+
+class BatchJobError(EmbedSDKError):
+    """A batch job cannot go on: a batch failed validation, the provider refused requests
+    for a reason other than their content, or failures remain after the rounds allowed.
+
+    ``job_dir``: where the job's state is (run again to resume); ``batch_id``: the batch at
+    fault, when one is.
+    """
+
+    def __init__(self, message: str, *, job_dir: str = "", batch_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_dir = job_dir
+        self.batch_id = batch_id
+
+
+@dataclasses.dataclass
+class JobReport:
+    """What a job did, over all its runs so far (``seen`` / ``cached`` / ``duplicates``:
+    this run's scan).
+
+    ``tokens``: input tokens as the provider counted them; ``price``: USD per million tokens
+    on ``/embeddings`` (``None``: unknown); ``cost`` / ``saved``: USD through the batches and
+    what ``/embeddings`` would have cost more (``None`` without a price); ``left``: inputs
+    whose vectors did not come back (failed after the rounds allowed); ``earlier``: texts of
+    this run's scan that an earlier run's batches carry.
+    """
+
+    job_dir: str
+    seen: int = 0
+    cached: int = 0
+    duplicates: int = 0
+    earlier: int = 0
+    planned: int = 0
+    batches: int = 0
+    requests: int = 0
+    stored: int = 0
+    tokens: int = 0
+    left: int = 0
+    price: float | None = None
+    discount: float = 0.5
+    seconds: float = 0.0
+
+    @property
+    def cost(self) -> float | None:
+        if self.price is None:
+            return None
+        return self.tokens / 1e6 * self.price * (1 - self.discount)
+
+    @property
+    def saved(self) -> float | None:
+        if self.price is None:
+            return None
+        return self.tokens / 1e6 * self.price * self.discount
+
+    def summary(self) -> str:
+        """One line for a person: what was sent, what it cost, what it saved."""
+        money = (
+            f"${self.cost:,.4f} at ${self.price:g}/M tokens, ${self.saved:,.4f} less than "
+            "/embeddings"
+            if self.price is not None and self.cost is not None and self.saved is not None
+            else "no published price for this model"
+        )
+        before = f", {plural(self.earlier, 'text')} sent by an earlier run" if self.earlier else ""
+        batches = plural(self.batches, "batch", "batches")
+        return (
+            f"Batch API: {plural(self.planned, 'text')} in {batches}"
+            f" ({plural(self.requests, 'request')}) in {self.seconds:,.1f} s; "
+            f"{plural(self.cached, 'text')} already cached, "
+            f"{plural(self.duplicates, 'duplicate')} not sent{before}; "
+            f"{plural(self.tokens, 'token')}: {money}"
+        )
+
+
+class BatchJob:
+    """One job directory's run. Use :func:`embedsdk.batchapi.embed_via_batch` or the
+    command line's ``--via batch``; this is their engine."""
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        state: JobState,
+        store: VectorCache,
+        namespace: bytes,
+        limits: BatchLimits,
+        *,
+        failed: Failed = "batch",
+        max_rounds: int = MAX_ROUNDS,
+        progress: bool = False,
+        keep_remote: bool = False,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.options, self.state, self.store, self.namespace = options, state, store, namespace
+        self.limits, self.failed, self.max_rounds = limits, failed, max_rounds
+        self.progress, self.keep_remote, self._sleep = progress, keep_remote, sleep
+        self.api = BatchAPI(options.base_url, options.api_key, sleep=sleep)
+        self.report = JobReport(
+            str(state.directory),
+            price=price_per_million(options.provider, options.model),
+            discount=limits.discount,
+        )
+        self._bar: Any = None
+
+    # -- the whole job -----------------------------------------------------------------------
+
+    async def run(self, texts: Iterable[Any]) -> JobReport:
+        started = time.monotonic()
+        scan = await self._plan(texts)
+        self.report.seen, self.report.cached = scan.texts, scan.cached
+        self.report.duplicates, self.report.earlier = scan.covered, scan.earlier
+        try:
+            async with self.api:
+                await self._send_until_done()
+        finally:
+            self._close_bar()
+            self.state.save()
+            self._tally()
+            self.report.seconds = time.monotonic() - started
+        return self.report
+
+    async def _plan(self, texts: Iterable[Any]) -> Scan:
+        round_ = 1 + max((p["round"] for p in self.state.parts), default=0)
+
+        def work() -> Scan:
+            with self.state.plan() as plan:
+                plan.forget_parts_above(len(self.state.parts))
+                return plan_texts(
+                    texts,
+                    self.state,
+                    plan,
+                    self.store,
+                    self.namespace,
+                    self.options,
+                    self.limits,
+                    round_,
+                )
+
+        return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    async def _send_until_done(self) -> None:
+        rounds = 0
+        while True:
+            live = [p for p in self.state.parts if p["stage"] != "finished"]
+            if live:
+                await self._submit_all(live)
+                await self._poll(live)
+            again = [p for p in self.state.parts if _owes(p)]
+            if not again or self.failed == "embeddings" or rounds >= self.max_rounds:
+                break
+            rounds += 1
+            self._resend(again)
+        self._check_done()
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def _submit_all(self, parts: list[dict[str, Any]]) -> None:
+        waiting = [p for p in parts if p["stage"] != "submitted"]
+        if not waiting:
+            return
+        if not self.state.data.get("validated"):
+            first = waiting[0]
+            await self._submit(first)
+            await self._until_validated(first)
+            waiting = waiting[1:]
+        for part in waiting:
+            await self._submit(part)
+
+    async def _submit(self, part: dict[str, Any]) -> None:
+        """Upload the part's file and create its batch, each once, whatever was killed."""
+        if part["stage"] in ("planned", "uploading"):
+            found = await self._uploaded_before(part) if part["stage"] == "uploading" else None
+            if found is None:
+                self._stage(part, "uploading")
+                found = await self.api.upload(
+                    self.state.path(part["file"]), self.state.remote_name(part)
+                )
+            part["file_id"] = found["id"]
+            self._stage(part, "uploaded")
+        if part["stage"] in ("uploaded", "creating"):
+            batch = await self._created_before(part) if part["stage"] == "creating" else None
+            if batch is None:
+                self._stage(part, "creating")
+                batch = await self.api.create(part["file_id"], ENDPOINT, self._metadata(part))
+            part["batch_id"], part["status"] = batch["id"], batch.get("status")
+            self._stage(part, "submitted")
+            logger.info("part %d: batch %s (%s)", part["n"], batch["id"], batch.get("status"))
+
+    def _metadata(self, part: dict[str, Any]) -> dict[str, str]:
+        return {"embedsdk_job": self.state.job_id, "embedsdk_part": str(part["n"])}
+
+    async def _uploaded_before(self, part: dict[str, Any]) -> dict[str, Any] | None:
+        name = self.state.remote_name(part)
+        for found in await self.api.files():
+            if found.get("filename") == name and found.get("bytes") == part["bytes"]:
+                logger.info("part %d: found its file %s, uploaded before", part["n"], found["id"])
+                return found
+        return None
+
+    async def _created_before(self, part: dict[str, Any]) -> dict[str, Any] | None:
+        async for batch in self.api.batches():
+            if batch.get("metadata") == self._metadata(part) or (
+                batch.get("input_file_id") == part["file_id"]
+            ):
+                logger.info("part %d: found its batch %s, made before", part["n"], batch["id"])
+                return batch
+        return None
+
+    def _stage(self, part: dict[str, Any], stage: str) -> None:
+        part["stage"] = stage
+        self.state.save()
+
+    async def _until_validated(self, part: dict[str, Any]) -> None:
+        """Wait for the first batch to pass validation: a file the provider refuses fails
+        there, before any other is uploaded."""
+        waits = _poll_waits()
+        while True:
+            batch = await self.api.retrieve(part["batch_id"])
+            self._note(part, batch)
+            if batch.get("status") != "validating":
+                break
+            await self._sleep(next(waits))
+        if batch.get("status") == "failed":
+            await self._finish(part, batch)  # raises
+        self.state.data["validated"] = True
+        self.state.save()
+
+    # -- polling -----------------------------------------------------------------------------
+
+    async def _poll(self, parts: list[dict[str, Any]]) -> None:
+        self._open_bar()
+        waits = _poll_waits()
+        while True:
+            moved = False
+            for part in parts:
+                if part["stage"] == "finished":
+                    continue
+                batch = await self.api.retrieve(part["batch_id"])
+                moved |= self._note(part, batch)
+                if batch.get("status") in TERMINAL:
+                    await self._finish(part, batch)
+                    moved = True
+            self._show(parts)
+            if all(p["stage"] == "finished" for p in parts):
+                return
+            if moved:
+                waits = _poll_waits()
+            await self._sleep(next(waits))
+
+    def _note(self, part: dict[str, Any], batch: dict[str, Any]) -> bool:
+        """Record the batch's status and counts; whether anything changed."""
+        counts = batch.get("request_counts") or {}
+        new = {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")}
+        new["total"] = new["total"] or part["requests"]
+        changed = bool(part["status"] != batch.get("status") or part["counts"] != new)
+        part["status"], part["counts"] = batch.get("status"), new
+        if changed:
+            self.state.save()
+        return changed
+
+    async def _finish(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
+        """A terminal batch: its results downloaded, stored and sorted."""
+        status = batch.get("status")
+        if status == "failed":
+            self._failed_validation(part, batch)
+        for kind, key in (("output", "output_file_id"), ("errors", "error_file_id")):
+            file_id = batch.get(key)
+            path = self.state.path(part_file(part["n"], kind))
+            if file_id and not path.exists():
+                await self.api.download(file_id, path)
+        sorter = Sorter(self.state, part, read_requests(self.state, part), self.options.dimensions)
+        loop = asyncio.get_running_loop()
+        part["stored"] = await loop.run_in_executor(None, sorter.store, self.store, self.namespace)
+        sorter.sort_errors()
+        part["tokens_used"] = sorter.tokens
+        part["retry"], part["split"], part["refused"] = sorter.retry, sorter.split, sorter.refused
+        self._stage(part, "finished")
+        if not self.keep_remote:
+            await self._forget_remote(part, batch)
+        for kind in ("output", "errors"):
+            self.state.path(part_file(part["n"], kind)).unlink(missing_ok=True)  # stored
+
+    def _failed_validation(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
+        errors = (batch.get("errors") or {}).get("data") or []
+        reasons = "; ".join(
+            (f"line {e['line']}: " if e.get("line") else "")
+            + str(e.get("message") or e.get("code") or "?")
+            for e in errors[:5]
+        )
+        part["stage"] = "uploaded"  # a new batch of the same file, once the cause is fixed
+        part["batch_id"] = None
+        self.state.save()
+        raise BatchJobError(
+            f"the provider refused batch {batch.get('id')} of {self.state.path(part['file'])} "
+            f"at validation: {reasons or 'no reason given'}",
+            job_dir=str(self.state.directory),
+            batch_id=batch.get("id"),
+        )
+
+    async def _forget_remote(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
+        """Delete the job's files on the provider's side (they count against its storage)."""
+        for key in ("input_file_id", "output_file_id", "error_file_id"):
+            if batch.get(key):
+                try:
+                    await self.api.delete_file(batch[key])
+                except EmbedSDKError as exc:  # a leftover file costs little: say so, go on
+                    logger.info("could not delete file %s: %s", batch[key], exc)
+
+    # -- sending failures again --------------------------------------------------------------
+
+    def _resend(self, parts: list[dict[str, Any]]) -> None:
+        round_ = 1 + max(p["round"] for p in self.state.parts)
+        again: list[tuple[list[str], int]] = []
+        for part in parts:
+            requests = read_requests(self.state, part)
+            for i in part["retry"]:
+                again.append((requests[i], sum(map(estimate_tokens, requests[i]))))
+            for i in part["split"]:
+                again.extend(([text], estimate_tokens(text)) for text in requests[i])
+        new = resend_lines(self.state, self.options, self.limits, round_, again)
+        for part in parts:
+            part["resent"] = True
+        self.state.save()
+        logger.info(
+            "sending %s again in %s",
+            plural(len(again), "request"),
+            plural(len(new), "batch", "batches"),
+        )
+
+    def _check_done(self) -> None:
+        self._tally()
+        owed = [p for p in self.state.parts if _owes(p)]
+        if owed and self.failed == "batch":
+            inputs = sum(_owed_inputs(self.state, p) for p in owed)
+            raise BatchJobError(
+                f"{plural(inputs, 'text')} failed in the batches {self.max_rounds + 1} times "
+                "in this run (the provider's errors were transient): run the same command "
+                "again to send them again, or send them to /embeddings at full price with "
+                "failed='embeddings' (--batch-failed embeddings)",
+                job_dir=str(self.state.directory),
+            )
+        others = [r for p in self.state.parts for r in p["refused"] if not _about_content(r)]
+        if others:
+            _, status, message = others[0]
+            raise BatchJobError(
+                f"the provider refused {plural(len(others), 'request')} of the batches: "
+                f"HTTP {status}: {message}",
+                job_dir=str(self.state.directory),
+            )
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _tally(self) -> None:
+        parts = self.state.parts
+        report = self.report
+        report.batches = sum(1 for p in parts if p.get("batch_id"))
+        report.planned = (
+            sum(p["inputs"] for p in parts if p["round"] == parts[0]["round"]) if parts else 0
+        )
+        report.requests = sum(p["requests"] for p in parts)
+        report.stored = sum(p["stored"] for p in parts)
+        report.tokens = sum(p["tokens_used"] for p in parts)
+        report.left = sum(_owed_inputs(self.state, p) for p in parts if _owes(p))
+
+    def _open_bar(self) -> None:
+        if not self.progress or self._bar is not None:
+            return
+        from tqdm.auto import tqdm
+
+        total = sum(p["requests"] for p in self.state.parts)
+        self._bar = tqdm(total=total, unit="request", desc="batches", dynamic_ncols=True)
+
+    def _show(self, parts: list[dict[str, Any]]) -> None:
+        if self._bar is None:
+            return
+        done = sum(p["counts"]["completed"] + p["counts"]["failed"] for p in self.state.parts)
+        self._bar.total = max(self._bar.total, sum(p["requests"] for p in self.state.parts))
+        self._bar.n = done
+        statuses = sorted({str(p["status"]) for p in parts if p["stage"] != "finished"})
+        self._tally()
+        saved = self.report.saved
+        postfix = {"status": ",".join(statuses) or "done"}
+        if saved is not None:
+            postfix["saved"] = f"${saved:,.2f}"
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.refresh()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 batch``, ``2,000 batches`` (with thousands separators)."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def _poll_waits() -> Any:
+    waits = backoff.expo(base=1.5, factor=POLL_FIRST, max_value=POLL_MAX)
+    next(waits)  # backoff's generators start with a priming None
+    return waits
+
+
+def _owes(part: dict[str, Any]) -> bool:
+    """A finished part with requests to send again that no later part took."""
+    return (
+        part["stage"] == "finished" and not part["resent"] and bool(part["retry"] or part["split"])
+    )
+
+
+def _owed_inputs(state: JobState, part: dict[str, Any]) -> int:
+    requests = read_requests(state, part)
+    return sum(len(requests[i]) for i in (*part["retry"], *part["split"]))
+
+
+def _about_content(refused: list[Any]) -> bool:
+    """A refusal of one input for its content (400/413/422): the text's fault, reported with
+    it; any other (401, 404 model) is the job's."""
+    return int(refused[1]) in (400, 413, 422)

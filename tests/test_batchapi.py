@@ -1,0 +1,519 @@
+"""Big jobs through the Batch API (issue 23): the same vectors as /embeddings, rows in order,
+nothing paid twice, and a job that survives being killed at any stage.
+
+Everything runs against the simulated provider's Batch API over 127.0.0.1, in simulated
+time (``run_in_virtual_time``): a batch that takes hours there takes milliseconds here, and
+nothing depends on the wall clock. "Killed" is an exception raised from inside the job at
+the stage named (a BaseException, as Ctrl-C is), after which the same call runs again.
+
+Private access: the kill points are the Batch API client's calls (``_http.BatchAPI``), and the
+poll's waits (``_job``) are checked against the module's own constants; neither has a public
+seam, and a test must stop the job between two of its steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import embedsdk
+from embedsdk import ConfigurationError, InvalidInputError
+from embedsdk.batchapi import (
+    BatchJobError,
+    BatchLimits,
+    NoBatchAPI,
+    StoreFailed,
+    _http,
+    _job,
+    aembed_via_batch,
+    embed_via_batch,
+)
+from embedsdk.testing import SimulatedProvider, expected_matrix, run_in_virtual_time
+
+DIM = 8
+MODEL = "BAAI/bge-m3"
+KEY = "sk-batch-secret-0123456789"
+
+
+class Killed(BaseException):
+    """The process dying at a chosen point (not an error anything may catch)."""
+
+
+def corpus(n: int, prefix: str = "text") -> list[str]:
+    return [f"{prefix} {i}: 向量 the quick brown fox" for i in range(n)]
+
+
+def sim_options(sim: SimulatedProvider, **more: Any) -> dict[str, Any]:
+    return {"base_url": sim.base_url, "model": MODEL, "api_key": KEY, **more}
+
+
+def run(scenario: Callable[..., Awaitable[Any]], **sim: Any) -> Any:
+    """``scenario(sim)`` with a simulated provider (Batch API on), in simulated time."""
+    config = {"dim": DIM, "api_key": KEY, "batch_per_request": 60.0, **sim}
+
+    async def main() -> Any:
+        async with SimulatedProvider(**config) as provider:
+            return await scenario(provider)
+
+    return run_in_virtual_time(main())[0]
+
+
+def paid(sim: SimulatedProvider) -> Counter[str]:
+    """How many times each text was embedded through a batch."""
+    return Counter(sim.stats()["batch"]["texts"])
+
+
+# -- the result ------------------------------------------------------------------------------
+
+
+def test_the_vectors_are_the_same_as_from_embeddings_in_input_order(tmp_path: Path) -> None:
+    texts = corpus(300)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
+        assert vectors.dtype == np.float32
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        stats = sim.stats()
+        assert stats["requests"] == 0  # nothing through /embeddings
+        assert paid(sim) == Counter(texts)  # each text once
+        assert stats["batch"]["created"] == 1
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+def test_float_and_base64_answers_give_the_same_bits(tmp_path: Path, encoding: str) -> None:
+    texts = corpus(70)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(
+            texts, job_dir=tmp_path / "job", encoding_format=encoding, **sim_options(sim)
+        )
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+
+    run(scenario)
+
+
+def test_cached_and_repeated_texts_are_not_sent(tmp_path: Path) -> None:
+    texts = corpus(100)
+    repeated = texts + texts[:30] + corpus(20, "new") + corpus(20, "new")
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        async with embedsdk.AsyncEmbedder(**sim_options(sim)) as embedder:
+            await embedder.embed(texts[:50])  # in the cache now
+        vectors = await aembed_via_batch(repeated, job_dir=tmp_path / "job", **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(repeated, dim=DIM))
+        assert paid(sim) == Counter(texts[50:] + corpus(20, "new"))
+
+    run(scenario)
+
+
+def test_a_second_run_costs_nothing(tmp_path: Path) -> None:
+    texts = corpus(120)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        for _ in range(2):
+            vectors = await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
+            assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert paid(sim) == Counter(texts)
+        assert sim.stats()["batch"]["uploads"] == 1
+        assert sim.stats()["requests"] == 0
+
+    run(scenario)
+
+
+def test_without_the_cache_the_job_keeps_its_own_store(tmp_path: Path) -> None:
+    texts = corpus(90)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        job = tmp_path / "job"
+        vectors = await aembed_via_batch(texts, job_dir=job, cache=False, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert (job / "vectors").is_dir()
+        assert sim.stats()["requests"] == 0
+
+    run(scenario)
+
+
+def test_jobs_are_cut_to_the_limits_of_the_batch_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(500)
+    limits = BatchLimits(requests_per_file=3, bytes_per_file=10_000, inputs_per_batch=100)
+    monkeypatch.setattr("embedsdk.batchapi.limits_for", lambda provider: limits)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        job = tmp_path / "job"
+        vectors = await aembed_via_batch(texts, job_dir=job, batch_size=40, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        state = json.loads((job / "job.json").read_text())
+        for part in state["parts"]:
+            assert part["requests"] <= 3
+            assert part["bytes"] <= 10_000
+            assert part["inputs"] <= 100
+        assert len(state["parts"]) == sim.stats()["batch"]["created"] >= 5
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+# -- resuming after a kill -------------------------------------------------------------------
+
+
+def _kill_after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, nth: int = 1) -> None:
+    """``owner.name`` runs for real, then the process "dies" on its ``nth`` call, once."""
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    async def dying(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == nth:
+            raise Killed(name)
+        return result
+
+    monkeypatch.setattr(owner, name, dying)
+
+
+def _kill_before(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    async def dying(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Killed(name)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, dying)
+
+
+STAGES = {
+    "before upload": lambda mp: _kill_before(mp, _http.BatchAPI, "upload"),
+    "after upload": lambda mp: _kill_after(mp, _http.BatchAPI, "upload"),
+    "after create": lambda mp: _kill_after(mp, _http.BatchAPI, "create"),
+    "in progress": lambda mp: _kill_after(mp, _http.BatchAPI, "retrieve", nth=3),
+    "after completion, before download": lambda mp: _kill_before(mp, _http.BatchAPI, "download"),
+    "after download, before store": lambda mp: _kill_after(mp, _http.BatchAPI, "download"),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_job_killed_at_any_stage_resumes_without_paying_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    texts = corpus(400)
+    limits = BatchLimits(requests_per_file=4)
+    monkeypatch.setattr("embedsdk.batchapi.limits_for", lambda provider: limits)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        job = tmp_path / "job"
+        with monkeypatch.context() as patch:
+            STAGES[stage](patch)
+            with pytest.raises(Killed):
+                await aembed_via_batch(texts, job_dir=job, batch_size=32, **sim_options(sim))
+        vectors = await aembed_via_batch(texts, job_dir=job, batch_size=32, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        parts = len(json.loads((job / "job.json").read_text())["parts"])
+        batch = sim.stats()["batch"]
+        assert batch["uploads"] == parts == 4  # 13 requests of 32, 4 a file
+        assert batch["created"] == parts
+        assert paid(sim) == Counter(texts)
+        assert sim.stats()["requests"] == 0
+
+    run(scenario)
+
+
+def test_a_kill_while_planning_plans_again_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(300)
+
+    def dying() -> Any:
+        for i, text in enumerate(texts):
+            if i == 250:
+                raise Killed("planning")
+            yield text
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        job = tmp_path / "job"
+        options = resolve(sim)
+        with pytest.raises(Killed), embedsdk.batchapi.job_store(options, job) as store:
+            await embedsdk.batchapi.run_job(dying(), job, options, store)
+        assert sim.stats()["batch"]["uploads"] == 0
+        vectors = await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def resolve(sim: SimulatedProvider) -> Any:
+    return embedsdk.client.resolve_options(**sim_options(sim))
+
+
+# -- outcomes --------------------------------------------------------------------------------
+
+
+def test_lines_that_fail_go_again_in_a_new_batch(tmp_path: Path) -> None:
+    texts = corpus(640)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(
+            texts, job_dir=tmp_path / "job", batch_size=16, **sim_options(sim)
+        )
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert paid(sim) == Counter(texts)  # a failed line is not paid for
+        assert sim.stats()["batch"]["created"] >= 2
+        assert sim.stats()["requests"] == 0
+
+    run(scenario, batch_line_failure_rate=0.3, seed=3)
+
+
+def test_failures_left_after_the_rounds_are_an_error_that_spends_nothing_more(
+    tmp_path: Path,
+) -> None:
+    texts = corpus(64)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with pytest.raises(BatchJobError, match=r"64 texts failed in the batches 4 times"):
+            await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
+        assert sim.stats()["batch"]["created"] == 4
+        assert sim.stats()["requests"] == 0  # not sent to /embeddings behind the user's back
+
+    run(scenario, batch_line_failure_rate=1.0)
+
+
+def test_failed_embeddings_sends_what_failed_to_embeddings(tmp_path: Path) -> None:
+    texts = corpus(64)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(
+            texts, job_dir=tmp_path / "job", failed="embeddings", **sim_options(sim)
+        )
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert sim.stats()["batch"]["created"] == 1
+        assert sim.stats()["requests"] >= 1
+
+    run(scenario, batch_line_failure_rate=1.0)
+
+
+def test_one_refused_text_costs_only_itself(tmp_path: Path) -> None:
+    texts = corpus(200)
+    texts[137] = "text 137 <refused>"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        result = await aembed_via_batch(
+            texts, job_dir=tmp_path / "job", errors="return", **sim_options(sim)
+        )
+        assert result.ok.sum() == 199 and not result.ok[137]
+        good = np.arange(200) != 137
+        want = expected_matrix([t for i, t in enumerate(texts) if i != 137], dim=DIM)
+        assert np.array_equal(result.vectors[good], want)
+        # the others of the refused request came back through a batch, one input a line
+        assert paid(sim) == Counter(t for i, t in enumerate(texts) if i != 137)
+
+    run(scenario, refuse_inputs=("<refused>",))
+
+
+def test_an_expired_batch_keeps_what_it_did_and_sends_the_rest(tmp_path: Path) -> None:
+    texts = corpus(640)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(
+            texts, job_dir=tmp_path / "job", batch_size=16, **sim_options(sim)
+        )
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert paid(sim) == Counter(texts)
+        assert sim.stats()["batch"]["created"] >= 2
+
+    # 40 requests of 60 s each, a window of 30 minutes: the first batch does 30 and expires
+    run(scenario, batch_expire_after=1800.0)
+
+
+def test_a_cancelled_batch_keeps_what_it_did_and_the_next_run_sends_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(320)
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        real = _http.BatchAPI.retrieve
+        seen = {"n": 0}
+
+        async def cancelling(api: Any, batch_id: str) -> Any:
+            seen["n"] += 1
+            if seen["n"] == 4:
+                await api.cancel(batch_id)
+            return await real(api, batch_id)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_http.BatchAPI, "retrieve", cancelling)
+            vectors = await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert sim.stats()["batch"]["cancelled"] == 1
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def test_a_batch_refused_at_validation_is_an_error_before_anything_else_is_spent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(400)
+    monkeypatch.setattr(
+        "embedsdk.batchapi.limits_for", lambda provider: BatchLimits(requests_per_file=2)
+    )
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with pytest.raises(BatchJobError, match=r"at validation: .*model not allowed in batches"):
+            await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
+        assert sim.stats()["batch"]["uploads"] == 1  # the other files are not sent
+
+    run(scenario, batch_fail_validation="model not allowed in batches")
+
+
+def test_a_server_without_a_batch_api_says_to_use_the_default_route(tmp_path: Path) -> None:
+    async def scenario(sim: SimulatedProvider) -> None:
+        with pytest.raises(NoBatchAPI, match=r"has no Batch API.*leave out --via batch"):
+            await aembed_via_batch(corpus(10), job_dir=tmp_path / "job", **sim_options(sim))
+        assert sim.stats()["requests"] == 0
+
+    run(scenario, batch_api=False)
+
+
+def test_polling_honours_retry_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    real = _http.BatchAPI.__init__
+
+    def noting(self: Any, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        inner = self._sleep
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            await inner(seconds)
+
+        self._sleep = sleep
+
+    monkeypatch.setattr(_http.BatchAPI, "__init__", noting)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(corpus(50), job_dir=tmp_path / "job", **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(corpus(50), dim=DIM))
+
+    run(scenario, batch_poll_429=2)
+    assert 2.0 in waits
+
+
+def test_poll_waits_grow_from_seconds_to_minutes() -> None:
+    waits = _job._poll_waits()
+    seen = [next(waits) for _ in range(20)]
+    assert seen[0] == _job.POLL_FIRST
+    assert seen == sorted(seen)
+    assert seen[-1] == _job.POLL_MAX
+
+
+# -- refused before anything is sent ---------------------------------------------------------
+
+
+def test_a_bad_text_is_named_before_anything_is_uploaded(tmp_path: Path) -> None:
+    texts = corpus(5000)
+    texts[4321] = "   "
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with pytest.raises(InvalidInputError, match=r"texts\[4321\] is empty"):
+            await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
+        assert sim.stats()["batch"]["uploads"] == 0
+
+    run(scenario)
+
+
+def test_a_job_directory_of_other_settings_is_refused(tmp_path: Path) -> None:
+    async def scenario(sim: SimulatedProvider) -> None:
+        await aembed_via_batch(corpus(10), job_dir=tmp_path / "job", **sim_options(sim))
+        with pytest.raises(ConfigurationError, match="holds a job with other settings: model"):
+            await aembed_via_batch(
+                corpus(10), job_dir=tmp_path / "job", **sim_options(sim, model="other")
+            )
+
+    run(scenario)
+
+
+def test_job_dir_and_failed_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="job_dir is required"):
+        embed_via_batch(["a"], job_dir="")
+    with pytest.raises(ConfigurationError, match="failed must be 'batch' or 'embeddings'"):
+        embed_via_batch(["a"], job_dir=tmp_path, failed="never")  # type: ignore[arg-type]
+
+
+def test_the_key_is_in_no_file_of_the_job(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        await aembed_via_batch(corpus(30), job_dir=job, cache=False, **sim_options(sim))
+
+    run(scenario)
+    for path in job.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+    assert KEY not in repr(_http.BatchAPI("http://127.0.0.1:1/v1", KEY))
+
+
+def test_the_store_failing_keeps_the_results_for_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(100)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        job = tmp_path / "job"
+        with monkeypatch.context() as patch:
+            patch.setattr(embedsdk.VectorCache, "set_many", lambda *a, **k: None)
+            with pytest.raises(StoreFailed, match="did not keep the batch's vectors"):
+                await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
+        vectors = await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def test_the_sync_call_works_inside_a_running_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook runs a loop in the main thread: the sync call runs on a thread of its own."""
+    monkeypatch.setattr(_job, "POLL_FIRST", 0.01)
+    fast = {"batch_validation": 0.01, "batch_per_request": 0.001, "batch_finalizing": 0.01}
+    with SimulatedProvider(dim=DIM, **fast) as sim:
+
+        async def inside() -> Any:
+            return embed_via_batch(corpus(10), job_dir=tmp_path / "job", **sim_options(sim))
+
+        vectors = asyncio.run(inside())
+    assert np.array_equal(vectors, expected_matrix(corpus(10), dim=DIM))
+
+
+def test_a_server_that_is_down_fails_at_once_and_keeps_the_plan(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens there once closed
+    job = tmp_path / "job"
+
+    async def scenario() -> None:
+        with pytest.raises(embedsdk.APIConnectionError, match="connection refused"):
+            await aembed_via_batch(
+                corpus(10), job_dir=job, base_url=f"http://127.0.0.1:{port}/v1", model=MODEL
+            )
+
+    run_in_virtual_time(scenario())
+    parts = json.loads((job / "job.json").read_text())["parts"]
+    assert [p["stage"] for p in parts] == ["uploading"]  # the next run looks it up, then sends
