@@ -3,6 +3,7 @@
 Subcommands:
   embed   embed a file of texts (lines, JSONL, CSV or stdin) into .npy, Parquet or JSON Lines
   cache   show where the vector cache is and how big (``info``), or empty it (``clear``)
+  batch   show, cancel or list the Batch API jobs of ``embed --via batch``
   bench   measure throughput and CPU against the peers, the cache, memory, rate limits, batch
           sizes, the adapters and Ray, on the simulated provider or a real endpoint
 
@@ -29,6 +30,7 @@ from typing import Any
 from .._exceptions import APIError, EmbedSDKError
 from ..cache import DBNAME, VectorCache, cache_disabled_by_env, default_cache_dir, file_in_the_way
 from ..client import REWRITE_MARK
+from ._batch import add_batch_parser
 from ._embed import add_embed_parser, in_flags, is_usage_error, plural
 
 EPILOG = """\
@@ -39,6 +41,8 @@ examples:
   cat corpus.txt | embedsdk embed - -o vectors.npy         standard input
   embedsdk embed data.jsonl --id-field id -o v.parquet     Parquet rows of id, embedding
   embedsdk embed corpus.txt --keep-text -o - --format jsonl | head
+  embedsdk embed corpus.jsonl -o v.parquet --via batch     Batch API: half price, <= 24 h
+  embedsdk batch status v.parquet.batch                    its batches, requests done
   embedsdk cache info                                      where the cache is, how big
   embedsdk <command> --help                                options of one command
 """
@@ -206,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     add_embed_parser(sub)
     add_cache_parser(sub)
+    add_batch_parser(sub)
     add_bench_parser(sub)
     return parser
 

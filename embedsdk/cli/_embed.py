@@ -107,13 +107,20 @@ def run_embed(args: argparse.Namespace) -> int:
             "--workers needs --ray; without Ray one process sends every request: set how "
             "many are in flight with --max-concurrent"
         )
+    if getattr(args, "via", "embeddings") == "batch":  # plans, waits, then writes as below
+        from ._batch import run_via_batch
+
+        return run_via_batch(args, _prepare, _run, _named_by_line)
     fmt, input_fmt = _prepare(args)
     with lock_output(args.output):  # one run per output: two would mix their rows
         return _run(args, fmt, input_fmt)
 
 
-def _run(args: argparse.Namespace, fmt: str, input_fmt: str) -> int:
-    """Read, embed and write, with the command checked and the output locked."""
+def _run(
+    args: argparse.Namespace, fmt: str, input_fmt: str, overrides: dict[str, Any] | None = None
+) -> int:
+    """Read, embed and write, with the command checked and the output locked; ``overrides``:
+    client options in place of the flags' (the Batch API route's store as the cache)."""
     numbers = LineNumbers()
     rows = read_rows(
         args.input,
@@ -130,7 +137,7 @@ def _run(args: argparse.Namespace, fmt: str, input_fmt: str) -> int:
     show = not args.quiet and sys.stderr.isatty()
     started = time.perf_counter()
     refused: Refused = []
-    with Embedder(**client_kwargs(args)) as client:
+    with Embedder(**{**client_kwargs(args), **(overrides or {})}) as client:
         try:
             out = _embed_into(
                 client, _Sized(texts, total) if total else texts, args, fmt, meta, show, refused
@@ -315,6 +322,9 @@ def add_embed_parser(sub: Any) -> None:
     from ._ray import add_ray_option  # imports no Ray
 
     add_ray_option(parser)
+    from ._batch import add_batch_options
+
+    add_batch_options(parser)
     parser.set_defaults(run=run_embed)
 
 

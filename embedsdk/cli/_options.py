@@ -40,10 +40,16 @@ class _KeyNotOnCommandLine(argparse.Action):
 
 
 def plural(count: int, noun: str) -> str:
-    """``1 text``, ``2 texts``, ``1 retry``, ``3 retries`` (with thousands separators)."""
+    """``1 text``, ``2 texts``, ``1 retry``, ``3 retries``, ``2 batches`` (with thousands
+    separators)."""
     if count == 1:
         return f"1 {noun}"
-    many = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        many = noun[:-1] + "ies"
+    elif noun.endswith(("s", "x", "ch", "sh")):
+        many = noun + "es"
+    else:
+        many = noun + "s"
     return f"{count:,} {many}"
 
 
@@ -230,7 +236,7 @@ def _add_cache_options(group: Any) -> None:
     )
 
 
-def _api_key(args: argparse.Namespace) -> Any:
+def api_key_of(args: argparse.Namespace) -> Any:
     """``""`` for ``--no-api-key``, the file's key for ``--api-key-file``, else ``NOT_GIVEN``
     (the environment). The key is never echoed."""
     if getattr(args, "no_api_key", False):
@@ -266,7 +272,7 @@ def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if cache and getattr(args, "cache_dir", None):
         cache = args.cache_dir
     kwargs = {name: getattr(args, name) for name in _SAME_NAME}
-    kwargs.update(api_key=_api_key(args), cache=cache)
+    kwargs.update(api_key=api_key_of(args), cache=cache)
     return given_options(kwargs)
 
 
