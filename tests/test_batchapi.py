@@ -517,3 +517,31 @@ def test_a_server_that_is_down_fails_at_once_and_keeps_the_plan(tmp_path: Path) 
     run_in_virtual_time(scenario())
     parts = json.loads((job / "job.json").read_text())["parts"]
     assert [p["stage"] for p in parts] == ["uploading"]  # the next run looks it up, then sends
+
+
+def test_a_full_queue_holds_a_batch_until_another_has_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(400)
+    limits = BatchLimits(inputs_per_batch=100)
+    monkeypatch.setattr("embedsdk.batchapi.limits_for", lambda provider: limits)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(
+            texts, job_dir=tmp_path / "job", batch_size=25, **sim_options(sim)
+        )
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        batch = sim.stats()["batch"]
+        assert batch["created"] > 4  # some were refused for the full queue, then made again
+        assert batch["uploads"] == 4  # each file once
+        assert paid(sim) == Counter(texts)
+
+    run(scenario, batch_enqueued_inputs=150)
+
+
+def test_a_batch_larger_than_the_queue_is_an_error(tmp_path: Path) -> None:
+    async def scenario(sim: SimulatedProvider) -> None:
+        with pytest.raises(BatchJobError, match="alone passes the provider's limit"):
+            await aembed_via_batch(corpus(100), job_dir=tmp_path / "job", **sim_options(sim))
+
+    run(scenario, batch_enqueued_inputs=50)

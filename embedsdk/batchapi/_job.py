@@ -138,6 +138,7 @@ class BatchJob:
             discount=limits.discount,
         )
         self._bar: Any = None
+        self._finished = 0  # parts finished in this run (a held part waits for one more)
 
     # -- the whole job -----------------------------------------------------------------------
 
@@ -270,7 +271,10 @@ class BatchJob:
         while True:
             moved = False
             for part in parts:
-                if part["stage"] == "finished":
+                if part["stage"] == "uploaded" and self._finished > part.get("held", -1):
+                    await self._submit(part)  # held for a full queue; one batch has finished
+                    moved = True
+                if part["stage"] != "submitted":
                     continue
                 batch = await self.api.retrieve(part["batch_id"])
                 moved |= self._note(part, batch)
@@ -298,6 +302,9 @@ class BatchJob:
     async def _finish(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
         """A terminal batch: its results downloaded, stored and sorted."""
         status = batch.get("status")
+        if status == "failed" and _over_enqueued(batch):
+            self._hold(part, batch)
+            return
         if status == "failed":
             self._failed_validation(part, batch)
         for kind, key in (("output", "output_file_id"), ("errors", "error_file_id")):
@@ -312,18 +319,30 @@ class BatchJob:
         part["tokens_used"] = sorter.tokens
         part["retry"], part["split"], part["refused"] = sorter.retry, sorter.split, sorter.refused
         self._stage(part, "finished")
+        self._finished += 1
         if not self.keep_remote:
             await self._forget_remote(part, batch)
         for kind in ("output", "errors"):
             self.state.path(part_file(part["n"], kind)).unlink(missing_ok=True)  # stored
 
+    def _hold(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
+        """The provider's queue is full (its enqueued-token limit): the part's file is
+        batched again once one of the job's batches in progress has finished."""
+        others = [p for p in self.state.parts if p is not part and p["stage"] == "submitted"]
+        if not others:
+            raise BatchJobError(
+                f"batch {batch.get('id')} alone passes the provider's limit of tokens enqueued "
+                f"at once ({_reasons(batch)}): make the files smaller (BatchLimits), or wait "
+                "for the account's other batches to finish and run the same command again",
+                job_dir=str(self.state.directory),
+                batch_id=batch.get("id"),
+            )
+        part["batch_id"], part["status"], part["held"] = None, "held", self._finished
+        self._stage(part, "uploaded")
+        logger.info("part %d: the provider's queue is full; sent again later", part["n"])
+
     def _failed_validation(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
-        errors = (batch.get("errors") or {}).get("data") or []
-        reasons = "; ".join(
-            (f"line {e['line']}: " if e.get("line") else "")
-            + str(e.get("message") or e.get("code") or "?")
-            for e in errors[:5]
-        )
+        reasons = _reasons(batch)
         part["stage"] = "uploaded"  # a new batch of the same file, once the cause is fixed
         part["batch_id"] = None
         self.state.save()
@@ -437,6 +456,25 @@ def _poll_waits() -> Any:
     waits = backoff.expo(base=1.5, factor=POLL_FIRST, max_value=POLL_MAX)
     next(waits)  # backoff's generators start with a priming None
     return waits
+
+
+def _errors(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((batch.get("errors") or {}).get("data") or [])
+
+
+def _reasons(batch: dict[str, Any]) -> str:
+    """The provider's reasons a batch failed, as one line (the first five)."""
+    return "; ".join(
+        (f"line {e['line']}: " if e.get("line") else "")
+        + str(e.get("message") or e.get("code") or "?")
+        for e in _errors(batch)[:5]
+    )
+
+
+def _over_enqueued(batch: dict[str, Any]) -> bool:
+    """Failed only because the provider's queue is full (OpenAI's enqueued-token limit)."""
+    errors = _errors(batch)
+    return bool(errors) and all(e.get("code") == "token_limit_exceeded" for e in errors)
 
 
 def _owes(part: dict[str, Any]) -> bool:

@@ -459,6 +459,8 @@ class BatchAPI:
         if not await self._wait(batch, self.server.config.batch_validation):
             self._expire(batch)
             return
+        if not problems:
+            problems = self._over_enqueued(batch)
         if problems:
             batch.info["errors"] = {"object": "list", "data": problems[:MAX_ERRORS]}
             self._finish(batch, "failed")
@@ -506,6 +508,25 @@ class BatchAPI:
         problems.extend(_file_problems(numbered, batch.lines, cfg.batch_max_requests))
         problems.extend(_input_problems(batch.lines, cfg.batch_max_inputs))
         return problems
+
+    def _over_enqueued(self, batch: _Batch) -> list[dict[str, Any]]:
+        """``token_limit_exceeded`` when this batch's inputs and those of the batches in
+        progress pass ``batch_enqueued_inputs`` (OpenAI fails such a batch at validation)."""
+        limit = self.server.config.batch_enqueued_inputs
+        if not limit:
+            return []
+        busy = ("in_progress", "finalizing")
+        enqueued = sum(
+            _inputs(other) for other in self.batches.values() if other.info["status"] in busy
+        )
+        if enqueued + _inputs(batch) <= limit:
+            return []
+        model = batch.info.get("model")
+        message = (
+            f"Enqueued token limit reached for {model} in organization org-sim. Limit: "
+            f"{limit} enqueued inputs. Please try submitting your batch again later."
+        )
+        return [_problem("token_limit_exceeded", message, None)]
 
     def _answer(self, batch: _Batch, line: _Line) -> None:
         """Answer one line as ``/embeddings`` would (or with a drawn 500), and record it."""
@@ -560,6 +581,15 @@ class BatchAPI:
     def _set(self, batch: _Batch, status: str) -> None:
         batch.info["status"] = status
         batch.info[_STATUS_AT[status]] = self.now()
+
+
+def _inputs(batch: _Batch) -> int:
+    """Inputs over a batch's lines (a string input is one)."""
+    total = 0
+    for line in batch.lines:
+        given = line.body.get("input")
+        total += len(given) if isinstance(given, list) else 1
+    return total
 
 
 def _refuse_create(payload: dict[str, Any]) -> web.Response | None:

@@ -80,6 +80,9 @@ class SimConfig:
     batch_max_inputs: int = 50_000  # inputs over a file's lines; more: the batch fails
     batch_fail_validation: str = ""  # non-empty: every batch fails validation, this message
     batch_poll_429: int = 0  # N > 0: every Nth GET of a batch -> 429 (Retry-After: 2)
+    # N > 0: inputs that may be enqueued (in progress) at once; a batch past it fails with
+    # token_limit_exceeded (OpenAI's enqueued-token limit per model, counted in inputs)
+    batch_enqueued_inputs: int = 0
 
     def __post_init__(self) -> None:
         # Lists (from JSON) and comma-separated strings become tuples: hashable, immutable.
@@ -180,9 +183,15 @@ def _validate_batch(config: SimConfig) -> None:
     _number("batch_line_failure_rate", config.batch_line_failure_rate)
     if config.batch_line_failure_rate > 1:
         raise ValueError("batch_line_failure_rate must be a probability between 0 and 1")
-    for name in ("batch_max_requests", "batch_max_bytes", "batch_max_inputs", "batch_poll_429"):
+    for name in (
+        "batch_max_requests",
+        "batch_max_bytes",
+        "batch_max_inputs",
+        "batch_poll_429",
+        "batch_enqueued_inputs",
+    ):
         value = getattr(config, name)
-        least = 0 if name == "batch_poll_429" else 1
+        least = 0 if name in ("batch_poll_429", "batch_enqueued_inputs") else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
     if not isinstance(config.batch_fail_validation, str):
