@@ -25,6 +25,7 @@ SCENARIOS = (
     "nginx",
     "integrations",
     "batch",
+    "batch-api",
     "ray",
 )
 DEFAULT_SCENARIOS = ("throughput", "fast")
@@ -306,6 +307,11 @@ def _run_scenario(name: str, args: argparse.Namespace) -> tuple[Any, str, Any] |
 
         b = batch.run(args)
         return b, batch.format_table(b), b
+    if name == "batch-api":  # the provider's Batch API against /embeddings, simulated time
+        from . import batchapi
+
+        api = batchapi.run(args)
+        return api, batchapi.format_table(api), api
     if name == "nginx":  # behind a real gateway's limits, when nginx is installed
         from . import gateway
 

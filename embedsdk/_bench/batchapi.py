@@ -1,0 +1,165 @@
+"""``--scenario batch-api``: the same corpus through ``/embeddings`` under an account's limits,
+and through the provider's Batch API (``embedsdk.batchapi``), as wall time and as cost.
+
+- **/embeddings**: the whole client (``AsyncEmbedder``, the limits told as a user who knows
+  their account would tell them: ``rpm``, ``tpm``) against the simulator's server code
+  in-process, under a SiliconFlow-sized account (2,000 RPM, 500,000 TPM, token buckets),
+  50 ms + 0.5 ms per input a request, 16 in flight.
+- **Batch API**: ``aembed_via_batch`` against the simulator over HTTP on 127.0.0.1: upload,
+  batch, polls, download, the store, and the result read back from it.
+
+Both run in **simulated time** (``run_in_virtual_time``), so that an hour-long case takes
+seconds and the figures do not depend on how loaded the machine is. What is measured: the
+time ``/embeddings`` needs under the limit, the requests each route sends, the tokens the
+server counted, whether the two give the same vectors bit for bit. What is *modelled*, not
+measured: how long the provider takes to run a batch (here ``BATCH_PER_REQUEST`` seconds a
+request, after ``VALIDATION`` s; OpenAI promises only "within 24 hours"). The cost is the
+tokens at a published price (OpenAI's text-embedding-3-small, :data:`PRICE`) and the Batch
+API's discount.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from embedsdk import AsyncEmbedder
+from embedsdk.batchapi import aembed_via_batch, limits_for, price_per_million
+from embedsdk.testing import SimulatedProvider, SimulatedTransport, run_in_virtual_time
+
+from . import report, runner
+from .texts import mixed_texts
+
+RPM = 2_000
+TPM = 500_000
+LATENCY = 0.05
+PER_INPUT = 0.0005
+IN_FLIGHT = 16
+BATCH = 64
+DIM = 64
+#: The provider's pace on a batch (modelled): seconds per request after validation.
+BATCH_PER_REQUEST = 0.05
+VALIDATION = 30.0
+FINALIZING = 1.0
+#: USD per million tokens on /embeddings: OpenAI's text-embedding-3-small (see batchapi).
+PRICE = price_per_million("openai", "text-embedding-3-small") or 0.02
+DISCOUNT = limits_for("openai").discount
+TEXTS = (20_000, 2_000)  # full run, --quick
+
+
+def _sim_fields() -> dict[str, Any]:
+    return {"dim": DIM, "latency": LATENCY, "per_input": PER_INPUT, "max_batch": BATCH}
+
+
+async def _via_embeddings(texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    sim = SimulatedTransport(**_sim_fields(), limiter="token_bucket", rpm=RPM, tpm=TPM)
+    async with AsyncEmbedder(
+        transport=sim,
+        cache=False,
+        batch_size=BATCH,
+        max_concurrent=IN_FLIGHT,
+        rpm=RPM,
+        tpm=TPM,
+        api_key="",
+    ) as embedder:
+        vectors = await embedder.embed(texts)
+    return vectors, sim.stats(texts=False)
+
+
+async def _via_batch(texts: list[str], job_dir: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    fields = {**_sim_fields(), "batch_per_request": BATCH_PER_REQUEST}
+    async with SimulatedProvider(
+        **fields, batch_validation=VALIDATION, batch_finalizing=FINALIZING
+    ) as sim:
+        vectors = await aembed_via_batch(
+            texts,
+            job_dir=job_dir,
+            base_url=sim.base_url,
+            api_key="",
+            batch_size=BATCH,
+            cache=False,
+        )
+        return vectors, sim.stats(texts=False)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    n = TEXTS[1] if args.quick else TEXTS[0]
+    texts = mixed_texts(n)
+    runner.log(f"batch-api: {n:,} texts through /embeddings (simulated time)", args.quiet)
+    (a, served_a), seconds_a = run_in_virtual_time(_via_embeddings(texts))
+    runner.log(f"batch-api: {n:,} texts through the Batch API (simulated time)", args.quiet)
+    with tempfile.TemporaryDirectory(prefix="embedsdk-bench-batch-") as tmp:
+        # Its simulated seconds are not reported: the job's disk work (the plan, the store)
+        # runs on worker threads, and a simulated clock skips to the next timer meanwhile.
+        (b, served_b), _ = run_in_virtual_time(_via_batch(texts, tmp))
+    tokens = int(served_a["tokens"])
+    batch = served_b["batch"]
+    batch_requests = served_a["requests"]  # the same requests, one a line
+    cost = tokens / 1e6 * PRICE
+    return {
+        "texts": n,
+        "tokens": tokens,
+        "account": {"rpm": RPM, "tpm": TPM, "in_flight": IN_FLIGHT, "batch_size": BATCH},
+        "price_per_million": PRICE,
+        "discount": DISCOUNT,
+        "modelled": {
+            "validation_s": VALIDATION,
+            "per_request_s": BATCH_PER_REQUEST,
+            "finalizing_s": FINALIZING,
+        },
+        "identical": bool(np.array_equal(a, b)),
+        "embeddings": {
+            "seconds": seconds_a,
+            "requests": served_a["requests"],
+            "refused": served_a["rate_limited"],
+            "tokens_per_minute": tokens / seconds_a * 60 if seconds_a else None,
+            "cost_usd": cost,
+        },
+        "batch": {
+            # The provider's time on the batch as the simulator models it.
+            "seconds": VALIDATION + BATCH_PER_REQUEST * batch_requests + FINALIZING,
+            "embeddings_requests": served_b["requests"],
+            "uploads": batch["uploads"],
+            "upload_bytes": batch["upload_bytes"],
+            "batches": batch["created"],
+            "polls": batch["polls"],
+            "tokens": batch["tokens"],
+            "cost_usd": batch["tokens"] / 1e6 * PRICE * (1 - DISCOUNT),
+        },
+        # What the account's TPM alone means for a corpus of 500 M tokens (arithmetic).
+        "hours_for_500M_tokens_at_tpm": 500e6 / TPM / 60,
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    e, b = result["embeddings"], result["batch"]
+    share = e["tokens_per_minute"] / TPM if e["tokens_per_minute"] else None
+    rows = [
+        [
+            "/embeddings",
+            f"{e['seconds']:,.0f} s ({report.pct(share)} of the TPM)",
+            f"{e['requests']:,} ({e['refused']:,} refused)",
+            f"{result['tokens']:,}",
+            f"${e['cost_usd']:.4f}",
+        ],
+        [
+            "Batch API",
+            "the provider's queue (<= 24 h)",
+            f"{b['uploads']} upload, {b['batches']} batch, {b['polls']} polls; "
+            f"{b['embeddings_requests']} to /embeddings",
+            f"{b['tokens']:,}",
+            f"${b['cost_usd']:.4f}",
+        ],
+    ]
+    title = (
+        f"Batch API vs /embeddings: {result['texts']:,} texts, {RPM:,} RPM / {TPM:,} TPM "
+        f"told, same vectors: {'yes' if result['identical'] else 'NO'} (simulated time; "
+        f"cost at ${result['price_per_million']:g}/M tokens; 500 M tokens at this TPM: "
+        f"{result['hours_for_500M_tokens_at_tpm']:.1f} h of limit on /embeddings)"
+    )
+    header = ["route", "wall", "requests", "tokens", "cost"]
+    return title + "\n" + report.table(header, rows)
