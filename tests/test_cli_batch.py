@@ -187,3 +187,22 @@ def test_a_server_without_a_batch_api(
     assert status == 1
     assert "has no Batch API" in err and "leave out --via batch" in err
     assert sim.stats()["requests"] == 0
+
+
+def test_a_refused_text_is_named_by_its_line_and_costs_only_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sim: SimulatedProvider
+) -> None:
+    sim.configure(refuse_inputs=("<refused>",))
+    texts = texts_for(100)
+    texts[41] = "t 41 <refused>"
+    out = tmp_path / "v.npy"
+    status, _, err = run(capsys, *embed(sim, corpus(tmp_path, texts), out))
+    assert status == 1
+    assert "line 42: HTTP 400" in err
+    vectors = np.load(out)
+    good = np.arange(100) != 41
+    assert np.isnan(vectors[41]).all()
+    want = expected_matrix([t for i, t in enumerate(texts) if i != 41], MODEL, DIM)
+    assert np.array_equal(vectors[good], want)
+    # the others of its request came back through a batch, one input a line
+    assert Counter(sim.stats()["batch"]["texts"]) == Counter(t for t in texts if "<" not in t)
