@@ -432,6 +432,7 @@ def test_a_bad_text_is_named_before_anything_is_uploaded(tmp_path: Path) -> None
         with pytest.raises(InvalidInputError, match=r"texts\[4321\] is empty"):
             await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
         assert sim.stats()["batch"]["uploads"] == 0
+        assert not (tmp_path / "job").exists()  # nothing planned: nothing left behind
 
     run(scenario)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -112,6 +113,18 @@ async def run_job(
     return await job.run(texts)
 
 
+def discard_if_unsent(job_dir: str | Path) -> bool:
+    """Remove a job directory whose job planned nothing (it failed on a bad text, a wrong
+    option); one with parts keeps its state, to resume. Whether nothing is kept there."""
+    try:
+        empty = not JobState.load(job_dir).parts
+    except ConfigurationError:
+        return True  # no job there (or not ours): nothing kept
+    if empty:
+        shutil.rmtree(job_dir, ignore_errors=True)
+    return empty
+
+
 def _check(failed: str, job_dir: Any) -> Path:
     if failed not in ("batch", "embeddings"):
         raise ConfigurationError(f"failed must be 'batch' or 'embeddings', not {failed!r}")
@@ -138,9 +151,19 @@ async def aembed_via_batch(
     resolved = resolve_options(**options)
     texts = list(texts)
     with job_store(resolved, path) as store:
-        report = await run_job(
-            texts, path, resolved, store, failed=failed, max_rounds=max_rounds, progress=progress
-        )
+        try:
+            report = await run_job(
+                texts,
+                path,
+                resolved,
+                store,
+                failed=failed,
+                max_rounds=max_rounds,
+                progress=progress,
+            )
+        except BaseException:
+            discard_if_unsent(path)
+            raise
         logger.info("%s", report.summary())
         # Every vector is in the store now: this reads them in order (no request), except
         # texts the batches refused, which /embeddings names as it would (and, with
@@ -233,6 +256,7 @@ __all__ = [
     "NoBatchAPI",
     "StoreFailed",
     "aembed_via_batch",
+    "discard_if_unsent",
     "embed_via_batch",
     "job_batches",
     "job_store",

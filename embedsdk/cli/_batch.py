@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigurationError, EmbedSDKError, InvalidInputError
+from .._exceptions import EmbedSDKError, InvalidInputError
 from .._text import append_note
-from ..batchapi import BatchAPI, JobState, job_store, run_job
+from ..batchapi import BatchAPI, JobState, discard_if_unsent, job_store, run_job
 from ..client import NOT_GIVEN, find_api_key, resolve_options
 from ..files import STDIN, STDOUT, LineNumbers, OutputUsageError, lock_output, read_rows
 from ._options import api_key_of, client_kwargs, plural
@@ -74,32 +74,20 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
         with lock_output(args.output), job_store(options, job_dir) as store:
             status = _plan_send_write(args, fmt, input_fmt, job_dir, options, store, write, by_line)
     except KeyboardInterrupt:
-        _remove_if_unsent(job_dir)
+        discard_if_unsent(job_dir)
         raise
     except EmbedSDKError as exc:
-        if not _remove_if_unsent(job_dir) and not isinstance(exc, InvalidInputError):
+        if not discard_if_unsent(job_dir) and not isinstance(exc, InvalidInputError):
             append_note(
                 exc, f"the job's state is kept in {job_dir}: run the same command again to resume"
             )
         raise
     except BaseException:
-        _remove_if_unsent(job_dir)
+        discard_if_unsent(job_dir)
         raise
     if status == 0 and not args.keep_job:
         shutil.rmtree(job_dir, ignore_errors=True)
     return status
-
-
-def _remove_if_unsent(job_dir: Path) -> bool:
-    """A job that failed before any part was planned (a bad line, a wrong flag) leaves no
-    directory behind; one with parts keeps its state, to resume. Whether it was removed."""
-    try:
-        empty = not JobState.load(job_dir).parts
-    except ConfigurationError:
-        return True  # no job there (or not ours): nothing kept
-    if empty:
-        shutil.rmtree(job_dir, ignore_errors=True)
-    return empty
 
 
 def _plan_send_write(
@@ -254,4 +242,4 @@ def add_batch_parser(sub: Any) -> None:
         keys.add_argument("--no-api-key", action="store_true", help="send no API key")
 
 
-__all__ = ["ConfigurationError", "add_batch_options", "add_batch_parser", "run_via_batch"]
+__all__ = ["add_batch_options", "add_batch_parser", "run_via_batch"]
