@@ -138,7 +138,7 @@ def test_bench_unknown_scenario_is_a_usage_error_listing_them(
     assert info.value.code == 2
     assert capsys.readouterr().err == (
         "embedsdk bench: error: unknown scenario 'bogus'; choose from throughput, fast, "
-        "cache, warm, memory, adaptive, nginx, integrations, batch, ray, or all\n"
+        "cache, warm, memory, adaptive, nginx, integrations, batch, batch-api, ray, or all\n"
     )
     assert not tmp_path.joinpath("bench").exists() and list(tmp_path.iterdir()) == []
 
