@@ -231,7 +231,9 @@ _LOCK_TEXT = "embedsdk embed, process {pid}\n"
 
 
 @contextlib.contextmanager
-def lock_output(path: str) -> Iterator[None]:
+def lock_output(
+    path: str, remedy: str = "or choose another -o", holder: str = "embedsdk embed"
+) -> Iterator[None]:
     """Hold ``path.lock`` while the output is written, or raise :class:`OutputBusyError`.
 
     Two runs into one output would write the same ``OUTPUT.partial`` and publish a mix of
@@ -239,6 +241,8 @@ def lock_output(path: str) -> Iterator[None]:
     Windows): it ends with the process, however it ends, so a run killed with SIGKILL blocks
     no later one. The file holds the holder's process id, for the message, and is removed on
     release. Standard output and devices take none: nothing is renamed onto them.
+    ``holder`` and ``remedy``: who the busy error says holds it, and what it suggests
+    besides waiting.
 
     Not the ``filelock`` package: a dependency for forty lines, and it neither tells who
     holds the lock nor removes the file safely on POSIX.
@@ -247,20 +251,24 @@ def lock_output(path: str) -> Iterator[None]:
         yield
         return
     lock = path + LOCK_SUFFIX
-    fd = _take_lock(path, lock)
+    fd = _take_lock(path, lock, (holder, remedy))
     try:
         yield
     finally:
         _drop_lock(fd, lock)
 
 
-def _take_lock(path: str, lock: str) -> int:
+#: Who a busy output's error names as holding it, and what it suggests besides waiting.
+_OUTPUT_BUSY = ("embedsdk embed", "or choose another -o")
+
+
+def _take_lock(path: str, lock: str, busy: tuple[str, str] = _OUTPUT_BUSY) -> int:
     """The descriptor of ``lock``, locked and holding our process id."""
     for _ in range(100):  # each retry means another run released it meanwhile
         fd = _open_lock(path, lock)
         try:
             if not _try_lock(fd, lock):
-                raise _busy(path, lock, fd)
+                raise _busy(path, lock, fd, *busy)
             if _still_there(fd, lock):
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
@@ -296,13 +304,12 @@ def _read_lock(fd: int) -> str:
         return ""
 
 
-def _busy(path: str, lock: str, fd: int) -> OutputBusyError:
+def _busy(path: str, lock: str, fd: int, holder: str, remedy: str) -> OutputBusyError:
     held = _read_lock(fd).strip()
     pid = held.rsplit(" ", 1)[-1] if held.rsplit(" ", 1)[-1].isdigit() else None
     who = f"process {pid}, which holds {lock}" if pid else f"it holds {lock}"
     return OutputBusyError(
-        f"{path} is being written by another embedsdk embed ({who}): wait for it to end, "
-        "or choose another -o"
+        f"{path} is being written by another {holder} ({who}): wait for it to end, {remedy}"
     )
 
 
