@@ -32,7 +32,12 @@ FLOORS = [
     {"__init__", "__main__", "langchain", "llama_index", "ray"},
     {"_bench"},  # the bench uses what a user has: embedsdk, its integrations, the simulator
 ]
-SIDEWAYS = {("cli", "files"), ("cli", "integrations"), ("cli", "batchapi")}
+SIDEWAYS = {
+    ("cli", "files"),
+    ("cli", "integrations"),
+    ("cli", "batchapi"),
+    ("batchapi", "files"),  # the job directory's lock is the output's
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -32,6 +32,7 @@ from embedsdk.batchapi import (
     StoreFailed,
     _http,
     _job,
+    _results,
     aembed_via_batch,
     embed_via_batch,
 )
@@ -195,6 +196,19 @@ def _kill_before(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None
     monkeypatch.setattr(owner, name, dying)
 
 
+def _kill_before_nth(patch: pytest.MonkeyPatch, owner: Any, name: str, nth: int) -> None:
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    async def dying(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == nth:
+            raise Killed(name)
+        return await real(*args, **kwargs)
+
+    patch.setattr(owner, name, dying)
+
+
 STAGES = {
     "before upload": lambda mp: _kill_before(mp, _http.BatchAPI, "upload"),
     "after upload": lambda mp: _kill_after(mp, _http.BatchAPI, "upload"),
@@ -338,27 +352,55 @@ def test_an_expired_batch_keeps_what_it_did_and_sends_the_rest(tmp_path: Path) -
     run(scenario, batch_expire_after=1800.0)
 
 
-def test_a_cancelled_batch_keeps_what_it_did_and_the_next_run_sends_the_rest(
+def _cancelling_when_started(patch: pytest.MonkeyPatch) -> None:
+    """Someone cancels the batch (``embedsdk batch cancel``) once it has done two requests."""
+    real = _http.BatchAPI.retrieve
+
+    async def cancelling(api: Any, batch_id: str) -> Any:
+        batch = await real(api, batch_id)
+        if batch["status"] == "in_progress" and batch["request_counts"]["completed"] >= 2:
+            await api.cancel(batch_id)
+        return batch
+
+    patch.setattr(_http.BatchAPI, "retrieve", cancelling)
+
+
+def test_a_batch_cancelled_during_a_run_stops_it_and_the_next_run_sends_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     texts = corpus(320)
     job = tmp_path / "job"
 
     async def scenario(sim: SimulatedProvider) -> None:
-        real = _http.BatchAPI.retrieve
-        seen = {"n": 0}
-
-        async def cancelling(api: Any, batch_id: str) -> Any:
-            seen["n"] += 1
-            if seen["n"] == 4:
-                await api.cancel(batch_id)
-            return await real(api, batch_id)
-
         with monkeypatch.context() as patch:
-            patch.setattr(_http.BatchAPI, "retrieve", cancelling)
-            vectors = await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
+            _cancelling_when_started(patch)
+            with pytest.raises(BatchJobError, match=r"texts came back .*was cancelled"):
+                await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
+        done = sim.stats()["batch"]["inputs"]
+        assert 0 < done < len(texts)  # what it finished is kept, the rest not sent again
+        assert sim.stats()["batch"]["created"] == 1
+        vectors = await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
         assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
         assert sim.stats()["batch"]["cancelled"] == 1
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def test_a_run_that_finds_its_batch_cancelled_sends_the_rest_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(320)
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with monkeypatch.context() as patch:
+            _cancelling_when_started(patch)
+            _kill_after(patch, _http.BatchAPI, "cancel")  # killed right after the cancel
+            with pytest.raises(Killed):
+                await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
+        vectors = await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
         assert paid(sim) == Counter(texts)
 
     run(scenario)
@@ -414,10 +456,10 @@ def test_polling_honours_retry_after(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_poll_waits_grow_from_seconds_to_minutes() -> None:
-    waits = _job._poll_waits()
-    seen = [next(waits) for _ in range(20)]
-    assert seen[0] == _job.POLL_FIRST
+    seen = [_job._poll_wait(elapsed) for elapsed in (0, 10, 60, 600, 3600, 86400)]
+    assert seen[0] == seen[1] == _job.POLL_FIRST
     assert seen == sorted(seen)
+    assert seen[3] == 60.0  # a tenth of the time the batches have run
     assert seen[-1] == _job.POLL_MAX
 
 
@@ -542,7 +584,228 @@ def test_a_full_queue_holds_a_batch_until_another_has_finished(
 
 def test_a_batch_larger_than_the_queue_is_an_error(tmp_path: Path) -> None:
     async def scenario(sim: SimulatedProvider) -> None:
-        with pytest.raises(BatchJobError, match="alone passes the provider's limit"):
+        with pytest.raises(BatchJobError, match="no other batch of this job in progress"):
             await aembed_via_batch(corpus(100), job_dir=tmp_path / "job", **sim_options(sim))
 
     run(scenario, batch_enqueued_inputs=50)
+
+
+# -- what review found (issue 23): two runs, lost answers, eviction, other settings ---------
+
+
+def test_a_second_run_of_one_job_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        options = resolve(sim)
+        held = embedsdk.batchapi.job_store(options, job)  # the first run holds it
+        with held, pytest.raises(BatchJobError, match="another embedsdk batch job"):
+            await aembed_via_batch(corpus(10), job_dir=job, **sim_options(sim))
+        assert sim.stats()["batch"]["uploads"] == 0
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("call", ["upload", "create"])
+def test_an_answer_lost_on_the_way_back_does_not_send_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """The server did it, the answer never came (a reset, a proxy's 502): the retry looks
+    the file or batch up first, instead of making a second batch that would be paid again."""
+    real = getattr(_http.BatchAPI, call)
+    lost = {"n": 0}
+
+    async def answer_lost(*args: Any, **kwargs: Any) -> Any:
+        await real(*args, **kwargs)
+        lost["n"] += 1
+        if lost["n"] == 1:
+            raise embedsdk.APIConnectionError("the connection was reset", reason=None)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(_http.BatchAPI, call, answer_lost)
+    texts = corpus(100)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert sim.stats()["batch"]["uploads"] == 1
+        assert sim.stats()["batch"]["created"] == 1
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def test_a_cache_that_evicts_never_makes_the_result_pay_again(tmp_path: Path) -> None:
+    texts = corpus(2000)
+    small = embedsdk.VectorCache(tmp_path / "small-cache", size_limit=20_000)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        vectors = await aembed_via_batch(
+            texts, job_dir=tmp_path / "job", cache=small, **sim_options(sim)
+        )
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert sim.stats()["requests"] == 0  # read from the job's own store
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+    small.close()
+
+
+@pytest.mark.parametrize("first,second", [(True, False), (False, True)])
+def test_resuming_with_the_cache_switched_pays_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: bool, second: bool
+) -> None:
+    texts = corpus(400)
+    job = tmp_path / "job"
+    limits = BatchLimits(requests_per_file=4)
+    monkeypatch.setattr("embedsdk.batchapi.limits_for", lambda provider: limits)
+    options = {"batch_size": 32, **({} if first else {"cache": False})}
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with monkeypatch.context() as patch:
+            _kill_before_nth(patch, _http.BatchAPI, "download", 2)  # one part stored
+            with pytest.raises(Killed):
+                await aembed_via_batch(texts, job_dir=job, **options, **sim_options(sim))
+        vectors = await aembed_via_batch(
+            texts, job_dir=job, batch_size=32, cache=second, **sim_options(sim)
+        )
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert sim.stats()["requests"] == 0
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def test_an_input_changed_before_anything_was_sent_is_planned_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = tmp_path / "job"
+    old, new = corpus(400, "old"), corpus(100, "new")
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with monkeypatch.context() as patch:
+            _kill_before(patch, _http.BatchAPI, "upload")
+            with pytest.raises(Killed):
+                await aembed_via_batch(old, job_dir=job, **sim_options(sim))
+        vectors = await aembed_via_batch(new, job_dir=job, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(new, dim=DIM))
+        assert paid(sim) == Counter(new)  # nothing of the old input
+
+    run(scenario)
+
+
+def test_an_input_changed_after_batches_were_paid_for_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with monkeypatch.context() as patch:
+            _kill_after(patch, _http.BatchAPI, "create")
+            with pytest.raises(Killed):
+                await aembed_via_batch(corpus(400, "old"), job_dir=job, **sim_options(sim))
+        with pytest.raises(ConfigurationError, match="started for another input"):
+            await aembed_via_batch(corpus(100, "new"), job_dir=job, **sim_options(sim))
+        assert sim.stats()["batch"]["uploads"] == 1
+
+    run(scenario)
+
+
+def test_a_refusal_for_the_account_is_sent_again_by_the_next_run(tmp_path: Path) -> None:
+    texts = corpus(100)
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        sim.configure(models=("another-model",))  # every line: 404 model not found
+        with pytest.raises(BatchJobError, match="100 texts came back without vectors: HTTP 404"):
+            await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
+        assert sim.stats()["requests"] == 0
+        sim.configure(models=None)  # mended (access granted)
+        vectors = await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def test_a_held_part_resumed_is_held_again_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(400)
+    job = tmp_path / "job"
+    limits = BatchLimits(inputs_per_batch=100)
+    monkeypatch.setattr("embedsdk.batchapi.limits_for", lambda provider: limits)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with monkeypatch.context() as patch:
+            real = _job.BatchJob._hold
+
+            def held_then_killed(self: Any, *args: Any) -> None:
+                real(self, *args)
+                raise Killed("after a hold")
+
+            patch.setattr(_job.BatchJob, "_hold", held_then_killed)
+            with pytest.raises(Killed):
+                await aembed_via_batch(texts, job_dir=job, batch_size=25, **sim_options(sim))
+        vectors = await aembed_via_batch(texts, job_dir=job, batch_size=25, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert paid(sim) == Counter(texts)
+
+    run(scenario, batch_enqueued_inputs=150)
+
+
+def test_an_echoed_key_is_not_in_the_error(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def echo(request: web.Request) -> web.Response:
+        said = request.headers.get("Authorization", "")
+        return web.json_response({"error": {"message": f"Invalid token: {said}"}}, status=401)
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/v1/{tail:.*}", echo)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            with pytest.raises(embedsdk.AuthenticationError) as info:
+                await aembed_via_batch(
+                    corpus(5),
+                    job_dir=tmp_path / "job",
+                    base_url=f"http://127.0.0.1:{port}/v1",
+                    api_key=KEY,
+                )
+            assert KEY not in str(info.value) and KEY not in repr(info.value)
+            assert "Invalid token: Bearer ***" in str(info.value)
+        finally:
+            await runner.cleanup()
+
+    run_in_virtual_time(scenario())
+
+
+def test_an_answer_of_another_width_is_sent_again(tmp_path: Path) -> None:
+    """The job's first answer sets the width; a line of another (one bad backend of
+    several) is not stored, and goes again."""
+    state = embedsdk.batchapi.JobState.open(tmp_path / "job", {"model": MODEL})
+    part = state.add_part(1, 2, 2, 10, 100)
+    lines = [
+        {"custom_id": "1-0", "body": {"input": ["a"]}},
+        {"custom_id": "1-1", "body": {"input": ["b"]}},
+    ]
+    state.path(part["file"]).write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+
+    def answer(i: int, width: int) -> str:
+        body = {"data": [{"index": 0, "embedding": [0.5] * width}], "usage": {"prompt_tokens": 1}}
+        line = {"custom_id": f"1-{i}", "response": {"status_code": 200, "body": body}}
+        return json.dumps(line)
+
+    output = state.path("part-0001.output.jsonl")
+    output.write_text(answer(0, 4) + "\nnot json\n" + answer(1, 3) + "\n")
+    stores = embedsdk.batchapi.Stores(embedsdk.VectorCache(tmp_path / "store"), None)
+    sorter = _results.Sorter(state, part, [["a"], ["b"]], None)
+    assert sorter.store(stores, b"n" * 16) == 1
+    sorter.sort_errors()
+    assert sorter.retry == [1] and state.data["dim"] == 4
+    stores.job.close()

@@ -206,3 +206,40 @@ def test_a_refused_text_is_named_by_its_line_and_costs_only_itself(
     assert np.array_equal(vectors[good], want)
     # the others of its request came back through a batch, one input a line
     assert Counter(sim.stats()["batch"]["texts"]) == Counter(t for t in texts if "<" not in t)
+
+
+def test_via_batch_with_ray_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sim: SimulatedProvider
+) -> None:
+    argv = embed(sim, corpus(tmp_path, texts_for(3)), tmp_path / "v.npy", "--ray", "auto")
+    status, _, err = run(capsys, *argv)
+    assert status == 2 and "--via batch and --ray do not go together" in err
+    assert sim.stats()["requests"] == 0 and sim.stats()["batch"]["uploads"] == 0
+
+
+def test_cancel_passes_over_batches_already_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after its batch completed, before it collected it: the batch is done at
+    the provider, still "submitted" in the job; cancel says so and goes on."""
+    out, job = tmp_path / "v.npy", tmp_path / "job"
+
+    class Killed(BaseException):
+        pass
+
+    async def killed(self: _job.BatchJob, *args: object) -> None:
+        raise Killed
+
+    with SimulatedProvider(dim=DIM, **FAST) as fast:
+        argv = embed(fast, corpus(tmp_path, texts_for(50)), out, "--job-dir", str(job))
+        with monkeypatch.context() as patch:
+            patch.setattr(_job.BatchJob, "_finish", killed)
+            with pytest.raises(Killed):
+                cli.main(argv)
+        capsys.readouterr()
+        status, text, err = run(capsys, "batch", "cancel", str(job))
+        assert status == 0, err
+        assert "completed" in text and "asked to cancel 0 batches" in text
+        status, _, err = run(capsys, *argv)  # and the next run collects it
+        assert status == 0, err
+        assert fast.stats()["batch"]["created"] == 1

@@ -37,9 +37,11 @@ from typing import Any, Callable
 from .._exceptions import ConfigurationError
 from ..cache import VectorCache, open_cache
 from ..client import AsyncEmbedder, ClientOptions, resolve_options
+from ..files import OutputFileError, lock_output
 from ._http import BatchAPI, NoBatchAPI
-from ._job import MAX_ROUNDS, BatchJob, BatchJobError, Failed, JobReport
+from ._job import MAX_ROUNDS, TERMINAL, BatchJob, BatchJobError, Failed, JobReport
 from ._limits import BatchLimits, limits_for, price_per_million
+from ._plan import Stores
 from ._results import StoreFailed
 from ._state import STORE, JobState
 
@@ -56,33 +58,39 @@ def job_identity(options: ClientOptions) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def job_store(options: ClientOptions, job_dir: Path) -> Iterator[VectorCache]:
-    """The caller's cache when it is on and usable, else the job directory's own store.
+#: Bytes the job's own store may hold: all of them (a store that evicted would make the
+#: result pay /embeddings for what a batch already returned).
+UNBOUNDED = 2**62
 
-    The store is where the vectors wait between the batches and the result: a cache that
-    cannot be written (read-only, a file in the way) would lose what was paid for.
+
+@contextlib.contextmanager
+def job_store(options: ClientOptions, job_dir: Path) -> Iterator[Stores]:
+    """The job directory, locked for this run, and where its vectors are kept: its own store
+    (never evicts; the result is read from it) and a copy in the caller's cache when on.
+
+    Two runs of one job would number their parts alike and match one's output to the
+    other's requests: the second is refused (the lock is the operating system's, so it ends
+    with the process, however it ends).
     """
-    cache = open_cache(options.cache) if options.cache is not False else None
-    if cache is not None and cache.enabled and not cache.read_only:
-        yield cache
-        return
-    if cache is not None:
-        logger.warning(
-            "the cache at %s cannot be written (%s): the batch job keeps its vectors in %s",
-            cache.directory,
-            cache.problem,
-            job_dir / STORE,
-        )
-    with VectorCache(job_dir / STORE) as own:
-        yield own
+    path = Path(job_dir).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remedy = f"or stop it (the job's state is in {path})"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lock_output(str(path), remedy=remedy, holder="embedsdk batch job"))
+        except OutputFileError as exc:  # busy, or the lock cannot be made
+            raise BatchJobError(str(exc), job_dir=str(path)) from None
+        cache = open_cache(options.cache) if options.cache is not False else None
+        usable = cache if cache is not None and cache.enabled else None
+        own = stack.enter_context(VectorCache(path / STORE, size_limit=UNBOUNDED))
+        yield Stores(own, usable)
 
 
 async def run_job(
-    texts: Iterable[Any],
+    texts: Iterable[Any] | Callable[[], Iterable[Any]],
     job_dir: str | Path,
     options: ClientOptions,
-    store: VectorCache,
+    stores: Stores,
     *,
     failed: Failed = "batch",
     max_rounds: int = MAX_ROUNDS,
@@ -90,10 +98,12 @@ async def run_job(
     limits: BatchLimits | None = None,
     keep_remote: bool = False,
 ) -> JobReport:
-    """Send ``texts`` through the Batch API until their vectors are in ``store``.
+    """Send ``texts`` through the Batch API until their vectors are in ``stores.job``.
 
-    The engine of :func:`embed_via_batch` and ``embedsdk embed --via batch``; ``texts`` is
-    read once (any iterable, a generator too).
+    The engine of :func:`embed_via_batch` and ``embedsdk embed --via batch``, run inside
+    :func:`job_store`. ``texts``: a sequence, or a function that returns an iterable of them
+    afresh each time it is called (a job whose input changed before anything was sent is
+    planned again from the start); a one-shot iterator is read once.
     """
     if options.truncate:
         raise ConfigurationError("truncate=True is not available with the Batch API yet")
@@ -102,7 +112,7 @@ async def run_job(
     job = BatchJob(
         options,
         state,
-        store,
+        stores,
         namespace,
         limits or limits_for(options.provider),
         failed=failed,
@@ -150,13 +160,13 @@ async def aembed_via_batch(
     path = _check(failed, job_dir)
     resolved = resolve_options(**options)
     texts = list(texts)
-    with job_store(resolved, path) as store:
+    with job_store(resolved, path) as stores:
         try:
             report = await run_job(
                 texts,
                 path,
                 resolved,
-                store,
+                stores,
                 failed=failed,
                 max_rounds=max_rounds,
                 progress=progress,
@@ -168,7 +178,7 @@ async def aembed_via_batch(
         # Every vector is in the store now: this reads them in order (no request), except
         # texts the batches refused, which /embeddings names as it would (and, with
         # failed="embeddings", what failed in the batches, at full price).
-        async with AsyncEmbedder(**{**options, "cache": store}) as embedder:
+        async with AsyncEmbedder(**{**options, "cache": stores.job}) as embedder:
             return await embedder.embed(texts, errors=errors)  # type: ignore[call-overload]
 
 
@@ -209,22 +219,43 @@ def embed_via_batch(
 
 
 def _run_sync(coro: Any) -> Any:
-    """``asyncio.run(coro)``, on a thread of its own when this one runs a loop (a notebook)."""
+    """``asyncio.run(coro)``, on a thread of its own when this one runs a loop (a notebook).
+
+    On that thread, Ctrl-C (a notebook's interrupt) reaches the caller's thread only: the
+    job is then cancelled on its own loop and waited for, so that no run goes on behind the
+    next one (the job directory's lock would refuse that one).
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
     box: dict[str, Any] = {}
+    started = threading.Event()
+
+    async def main() -> Any:
+        box["task"] = asyncio.current_task()
+        box["loop"] = asyncio.get_running_loop()
+        started.set()
+        return await coro
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(coro)
+            box["value"] = asyncio.run(main())
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
+        finally:
+            started.set()
 
     thread = threading.Thread(target=target, name="embedsdk-batch", daemon=True)
     thread.start()
-    thread.join()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        started.wait()
+        if "loop" in box:
+            box["loop"].call_soon_threadsafe(box["task"].cancel)
+        thread.join()
+        raise
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -247,6 +278,7 @@ async def job_batches(
 
 
 __all__ = [
+    "TERMINAL",
     "BatchAPI",
     "BatchJob",
     "BatchJobError",
@@ -255,6 +287,7 @@ __all__ = [
     "JobState",
     "NoBatchAPI",
     "StoreFailed",
+    "Stores",
     "aembed_via_batch",
     "discard_if_unsent",
     "embed_via_batch",

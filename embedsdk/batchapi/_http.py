@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,8 +33,10 @@ TRIES = 8
 MAX_BACKOFF = 60.0
 #: Longest Retry-After honoured as asked; longer ones are cut to this (seconds).
 MAX_WAIT = 600.0
-#: Seconds one call may take (an upload of 200 MB included) before it counts as timed out.
-TIMEOUT = 900.0
+#: Seconds to connect, and the longest silence while reading an answer (a download of a
+#: gigabyte may take longer than any total; a connection that stops sending does not).
+CONNECT_TIMEOUT = 60.0
+READ_TIMEOUT = 300.0
 
 
 class NoBatchAPI(EmbedSDKError):
@@ -59,6 +61,7 @@ class BatchAPI:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._key = api_key or None
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
         self._answered = False  # whether the server has answered any call yet
@@ -84,13 +87,15 @@ class BatchAPI:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+                ),
             )
         return self._session
 
     # -- the calls ---------------------------------------------------------------------------
 
-    async def upload(self, path: Path, filename: str) -> dict[str, Any]:
+    async def upload(self, path: Path, filename: str, tries: int = TRIES) -> dict[str, Any]:
         """``POST /files`` (purpose ``batch``), streaming ``path`` from disk a chunk at a
         time (read on the loop's thread: a megabyte reads in a millisecond, and a worker
         thread's file object would leave the loop idle, which a simulated clock skips)."""
@@ -105,10 +110,10 @@ class BatchAPI:
                 self.base_url + "/files", data=form, headers=self._headers, proxy=self._proxy
             )
 
-        return await self._call("POST", "/files", send)
+        return await self._call("POST", "/files", send, tries=tries)
 
     async def create(
-        self, file_id: str, endpoint: str, metadata: Mapping[str, str]
+        self, file_id: str, endpoint: str, metadata: Mapping[str, str], tries: int = TRIES
     ) -> dict[str, Any]:
         body = {
             "input_file_id": file_id,
@@ -116,7 +121,7 @@ class BatchAPI:
             "completion_window": "24h",
             "metadata": dict(metadata),
         }
-        return await self._json("POST", "/batches", body)
+        return await self._json("POST", "/batches", body, tries=tries)
 
     async def retrieve(self, batch_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/batches/{batch_id}")
@@ -167,7 +172,9 @@ class BatchAPI:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _json(self, method: str, route: str, body: Any = None) -> dict[str, Any]:
+    async def _json(
+        self, method: str, route: str, body: Any = None, tries: int = TRIES
+    ) -> dict[str, Any]:
         async def send() -> aiohttp.ClientResponse:
             headers = dict(self._headers)
             data = None
@@ -178,7 +185,34 @@ class BatchAPI:
                 method, self.base_url + route, data=data, headers=headers, proxy=self._proxy
             )
 
-        return await self._call(method, route, send)
+        return await self._call(method, route, send, tries=tries)
+
+    async def exactly_once(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[dict[str, Any]]],
+        made_before: Callable[[], Awaitable[dict[str, Any] | None]],
+    ) -> dict[str, Any]:
+        """``call()`` (one try: an upload, a batch made), retried only after
+        ``made_before()`` says the failed try left nothing behind: an answer lost on the way
+        back (a timeout, a reset, a 502 from a proxy) must not make a second batch, which
+        would be paid for twice."""
+        delays = backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF)
+        next(delays)  # the generator's first value is a priming None
+        for attempt in range(1, TRIES + 1):
+            try:
+                return await call()
+            except EmbedSDKError as exc:
+                if attempt == TRIES or not is_retryable(exc) or self._never_there(exc):
+                    raise
+                found = await made_before()
+                if found is not None:
+                    return found
+                delay = _asked(exc)
+                delay = backoff.full_jitter(next(delays)) if delay is None else delay
+                logger.info("%s: %s; again in %.1f s", what, exc, delay)
+                await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(
         self,
@@ -186,16 +220,17 @@ class BatchAPI:
         route: str,
         send: Callable[[], Any],
         read: Callable[[aiohttp.ClientResponse], Any] | None = None,
+        tries: int = TRIES,
     ) -> dict[str, Any]:
-        """One call, tried up to :data:`TRIES` times while its failures are transient."""
+        """One call, tried up to ``tries`` times while its failures are transient."""
         waits = backoff.full_jitter
         delays = backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF)
         next(delays)  # the generator's first value is a priming None
-        for attempt in range(1, TRIES + 1):
+        for attempt in range(1, tries + 1):
             try:
                 return await self._once(method, route, send, read)
             except EmbedSDKError as exc:
-                if attempt == TRIES or not is_retryable(exc) or self._never_there(exc):
+                if attempt >= tries or not is_retryable(exc) or self._never_there(exc):
                     raise
                 delay = _asked(exc)
                 if delay is None:
@@ -223,7 +258,9 @@ class BatchAPI:
                     return result
                 answer = await resp.json(content_type=None)
         except asyncio.TimeoutError as exc:
-            raise APITimeoutError(f"no answer from {url} within {TIMEOUT:g} s") from exc
+            raise APITimeoutError(
+                f"no answer from {url} (connect {CONNECT_TIMEOUT:g} s, silence {READ_TIMEOUT:g} s)"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise connection_error(exc, url) from exc
         except ValueError as exc:  # not JSON
@@ -245,6 +282,8 @@ class BatchAPI:
     def _error(
         self, method: str, route: str, status: int, headers: Mapping[str, str], body: bytes
     ) -> EmbedSDKError:
+        if self._key:  # a gateway may echo the Authorization header back
+            body = body.replace(self._key.encode(), b"***")
         exc = status_error(status, headers, body)
         first = route.split("?")[0].split("/")[1]  # "files" or "batches"
         if status in (404, 405) and (
@@ -255,7 +294,13 @@ class BatchAPI:
                 f"{exc.message}); use the default route (leave out --via batch / "
                 "via='batch'), which sends the texts to /embeddings"
             )
-        exc.args = (f"{method} {route.split('?')[0]}: {exc.args[0] if exc.args else exc}",)
+        said = exc.args[0] if exc.args else str(exc)
+        if status == 404 and route.startswith("/batches/"):
+            said += (
+                f" (the job's batch is not at {self.base_url} for this key: was the job "
+                "started with another API key or account?)"
+            )
+        exc.args = (f"{method} {route.split('?')[0]}: {said}",)
         return exc
 
 

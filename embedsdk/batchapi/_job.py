@@ -2,8 +2,11 @@
 
 Every step that spends something is written to ``job.json`` first (see :mod:`._state`), so a
 run that is killed anywhere resumes where it stopped: a file being uploaded or a batch being
-created is looked up by name before it is sent again; a batch in progress is polled again; a
-finished batch whose results were downloaded is stored from the job directory.
+created is looked up by name before it is sent again (and so is one whose answer was lost);
+a batch in progress is polled again; a finished batch whose results were downloaded is stored
+from the job directory. What a batch leaves owed is sent again in a new one in this run
+(transient failures, expired requests), or by the next run (a cancel seen while it ran, a
+refusal for the account's sake), each named in the error that ends this one.
 """
 
 from __future__ import annotations
@@ -12,17 +15,14 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Literal
 
-import backoff
-
-from .._exceptions import EmbedSDKError
-from ..cache import VectorCache
+from .._exceptions import ConfigurationError, EmbedSDKError
 from ..client import ClientOptions, estimate_tokens
 from ._http import BatchAPI
 from ._limits import BatchLimits, price_per_million
-from ._plan import ENDPOINT, Scan, plan_texts, read_requests, resend_lines
+from ._plan import ENDPOINT, Scan, Stores, plan_texts, read_requests, resend_lines
 from ._results import Sorter
 from ._state import JobState, part_file
 
@@ -31,16 +31,21 @@ logger = logging.getLogger("embedsdk.batchapi")
 Failed = Literal["batch", "embeddings"]
 #: A batch's statuses that end it.
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-#: Poll waits: from POLL_FIRST seconds, 1.5 times longer each time nothing moved, to POLL_MAX.
+#: Poll waits: a tenth of the time the batches have run so far, from POLL_FIRST seconds to
+#: POLL_MAX: a job of minutes is seen done within seconds, one of hours is asked about every
+#: few minutes (the delay it adds stays under a tenth).
 POLL_FIRST = 2.0
 POLL_MAX = 300.0
+POLL_SHARE = 0.1
 #: Rounds of resending what failed in a batch, per run (the first sending is not counted).
 MAX_ROUNDS = 3
 
 
 class BatchJobError(EmbedSDKError):
     """A batch job cannot go on: a batch failed validation, the provider refused requests
-    for a reason other than their content, or failures remain after the rounds allowed.
+    for a reason other than their content (a key, a quota, a model), a batch was cancelled,
+    or failures remain after the rounds allowed. What came back is kept: the same call again
+    resumes (and sends again what the error names).
 
     ``job_dir``: where the job's state is (run again to resume); ``batch_id``: the batch at
     fault, when one is.
@@ -118,7 +123,7 @@ class BatchJob:
         self,
         options: ClientOptions,
         state: JobState,
-        store: VectorCache,
+        stores: Stores,
         namespace: bytes,
         limits: BatchLimits,
         *,
@@ -128,7 +133,7 @@ class BatchJob:
         keep_remote: bool = False,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
-        self.options, self.state, self.store, self.namespace = options, state, store, namespace
+        self.options, self.state, self.stores, self.namespace = options, state, stores, namespace
         self.limits, self.failed, self.max_rounds = limits, failed, max_rounds
         self.progress, self.keep_remote, self._sleep = progress, keep_remote, sleep
         self.api = BatchAPI(options.base_url, options.api_key, sleep=sleep)
@@ -138,16 +143,18 @@ class BatchJob:
             discount=limits.discount,
         )
         self._bar: Any = None
-        self._finished = 0  # parts finished in this run (a held part waits for one more)
+        self._free = 0  # batches finished in this run that no held part has taken the place of
+        self._seen_running: set[int] = set()  # parts this run saw in progress
 
     # -- the whole job -----------------------------------------------------------------------
 
-    async def run(self, texts: Iterable[Any]) -> JobReport:
+    async def run(self, texts: Iterable[Any] | Callable[[], Iterable[Any]]) -> JobReport:
         started = time.monotonic()
-        scan = await self._plan(texts)
+        scan = await self._plan(_afresh(texts))
         self.report.seen, self.report.cached = scan.texts, scan.cached
         self.report.duplicates, self.report.earlier = scan.covered, scan.earlier
         try:
+            self._resend([p for p in self.state.parts if p.get("deferred")], "deferred")
             async with self.api:
                 await self._send_until_done()
         finally:
@@ -157,22 +164,39 @@ class BatchJob:
             self.report.seconds = time.monotonic() - started
         return self.report
 
-    async def _plan(self, texts: Iterable[Any]) -> Scan:
+    async def _plan(self, texts: Callable[[], Iterable[Any]]) -> Scan:
         round_ = 1 + max((p["round"] for p in self.state.parts), default=0)
 
-        def work() -> Scan:
-            with self.state.plan() as plan:
-                plan.forget_parts_above(len(self.state.parts))
-                return plan_texts(
-                    texts,
-                    self.state,
-                    plan,
-                    self.store,
-                    self.namespace,
-                    self.options,
-                    self.limits,
-                    round_,
+        def check(digest: str, count: int) -> None:
+            known = self.state.data.get("input")
+            if known is None or known["digest"] == digest:
+                return
+            if self.state.ever_sent():
+                raise ConfigurationError(
+                    f"the job in {self.state.directory} was started for another input "
+                    f"({known['texts']:,} texts, now {count:,}) and its batches are paid "
+                    "for: run it with that input to collect them, or use another job "
+                    "directory"
                 )
+            raise _OtherInput
+
+        def plan(source: Iterable[Any], round_: int, check: Any) -> Scan:
+            with self.state.plan() as table:
+                table.forget_parts_above(len(self.state.parts))
+                return plan_texts(
+                    source, self.state, table, self.stores, self.namespace, self.options,
+                    self.limits, round_, check,
+                )  # fmt: skip
+
+        def work() -> Scan:
+            try:
+                return plan(texts(), round_, check)
+            except _OtherInput:
+                pass
+            # Nothing of the old plan was sent: it is forgotten, and this input planned.
+            logger.info("the job's input changed before anything was sent: planned afresh")
+            self.state.reset()
+            return plan(texts(), 1, lambda digest, count: None)
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
@@ -187,7 +211,7 @@ class BatchJob:
             if not again or self.failed == "embeddings" or rounds >= self.max_rounds:
                 break
             rounds += 1
-            self._resend(again)
+            self._resend(again, "retry")
         self._check_done()
 
     # -- submitting --------------------------------------------------------------------------
@@ -205,27 +229,52 @@ class BatchJob:
             await self._submit(part)
 
     async def _submit(self, part: dict[str, Any]) -> None:
-        """Upload the part's file and create its batch, each once, whatever was killed."""
+        """Upload the part's file and create its batch, each once, whatever was killed and
+        whatever answer was lost on the way back."""
         if part["stage"] in ("planned", "uploading"):
             found = await self._uploaded_before(part) if part["stage"] == "uploading" else None
             if found is None:
                 self._stage(part, "uploading")
-                found = await self.api.upload(
-                    self.state.path(part["file"]), self.state.remote_name(part)
+                path, name = self.state.path(part["file"]), self.state.remote_name(part)
+                found = await self.api.exactly_once(
+                    f"upload of {name}",
+                    lambda: self.api.upload(path, name, tries=1),
+                    lambda: self._uploaded_before(part),
                 )
             part["file_id"] = found["id"]
             self._stage(part, "uploaded")
         if part["stage"] in ("uploaded", "creating"):
             batch = await self._created_before(part) if part["stage"] == "creating" else None
             if batch is None:
+                part["tries"] = part.get("tries", 0) + 1
+                part["created_with"] = self._live(part)
                 self._stage(part, "creating")
-                batch = await self.api.create(part["file_id"], ENDPOINT, self._metadata(part))
+                batch = await self.api.exactly_once(
+                    f"the batch of {part['file']}",
+                    lambda: self.api.create(
+                        part["file_id"], ENDPOINT, self._metadata(part), tries=1
+                    ),
+                    lambda: self._created_before(part),
+                )
             part["batch_id"], part["status"] = batch["id"], batch.get("status")
             self._stage(part, "submitted")
             logger.info("part %d: batch %s (%s)", part["n"], batch["id"], batch.get("status"))
 
+    def _live(self, part: dict[str, Any]) -> int:
+        """The job's other batches in progress (a full queue holds a part only while one
+        of them is there to finish)."""
+        return sum(
+            1
+            for p in self.state.parts
+            if p is not part and p["stage"] == "submitted" and p["status"] not in TERMINAL
+        )
+
     def _metadata(self, part: dict[str, Any]) -> dict[str, str]:
-        return {"embedsdk_job": self.state.job_id, "embedsdk_part": str(part["n"])}
+        return {
+            "embedsdk_job": self.state.job_id,
+            "embedsdk_part": str(part["n"]),
+            "embedsdk_try": str(part.get("tries", 1)),
+        }
 
     async def _uploaded_before(self, part: dict[str, Any]) -> dict[str, Any] | None:
         name = self.state.remote_name(part)
@@ -237,9 +286,7 @@ class BatchJob:
 
     async def _created_before(self, part: dict[str, Any]) -> dict[str, Any] | None:
         async for batch in self.api.batches():
-            if batch.get("metadata") == self._metadata(part) or (
-                batch.get("input_file_id") == part["file_id"]
-            ):
+            if batch.get("metadata") == self._metadata(part):
                 logger.info("part %d: found its batch %s, made before", part["n"], batch["id"])
                 return batch
         return None
@@ -251,15 +298,16 @@ class BatchJob:
     async def _until_validated(self, part: dict[str, Any]) -> None:
         """Wait for the first batch to pass validation: a file the provider refuses fails
         there, before any other is uploaded."""
-        waits = _poll_waits()
+        started = asyncio.get_running_loop().time()
         while True:
             batch = await self.api.retrieve(part["batch_id"])
             self._note(part, batch)
             if batch.get("status") != "validating":
                 break
-            await self._sleep(next(waits))
+            await self._sleep(_poll_wait(asyncio.get_running_loop().time() - started))
         if batch.get("status") == "failed":
-            await self._finish(part, batch)  # raises
+            await self._finish(part, batch)  # raises, or holds it
+            return
         self.state.data["validated"] = True
         self.state.save()
 
@@ -267,37 +315,36 @@ class BatchJob:
 
     async def _poll(self, parts: list[dict[str, Any]]) -> None:
         self._open_bar()
-        waits = _poll_waits()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
-            moved = False
             for part in parts:
-                if part["stage"] == "uploaded" and self._finished > part.get("held", -1):
-                    await self._submit(part)  # held for a full queue; one batch has finished
-                    moved = True
+                if part["status"] == "held" and self._free > 0:
+                    self._free -= 1  # one batch finished: one held part takes its place
+                    await self._submit(part)
                 if part["stage"] != "submitted":
                     continue
                 batch = await self.api.retrieve(part["batch_id"])
-                moved |= self._note(part, batch)
+                self._note(part, batch)
                 if batch.get("status") in TERMINAL:
                     await self._finish(part, batch)
-                    moved = True
             self._show(parts)
             if all(p["stage"] == "finished" for p in parts):
                 return
-            if moved:
-                waits = _poll_waits()
-            await self._sleep(next(waits))
+            if not any(p["stage"] == "submitted" for p in parts):
+                self._free += 1  # only held parts left: nothing of ours is in the queue
+            await self._sleep(_poll_wait(loop.time() - started))
 
-    def _note(self, part: dict[str, Any], batch: dict[str, Any]) -> bool:
-        """Record the batch's status and counts; whether anything changed."""
+    def _note(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
+        """Record the batch's status and counts."""
+        if batch.get("status") in ("validating", "in_progress", "finalizing"):
+            self._seen_running.add(part["n"])
         counts = batch.get("request_counts") or {}
         new = {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")}
         new["total"] = new["total"] or part["requests"]
-        changed = bool(part["status"] != batch.get("status") or part["counts"] != new)
-        part["status"], part["counts"] = batch.get("status"), new
-        if changed:
+        if part["status"] != batch.get("status") or part["counts"] != new:
+            part["status"], part["counts"] = batch.get("status"), new
             self.state.save()
-        return changed
 
     async def _finish(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
         """A terminal batch: its results downloaded, stored and sorted."""
@@ -314,12 +361,16 @@ class BatchJob:
                 await self.api.download(file_id, path)
         sorter = Sorter(self.state, part, read_requests(self.state, part), self.options.dimensions)
         loop = asyncio.get_running_loop()
-        part["stored"] = await loop.run_in_executor(None, sorter.store, self.store, self.namespace)
-        sorter.sort_errors()
+        part["stored"] = await loop.run_in_executor(None, sorter.store, self.stores, self.namespace)
+        # Cancelled while this run watched it: someone means it to stop, so what is left
+        # waits for the next run; found cancelled by a run started since, it goes now.
+        sorter.sort_errors(cancelled=status == "cancelled" and part["n"] in self._seen_running)
         part["tokens_used"] = sorter.tokens
         part["retry"], part["split"], part["refused"] = sorter.retry, sorter.split, sorter.refused
+        part["deferred"], part["why"] = sorter.deferred, sorter.why
+        part["owed"] = sorter.owed_inputs()
         self._stage(part, "finished")
-        self._finished += 1
+        self._free += 1
         if not self.keep_remote:
             await self._forget_remote(part, batch)
         for kind in ("output", "errors"):
@@ -328,16 +379,17 @@ class BatchJob:
     def _hold(self, part: dict[str, Any], batch: dict[str, Any]) -> None:
         """The provider's queue is full (its enqueued-token limit): the part's file is
         batched again once one of the job's batches in progress has finished."""
-        others = [p for p in self.state.parts if p is not part and p["stage"] == "submitted"]
-        if not others:
+        if not part.get("created_with"):
             raise BatchJobError(
-                f"batch {batch.get('id')} alone passes the provider's limit of tokens enqueued "
-                f"at once ({_reasons(batch)}): make the files smaller (BatchLimits), or wait "
-                "for the account's other batches to finish and run the same command again",
+                f"batch {batch.get('id')} was refused for a full queue with no other batch "
+                f"of this job in progress ({_reasons(batch)}): it passes the provider's "
+                "limit of tokens enqueued at once by itself, or the account's other batches "
+                "fill it: make the files smaller (BatchLimits), or run the same command "
+                "again once they have finished",
                 job_dir=str(self.state.directory),
                 batch_id=batch.get("id"),
             )
-        part["batch_id"], part["status"], part["held"] = None, "held", self._finished
+        part["batch_id"], part["status"] = None, "held"
         self._stage(part, "uploaded")
         logger.info("part %d: the provider's queue is full; sent again later", part["n"])
 
@@ -364,30 +416,38 @@ class BatchJob:
 
     # -- sending failures again --------------------------------------------------------------
 
-    def _resend(self, parts: list[dict[str, Any]]) -> None:
+    def _resend(self, parts: list[dict[str, Any]], which: str) -> None:
+        """New parts for what ``parts`` owe: ``"retry"`` (and ``split``, one input a
+        request) in this run, or ``"deferred"`` at the start of the next. One part's
+        requests are in memory at a time."""
+        if not parts:
+            return
         round_ = 1 + max(p["round"] for p in self.state.parts)
-        again: list[tuple[list[str], int]] = []
+        made = resend_lines(self.state, self.options, self.limits, round_, self._owed(parts, which))
         for part in parts:
-            requests = read_requests(self.state, part)
-            for i in part["retry"]:
-                again.append((requests[i], sum(map(estimate_tokens, requests[i]))))
-            for i in part["split"]:
-                again.extend(([text], estimate_tokens(text)) for text in requests[i])
-        new = resend_lines(self.state, self.options, self.limits, round_, again)
-        for part in parts:
-            part["resent"] = True
+            if which == "deferred":
+                part["deferred"], part["why"] = [], None
+            else:
+                part["resent"] = True
+            again = ("deferred",) if part["resent"] else ("retry", "split", "deferred")
+            part["owed"] = sum(len(r) for r in _picked(self.state, part, again))
         self.state.save()
-        logger.info(
-            "sending %s again in %s",
-            plural(len(again), "request"),
-            plural(len(new), "batch", "batches"),
-        )
+        logger.info("sending again in %s", plural(len(made), "batch", "batches"))
+
+    def _owed(self, parts: list[dict[str, Any]], which: str) -> Iterator[tuple[list[str], int]]:
+        lists = ("deferred",) if which == "deferred" else ("retry", "split")
+        for part in parts:
+            for kind, texts in _picked_by_kind(self.state, part, lists):
+                if kind == "split":
+                    yield from (([t], estimate_tokens(t)) for t in texts)
+                else:
+                    yield texts, sum(map(estimate_tokens, texts))
 
     def _check_done(self) -> None:
         self._tally()
         owed = [p for p in self.state.parts if _owes(p)]
         if owed and self.failed == "batch":
-            inputs = sum(_owed_inputs(self.state, p) for p in owed)
+            inputs = sum(p.get("owed", 0) for p in owed)
             raise BatchJobError(
                 f"{plural(inputs, 'text')} failed in the batches {self.max_rounds + 1} times "
                 "in this run (the provider's errors were transient): run the same command "
@@ -395,13 +455,15 @@ class BatchJob:
                 "failed='embeddings' (--batch-failed embeddings)",
                 job_dir=str(self.state.directory),
             )
-        others = [r for p in self.state.parts for r in p["refused"] if not _about_content(r)]
-        if others:
-            _, status, message = others[0]
+        deferred = [p for p in self.state.parts if p.get("deferred")]
+        if deferred:
+            inputs = sum(p.get("owed", 0) for p in deferred)
             raise BatchJobError(
-                f"the provider refused {plural(len(others), 'request')} of the batches: "
-                f"HTTP {status}: {message}",
+                f"{plural(inputs, 'text')} came back without vectors: {deferred[0]['why']}. "
+                "What the batches returned is kept; mend the cause (the key, the quota, the "
+                "model) if there is one, and run the same command again to send them again",
                 job_dir=str(self.state.directory),
+                batch_id=deferred[0].get("batch_id"),
             )
 
     # -- reporting ---------------------------------------------------------------------------
@@ -410,13 +472,12 @@ class BatchJob:
         parts = self.state.parts
         report = self.report
         report.batches = sum(1 for p in parts if p.get("batch_id"))
-        report.planned = (
-            sum(p["inputs"] for p in parts if p["round"] == parts[0]["round"]) if parts else 0
-        )
+        first = parts[0]["round"] if parts else 0
+        report.planned = sum(p["inputs"] for p in parts if p["round"] == first)
         report.requests = sum(p["requests"] for p in parts)
         report.stored = sum(p["stored"] for p in parts)
         report.tokens = sum(p["tokens_used"] for p in parts)
-        report.left = sum(_owed_inputs(self.state, p) for p in parts if _owes(p))
+        report.left = sum(p.get("owed", 0) for p in parts if p["stage"] == "finished")
 
     def _open_bar(self) -> None:
         if not self.progress or self._bar is not None:
@@ -447,15 +508,55 @@ class BatchJob:
             self._bar = None
 
 
+class _OtherInput(Exception):
+    """The input is not the one the job was planned for (and nothing was sent yet)."""
+
+
+def _afresh(texts: Iterable[Any] | Callable[[], Iterable[Any]]) -> Callable[[], Iterable[Any]]:
+    """A function giving ``texts`` from the start each time it is called; a one-shot
+    iterator cannot be read twice, and a second reading says so."""
+    if callable(texts):
+        return texts
+    if isinstance(texts, (list, tuple)) or hasattr(texts, "__getitem__"):
+        return lambda: texts
+    calls = [0]
+
+    def once() -> Iterable[Any]:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise ConfigurationError(
+                "the job directory holds a job planned for another input, and nothing of it "
+                "was sent: delete the directory, or pass the texts as a list (or a function "
+                "returning them) so that the job can be planned again"
+            )
+        return texts
+
+    return once
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``1 batch``, ``2,000 batches`` (with thousands separators)."""
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
-def _poll_waits() -> Any:
-    waits = backoff.expo(base=1.5, factor=POLL_FIRST, max_value=POLL_MAX)
-    next(waits)  # backoff's generators start with a priming None
-    return waits
+def _poll_wait(elapsed: float) -> float:
+    """Seconds to the next poll, when the batches have run ``elapsed`` seconds so far."""
+    return min(POLL_MAX, max(POLL_FIRST, POLL_SHARE * elapsed))
+
+
+def _picked_by_kind(
+    state: JobState, part: dict[str, Any], lists: tuple[str, ...]
+) -> Iterator[tuple[str, list[str]]]:
+    wanted = [(kind, i) for kind in lists for i in part.get(kind) or ()]
+    if not wanted:
+        return
+    requests = read_requests(state, part)
+    for kind, i in wanted:
+        yield kind, requests[i]
+
+
+def _picked(state: JobState, part: dict[str, Any], lists: tuple[str, ...]) -> list[list[str]]:
+    return [texts for _, texts in _picked_by_kind(state, part, lists)]
 
 
 def _errors(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -478,18 +579,7 @@ def _over_enqueued(batch: dict[str, Any]) -> bool:
 
 
 def _owes(part: dict[str, Any]) -> bool:
-    """A finished part with requests to send again that no later part took."""
+    """A finished part with requests to send again in this run that no later part took."""
     return (
         part["stage"] == "finished" and not part["resent"] and bool(part["retry"] or part["split"])
     )
-
-
-def _owed_inputs(state: JobState, part: dict[str, Any]) -> int:
-    requests = read_requests(state, part)
-    return sum(len(requests[i]) for i in (*part["retry"], *part["split"]))
-
-
-def _about_content(refused: list[Any]) -> bool:
-    """A refusal of one input for its content (400/413/422): the text's fault, reported with
-    it; any other (401, 404 model) is the job's."""
-    return int(refused[1]) in (400, 413, 422)

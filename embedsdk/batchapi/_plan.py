@@ -11,11 +11,12 @@ of at most the Batch API's requests, bytes and inputs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Callable, NamedTuple
 
 from ..cache import VectorCache, cache_keys
 from ..client import ClientOptions, estimate_tokens, validate_texts
@@ -130,20 +131,24 @@ def plan_texts(
     texts: Iterable[Any],
     state: JobState,
     plan: Plan,
-    store: VectorCache,
+    stores: Stores,
     namespace: bytes,
     options: ClientOptions,
     limits: BatchLimits,
     round_: int,
+    check: Callable[[str, int], None],
 ) -> Scan:
     """Read ``texts`` once and add parts for those not stored and not planned.
 
-    Blocking (disk): run it on a worker thread. Raises :class:`InvalidInputError` naming the
-    first bad text, with nothing planned.
+    A text in the caller's cache but not in the job's store is copied there (the store is
+    what the result is read from). ``check(digest, texts)`` sees the input's fingerprint
+    before anything is committed, and may refuse it. Blocking (disk): run it on a worker
+    thread. Raises :class:`InvalidInputError` naming the first bad text, with nothing planned.
     """
     per_request = options.request_size
     writer = _PartWriter(state, options, limits, round_)
     scan = Scan()
+    digest = hashlib.blake2b(digest_size=16)
     plan.begin()
     try:
         pending: list[str] = []
@@ -151,11 +156,11 @@ def plan_texts(
         for window in _windows(texts, WINDOW):
             validate_texts(window, scan.texts)
             scan.texts += len(window)
-            _, hit = store.get_many(namespace, window)
-            scan.cached += int(hit.sum())
-            fresh = [text for text, stored in zip(window, hit) if not stored]
-            claimed = plan.claim(cache_keys(namespace, fresh), writer.first_part)
-            for text, seen in zip(fresh, claimed):
+            keys = cache_keys(namespace, window)
+            digest.update(b"".join(keys))
+            fresh = _not_stored(stores, namespace, window, keys, scan)
+            claimed = plan.claim([key for _, key in fresh], writer.first_part)
+            for (text, _), seen in zip(fresh, claimed):
                 if seen:
                     scan.covered += seen == 1
                     scan.earlier += seen == 2
@@ -173,6 +178,7 @@ def plan_texts(
         if pending:
             writer.add(pending, pending_tokens)
         writer.close()
+        check(digest.hexdigest(), scan.texts)
         plan.commit()  # before job.json: a kill between leaves rows that name no part
     except BaseException:
         writer.close()
@@ -183,8 +189,39 @@ def plan_texts(
             round_, made["requests"], made["inputs"], made["tokens"], made["bytes"]
         )
         assert part["n"] == made["n"]
+    state.data.setdefault("input", {"digest": digest.hexdigest(), "texts": scan.texts})
     state.save()
     return scan
+
+
+class Stores(NamedTuple):
+    """Where vectors are kept: the job's own store (never evicts: the result is read from
+    it) and the caller's cache (``None`` when off), which gets a copy of each."""
+
+    job: VectorCache
+    cache: VectorCache | None
+
+
+def _not_stored(
+    stores: Stores, namespace: bytes, window: list[str], keys: list[bytes], scan: Scan
+) -> list[tuple[str, bytes]]:
+    """The texts of ``window`` (with their keys) that neither store holds; those only the
+    caller's cache holds are copied into the job's store."""
+    _, hit = stores.job.get_many(namespace, window)
+    missing = [i for i, found in enumerate(hit) if not found]
+    scan.cached += len(window) - len(missing)
+    if missing and stores.cache is not None:
+        wanted = [window[i] for i in missing]
+        matrix, cached = stores.cache.get_many(namespace, wanted)
+        if matrix is not None and cached.any():
+            rows = [j for j, found in enumerate(cached) if found]
+            copied = [wanted[j] for j in rows]
+            stores.job.set_many(namespace, copied, matrix[rows])
+            _, kept = stores.job.get_many(namespace, copied)
+            done = {missing[j] for j, ok in zip(rows, kept) if ok}
+            scan.cached += len(done)
+            missing = [i for i in missing if i not in done]
+    return [(window[i], keys[i]) for i in missing]
 
 
 def resend_lines(
@@ -192,7 +229,7 @@ def resend_lines(
     options: ClientOptions,
     limits: BatchLimits,
     round_: int,
-    requests: list[tuple[list[str], int]],
+    requests: Iterable[tuple[list[str], int]],
 ) -> list[dict[str, Any]]:
     """New parts for ``requests`` (inputs, estimated tokens) that must go again."""
     writer = _PartWriter(state, options, limits, round_)

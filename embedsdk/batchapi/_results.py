@@ -32,14 +32,20 @@ class StoreFailed(OSError):
 
 
 def _lines(path: Any) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a downloaded file; a line that is not one is passed over (its
+    request, answered by no line, is sent again)."""
     try:
         handle = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         return
     with handle:
         for raw in handle:
-            if raw.strip():
-                yield json.loads(raw)
+            try:
+                line = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                yield line
 
 
 def _request_number(custom_id: Any, n: int) -> int | None:
@@ -50,6 +56,8 @@ def _request_number(custom_id: Any, n: int) -> int | None:
 
 
 def _vectors(body: Any, count: int, dimensions: int | None) -> tuple[np.ndarray, int | None]:
+    """The rows of one answer, checked; ``dimensions``: the width they must have (asked
+    for, or that of the job's first answer)."""
     try:
         if not isinstance(body, dict):
             raise ValueError("the response body is not a JSON object")
@@ -69,11 +77,17 @@ def _judge(line: dict[str, Any]) -> APIStatusError | None:
     if isinstance(response, dict) and response.get("status_code", 200) != 200:
         body = json.dumps(response.get("body"), ensure_ascii=False).encode()
         return status_error(int(response["status_code"]), {}, body)
-    return None
+    return None  # expired, cancelled: never run
 
 
 class Sorter:
-    """Sorts one finished part's lines; :meth:`store` then writes the vectors."""
+    """Sorts one finished part's lines: :meth:`store` the vectors, then :meth:`sort_errors`.
+
+    ``retry``: requests sent again as they were (in this run); ``split``: sent again one
+    input a request; ``deferred``: sent again by the next run (the batch was cancelled, or
+    the provider refused them for the account's sake: a key, a quota, a model), with why;
+    ``refused``: one input refused for its content, for good.
+    """
 
     def __init__(
         self,
@@ -83,14 +97,16 @@ class Sorter:
         dimensions: int | None,
     ) -> None:
         self.state, self.part, self.requests = state, part, requests
-        self.dimensions = dimensions
+        self.dimensions = dimensions if dimensions is not None else state.data.get("dim")
         self.answered: set[int] = set()
         self.retry: list[int] = []
         self.split: list[int] = []
+        self.deferred: list[int] = []
+        self.why: str | None = None
         self.refused: list[list[Any]] = []
         self.tokens = 0
 
-    def store(self, cache: VectorCache, namespace: bytes) -> int:
+    def store(self, stores: Any, namespace: bytes) -> int:
         """Store the vectors of every 200 line; returns how many inputs. Raises
         :class:`StoreFailed` when the store did not keep them."""
         texts: list[str] = []
@@ -113,18 +129,21 @@ class Sorter:
                 self.retry.append(i)
                 continue
             self.answered.add(i)
+            if self.dimensions is None:  # the job's first answer sets the width
+                self.dimensions = self.state.data["dim"] = int(matrix.shape[1])
             self.tokens += tokens or 0
             texts.extend(inputs)
             rows.append(matrix)
             if len(texts) >= STORE_ROWS:
-                stored += _put(cache, namespace, texts, rows)
+                stored += _put(stores, namespace, texts, rows)
                 texts, rows = [], []
         if texts:
-            stored += _put(cache, namespace, texts, rows)
+            stored += _put(stores, namespace, texts, rows)
         return stored
 
-    def sort_errors(self) -> None:
-        """The error file's lines, then every request no file answered (sent again)."""
+    def sort_errors(self, cancelled: bool = False) -> None:
+        """The error file's lines, then every request no file answered: sent again now,
+        or, when the batch was ``cancelled``, by the next run (a cancel is someone's wish)."""
         n = self.part["n"]
         for line in _lines(self.state.path(part_file(n, "errors"))):
             i = _request_number(line.get("custom_id"), n)
@@ -134,28 +153,45 @@ class Sorter:
         for i in range(len(self.requests)):
             if i not in self.answered:
                 self.answered.add(i)
-                self.retry.append(i)
+                (self.deferred if cancelled else self.retry).append(i)
+        if cancelled and self.deferred and self.why is None:
+            self.why = f"batch {self.part.get('batch_id')} was cancelled"
+
+    def owed_inputs(self) -> int:
+        """Inputs this part still owes a vector for (to be sent again)."""
+        again = (*self.retry, *self.split, *self.deferred)
+        return sum(len(self.requests[i]) for i in again)
 
     def _failed(self, i: int, exc: APIStatusError | None) -> None:
         self.answered.add(i)
+        blamed = None if exc is None else blames_input(exc)
         if exc is None or is_retryable(exc):
             self.retry.append(i)
-        elif (should_split(exc) or blames_input(exc) or exc.status_code == 413) and len(
-            self.requests[i]
-        ) > 1:
-            self.split.append(i)
-        else:
-            self.refused.append([i, exc.status_code, exc.message])
+        elif should_split(exc) or (blamed is not False and exc.status_code in (400, 413, 422)):
+            # about what an input holds (or cannot be told): alone, each input is judged
+            if len(self.requests[i]) > 1:
+                self.split.append(i)
+            else:
+                self.refused.append([i, exc.status_code, exc.message])
+        else:  # a key, a quota, a model, an option: the user can mend them
+            self.deferred.append(i)
+            self.why = self.why or f"HTTP {exc.status_code}: {exc.message}"
 
 
-def _put(cache: VectorCache, namespace: bytes, texts: list[str], rows: list[np.ndarray]) -> int:
+def _put(stores: Any, namespace: bytes, texts: list[str], rows: list[np.ndarray]) -> int:
+    """Write to the job's store (checked: the result is read from it), and a copy to the
+    caller's cache (as any answer fills it; a cache that fails says so itself)."""
     matrix = np.vstack(rows)
-    cache.set_many(namespace, texts, matrix)
-    _, hit = cache.get_many(namespace, texts)
+    job: VectorCache = stores.job
+    job.set_many(namespace, texts, matrix)
+    _, hit = job.get_many(namespace, texts)
     if not hit.all():
-        why = cache.problem or "the vectors written could not be read back"
+        why = job.problem or "the vectors written could not be read back"
         raise StoreFailed(
-            f"the vector store at {cache.directory} did not keep the batch's vectors ({why}); "
-            "they are kept in the job directory: fix the store and run the same command again"
+            f"the job's vector store at {job.directory} did not keep the batch's vectors "
+            f"({why}); they are kept in the job directory: fix it (disk space, permissions) "
+            "and run the same command again"
         )
+    if stores.cache is not None:
+        stores.cache.set_many(namespace, texts, matrix)
     return len(texts)

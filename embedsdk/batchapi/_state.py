@@ -14,7 +14,10 @@ The job directory holds:
   provider's output lines (matched by ``custom_id``) carry vectors for.
 - ``part-NNNN.output.jsonl`` / ``.errors.jsonl``: what the provider returned, kept until the
   vectors are in the store, so that a crash between download and store pays nothing again.
-- ``vectors/``: the vector store, when the caller's cache is off.
+- ``vectors/``: the job's vector store, which the result is read from (it never evicts; the
+  caller's cache gets a copy of each vector).
+
+One run at a time: :func:`embedsdk.batchapi.job_store` holds ``DIR.lock`` while it runs.
 
 A part's life (``status`` is the provider's batch status; ``stage`` is ours):
 ``planned`` -> ``uploading`` -> ``uploaded`` (file id) -> ``creating`` -> ``submitted``
@@ -41,7 +44,7 @@ from .._exceptions import ConfigurationError
 FORMAT = 1
 STATE = "job.json"
 PLAN = "plan.sqlite"
-#: The job's own vector store, when the caller's cache is off (see ``job_store``).
+#: The job's own vector store (see ``job_store``).
 STORE = "vectors"
 
 STAGES = ("planned", "uploading", "uploaded", "creating", "submitted", "finished")
@@ -130,6 +133,7 @@ class JobState:
             with contextlib.suppress(OSError):
                 os.unlink(name)
             raise
+        _sync_directory(self.directory)
 
     # -- parts -------------------------------------------------------------------------------
 
@@ -169,6 +173,22 @@ class JobState:
         self.parts.append(part)
         return part
 
+    def reset(self) -> None:
+        """Forget every part (none was ever sent): their files go, the plan is emptied."""
+        for part in self.parts:
+            for kind in ("", "output", "errors"):
+                with contextlib.suppress(OSError):
+                    (self.directory / part_file(part["n"], kind)).unlink()
+        self.data["parts"] = []
+        self.data.pop("input", None)
+        with self.plan() as plan:
+            plan.clear()
+        self.save()
+
+    def ever_sent(self) -> bool:
+        """Whether any part's batch may exist at the provider (paid for, or being paid)."""
+        return any(p["stage"] in ("creating", "submitted", "finished") for p in self.parts)
+
     def remote_name(self, part: dict[str, Any]) -> str:
         """The uploaded file's name: it finds the file again after a kill during upload."""
         return f"embedsdk-{self.job_id[:12]}-{part['file']}"
@@ -185,6 +205,17 @@ class JobState:
             plan.close()
 
 
+def _sync_directory(path: Path) -> None:
+    """fsync a directory, so that a rename in it survives a power loss (POSIX; Windows
+    cannot open a directory, and its renames are durable once done)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class Plan:
     """Which part covers each text (by cache key): ``plan.sqlite``.
 
@@ -196,7 +227,9 @@ class Plan:
     def __init__(self, path: Path) -> None:
         self._con = sqlite3.connect(str(path), isolation_level=None)
         self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit survives a power loss (NORMAL may roll it back, and job.json, synced
+        # after it, would then name parts whose texts the next run plans and pays again).
+        self._con.execute("PRAGMA synchronous=FULL")
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS planned (key BLOB PRIMARY KEY, part INTEGER) WITHOUT ROWID"
         )
@@ -233,6 +266,9 @@ class Plan:
             ).fetchone()
             found.append(1 if owner >= part else 2)
         return found
+
+    def clear(self) -> None:
+        self._con.execute("DELETE FROM planned")
 
     def count(self) -> int:
         return int(self._con.execute("SELECT count(*) FROM planned").fetchone()[0])

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._exceptions import EmbedSDKError, InvalidInputError
 from .._text import append_note
-from ..batchapi import BatchAPI, JobState, discard_if_unsent, job_store, run_job
+from ..batchapi import TERMINAL, BatchAPI, JobState, discard_if_unsent, job_store, run_job
 from ..client import NOT_GIVEN, find_api_key, resolve_options
 from ..files import STDIN, STDOUT, LineNumbers, OutputUsageError, lock_output, read_rows
 from ._options import api_key_of, client_kwargs, plural
@@ -71,8 +71,10 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
     kwargs = client_kwargs(args)
     options = resolve_options(**kwargs)
     try:
-        with lock_output(args.output), job_store(options, job_dir) as store:
-            status = _plan_send_write(args, fmt, input_fmt, job_dir, options, store, write, by_line)
+        with lock_output(args.output), job_store(options, job_dir) as stores:
+            status = _plan_send_write(
+                args, fmt, input_fmt, job_dir, options, stores, write, by_line
+            )
     except KeyboardInterrupt:
         discard_if_unsent(job_dir)
         raise
@@ -96,35 +98,41 @@ def _plan_send_write(
     input_fmt: str,
     job_dir: Path,
     options: Any,
-    store: Any,
+    stores: Any,
     write: Any,
     by_line: Any,
 ) -> int:
-    """Run the job (reading INPUT once), then write the output from the store."""
-    numbers = LineNumbers()
-    rows = read_rows(
-        args.input,
-        input_fmt,
-        field=args.field,
-        column=args.column,
-        id_field=args.id_field,
-        skip_empty=args.skip_empty,
-        numbers=numbers,
-    )
+    """Run the job (reading INPUT, twice if it changed since the job was planned), then
+    write the output from the job's store."""
+    numbers = [LineNumbers()]  # of the latest reading
+
+    def texts() -> Any:
+        numbers[0] = LineNumbers()
+        rows = read_rows(
+            args.input,
+            input_fmt,
+            field=args.field,
+            column=args.column,
+            id_field=args.id_field,
+            skip_empty=args.skip_empty,
+            numbers=numbers[0],
+        )
+        return (row.text for row in rows)
+
     show = not args.quiet and sys.stderr.isatty()
     try:
         report = asyncio.run(
             run_job(
-                (row.text for row in rows),
+                texts,
                 job_dir,
                 options,
-                store,
+                stores,
                 failed=args.batch_failed,
                 progress=show,
             )
         )
     except InvalidInputError as exc:
-        raise by_line(exc, args.input, numbers) from None
+        raise by_line(exc, args.input, numbers[0]) from None
     except KeyboardInterrupt:
         if JobState.load(job_dir).parts:
             print(
@@ -136,7 +144,7 @@ def _plan_send_write(
         raise
     if not args.quiet:
         print(f"embedsdk: {report.summary()}", file=sys.stderr)
-    return int(write(args, fmt, input_fmt, {"cache": store}))
+    return int(write(args, fmt, input_fmt, {"cache": stores.job}))
 
 
 # -- embedsdk batch ----------------------------------------------------------------------------
@@ -182,18 +190,30 @@ def _run_cancel(args: argparse.Namespace) -> int:
     state = JobState.load(args.job_dir)
     live = [p for p in state.parts if p.get("batch_id") and p["stage"] != "finished"]
 
-    async def cancel() -> int:
+    async def cancel() -> tuple[int, list[str]]:
+        asked, failures = 0, []
         async with BatchAPI(state.data["base_url"], _key_for(args, state.data["base_url"])) as api:
             for part in live:
-                batch = await api.cancel(part["batch_id"])
+                try:
+                    batch = await api.retrieve(part["batch_id"])
+                    if batch.get("status") in TERMINAL or batch.get("status") == "cancelling":
+                        print(f"part {part['n']}: batch {part['batch_id']} {batch.get('status')}")
+                        continue
+                    batch = await api.cancel(part["batch_id"])
+                except EmbedSDKError as exc:  # one batch's error must not spare the others
+                    failures.append(f"part {part['n']}: {exc}")
+                    continue
+                asked += 1
                 print(f"part {part['n']}: batch {part['batch_id']} {batch.get('status')}")
-        return len(live)
+        return asked, failures
 
-    done = asyncio.run(cancel())
+    asked, failures = asyncio.run(cancel())
     print(
-        f"asked to cancel {plural(done, 'batch')}; what they finished is kept: run the "
+        f"asked to cancel {plural(asked, 'batch')}; what they finished is kept: run the "
         "embed command again to collect it (and to send the rest again)"
     )
+    if failures:
+        raise EmbedSDKError("could not cancel every batch: " + "; ".join(failures))
     return 0
 
 

@@ -98,6 +98,11 @@ def _texts(rows: Iterator[Row], meta: Meta | None, keep_text: bool) -> Iterator[
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", None) is not None and getattr(args, "via", None) == "batch":
+        raise ConfigurationError(
+            "--via batch and --ray do not go together yet: the Batch API route runs from one "
+            "process (leave out --ray; the provider runs the batches)"
+        )
     if getattr(args, "ray", None) is not None:  # a separate path: Ray reads and writes
         from ._ray import run_ray
 
