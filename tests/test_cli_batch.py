@@ -243,3 +243,19 @@ def test_cancel_passes_over_batches_already_done(
         status, _, err = run(capsys, *argv)  # and the next run collects it
         assert status == 0, err
         assert fast.stats()["batch"]["created"] == 1
+
+
+def test_a_second_run_of_a_running_job_is_refused_and_names_the_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sim: SimulatedProvider
+) -> None:
+    from embedsdk.batchapi import job_store
+    from embedsdk.client import resolve_options
+
+    out, job = tmp_path / "v.npy", tmp_path / "job"
+    argv = embed(sim, corpus(tmp_path, texts_for(5)), out, "--job-dir", str(job))
+    with job_store(resolve_options(base_url=sim.base_url), job):  # another run holds it
+        status, _, err = run(capsys, *argv)
+    assert status == 1
+    assert "being written by another embedsdk batch job" in err
+    assert "run the same command again to resume" not in err
+    assert sim.stats()["batch"]["uploads"] == 0

@@ -39,7 +39,15 @@ from ..cache import VectorCache, open_cache
 from ..client import AsyncEmbedder, ClientOptions, resolve_options
 from ..files import OutputFileError, lock_output
 from ._http import BatchAPI, NoBatchAPI
-from ._job import MAX_ROUNDS, TERMINAL, BatchJob, BatchJobError, Failed, JobReport
+from ._job import (
+    MAX_ROUNDS,
+    TERMINAL,
+    BatchJob,
+    BatchJobError,
+    Failed,
+    JobBusyError,
+    JobReport,
+)
 from ._limits import BatchLimits, limits_for, price_per_million
 from ._plan import Stores
 from ._results import StoreFailed
@@ -79,7 +87,7 @@ def job_store(options: ClientOptions, job_dir: Path) -> Iterator[Stores]:
         try:
             stack.enter_context(lock_output(str(path), remedy=remedy, holder="embedsdk batch job"))
         except OutputFileError as exc:  # busy, or the lock cannot be made
-            raise BatchJobError(str(exc), job_dir=str(path)) from None
+            raise JobBusyError(str(exc), job_dir=str(path)) from None
         cache = open_cache(options.cache) if options.cache is not False else None
         usable = cache if cache is not None and cache.enabled else None
         own = stack.enter_context(VectorCache(path / STORE, size_limit=UNBOUNDED))
@@ -283,6 +291,7 @@ __all__ = [
     "BatchJob",
     "BatchJobError",
     "BatchLimits",
+    "JobBusyError",
     "JobReport",
     "JobState",
     "NoBatchAPI",

@@ -57,6 +57,10 @@ class BatchJobError(EmbedSDKError):
         self.batch_id = batch_id
 
 
+class JobBusyError(BatchJobError):
+    """Another run holds the job directory (its ``DIR.lock``): wait for it, or stop it."""
+
+
 @dataclasses.dataclass
 class JobReport:
     """What a job did, over all its runs so far (``seen`` / ``cached`` / ``duplicates``:

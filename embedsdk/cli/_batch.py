@@ -17,7 +17,15 @@ from typing import Any
 
 from .._exceptions import EmbedSDKError, InvalidInputError
 from .._text import append_note
-from ..batchapi import TERMINAL, BatchAPI, JobState, discard_if_unsent, job_store, run_job
+from ..batchapi import (
+    TERMINAL,
+    BatchAPI,
+    JobBusyError,
+    JobState,
+    discard_if_unsent,
+    job_store,
+    run_job,
+)
 from ..client import NOT_GIVEN, find_api_key, resolve_options
 from ..files import STDIN, STDOUT, LineNumbers, OutputUsageError, lock_output, read_rows
 from ._options import api_key_of, client_kwargs, plural
@@ -79,7 +87,8 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
         discard_if_unsent(job_dir)
         raise
     except EmbedSDKError as exc:
-        if not discard_if_unsent(job_dir) and not isinstance(exc, InvalidInputError):
+        busy = isinstance(exc, JobBusyError)  # another run has it: nothing of ours to keep
+        if not busy and not discard_if_unsent(job_dir) and not isinstance(exc, InvalidInputError):
             append_note(
                 exc, f"the job's state is kept in {job_dir}: run the same command again to resume"
             )
