@@ -79,3 +79,23 @@ def test_live_provider(live: Live) -> None:
     assert not np.allclose(vecs[0], vecs[1])
     # One request per attempt: the default encoding was taken (no base64 fallback needed).
     assert stats.requests - stats.retries == 1
+
+
+@pytest.mark.live
+def test_live_openai_batch_api(tmp_path: object) -> None:
+    """Two texts through OpenAI's Batch API, against the same through /embeddings. Opt in
+    with EMBEDSDK_LIVE_BATCH=1 and OPENAI_API_KEY: a batch may take minutes to hours."""
+    from pathlib import Path
+
+    from embedsdk.batchapi import embed_via_batch
+
+    key = KEYS["openai"]
+    if not key or os.environ.get("EMBEDSDK_LIVE_BATCH") != "1":
+        pytest.skip("set OPENAI_API_KEY and EMBEDSDK_LIVE_BATCH=1 to run the live Batch API test")
+    options = {"base_url": "https://api.openai.com/v1", "api_key": key, "cache": False}
+    model = "text-embedding-3-small"
+    batched = embed_via_batch(TEXTS, job_dir=Path(str(tmp_path)) / "job", model=model, **options)
+    direct = embedsdk.get_batch_embeddings(TEXTS, model=model, **options)
+    assert batched.shape == direct.shape == (2, 1536)
+    cosine = (batched * direct).sum(axis=1)
+    assert (cosine > 0.999).all()  # the same model; the backends may round differently
