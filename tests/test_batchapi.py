@@ -297,7 +297,9 @@ def test_failures_left_after_the_rounds_are_an_error_that_spends_nothing_more(
     texts = corpus(64)
 
     async def scenario(sim: SimulatedProvider) -> None:
-        with pytest.raises(BatchJobError, match=r"64 texts failed in the batches 4 times"):
+        with pytest.raises(
+            BatchJobError, match=r"64 texts still failed in the batches after 3 rounds"
+        ):
             await aembed_via_batch(texts, job_dir=tmp_path / "job", **sim_options(sim))
         assert sim.stats()["batch"]["created"] == 4
         assert sim.stats()["requests"] == 0  # not sent to /embeddings behind the user's back
@@ -809,3 +811,90 @@ def test_an_answer_of_another_width_is_sent_again(tmp_path: Path) -> None:
     sorter.sort_errors()
     assert sorter.retry == [1] and state.data["dim"] == 4
     stores.job.close()
+
+
+# -- what the second review found -------------------------------------------------------------
+
+
+def test_a_plan_made_afresh_never_takes_the_old_plans_file_for_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = tmp_path / "job"
+    old, new = corpus(100, "old_"), corpus(100, "new_")  # files of the same size
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with monkeypatch.context() as patch:
+            _kill_after(patch, _http.BatchAPI, "upload")  # up, but its stage not saved
+            with pytest.raises(Killed):
+                await aembed_via_batch(old, job_dir=job, **sim_options(sim))
+        with monkeypatch.context() as patch:
+            _kill_before(patch, _http.BatchAPI, "upload")
+            with pytest.raises(Killed):
+                await aembed_via_batch(new, job_dir=job, **sim_options(sim))
+        vectors = await aembed_via_batch(new, job_dir=job, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(new, dim=DIM))
+        assert paid(sim) == Counter(new)
+
+    run(scenario)
+
+
+def test_a_batch_cancelled_before_the_run_first_polls_it_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _http.BatchAPI.create
+
+    async def cancelled_at_once(api: Any, *args: Any, **kwargs: Any) -> Any:
+        batch = await real(api, *args, **kwargs)
+        await api.cancel(batch["id"])  # someone's `embedsdk batch cancel`, meanwhile
+        return batch
+
+    monkeypatch.setattr(_http.BatchAPI, "create", cancelled_at_once)
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with pytest.raises(BatchJobError, match="was cancelled"):
+            await aembed_via_batch(corpus(64), job_dir=tmp_path / "job", **sim_options(sim))
+        assert sim.stats()["batch"]["created"] == 1  # not made again behind the cancel
+
+    run(scenario)
+
+
+def test_the_same_texts_in_another_order_resume_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = corpus(200)
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        with monkeypatch.context() as patch:
+            _kill_after(patch, _http.BatchAPI, "create")
+            with pytest.raises(Killed):
+                await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
+        shuffled = texts[::-1]
+        vectors = await aembed_via_batch(shuffled, job_dir=job, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(shuffled, dim=DIM))
+        assert paid(sim) == Counter(texts)
+
+    run(scenario)
+
+
+def test_what_embeddings_filled_is_not_batched_again(tmp_path: Path) -> None:
+    texts = corpus(64)
+    job = tmp_path / "job"
+
+    async def scenario(sim: SimulatedProvider) -> None:
+        await aembed_via_batch(texts, job_dir=job, failed="embeddings", **sim_options(sim))
+        sim.configure(batch_line_failure_rate=0.0)
+        vectors = await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
+        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        assert sim.stats()["batch"]["created"] == 1  # nothing batched again
+
+    run(scenario, batch_line_failure_rate=1.0)
+
+
+def test_a_store_checkpoint_makes_its_writes_durable(tmp_path: Path) -> None:
+    store = embedsdk.VectorCache(tmp_path / "store")
+    namespace = store.namespace("http://127.0.0.1:1/v1/embeddings", MODEL, None)
+    store.set_many(namespace, ["a", "b"], np.ones((2, 4), np.float32))
+    assert store.checkpoint() is True
+    store.close()
+    assert embedsdk.VectorCache(tmp_path / "elsewhere", size_limit=1).checkpoint() is True

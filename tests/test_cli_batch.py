@@ -259,3 +259,18 @@ def test_a_second_run_of_a_running_job_is_refused_and_names_the_other(
     assert "being written by another embedsdk batch job" in err
     assert "run the same command again to resume" not in err
     assert sim.stats()["batch"]["uploads"] == 0
+
+
+def test_a_run_refused_for_a_busy_output_leaves_the_other_runs_job_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sim: SimulatedProvider
+) -> None:
+    from embedsdk.files import lock_output
+
+    out, job = tmp_path / "v.npy", tmp_path / "job"
+    job.mkdir()
+    (job / "job.json").write_text(json.dumps({"format": 1, "job": "x", "parts": []}))
+    argv = embed(sim, corpus(tmp_path, texts_for(5)), out, "--job-dir", str(job))
+    with lock_output(str(out)):  # the other run, still planning
+        status, _, err = run(capsys, *argv)
+    assert status == 1 and "being written by another" in err
+    assert (job / "job.json").exists()

@@ -168,8 +168,10 @@ async def aembed_via_batch(
     path = _check(failed, job_dir)
     resolved = resolve_options(**options)
     texts = list(texts)
-    with job_store(resolved, path) as stores:
-        try:
+    ours = False  # whether this run held the job directory (only then may it discard it)
+    try:
+        with job_store(resolved, path) as stores:
+            ours = True
             report = await run_job(
                 texts,
                 path,
@@ -179,15 +181,23 @@ async def aembed_via_batch(
                 max_rounds=max_rounds,
                 progress=progress,
             )
-        except BaseException:
+            return await _result(report, texts, stores, options, errors)
+    except BaseException:
+        if ours:
             discard_if_unsent(path)
-            raise
-        logger.info("%s", report.summary())
-        # Every vector is in the store now: this reads them in order (no request), except
-        # texts the batches refused, which /embeddings names as it would (and, with
-        # failed="embeddings", what failed in the batches, at full price).
-        async with AsyncEmbedder(**{**options, "cache": stores.job}) as embedder:
-            return await embedder.embed(texts, errors=errors)  # type: ignore[call-overload]
+        raise
+
+
+async def _result(
+    report: JobReport, texts: list[str], stores: Stores, options: dict[str, Any], errors: str
+) -> Any:
+    """The job's vectors in input order, read from its store: no request, except for texts
+    the batches refused (which /embeddings names as it would) and, with failed="embeddings",
+    what failed in the batches (at full price; the caller's cache gets those too)."""
+    logger.info("%s", report.summary())
+    async with AsyncEmbedder(**{**options, "cache": stores.job}) as embedder:
+        result = await embedder.embed(texts, errors=errors)  # type: ignore[call-overload]
+    return result
 
 
 def embed_via_batch(
@@ -261,7 +271,8 @@ def _run_sync(coro: Any) -> Any:
     except KeyboardInterrupt:
         started.wait()
         if "loop" in box:
-            box["loop"].call_soon_threadsafe(box["task"].cancel)
+            with contextlib.suppress(RuntimeError):  # it has just ended: nothing to cancel
+                box["loop"].call_soon_threadsafe(box["task"].cancel)
         thread.join()
         raise
     if "error" in box:

@@ -23,7 +23,7 @@ from ..client import ClientOptions, estimate_tokens
 from ._http import BatchAPI
 from ._limits import BatchLimits, price_per_million
 from ._plan import ENDPOINT, Scan, Stores, plan_texts, read_requests, resend_lines
-from ._results import Sorter
+from ._results import Sorter, StoreFailed
 from ._state import JobState, part_file
 
 logger = logging.getLogger("embedsdk.batchapi")
@@ -261,6 +261,7 @@ class BatchJob:
                     lambda: self._created_before(part),
                 )
             part["batch_id"], part["status"] = batch["id"], batch.get("status")
+            self._seen_running.add(part["n"])  # made by this run: a cancel is someone's wish
             self._stage(part, "submitted")
             logger.info("part %d: batch %s (%s)", part["n"], batch["id"], batch.get("status"))
 
@@ -319,6 +320,7 @@ class BatchJob:
 
     async def _poll(self, parts: list[dict[str, Any]]) -> None:
         self._open_bar()
+        self._free = 0
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
@@ -373,8 +375,14 @@ class BatchJob:
         part["retry"], part["split"], part["refused"] = sorter.retry, sorter.split, sorter.refused
         part["deferred"], part["why"] = sorter.deferred, sorter.why
         part["owed"] = sorter.owed_inputs()
-        self._stage(part, "finished")
-        self._free += 1
+        if part["stored"] and not await loop.run_in_executor(None, self.stores.job.checkpoint):
+            raise StoreFailed(
+                f"the job's vector store at {self.stores.job.directory} could not be synced "
+                "to disk; the batch's results are kept in the job directory: run again"
+            )
+        self._stage(part, "finished")  # then its downloaded files go: the store has them
+        if any(p["status"] == "held" for p in self.state.parts):
+            self._free += 1  # a place in the queue for one held part
         if not self.keep_remote:
             await self._forget_remote(part, batch)
         for kind in ("output", "errors"):
@@ -439,9 +447,15 @@ class BatchJob:
         logger.info("sending again in %s", plural(len(made), "batch", "batches"))
 
     def _owed(self, parts: list[dict[str, Any]], which: str) -> Iterator[tuple[list[str], int]]:
+        """The requests to send again, less the texts the job's store holds by now (sent to
+        /embeddings with failed="embeddings", or by another part)."""
         lists = ("deferred",) if which == "deferred" else ("retry", "split")
         for part in parts:
             for kind, texts in _picked_by_kind(self.state, part, lists):
+                _, stored = self.stores.job.get_many(self.namespace, texts)
+                texts = [t for t, found in zip(texts, stored) if not found]
+                if not texts:
+                    continue
                 if kind == "split":
                     yield from (([t], estimate_tokens(t)) for t in texts)
                 else:
@@ -453,10 +467,11 @@ class BatchJob:
         if owed and self.failed == "batch":
             inputs = sum(p.get("owed", 0) for p in owed)
             raise BatchJobError(
-                f"{plural(inputs, 'text')} failed in the batches {self.max_rounds + 1} times "
-                "in this run (the provider's errors were transient): run the same command "
-                "again to send them again, or send them to /embeddings at full price with "
-                "failed='embeddings' (--batch-failed embeddings)",
+                f"{plural(inputs, 'text')} still failed in the batches after "
+                f"{plural(self.max_rounds, 'round')} of sending them again in this run (the "
+                "provider's errors were transient): run the same command again to send them "
+                "again, or send them to /embeddings at full price with failed='embeddings' "
+                "(--batch-failed embeddings)",
                 job_dir=str(self.state.directory),
             )
         deferred = [p for p in self.state.parts if p.get("deferred")]

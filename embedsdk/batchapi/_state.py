@@ -175,12 +175,15 @@ class JobState:
 
     def reset(self) -> None:
         """Forget every part (none was ever sent): their files go, the plan is emptied."""
-        for part in self.parts:
-            for kind in ("", "output", "errors"):
-                with contextlib.suppress(OSError):
-                    (self.directory / part_file(part["n"], kind)).unlink()
+        for path in self.directory.glob("part-*.jsonl"):  # a refused pass's too
+            with contextlib.suppress(OSError):
+                path.unlink()
         self.data["parts"] = []
-        self.data.pop("input", None)
+        for key in ("input", "validated", "dim"):
+            self.data.pop(key, None)
+        # A new id: the old plan's files (uploaded, maybe) and batches (a failed one) must
+        # never be found again under the new plan's names by a lookup after a kill.
+        self.data["job"] = uuid.uuid4().hex
         with self.plan() as plan:
             plan.clear()
         self.save()

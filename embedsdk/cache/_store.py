@@ -522,6 +522,21 @@ class VectorCache:
     def __len__(self) -> int:
         return int(self.info()["vectors"])
 
+    def checkpoint(self) -> bool:
+        """Make every vector written so far survive a power loss: the write-ahead log is
+        copied into the database file, which is synced (writes are otherwise synced at each
+        checkpoint only, which a cache can afford and a batch job's store cannot). Whether
+        it succeeded."""
+        if self._pool is None or self._read_only:
+            return False
+        try:
+            with self._pool.use() as con:
+                busy, _, _ = con.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+        except _ERRORS as exc:
+            self._fail("writing to disk", exc)
+            return False
+        return not busy
+
     def clear(self) -> int:
         """Remove every vector and give the disk space back; returns how many were removed.
 

@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import EmbedSDKError, InvalidInputError
+from .._exceptions import ConfigurationError, EmbedSDKError, InvalidInputError
 from .._text import append_note
 from ..batchapi import (
     TERMINAL,
     BatchAPI,
-    JobBusyError,
     JobState,
     discard_if_unsent,
     job_store,
@@ -78,23 +77,23 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
     job_dir = job_dir_of(args)
     kwargs = client_kwargs(args)
     options = resolve_options(**kwargs)
+    ours = False  # whether this run held the job directory (only then may it discard it)
     try:
         with lock_output(args.output), job_store(options, job_dir) as stores:
+            ours = True
             status = _plan_send_write(
                 args, fmt, input_fmt, job_dir, options, stores, write, by_line
             )
-    except KeyboardInterrupt:
-        discard_if_unsent(job_dir)
-        raise
     except EmbedSDKError as exc:
-        busy = isinstance(exc, JobBusyError)  # another run has it: nothing of ours to keep
-        if not busy and not discard_if_unsent(job_dir) and not isinstance(exc, InvalidInputError):
+        kept = not (ours and discard_if_unsent(job_dir))
+        if ours and kept and not isinstance(exc, (InvalidInputError, ConfigurationError)):
             append_note(
                 exc, f"the job's state is kept in {job_dir}: run the same command again to resume"
             )
         raise
     except BaseException:
-        discard_if_unsent(job_dir)
+        if ours:
+            discard_if_unsent(job_dir)
         raise
     if status == 0 and not args.keep_job:
         shutil.rmtree(job_dir, ignore_errors=True)
