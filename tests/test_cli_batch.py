@@ -11,7 +11,9 @@ short, so that a batch of a fraction of a second is seen done at once; it has no
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -151,11 +153,6 @@ def test_usage_errors(
 ) -> None:
     source = corpus(tmp_path, texts_for(3))
     status, _, err = run(
-        capsys, "embed", "-", "-o", str(tmp_path / "v.npy"), "--via", "batch",
-        "--base-url", sim.base_url,
-    )  # fmt: skip
-    assert status == 2 and "give a file, not -" in err
-    status, _, err = run(
         capsys, "embed", str(source), "-o", "-", "--format", "jsonl", "--via", "batch",
         "--base-url", sim.base_url,
     )  # fmt: skip
@@ -274,3 +271,26 @@ def test_a_run_refused_for_a_busy_output_leaves_the_other_runs_job_alone(
         status, _, err = run(capsys, *argv)
     assert status == 1 and "being written by another" in err
     assert (job / "job.json").exists()
+
+
+def test_standard_input_through_the_batch_api(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sim: SimulatedProvider,
+) -> None:
+    """A pipe is read twice through a copy in the job directory; messages still name it."""
+    texts = texts_for(120)
+    texts[77] = "t 77 <refused>"
+    sim.configure(refuse_inputs=("<refused>",))
+    data = ("\n".join(texts) + "\n").encode("utf-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    out = tmp_path / "v.npy"
+    status, _, err = run(capsys, "embed", "-", "-o", str(out), "--via", "batch",
+                         "--base-url", sim.base_url, "--model", MODEL)  # fmt: skip
+    assert status == 1  # the refused text, named by its line of standard input
+    assert "the server refused 1 text of standard input" in err and "line 78" in err
+    good = np.arange(120) != 77
+    want = expected_matrix([t for i, t in enumerate(texts) if i != 77], MODEL, DIM)
+    assert np.array_equal(np.load(out)[good], want)
+    assert sim.stats()["batch"]["uploads"] == 2  # the texts, then the refused request split

@@ -51,7 +51,7 @@ from ._job import (
 from ._limits import BatchLimits, limits_for, price_per_million
 from ._plan import Stores
 from ._results import StoreFailed
-from ._state import STORE, JobState
+from ._state import STDIN_COPY, STORE, JobState
 
 logger = logging.getLogger("embedsdk.batchapi")
 
@@ -297,6 +297,7 @@ async def job_batches(
 
 
 __all__ = [
+    "STDIN_COPY",
     "TERMINAL",
     "BatchAPI",
     "BatchJob",

@@ -46,6 +46,8 @@ STATE = "job.json"
 PLAN = "plan.sqlite"
 #: The job's own vector store (see ``job_store``).
 STORE = "vectors"
+#: Standard input, kept for the command line's second reading of it.
+STDIN_COPY = "standard-input"
 
 STAGES = ("planned", "uploading", "uploaded", "creating", "submitted", "finished")
 
@@ -89,7 +91,7 @@ class JobState:
                     "use another job directory, or delete this one (its batches are paid for)"
                 )
             return state
-        if path.exists() and any(p.name != STORE for p in path.iterdir()):
+        if path.exists() and any(p.name not in (STORE, STDIN_COPY) for p in path.iterdir()):
             raise ConfigurationError(
                 f"the job directory {path} is not empty and holds no {STATE}: give an empty "
                 "or new directory"

@@ -18,6 +18,7 @@ from typing import Any
 from .._exceptions import ConfigurationError, EmbedSDKError, InvalidInputError
 from .._text import append_note
 from ..batchapi import (
+    STDIN_COPY,
     TERMINAL,
     BatchAPI,
     JobState,
@@ -69,11 +70,6 @@ def job_dir_of(args: argparse.Namespace) -> Path:
 def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: Any) -> int:
     """Plan and send the batches, then ``write`` the output as the default route does."""
     fmt, input_fmt = prepare(args)
-    if args.input == STDIN:
-        raise OutputUsageError(
-            "--via batch reads INPUT twice (to plan the batches, then to write the output in "
-            "order): give a file, not -"
-        )
     job_dir = job_dir_of(args)
     kwargs = client_kwargs(args)
     options = resolve_options(**kwargs)
@@ -82,8 +78,9 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
         with lock_output(args.output), job_store(options, job_dir) as stores:
             ours = True
             status = _plan_send_write(
-                args, fmt, input_fmt, job_dir, options, stores, write, by_line
-            )
+                _readable_twice(args, job_dir), fmt, input_fmt, job_dir, options, stores, write,
+                by_line,
+            )  # fmt: skip
     except EmbedSDKError as exc:
         kept = not (ours and discard_if_unsent(job_dir))
         if ours and kept and not isinstance(exc, (InvalidInputError, ConfigurationError)):
@@ -98,6 +95,19 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
     if status == 0 and not args.keep_job:
         shutil.rmtree(job_dir, ignore_errors=True)
     return status
+
+
+def _readable_twice(args: argparse.Namespace, job_dir: Path) -> argparse.Namespace:
+    """``args``, reading standard input from a copy in the job directory: the texts are read
+    twice (to plan the batches, then to write the output in order). Copied a megabyte at a
+    time, so a pipe of any size takes no memory."""
+    if args.input != STDIN:
+        return args
+    copy = job_dir / STDIN_COPY
+    with open(copy, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    # Messages still name standard input (``shown_input``), not the copy.
+    return argparse.Namespace(**{**vars(args), "input": str(copy), "shown_input": STDIN})
 
 
 def _plan_send_write(
@@ -140,7 +150,7 @@ def _plan_send_write(
             )
         )
     except InvalidInputError as exc:
-        raise by_line(exc, args.input, numbers[0]) from None
+        raise by_line(exc, getattr(args, "shown_input", args.input), numbers[0]) from None
     except KeyboardInterrupt:
         if JobState.load(job_dir).parts:
             print(

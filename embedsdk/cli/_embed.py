@@ -148,7 +148,7 @@ def _run(
                 client, _Sized(texts, total) if total else texts, args, fmt, meta, show, refused
             )
         except InvalidInputError as exc:
-            raise _named_by_line(exc, args.input, numbers) from None
+            raise _named_by_line(exc, _shown(args), numbers) from None
         except APIError as exc:
             if client.options.cache is not False and client.stats.requests:
                 exc.args = (
@@ -204,7 +204,7 @@ NAMED_REFUSALS = 10
 
 def _refusals(refused: Refused, numbers: LineNumbers, args: argparse.Namespace, fmt: str) -> str:
     """The report of the texts the server refused: their lines, its words, what to do."""
-    source = "standard input" if args.input == STDIN else args.input
+    source = "standard input" if _shown(args) == STDIN else args.input
     where = "standard output" if args.output == STDOUT else args.output
     one = len(refused) == 1
     them = "it" if one else "them"
@@ -223,6 +223,11 @@ def _refusals(refused: Refused, numbers: LineNumbers, args: argparse.Namespace, 
         f"text was embedded): {'; '.join(named)}. Fix or remove {them} and run the same "
         f"command again to embed {them}"
     )
+
+
+def _shown(args: argparse.Namespace) -> str:
+    """The input as messages name it (``--via batch`` reads standard input from a copy)."""
+    return str(getattr(args, "shown_input", args.input))
 
 
 def _named_by_line(exc: InvalidInputError, path: str, numbers: LineNumbers) -> InputFileError:
