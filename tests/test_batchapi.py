@@ -897,4 +897,5 @@ def test_a_store_checkpoint_makes_its_writes_durable(tmp_path: Path) -> None:
     store.set_many(namespace, ["a", "b"], np.ones((2, 4), np.float32))
     assert store.checkpoint() is True
     store.close()
-    assert embedsdk.VectorCache(tmp_path / "elsewhere", size_limit=1).checkpoint() is True
+    with embedsdk.VectorCache(tmp_path / "elsewhere", size_limit=1) as empty:
+        assert empty.checkpoint() is True

@@ -89,6 +89,8 @@ def job_store(options: ClientOptions, job_dir: Path) -> Iterator[Stores]:
         except OutputFileError as exc:  # busy, or the lock cannot be made
             raise JobBusyError(str(exc), job_dir=str(path)) from None
         cache = open_cache(options.cache) if options.cache is not False else None
+        if cache is not None and cache is not options.cache:
+            stack.enter_context(cache)  # opened here: closed here (a caller's stays open)
         usable = cache if cache is not None and cache.enabled else None
         own = stack.enter_context(VectorCache(path / STORE, size_limit=UNBOUNDED))
         yield Stores(own, usable)
