@@ -197,22 +197,7 @@ class BatchAPI:
         ``made_before()`` says the failed try left nothing behind: an answer lost on the way
         back (a timeout, a reset, a 502 from a proxy) must not make a second batch, which
         would be paid for twice."""
-        delays = backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF)
-        next(delays)  # the generator's first value is a priming None
-        for attempt in range(1, TRIES + 1):
-            try:
-                return await call()
-            except EmbedSDKError as exc:
-                if attempt == TRIES or not is_retryable(exc) or self._never_there(exc):
-                    raise
-                found = await made_before()
-                if found is not None:
-                    return found
-                delay = _asked(exc)
-                delay = backoff.full_jitter(next(delays)) if delay is None else delay
-                logger.info("%s: %s; again in %.1f s", what, exc, delay)
-                await self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._retried(what, call, TRIES, made_before)
 
     async def _call(
         self,
@@ -223,19 +208,34 @@ class BatchAPI:
         tries: int = TRIES,
     ) -> dict[str, Any]:
         """One call, tried up to ``tries`` times while its failures are transient."""
-        waits = backoff.full_jitter
+        return await self._retried(
+            f"{method} {route}", lambda: self._once(method, route, send, read), tries
+        )
+
+    async def _retried(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[dict[str, Any]]],
+        tries: int,
+        made_before: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
+    ) -> dict[str, Any]:
+        """``call()`` up to ``tries`` times while it fails for a transient reason, waiting as a
+        ``Retry-After`` asks or with backoff's full jitter; before each retry, ``made_before()``
+        (when given) may find what the failed try did after all."""
         delays = backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF)
         next(delays)  # the generator's first value is a priming None
         for attempt in range(1, tries + 1):
             try:
-                return await self._once(method, route, send, read)
+                return await call()
             except EmbedSDKError as exc:
                 if attempt >= tries or not is_retryable(exc) or self._never_there(exc):
                     raise
+                found = None if made_before is None else await made_before()
+                if found is not None:
+                    return found
                 delay = _asked(exc)
-                if delay is None:
-                    delay = waits(next(delays))
-                logger.info("%s %s: %s; again in %.1f s", method, route, exc, delay)
+                delay = backoff.full_jitter(next(delays)) if delay is None else delay
+                logger.info("%s: %s; again in %.1f s", what, exc, delay)
                 await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
