@@ -78,22 +78,31 @@ def job_store(options: ClientOptions, job_dir: Path) -> Iterator[Stores]:
 
     Two runs of one job would number their parts alike and match one's output to the
     other's requests: the second is refused (the lock is the operating system's, so it ends
-    with the process, however it ends).
+    with the process, however it ends). A run that fails before it planned anything (a bad
+    text, a wrong option) leaves no directory behind; one refused for the lock touches none.
     """
     path = Path(job_dir).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     remedy = f"or stop it (the job's state is in {path})"
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(lock_output(str(path), remedy=remedy, holder="embedsdk batch job"))
-        except OutputFileError as exc:  # busy, or the lock cannot be made
-            raise JobBusyError(str(exc), job_dir=str(path)) from None
-        cache = open_cache(options.cache) if options.cache is not False else None
-        if cache is not None and cache is not options.cache:
-            stack.enter_context(cache)  # opened here: closed here (a caller's stays open)
-        usable = cache if cache is not None and cache.enabled else None
-        own = stack.enter_context(VectorCache(path / STORE, size_limit=UNBOUNDED))
-        yield Stores(own, usable)
+    held = False
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                lock = lock_output(str(path), remedy=remedy, holder="embedsdk batch job")
+                stack.enter_context(lock)
+            except OutputFileError as exc:  # busy, or the lock cannot be made
+                raise JobBusyError(str(exc), job_dir=str(path)) from None
+            held = True
+            cache = open_cache(options.cache) if options.cache is not False else None
+            if cache is not None and cache is not options.cache:
+                stack.enter_context(cache)  # opened here: closed here (a caller's stays open)
+            usable = cache if cache is not None and cache.enabled else None
+            own = stack.enter_context(VectorCache(path / STORE, size_limit=UNBOUNDED))
+            yield Stores(own, usable)
+    except BaseException:
+        if held:  # the stores are closed by now
+            discard_if_unsent(path)
+        raise
 
 
 async def run_job(
@@ -170,24 +179,11 @@ async def aembed_via_batch(
     path = _check(failed, job_dir)
     resolved = resolve_options(**options)
     texts = list(texts)
-    ours = False  # whether this run held the job directory (only then may it discard it)
-    try:
-        with job_store(resolved, path) as stores:
-            ours = True
-            report = await run_job(
-                texts,
-                path,
-                resolved,
-                stores,
-                failed=failed,
-                max_rounds=max_rounds,
-                progress=progress,
-            )
-            return await _result(report, texts, stores, options, errors)
-    except BaseException:
-        if ours:
-            discard_if_unsent(path)
-        raise
+    with job_store(resolved, path) as stores:
+        report = await run_job(
+            texts, path, resolved, stores, failed=failed, max_rounds=max_rounds, progress=progress
+        )
+        return await _result(report, texts, stores, options, errors)
 
 
 async def _result(

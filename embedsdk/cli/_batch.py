@@ -22,7 +22,6 @@ from ..batchapi import (
     TERMINAL,
     BatchAPI,
     JobState,
-    discard_if_unsent,
     job_store,
     run_job,
 )
@@ -73,7 +72,7 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
     job_dir = job_dir_of(args)
     kwargs = client_kwargs(args)
     options = resolve_options(**kwargs)
-    ours = False  # whether this run held the job directory (only then may it discard it)
+    ours = False  # whether this run held the job directory (its state is ours to report)
     try:
         with lock_output(args.output), job_store(options, job_dir) as stores:
             ours = True
@@ -81,16 +80,12 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
                 _readable_twice(args, job_dir), fmt, input_fmt, job_dir, options, stores, write,
                 by_line,
             )  # fmt: skip
-    except EmbedSDKError as exc:
-        kept = not (ours and discard_if_unsent(job_dir))
-        if ours and kept and not isinstance(exc, (InvalidInputError, ConfigurationError)):
+    except EmbedSDKError as exc:  # job_store has removed a job that planned nothing
+        kept = ours and job_dir.exists()
+        if kept and not isinstance(exc, (InvalidInputError, ConfigurationError)):
             append_note(
                 exc, f"the job's state is kept in {job_dir}: run the same command again to resume"
             )
-        raise
-    except BaseException:
-        if ours:
-            discard_if_unsent(job_dir)
         raise
     if status == 0 and not args.keep_job:
         shutil.rmtree(job_dir, ignore_errors=True)
