@@ -26,7 +26,7 @@ from ..batchapi import (
     run_job,
 )
 from ..client import NOT_GIVEN, find_api_key, resolve_options
-from ..files import STDIN, STDOUT, LineNumbers, OutputUsageError, lock_output, read_rows
+from ..files import STDIN, STDOUT, LineNumbers, OutputUsageError, lock_output
 from ._options import api_key_of, client_kwargs, plural
 
 
@@ -66,8 +66,11 @@ def job_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.output + ".batch")
 
 
-def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: Any) -> int:
-    """Plan and send the batches, then ``write`` the output as the default route does."""
+def run_via_batch(
+    args: argparse.Namespace, prepare: Any, rows_of: Any, write: Any, by_line: Any
+) -> int:
+    """Plan and send the batches, then ``write`` the output as the default route does (the
+    ``embed`` command's steps are passed in: it imports this module, not the other way)."""
     fmt, input_fmt = prepare(args)
     job_dir = job_dir_of(args)
     kwargs = client_kwargs(args)
@@ -77,8 +80,8 @@ def run_via_batch(args: argparse.Namespace, prepare: Any, write: Any, by_line: A
         with lock_output(args.output), job_store(options, job_dir) as stores:
             ours = True
             status = _plan_send_write(
-                _readable_twice(args, job_dir), fmt, input_fmt, job_dir, options, stores, write,
-                by_line,
+                _readable_twice(args, job_dir), fmt, input_fmt, job_dir, options, stores,
+                rows_of, write, by_line,
             )  # fmt: skip
     except EmbedSDKError as exc:  # job_store has removed a job that planned nothing
         kept = ours and job_dir.exists()
@@ -112,6 +115,7 @@ def _plan_send_write(
     job_dir: Path,
     options: Any,
     stores: Any,
+    rows_of: Any,
     write: Any,
     by_line: Any,
 ) -> int:
@@ -121,16 +125,7 @@ def _plan_send_write(
 
     def texts() -> Any:
         numbers[0] = LineNumbers()
-        rows = read_rows(
-            args.input,
-            input_fmt,
-            field=args.field,
-            column=args.column,
-            id_field=args.id_field,
-            skip_empty=args.skip_empty,
-            numbers=numbers[0],
-        )
-        return (row.text for row in rows)
+        return (row.text for row in rows_of(args, input_fmt, numbers[0]))
 
     show = not args.quiet and sys.stderr.isatty()
     try:

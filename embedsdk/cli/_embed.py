@@ -85,6 +85,19 @@ def _prepare(args: argparse.Namespace) -> tuple[str, str]:
     return fmt, input_fmt
 
 
+def rows_of(args: argparse.Namespace, input_fmt: str, numbers: LineNumbers) -> Iterator[Row]:
+    """The rows of INPUT as the input flags say, each one's line noted in ``numbers``."""
+    return read_rows(
+        args.input,
+        input_fmt,
+        field=args.field,
+        column=args.column,
+        id_field=args.id_field,
+        skip_empty=args.skip_empty,
+        numbers=numbers,
+    )
+
+
 def _texts(rows: Iterator[Row], meta: Meta | None, keep_text: bool) -> Iterator[str]:
     """The texts of ``rows``; each row's ``(id, text)`` is queued in ``meta`` for the writer.
 
@@ -115,7 +128,7 @@ def run_embed(args: argparse.Namespace) -> int:
     if getattr(args, "via", "embeddings") == "batch":  # plans, waits, then writes as below
         from ._batch import run_via_batch
 
-        return run_via_batch(args, _prepare, _run, _named_by_line)
+        return run_via_batch(args, _prepare, rows_of, _run, _named_by_line)
     fmt, input_fmt = _prepare(args)
     with lock_output(args.output):  # one run per output: two would mix their rows
         return _run(args, fmt, input_fmt)
@@ -127,15 +140,7 @@ def _run(
     """Read, embed and write, with the command checked and the output locked; ``overrides``:
     client options in place of the flags' (the Batch API route's store as the cache)."""
     numbers = LineNumbers()
-    rows = read_rows(
-        args.input,
-        input_fmt,
-        field=args.field,
-        column=args.column,
-        id_field=args.id_field,
-        skip_empty=args.skip_empty,
-        numbers=numbers,
-    )
+    rows = rows_of(args, input_fmt, numbers)
     meta: Meta | None = None if fmt == "npy" else collections.deque()
     texts = _texts(rows, meta, args.keep_text)
     total = count_rows(args.input, input_fmt)
