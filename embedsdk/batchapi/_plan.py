@@ -75,17 +75,19 @@ class _PartWriter:
         return len(self.state.parts) + 1
 
     def add(self, texts: list[str], tokens: int) -> None:
-        """One request of ``texts`` (a new file when this one is full)."""
-        line = request_line(f"{self._number()}-{self._requests}", request_body(self.options, texts))
-        full = (
+        """One request of ``texts`` (in a new file when this one is full)."""
+        body = request_body(self.options, texts)
+        if self._out is None:
+            self._open()
+        line = request_line(f"{self._n}-{self._requests}", body)
+        if self._requests and (
             self._requests + 1 > self.limits.requests_per_file
             or self._bytes + len(line) > self.limits.bytes_per_file
             or self._inputs + len(texts) > self.limits.inputs_per_batch
-        )
-        if self._out is not None and full:
+        ):
             self.close()
-            line = request_line(f"{self._number()}-0", request_body(self.options, texts))
-        self._number()  # opens the file
+            self._open()
+            line = request_line(f"{self._n}-0", body)
         assert self._out is not None
         self._out.write(line)
         self._requests += 1
@@ -93,12 +95,9 @@ class _PartWriter:
         self._tokens += tokens
         self._bytes += len(line)
 
-    def _number(self) -> int:
-        if self._out is None:
-            n = len(self.state.parts) + len(self.made) + 1
-            self._out = open(self.state.path(part_file(n)), "wb")  # noqa: SIM115
-            self._n = n
-        return self._n
+    def _open(self) -> None:
+        self._n = len(self.state.parts) + len(self.made) + 1
+        self._out = open(self.state.path(part_file(self._n)), "wb")  # noqa: SIM115
 
     def close(self) -> None:
         if self._out is None:
