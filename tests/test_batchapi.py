@@ -17,6 +17,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Awaitable
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -168,45 +169,47 @@ def test_jobs_are_cut_to_the_limits_of_the_batch_api(
 # -- resuming after a kill -------------------------------------------------------------------
 
 
-def _kill_after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, nth: int = 1) -> None:
-    """``owner.name`` runs for real, then the process "dies" on its ``nth`` call, once."""
+def _kill(
+    patch: pytest.MonkeyPatch, owner: Any, name: str, *, nth: int = 1, after: bool = False
+) -> None:
+    """The process "dies" at the ``nth`` call of ``owner.name``, once: before the call, or
+    ``after`` it ran for real."""
     real = getattr(owner, name)
     calls = {"n": 0}
 
     async def dying(*args: Any, **kwargs: Any) -> Any:
-        result = await real(*args, **kwargs)
         calls["n"] += 1
+        if calls["n"] == nth and not after:
+            raise Killed(name)
+        result = await real(*args, **kwargs)
         if calls["n"] == nth:
             raise Killed(name)
         return result
 
-    monkeypatch.setattr(owner, name, dying)
-
-
-def _kill_before(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
-    real = getattr(owner, name)
-    calls = {"n": 0}
-
-    async def dying(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise Killed(name)
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, dying)
-
-
-def _kill_before_nth(patch: pytest.MonkeyPatch, owner: Any, name: str, nth: int) -> None:
-    real = getattr(owner, name)
-    calls = {"n": 0}
-
-    async def dying(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == nth:
-            raise Killed(name)
-        return await real(*args, **kwargs)
-
     patch.setattr(owner, name, dying)
+
+
+def _kill_after(patch: pytest.MonkeyPatch, owner: Any, name: str, nth: int = 1) -> None:
+    _kill(patch, owner, name, nth=nth, after=True)
+
+
+def _kill_before(patch: pytest.MonkeyPatch, owner: Any, name: str, nth: int = 1) -> None:
+    _kill(patch, owner, name, nth=nth)
+
+
+async def die_in(kill: Callable[[pytest.MonkeyPatch], Any], texts: list[str], job: Path,
+                 sim: SimulatedProvider, **options: Any) -> None:  # fmt: skip
+    """One run of the job that "dies" where ``kill`` (given a monkeypatch) makes it."""
+    with pytest.MonkeyPatch.context() as patch:
+        kill(patch)
+        with pytest.raises(Killed):
+            await aembed_via_batch(texts, job_dir=job, **options, **sim_options(sim))
+
+
+async def resume(texts: list[str], job: Path, sim: SimulatedProvider, **options: Any) -> None:
+    """The same job run again, to the end: every vector right, in order."""
+    vectors = await aembed_via_batch(texts, job_dir=job, **options, **sim_options(sim))
+    assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
 
 
 STAGES = {
@@ -229,12 +232,8 @@ def test_a_job_killed_at_any_stage_resumes_without_paying_twice(
 
     async def scenario(sim: SimulatedProvider) -> None:
         job = tmp_path / "job"
-        with monkeypatch.context() as patch:
-            STAGES[stage](patch)
-            with pytest.raises(Killed):
-                await aembed_via_batch(texts, job_dir=job, batch_size=32, **sim_options(sim))
-        vectors = await aembed_via_batch(texts, job_dir=job, batch_size=32, **sim_options(sim))
-        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        await die_in(STAGES[stage], texts, job, sim, batch_size=32)
+        await resume(texts, job, sim, batch_size=32)
         parts = len(json.loads((job / "job.json").read_text())["parts"])
         batch = sim.stats()["batch"]
         assert batch["uploads"] == parts == 4  # 13 requests of 32, 4 a file
@@ -396,13 +395,12 @@ def test_a_run_that_finds_its_batch_cancelled_sends_the_rest_at_once(
     job = tmp_path / "job"
 
     async def scenario(sim: SimulatedProvider) -> None:
-        with monkeypatch.context() as patch:
+        def cancelled_then_killed(patch: pytest.MonkeyPatch) -> None:
             _cancelling_when_started(patch)
             _kill_after(patch, _http.BatchAPI, "cancel")  # killed right after the cancel
-            with pytest.raises(Killed):
-                await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
-        vectors = await aembed_via_batch(texts, job_dir=job, batch_size=16, **sim_options(sim))
-        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+
+        await die_in(cancelled_then_killed, texts, job, sim, batch_size=16)
+        await resume(texts, job, sim, batch_size=16)
         assert paid(sim) == Counter(texts)
 
     run(scenario)
@@ -664,14 +662,9 @@ def test_resuming_with_the_cache_switched_pays_nothing_again(
     options = {"batch_size": 32, **({} if first else {"cache": False})}
 
     async def scenario(sim: SimulatedProvider) -> None:
-        with monkeypatch.context() as patch:
-            _kill_before_nth(patch, _http.BatchAPI, "download", 2)  # one part stored
-            with pytest.raises(Killed):
-                await aembed_via_batch(texts, job_dir=job, **options, **sim_options(sim))
-        vectors = await aembed_via_batch(
-            texts, job_dir=job, batch_size=32, cache=second, **sim_options(sim)
-        )
-        assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
+        one_part_stored = partial(_kill_before, owner=_http.BatchAPI, name="download", nth=2)
+        await die_in(one_part_stored, texts, job, sim, **options)
+        await resume(texts, job, sim, batch_size=32, cache=second)
         assert sim.stats()["requests"] == 0
         assert paid(sim) == Counter(texts)
 
@@ -685,12 +678,8 @@ def test_an_input_changed_before_anything_was_sent_is_planned_afresh(
     old, new = corpus(400, "old"), corpus(100, "new")
 
     async def scenario(sim: SimulatedProvider) -> None:
-        with monkeypatch.context() as patch:
-            _kill_before(patch, _http.BatchAPI, "upload")
-            with pytest.raises(Killed):
-                await aembed_via_batch(old, job_dir=job, **sim_options(sim))
-        vectors = await aembed_via_batch(new, job_dir=job, **sim_options(sim))
-        assert np.array_equal(vectors, expected_matrix(new, dim=DIM))
+        await die_in(partial(_kill_before, owner=_http.BatchAPI, name="upload"), old, job, sim)
+        await resume(new, job, sim)
         assert paid(sim) == Counter(new)  # nothing of the old input
 
     run(scenario)
@@ -702,10 +691,8 @@ def test_an_input_changed_after_batches_were_paid_for_is_refused(
     job = tmp_path / "job"
 
     async def scenario(sim: SimulatedProvider) -> None:
-        with monkeypatch.context() as patch:
-            _kill_after(patch, _http.BatchAPI, "create")
-            with pytest.raises(Killed):
-                await aembed_via_batch(corpus(400, "old"), job_dir=job, **sim_options(sim))
+        after_create = partial(_kill_after, owner=_http.BatchAPI, name="create")
+        await die_in(after_create, corpus(400, "old"), job, sim)
         with pytest.raises(ConfigurationError, match="started for another input"):
             await aembed_via_batch(corpus(100, "new"), job_dir=job, **sim_options(sim))
         assert sim.stats()["batch"]["uploads"] == 1
@@ -823,16 +810,10 @@ def test_a_plan_made_afresh_never_takes_the_old_plans_file_for_its_own(
     old, new = corpus(100, "old_"), corpus(100, "new_")  # files of the same size
 
     async def scenario(sim: SimulatedProvider) -> None:
-        with monkeypatch.context() as patch:
-            _kill_after(patch, _http.BatchAPI, "upload")  # up, but its stage not saved
-            with pytest.raises(Killed):
-                await aembed_via_batch(old, job_dir=job, **sim_options(sim))
-        with monkeypatch.context() as patch:
-            _kill_before(patch, _http.BatchAPI, "upload")
-            with pytest.raises(Killed):
-                await aembed_via_batch(new, job_dir=job, **sim_options(sim))
-        vectors = await aembed_via_batch(new, job_dir=job, **sim_options(sim))
-        assert np.array_equal(vectors, expected_matrix(new, dim=DIM))
+        # up, but its stage not saved; then the new input, killed before its upload
+        await die_in(partial(_kill_after, owner=_http.BatchAPI, name="upload"), old, job, sim)
+        await die_in(partial(_kill_before, owner=_http.BatchAPI, name="upload"), new, job, sim)
+        await resume(new, job, sim)
         assert paid(sim) == Counter(new)
 
     run(scenario)
@@ -865,13 +846,8 @@ def test_the_same_texts_in_another_order_resume_the_job(
     job = tmp_path / "job"
 
     async def scenario(sim: SimulatedProvider) -> None:
-        with monkeypatch.context() as patch:
-            _kill_after(patch, _http.BatchAPI, "create")
-            with pytest.raises(Killed):
-                await aembed_via_batch(texts, job_dir=job, **sim_options(sim))
-        shuffled = texts[::-1]
-        vectors = await aembed_via_batch(shuffled, job_dir=job, **sim_options(sim))
-        assert np.array_equal(vectors, expected_matrix(shuffled, dim=DIM))
+        await die_in(partial(_kill_after, owner=_http.BatchAPI, name="create"), texts, job, sim)
+        await resume(texts[::-1], job, sim)
         assert paid(sim) == Counter(texts)
 
     run(scenario)
