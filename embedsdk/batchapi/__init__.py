@@ -278,22 +278,6 @@ def _run_sync(coro: Any) -> Any:
     return box["value"]
 
 
-# -- jobs left running -----------------------------------------------------------------------
-
-
-async def job_batches(
-    job_dir: str | Path, api_key: str | None, action: Callable[[BatchAPI, str], Any]
-) -> list[tuple[dict[str, Any], Any]]:
-    """``action(api, batch_id)`` for each batch of the job in ``job_dir``."""
-    state = JobState.load(job_dir)
-    results = []
-    async with BatchAPI(state.data["base_url"], api_key) as api:
-        for part in state.parts:
-            if part.get("batch_id"):
-                results.append((part, await action(api, part["batch_id"])))
-    return results
-
-
 __all__ = [
     "STDIN_COPY",
     "TERMINAL",
@@ -310,7 +294,6 @@ __all__ = [
     "aembed_via_batch",
     "discard_if_unsent",
     "embed_via_batch",
-    "job_batches",
     "job_store",
     "limits_for",
     "price_per_million",
