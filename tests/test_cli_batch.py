@@ -294,3 +294,17 @@ def test_standard_input_through_the_batch_api(
     want = expected_matrix([t for i, t in enumerate(texts) if i != 77], MODEL, DIM)
     assert np.array_equal(np.load(out)[good], want)
     assert sim.stats()["batch"]["uploads"] == 2  # the texts, then the refused request split
+
+
+def test_parquet_without_pyarrow_is_refused_before_anything_is_paid(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sim: SimulatedProvider,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # not installed
+    argv = embed(sim, corpus(tmp_path, texts_for(5)), tmp_path / "v.parquet")
+    status, _, err = run(capsys, *argv)
+    assert status == 1 and "writing Parquet needs pyarrow" in err
+    assert sim.stats()["batch"]["uploads"] == 0
+    assert not (tmp_path / "v.parquet.batch").exists()

@@ -26,7 +26,7 @@ from ..batchapi import (
     run_job,
 )
 from ..client import NOT_GIVEN, find_api_key, resolve_options
-from ..files import STDIN, STDOUT, LineNumbers, OutputUsageError, lock_output
+from ..files import STDIN, STDOUT, LineNumbers, OutputUsageError, import_pyarrow, lock_output
 from ._options import api_key_of, client_kwargs, plural
 
 
@@ -72,6 +72,8 @@ def run_via_batch(
     """Plan and send the batches, then ``write`` the output as the default route does (the
     ``embed`` command's steps are passed in: it imports this module, not the other way)."""
     fmt, input_fmt = prepare(args)
+    if fmt == "parquet":
+        import_pyarrow()  # before the batches are paid for, not when the output is written
     job_dir = job_dir_of(args)
     kwargs = client_kwargs(args)
     options = resolve_options(**kwargs)
