@@ -320,7 +320,9 @@ def test_failed_embeddings_sends_what_failed_to_embeddings(tmp_path: Path) -> No
     run(scenario, batch_line_failure_rate=1.0)
 
 
-def test_one_refused_text_costs_only_itself(tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", ["siliconflow", "openai", "tei", "text"])
+def test_one_refused_text_costs_only_itself(tmp_path: Path, style: str) -> None:
+    """Whatever shape the provider's error body has (the line's body is /embeddings')."""
     texts = corpus(200)
     texts[137] = "text 137 <refused>"
 
@@ -335,7 +337,7 @@ def test_one_refused_text_costs_only_itself(tmp_path: Path) -> None:
         # the others of the refused request came back through a batch, one input a line
         assert paid(sim) == Counter(t for i, t in enumerate(texts) if i != 137)
 
-    run(scenario, refuse_inputs=("<refused>",))
+    run(scenario, refuse_inputs=("<refused>",), error_style=style)
 
 
 def test_an_expired_batch_keeps_what_it_did_and_sends_the_rest(tmp_path: Path) -> None:
@@ -700,7 +702,10 @@ def test_an_input_changed_after_batches_were_paid_for_is_refused(
     run(scenario)
 
 
-def test_a_refusal_for_the_account_is_sent_again_by_the_next_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", ["siliconflow", "openai", "tei", "text"])
+def test_a_refusal_for_the_account_is_sent_again_by_the_next_run(
+    tmp_path: Path, style: str
+) -> None:
     texts = corpus(100)
     job = tmp_path / "job"
 
@@ -714,7 +719,7 @@ def test_a_refusal_for_the_account_is_sent_again_by_the_next_run(tmp_path: Path)
         assert np.array_equal(vectors, expected_matrix(texts, dim=DIM))
         assert paid(sim) == Counter(texts)
 
-    run(scenario)
+    run(scenario, error_style=style)
 
 
 def test_a_held_part_resumed_is_held_again_not_an_error(
