@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from embedsdk import AsyncEmbedder
-from embedsdk.batchapi import aembed_via_batch, limits_for, price_per_million
+from embedsdk import AsyncEmbedder, price_for
+from embedsdk.batchapi import aembed_via_batch, limits_for
 from embedsdk.testing import SimulatedProvider, SimulatedTransport, run_in_virtual_time
 
 from . import report, runner
@@ -47,8 +47,9 @@ DIM = 64
 BATCH_PER_REQUEST = 0.05
 VALIDATION = 30.0
 FINALIZING = 1.0
-#: USD per million tokens on /embeddings: OpenAI's text-embedding-3-small (see batchapi).
-PRICE = price_per_million("openai", "text-embedding-3-small") or 0.02
+#: USD per million tokens on /embeddings: OpenAI's text-embedding-3-small (embedsdk.price_for).
+_PUBLISHED = price_for("openai", "text-embedding-3-small")
+PRICE = _PUBLISHED.per_million if _PUBLISHED is not None else 0.02
 DISCOUNT = limits_for("openai").discount
 TEXTS = (20_000, 2_000)  # full run, --quick
 

@@ -14,7 +14,7 @@ resumes from its job directory when run again, without uploading or paying twice
 Modules:
 
 - :mod:`._limits`: what each provider's Batch API takes (requests, bytes, inputs per file)
-  and the published prices.
+  (prices: :mod:`embedsdk._prices`).
 - :mod:`._state`: the job directory (``job.json``, the plan table, the part files).
 - :mod:`._plan`: one pass over the texts into part files within those limits.
 - :mod:`._http`: the Batch API's calls over one aiohttp session, retried with backoff.
@@ -48,7 +48,7 @@ from ._job import (
     JobBusyError,
     JobReport,
 )
-from ._limits import BatchLimits, limits_for, price_per_million
+from ._limits import BatchLimits, limits_for
 from ._plan import Stores
 from ._results import StoreFailed
 from ._state import STDIN_COPY, STORE, JobState
@@ -116,6 +116,7 @@ async def run_job(
     progress: bool = False,
     limits: BatchLimits | None = None,
     keep_remote: bool = False,
+    price: object = None,
 ) -> JobReport:
     """Send ``texts`` through the Batch API until their vectors are in ``stores.job``.
 
@@ -138,6 +139,7 @@ async def run_job(
         max_rounds=max_rounds,
         progress=progress,
         keep_remote=keep_remote,
+        price=price,
     )
     return await job.run(texts)
 
@@ -173,6 +175,7 @@ async def aembed_via_batch(
     max_rounds: int = MAX_ROUNDS,
     progress: bool = False,
     errors: str = "raise",
+    price: object = None,
     **options: Any,
 ) -> Any:
     """:func:`embed_via_batch` in an event loop."""
@@ -181,7 +184,14 @@ async def aembed_via_batch(
     texts = list(texts)
     with job_store(resolved, path) as stores:
         report = await run_job(
-            texts, path, resolved, stores, failed=failed, max_rounds=max_rounds, progress=progress
+            texts,
+            path,
+            resolved,
+            stores,
+            failed=failed,
+            max_rounds=max_rounds,
+            progress=progress,
+            price=price,
         )
         return await _result(report, texts, stores, options, errors)
 
@@ -206,6 +216,7 @@ def embed_via_batch(
     max_rounds: int = MAX_ROUNDS,
     progress: bool = False,
     errors: str = "raise",
+    price: object = None,
     **options: Any,
 ) -> Any:
     """Embed ``texts`` through the provider's Batch API; blocks until the batches are done
@@ -216,7 +227,9 @@ def embed_via_batch(
     crash and it resumes the same batches. ``failed``: what to do with requests that failed
     in a batch for a transient reason (and expired or cancelled ones): ``"batch"`` sends them
     in a new batch, up to ``max_rounds`` times; ``"embeddings"`` sends them to
-    ``/embeddings`` at full price. ``progress``: a bar of requests done. ``options``: the
+    ``/embeddings`` at full price. ``progress``: a bar of requests done. ``price``: yours per
+    million tokens for the summary's cost (a number in USD, ``"0.5 CNY"`` or a
+    :class:`embedsdk.Price`; default: the published one, if listed). ``options``: the
     client options of :func:`embedsdk.get_batch_embeddings` (``base_url``, ``model``,
     ``dimensions``, ``cache``, ``api_key``...). Raises :class:`BatchJobError` when a batch
     fails validation or failures remain, and :class:`NoBatchAPI` when the server has none.
@@ -229,6 +242,7 @@ def embed_via_batch(
             max_rounds=max_rounds,
             progress=progress,
             errors=errors,
+            price=price,
             **options,
         )
     )
@@ -296,6 +310,5 @@ __all__ = [
     "embed_via_batch",
     "job_store",
     "limits_for",
-    "price_per_million",
     "run_job",
 ]

@@ -19,9 +19,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Literal
 
 from .._exceptions import ConfigurationError, EmbedSDKError
+from .._prices import Price, as_price
 from ..client import ClientOptions, estimate_tokens
 from ._http import BatchAPI
-from ._limits import BatchLimits, price_per_million
+from ._limits import BatchLimits
 from ._plan import ENDPOINT, Scan, Stores, plan_texts, read_requests, resend_lines
 from ._results import Sorter, StoreFailed
 from ._state import JobState, part_file
@@ -66,9 +67,10 @@ class JobReport:
     """What a job did, over all its runs so far (``seen`` / ``cached`` / ``duplicates``:
     this run's scan).
 
-    ``tokens``: input tokens as the provider counted them; ``price``: USD per million tokens
-    on ``/embeddings`` (``None``: unknown); ``cost`` / ``saved``: USD through the batches and
-    what ``/embeddings`` would have cost more (``None`` without a price); ``left``: inputs
+    ``tokens``: input tokens as the provider counted them; ``price``: the ``/embeddings``
+    price (:class:`embedsdk.Price`; ``None``: unknown); ``cost`` / ``saved``: in its currency,
+    through the batches and what ``/embeddings`` would have cost more (``None`` without a
+    price); ``left``: inputs
     whose vectors did not come back (failed after the rounds allowed); ``earlier``: texts of
     this run's scan that an earlier run's batches carry.
     """
@@ -84,7 +86,7 @@ class JobReport:
     stored: int = 0
     tokens: int = 0
     left: int = 0
-    price: float | None = None
+    price: Price | None = None
     discount: float = 0.5
     seconds: float = 0.0
 
@@ -92,21 +94,21 @@ class JobReport:
     def cost(self) -> float | None:
         if self.price is None:
             return None
-        return self.tokens / 1e6 * self.price * (1 - self.discount)
+        return self.price.cost(self.tokens) * (1 - self.discount)
 
     @property
     def saved(self) -> float | None:
         if self.price is None:
             return None
-        return self.tokens / 1e6 * self.price * self.discount
+        return self.price.cost(self.tokens) * self.discount
 
     def summary(self) -> str:
         """One line for a person: what was sent, what it cost, what it saved."""
+        price, cost, saved = self.price, self.cost, self.saved
         money = (
-            f"${self.cost:,.4f} at ${self.price:g}/M tokens, ${self.saved:,.4f} less than "
-            "/embeddings"
-            if self.price is not None and self.cost is not None and self.saved is not None
-            else "no published price for this model"
+            f"{price.money(cost)} at {price}, {price.money(saved)} less than /embeddings"
+            if price is not None and cost is not None and saved is not None
+            else "no published price for this model (give yours with price=)"
         )
         before = f", {plural(self.earlier, 'text')} sent by an earlier run" if self.earlier else ""
         batches = plural(self.batches, "batch", "batches")
@@ -136,6 +138,7 @@ class BatchJob:
         progress: bool = False,
         keep_remote: bool = False,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        price: object = None,
     ) -> None:
         self.options, self.state, self.stores, self.namespace = options, state, stores, namespace
         self.limits, self.failed, self.max_rounds = limits, failed, max_rounds
@@ -143,7 +146,7 @@ class BatchJob:
         self.api = BatchAPI(options.base_url, options.api_key, sleep=sleep)
         self.report = JobReport(
             str(state.directory),
-            price=price_per_million(options.provider, options.model),
+            price=as_price(price, options.provider, options.model),
             discount=limits.discount,
         )
         self._bar: Any = None

@@ -1,4 +1,4 @@
-"""What each provider's Batch API takes, and what an embedding costs there.
+"""What each provider's Batch API takes (its prices: :mod:`embedsdk._prices`).
 
 These are facts about another API than ``/embeddings`` (a file per batch, a queue of its
 own), so they live next to the code that uses them; the ``/embeddings`` profile
@@ -15,14 +15,11 @@ to use the default route.
 
 >>> limits_for("openai").requests_per_file
 50000
->>> price_per_million("openai", "text-embedding-3-small")
-0.02
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,20 +61,3 @@ LIMITS = {
 def limits_for(provider: str) -> BatchLimits:
     """The Batch API limits of a provider profile (OpenAI's when it publishes none)."""
     return LIMITS.get(provider, OPENAI)
-
-
-#: US dollars per million input tokens on ``/embeddings``, as published (OpenAI's pricing
-#: page, read 2025; prices change: pass ``price=`` to use yours). ``(profile, model regex)``.
-PRICES: tuple[tuple[str, str, float], ...] = (
-    ("openai", r"text-embedding-3-small", 0.02),
-    ("openai", r"text-embedding-3-large", 0.13),
-    ("openai", r"text-embedding-ada-002", 0.10),
-)
-
-
-def price_per_million(provider: str, model: str) -> float | None:
-    """The published ``/embeddings`` price of ``model`` in USD per million tokens, or None."""
-    for name, pattern, price in PRICES:
-        if name == provider and re.search(pattern, model, re.I):
-            return price
-    return None
