@@ -490,6 +490,31 @@ def test_an_unlocked_read_counts_only_if_the_file_stayed_the_same(
         monkeypatch.setattr(db, "read", changed_meanwhile)
         got, hit = reader.get_many(NS, ["a", "b"])
         assert got is None and not hit.any()
+        assert reader.contains_many(NS, ["a", "b", "z"]).tolist() == [True, True, False]
+        held = db.held
+
+        def changed_while_counted(*args: Any) -> Any:
+            held(*args)
+            put_raw(tmp_path, "d", vectors(1).tobytes())
+
+        monkeypatch.setattr(db, "held", changed_while_counted)
+        assert not reader.contains_many(NS, ["a", "b"]).any()
+
+
+def test_contains_many_finds_what_get_many_finds_without_reading_a_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [f"t{i}" for i in range(2_500)]  # more than one chunk of keys
+    with VectorCache(tmp_path) as c:
+        c.set_many(NS, texts[::3], vectors(len(texts[::3])))
+        _, hit = c.get_many(NS, texts)
+
+        def no_value_read(*args: Any) -> Any:
+            raise AssertionError("contains_many read the vectors")
+
+        monkeypatch.setattr(db, "read", no_value_read)
+        assert c.contains_many(NS, texts).tolist() == hit.tolist()
+        assert c.contains_many(NS, []).size == 0
 
 
 def test_read_only_database_still_reads_and_skips_writes(

@@ -341,6 +341,22 @@ def read(
     return matrix
 
 
+def held(con: sqlite3.Connection, keys: list[bytes], hit: npt.NDArray[np.bool_]) -> None:
+    """Mark in ``hit`` the keys the table holds, reading no value (a plan that sends
+    nothing need not read gigabytes of vectors to count them)."""
+    con.execute("BEGIN")
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        marks = ",".join(f"({i},?)" for i in range(len(chunk)))
+        found = con.execute(
+            f"SELECT k.column1 FROM (VALUES {marks}) AS k JOIN vectors AS v ON v.key = k.column2",
+            chunk,
+        ).fetchall()
+        for (i,) in found:
+            hit[start + i] = True
+    con.execute("COMMIT")
+
+
 #: Positions 0, 1, ... of a chunk in order, to compare with those a chunk's rows came with.
 _ORDER = tuple(range(CHUNK))
 

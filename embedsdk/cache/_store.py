@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -390,8 +390,31 @@ class VectorCache:
             matrix = matrix.astype(np.float32)
         return matrix, hit
 
+    def contains_many(self, namespace: bytes, texts: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """Which of ``texts`` the cache holds, one bool each, without reading their vectors
+        (for a plan: ``embedsdk embed --dry-run``). Errors count as misses."""
+        hit = np.zeros(len(texts), dtype=bool)
+        pool = self._pool
+        if pool is None or len(texts) == 0:
+            return hit
+        keys = cache_keys(namespace, texts)
+        try:
+            if pool.mode == "immutable":
+                self._read_unlocked(pool, keys, hit, db.held)
+            else:
+                with pool.use() as con:
+                    db.held(con, keys, hit)
+        except _ERRORS as exc:
+            self._fail("reading", exc)
+            hit[:] = False
+        return hit
+
     def _read_unlocked(
-        self, pool: db.Pool, keys: list[bytes], hit: npt.NDArray[np.bool_]
+        self,
+        pool: db.Pool,
+        keys: list[bytes],
+        hit: npt.NDArray[np.bool_],
+        reader: Callable[..., Vectors | None] | None = None,
     ) -> Vectors | None:
         """:func:`db.read` on an immutable connection, which takes no lock: whoever may still
         write the file (its owner, root) could change it under the read. So the read counts
@@ -404,7 +427,7 @@ class VectorCache:
         try:
             if before is not None:
                 with pool.use() as con:
-                    matrix = db.read(con, keys, hit)
+                    matrix = (reader or db.read)(con, keys, hit)
         except sqlite3.DatabaseError:
             if db.file_state(path) == before:
                 raise  # the file did not change: it is what it is
