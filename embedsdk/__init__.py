@@ -33,6 +33,7 @@ from ._exceptions import (
     UnprocessableEntityError,
     WaitTooLongError,
 )
+from ._prices import Price, price_for
 from ._version import __version__
 from .cache import VectorCache
 from .client import (
@@ -59,6 +60,7 @@ from .client import (
 )
 from .files import NpyWriter, write_npy
 from .http import AiohttpTransport, MockTransport, Request, Response, Transport, set_testing
+from .plan import Estimate, aestimate, estimate
 from .ratecontrol import RateController, Tuning
 
 atexit.register(close_default_clients)
@@ -83,6 +85,7 @@ __all__ = [
     "EmbeddingResult",
     "EncodingFormat",
     "ErrorMode",
+    "Estimate",
     "InsufficientQuotaError",
     "InternalServerError",
     "InvalidInputError",
@@ -92,6 +95,7 @@ __all__ = [
     "NpyWriter",
     "Options",
     "PermissionDeniedError",
+    "Price",
     "Provider",
     "RateController",
     "RateLimitError",
@@ -107,11 +111,14 @@ __all__ = [
     "Vectors",
     "WaitTooLongError",
     "__version__",
+    "aestimate",
     "close_default_clients",
+    "estimate",
     "estimate_tokens",
     "get_batch_embeddings",
     "get_batch_embeddings_async",
     "get_batch_embeddings_concurrent",
+    "price_for",
     "set_testing",
     "write_npy",
 ]

@@ -24,10 +24,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "embedsdk"
 #: SIDEWAYS, and from any floor below.
 FLOORS = [
     {"_exceptions", "_text", "_version"},
-    {"http"},
+    {"http", "_prices"},
     {"ratecontrol", "cache"},
     {"client"},
-    {"files", "integrations", "batchapi", "cli"},
+    {"files", "integrations", "batchapi", "plan", "cli"},
     {"testing"},
     {"__init__", "__main__", "langchain", "llama_index", "ray"},
     {"_bench"},  # the bench uses what a user has: embedsdk, its integrations, the simulator
@@ -36,6 +36,7 @@ SIDEWAYS = {
     ("cli", "files"),
     ("cli", "integrations"),
     ("cli", "batchapi"),
+    ("cli", "plan"),
     ("batchapi", "files"),  # the job directory's lock is the output's
 }
 

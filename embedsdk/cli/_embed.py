@@ -40,6 +40,7 @@ from ..files import (
     read_rows,
 )
 from ..http import refused_alone
+from ._estimate import add_estimate_options, money_note, price_of
 from ._options import ENV_HELP, add_client_options, client_kwargs, in_flags, plural
 
 #: The ids and texts of the rows whose vectors are not written yet.
@@ -111,6 +112,10 @@ def _texts(rows: Iterator[Row], meta: Meta | None, keep_text: bool) -> Iterator[
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    if getattr(args, "dry_run", False):  # reads INPUT, sends nothing, writes nothing
+        from ._estimate import run_dry
+
+        return run_dry(args, _prepare, rows_of, _named_by_line)
     if getattr(args, "ray", None) is not None and getattr(args, "via", None) == "batch":
         raise ConfigurationError(
             "--via batch and --ray do not go together yet: the Batch API route runs from one "
@@ -162,9 +167,13 @@ def _run(
                 )
             raise
         stats = client.stats
+        price = price_of(args, client.options)
     elapsed = time.perf_counter() - started
     if not args.quiet:
-        print(_summary(out, stats, numbers, elapsed, args, len(refused), fmt), file=sys.stderr)
+        money = money_note(stats, price)
+        print(
+            _summary(out, stats, numbers, elapsed, args, len(refused), fmt, money), file=sys.stderr
+        )
     if refused:
         print(f"embedsdk: error: {_refusals(refused, numbers, args, fmt)}", file=sys.stderr)
         return 1
@@ -179,12 +188,13 @@ def _summary(
     args: argparse.Namespace,
     refused: int = 0,
     fmt: str = "",
+    money: str = "",
 ) -> str:
     notes = [
         plural(stats.requests, "request"),
         plural(stats.cache_hits, "cache hit"),
         plural(stats.retries, "retry"),
-        plural(stats.tokens, "token"),
+        plural(stats.tokens, "token") + (f" ({money})" if money else ""),
     ]
     if getattr(stats, "truncated", 0):
         notes.append(plural(stats.truncated, "text") + " truncated")
@@ -340,6 +350,7 @@ def add_embed_parser(sub: Any) -> None:
     from ._batch import add_batch_options
 
     add_batch_options(parser)
+    add_estimate_options(parser)
     parser.set_defaults(run=run_embed)
 
 

@@ -1,0 +1,84 @@
+"""``embedsdk embed --dry-run`` and ``--price``: the plan before a run, the money after it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .._exceptions import ConfigurationError, InvalidInputError
+from .._prices import Price, as_price, parse_price
+from ..batchapi import limits_for
+from ..files import LineNumbers
+from ..plan import estimate
+from ._options import client_kwargs
+
+
+def _price(value: str) -> Price:
+    try:
+        return parse_price(value)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_estimate_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("plan and cost")
+    group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: read INPUT and say how many texts, duplicates and cached texts "
+        "it has, the estimated tokens, requests and cost, and how long the run takes under "
+        "--rpm / --tpm; OUTPUT is checked, not written",
+    )
+    group.add_argument(
+        "--price",
+        type=_price,
+        metavar="PRICE",
+        help="your price per million tokens for the cost shown (0.02 or $0.02: US dollars; "
+        "0.5 CNY or ¥0.5: yuan); default: the provider's published price, where listed",
+    )
+
+
+def run_dry(args: argparse.Namespace, prepare: Any, rows_of: Any, by_line: Any) -> int:
+    """Check the command as a run would, read INPUT once, print the plan."""
+    _, input_fmt = prepare(args)
+    numbers = LineNumbers()
+    texts = (row.text for row in rows_of(args, input_fmt, numbers))
+    try:
+        plan = estimate(texts, price=args.price, **client_kwargs(args))
+    except InvalidInputError as exc:
+        raise by_line(exc, args.input, numbers) from None
+    lines = [plan.report()]
+    if numbers.skipped:
+        lines.append(f"note:       {numbers.skipped:,} empty lines skipped (--skip-empty)")
+    if getattr(args, "via", "embeddings") == "batch":
+        discount = limits_for(plan.provider).discount
+        cost = plan.cost
+        lines.append(
+            f"--via batch: {plan.price.money(cost * (1 - discount))} through the Batch API "
+            f"({discount:.0%} off), no rate limit; results within 24 hours"
+            if plan.price is not None and cost is not None
+            else f"--via batch: {discount:.0%} off the /embeddings price; no rate limit"
+        )
+    print("\n".join(lines), file=sys.stdout if args.output != "-" else sys.stderr)
+    return 0
+
+
+def money_note(stats: Any, price: Price | None) -> str:
+    """The summary's cost: the tokens the provider counted at ``price``, and about what the
+    cache saved (its hits at the run's average tokens per text sent); nothing without a
+    price (a self-hosted server costs nothing per token)."""
+    if price is None:
+        return ""
+    note = f"{price.money(price.cost(stats.tokens))} at {price}"
+    if stats.cache_hits and stats.inputs_sent:
+        saved = price.cost(stats.tokens / stats.inputs_sent * stats.cache_hits)
+        note += f", about {price.money(saved)} saved by the cache"
+    return note
+
+
+def price_of(args: argparse.Namespace, options: Any) -> Price | None:
+    return as_price(getattr(args, "price", None), options.provider, options.model)
+
+
+__all__ = ["add_estimate_options", "money_note", "price_of", "run_dry"]
