@@ -46,6 +46,7 @@ from .client import (
     EmbeddingResult,
     EncodingFormat,
     ErrorMode,
+    Event,
     NotGiven,
     Options,
     Provider,
@@ -57,6 +58,7 @@ from .client import (
     get_batch_embeddings,
     get_batch_embeddings_async,
     get_batch_embeddings_concurrent,
+    track_usage,
 )
 from .files import NpyWriter, write_npy
 from .http import AiohttpTransport, MockTransport, Request, Response, Transport, set_testing
@@ -86,6 +88,7 @@ __all__ = [
     "EncodingFormat",
     "ErrorMode",
     "Estimate",
+    "Event",
     "InsufficientQuotaError",
     "InternalServerError",
     "InvalidInputError",
@@ -120,5 +123,6 @@ __all__ = [
     "get_batch_embeddings_concurrent",
     "price_for",
     "set_testing",
+    "track_usage",
     "write_npy",
 ]

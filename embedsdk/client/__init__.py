@@ -6,6 +6,7 @@
 - ``_planning``: validation of the texts, input limits, de-duplication, token estimates,
   batch plans (pure); ``_autobatch``: ``batch_size="auto"``'s sizer (pure);
 - ``_job``: one call's state, ``Stats``, ``EmbeddingResult``; ``_progress``: the bar;
+  ``_events``: event hooks (``Event``, ``Call``) and usage collectors (``track_usage``);
 - ``_core``: ``AsyncEmbedder``, its event loop and its public calls; ``_runner``: the steps
   of a call (``Runner``: the core's internal interface, which ``_stream``, ``embed_stream``'s
   windows, and the integrations use); ``_sending``: one request, paced, sent, retried,
@@ -15,7 +16,7 @@
 
 Exports the public client names (re-exported by ``embedsdk``) and what the command line, the
 integrations and the bench use of it. Imports ``embedsdk.http``, ``embedsdk.ratecontrol``,
-``embedsdk.cache``, ``embedsdk._exceptions`` and ``embedsdk._text``.
+``embedsdk.cache``, ``embedsdk._exceptions``, ``embedsdk._prices`` and ``embedsdk._text``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from ._config import (
 from ._core import (
     AsyncEmbedder,
 )
+from ._events import EVENTS, Call, Event, add_global_hooks, track_usage
 from ._job import (
     CALL_WIDE_ERRORS,
     EmbeddingResult,
@@ -86,18 +88,21 @@ __all__ = [
     "DEFAULT_MAX_WAIT",
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
+    "EVENTS",
     "NOT_GIVEN",
     "OPTION_TABLE",
     "PROFILES",
     "REWRITE_MARK",
     "AsyncEmbedder",
     "BatchSize",
+    "Call",
     "ClientOptions",
     "Embedder",
     "EmbedderOptions",
     "EmbeddingResult",
     "EncodingFormat",
     "ErrorMode",
+    "Event",
     "NotGiven",
     "OptionSpec",
     "Options",
@@ -106,6 +111,7 @@ __all__ = [
     "Runner",
     "Stats",
     "Vectors",
+    "add_global_hooks",
     "client_for",
     "close_default_clients",
     "estimate_tokens",
@@ -115,5 +121,6 @@ __all__ = [
     "get_batch_embeddings_concurrent",
     "given_options",
     "resolve_options",
+    "track_usage",
     "validate_texts",
 ]

@@ -63,6 +63,8 @@ class AsyncCache:
         hits = int(hit.sum())
         self._stats.cache_hits += hits
         self._stats.cache_misses += len(job.unique) - hits
+        job.usage.cache_hits += hits
+        job.usage.cache_misses += len(job.unique) - hits
         if matrix is not None and hits:
             self._note_width(int(matrix.shape[1]), from_cache=True)
             if hits == len(job.unique):

@@ -32,7 +32,9 @@ from urllib.parse import SplitResult, urlsplit
 from typing_extensions import TypedDict, Unpack
 
 from .._exceptions import ConfigurationError
+from .._prices import Price, as_price
 from ..ratecontrol import RateController
+from ._events import Event, Hook, check_hooks
 from ._providers import (
     PROFILES,
     Profile,
@@ -297,6 +299,25 @@ OPTION_TABLE: Mapping[str, OptionSpec] = types.MappingProxyType(
                 ("--no-adaptive",),
             ),
             _spec(
+                "price",
+                "float | str | Price | NotGiven | None",
+                NOT_GIVEN,
+                "the published one, where listed (embedsdk.price_for)",
+                "Price per million input tokens, for the cost in usage and summaries: a number "
+                '(US dollars), a string such as `"0.5 CNY"`, or a `Price`',
+                ("--price",),
+            ),
+            _spec(
+                "event_hooks",
+                "Mapping[str, Iterable[Callable[[Event], Any]]] | NotGiven | None",
+                NOT_GIVEN,
+                "None",
+                'Callables given each `Event` of a call: `"call"`, `"request"`, `"response"`, '
+                '`"retry"`, `"pause"`, `"call_end"`',
+                no_flag="Python callables; the command line prints its own summary, and "
+                "`embedsdk.telemetry` reports to OpenTelemetry",
+            ),
+            _spec(
                 "rate_controller",
                 "RateController | NotGiven | None",
                 NOT_GIVEN,
@@ -377,6 +398,8 @@ class _SharedOptions(TypedDict, total=False):
     provider: Provider | NotGiven | None
     truncate: bool | NotGiven
     adaptive: bool | NotGiven
+    price: float | str | Price | NotGiven | None
+    event_hooks: Mapping[str, Iterable[Callable[[Event], Any]]] | NotGiven | None
     rate_controller: RateController | NotGiven | None
 
 
@@ -483,6 +506,11 @@ class ClientOptions:
     adaptive: bool = True  # learn the provider's rate limit from its 429s (see ratecontrol)
     rate_controller: RateController | None = None  # a RateController to share; None: the account's
     max_wait: float | None = DEFAULT_MAX_WAIT  # seconds a 429 may ask to wait (None: any)
+    price: Price | None = None  # per million tokens: the given one, else the published one
+    # (kind, hooks) pairs: hashable, so that clients with other hooks are other clients
+    event_hooks: tuple[tuple[str, tuple[Hook, ...]], ...] = dataclasses.field(
+        default=(), repr=False
+    )
     rewritten: tuple[Rewrite, ...] = dataclasses.field(default=(), compare=False)
 
     @property
@@ -835,6 +863,17 @@ def _filled(given: Mapping[str, Any]) -> dict[str, Any]:
     return filled
 
 
+def _given(value: Any) -> Any:
+    return None if value is NOT_GIVEN else value
+
+
+def _hooks(value: Any) -> tuple[tuple[str, tuple[Hook, ...]], ...]:
+    try:
+        return tuple(check_hooks(_given(value)).items())
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 def _provider(value: Any) -> str | None:
     """The ``provider`` asked for, or ``None`` (not given: from the base URL)."""
     return None if value is NOT_GIVEN else value
@@ -887,5 +926,7 @@ def resolve_options(**given: Unpack[_ResolvedOptions]) -> ClientOptions:
         adaptive=adaptive,
         rate_controller=_check_controller(values["rate_controller"], adaptive),
         max_wait=_max_wait(values["max_wait"]),
+        price=as_price(_given(values["price"]), profile.name, model),
+        event_hooks=_hooks(values["event_hooks"]),
         rewritten=lowered + switched,
     )

@@ -99,7 +99,7 @@ class AsyncEmbedder:
         rewrites = RewriteLog()  # each rewrite of the options said once, at INFO
         for rewrite in self.options.rewritten:
             rewrites.say(rewrite)
-        self.stats = Stats()
+        self.stats = Stats(price=self.options.price)
         self._loop: asyncio.AbstractEventLoop | None = None  # the one loop it may be used on
         self._pid = os.getpid()
         sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
@@ -219,18 +219,25 @@ class AsyncEmbedder:
         check_texts(texts)
         keep_going = returns_errors(errors)
         workers = self._workers(_own(max_concurrent))
-        bar = Progress(len(texts), self.stats) if progress else None
+        bar = Progress(len(texts), self.stats, slots=workers) if progress else None
         try:
             self._ready()
             job = await self.runner.start(
                 texts, _own(batch_size), progress=bar, keep_going=keep_going
             )
+            ended: BaseException | None = None
             try:
                 await self.runner.run(job, workers)
             except EmbedSDKError as exc:
+                ended = exc
                 if not keep_going:
                     raise
                 return self.runner.conclude(job, exc)
+            except BaseException as exc:  # cancelled, interrupted
+                ended = exc
+                raise
+            finally:
+                self.runner.finish(job, ended)
             return self.runner.conclude(job)
         finally:
             if bar is not None:
@@ -303,7 +310,7 @@ class AsyncEmbedder:
         keep_going = returns_errors(errors)
         workers = self._workers(_own(max_concurrent))
         total = len(texts) if isinstance(texts, Sized) else None
-        bar = Progress(total, self.stats) if progress else None
+        bar = Progress(total, self.stats, slots=workers) if progress else None
         stream = Stream(self.runner, _own(batch_size), workers, bar, keep_going, self._ready)
         size = stream.window_size(_own(window))
         pending: collections.deque[tuple[int, asyncio.Task[_Block]]] = collections.deque()

@@ -37,6 +37,7 @@ from .._exceptions import (
     ResponseValidationError,
     WaitTooLongError,
 )
+from .._prices import Price
 from .._text import plural
 from ..http import CallBreaker, refusal_key
 from ._planning import deduplicate, estimate_tokens, iter_windows, plan_batches
@@ -49,15 +50,22 @@ Vectors = npt.NDArray[np.float32]
 
 @dataclasses.dataclass
 class Stats:
-    """Counters of one client since it was made (all integers).
+    """Counters: of one client since it was made (``client.stats``), or of one call (its
+    usage: ``EmbeddingResult.usage``, :func:`embedsdk.track_usage`).
 
     ``requests``: HTTP requests sent, retries included; ``retries``: attempts repeated after a
     retryable failure; ``inputs_sent``: texts in successful answers; ``tokens``: tokens used,
-    as the server's ``usage.prompt_tokens`` says (our estimate when it says nothing);
-    ``splits``: batches split after a 413, or to find the inputs a refusal is about;
-    ``cache_hits`` / ``cache_misses``: distinct texts of each call found / not found in the
-    disk cache (neither moves while the cache is off); ``rate_limited``: answers with HTTP
-    429; ``refused``: inputs the server refused on their own (found by splitting).
+    as the server's ``usage.prompt_tokens`` says (our estimate when it says nothing:
+    ``tokens_estimated`` of them); ``splits``: batches split after a 413, or to find the
+    inputs a refusal is about; ``cache_hits`` / ``cache_misses``: distinct texts of each call
+    found / not found in the disk cache (neither moves while the cache is off);
+    ``rate_limited``: answers with HTTP 429; ``refused``: inputs the server refused on their
+    own (found by splitting); ``bytes_sent`` / ``bytes_received``: request and answer bodies;
+    ``waited_seconds``: time requests waited to go, for their turn under a rate limit (told
+    or learned) or before a retry, summed over requests; ``busy_seconds``: time requests were
+    in flight, summed.
+    ``price``: the price per million tokens (``None``: unknown), which gives ``cost`` and
+    ``saved`` (what the cache hits would have cost, at the average tokens per text sent).
     """
 
     requests: int = 0
@@ -70,6 +78,50 @@ class Stats:
     truncated: int = 0  # texts cut to the model's input limit (truncate=True)
     rate_limited: int = 0  # answers with HTTP 429 (each one retried or counted as failed)
     refused: int = 0  # inputs the server refused on their own (their batches were split)
+    tokens_estimated: int = 0  # of ``tokens``: answers without usage, counted by our estimate
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    waited_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    price: Price | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def cost(self) -> float | None:
+        """What ``tokens`` cost at ``price``, in its currency (``None`` without a price)."""
+        return None if self.price is None else self.price.cost(self.tokens)
+
+    @property
+    def saved(self) -> float | None:
+        """About what the cache saved: its hits at the average tokens per text sent."""
+        if self.price is None:
+            return None
+        per_text = self.tokens / self.inputs_sent if self.inputs_sent else 0.0
+        return self.price.cost(per_text * self.cache_hits)
+
+    def add(self, other: Stats) -> None:
+        """Add ``other``'s counters to these (a price they disagree on is dropped)."""
+        if self.price != other.price:
+            self.price = other.price if self.price is None and not _counted(self) else None
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def __sub__(self, other: Stats) -> Stats:
+        """The counters since ``other`` was read (a copy of these earlier)."""
+        diff = Stats(price=self.price)
+        for name in COUNTERS:
+            setattr(diff, name, getattr(self, name) - getattr(other, name))
+        return diff
+
+    def copy(self) -> Stats:
+        return dataclasses.replace(self)
+
+
+#: The counting fields of :class:`Stats` (all but ``price``).
+COUNTERS = tuple(f.name for f in dataclasses.fields(Stats) if f.name != "price")
+
+
+def _counted(stats: Stats) -> bool:
+    return any(getattr(stats, name) for name in COUNTERS)
 
 
 @dataclasses.dataclass
@@ -83,6 +135,7 @@ class EmbeddingResult:
     positions it left without a vector) and ``batch_indices``; empty when everything arrived.
     ``start``: the input position of row 0 (a block of ``embed_stream(errors="return")``; 0
     for a call), so that every index it names is a position in the caller's whole input.
+    ``usage``: the call's (the block's) :class:`Stats`: tokens, requests, retries, cache hits...
 
     >>> result = emb.embed(texts, errors="return")      # doctest: +SKIP
     >>> good = result.vectors[result.ok]
@@ -93,6 +146,7 @@ class EmbeddingResult:
     ok: npt.NDArray[np.bool_]
     errors: list[EmbedSDKError]
     start: int = 0
+    usage: Stats = dataclasses.field(default_factory=Stats)
 
     @property
     def failed_indices(self) -> list[int]:
@@ -177,6 +231,11 @@ class Job:
         self.failures: list[tuple[npt.NDArray[np.intp], EmbedSDKError]] = []  # (rows, error)
         self.breaker = CallBreaker()  # errors="return": stops the sending in a storm
         self.told_unreachable = False  # the INFO line "cannot connect" was logged
+        self.usage = Stats()  # this call's counters (the client's Stats count them too)
+        self.call: Any = None  # its _events.Call, for the hooks (set as it starts)
+        self.collectors: tuple[Stats, ...] = ()  # the track_usage() blocks open at its start
+        self.started = 0.0  # the loop's clock at its start
+        self.ended = False
         # Refusals met (``_retry.refusal_key``): True while every batch refused that way was
         # refused whole (the request is the problem: not split again), False once one input
         # was found to be the cause.
@@ -282,7 +341,7 @@ class Job:
         if fatal is not None:
             fatal.failed_indices = self.inputs_of(np.flatnonzero(~blamed))
             errors.append(fatal)
-        return EmbeddingResult(vectors, ok, errors, self.offset)
+        return EmbeddingResult(vectors, ok, errors, self.offset, self.usage)
 
 
 def request_span(positions: list[int]) -> str:

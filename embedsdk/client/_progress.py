@@ -1,25 +1,61 @@
-"""The progress bar (tqdm): texts/s, tokens, cache hits, retries and ETA."""
+"""The progress bar (tqdm): texts/s and ETA (tqdm's), tokens a minute, cost, cache hits,
+retries, 429s, and at the end what held the run back."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 # tqdm.auto: a widget in Jupyter (with ipywidgets), the usual text bar everywhere else.
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from ._job import Stats
 
 # Redraw the counters at most this often (seconds): tqdm's own throttle covers the bar, but
 # building the postfix dict on every batch would not be free at 10^5 batches per second.
 _POSTFIX_EVERY = 0.25
 
+#: Shares of the slots' time (``max_concurrent`` x the run's length) past which a run is
+#: said to be held back by waiting (rate limits, retries) or by latency (every slot in flight).
+WAITING_BOUND = 0.25
+LATENCY_BOUND = 0.75
+
+
+def held_back_by(usage: Stats, seconds: float, slots: int) -> str:
+    """What held a run back, from how its slots spent their time (``seconds`` x ``slots``):
+    waiting to go (``usage.waited_seconds``: a rate limit's turn, a retry's backoff), in
+    flight (``usage.busy_seconds``: the server's latency), or neither (idle: the client read
+    input, looked in the cache, decoded). ``""`` when nothing was sent."""
+    capacity = seconds * max(1, slots)
+    if usage.requests == 0 or capacity <= 0:
+        return ""
+    waited = min(1.0, usage.waited_seconds / capacity)
+    busy = min(1.0, usage.busy_seconds / capacity)
+    if waited >= WAITING_BOUND:
+        what = "the rate limit" if usage.rate_limited or usage.retries == 0 else "retries"
+        return f"{what}: requests waited to go {waited:.0%} of the time"
+    if busy >= LATENCY_BOUND:
+        return f"latency: all {slots} slots in flight {busy:.0%} of the time (--max-concurrent)"
+    idle = max(0.0, 1.0 - waited - busy)
+    return f"the client: the slots sat idle {idle:.0%} of the time (input, cache, decoding)"
+
 
 class Progress:
-    """A bar over ``total`` texts (``None`` when the length is unknown), fed by the core."""
+    """A bar over ``total`` texts (``None`` when the length is unknown), fed by the core.
 
-    def __init__(self, total: int | None, stats: Any, enabled: bool = True) -> None:
+    ``stats``: the client's counters (the bar shows what moved since it opened); ``slots``:
+    the call's ``max_concurrent``, to say at the end what held the run back.
+    """
+
+    def __init__(
+        self, total: int | None, stats: Stats, enabled: bool = True, slots: int = 1
+    ) -> None:
         self._stats = stats
-        self._base = (stats.tokens, stats.cache_hits, stats.retries, stats.rate_limited)
+        self._base = stats.copy()
+        self._slots = slots
+        self._started = time.monotonic()
         self._last = 0.0
         self._note = ""  # what holds the requests back, when something does
         self._bar = tqdm(
@@ -38,15 +74,24 @@ class Progress:
             self._last = now
             self._bar.set_postfix(self.counters(), refresh=False)
 
+    def usage(self) -> Stats:
+        """What the client counted since the bar opened."""
+        return self._stats - self._base
+
     def counters(self) -> dict[str, object]:
-        tokens, hits, retries, limited = self._base
+        usage = self.usage()
+        minutes = max(time.monotonic() - self._started, 1e-9) / 60
         counters: dict[str, object] = {
-            "tokens": self._stats.tokens - tokens,
-            "cached": self._stats.cache_hits - hits,
-            "retries": self._stats.retries - retries,
+            "tokens": usage.tokens,
+            "tok/min": f"{usage.tokens / minutes:,.0f}",
         }
-        if self._stats.rate_limited > limited:
-            counters["429s"] = self._stats.rate_limited - limited
+        cost = usage.cost
+        if usage.price is not None and cost is not None:
+            counters["cost"] = usage.price.money(cost)
+        counters["cached"] = usage.cache_hits
+        counters["retries"] = usage.retries
+        if usage.rate_limited:
+            counters["429s"] = usage.rate_limited
         if self._note:
             counters["limit"] = self._note
         return counters
@@ -57,8 +102,17 @@ class Progress:
         self._last = time.monotonic()
         self._bar.set_postfix(self.counters(), refresh=True)
 
+    def verdict(self) -> str:
+        """What held the run back so far (see :func:`held_back_by`)."""
+        return held_back_by(self.usage(), time.monotonic() - self._started, self._slots)
+
     def close(self) -> None:
-        self._bar.set_postfix(self.counters(), refresh=False)
+        counters = self.counters()
+        counters.pop("limit", None)
+        verdict = self.verdict()
+        if verdict:
+            counters["held back by"] = verdict
+        self._bar.set_postfix(counters, refresh=False)
         self._bar.close()
 
     @property

@@ -21,6 +21,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from .._exceptions import ConfigurationError
+from .._prices import Price, price_for
 
 
 def _never(model: str) -> bool:
@@ -69,6 +70,11 @@ class Profile:
             if re.search(pattern, model, re.I):
                 return tokens
         return self.default_input_tokens
+
+    def price_for(self, model: str) -> Price | None:
+        """The published ``/embeddings`` price of ``model`` here, with the date it was read
+        (:mod:`embedsdk._prices`), or ``None``."""
+        return price_for(self.name, model)
 
     def matches_host(self, host: str) -> bool:
         """``host`` is one of ours, or a subdomain of one (regional endpoints)."""

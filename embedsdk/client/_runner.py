@@ -156,9 +156,11 @@ class Runner:
             raise TypeError("texts must be a sequence of str, not one str; wrap it in a list")
         texts = list(texts)
         validate_texts(texts, offset)
-        texts = self._limit_inputs(texts, offset)
+        texts, cut = self._limit_inputs(texts, offset)
         size = self._planned_size(batch_size)
         job = Job(texts, offset)
+        self._sender.begin(job, offset)
+        job.usage.truncated += cut
         job.progress = progress
         if progress is not None:
             self._sender.bars.add(progress)
@@ -215,6 +217,11 @@ class Runner:
         vectors = job.result(self._dim_hint)
         return job.outcome(vectors, fatal) if job.keep_going else vectors
 
+    def finish(self, job: Job, error: BaseException | None = None) -> None:
+        """The call is over, however it ended (``error``: what ended it): its usage goes to
+        the ``track_usage`` blocks open at its start, and its hooks hear of it."""
+        self._sender.end(job, error)
+
     def batch_guess(self, batch_size: int | str | None) -> int:
         """Texts per request to size windows by: the size asked (``None``: the client's),
         capped as the client knows the server's cap now, or that cap for ``"auto"``."""
@@ -222,10 +229,11 @@ class Runner:
 
     # -- the inputs ------------------------------------------------------------------------
 
-    def _limit_inputs(self, texts: list[str], offset: int) -> list[str]:
-        """Refuse texts surely too long for the model, or cut them (``truncate=True``)."""
+    def _limit_inputs(self, texts: list[str], offset: int) -> tuple[list[str], int]:
+        """Refuse texts surely too long for the model, or cut them (``truncate=True``);
+        returns the texts and how many were cut."""
         if self._input_limit is None:
-            return texts
+            return texts, 0
         texts, cut = apply_input_limit(
             texts,
             self._input_limit,
@@ -237,7 +245,7 @@ class Runner:
         if cut:
             self._stats.truncated += cut
             logger.info("cut %s to %d tokens (estimated)", plural(cut, "text"), self._input_limit)
-        return texts
+        return texts, cut
 
     # -- the batch size --------------------------------------------------------------------
 
@@ -349,6 +357,7 @@ class Runner:
             if stop - start > 1 and should_split(exc):
                 self._lower_batch_cap(exc, stop - start)
                 self._stats.splits += 1
+                job.usage.splits += 1
                 await self._fetch_pieces(job, start, stop)
                 return
             if stop - start > 1 and blames_input(exc) is not False:
@@ -405,6 +414,7 @@ class Runner:
         for a, b, error in refused:
             self._name_request(job, error, a, b, f"; {_refusal_note(stop - start)}")
         self._stats.refused += len(refused)
+        job.usage.refused += len(refused)
         if job.keep_going:
             job.failures.extend((job.todo[a:b], error) for a, b, error in refused)
             return
@@ -428,6 +438,7 @@ class Runner:
         ``True``: nothing went through and every part was refused as the whole (``first``)
         was, :data:`~embedsdk.http.WHOLE_AFTER` rounds in: the batch fails whole."""
         self._stats.splits += 1
+        job.usage.splits += 1
         pieces = _halves(start, stop)
         through = False  # some part of the batch was embedded
         level = 0
@@ -444,6 +455,7 @@ class Runner:
             if level >= WHOLE_AFTER and not through and _all_like(failing + refused, first):
                 return True
             self._stats.splits += len(failing)
+            job.usage.splits += len(failing)
             pieces = [half for a, b, _ in failing for half in _halves(a, b)]
 
     async def _try_piece(self, job: Job, start: int, stop: int) -> APIStatusError | None:

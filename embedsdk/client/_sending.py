@@ -54,6 +54,7 @@ from ..http import (
 )
 from ._autobatch import BatchSizer
 from ._config import ClientOptions
+from ._events import Hooks, collectors, new_call
 from ._job import Job, Stats, Vectors, stops_the_call
 from ._progress import Progress
 
@@ -128,6 +129,7 @@ class Sender:
         self.sizer = sizer
         self.encoding = options.encoding_format
         self.ceilings = ratecontrol.Ceilings(options.rpm, options.tpm)  # the user's own limits
+        self.hooks = Hooks(options.event_hooks)  # the event hooks, the client's and global
         self.bars: weakref.WeakSet[Progress] = weakref.WeakSet()  # of the calls under way
         self._last_told: dict[str, float] = {}  # when each kind of slow-down was last logged
         # The length of the first vectors that arrived: later answers of another length are
@@ -181,6 +183,38 @@ class Sender:
             self.transport = None
         self.ceilings.forget()
 
+    # -- a call's start and end, for its hooks and usage collectors -------------------------
+
+    def begin(self, job: Job, offset: int = 0) -> None:
+        """A call (a stream's window) starts: note the usage collectors open here, and tell
+        the ``"call"`` hooks."""
+        job.usage.price = self.options.price
+        job.collectors = collectors()
+        job.started = asyncio.get_running_loop().time()
+        options = self.options
+        job.call = new_call(
+            options.model, options.endpoint, options.provider, job.n_inputs, offset, job.usage
+        )
+        self.hooks.emit("call", job.call, inputs=job.n_inputs)
+
+    def end(self, job: Job, error: BaseException | None = None) -> None:
+        """A call is over: its usage goes to the collectors open at its start, and the
+        ``"call_end"`` hooks hear of it (once, however many paths end it)."""
+        if job.ended or job.call is None:
+            return
+        job.ended = True
+        for usage in job.collectors:
+            usage.add(job.usage)
+        seconds = asyncio.get_running_loop().time() - job.started
+        self.hooks.emit(
+            "call_end",
+            job.call,
+            inputs=job.n_inputs,
+            tokens=job.usage.tokens,
+            seconds=seconds,
+            error=error,
+        )
+
     # -- one request, with pacing and retries ----------------------------------------------
 
     async def send(self, texts: list[str], tokens: int, job: Job) -> Outcome:
@@ -198,7 +232,7 @@ class Sender:
     async def _attempt(self, state: _RequestState) -> Outcome:
         """One attempt of a request: its vectors, or its failure judged by its budget."""
         try:
-            outcome = await self._send_once(state.texts, state.tokens)
+            outcome = await self._send_once(state.texts, state.tokens, state)
         except EmbedSDKError as exc:  # no answer, an untrustworthy one, a closed client...
             outcome = Failure(exc)  # no answer is no signal for the rate controller
         if isinstance(outcome, Failure):
@@ -211,6 +245,19 @@ class Sender:
         state: _RequestState = details["args"][0]
         exc, wait = failure.error, details["wait"]
         self.stats.retries += 1
+        state.job.usage.retries += 1
+        self.stats.waited_seconds += wait
+        state.job.usage.waited_seconds += wait
+        if self.hooks.wants("retry"):
+            self.hooks.emit(
+                "retry",
+                state.job.call,
+                inputs=len(state.texts),
+                seconds=wait,
+                attempt=details["tries"],
+                error=exc,
+                reason=type(exc).__name__,
+            )
         if wait >= ratecontrol.VISIBLE_WAIT:
             self._waits(exc, wait)
         if failure.verdict is Verdict.PAUSED:
@@ -250,13 +297,20 @@ class Sender:
             self._last_told[kind] = now
             logger.info("%s", text)
 
-    async def _pace(self, tokens: int) -> ratecontrol.Ticket | None:
+    async def _pace(self, tokens: int, job: Job) -> ratecontrol.Ticket | None:
         """Wait for the user's ``rpm``/``tpm`` ceilings, then for the adaptive controller."""
         # Estimates corrected by usage.prompt_tokens when the controller has seen some.
         await self.ceilings.wait(tokens if self.rate is None else self.rate.cost(tokens))
         if self.rate is None:
             return None
-        return await ratecontrol.take_turn(self.rate, tokens, self._held_back)
+        held_back = self._held_back
+        if self.hooks.wants("pause"):
+
+            def held_back(why: str, seconds: float) -> None:
+                self._held_back(why, seconds)
+                self.hooks.emit("pause", job.call, seconds=seconds, reason=why)
+
+        return await ratecontrol.take_turn(self.rate, tokens, held_back)
 
     def _held_back(self, why: str, seconds: float) -> None:
         """A request is about to wait long for the rate controller: say so (INFO at most every
@@ -313,11 +367,17 @@ class Sender:
             self.rate.on_error(ticket)  # free the probe slot the ticket may hold
         raise ClientClosedError("this client is closed; create a new one")
 
-    async def _send_once(self, texts: list[str], tokens: int) -> Outcome:
+    async def _send_once(self, texts: list[str], tokens: int, state: _RequestState) -> Outcome:
         """One attempt: the vectors, or the :class:`Failure` of an error answer (with the
         rate controller's verdict on it). No answer raises (``APIConnectionError``...)."""
         self._check_open()
-        ticket = await self._pace(tokens)
+        job, usage = state.job, state.job.usage
+        clock = asyncio.get_running_loop().time
+        asked = clock()
+        ticket = await self._pace(tokens, job)
+        sent = clock()
+        self.stats.waited_seconds += sent - asked
+        usage.waited_seconds += sent - asked
         self._check_open(ticket)  # no await between here and the send
         if self.transport is None:
             self.transport = AiohttpTransport()
@@ -328,12 +388,30 @@ class Sender:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
         self.stats.requests += 1
-        clock = asyncio.get_running_loop().time
-        sent = clock()
-        response, verdict = await self._exchange(request, ticket)
-        took = clock() - sent
+        usage.requests += 1
+        self.stats.bytes_sent += len(body)
+        usage.bytes_sent += len(body)
+        attempt = state.budget.attempts + 1
+        if self.hooks.wants("request"):
+            self.hooks.emit(
+                "request",
+                job.call,
+                inputs=len(texts),
+                tokens=tokens,
+                attempt=attempt,
+                bytes=len(body),
+            )
+        try:
+            response, verdict = await self._exchange(request, ticket)
+        finally:
+            took = clock() - sent
+            self.stats.busy_seconds += took
+            usage.busy_seconds += took
+        self.stats.bytes_received += len(response.body)
+        usage.bytes_received += len(response.body)
         if response.status == 429:
             self.stats.rate_limited += 1
+            usage.rate_limited += 1
         if response.status >= 400:
             exc = self._error_for(response)
             beyond = self._beyond_max_wait(response)
@@ -343,16 +421,45 @@ class Sender:
             # switched the client to floats still carry base64 and are re-sent too.
             if encoding == "base64" and refuses_base64(exc):
                 self._use_floats(exc)
-                return await self._send_once(texts, tokens)  # within this attempt, no retry
+                self._responded(state, response, took, None)
+                return await self._send_once(texts, tokens, state)  # this attempt, no retry
+            self._responded(state, response, took, None)
             return Failure(exc, verdict)
-        vectors, used = self._decode(response, len(texts))
+        try:
+            vectors, used = self._decode(response, len(texts))
+        except EmbedSDKError:
+            self._responded(state, response, took, None)
+            raise
+        self._responded(state, response, took, used)
         self.dim_seen = vectors.shape[1]
         self.sizer.observe(len(texts), took)  # how latency grows with the batch
+        counted = used if used is not None else tokens
         self.stats.inputs_sent += len(texts)
-        self.stats.tokens += used if used is not None else tokens
+        usage.inputs_sent += len(texts)
+        self.stats.tokens += counted
+        usage.tokens += counted
+        if used is None:
+            self.stats.tokens_estimated += tokens
+            usage.tokens_estimated += tokens
         if ticket is not None and used is not None and self.rate is not None:
             self.rate.on_usage(ticket, used)
         return vectors
+
+    def _responded(
+        self, state: _RequestState, response: Response, took: float, used: int | None
+    ) -> None:
+        """Tell the ``"response"`` hooks an answer came (its status, latency, size)."""
+        if self.hooks.wants("response"):
+            self.hooks.emit(
+                "response",
+                state.job.call,
+                inputs=len(state.texts),
+                tokens=used,
+                status=response.status,
+                seconds=took,
+                attempt=state.budget.attempts + 1,
+                bytes=len(response.body),
+            )
 
     # -- the answer ------------------------------------------------------------------------
 

@@ -80,14 +80,21 @@ class Stream:
             job.ends_call = this.last
         finally:
             this.planned.set()
-        borrowed = await self._borrow(job, previous)
+        ended: BaseException | None = None
         try:
-            await runner.run(job, self._workers, self._slots)
+            borrowed = await self._borrow(job, previous)
+            try:
+                await runner.run(job, self._workers, self._slots)
+            finally:
+                this.done = True
+                this.lend()  # the rows the next window borrows, and which of them arrived
+            if borrowed is not None and previous is not None and previous.lent is not None:
+                await self._take_lent(job, borrowed, await previous.lent)
+        except BaseException as exc:
+            ended = exc
+            raise
         finally:
-            this.done = True
-            this.lend()  # the rows the next window borrows, and which of them arrived
-        if borrowed is not None and previous is not None and previous.lent is not None:
-            await self._take_lent(job, borrowed, await previous.lent)
+            runner.finish(job, ended)
         return runner.conclude(job)
 
     async def _take_lent(self, job: Job, borrowed: npt.NDArray[np.intp], lent: Lent) -> None:
