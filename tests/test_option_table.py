@@ -275,6 +275,7 @@ SAMPLES = {
     "--allow-insecure": [],
     "--truncate": [],
     "--no-adaptive": [],
+    "--price": ["0.5 CNY"],
 }
 
 

@@ -146,7 +146,9 @@ class BatchJob:
         self.api = BatchAPI(options.base_url, options.api_key, sleep=sleep)
         self.report = JobReport(
             str(state.directory),
-            price=as_price(price, options.provider, options.model),
+            price=options.price
+            if price is None
+            else as_price(price, options.provider, options.model),
             discount=limits.discount,
         )
         self._bar: Any = None

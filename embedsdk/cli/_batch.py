@@ -139,7 +139,6 @@ def _plan_send_write(
                 stores,
                 failed=args.batch_failed,
                 progress=show,
-                price=getattr(args, "price", None),
             )
         )
     except InvalidInputError as exc:

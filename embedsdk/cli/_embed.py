@@ -40,7 +40,7 @@ from ..files import (
     read_rows,
 )
 from ..http import refused_alone
-from ._estimate import add_estimate_options, money_note, price_of
+from ._estimate import add_estimate_options, money_note
 from ._options import ENV_HELP, add_client_options, client_kwargs, in_flags, plural
 
 #: The ids and texts of the rows whose vectors are not written yet.
@@ -167,7 +167,7 @@ def _run(
                 )
             raise
         stats = client.stats
-        price = price_of(args, client.options)
+        price = client.options.price
     elapsed = time.perf_counter() - started
     if not args.quiet:
         money = money_note(stats, price)

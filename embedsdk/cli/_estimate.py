@@ -1,4 +1,4 @@
-"""``embedsdk embed --dry-run`` and ``--price``: the plan before a run, the money after it."""
+"""``embedsdk embed --dry-run``: the plan before a run; and the money in a run's summary."""
 
 from __future__ import annotations
 
@@ -6,19 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from .._exceptions import ConfigurationError, InvalidInputError
-from .._prices import Price, as_price, parse_price
+from .._exceptions import InvalidInputError
+from .._prices import Price
 from ..batchapi import limits_for
 from ..files import LineNumbers
 from ..plan import estimate
 from ._options import client_kwargs
-
-
-def _price(value: str) -> Price:
-    try:
-        return parse_price(value)
-    except ConfigurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_estimate_options(parser: argparse.ArgumentParser) -> None:
@@ -30,13 +23,6 @@ def add_estimate_options(parser: argparse.ArgumentParser) -> None:
         "it has, the estimated tokens, requests and cost, and how long the run takes under "
         "--rpm / --tpm; OUTPUT is checked, not written",
     )
-    group.add_argument(
-        "--price",
-        type=_price,
-        metavar="PRICE",
-        help="your price per million tokens for the cost shown (0.02 or $0.02: US dollars; "
-        "0.5 CNY or ¥0.5: yuan); default: the provider's published price, where listed",
-    )
 
 
 def run_dry(args: argparse.Namespace, prepare: Any, rows_of: Any, by_line: Any) -> int:
@@ -45,7 +31,7 @@ def run_dry(args: argparse.Namespace, prepare: Any, rows_of: Any, by_line: Any) 
     numbers = LineNumbers()
     texts = (row.text for row in rows_of(args, input_fmt, numbers))
     try:
-        plan = estimate(texts, price=args.price, **client_kwargs(args))
+        plan = estimate(texts, **client_kwargs(args))
     except InvalidInputError as exc:
         raise by_line(exc, args.input, numbers) from None
     lines = [plan.report()]
@@ -77,8 +63,4 @@ def money_note(stats: Any, price: Price | None) -> str:
     return note
 
 
-def price_of(args: argparse.Namespace, options: Any) -> Price | None:
-    return as_price(getattr(args, "price", None), options.provider, options.model)
-
-
-__all__ = ["add_estimate_options", "money_note", "price_of", "run_dry"]
+__all__ = ["add_estimate_options", "money_note", "run_dry"]

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from .._exceptions import ConfigurationError
+from .._prices import Price, parse_price
 from ..client import API_KEY_VARIABLES, NOT_GIVEN, OPTION_TABLE, PROFILES, given_options
 
 ENV_HELP = (
@@ -69,6 +70,21 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     _add_pacing_options(group)
     _add_request_options(group)
     _add_cache_options(group)
+    group.add_argument(
+        "--price",
+        type=_price,
+        default=_default("price"),
+        metavar="PRICE",
+        help="your price per million tokens, for the cost shown (0.02 or $0.02: US dollars; "
+        "0.5 CNY or ¥0.5: yuan); default: the provider's published price, where listed",
+    )
+
+
+def _price(value: str) -> Price:
+    try:
+        return parse_price(value)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_endpoint_options(group: Any) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._exceptions import ConfigurationError
-from .._prices import Price, as_price
+from .._prices import Price
 from ..cache import VectorCache, cache_disabled_by_env, cache_keys, default_cache_dir
 from ..client import ClientOptions, estimate_tokens, find_api_key, resolve_options, validate_texts
 
@@ -187,13 +187,14 @@ def _requests(tokens: np.ndarray, size: int, max_tokens: int) -> int:
     return count + 1
 
 
-def estimate(texts: Iterable[Any], *, price: object = None, **options: Any) -> Estimate:
+def estimate(texts: Iterable[Any], **options: Any) -> Estimate:
     """Plan embedding ``texts`` with the client ``options`` (those of
     :func:`embedsdk.get_batch_embeddings`: ``model``, ``base_url``, ``batch_size``,
     ``cache``, ``rpm``, ``tpm``...), sending nothing.
 
-    ``texts``: any iterable, read once. ``price``: yours per million tokens (a number in USD,
-    ``"0.5 CNY"`` or a :class:`~embedsdk.Price`); default: the published one, when listed.
+    ``texts``: any iterable, read once. ``price=`` (an option too): yours per million tokens
+    (a number in USD, ``"0.5 CNY"`` or a :class:`~embedsdk.Price`); default: the published
+    one, when listed.
     Raises :class:`~embedsdk.InvalidInputError` for the first text a run would refuse, and
     :class:`~embedsdk.ConfigurationError` for a bad option.
 
@@ -201,7 +202,6 @@ def estimate(texts: Iterable[Any], *, price: object = None, **options: Any) -> E
     >>> print(plan)                                                      # doctest: +SKIP
     """
     resolved, notes = _options(options)
-    chosen = as_price(price, resolved.provider, resolved.model)
     namespace = VectorCache.namespace(resolved.endpoint, resolved.model, resolved.dimensions)
     cache = _open_cache(resolved)
     prints, counts, held = [], [], []
@@ -250,7 +250,7 @@ def estimate(texts: Iterable[Any], *, price: object = None, **options: Any) -> E
         model=resolved.model,
         provider=resolved.provider,
         endpoint=resolved.endpoint,
-        price=chosen,
+        price=resolved.price,
         rpm=resolved.rpm,
         tpm=resolved.tpm,
         cache=None if cache is None else str(cache.directory),
@@ -258,13 +258,11 @@ def estimate(texts: Iterable[Any], *, price: object = None, **options: Any) -> E
     )
 
 
-async def aestimate(texts: Iterable[Any], *, price: object = None, **options: Any) -> Estimate:
+async def aestimate(texts: Iterable[Any], **options: Any) -> Estimate:
     """:func:`estimate` from an event loop: the reading and the cache lookups run on a
     worker thread, so the loop is not blocked."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        None, functools.partial(estimate, texts, price=price, **options)
-    )
+    return await loop.run_in_executor(None, functools.partial(estimate, texts, **options))
 
 
 __all__ = ["Estimate", "aestimate", "estimate"]
