@@ -1,0 +1,369 @@
+"""Usage and events (issue 24): what each call used (``EmbeddingResult.usage``,
+``embedsdk.track_usage``), the event hooks (``event_hooks=``, global hooks), the caller's
+context carried to the sync clients' loop thread, and what the progress bar says held a run
+back.
+
+Counts are checked against what the server counted: the simulated provider over HTTP, or a
+mock transport where an answer must lack ``usage`` or a request must fail once.
+
+Private access: ``held_back_by`` (the progress bar's verdict) is checked on made-up counters,
+where a real run could not be steered to each case; one test submits a call to a sync
+client's loop thread itself (``_portal``, ``_core``) to cancel it as Ctrl-C does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+import embedsdk
+from embedsdk import (
+    AsyncEmbedder,
+    ConfigurationError,
+    Embedder,
+    Event,
+    MockTransport,
+    Price,
+    Request,
+    Response,
+    Stats,
+    track_usage,
+)
+from embedsdk.client import EVENTS, add_global_hooks
+from embedsdk.client._progress import held_back_by
+from embedsdk.testing import SimulatedProvider
+
+DIM = 8
+
+
+def texts_for(n: int, tag: str = "t") -> list[str]:
+    return [f"{tag} {i}: 今天天气很好 the weather is nice" for i in range(n)]
+
+
+def on(sim: SimulatedProvider, **more: Any) -> dict[str, Any]:
+    return {"base_url": sim.base_url, "dimensions": DIM, "cache": False, **more}
+
+
+class Answers:
+    """A mock server: vectors for every input; ``usage`` unless told not to; ``fail``
+    answers 500 to that many requests first."""
+
+    def __init__(self, usage: bool = True, fail: int = 0) -> None:
+        self.usage, self.fail, self.requests = usage, fail, 0
+
+    def __call__(self, request: Request) -> Response:
+        self.requests += 1
+        if self.fail:
+            self.fail -= 1
+            return Response(500, {}, b'{"code": 50000, "message": "boom", "data": null}')
+        inputs = request.json()["input"]
+        body: dict[str, Any] = {
+            "data": [{"index": i, "embedding": [float(i)] * DIM} for i in range(len(inputs))]
+        }
+        if self.usage:
+            body["usage"] = {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}
+        return Response(200, {}, json.dumps(body).encode())
+
+
+def mock(answers: Answers, **more: Any) -> dict[str, Any]:
+    more.setdefault("max_retries", 2)
+    return {"base_url": "http://127.0.0.1:9/v1", "transport": MockTransport(answers),
+            "cache": False, **more}  # fmt: skip
+
+
+# -- a call's usage ----------------------------------------------------------------------------
+
+
+def test_a_calls_usage_is_what_the_server_counted(simulated_provider: SimulatedProvider) -> None:
+    texts = texts_for(90) + texts_for(10)  # 10 repeats, sent once
+    with Embedder(**on(simulated_provider, batch_size=25)) as emb:
+        result = emb.embed(texts, errors="return")
+        served = simulated_provider.stats()
+        usage = result.usage
+        assert (usage.requests, usage.inputs_sent) == (served["requests"], 90) == (4, 90)
+        assert usage.tokens == served["tokens"] > 0 and usage.tokens_estimated == 0
+        assert usage.bytes_sent > 90 * 10 and usage.bytes_received > 90 * DIM
+        assert usage.busy_seconds > 0 and usage.retries == usage.rate_limited == 0
+        second = emb.embed(texts[:30], errors="return").usage
+        assert second.requests == 2 and emb.stats.requests == 6  # the client's total goes on
+        assert emb.stats.tokens == usage.tokens + second.tokens
+
+
+def test_tokens_the_server_does_not_report_are_estimated_and_marked() -> None:
+    answers = Answers(usage=False)
+    with Embedder(**mock(answers, batch_size=4)) as emb:
+        usage = emb.embed(texts_for(8), errors="return").usage
+    assert usage.requests == 2 and usage.tokens == usage.tokens_estimated > 0
+    assert usage.tokens == sum(embedsdk.estimate_tokens(t) for t in texts_for(8))
+
+
+def test_retries_and_their_waits_are_counted() -> None:
+    answers = Answers(fail=2)
+    with Embedder(**mock(answers, batch_size=8)) as emb:
+        usage = emb.embed(texts_for(8), errors="return").usage
+    assert (
+        (usage.requests, usage.retries, usage.inputs_sent) == (3, 2, 8) == (answers.requests, 2, 8)
+    )
+    assert usage.waited_seconds > 0  # the backoff before each retry
+
+
+def test_cache_hits_and_the_money_they_saved(
+    simulated_provider: SimulatedProvider, tmp_path: Any
+) -> None:
+    options = on(simulated_provider, cache=str(tmp_path), price="0.5 CNY", batch_size=10)
+    texts = texts_for(20)
+    with Embedder(**options) as emb:
+        cold = emb.embed(texts, errors="return").usage
+        warm = emb.embed(texts, errors="return").usage
+    assert (cold.cache_misses, warm.cache_hits, warm.requests) == (20, 20, 0)
+    assert cold.price == Price(0.5, "CNY") and cold.cost == pytest.approx(cold.tokens / 1e6 * 0.5)
+    assert warm.cost == 0 and warm.saved == 0  # nothing sent: no average to price the hits at
+    both = Stats()
+    both.add(cold)
+    both.add(warm)
+    assert both.saved == pytest.approx(cold.cost)  # 20 hits at the cold run's tokens per text
+
+
+def test_adding_usage_of_two_prices_drops_the_price() -> None:
+    usd, cny = Stats(tokens=10, price=Price(1.0)), Stats(tokens=10, price=Price(1.0, "CNY"))
+    total = Stats()
+    total.add(usd)
+    assert (total.price, total.tokens) == (Price(1.0), 10)
+    total.add(cny)
+    assert (total.price, total.cost, total.tokens) == (None, None, 20)
+    assert (Stats(tokens=30, requests=3) - Stats(tokens=10, requests=1)).tokens == 20
+
+
+# -- track_usage ---------------------------------------------------------------------------------
+
+
+def test_track_usage_counts_every_way_of_calling(simulated_provider: SimulatedProvider) -> None:
+    texts = texts_for(40)
+    with track_usage() as usage:
+        embedsdk.get_batch_embeddings(texts, batch_size=10, **on(simulated_provider))
+        embedsdk.get_batch_embeddings_concurrent(
+            texts, max_workers=4, batch_size=10, **on(simulated_provider)
+        )
+        with Embedder(**on(simulated_provider, batch_size=10)) as emb:
+            emb.embed(texts)
+            for _ in emb.embed_stream(iter(texts), window=20):
+                pass
+
+        async def in_a_loop() -> None:
+            await embedsdk.get_batch_embeddings_async(
+                texts, batch_size=10, **on(simulated_provider)
+            )
+            async with AsyncEmbedder(**on(simulated_provider, batch_size=10)) as emb:
+                async for _ in emb.embed_stream(iter(texts), window=20):
+                    pass
+
+        asyncio.run(in_a_loop())
+    served = simulated_provider.stats()
+    assert usage.requests == served["requests"] == 6 * 4
+    assert usage.inputs_sent == 6 * 40 and usage.tokens == served["tokens"]
+
+
+def test_track_usage_blocks_nest_and_see_only_their_own_calls(
+    simulated_provider: SimulatedProvider,
+) -> None:
+    with Embedder(**on(simulated_provider, batch_size=10)) as emb:
+        outside = threading.Event()
+
+        def elsewhere() -> None:  # another thread, outside the blocks
+            emb.embed(texts_for(30, "x"))
+            outside.set()
+
+        with track_usage() as outer:
+            emb.embed(texts_for(10))
+            with track_usage() as inner:
+                emb.embed(texts_for(20, "y"))
+            thread = threading.Thread(target=elsewhere)
+            thread.start()
+            thread.join()
+        assert outside.is_set()
+        assert (outer.requests, inner.requests, emb.stats.requests) == (3, 2, 6)
+
+
+# -- event hooks ---------------------------------------------------------------------------------
+
+
+def test_hooks_see_a_calls_events_in_order(simulated_provider: SimulatedProvider) -> None:
+    seen: list[Event] = []
+    hooks = {kind: seen.append for kind in EVENTS}
+    with Embedder(
+        **on(simulated_provider, batch_size=10, max_concurrent=1, event_hooks=hooks)
+    ) as emb:
+        emb.embed(texts_for(30))
+    kinds = [e.kind for e in seen]
+    assert kinds == ["call"] + ["request", "response"] * 3 + ["call_end"]
+    call = seen[0].call
+    assert all(e.call is call for e in seen) and call.inputs == 30
+    requests = [e for e in seen if e.kind == "request"]
+    responses = [e for e in seen if e.kind == "response"]
+    assert [e.inputs for e in requests] == [10, 10, 10] and all(e.attempt == 1 for e in requests)
+    assert all(e.status == 200 and e.seconds is not None and e.bytes > 0 for e in responses)
+    assert sum(e.tokens or 0 for e in responses) == simulated_provider.stats()["tokens"]
+    end = seen[-1]
+    assert end.error is None and end.tokens == call.usage.tokens and end.seconds is not None
+
+
+def test_a_retry_is_an_event_with_its_error_and_wait() -> None:
+    seen: list[Event] = []
+    answers = Answers(fail=1)
+    hooks = {"request": seen.append, "response": seen.append, "retry": seen.append}
+    with Embedder(**mock(answers, batch_size=8, event_hooks=hooks)) as emb:
+        emb.embed(texts_for(8))
+    assert [(e.kind, e.attempt) for e in seen] == [
+        ("request", 1), ("response", 1), ("retry", 1), ("request", 2), ("response", 2)
+    ]  # fmt: skip
+    retry = seen[2]
+    assert retry.reason == "InternalServerError" and retry.seconds is not None
+    assert seen[1].status == 500 and seen[4].status == 200
+
+
+def test_call_end_carries_the_error_that_ended_the_call() -> None:
+    seen: list[Event] = []
+    with (
+        Embedder(
+            **mock(Answers(fail=10), max_retries=1, event_hooks={"call_end": seen.append})
+        ) as emb,
+        pytest.raises(embedsdk.InternalServerError),
+    ):
+        emb.embed(texts_for(3))
+    (end,) = seen
+    assert isinstance(end.error, embedsdk.InternalServerError) and end.call.usage.requests == 2
+
+
+def test_events_carry_no_text_and_no_key(simulated_provider: SimulatedProvider) -> None:
+    seen: list[Event] = []
+    key = "sk-secret-never-shown-0123456789"
+    options = on(simulated_provider, api_key=key, event_hooks={k: seen.append for k in EVENTS})
+    with Embedder(**options) as emb:
+        emb.embed(["a text nobody should see in an event"])
+    shown = " ".join(repr(e) + repr(vars(e.call)) for e in seen)
+    assert seen and key not in shown and "nobody should see" not in shown
+
+
+def test_a_failing_hook_is_logged_once_and_the_call_goes_on(
+    simulated_provider: SimulatedProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: Event) -> None:
+        raise RuntimeError("hook bug")
+
+    with caplog.at_level(logging.ERROR, logger="embedsdk"):
+        vecs = embedsdk.get_batch_embeddings(
+            texts_for(20), batch_size=5, **on(simulated_provider, event_hooks={"request": broken})
+        )
+    assert vecs.shape == (20, DIM) and not np.isnan(vecs).any()
+    assert [r.getMessage().count("hook bug") for r in caplog.records] == [0]  # one record
+    assert "failed on a 'request' event (said once)" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("hooks", "message"),
+    [({"sent": print}, "unknown event 'sent'"), ({"request": [1]}, "not callable"),
+     ([print], "must be a dict")],
+)  # fmt: skip
+def test_bad_hooks_are_a_configuration_error(hooks: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Embedder(base_url="http://127.0.0.1:9/v1", event_hooks=hooks)
+
+
+def test_global_hooks_reach_every_client_until_removed(
+    simulated_provider: SimulatedProvider,
+) -> None:
+    seen: list[str] = []
+    remove = add_global_hooks({"call": [lambda e: seen.append(e.call.model)]})
+    try:
+        embedsdk.get_batch_embeddings(texts_for(3), **on(simulated_provider, model="m1"))
+        embedsdk.get_batch_embeddings(texts_for(3), **on(simulated_provider, model="m2"))
+    finally:
+        remove()
+    embedsdk.get_batch_embeddings(texts_for(3), **on(simulated_provider, model="m3"))
+    assert seen == ["m1", "m2"]
+
+
+def test_shared_clients_with_other_hooks_are_other_clients(
+    simulated_provider: SimulatedProvider,
+) -> None:
+    first: list[Event] = []
+    second: list[Event] = []
+    for seen in (first, second):
+        embedsdk.get_batch_embeddings(
+            texts_for(2), **on(simulated_provider, event_hooks={"call": seen.append})
+        )
+    assert len(first) == len(second) == 1
+
+
+# -- the caller's context ------------------------------------------------------------------------
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+def test_sync_calls_run_in_the_callers_context(simulated_provider: SimulatedProvider) -> None:
+    """A hook runs on the client's loop thread, yet sees the calling thread's context
+    variables (an OpenTelemetry span, a request id for logs)."""
+    seen: list[str] = []
+
+    def hook(event: Event) -> None:
+        seen.append(REQUEST_ID.get())
+
+    with Embedder(**on(simulated_provider, event_hooks={"call": hook, "request": hook})) as emb:
+        for request_id in ("req-1", "req-2"):
+            token = REQUEST_ID.set(request_id)
+            try:
+                emb.embed(texts_for(2, request_id))
+            finally:
+                REQUEST_ID.reset(token)
+    assert seen == ["req-1", "req-1", "req-2", "req-2"]
+
+
+def test_cancelling_a_sync_call_still_ends_it(simulated_provider: SimulatedProvider) -> None:
+    """The context wrapper passes cancellation through: a call cancelled from its thread
+    (as Ctrl-C does) ends with call_end, and the client stays usable."""
+    ended: list[Event] = []
+    gate, over = threading.Event(), threading.Event()
+
+    async def slow(request: Request) -> Response:
+        gate.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not cancelled")
+
+    def end(event: Event) -> None:
+        ended.append(event)
+        over.set()
+
+    emb = Embedder(base_url="http://127.0.0.1:9/v1", transport=MockTransport(slow), cache=False,
+                   event_hooks={"call_end": [end]})  # fmt: skip
+    future = emb._portal.submit(emb._core.embed(texts_for(2)))
+    assert gate.wait(timeout=60)
+    future.cancel()
+    assert over.wait(timeout=60)
+    assert isinstance(ended[0].error, asyncio.CancelledError)
+    emb.close()
+
+
+# -- what held a run back ------------------------------------------------------------------------
+
+
+WAITED: dict[str, Any] = {"requests": 9, "waited_seconds": 30, "busy_seconds": 40}
+
+
+@pytest.mark.parametrize(
+    ("usage", "verdict"),
+    [(Stats(**WAITED, rate_limited=2), "the rate limit: requests waited to go 30%"),
+     (Stats(**WAITED, retries=3), "retries: requests waited to go 30%"),
+     (Stats(requests=9, waited_seconds=5, busy_seconds=90), "latency: all 4 slots in flight 90%"),
+     (Stats(requests=9, waited_seconds=5, busy_seconds=20), "the client: the slots sat idle 75%"),
+     (Stats(), "")],
+)  # fmt: skip
+def test_what_held_a_run_back(usage: Stats, verdict: str) -> None:
+    said = held_back_by(usage, seconds=25.0, slots=4)  # 100 slot-seconds
+    assert said.startswith(verdict) if verdict else said == ""
