@@ -27,7 +27,7 @@ FLOORS = [
     {"http", "_prices"},
     {"ratecontrol", "cache"},
     {"client"},
-    {"files", "integrations", "batchapi", "plan", "cli"},
+    {"files", "integrations", "batchapi", "plan", "telemetry", "cli"},
     {"testing"},
     {"__init__", "__main__", "langchain", "llama_index", "ray"},
     {"_bench"},  # the bench uses what a user has: embedsdk, its integrations, the simulator

@@ -1,0 +1,170 @@
+"""OpenTelemetry (issue 24): ``embedsdk.telemetry`` reports each call as a span with a child
+per answer, and metrics after the GenAI conventions, read back through the SDK's in-memory
+span exporter and metric reader; against the simulated provider over HTTP.
+
+Skipped where OpenTelemetry's SDK is not installed (``requirements/otel.txt``; the oldest
+dependencies' environment cannot take it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+import embedsdk
+from embedsdk import Embedder, MockTransport, Request, Response, telemetry
+from embedsdk.testing import SimulatedProvider
+
+KEY = "sk-telemetry-secret-0123456789"
+TEXT = "a private text 你好"
+
+
+class Otel:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """Every data point by metric name."""
+        found: dict[str, list[Any]] = {}
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                assert scope.scope.name == "embedsdk"
+                for metric in scope.metrics:
+                    found.setdefault(metric.name, []).extend(metric.data.data_points)
+        return found
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    reporting = Otel()
+    telemetry.instrument(reporting.tracer_provider, reporting.meter_provider)
+    try:
+        yield reporting
+    finally:
+        telemetry.uninstrument()
+
+
+def options(sim: SimulatedProvider, **more: Any) -> dict[str, Any]:
+    return {"base_url": sim.base_url, "dimensions": 8, "cache": False, "api_key": KEY, **more}
+
+
+def test_a_call_is_a_span_with_a_child_per_answer(
+    otel: Otel, simulated_provider: SimulatedProvider
+) -> None:
+    texts = [f"{TEXT} {i}" for i in range(30)]
+    parent_tracer = otel.tracer_provider.get_tracer("app")
+    client = Embedder(**options(simulated_provider, batch_size=10))  # a sync client
+    with parent_tracer.start_as_current_span("handle request") as parent, client as emb:
+        emb.embed(texts)
+    spans = otel.spans.get_finished_spans()
+    (call,) = [s for s in spans if s.name == "embeddings BAAI/bge-m3"]
+    answers = [s for s in spans if s.name == "POST"]
+    assert call.kind == SpanKind.CLIENT and call.parent is not None
+    assert call.parent.span_id == parent.get_span_context().span_id  # the caller's span
+    attributes = dict(call.attributes or {})
+    served = simulated_provider.stats()
+    assert attributes["gen_ai.operation.name"] == "embeddings"
+    assert attributes["gen_ai.request.model"] == "BAAI/bge-m3"
+    assert attributes["gen_ai.provider.name"] == "generic"
+    assert attributes["server.address"] == "127.0.0.1"
+    assert attributes["gen_ai.usage.input_tokens"] == served["tokens"]
+    assert (attributes["embedsdk.inputs"], attributes["embedsdk.requests"]) == (30, 3)
+    assert len(answers) == 3 and all(
+        a.parent and a.parent.span_id == call.context.span_id for a in answers
+    )
+    assert all(dict(a.attributes or {})["http.response.status_code"] == 200 for a in answers)
+    assert all(call.start_time <= a.start_time <= a.end_time <= call.end_time for a in answers)
+    shown = json.dumps([json.loads(s.to_json()) for s in spans])
+    assert KEY not in shown and TEXT not in shown
+
+
+def test_metrics_follow_the_genai_conventions_and_ours(
+    otel: Otel, simulated_provider: SimulatedProvider, tmp_path: Any
+) -> None:
+    texts = [f"t {i}" for i in range(20)]
+    with Embedder(**options(simulated_provider, batch_size=5, cache=str(tmp_path))) as emb:
+        emb.embed(texts)
+        emb.embed(texts)  # from the cache
+    metrics = otel.metrics()
+    (tokens,) = [p for p in metrics["gen_ai.client.token.usage"] if p.sum]
+    assert tokens.sum == simulated_provider.stats()["tokens"] and tokens.count == 1
+    assert dict(tokens.attributes)["gen_ai.token.type"] == "input"
+    assert dict(tokens.attributes)["gen_ai.operation.name"] == "embeddings"
+    assert sum(p.count for p in metrics["gen_ai.client.operation.duration"]) == 2
+    assert sum(p.value for p in metrics["embedsdk.client.requests"]) == 4
+    assert {
+        dict(p.attributes)["http.response.status_code"] for p in metrics["embedsdk.client.requests"]
+    } == {200}
+    assert sum(p.value for p in metrics["embedsdk.client.cache.hits"]) == 20
+    assert sum(p.value for p in metrics["embedsdk.client.cache.misses"]) == 20
+    (sizes,) = metrics["embedsdk.client.batch.size"]
+    assert (sizes.count, sizes.sum) == (4, 20)
+
+
+def test_refusals_retries_and_a_failed_call(otel: Otel) -> None:
+    answers = iter([429, 500, 500, 500])
+
+    def handle(request: Request) -> Response:
+        status = next(answers, 500)
+        return Response(status, {}, b'{"code": 50000, "message": "no", "data": null}')
+
+    transport = MockTransport(handle)
+    client = Embedder(
+        base_url="http://127.0.0.1:9/v1", transport=transport, cache=False, max_retries=2,
+        adaptive=False,
+    )  # fmt: skip
+    with client as emb, pytest.raises(embedsdk.APIStatusError):
+        emb.embed(["a", "b"])
+    (call,) = [s for s in otel.spans.get_finished_spans() if s.name.startswith("embeddings")]
+    assert call.status.status_code == StatusCode.ERROR
+    assert dict(call.attributes or {})["error.type"] == "InternalServerError"
+    assert [e.name for e in call.events] == ["embedsdk.retry", "embedsdk.retry"]
+    metrics = otel.metrics()
+    assert sum(p.value for p in metrics["embedsdk.client.refusals"]) == 1
+    assert sum(p.value for p in metrics["embedsdk.client.retries"]) == 2
+    (duration,) = metrics["gen_ai.client.operation.duration"]
+    assert dict(duration.attributes)["error.type"] == "InternalServerError"
+
+
+def test_hooks_for_one_client_and_nothing_after_uninstrument(
+    simulated_provider: SimulatedProvider,
+) -> None:
+    mine, other = Otel(), Otel()
+    hooks = telemetry.hooks(mine.tracer_provider, mine.meter_provider)
+    embedsdk.get_batch_embeddings(["x"], **options(simulated_provider, event_hooks=hooks))
+    embedsdk.get_batch_embeddings(["y"], **options(simulated_provider))  # not this client
+    assert len([s for s in mine.spans.get_finished_spans() if s.name.startswith("embeddings")]) == 1
+
+    telemetry.instrument(other.tracer_provider, other.meter_provider)
+    telemetry.uninstrument()
+    embedsdk.get_batch_embeddings(["z"], **options(simulated_provider))
+    assert other.spans.get_finished_spans() == ()
+
+
+def test_without_a_provider_set_nothing_is_recorded(simulated_provider: SimulatedProvider) -> None:
+    """The API's no-op providers: instrumenting costs a call its hooks, and records nothing."""
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+    telemetry.instrument()
+    try:
+        vecs = embedsdk.get_batch_embeddings(["q"], **options(simulated_provider))
+    finally:
+        telemetry.uninstrument()
+    assert vecs.shape == (1, 8)
