@@ -17,6 +17,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,18 @@ def test_the_cache_saving_is_the_hits_at_the_average_tokens_sent() -> None:
         "$3.00 at $1/M tokens (your price), about $1.50 saved by the cache"
     )
     assert money_note(stats, None) == ""
+
+
+def test_the_summary_counts_the_429s_the_server_sent(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    simulated_provider_factory: Any,
+) -> None:
+    sim = simulated_provider_factory(fault_rate=0.3, faults=("429",), seed=3)
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(corpus(200)) + "\n", encoding="utf-8")
+    argv = ["embed", str(source), "-o", str(tmp_path / "o.npy"), "--base-url", sim.base_url]
+    assert cli.main([*argv, "--no-cache", "--batch-size", "10", "--dimensions", "8"]) == 0
+    refused = sim.stats()["status"].get(429, 0)
+    assert refused > 0
+    assert f"{refused} 429 answer" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from .._exceptions import EmbedSDKError
+from .._exceptions import ConfigurationError, EmbedSDKError
 from . import figures, provenance, report, runner
 from .clients import CLIENTS, EXTRA_PEERS, available
 
@@ -129,6 +129,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--rpm", type=float, help="requests per minute the ceiling assumes (real endpoints)")
     a("--clients", type=_names, metavar="NAMES", help="from " + ", ".join(CLIENTS))
     a("--no-peers", action="store_true", help="leave out openai-python and langchain-openai")
+    a(
+        "--otel",
+        action="store_true",
+        help="report every embedsdk client to OpenTelemetry while measuring (embedsdk.telemetry "
+        "with the SDK, a batch span processor and in-memory exporter and reader): its cost, "
+        "against a run without (needs opentelemetry-sdk)",
+    )
 
 
 def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
@@ -344,6 +351,9 @@ def run_bench(args: argparse.Namespace) -> int:
         "quick": bool(args.quick),
         "scenarios": {},
     }
+    if getattr(args, "otel", False):
+        _instrument()
+        payload["otel"] = True
     with runner.SimPool() as args.sims:  # one simulator, started on first use
         for name in args.scenario:
             done = _run_scenario(name, args)
@@ -365,6 +375,27 @@ def run_bench(args: argparse.Namespace) -> int:
     elif not args.no_chart:
         print("charts: none (matplotlib is not installed)")
     return 0
+
+
+def _instrument() -> None:
+    """embedsdk.telemetry on, as a service would run it: spans through a batch processor to an
+    exporter (in memory here, so that no collector's cost blurs ours), metrics to a reader."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        raise ConfigurationError(
+            "--otel needs OpenTelemetry's SDK: pip install opentelemetry-sdk"
+        ) from None
+    from embedsdk import telemetry
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    telemetry.instrument(tracer_provider, meter_provider)
 
 
 def _charts(results: dict[str, Any], stem: Path) -> list[Path]:

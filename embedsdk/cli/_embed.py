@@ -190,12 +190,17 @@ def _summary(
     fmt: str = "",
     money: str = "",
 ) -> str:
+    estimated = getattr(stats, "tokens_estimated", 0)
+    asides = [f"{estimated:,} of them estimated: the server sent no count"] if estimated else []
+    asides += [money] if money else []
     notes = [
         plural(stats.requests, "request"),
         plural(stats.cache_hits, "cache hit"),
         plural(stats.retries, "retry"),
-        plural(stats.tokens, "token") + (f" ({money})" if money else ""),
+        plural(stats.tokens, "token") + (f" ({'; '.join(asides)})" if asides else ""),
     ]
+    if getattr(stats, "rate_limited", 0):
+        notes.append(plural(stats.rate_limited, "429 answer"))
     if getattr(stats, "truncated", 0):
         notes.append(plural(stats.truncated, "text") + " truncated")
     if numbers.skipped:
