@@ -8,6 +8,7 @@ dependencies' environment cannot take it).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -90,8 +91,12 @@ def test_a_call_is_a_span_with_a_child_per_answer(
     assert len(answers) == 3 and all(
         a.parent and a.parent.span_id == call.context.span_id for a in answers
     )
-    assert all(dict(a.attributes or {})["http.response.status_code"] == 200 for a in answers)
-    assert all(call.start_time <= a.start_time <= a.end_time <= call.end_time for a in answers)
+    for answer in answers:
+        shown_answer = dict(answer.attributes or {})
+        assert shown_answer["http.response.status_code"] == 200
+        assert shown_answer["url.full"] == simulated_provider.base_url + "/embeddings"
+        assert shown_answer["server.port"] == int(simulated_provider.base_url.split(":")[2][:-3])
+        assert "http.request.resend_count" not in shown_answer  # first attempts
     shown = json.dumps([json.loads(s.to_json()) for s in spans])
     assert KEY not in shown and TEXT not in shown
 
@@ -108,6 +113,7 @@ def test_metrics_follow_the_genai_conventions_and_ours(
     assert tokens.sum == simulated_provider.stats()["tokens"] and tokens.count == 1
     assert dict(tokens.attributes)["gen_ai.token.type"] == "input"
     assert dict(tokens.attributes)["gen_ai.operation.name"] == "embeddings"
+    assert dict(tokens.attributes)["server.port"] > 0
     assert sum(p.count for p in metrics["gen_ai.client.operation.duration"]) == 2
     assert sum(p.value for p in metrics["embedsdk.client.requests"]) == 4
     assert {
@@ -137,6 +143,11 @@ def test_refusals_retries_and_a_failed_call(otel: Otel) -> None:
     assert call.status.status_code == StatusCode.ERROR
     assert dict(call.attributes or {})["error.type"] == "InternalServerError"
     assert [e.name for e in call.events] == ["embedsdk.retry", "embedsdk.retry"]
+    answers = [s for s in otel.spans.get_finished_spans() if s.name == "POST"]
+    resends = [dict(a.attributes or {}).get("http.request.resend_count") for a in answers]
+    assert resends == [None, 1, 2] and all(
+        a.status.status_code == StatusCode.ERROR for a in answers
+    )
     metrics = otel.metrics()
     assert sum(p.value for p in metrics["embedsdk.client.refusals"]) == 1
     assert sum(p.value for p in metrics["embedsdk.client.retries"]) == 2
@@ -168,3 +179,39 @@ def test_without_a_provider_set_nothing_is_recorded(simulated_provider: Simulate
     finally:
         telemetry.uninstrument()
     assert vecs.shape == (1, 8)
+
+
+def test_two_reporters_on_one_call_each_keep_their_span(
+    otel: Otel, simulated_provider: SimulatedProvider
+) -> None:
+    """instrument() for the process and hooks() for one client: both see the whole call."""
+    mine = Otel()
+    hooks = telemetry.hooks(mine.tracer_provider, mine.meter_provider)
+    embedsdk.get_batch_embeddings(["x", "y"], **options(simulated_provider, event_hooks=hooks))
+    for reporting in (otel, mine):
+        names = sorted(s.name for s in reporting.spans.get_finished_spans())
+        assert names == ["POST", "embeddings BAAI/bge-m3"]
+
+
+def test_a_cancelled_call_ends_its_span_without_an_error(otel: Otel) -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def slow(request: Request) -> Response:
+            started.set()
+            await asyncio.sleep(3600)
+            raise AssertionError("not cancelled")
+
+        async with embedsdk.AsyncEmbedder(
+            base_url="http://127.0.0.1:9/v1", transport=MockTransport(slow), cache=False
+        ) as emb:
+            task = asyncio.ensure_future(emb.embed(["a"]))
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    (call,) = otel.spans.get_finished_spans()
+    assert call.status.status_code == StatusCode.UNSET
+    assert dict(call.attributes or {})["embedsdk.cancelled"] is True

@@ -17,10 +17,13 @@ costs nothing.
   ``siliconflow``...), ``gen_ai.request.model``, ``server.address`` / ``server.port``,
   ``gen_ai.usage.input_tokens`` and ours (``embedsdk.inputs``, ``.requests``, ``.retries``,
   ``.rate_limited``, ``.cache_hits``, ``.cache_misses``, ``.tokens_estimated``);
-  ``error.type`` and an error status when it failed.
+  ``error.type`` and an error status when it failed (``embedsdk.cancelled`` when the caller
+  stopped it).
 - **A child span per answer**, ``POST``, from when the request went out to its answer:
-  ``http.response.status_code``, ``embedsdk.inputs``, ``embedsdk.attempt``. A retry and a
-  pause are events on the call's span (``embedsdk.retry``, ``embedsdk.pause``).
+  ``http.response.status_code``, ``server.address``, ``server.port``, ``url.full`` (no
+  credentials, no query), ``http.request.resend_count`` for a retry, ``embedsdk.inputs``.
+  A retry and a pause are events on the call's span (``embedsdk.retry``,
+  ``embedsdk.pause``). Histograms advise the GenAI conventions' bucket boundaries.
 - **Metrics** (meter ``embedsdk``): ``gen_ai.client.token.usage`` (histogram of input tokens
   per call that sent something, ``gen_ai.token.type=input``) and
   ``gen_ai.client.operation.duration`` (seconds per call); ours:
@@ -38,15 +41,18 @@ event hooks (``embedsdk.client``) and ``opentelemetry-api``, when called.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..client import Event, add_global_hooks
 
 #: Our instrumentation's name, for the tracer and the meter.
 SCOPE = "embedsdk"
-_SPAN = "embedsdk.otel.span"  # where a call's span is kept, in its Call.data
+#: The GenAI conventions' advised bucket boundaries: seconds, and tokens.
+SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
 
 _remove: Callable[[], None] | None = None
 
@@ -68,19 +74,31 @@ class _Reporter:
         from .._version import __version__
 
         self._context, metrics, self._trace = _api()
+        # Where this reporter keeps a call's span, in its Call.data: its own key, so that two
+        # reporters (instrument() and one client's hooks()) keep two spans.
+        self._key = f"embedsdk.otel.span.{id(self)}"
         self._tracer = self._trace.get_tracer(SCOPE, __version__, tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         self._tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}", description="Tokens used per call"
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens used per call",
+            explicit_bucket_boundaries_advisory=TOKENS,
         )
         self._duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", description="Seconds per call"
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="Seconds per call",
+            explicit_bucket_boundaries_advisory=SECONDS,
         )
         self._requests = meter.create_counter(
             "embedsdk.client.requests", unit="{request}", description="Answers, by status"
         )
         self._latency = meter.create_histogram(
-            "embedsdk.client.request.duration", unit="s", description="Seconds per answer"
+            "embedsdk.client.request.duration",
+            unit="s",
+            description="Seconds per answer",
+            explicit_bucket_boundaries_advisory=SECONDS,
         )
         self._refusals = meter.create_counter(
             "embedsdk.client.refusals", unit="{request}", description="Answers with HTTP 429"
@@ -89,7 +107,10 @@ class _Reporter:
             "embedsdk.client.retries", unit="{request}", description="Attempts retried"
         )
         self._pauses = meter.create_histogram(
-            "embedsdk.client.pauses", unit="s", description="Waits for rate control"
+            "embedsdk.client.pauses",
+            unit="s",
+            description="Waits for rate control",
+            explicit_bucket_boundaries_advisory=SECONDS,
         )
         self._hits = meter.create_counter(
             "embedsdk.client.cache.hits", unit="{text}", description="Texts the cache had"
@@ -114,23 +135,20 @@ class _Reporter:
     @staticmethod
     def _common(event: Event) -> dict[str, Any]:
         call = event.call
+        url = urlsplit(call.endpoint)
         return {
             "gen_ai.operation.name": "embeddings",
             "gen_ai.provider.name": call.provider,
             "gen_ai.request.model": call.model,
-            "server.address": urlsplit(call.endpoint).hostname or "",
+            "server.address": url.hostname or "",
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
         }
 
     def on_call(self, event: Event) -> None:
         call = event.call
         parent = call.context.run(self._context.get_current)  # the caller's current span
-        url = urlsplit(call.endpoint)
-        attributes = {
-            **self._common(event),
-            "server.port": url.port or (443 if url.scheme == "https" else 80),
-            "embedsdk.inputs": call.inputs,
-        }
-        call.data[_SPAN] = self._tracer.start_span(
+        attributes = {**self._common(event), "embedsdk.inputs": call.inputs}
+        call.data[self._key] = self._tracer.start_span(
             f"embeddings {call.model}",
             context=parent,
             kind=self._trace.SpanKind.CLIENT,
@@ -138,7 +156,7 @@ class _Reporter:
         )
 
     def _span(self, event: Event) -> Any:
-        return event.call.data.get(_SPAN)
+        return event.call.data.get(self._key)
 
     def on_request(self, event: Event) -> None:
         self._batch.record(event.inputs, self._common(event))
@@ -155,17 +173,22 @@ class _Reporter:
         if span is None or event.seconds is None:
             return
         end = time.time_ns()
+        attributes = {
+            "http.request.method": "POST",
+            "http.response.status_code": status,
+            "server.address": common["server.address"],
+            "server.port": common["server.port"],
+            "url.full": _url(event.call.endpoint),
+            "embedsdk.inputs": event.inputs,
+        }
+        if event.attempt > 1:
+            attributes["http.request.resend_count"] = event.attempt - 1
         child = self._tracer.start_span(
             "POST",
             context=self._trace.set_span_in_context(span),
             kind=self._trace.SpanKind.CLIENT,
-            start_time=end - int(event.seconds * 1e9),
-            attributes={
-                "http.request.method": "POST",
-                "http.response.status_code": status,
-                "embedsdk.inputs": event.inputs,
-                "embedsdk.attempt": event.attempt,
-            },
+            start_time=end - int(event.seconds * 1e9),  # its latency, on the loop's clock
+            attributes=attributes,
         )
         if event.tokens is not None:
             child.set_attribute("gen_ai.usage.input_tokens", event.tokens)
@@ -178,7 +201,7 @@ class _Reporter:
         self._retries.add(1, {**self._common(event), "error.type": event.reason})
         span = self._span(event)
         if span is not None:
-            attributes = {"error.type": event.reason, "embedsdk.attempt": event.attempt}
+            attributes = {"error.type": event.reason, "http.request.resend_count": event.attempt}
             if event.seconds is not None:
                 attributes["embedsdk.wait_s"] = event.seconds
             span.add_event("embedsdk.retry", attributes)
@@ -195,7 +218,9 @@ class _Reporter:
     def on_call_end(self, event: Event) -> None:
         call, usage = event.call, event.call.usage
         common = self._common(event)
-        failed = {"error.type": type(event.error).__name__} if event.error is not None else {}
+        error = event.error
+        cancelled = isinstance(error, (asyncio.CancelledError, KeyboardInterrupt))
+        failed = {"error.type": type(error).__name__} if error is not None and not cancelled else {}
         if usage.requests:  # a call served whole from the cache used no tokens
             self._tokens.record(usage.tokens, {**common, "gen_ai.token.type": "input"})
         if event.seconds is not None:
@@ -204,7 +229,7 @@ class _Reporter:
             self._hits.add(usage.cache_hits, common)
         if usage.cache_misses:
             self._misses.add(usage.cache_misses, common)
-        span = call.data.pop(_SPAN, None)
+        span = call.data.pop(self._key, None)
         if span is None:
             return
         span.set_attributes(
@@ -219,9 +244,18 @@ class _Reporter:
                 **failed,
             }
         )
-        if event.error is not None:
-            span.set_status(self._trace.StatusCode.ERROR, type(event.error).__name__)
+        if cancelled:  # the caller stopped it: not the server's failure
+            span.set_attribute("embedsdk.cancelled", True)
+        elif error is not None:
+            span.set_status(self._trace.StatusCode.ERROR, type(error).__name__)
         span.end()
+
+
+def _url(endpoint: str) -> str:
+    """``url.full`` without credentials or query (a key may hide in either)."""
+    parts = urlsplit(endpoint)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def hooks(tracer_provider: Any = None, meter_provider: Any = None) -> dict[str, Any]:
