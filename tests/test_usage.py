@@ -38,7 +38,7 @@ from embedsdk import (
 )
 from embedsdk.client import EVENTS, add_global_hooks
 from embedsdk.client._progress import held_back_by
-from embedsdk.testing import SimulatedProvider
+from embedsdk.testing import SimulatedProvider, count_tokens
 
 DIM = 8
 
@@ -367,3 +367,41 @@ WAITED: dict[str, Any] = {"requests": 9, "waited_seconds": 30, "busy_seconds": 4
 def test_what_held_a_run_back(usage: Stats, verdict: str) -> None:
     said = held_back_by(usage, seconds=25.0, slots=4)  # 100 slot-seconds
     assert said.startswith(verdict) if verdict else said == ""
+
+
+@pytest.mark.parametrize(
+    "server",
+    [{"base64": "refuse"},  # the first answer refuses base64: sent again as floats
+     {"max_batch": 8},  # 413: the batches are split
+     {"refuse_inputs": ("poison",)}],  # one refused text: its batch is bisected
+)  # fmt: skip
+def test_usage_matches_the_server_when_requests_go_again(
+    server: dict[str, Any], simulated_provider_factory: Any
+) -> None:
+    sim = simulated_provider_factory(**server)
+    texts = texts_for(40)
+    texts[17] = "this one is poison"
+    with track_usage() as tracked, Embedder(**on(sim, batch_size=20, max_concurrent=1)) as emb:
+        result = emb.embed(texts, errors="return")
+    served = sim.stats()
+    assert result.usage.requests == tracked.requests == emb.stats.requests == served["requests"]
+    # the tokens of the answers that carried vectors (the server counts those it refused too)
+    embedded = [t for t, ok in zip(texts, result.ok) if ok]
+    assert result.usage.tokens == sum(map(count_tokens, embedded)) < served["tokens"]
+    refused = 1 if "refuse_inputs" in server else 0
+    assert result.usage.inputs_sent == 40 - refused and result.usage.refused == refused
+    assert (result.usage.splits > 0) == ("base64" not in server)
+
+
+def test_a_call_stopped_by_an_account_error_still_reports_its_usage() -> None:
+    def unauthorized(request: Request) -> Response:
+        return Response(401, {}, b'{"code": 20010, "message": "bad key", "data": null}')
+
+    seen: list[Event] = []
+    options = mock(Answers(), batch_size=2, event_hooks={"call_end": [seen.append]})
+    options["transport"] = MockTransport(unauthorized)
+    with track_usage() as usage, Embedder(**options) as emb:
+        result = emb.embed(texts_for(6), errors="return")
+    assert not result.ok.any() and isinstance(result.errors[-1], embedsdk.AuthenticationError)
+    assert result.usage.requests == usage.requests >= 1
+    assert isinstance(seen[0].error, embedsdk.AuthenticationError)
