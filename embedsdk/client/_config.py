@@ -309,7 +309,8 @@ OPTION_TABLE: Mapping[str, OptionSpec] = types.MappingProxyType(
             ),
             _spec(
                 "event_hooks",
-                "Mapping[str, Iterable[Callable[[Event], Any]]] | NotGiven | None",
+                "Mapping[str, Iterable[Callable[[Event], Any]] | Callable[[Event], Any]] | NotGiven"
+                " | None",
                 NOT_GIVEN,
                 "None",
                 'Callables given each `Event` of a call: `"call"`, `"request"`, `"response"`, '
@@ -399,7 +400,9 @@ class _SharedOptions(TypedDict, total=False):
     truncate: bool | NotGiven
     adaptive: bool | NotGiven
     price: float | str | Price | NotGiven | None
-    event_hooks: Mapping[str, Iterable[Callable[[Event], Any]]] | NotGiven | None
+    event_hooks: (
+        Mapping[str, Iterable[Callable[[Event], Any]] | Callable[[Event], Any]] | NotGiven | None
+    )
     rate_controller: RateController | NotGiven | None
 
 

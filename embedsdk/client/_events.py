@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import inspect
 import itertools
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable
 
@@ -101,6 +103,12 @@ def check_hooks(value: object) -> dict[str, tuple[Hook, ...]]:
         for hook in found:
             if not callable(hook):
                 raise TypeError(f"event_hooks[{kind!r}] holds {hook!r}, which is not callable")
+            if _is_async(hook):
+                raise TypeError(
+                    f"event_hooks[{kind!r}] holds {hook!r}, a coroutine function: hooks are "
+                    "plain functions, run on the client's loop (start a task there yourself "
+                    "if you must await)"
+                )
         hooks[kind] = found
     return hooks
 
@@ -117,11 +125,15 @@ def add_global_hooks(hooks: HookMap) -> Callable[[], None]:
     for kind, found in checked.items():
         _GLOBAL[kind] = _GLOBAL.get(kind, ()) + found
 
-    def remove() -> None:
+    def remove() -> None:  # these registrations only: a hook added twice stays once
         for kind, found in checked.items():
-            left = tuple(h for h in _GLOBAL.get(kind, ()) if not any(h is f for f in found))
+            left = list(_GLOBAL.get(kind, ()))
+            for hook in found:
+                at = next((i for i, h in enumerate(left) if h is hook), None)
+                if at is not None:
+                    del left[at]
             if left:
-                _GLOBAL[kind] = left
+                _GLOBAL[kind] = tuple(left)
             else:
                 _GLOBAL.pop(kind, None)
 
@@ -145,7 +157,12 @@ class Hooks:
         event = Event(kind, call, **fields)
         for hook in hooks:
             try:
-                hook(event)
+                result = hook(event)
+                if inspect.isawaitable(result):  # an async callable check_hooks did not see
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()  # no "never awaited" warning on top of this one
+                    raise TypeError("the hook returned an awaitable, which nothing awaits")
             except Exception:  # a watcher's bug must not fail the call it watches
                 if id(hook) not in _failed:
                     _failed.add(id(hook))
@@ -187,6 +204,22 @@ def track_usage() -> Iterator[Stats]:
         yield usage
     finally:
         _COLLECTORS.reset(token)
+
+
+_CREDIT_LOCK = threading.Lock()  # calls end on several clients' loop threads
+
+
+def credit(blocks: tuple[Stats, ...], usage: Stats) -> None:
+    """Add a call's ``usage`` to the ``track_usage`` blocks open at its start."""
+    if blocks:
+        with _CREDIT_LOCK:
+            for block in blocks:
+                block.add(usage)
+
+
+def _is_async(hook: object) -> bool:
+    # An async def, or an object whose __call__ is one.
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
 
 
 def collectors() -> tuple[Stats, ...]:

@@ -1,5 +1,5 @@
-"""The progress bar (tqdm): texts/s and ETA (tqdm's), tokens a minute, cost, cache hits,
-retries, 429s, and at the end what held the run back."""
+"""The progress bar (tqdm): texts/s and ETA (tqdm's), tokens a minute, cost and what the
+cache saved, cache hits, retries, 429s, and at the end what held the run back."""
 
 from __future__ import annotations
 
@@ -88,6 +88,9 @@ class Progress:
         cost = usage.cost
         if usage.price is not None and cost is not None:
             counters["cost"] = usage.price.money(cost)
+            saved = usage.saved
+            if usage.cache_hits and saved is not None:
+                counters["saved"] = usage.price.money(saved)
         counters["cached"] = usage.cache_hits
         counters["retries"] = usage.retries
         if usage.rate_limited:

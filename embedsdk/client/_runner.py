@@ -160,13 +160,17 @@ class Runner:
         size = self._planned_size(batch_size)
         job = Job(texts, offset)
         self._sender.begin(job, offset)
-        job.usage.truncated += cut
-        job.progress = progress
-        if progress is not None:
-            self._sender.bars.add(progress)
-        job.keep_going = keep_going
-        await self._cache.lookup(job)
-        job.plan(size, self.options.max_batch_tokens)
+        try:
+            job.usage.truncated += cut
+            job.progress = progress
+            if progress is not None:
+                self._sender.bars.add(progress)
+            job.keep_going = keep_going
+            await self._cache.lookup(job)
+            job.plan(size, self.options.max_batch_tokens)
+        except BaseException as exc:  # the cache failed, the call was cancelled: it is over
+            self._sender.end(job, exc)
+            raise
         return job
 
     async def run(self, job: Job, workers: int, slots: asyncio.Semaphore | None = None) -> None:
@@ -219,7 +223,10 @@ class Runner:
 
     def finish(self, job: Job, error: BaseException | None = None) -> None:
         """The call is over, however it ended (``error``: what ended it): its usage goes to
-        the ``track_usage`` blocks open at its start, and its hooks hear of it."""
+        the ``track_usage`` blocks open at its start, and its hooks hear of it (with
+        ``errors="return"``, the first batch that failed, when nothing else ended it)."""
+        if error is None and job.failures:
+            error = job.failures[0][1]
         self._sender.end(job, error)
 
     def batch_guess(self, batch_size: int | str | None) -> int:

@@ -54,7 +54,7 @@ from ..http import (
 )
 from ._autobatch import BatchSizer
 from ._config import ClientOptions
-from ._events import Hooks, collectors, new_call
+from ._events import Hooks, collectors, credit, new_call
 from ._job import Job, Stats, Vectors, stops_the_call
 from ._progress import Progress
 
@@ -203,8 +203,7 @@ class Sender:
         if job.ended or job.call is None:
             return
         job.ended = True
-        for usage in job.collectors:
-            usage.add(job.usage)
+        credit(job.collectors, job.usage)
         seconds = asyncio.get_running_loop().time() - job.started
         self.hooks.emit(
             "call_end",

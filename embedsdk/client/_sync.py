@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import contextvars
 import os
 import threading
 import weakref
@@ -92,7 +91,8 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a sync embedsdk call was made from its own loop thread (deadlock)")
-        return asyncio.run_coroutine_threadsafe(_in_context(contextvars.copy_context(), coro), loop)
+        # call_soon_threadsafe copies this thread's context, and the task is made in it.
+        return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop thread and wait; Ctrl-C cancels it there."""
@@ -122,13 +122,6 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
             thread.join(timeout=5)  # the thread closes its loop on its way out
-
-
-async def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` as a task made in ``context`` (a task runs in a copy of the context it
-    was made in; ``loop.create_task(context=)`` is Python 3.11+). Cancelling this cancels it."""
-    task = context.run(asyncio.ensure_future, coro)
-    return await task
 
 
 def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
