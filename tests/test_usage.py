@@ -6,9 +6,11 @@ back.
 Counts are checked against what the server counted: the simulated provider over HTTP, or a
 mock transport where an answer must lack ``usage`` or a request must fail once.
 
-Private access: ``held_back_by`` (the progress bar's verdict) is checked on made-up counters,
-where a real run could not be steered to each case; one test submits a call to a sync
-client's loop thread itself (``_portal``, ``_core``) to cancel it as Ctrl-C does.
+Private access: ``held_back_by`` (the progress bar's verdict) and the bar's counters
+(``Progress``) are checked on made-up counters, where a real run could not be steered to each
+case; one test submits a call to a sync client's loop thread itself (``_portal``, ``_core``) to
+cancel it as Ctrl-C does; one makes the cache's lookup fail (``_core.runner._cache``), as a
+broken disk would.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from embedsdk import (
     track_usage,
 )
 from embedsdk.client import EVENTS, add_global_hooks
-from embedsdk.client._progress import held_back_by
+from embedsdk.client._progress import Progress, held_back_by
 from embedsdk.testing import SimulatedProvider, count_tokens
 
 DIM = 8
@@ -266,10 +268,14 @@ def test_a_failing_hook_is_logged_once_and_the_call_goes_on(
     assert "failed on a 'request' event (said once)" in caplog.records[0].getMessage()
 
 
+async def _async_hook(event: Event) -> None:  # hooks run on the loop: nothing would await it
+    raise AssertionError("never called")
+
+
 @pytest.mark.parametrize(
     ("hooks", "message"),
     [({"sent": print}, "unknown event 'sent'"), ({"request": [1]}, "not callable"),
-     ([print], "must be a dict")],
+     ([print], "must be a dict"), ({"call": [_async_hook]}, "coroutine function")],
 )  # fmt: skip
 def test_bad_hooks_are_a_configuration_error(hooks: Any, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
@@ -405,3 +411,105 @@ def test_a_call_stopped_by_an_account_error_still_reports_its_usage() -> None:
     assert not result.ok.any() and isinstance(result.errors[-1], embedsdk.AuthenticationError)
     assert result.usage.requests == usage.requests >= 1
     assert isinstance(seen[0].error, embedsdk.AuthenticationError)
+
+
+# -- the ends of a call, whatever ends it ------------------------------------------------------
+
+
+def test_a_call_whose_cache_fails_before_sending_still_ends(
+    simulated_provider: SimulatedProvider, tmp_path: Any
+) -> None:
+    events: list[str] = []
+    options = on(simulated_provider, cache=str(tmp_path),
+                 event_hooks={"call": lambda e: events.append("call"),
+                              "call_end": lambda e: events.append(f"end {e.error}")})  # fmt: skip
+
+    async def broken(job: Any) -> None:
+        raise OSError("disk I/O error")
+
+    with track_usage() as usage, Embedder(**options) as emb:
+        emb._core.runner._cache.lookup = broken  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="disk I/O"):
+            emb.embed(texts_for(3))
+    assert events == ["call", "end disk I/O error"]  # the span a hook opened is closed
+    assert usage.requests == 0
+
+
+def test_a_failed_batch_under_errors_return_is_the_calls_error() -> None:
+    seen: list[Event] = []
+    answers = Answers(fail=2)  # the first batch's two attempts
+    options = mock(answers, batch_size=2, max_concurrent=1, max_retries=1,
+                   event_hooks={"call_end": seen.append})  # fmt: skip
+    with Embedder(**options) as emb:
+        result = emb.embed(texts_for(6), errors="return")
+    assert result.ok.tolist() == [False, False, True, True, True, True]
+    assert isinstance(seen[0].error, embedsdk.InternalServerError)
+
+
+def test_track_usage_counts_calls_ending_on_many_loop_threads_at_once(
+    simulated_provider: SimulatedProvider,
+) -> None:
+    """One block, eight clients (eight loop threads) ending calls together: none is lost."""
+    with track_usage() as usage:
+        clients = [Embedder(**on(simulated_provider, batch_size=1)) for _ in range(8)]
+
+        def work(emb: Embedder) -> None:
+            for i in range(25):
+                emb.embed([f"text {i}"])
+
+        # Each thread runs in a copy of this context: the block is open in all of them.
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(work, emb))
+            for emb in clients
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for emb in clients:
+            emb.close()
+    assert usage.requests == 8 * 25 and usage.inputs_sent == 8 * 25
+
+
+def test_a_hook_added_twice_globally_stays_once_when_one_is_removed(
+    simulated_provider: SimulatedProvider,
+) -> None:
+    seen: list[int] = []
+
+    def hook(event: Event) -> None:
+        seen.append(event.call.id)
+
+    first = add_global_hooks({"call": [hook]})
+    second = add_global_hooks({"call": hook})
+    try:
+        first()
+        embedsdk.get_batch_embeddings(texts_for(2), **on(simulated_provider))
+    finally:
+        second()
+    embedsdk.get_batch_embeddings(texts_for(2), **on(simulated_provider))
+    assert len(seen) == 1
+
+
+def test_a_hook_that_returns_an_awaitable_is_logged_and_not_left_unawaited(
+    simulated_provider: SimulatedProvider, caplog: pytest.LogCaptureFixture, recwarn: Any
+) -> None:
+    async def later() -> None:
+        raise AssertionError("never run")
+
+    with caplog.at_level(logging.ERROR, logger="embedsdk"):
+        embedsdk.get_batch_embeddings(
+            texts_for(2), **on(simulated_provider, event_hooks={"call": lambda e: later()})
+        )
+    assert "which nothing awaits" in caplog.text
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
+def test_the_bar_shows_the_money_the_cache_saved() -> None:
+    stats = Stats()
+    bar = Progress(10, stats, enabled=False)
+    stats.add(Stats(requests=1, inputs_sent=4, tokens=4_000_000, cache_hits=6,
+                    price=Price(0.5, "CNY")))  # fmt: skip
+    counters = bar.counters()
+    bar.close()
+    assert counters["cost"] == Price(0.5, "CNY").money(2.0)
+    assert counters["saved"] == Price(0.5, "CNY").money(3.0)  # 6 hits at 1M tokens each
