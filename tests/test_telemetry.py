@@ -4,6 +4,9 @@ span exporter and metric reader; against the simulated provider over HTTP.
 
 Skipped where OpenTelemetry's SDK is not installed (``requirements/otel.txt``; the oldest
 dependencies' environment cannot take it).
+
+Private access: the pace gauge's clock (``telemetry._now``) is replaced by a fake one, so that
+what it averages over does not depend on how fast the machine runs the test.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class Otel:
         data = self.reader.get_metrics_data()
         for resource in data.resource_metrics if data else []:
             for scope in resource.scope_metrics:
-                assert scope.scope.name == "embedsdk"
+                if scope.scope.name != "embedsdk":  # the SDK's own, on later collections
+                    continue
                 for metric in scope.metrics:
                     found.setdefault(metric.name, []).extend(metric.data.data_points)
         return found
@@ -123,6 +127,29 @@ def test_metrics_follow_the_genai_conventions_and_ours(
     assert sum(p.value for p in metrics["embedsdk.client.cache.misses"]) == 20
     (sizes,) = metrics["embedsdk.client.batch.size"]
     assert (sizes.count, sizes.sum) == (4, 20)
+
+
+def test_the_pace_gauge_is_requests_a_second_over_the_last_window(
+    otel: Otel, simulated_provider: SimulatedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(telemetry, "_now", lambda: now[0])
+
+    def paces() -> list[float]:
+        return [p.value for p in otel.metrics().get("embedsdk.client.pace", [])]
+
+    with Embedder(**options(simulated_provider, batch_size=5)) as emb:
+        emb.embed([f"t {i}" for i in range(20)])  # 4 requests, "now"
+        now[0] += telemetry.PACE_WINDOW / 2
+        emb.embed([f"u {i}" for i in range(10)])  # 2 more, half a window later
+        (pace,) = otel.metrics()["embedsdk.client.pace"]
+        assert pace.value == pytest.approx(6 / telemetry.PACE_WINDOW)
+        assert dict(pace.attributes)["gen_ai.request.model"] == "BAAI/bge-m3"
+        now[0] += telemetry.PACE_WINDOW / 2 + 0.1  # the first four are out of the window
+        assert paces() == [pytest.approx(2 / telemetry.PACE_WINDOW)]
+        now[0] += telemetry.PACE_WINDOW
+        assert paces() == [0.0]  # said once when sending stops,
+        assert paces() == []  # then not at all
 
 
 def test_refusals_retries_and_a_failed_call(otel: Otel) -> None:

@@ -30,7 +30,9 @@ costs nothing.
   ``embedsdk.client.requests`` (counter, by status), ``embedsdk.client.request.duration``
   (seconds per answer), ``embedsdk.client.refusals`` (429s), ``embedsdk.client.retries``
   (by ``error.type``), ``embedsdk.client.pauses`` (seconds held back by rate control, by
-  reason), ``embedsdk.client.cache.hits`` / ``.misses`` and ``embedsdk.client.batch.size``
+  reason), ``embedsdk.client.pace`` (a gauge: requests sent a second over the last
+  :data:`PACE_WINDOW` seconds, by model and server; under a rate limit, the pace rate control
+  holds), ``embedsdk.client.cache.hits`` / ``.misses`` and ``embedsdk.client.batch.size``
   (inputs per request).
 
 Never a text, never the key: attributes hold counts, the model and the host.
@@ -42,7 +44,10 @@ event hooks (``embedsdk.client``) and ``opentelemetry-api``, when called.
 from __future__ import annotations
 
 import asyncio
+import collections
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,7 +59,11 @@ SCOPE = "embedsdk"
 SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
 
+#: Seconds of sending the pace gauge averages over.
+PACE_WINDOW = 10.0
+
 _remove: Callable[[], None] | None = None
+_now = time.monotonic  # the pace gauge's clock (a test puts a fake one here)
 
 
 def _api() -> Any:
@@ -121,6 +130,17 @@ class _Reporter:
         self._batch = meter.create_histogram(
             "embedsdk.client.batch.size", unit="{text}", description="Inputs per request"
         )
+        # When each request went out, by its attributes: the pace gauge reads them from the
+        # reader's thread, the hooks add to them from the clients' loop threads.
+        self._sent: dict[tuple[Any, ...], collections.deque[float]] = {}
+        self._sent_lock = threading.Lock()
+        self._observation = metrics.Observation
+        meter.create_observable_gauge(
+            "embedsdk.client.pace",
+            callbacks=[self._observe_pace],
+            unit="{request}/s",
+            description=f"Requests sent a second, over the last {PACE_WINDOW:g} s",
+        )
 
     def hooks(self) -> dict[str, list[Callable[[Event], None]]]:
         return {
@@ -159,7 +179,26 @@ class _Reporter:
         return event.call.data.get(self._key)
 
     def on_request(self, event: Event) -> None:
-        self._batch.record(event.inputs, self._common(event))
+        common = self._common(event)
+        self._batch.record(event.inputs, common)
+        key = tuple(sorted(common.items()))
+        with self._sent_lock:
+            self._sent.setdefault(key, collections.deque()).append(_now())
+
+    def _observe_pace(self, options: Any) -> Iterator[Any]:
+        """The pace gauge: for each model and server, requests sent over the last
+        :data:`PACE_WINDOW` seconds, a second (0 once, after sending stops; then nothing)."""
+        since = _now() - PACE_WINDOW
+        with self._sent_lock:
+            paces = []
+            for key, sent in list(self._sent.items()):
+                while sent and sent[0] < since:
+                    sent.popleft()
+                if not sent:
+                    del self._sent[key]
+                paces.append((len(sent) / PACE_WINDOW, dict(key)))
+        for pace, attributes in paces:
+            yield self._observation(pace, attributes)
 
     def on_response(self, event: Event) -> None:
         common = self._common(event)
@@ -280,4 +319,4 @@ def uninstrument() -> None:
         _remove = None
 
 
-__all__ = ["SCOPE", "hooks", "instrument", "uninstrument"]
+__all__ = ["PACE_WINDOW", "SCOPE", "hooks", "instrument", "uninstrument"]
