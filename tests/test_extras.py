@@ -1,5 +1,6 @@
-"""The framework adapters are extras: ``import embedsdk`` imports no framework, and an adapter
-whose framework is missing says which extra to install. Runs in every environment."""
+"""The framework adapters and OpenTelemetry are extras: ``import embedsdk`` imports none of
+them, and an adapter whose framework is missing says which extra to install (the telemetry, when
+it is used). Runs in every environment."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-FRAMEWORKS = ("langchain", "langchain_core", "llama_index", "pydantic")
+FRAMEWORKS = ("langchain", "langchain_core", "llama_index", "pydantic", "opentelemetry")
 
 
 def test_import_embedsdk_imports_no_framework() -> None:
@@ -45,3 +46,13 @@ def test_a_missing_framework_names_the_extra(
     with pytest.raises(ImportError, match=rf"pip install 'embedsdk\[{extra}\]'"):
         importlib.import_module(module)
     assert module not in sys.modules and implementation not in sys.modules
+
+
+def test_telemetry_without_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedsdk import telemetry
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "opentelemetry"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # "import opentelemetry" now fails
+    with pytest.raises(ImportError, match=r'pip install "embedsdk\[otel\]"'):
+        telemetry.instrument()

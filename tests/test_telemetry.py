@@ -6,7 +6,8 @@ Skipped where OpenTelemetry's SDK is not installed (``requirements/otel.txt``; t
 dependencies' environment cannot take it).
 
 Private access: the pace gauge's clock (``telemetry._now``) is replaced by a fake one, so that
-what it averages over does not depend on how fast the machine runs the test.
+what it averages over does not depend on how fast the machine runs the test; one test counts
+the send times the gauge keeps (its reporter's ``_pace``), which no public name shows.
 """
 
 from __future__ import annotations
@@ -150,6 +151,34 @@ def test_the_pace_gauge_is_requests_a_second_over_the_last_window(
         now[0] += telemetry.PACE_WINDOW
         assert paces() == [0.0]  # said once when sending stops,
         assert paces() == []  # then not at all
+
+
+def test_the_pace_gauge_survives_instrumenting_again_on_the_same_providers(
+    otel: Otel, simulated_provider: SimulatedProvider
+) -> None:
+    """A meter keeps the first gauge of a name and drops later callbacks: the reporters of
+    one meter share one pace, so a second instrument() still feeds the gauge."""
+    telemetry.uninstrument()
+    telemetry.instrument(otel.tracer_provider, otel.meter_provider)
+    embedsdk.get_batch_embeddings(
+        [f"t {i}" for i in range(10)], **options(simulated_provider, batch_size=5)
+    )
+    (pace,) = otel.metrics()["embedsdk.client.pace"]
+    assert pace.value == pytest.approx(2 / telemetry.PACE_WINDOW)
+
+
+def test_the_pace_keeps_only_its_window_when_nothing_reads_it(
+    simulated_provider: SimulatedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(telemetry, "_now", lambda: now[0])
+    hooks = telemetry.hooks(meter_provider=MeterProvider())  # no reader: never read
+    with Embedder(**options(simulated_provider, batch_size=1, event_hooks=hooks)) as emb:
+        for i in range(30):
+            now[0] += 1.0
+            emb.embed([f"t {i}"])
+    (times,) = hooks["request"][0].__self__._pace._times.values()
+    assert len(times) == telemetry.PACE_WINDOW + 1  # the last 10 s (both ends), not all 30
 
 
 def test_refusals_retries_and_a_failed_call(otel: Otel) -> None:

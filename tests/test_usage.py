@@ -54,11 +54,12 @@ def on(sim: SimulatedProvider, **more: Any) -> dict[str, Any]:
 
 
 class Answers:
-    """A mock server: vectors for every input; ``usage`` unless told not to; ``fail``
-    answers 500 to that many requests first."""
+    """A mock server: vectors for every input; ``usage`` unless told not to (or with
+    ``prompt_tokens`` set to ``counted``, as some gateways send it); ``fail`` answers 500 to
+    that many requests first."""
 
-    def __init__(self, usage: bool = True, fail: int = 0) -> None:
-        self.usage, self.fail, self.requests = usage, fail, 0
+    def __init__(self, usage: bool = True, fail: int = 0, counted: Any = None) -> None:
+        self.usage, self.fail, self.requests, self.counted = usage, fail, 0, counted
 
     def __call__(self, request: Request) -> Response:
         self.requests += 1
@@ -70,7 +71,8 @@ class Answers:
             "data": [{"index": i, "embedding": [float(i)] * DIM} for i in range(len(inputs))]
         }
         if self.usage:
-            body["usage"] = {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}
+            tokens = 3 * len(inputs) if self.counted is None else self.counted
+            body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
         return Response(200, {}, json.dumps(body).encode())
 
 
@@ -98,8 +100,12 @@ def test_a_calls_usage_is_what_the_server_counted(simulated_provider: SimulatedP
         assert emb.stats.tokens == usage.tokens + second.tokens
 
 
-def test_tokens_the_server_does_not_report_are_estimated_and_marked() -> None:
-    answers = Answers(usage=False)
+@pytest.mark.parametrize(
+    "answers",
+    [Answers(usage=False), Answers(counted=0), Answers(counted=True), Answers(counted="12")],
+    ids=["no usage", "zero", "a bool", "a string"],
+)
+def test_tokens_the_server_does_not_report_are_estimated_and_marked(answers: Answers) -> None:
     with Embedder(**mock(answers, batch_size=4)) as emb:
         usage = emb.embed(texts_for(8), errors="return").usage
     assert usage.requests == 2 and usage.tokens == usage.tokens_estimated > 0

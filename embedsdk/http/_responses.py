@@ -376,8 +376,9 @@ def decode_embeddings(
     Accepts base64 strings or float lists whatever was asked for. Checks that every index
     from 0 to count-1 comes exactly once, that all vectors have one length (``dimensions``
     when given) and that they are finite float32s. Returns the rows and
-    ``usage.prompt_tokens``. Raises :class:`ResponseValidationError` for anything else,
-    naming the field at fault (``data[1] has no 'embedding'``).
+    ``usage.prompt_tokens`` (``None`` when absent, not a count, or 0). Raises
+    :class:`ResponseValidationError` for anything else, naming the field at fault
+    (``data[1] has no 'embedding'``).
 
     ``asked``: ``dimensions`` is what the request asked for (not the width of earlier
     answers). Vectors of another width then mean a server that ignores ``dimensions``: every
@@ -407,7 +408,10 @@ def decode_embeddings(
         )
     usage = payload.get("usage")
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    return matrix, tokens if isinstance(tokens, int) else None
+    # Some gateways send a zero usage object they never fill: no count, so the estimate is
+    # used (and marked as one). A bool is an int to Python, not a count.
+    counted = isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0
+    return matrix, tokens if counted else None
 
 
 def embeddings_of(payload: dict[str, Any], count: int) -> np.ndarray:

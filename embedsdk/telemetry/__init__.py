@@ -29,8 +29,9 @@ costs nothing.
   ``gen_ai.client.operation.duration`` (seconds per call); ours:
   ``embedsdk.client.requests`` (counter, by status), ``embedsdk.client.request.duration``
   (seconds per answer), ``embedsdk.client.refusals`` (429s), ``embedsdk.client.retries``
-  (by ``error.type``), ``embedsdk.client.pauses`` (seconds held back by rate control, by
-  reason), ``embedsdk.client.pace`` (a gauge: requests sent a second over the last
+  (by ``error.type``), ``embedsdk.client.pauses`` (the long waits rate control announces,
+  3 s or more, by reason: not every wait; ``Stats.waited_seconds`` has them all),
+  ``embedsdk.client.pace`` (a gauge: requests sent a second over the last
   :data:`PACE_WINDOW` seconds, by model and server; under a rate limit, the pace rate control
   holds), ``embedsdk.client.cache.hits`` / ``.misses`` and ``embedsdk.client.batch.size``
   (inputs per request).
@@ -130,17 +131,7 @@ class _Reporter:
         self._batch = meter.create_histogram(
             "embedsdk.client.batch.size", unit="{text}", description="Inputs per request"
         )
-        # When each request went out, by its attributes: the pace gauge reads them from the
-        # reader's thread, the hooks add to them from the clients' loop threads.
-        self._sent: dict[tuple[Any, ...], collections.deque[float]] = {}
-        self._sent_lock = threading.Lock()
-        self._observation = metrics.Observation
-        meter.create_observable_gauge(
-            "embedsdk.client.pace",
-            callbacks=[self._observe_pace],
-            unit="{request}/s",
-            description=f"Requests sent a second, over the last {PACE_WINDOW:g} s",
-        )
+        self._pace = _Pace.of(meter, metrics.Observation)
 
     def hooks(self) -> dict[str, list[Callable[[Event], None]]]:
         return {
@@ -181,24 +172,7 @@ class _Reporter:
     def on_request(self, event: Event) -> None:
         common = self._common(event)
         self._batch.record(event.inputs, common)
-        key = tuple(sorted(common.items()))
-        with self._sent_lock:
-            self._sent.setdefault(key, collections.deque()).append(_now())
-
-    def _observe_pace(self, options: Any) -> Iterator[Any]:
-        """The pace gauge: for each model and server, requests sent over the last
-        :data:`PACE_WINDOW` seconds, a second (0 once, after sending stops; then nothing)."""
-        since = _now() - PACE_WINDOW
-        with self._sent_lock:
-            paces = []
-            for key, sent in list(self._sent.items()):
-                while sent and sent[0] < since:
-                    sent.popleft()
-                if not sent:
-                    del self._sent[key]
-                paces.append((len(sent) / PACE_WINDOW, dict(key)))
-        for pace, attributes in paces:
-            yield self._observation(pace, attributes)
+        self._pace.sent(tuple(sorted(common.items())))
 
     def on_response(self, event: Event) -> None:
         common = self._common(event)
@@ -288,6 +262,63 @@ class _Reporter:
         elif error is not None:
             span.set_status(self._trace.StatusCode.ERROR, type(error).__name__)
         span.end()
+
+
+class _Pace:
+    """The pace gauge of one meter: when requests went out, by their attributes, over the
+    last :data:`PACE_WINDOW` seconds. One per meter, shared by its reporters: a meter keeps the
+    first gauge of a name and drops the callbacks of later ones (a second ``instrument()``).
+    The hooks add from the clients' loop threads, the gauge reads from the reader's."""
+
+    def __init__(self, meter: Any, observation: Any) -> None:
+        self._times: dict[tuple[Any, ...], collections.deque[float]] = {}
+        self._lock = threading.Lock()
+        self._observation = observation
+        self._meter = meter  # kept alive while its id is the key
+        meter.create_observable_gauge(
+            "embedsdk.client.pace",
+            callbacks=[self._observe],
+            unit="{request}/s",
+            description=f"Requests sent a second, over the last {PACE_WINDOW:g} s",
+        )
+
+    @classmethod
+    def of(cls, meter: Any, observation: Any) -> _Pace:
+        with _PACES_LOCK:
+            pace = _PACES.get(id(meter))
+            if pace is None:
+                pace = _PACES[id(meter)] = cls(meter, observation)
+            return pace
+
+    def sent(self, key: tuple[Any, ...]) -> None:
+        now = _now()
+        with self._lock:
+            times = self._times.setdefault(key, collections.deque())
+            times.append(now)
+            self._trim(times, now)  # no reader may ever come: keep only the window
+
+    @staticmethod
+    def _trim(times: collections.deque[float], now: float) -> None:
+        while times and times[0] < now - PACE_WINDOW:
+            times.popleft()
+
+    def _observe(self, options: Any) -> Iterator[Any]:
+        """For each model and server, requests sent over the last window, a second (0 once
+        after sending stops; then nothing)."""
+        now = _now()
+        with self._lock:
+            paces = []
+            for key, times in list(self._times.items()):
+                self._trim(times, now)
+                if not times:
+                    del self._times[key]
+                paces.append((len(times) / PACE_WINDOW, dict(key)))
+        for pace, attributes in paces:
+            yield self._observation(pace, attributes)
+
+
+_PACES: dict[int, _Pace] = {}  # by id() of their meter, which each keeps alive
+_PACES_LOCK = threading.Lock()
 
 
 def _url(endpoint: str) -> str:
