@@ -62,7 +62,7 @@ class RowError(EmbedSDKError):
     """A row could not be embedded; the message names it (its id, else its text's start)."""
 
     def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries intact
-        return (type(self), self.args)
+        return (type(self), self.args, self.__dict__)  # with the indices it carries
 
 
 class _Secret:
