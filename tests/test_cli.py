@@ -228,7 +228,7 @@ def test_skip_empty(
     assert_one_error_line(err, "line 2 is empty", "--skip-empty")
     status, _, err = run(capsys, *args, "--skip-empty")
     assert status == 0, err
-    assert err.startswith("embedded 2 texts") and ", 2 empty lines skipped -> " in err
+    assert err.startswith("embedded 2 texts") and ", 2 empty lines skipped, " in err
     np.testing.assert_array_equal(load(out), expected_matrix(["one", "two"], MODEL, DIM))
 
 
@@ -242,7 +242,7 @@ def test_counts_in_the_singular(
     assert status == 0, err
     assert err.startswith("embedded 1 text (32 dims) in ")
     assert ": 1 request, 0 cache hits, 0 retries, " in err
-    assert ", 1 empty line skipped -> " in err
+    assert ", 1 empty line skipped, " in err
     status, _, err = run(capsys, *args, "--skip-empty")
     assert ": 0 requests, 1 cache hit, 0 retries, " in err
     assert run(capsys, "cache", "clear")[1].startswith("removed 1 vector from ")

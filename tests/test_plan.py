@@ -231,7 +231,7 @@ def test_the_summary_shows_the_money_and_a_bad_price_is_a_usage_error(
     tokens = simulated_provider.stats()["tokens"]
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     cost = Price(0.5, "CNY").of(tokens)
-    assert f"{tokens:,} tokens ({cost} at ¥0.5/M tokens (your price)) -> {out}" in summary
+    assert f"{tokens:,} tokens ({cost} at ¥0.5/M tokens (your price)), held back by " in summary
     assert cli.main([*argv, *cached, "--price", "$2"]) == 0  # a run from the cache
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     assert "40 cache hits" in summary and "0 tokens ($0.00 at $2/M tokens" in summary
@@ -244,11 +244,14 @@ def test_the_summary_shows_the_money_and_a_bad_price_is_a_usage_error(
 
 
 def test_the_cache_saving_is_the_hits_at_the_average_tokens_sent() -> None:
-    stats = embedsdk.Stats(tokens=3_000_000, inputs_sent=100, cache_hits=50)
-    assert money_note(stats, Price(1.0)) == (
+    stats = embedsdk.Stats(tokens=3_000_000, inputs_sent=100, cache_hits=50, price=Price(1.0))
+    assert money_note(stats) == (
         "$3.00 at $1/M tokens (your price), about $1.50 saved by the cache"
     )
-    assert money_note(stats, None) == ""
+    warm = embedsdk.Stats(cache_hits=50, price=Price(1.0))  # nothing sent: no average
+    assert money_note(warm) == "$0.00 at $1/M tokens (your price), every text from the cache"
+    stats.price = None
+    assert money_note(stats) == ""
 
 
 def test_the_summary_counts_the_429s_the_server_sent(
@@ -263,4 +266,6 @@ def test_the_summary_counts_the_429s_the_server_sent(
     assert cli.main([*argv, "--no-cache", "--batch-size", "10", "--dimensions", "8"]) == 0
     refused = sim.stats()["status"].get(429, 0)
     assert refused > 0
-    assert f"{refused} 429 answer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{refused} 429 answer" in err
+    assert "held back by " in err  # said without a bar too (stderr is no terminal here)

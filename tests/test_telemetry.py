@@ -211,6 +211,34 @@ def test_refusals_retries_and_a_failed_call(otel: Otel) -> None:
     assert dict(duration.attributes)["error.type"] == "InternalServerError"
 
 
+def test_a_request_without_an_answer_is_a_failed_child_span(otel: Otel) -> None:
+    sent = 0
+
+    def handle(request: Request) -> Response:
+        nonlocal sent
+        sent += 1
+        if sent == 1:
+            raise embedsdk.APIConnectionError("the connection was reset", reason=None)
+        return Response(200, {}, json.dumps(
+            {"data": [{"index": 0, "embedding": [0.5] * 8}],
+             "usage": {"prompt_tokens": 2, "total_tokens": 2}}).encode())  # fmt: skip
+
+    client = Embedder(
+        base_url="http://127.0.0.1:9/v1", transport=MockTransport(handle), cache=False,
+        max_retries=2, adaptive=False,
+    )  # fmt: skip
+    with client as emb:
+        emb.embed(["a"])
+    lost, answered = [s for s in otel.spans.get_finished_spans() if s.name == "POST"]
+    assert dict(lost.attributes or {})["error.type"] == "APIConnectionError"
+    assert "http.response.status_code" not in dict(lost.attributes or {})
+    assert lost.status.status_code == StatusCode.ERROR
+    assert dict(answered.attributes or {})["http.response.status_code"] == 200
+    requests = otel.metrics()["embedsdk.client.requests"]
+    outcomes = sorted(str(dict(p.attributes).get("error.type", "")) for p in requests)
+    assert outcomes == ["", "APIConnectionError"]
+
+
 def test_hooks_for_one_client_and_nothing_after_uninstrument(
     simulated_provider: SimulatedProvider,
 ) -> None:

@@ -511,11 +511,145 @@ def test_a_hook_that_returns_an_awaitable_is_logged_and_not_left_unawaited(
 
 
 def test_the_bar_shows_the_money_the_cache_saved() -> None:
-    stats = Stats()
-    bar = Progress(10, stats, enabled=False)
-    stats.add(Stats(requests=1, inputs_sent=4, tokens=4_000_000, cache_hits=6,
-                    price=Price(0.5, "CNY")))  # fmt: skip
+    bar = Progress(10, Price(0.5, "CNY"), enabled=False)
+    counted = bar.counted  # what a call's Job counts into, as it goes
+    counted.requests, counted.inputs_sent, counted.tokens, counted.cache_hits = 1, 4, 4_000_000, 6
     counters = bar.counters()
     bar.close()
     assert counters["cost"] == Price(0.5, "CNY").money(2.0)
     assert counters["saved"] == Price(0.5, "CNY").money(3.0)  # 6 hits at 1M tokens each
+    assert counters["tokens"] == "4,000,000"  # not tqdm's 4e+06
+
+
+# -- every request's end, and the counts of what it waited ---------------------------------------
+
+
+def test_every_request_event_is_followed_by_its_response_even_without_an_answer() -> None:
+    seen: list[Event] = []
+    calls = 0
+
+    def server(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise embedsdk.APIConnectionError("the connection was reset", reason=None)
+        # A quota that comes back in an hour, beyond max_wait: the call stops at once.
+        return Response(429, {"Retry-After": "3600"}, b'{"message": "rate limited"}')
+
+    hooks = {"request": seen.append, "response": seen.append}
+    with (
+        Embedder(**mock(server, max_wait=60, event_hooks=hooks)) as emb,  # type: ignore[arg-type]
+        pytest.raises(embedsdk.WaitTooLongError),
+    ):
+        emb.embed(texts_for(2))
+    assert [(e.kind, e.attempt, e.status) for e in seen] == [
+        ("request", 1, None), ("response", 1, None), ("request", 2, None), ("response", 2, 429)
+    ]  # fmt: skip
+    assert isinstance(seen[1].error, embedsdk.APIConnectionError) and seen[1].bytes == 0
+    assert isinstance(seen[3].error, embedsdk.WaitTooLongError)
+
+
+def test_a_backoff_cut_short_counts_only_the_time_it_lasted() -> None:
+    """A request retried after 30 s (the server's Retry-After) whose call is cancelled at
+    once: it waited about nothing, not the 30 s it was going to (the waits are real here:
+    the fixture turns testing mode back on after the test)."""
+    embedsdk.set_testing(False)
+
+    def server(request: Request) -> Response:
+        return Response(503, {"Retry-After": "30"}, b'{"message": "busy"}')
+
+    async def main() -> Stats:
+        hooks = {"retry": cancel}
+        with track_usage() as usage:
+            async with AsyncEmbedder(**mock(server, adaptive=False, event_hooks=hooks)) as emb:
+                task = asyncio.ensure_future(emb.embed(texts_for(2)))
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        return usage
+
+    retries: list[float] = []
+
+    def cancel(event: Event) -> None:
+        retries.append(event.seconds or 0.0)
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and "embed" in repr(task.get_coro()):
+                task.cancel()
+
+    usage = asyncio.run(main())
+    assert retries and retries[0] >= 30  # the wait it was going to sleep
+    assert usage.retries == 1 and usage.waited_seconds < 30
+
+
+def test_adding_usage_keeps_a_price_read_elsewhere_and_ignores_empty_calls() -> None:
+    read = Price(1.0, "USD", read="2026-01-01", source="a page")
+    total = Stats()
+    total.add(Stats(tokens=10, price=Price(1.0)))
+    total.add(Stats(tokens=10, price=read))  # the same price, read elsewhere
+    total.add(Stats())  # an empty call, of a client without a price
+    assert total.cost == pytest.approx(20 / 1e6) and total.tokens == 20
+    total.add(Stats(tokens=10))  # tokens of unknown price: the sum's cost is unknown
+    assert total.price is None and total.cost is None
+
+
+def test_a_progress_bar_counts_only_its_own_call(
+    simulated_provider: SimulatedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Stats] = []
+    close = Progress.close
+
+    def closing(self: Progress) -> None:
+        seen.append(self.usage())
+        close(self)
+
+    monkeypatch.setattr(Progress, "close", closing)
+
+    async def main() -> tuple[Stats, Stats]:
+        async with AsyncEmbedder(**on(simulated_provider, batch_size=5)) as emb:
+            with_bar = emb.embed(texts_for(10, "a"), progress=True, errors="return")
+            other = emb.embed(texts_for(30, "b"), errors="return")
+            mine, theirs = await asyncio.gather(with_bar, other)
+            return mine.usage, theirs.usage
+
+    mine, theirs = asyncio.run(main())
+    (bar,) = seen
+    assert (bar.requests, bar.inputs_sent) == (mine.requests, 10) == (2, 10)
+    assert theirs.requests == 6
+
+
+def test_ctrl_c_on_a_sync_call_credits_its_usage_before_it_returns(
+    simulated_provider: SimulatedProvider,
+) -> None:
+    """Ctrl-C lands in the calling thread while the call runs on the loop thread: by the time
+    the KeyboardInterrupt reaches the caller, the cancelled call is counted."""
+    gate = threading.Event()
+
+    async def slow(request: Request) -> Response:
+        gate.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not cancelled")
+
+    emb = Embedder(base_url="http://127.0.0.1:9/v1", transport=MockTransport(slow), cache=False)
+    submit = emb._portal.submit
+
+    class Interrupted:  # the future, as Ctrl-C leaves it: result() raises in the caller
+        def __init__(self, future: Any) -> None:
+            self.future = future
+
+        def result(self) -> Any:
+            assert gate.wait(timeout=60)
+            raise KeyboardInterrupt
+
+        def done(self) -> bool:
+            return bool(self.future.done())
+
+        def cancel(self) -> bool:
+            return bool(self.future.cancel())
+
+    emb._portal.submit = lambda coro: Interrupted(submit(coro))  # type: ignore[method-assign]
+    try:
+        with track_usage() as usage, pytest.raises(KeyboardInterrupt):
+            emb.embed(texts_for(2))
+        assert usage.requests == 1  # credited already, not a moment later
+    finally:
+        del emb._portal.submit  # the real one again, to close
+        emb.close()

@@ -18,6 +18,7 @@ from .._exceptions import APIError, APIStatusError, ConfigurationError, InvalidI
 from ..client import (
     Embedder,
     EmbeddingResult,
+    held_back_by,
 )
 from ..files import (
     FORMATS,
@@ -167,12 +168,15 @@ def _run(
                 )
             raise
         stats = client.stats
-        price = client.options.price
+        slots = client.options.max_concurrent
     elapsed = time.perf_counter() - started
     if not args.quiet:
-        money = money_note(stats, price)
+        # What held the run back: the bar says it at its end, where there is one.
+        verdict = "" if show else held_back_by(stats, elapsed, slots)
+        money = money_note(stats)
         print(
-            _summary(out, stats, numbers, elapsed, args, len(refused), fmt, money), file=sys.stderr
+            _summary(out, stats, numbers, elapsed, args, len(refused), fmt, money, verdict),
+            file=sys.stderr,
         )
     if refused:
         print(f"embedsdk: error: {_refusals(refused, numbers, args, fmt)}", file=sys.stderr)
@@ -189,6 +193,7 @@ def _summary(
     refused: int = 0,
     fmt: str = "",
     money: str = "",
+    verdict: str = "",
 ) -> str:
     estimated = getattr(stats, "tokens_estimated", 0)
     asides = [f"{estimated:,} of them estimated: the server sent no count"] if estimated else []
@@ -207,6 +212,8 @@ def _summary(
         notes.append(plural(numbers.skipped, "empty line") + " skipped")
     if refused:
         notes.append(plural(refused, "text") + " refused by the server")
+    if verdict:
+        notes.append(f"held back by {verdict}")
     where = "standard output" if args.output == STDOUT else args.output
     dims = "1 dim" if out.dim == 1 else f"{out.dim or 0} dims"
     embedded = out.rows - refused if fmt == "npy" else out.rows  # an .npy keeps a NaN row

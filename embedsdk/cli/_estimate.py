@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 from .._exceptions import InvalidInputError
-from .._prices import Price
 from ..batchapi import limits_for
+from ..client import Stats
 from ..files import LineNumbers
 from ..plan import estimate
 from ._options import client_kwargs
@@ -50,16 +50,18 @@ def run_dry(args: argparse.Namespace, prepare: Any, rows_of: Any, by_line: Any) 
     return 0
 
 
-def money_note(stats: Any, price: Price | None) -> str:
-    """The summary's cost: the tokens the provider counted at ``price``, and about what the
-    cache saved (its hits at the run's average tokens per text sent); nothing without a
-    price (a self-hosted server costs nothing per token)."""
-    if price is None:
+def money_note(stats: Stats) -> str:
+    """The summary's cost: the tokens the provider counted at the stats' price, and about
+    what the cache saved (:attr:`Stats.saved`: its hits at the run's average tokens per text
+    sent); nothing without a price (a self-hosted server costs nothing per token)."""
+    price, cost, saved = stats.price, stats.cost, stats.saved
+    if price is None or cost is None or saved is None:
         return ""
-    note = f"{price.money(price.cost(stats.tokens))} at {price}"
+    note = f"{price.money(cost)} at {price}"
     if stats.cache_hits and stats.inputs_sent:
-        saved = price.cost(stats.tokens / stats.inputs_sent * stats.cache_hits)
         note += f", about {price.money(saved)} saved by the cache"
+    elif stats.cache_hits:  # nothing sent: no tokens per text to price the hits at
+        note += ", every text from the cache"
     return note
 
 

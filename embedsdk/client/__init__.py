@@ -68,6 +68,9 @@ from ._planning import (
     estimate_tokens,
     validate_texts,
 )
+from ._progress import (
+    held_back_by,
+)
 from ._providers import (
     PROFILES,
 )
@@ -120,6 +123,7 @@ __all__ = [
     "get_batch_embeddings_async",
     "get_batch_embeddings_concurrent",
     "given_options",
+    "held_back_by",
     "resolve_options",
     "track_usage",
     "validate_texts",

@@ -13,19 +13,19 @@ import numpy as np
 from .._exceptions import EmbedSDKError
 from ..cache import VectorCache, open_cache
 from ._config import ClientOptions
-from ._job import Job, Stats, Vectors
+from ._job import Job, Vectors
 
 _UNOPENED = object()
 
 
 class AsyncCache:
-    """The cache of one client (``options.cache``), counted in its ``stats``."""
+    """The cache of one client (``options.cache``); a call's hits and misses are counted
+    by its :class:`Job`."""
 
-    def __init__(self, options: ClientOptions, stats: Stats) -> None:
+    def __init__(self, options: ClientOptions) -> None:
         self.opened: Any = _UNOPENED  # then the VectorCache, or None: no cache
         self.namespace = VectorCache.namespace(options.endpoint, options.model, options.dimensions)
         self._option = options.cache
-        self._stats = stats
         self._lock: asyncio.Lock | None = None  # made on the loop that uses it
         self._disk_io: set[asyncio.Future[Any]] = set()  # cache reads/writes still running
         # The width of the first vectors this client had, and whether the cache gave them: that
@@ -61,10 +61,7 @@ class AsyncCache:
             # widths. Fetched again (and replaced), as misses, they cannot mix with the others.
             matrix, hit = None, np.zeros_like(hit)
         hits = int(hit.sum())
-        self._stats.cache_hits += hits
-        self._stats.cache_misses += len(job.unique) - hits
-        job.usage.cache_hits += hits
-        job.usage.cache_misses += len(job.unique) - hits
+        job.count(cache_hits=hits, cache_misses=len(job.unique) - hits)
         if matrix is not None and hits:
             self._note_width(int(matrix.shape[1]), from_cache=True)
             if hits == len(job.unique):

@@ -104,14 +104,12 @@ class AsyncEmbedder:
         self._pid = os.getpid()
         sizer = BatchSizer()  # batch_size="auto": the size of each batch, as the run goes
         self._rate = ratecontrol.controller_for(self.options)  # None with adaptive=False
-        self._cache = AsyncCache(self.options, self.stats)
+        self._cache = AsyncCache(self.options)
         sender = Sender(self.options, self.stats, _own(transport), self._rate, sizer)
         #: The steps of a call (:class:`~embedsdk.client._runner.Runner`): the internal
         #: interface ``embed``, ``embed_stream``'s windows and embedsdk's integrations use.
         #: Not part of the public API.
-        self.runner = Runner(
-            self.options, self.stats, sender, self._cache, sizer, self._rate, rewrites
-        )
+        self.runner = Runner(self.options, sender, self._cache, sizer, self._rate, rewrites)
         # Last: __del__ finds a client whose __init__ raised by its missing sender.
         self._sender = sender
 
@@ -219,7 +217,7 @@ class AsyncEmbedder:
         check_texts(texts)
         keep_going = returns_errors(errors)
         workers = self._workers(_own(max_concurrent))
-        bar = Progress(len(texts), self.stats, slots=workers) if progress else None
+        bar = Progress(len(texts), self.options.price, slots=workers) if progress else None
         try:
             self._ready()
             job = await self.runner.start(
@@ -310,7 +308,7 @@ class AsyncEmbedder:
         keep_going = returns_errors(errors)
         workers = self._workers(_own(max_concurrent))
         total = len(texts) if isinstance(texts, Sized) else None
-        bar = Progress(total, self.stats, slots=workers) if progress else None
+        bar = Progress(total, self.options.price, slots=workers) if progress else None
         stream = Stream(self.runner, _own(batch_size), workers, bar, keep_going, self._ready)
         size = stream.window_size(_own(window))
         pending: collections.deque[tuple[int, asyncio.Task[_Block]]] = collections.deque()

@@ -65,13 +65,16 @@ class Event:
 
     ``inputs``: texts in the request (``"call"``/``"call_end"``: in the call); ``tokens``:
     the request's estimate (``"request"``), the tokens the server counted (``"response"``,
-    ``None`` when it said nothing or refused); ``status``: the HTTP status (``"response"``);
-    ``seconds``: the answer's latency (``"response"``), the wait (``"retry"``, ``"pause"``),
-    the call's length (``"call_end"``); ``attempt``: 1 for a request's first attempt;
-    ``bytes``: the body sent (``"request"``) or received (``"response"``); ``error``: the
-    failure retried (``"retry"``), the one that ended the call (``"call_end"``), else
-    ``None``; ``reason``: why a pause (``"pause"`` after a 429, ``"slot"``, ``"probe"``,
-    ``"pace"``) or a retry (the error's class name). Never a text, never the key.
+    ``None`` when it said nothing or refused); ``status``: the HTTP status (``"response"``;
+    ``None`` when no answer came); ``seconds``: the answer's latency, or how long the request
+    waited for none (``"response"``), the wait (``"retry"``, ``"pause"``), the call's length
+    (``"call_end"``); ``attempt``: 1 for a request's first attempt; ``bytes``: the body sent
+    (``"request"``) or received (``"response"``); ``error``: why a request failed
+    (``"response"``: no answer, an error answer, one that could not be decoded), the failure
+    retried (``"retry"``), the one that ended the call (``"call_end"``), else ``None``;
+    ``reason``: why a pause (``"pause"`` after a 429, ``"slot"``, ``"probe"``, ``"pace"``) or
+    a retry (the error's class name). Every ``"request"`` is followed by one ``"response"``.
+    Never a text, never the key.
     """
 
     kind: str

@@ -19,7 +19,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from typing import Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +41,9 @@ from .._prices import Price
 from .._text import plural
 from ..http import CallBreaker, refusal_key
 from ._planning import deduplicate, estimate_tokens, iter_windows, plan_batches
-from ._progress import Progress
+
+if TYPE_CHECKING:
+    from ._progress import Progress  # the bar counts with the Job's Stats
 
 T = TypeVar("T")
 
@@ -99,9 +101,11 @@ class Stats:
         return self.price.cost(per_text * self.cache_hits)
 
     def add(self, other: Stats) -> None:
-        """Add ``other``'s counters to these (a price they disagree on is dropped)."""
-        if self.price != other.price:
-            self.price = other.price if self.price is None and not _counted(self) else None
+        """Add ``other``'s counters to these. The price stays when both are at the same price
+        (per million and currency; where it was read does not matter), or when either counted
+        nothing yet; otherwise it is dropped: the sum's cost is unknown."""
+        if not _same_price(self.price, other.price) and _counted(other):
+            self.price = None if _counted(self) else other.price
         for name in COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -122,6 +126,12 @@ COUNTERS = tuple(f.name for f in dataclasses.fields(Stats) if f.name != "price")
 
 def _counted(stats: Stats) -> bool:
     return any(getattr(stats, name) for name in COUNTERS)
+
+
+def _same_price(a: Price | None, b: Price | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.per_million == b.per_million and a.currency == b.currency
 
 
 @dataclasses.dataclass
@@ -232,6 +242,9 @@ class Job:
         self.breaker = CallBreaker()  # errors="return": stops the sending in a storm
         self.told_unreachable = False  # the INFO line "cannot connect" was logged
         self.usage = Stats()  # this call's counters (the client's Stats count them too)
+        # What counts this call: its usage, the client's stats, the progress bar's (the
+        # sender's begin() and the runner's start() add theirs).
+        self.counters: tuple[Stats, ...] = (self.usage,)
         self.call: Any = None  # its _events.Call, for the hooks (set as it starts)
         self.collectors: tuple[Stats, ...] = ()  # the track_usage() blocks open at its start
         self.started = 0.0  # the loop's clock at its start
@@ -240,6 +253,13 @@ class Job:
         # refused whole (the request is the problem: not split again), False once one input
         # was found to be the cause.
         self.refusals: dict[tuple[Any, ...], bool] = {}
+
+    def count(self, **amounts: float) -> None:
+        """Add ``amounts`` (:class:`Stats` counters by name) to every Stats counting this
+        call: its usage, its client's, its progress bar's."""
+        for stats in self.counters:
+            for name, amount in amounts.items():
+                setattr(stats, name, getattr(stats, name) + amount)
 
     def refused_whole(self, exc: APIStatusError) -> bool:
         """Whether batches were refused whole this way before (and no input was found to be

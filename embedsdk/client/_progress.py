@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 # tqdm.auto: a widget in Jupyter (with ipywidgets), the usual text bar everywhere else.
 from tqdm.auto import tqdm
 
+from ._job import Stats
+
 if TYPE_CHECKING:
-    from ._job import Stats
+    from .._prices import Price
 
 # Redraw the counters at most this often (seconds): tqdm's own throttle covers the bar, but
 # building the postfix dict on every batch would not be free at 10^5 batches per second.
@@ -45,15 +47,15 @@ def held_back_by(usage: Stats, seconds: float, slots: int) -> str:
 class Progress:
     """A bar over ``total`` texts (``None`` when the length is unknown), fed by the core.
 
-    ``stats``: the client's counters (the bar shows what moved since it opened); ``slots``:
-    the call's ``max_concurrent``, to say at the end what held the run back.
+    ``counted``: the call's counters (a stream's windows all add to it: its :class:`Job`
+    counts there too), priced at ``price``; ``slots``: the call's ``max_concurrent``, to say
+    at the end what held the run back. Other calls on the same client do not move it.
     """
 
     def __init__(
-        self, total: int | None, stats: Stats, enabled: bool = True, slots: int = 1
+        self, total: int | None, price: Price | None = None, enabled: bool = True, slots: int = 1
     ) -> None:
-        self._stats = stats
-        self._base = stats.copy()
+        self.counted = Stats(price=price)
         self._slots = slots
         self._started = time.monotonic()
         self._last = 0.0
@@ -75,14 +77,14 @@ class Progress:
             self._bar.set_postfix(self.counters(), refresh=False)
 
     def usage(self) -> Stats:
-        """What the client counted since the bar opened."""
-        return self._stats - self._base
+        """What the call counted since the bar opened (a copy)."""
+        return self.counted.copy()
 
     def counters(self) -> dict[str, object]:
         usage = self.usage()
         minutes = max(time.monotonic() - self._started, 1e-9) / 60
         counters: dict[str, object] = {
-            "tokens": usage.tokens,
+            "tokens": f"{usage.tokens:,}",  # tqdm writes a large int as 1e+04
             "tok/min": f"{usage.tokens / minutes:,.0f}",
         }
         cost = usage.cost

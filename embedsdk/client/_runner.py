@@ -48,7 +48,6 @@ from ._job import (
     CLOSED_DURING_CALL,
     EmbeddingResult,
     Job,
-    Stats,
     Vectors,
     request_span,
     stops_the_call,
@@ -106,8 +105,9 @@ class Runner:
     """The steps of a call on one client (see the module's docstring).
 
     ``sender``, ``cache``, ``sizer`` and ``rate`` (the rate controller, ``None`` with
-    ``adaptive=False``) are the client's; ``stats`` its counters; ``rewrites`` says each
-    option it uses otherwise than given once, at INFO. The caller checks that the
+    ``adaptive=False``) are the client's (a call's counts go to its :class:`Job`, which adds
+    them to the client's stats too); ``rewrites`` says each option it uses otherwise than
+    given once, at INFO. The caller checks that the
     client is open and on its event loop before :meth:`start` (the runner refuses to send
     once the sender is closed, and says so).
     """
@@ -115,7 +115,6 @@ class Runner:
     def __init__(
         self,
         options: ClientOptions,
-        stats: Stats,
         sender: Sender,
         cache: AsyncCache,
         sizer: BatchSizer,
@@ -123,7 +122,6 @@ class Runner:
         rewrites: RewriteLog | None = None,
     ) -> None:
         self.options = options
-        self._stats = stats
         self._sender = sender
         self._cache = cache
         self._sizer = sizer  # batch_size="auto": the size of each batch, as the run goes
@@ -161,10 +159,11 @@ class Runner:
         job = Job(texts, offset)
         self._sender.begin(job, offset)
         try:
-            job.usage.truncated += cut
             job.progress = progress
             if progress is not None:
+                job.counters += (progress.counted,)
                 self._sender.bars.add(progress)
+            job.count(truncated=cut)
             job.keep_going = keep_going
             await self._cache.lookup(job)
             job.plan(size, self.options.max_batch_tokens)
@@ -250,7 +249,6 @@ class Runner:
             start=offset,
         )
         if cut:
-            self._stats.truncated += cut
             logger.info("cut %s to %d tokens (estimated)", plural(cut, "text"), self._input_limit)
         return texts, cut
 
@@ -363,8 +361,7 @@ class Runner:
         except APIStatusError as exc:
             if stop - start > 1 and should_split(exc):
                 self._lower_batch_cap(exc, stop - start)
-                self._stats.splits += 1
-                job.usage.splits += 1
+                job.count(splits=1)
                 await self._fetch_pieces(job, start, stop)
                 return
             if stop - start > 1 and blames_input(exc) is not False:
@@ -420,8 +417,7 @@ class Runner:
             return  # every part went through when sent again: the refusal did not last
         for a, b, error in refused:
             self._name_request(job, error, a, b, f"; {_refusal_note(stop - start)}")
-        self._stats.refused += len(refused)
-        job.usage.refused += len(refused)
+        job.count(refused=len(refused))
         if job.keep_going:
             job.failures.extend((job.todo[a:b], error) for a, b, error in refused)
             return
@@ -444,8 +440,7 @@ class Runner:
         of halving at a time, until each refused part is one input (added to ``refused``).
         ``True``: nothing went through and every part was refused as the whole (``first``)
         was, :data:`~embedsdk.http.WHOLE_AFTER` rounds in: the batch fails whole."""
-        self._stats.splits += 1
-        job.usage.splits += 1
+        job.count(splits=1)
         pieces = _halves(start, stop)
         through = False  # some part of the batch was embedded
         level = 0
@@ -461,8 +456,7 @@ class Runner:
                 return False
             if level >= WHOLE_AFTER and not through and _all_like(failing + refused, first):
                 return True
-            self._stats.splits += len(failing)
-            job.usage.splits += len(failing)
+            job.count(splits=len(failing))
             pieces = [half for a, b, _ in failing for half in _halves(a, b)]
 
     async def _try_piece(self, job: Job, start: int, stop: int) -> APIStatusError | None:

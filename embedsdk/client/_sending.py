@@ -96,6 +96,7 @@ class _RequestState:
     tokens: int  # estimated
     job: Job  # the call it is part of
     budget: RetryBudget  # its retries left, and how many attempts it made
+    backoff_from: float | None = None  # the loop's clock when its last backoff began
 
 
 def _retry_wanted(outcome: Outcome) -> bool:
@@ -189,6 +190,7 @@ class Sender:
         """A call (a stream's window) starts: note the usage collectors open here, and tell
         the ``"call"`` hooks."""
         job.usage.price = self.options.price
+        job.counters = (job.usage, self.stats)
         job.collectors = collectors()
         job.started = asyncio.get_running_loop().time()
         options = self.options
@@ -230,6 +232,9 @@ class Sender:
 
     async def _attempt(self, state: _RequestState) -> Outcome:
         """One attempt of a request: its vectors, or its failure judged by its budget."""
+        if state.backoff_from is not None:  # the backoff before it, as long as it lasted
+            state.job.count(waited_seconds=asyncio.get_running_loop().time() - state.backoff_from)
+            state.backoff_from = None
         try:
             outcome = await self._send_once(state.texts, state.tokens, state)
         except EmbedSDKError as exc:  # no answer, an untrustworthy one, a closed client...
@@ -243,10 +248,8 @@ class Sender:
         failure: Failure = details["value"]
         state: _RequestState = details["args"][0]
         exc, wait = failure.error, details["wait"]
-        self.stats.retries += 1
-        state.job.usage.retries += 1
-        self.stats.waited_seconds += wait
-        state.job.usage.waited_seconds += wait
+        state.job.count(retries=1)
+        state.backoff_from = asyncio.get_running_loop().time()  # counted when it is over
         if self.hooks.wants("retry"):
             self.hooks.emit(
                 "retry",
@@ -370,13 +373,11 @@ class Sender:
         """One attempt: the vectors, or the :class:`Failure` of an error answer (with the
         rate controller's verdict on it). No answer raises (``APIConnectionError``...)."""
         self._check_open()
-        job, usage = state.job, state.job.usage
+        job = state.job
         clock = asyncio.get_running_loop().time
         asked = clock()
         ticket = await self._pace(tokens, job)
         sent = clock()
-        self.stats.waited_seconds += sent - asked
-        usage.waited_seconds += sent - asked
         self._check_open(ticket)  # no await between here and the send
         if self.transport is None:
             self.transport = AiohttpTransport()
@@ -386,10 +387,7 @@ class Sender:
             payload["dimensions"] = self.options.dimensions
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         request = Request(self.options.endpoint, self._headers, body, self.options.timeout)
-        self.stats.requests += 1
-        usage.requests += 1
-        self.stats.bytes_sent += len(body)
-        usage.bytes_sent += len(body)
+        job.count(waited_seconds=sent - asked, requests=1, bytes_sent=len(body))
         attempt = state.budget.attempts + 1
         if self.hooks.wants("request"):
             self.hooks.emit(
@@ -402,62 +400,69 @@ class Sender:
             )
         try:
             response, verdict = await self._exchange(request, ticket)
-        finally:
+        except BaseException as lost:  # no answer: a connection error, a timeout, cancelled
             took = clock() - sent
-            self.stats.busy_seconds += took
-            usage.busy_seconds += took
-        self.stats.bytes_received += len(response.body)
-        usage.bytes_received += len(response.body)
-        if response.status == 429:
-            self.stats.rate_limited += 1
-            usage.rate_limited += 1
+            job.count(busy_seconds=took)
+            self._responded(state, None, took, None, lost)
+            raise
+        took = clock() - sent
+        job.count(
+            busy_seconds=took,
+            bytes_received=len(response.body),
+            rate_limited=int(response.status == 429),
+        )
         if response.status >= 400:
             exc = self._error_for(response)
             beyond = self._beyond_max_wait(response)
             if beyond is not None and not isinstance(exc, InsufficientQuotaError):
-                return Failure(self._wait_too_long(exc, *beyond), verdict)
+                failure = self._wait_too_long(exc, *beyond)
+                self._responded(state, response, took, None, failure)
+                return Failure(failure, verdict)
             # Judge by what this request asked for: batches in flight when another one
             # switched the client to floats still carry base64 and are re-sent too.
             if encoding == "base64" and refuses_base64(exc):
                 self._use_floats(exc)
-                self._responded(state, response, took, None)
+                self._responded(state, response, took, None, exc)
                 return await self._send_once(texts, tokens, state)  # this attempt, no retry
-            self._responded(state, response, took, None)
+            self._responded(state, response, took, None, exc)
             return Failure(exc, verdict)
         try:
             vectors, used = self._decode(response, len(texts))
-        except EmbedSDKError:
-            self._responded(state, response, took, None)
+        except EmbedSDKError as bad:
+            self._responded(state, response, took, None, bad)
             raise
         self._responded(state, response, took, used)
         self.dim_seen = vectors.shape[1]
         self.sizer.observe(len(texts), took)  # how latency grows with the batch
-        counted = used if used is not None else tokens
-        self.stats.inputs_sent += len(texts)
-        usage.inputs_sent += len(texts)
-        self.stats.tokens += counted
-        usage.tokens += counted
-        if used is None:
-            self.stats.tokens_estimated += tokens
-            usage.tokens_estimated += tokens
+        if used is None:  # the server said nothing: our estimate, marked as one
+            job.count(inputs_sent=len(texts), tokens=tokens, tokens_estimated=tokens)
+        else:
+            job.count(inputs_sent=len(texts), tokens=used)
         if ticket is not None and used is not None and self.rate is not None:
             self.rate.on_usage(ticket, used)
         return vectors
 
     def _responded(
-        self, state: _RequestState, response: Response, took: float, used: int | None
+        self,
+        state: _RequestState,
+        response: Response | None,
+        took: float,
+        used: int | None,
+        error: BaseException | None = None,
     ) -> None:
-        """Tell the ``"response"`` hooks an answer came (its status, latency, size)."""
+        """Tell the ``"response"`` hooks how a request ended: its answer (status, latency,
+        size), or no answer (``response`` ``None``: the ``error`` says why)."""
         if self.hooks.wants("response"):
             self.hooks.emit(
                 "response",
                 state.job.call,
                 inputs=len(state.texts),
                 tokens=used,
-                status=response.status,
+                status=None if response is None else response.status,
                 seconds=took,
                 attempt=state.budget.attempts + 1,
-                bytes=len(response.body),
+                bytes=0 if response is None else len(response.body),
+                error=error,
             )
 
     # -- the answer ------------------------------------------------------------------------

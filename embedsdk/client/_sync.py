@@ -95,14 +95,23 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop thread and wait; Ctrl-C cancels it there."""
-        future = self.submit(coro)
+        """Run ``coro`` on the loop thread and wait; Ctrl-C cancels it there, and waits (a
+        second at most) for it to unwind: its usage is credited, its bar closed, by then."""
+        over = threading.Event()
+        try:
+            future = self.submit(_setting(over, coro))
+        except BaseException:
+            coro.close()  # never started: no "never awaited" warning
+            raise
         try:
             return future.result()
         except BaseException:
             if not future.done():
-                future.cancel()  # cancels the task inside the loop
-                concurrent.futures.wait([future], timeout=1.0)
+                # The future is done as soon as it is cancelled; the task inside the loop
+                # unwinds after that, which ``over`` tells (a task cancelled before it
+                # began never sets it: hence the bound).
+                future.cancel()
+                over.wait(timeout=1.0)
             raise
 
     def started_loop(self) -> asyncio.AbstractEventLoop | None:
@@ -122,6 +131,14 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
             thread.join(timeout=5)  # the thread closes its loop on its way out
+
+
+async def _setting(over: threading.Event, coro: Coroutine[Any, Any, T]) -> T:
+    """``await coro``, then set ``over``, however it ended."""
+    try:
+        return await coro
+    finally:
+        over.set()
 
 
 def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:

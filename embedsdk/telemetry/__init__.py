@@ -19,8 +19,10 @@ costs nothing.
   ``.rate_limited``, ``.cache_hits``, ``.cache_misses``, ``.tokens_estimated``);
   ``error.type`` and an error status when it failed (``embedsdk.cancelled`` when the caller
   stopped it).
-- **A child span per answer**, ``POST``, from when the request went out to its answer:
-  ``http.response.status_code``, ``server.address``, ``server.port``, ``url.full`` (no
+- **A child span per request**, ``POST``, from when the request went out to its answer:
+  ``http.response.status_code`` (no answer, a connection error or a timeout: ``error.type``,
+  the error's class, and an error status; a cancelled call's last requests have none),
+  ``server.address``, ``server.port``, ``url.full`` (no
   credentials, no query), ``http.request.resend_count`` for a retry, ``embedsdk.inputs``.
   A retry and a pause are events on the call's span (``embedsdk.retry``,
   ``embedsdk.pause``). Histograms advise the GenAI conventions' bucket boundaries.
@@ -175,9 +177,17 @@ class _Reporter:
         self._pace.sent(tuple(sorted(common.items())))
 
     def on_response(self, event: Event) -> None:
+        if event.status is None and isinstance(event.error, asyncio.CancelledError):
+            return  # the call was cancelled: its span says so, the request has no outcome
         common = self._common(event)
         status = event.status or 0
-        self._requests.add(1, {**common, "http.response.status_code": status})
+        # No answer (a connection error, a timeout): its error's type, as OTel's HTTP spans do.
+        outcome = (
+            {"error.type": type(event.error).__name__}
+            if event.status is None
+            else {"http.response.status_code": status}
+        )
+        self._requests.add(1, {**common, **outcome})
         if event.seconds is not None:
             self._latency.record(event.seconds, common)
         if status == 429:
@@ -188,7 +198,7 @@ class _Reporter:
         end = time.time_ns()
         attributes = {
             "http.request.method": "POST",
-            "http.response.status_code": status,
+            **outcome,
             "server.address": common["server.address"],
             "server.port": common["server.port"],
             "url.full": _url(event.call.endpoint),
@@ -205,7 +215,9 @@ class _Reporter:
         )
         if event.tokens is not None:
             child.set_attribute("gen_ai.usage.input_tokens", event.tokens)
-        if status >= 400:
+        if event.status is None:
+            child.set_status(self._trace.StatusCode.ERROR, type(event.error).__name__)
+        elif status >= 400:
             child.set_attribute("error.type", str(status))
             child.set_status(self._trace.StatusCode.ERROR)
         child.end(end_time=end)
