@@ -61,7 +61,8 @@ class Otel:
 @pytest.fixture
 def otel() -> Iterator[Otel]:
     reporting = Otel()
-    telemetry.instrument(reporting.tracer_provider, reporting.meter_provider)
+    # Every request a span here, so that each can be checked (the default: failed ones).
+    telemetry.instrument(reporting.tracer_provider, reporting.meter_provider, request_spans="all")
     try:
         yield reporting
     finally:
@@ -239,11 +240,52 @@ def test_a_request_without_an_answer_is_a_failed_child_span(otel: Otel) -> None:
     assert outcomes == ["", "APIConnectionError"]
 
 
+@pytest.mark.parametrize(("request_spans", "spans"), [("failed", [500]), ("none", [])])
+def test_by_default_only_failed_requests_are_child_spans(
+    request_spans: str, spans: list[int]
+) -> None:
+    reporting = Otel()
+    if request_spans == "failed":  # the default
+        telemetry.instrument(reporting.tracer_provider, reporting.meter_provider)
+    else:
+        telemetry.instrument(
+            reporting.tracer_provider, reporting.meter_provider, request_spans=request_spans
+        )
+    answers = iter([500, 200])
+
+    def handle(request: Request) -> Response:
+        status = next(answers)
+        if status == 500:
+            return Response(500, {}, b'{"code": 50000, "message": "no", "data": null}')
+        return Response(200, {}, json.dumps(
+            {"data": [{"index": 0, "embedding": [0.5] * 8}],
+             "usage": {"prompt_tokens": 2, "total_tokens": 2}}).encode())  # fmt: skip
+
+    client = Embedder(
+        base_url="http://127.0.0.1:9/v1", transport=MockTransport(handle), cache=False,
+        adaptive=False,
+    )  # fmt: skip
+    try:
+        with client as emb:
+            emb.embed(["a"])
+    finally:
+        telemetry.uninstrument()
+    posts = [s for s in reporting.spans.get_finished_spans() if s.name == "POST"]
+    assert [dict(s.attributes or {})["http.response.status_code"] for s in posts] == spans
+    requests = reporting.metrics()["embedsdk.client.requests"]
+    assert sum(p.value for p in requests) == 2  # every request in the metrics still
+
+
+def test_request_spans_takes_only_its_values() -> None:
+    with pytest.raises(ValueError, match="request_spans must be one of"):
+        telemetry.hooks(request_spans="some")
+
+
 def test_hooks_for_one_client_and_nothing_after_uninstrument(
     simulated_provider: SimulatedProvider,
 ) -> None:
     mine, other = Otel(), Otel()
-    hooks = telemetry.hooks(mine.tracer_provider, mine.meter_provider)
+    hooks = telemetry.hooks(mine.tracer_provider, mine.meter_provider, request_spans="all")
     embedsdk.get_batch_embeddings(["x"], **options(simulated_provider, event_hooks=hooks))
     embedsdk.get_batch_embeddings(["y"], **options(simulated_provider))  # not this client
     assert len([s for s in mine.spans.get_finished_spans() if s.name.startswith("embeddings")]) == 1
@@ -270,7 +312,7 @@ def test_two_reporters_on_one_call_each_keep_their_span(
 ) -> None:
     """instrument() for the process and hooks() for one client: both see the whole call."""
     mine = Otel()
-    hooks = telemetry.hooks(mine.tracer_provider, mine.meter_provider)
+    hooks = telemetry.hooks(mine.tracer_provider, mine.meter_provider, request_spans="all")
     embedsdk.get_batch_embeddings(["x", "y"], **options(simulated_provider, event_hooks=hooks))
     for reporting in (otel, mine):
         names = sorted(s.name for s in reporting.spans.get_finished_spans())

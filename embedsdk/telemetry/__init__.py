@@ -19,11 +19,15 @@ costs nothing.
   ``.rate_limited``, ``.cache_hits``, ``.cache_misses``, ``.tokens_estimated``);
   ``error.type`` and an error status when it failed (``embedsdk.cancelled`` when the caller
   stopped it).
-- **A child span per request**, ``POST``, from when the request went out to its answer:
+- **A child span per failed request** (``request_spans="failed"``, the default; ``"all"``:
+  every request; ``"none"``), ``POST``, from when the request went out to its answer:
   ``http.response.status_code`` (no answer, a connection error or a timeout: ``error.type``,
-  the error's class, and an error status; a cancelled call's last requests have none),
-  ``server.address``, ``server.port``, ``url.full`` (no
-  credentials, no query), ``http.request.resend_count`` for a retry, ``embedsdk.inputs``.
+  the error's class), an error status, ``server.address``, ``server.port``, ``url.full`` (no
+  credentials, no query), ``http.request.resend_count`` for a retry, ``embedsdk.inputs``. A
+  cancelled call's last requests have none. Why not every request by default: a call of 10^5
+  texts is thousands of requests, a trace few backends show whole, and a span per answer
+  cost 15-30 % of the client's CPU on a server that answers at once, where the call's span
+  and the metrics cost a few per cent; every request is in the metrics either way.
   A retry and a pause are events on the call's span (``embedsdk.retry``,
   ``embedsdk.pause``). Histograms advise the GenAI conventions' bucket boundaries.
 - **Metrics** (meter ``embedsdk``): ``gen_ai.client.token.usage`` (histogram of input tokens
@@ -65,6 +69,9 @@ TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
 #: Seconds of sending the pace gauge averages over.
 PACE_WINDOW = 10.0
 
+#: Which requests get a child span: every one, the failed ones (the default), none.
+REQUEST_SPANS = ("all", "failed", "none")
+
 _remove: Callable[[], None] | None = None
 _now = time.monotonic  # the pace gauge's clock (a test puts a fake one here)
 
@@ -79,12 +86,47 @@ def _api() -> Any:
     return context, metrics, trace
 
 
+class _Target:
+    """The attributes of one model at one endpoint, built once: an event would otherwise
+    parse the URL and build the same dicts again, on every request."""
+
+    __slots__ = ("common", "outcomes", "pace_key", "url")
+
+    def __init__(self, call: Any) -> None:
+        url = urlsplit(call.endpoint)
+        self.common: dict[str, Any] = {
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.provider.name": call.provider,
+            "gen_ai.request.model": call.model,
+            "server.address": url.hostname or "",
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
+        self.pace_key = tuple(sorted(self.common.items()))
+        self.url = _url(call.endpoint)
+        self.outcomes: dict[tuple[str, Any], dict[str, Any]] = {}
+
+    def with_(self, name: str, value: Any) -> dict[str, Any]:
+        """The common attributes and ``name=value`` (a status, an error type), kept."""
+        attributes = self.outcomes.get((name, value))
+        if attributes is None:
+            attributes = self.outcomes[name, value] = {**self.common, name: value}
+        return attributes
+
+
 class _Reporter:
     """The hooks that turn a call's events into spans and metrics."""
 
-    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+    def __init__(
+        self, tracer_provider: Any = None, meter_provider: Any = None, request_spans: str = "failed"
+    ) -> None:
         from .._version import __version__
 
+        if request_spans not in REQUEST_SPANS:
+            raise ValueError(f"request_spans must be one of {REQUEST_SPANS}, got {request_spans!r}")
+        self._request_spans = request_spans
+        # By (provider, model, endpoint): few in a process. Threads may race to fill it; the
+        # loser's entry is an equal one.
+        self._targets: dict[tuple[str, str, str], _Target] = {}
         self._context, metrics, self._trace = _api()
         # Where this reporter keeps a call's span, in its Call.data: its own key, so that two
         # reporters (instrument() and one client's hooks()) keep two spans.
@@ -145,22 +187,21 @@ class _Reporter:
             "call_end": [self.on_call_end],
         }
 
-    @staticmethod
-    def _common(event: Event) -> dict[str, Any]:
+    def _target(self, event: Event) -> _Target:
         call = event.call
-        url = urlsplit(call.endpoint)
-        return {
-            "gen_ai.operation.name": "embeddings",
-            "gen_ai.provider.name": call.provider,
-            "gen_ai.request.model": call.model,
-            "server.address": url.hostname or "",
-            "server.port": url.port or (443 if url.scheme == "https" else 80),
-        }
+        key = (call.provider, call.model, call.endpoint)
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = _Target(call)
+        return target
+
+    def _common(self, event: Event) -> dict[str, Any]:
+        return self._target(event).common
 
     def on_call(self, event: Event) -> None:
         call = event.call
         parent = call.context.run(self._context.get_current)  # the caller's current span
-        attributes = {**self._common(event), "embedsdk.inputs": call.inputs}
+        attributes = {**self._common(event), "embedsdk.inputs": call.inputs}  # a copy
         call.data[self._key] = self._tracer.start_span(
             f"embeddings {call.model}",
             context=parent,
@@ -172,36 +213,39 @@ class _Reporter:
         return event.call.data.get(self._key)
 
     def on_request(self, event: Event) -> None:
-        common = self._common(event)
-        self._batch.record(event.inputs, common)
-        self._pace.sent(tuple(sorted(common.items())))
+        target = self._target(event)
+        self._batch.record(event.inputs, target.common)
+        self._pace.sent(target.pace_key)
 
     def on_response(self, event: Event) -> None:
         if event.status is None and isinstance(event.error, asyncio.CancelledError):
             return  # the call was cancelled: its span says so, the request has no outcome
-        common = self._common(event)
+        target = self._target(event)
+        common = target.common
         status = event.status or 0
         # No answer (a connection error, a timeout): its error's type, as OTel's HTTP spans do.
-        outcome = (
-            {"error.type": type(event.error).__name__}
-            if event.status is None
-            else {"http.response.status_code": status}
-        )
-        self._requests.add(1, {**common, **outcome})
+        if event.status is None:
+            outcome = ("error.type", type(event.error).__name__)
+        else:
+            outcome = ("http.response.status_code", status)
+        self._requests.add(1, target.with_(*outcome))
         if event.seconds is not None:
             self._latency.record(event.seconds, common)
         if status == 429:
             self._refusals.add(1, common)
+        failed = event.status is None or status >= 400
+        if self._request_spans != "all" and (self._request_spans == "none" or not failed):
+            return
         span = self._span(event)
         if span is None or event.seconds is None:
             return
         end = time.time_ns()
         attributes = {
             "http.request.method": "POST",
-            **outcome,
+            outcome[0]: outcome[1],
             "server.address": common["server.address"],
             "server.port": common["server.port"],
-            "url.full": _url(event.call.endpoint),
+            "url.full": target.url,
             "embedsdk.inputs": event.inputs,
         }
         if event.attempt > 1:
@@ -223,7 +267,7 @@ class _Reporter:
         child.end(end_time=end)
 
     def on_retry(self, event: Event) -> None:
-        self._retries.add(1, {**self._common(event), "error.type": event.reason})
+        self._retries.add(1, self._target(event).with_("error.type", event.reason))
         span = self._span(event)
         if span is not None:
             attributes = {"error.type": event.reason, "http.request.resend_count": event.attempt}
@@ -340,18 +384,25 @@ def _url(endpoint: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def hooks(tracer_provider: Any = None, meter_provider: Any = None) -> dict[str, Any]:
+def hooks(
+    tracer_provider: Any = None, meter_provider: Any = None, *, request_spans: str = "failed"
+) -> dict[str, Any]:
     """Event hooks for one client: ``Embedder(..., event_hooks=telemetry.hooks())``.
-    ``tracer_provider`` / ``meter_provider``: yours (default: the global ones)."""
-    return _Reporter(tracer_provider, meter_provider).hooks()
+    ``tracer_provider`` / ``meter_provider``: yours (default: the global ones);
+    ``request_spans``: which requests get a child span (:data:`REQUEST_SPANS`: ``"all"``,
+    ``"failed"``, ``"none"``)."""
+    return _Reporter(tracer_provider, meter_provider, request_spans).hooks()
 
 
-def instrument(tracer_provider: Any = None, meter_provider: Any = None) -> None:
+def instrument(
+    tracer_provider: Any = None, meter_provider: Any = None, *, request_spans: str = "failed"
+) -> None:
     """Report every client's calls of this process to OpenTelemetry, from now on (a second
-    call replaces the first's providers)."""
+    call replaces the first's providers). ``request_spans`` as for :func:`hooks`."""
     global _remove
+    reporting = hooks(tracer_provider, meter_provider, request_spans=request_spans)
     uninstrument()
-    _remove = add_global_hooks(hooks(tracer_provider, meter_provider))
+    _remove = add_global_hooks(reporting)
 
 
 def uninstrument() -> None:
@@ -362,4 +413,4 @@ def uninstrument() -> None:
         _remove = None
 
 
-__all__ = ["PACE_WINDOW", "SCOPE", "hooks", "instrument", "uninstrument"]
+__all__ = ["PACE_WINDOW", "REQUEST_SPANS", "SCOPE", "hooks", "instrument", "uninstrument"]
