@@ -240,7 +240,9 @@ def test_a_request_without_an_answer_is_a_failed_child_span(otel: Otel) -> None:
     assert outcomes == ["", "APIConnectionError"]
 
 
-@pytest.mark.parametrize(("request_spans", "spans"), [("failed", [500]), ("none", [])])
+@pytest.mark.parametrize(
+    ("request_spans", "spans"), [("failed", [500, "APIConnectionError"]), ("none", [])]
+)
 def test_by_default_only_failed_requests_are_child_spans(
     request_spans: str, spans: list[int]
 ) -> None:
@@ -251,10 +253,12 @@ def test_by_default_only_failed_requests_are_child_spans(
         telemetry.instrument(
             reporting.tracer_provider, reporting.meter_provider, request_spans=request_spans
         )
-    answers = iter([500, 200])
+    answers = iter([500, 0, 200])
 
     def handle(request: Request) -> Response:
         status = next(answers)
+        if status == 0:
+            raise embedsdk.APIConnectionError("the connection was reset", reason=None)
         if status == 500:
             return Response(500, {}, b'{"code": 50000, "message": "no", "data": null}')
         return Response(200, {}, json.dumps(
@@ -270,10 +274,12 @@ def test_by_default_only_failed_requests_are_child_spans(
             emb.embed(["a"])
     finally:
         telemetry.uninstrument()
-    posts = [s for s in reporting.spans.get_finished_spans() if s.name == "POST"]
-    assert [dict(s.attributes or {})["http.response.status_code"] for s in posts] == spans
+    posts = [dict(s.attributes or {}) for s in reporting.spans.get_finished_spans()]
+    outcomes = [a.get("http.response.status_code", a.get("error.type")) for a in posts
+                if a.get("http.request.method") == "POST"]  # fmt: skip
+    assert outcomes == spans
     requests = reporting.metrics()["embedsdk.client.requests"]
-    assert sum(p.value for p in requests) == 2  # every request in the metrics still
+    assert sum(p.value for p in requests) == 3  # every request in the metrics still
 
 
 def test_request_spans_takes_only_its_values() -> None:

@@ -6,11 +6,10 @@ back.
 Counts are checked against what the server counted: the simulated provider over HTTP, or a
 mock transport where an answer must lack ``usage`` or a request must fail once.
 
-Private access: ``held_back_by`` (the progress bar's verdict) and the bar's counters
-(``Progress``) are checked on made-up counters, where a real run could not be steered to each
-case; one test submits a call to a sync client's loop thread itself (``_portal``, ``_core``) to
-cancel it as Ctrl-C does; one makes the cache's lookup fail (``_core.runner._cache``), as a
-broken disk would.
+Private access: the bar's counters (``Progress``) are checked on made-up counters, where a
+real run could not be steered to each case; one test submits a call to a sync client's loop
+thread itself (``_portal``, ``_core``) to cancel it as Ctrl-C does; one makes the cache's
+lookup fail (``_core.runner._cache``), as a broken disk would.
 """
 
 from __future__ import annotations
@@ -38,8 +37,8 @@ from embedsdk import (
     Stats,
     track_usage,
 )
-from embedsdk.client import EVENTS, add_global_hooks
-from embedsdk.client._progress import Progress, held_back_by
+from embedsdk.client import EVENTS, add_global_hooks, held_back_by
+from embedsdk.client._progress import Progress
 from embedsdk.testing import SimulatedProvider, count_tokens
 
 DIM = 8
@@ -578,6 +577,36 @@ def test_a_backoff_cut_short_counts_only_the_time_it_lasted() -> None:
     usage = asyncio.run(main())
     assert retries and retries[0] >= 30  # the wait it was going to sleep
     assert usage.retries == 1 and usage.waited_seconds < 30
+
+
+def test_a_backoff_slept_whole_is_counted_whole() -> None:
+    """The server asks for 0.2 s (Retry-After) before the retry; the call's waited_seconds
+    holds at least that (the waits are real here)."""
+    embedsdk.set_testing(False)
+    answers = iter([Response(503, {"Retry-After": "0.2"}, b'{"message": "busy"}')])
+
+    def server(request: Request) -> Response:
+        return next(answers, None) or Answers()(request)
+
+    with Embedder(**mock(server, adaptive=False)) as emb:  # type: ignore[arg-type]
+        usage = emb.embed(texts_for(2), errors="return").usage
+    assert usage.retries == 1 and usage.waited_seconds >= 0.2
+
+
+def test_base64_refused_and_sent_again_is_two_requests_each_answered() -> None:
+    seen: list[Event] = []
+
+    def server(request: Request) -> Response:
+        if request.json().get("encoding_format") == "base64":
+            return Response(400, {}, b'{"message": "encoding_format base64 is not supported"}')
+        return Answers()(request)
+
+    hooks = {"request": seen.append, "response": seen.append}
+    with Embedder(**mock(server, event_hooks=hooks)) as emb:  # type: ignore[arg-type]
+        emb.embed(texts_for(2))
+    assert [(e.kind, e.status) for e in seen] == [
+        ("request", None), ("response", 400), ("request", None), ("response", 200)
+    ]  # fmt: skip
 
 
 def test_adding_usage_keeps_a_price_read_elsewhere_and_ignores_empty_calls() -> None:

@@ -60,7 +60,7 @@ def money_note(stats: Stats) -> str:
     note = f"{price.money(cost)} at {price}"
     if stats.cache_hits and stats.inputs_sent:
         note += f", about {price.money(saved)} saved by the cache"
-    elif stats.cache_hits:  # nothing sent: no tokens per text to price the hits at
+    elif stats.cache_hits and not stats.requests:  # no tokens per text to price them at
         note += ", every text from the cache"
     return note
 

@@ -26,21 +26,21 @@ costs nothing.
   credentials, no query), ``http.request.resend_count`` for a retry, ``embedsdk.inputs``. A
   cancelled call's last requests have none. Why not every request by default: a call of 10^5
   texts is thousands of requests, a trace few backends show whole, and a span per answer
-  cost 15-30 % of the client's CPU on a server that answers at once, where the call's span
-  and the metrics cost a few per cent; every request is in the metrics either way.
+  was most of what this module cost the client (docs/cost.en.md has the figures); every
+  request is in the metrics either way.
   A retry and a pause are events on the call's span (``embedsdk.retry``,
   ``embedsdk.pause``). Histograms advise the GenAI conventions' bucket boundaries.
 - **Metrics** (meter ``embedsdk``): ``gen_ai.client.token.usage`` (histogram of input tokens
   per call that sent something, ``gen_ai.token.type=input``) and
   ``gen_ai.client.operation.duration`` (seconds per call); ours:
-  ``embedsdk.client.requests`` (counter, by status), ``embedsdk.client.request.duration``
-  (seconds per answer), ``embedsdk.client.refusals`` (429s), ``embedsdk.client.retries``
-  (by ``error.type``), ``embedsdk.client.pauses`` (the long waits rate control announces,
-  3 s or more, by reason: not every wait; ``Stats.waited_seconds`` has them all),
-  ``embedsdk.client.pace`` (a gauge: requests sent a second over the last
-  :data:`PACE_WINDOW` seconds, by model and server; under a rate limit, the pace rate control
-  holds), ``embedsdk.client.cache.hits`` / ``.misses`` and ``embedsdk.client.batch.size``
-  (inputs per request).
+  ``embedsdk.client.requests`` (counter, by status, or ``error.type`` when no answer came),
+  ``embedsdk.client.request.duration`` (seconds per request, by the same),
+  ``embedsdk.client.refusals`` (429s), ``embedsdk.client.retries`` (by ``error.type``),
+  ``embedsdk.client.pauses`` (the long waits rate control announces, 3 s or more, by reason:
+  not every wait; ``Stats.waited_seconds`` has them all), ``embedsdk.client.pace`` (a gauge:
+  requests sent a second over the last :data:`PACE_WINDOW` seconds, by model and server;
+  under a rate limit, the pace rate control holds), ``embedsdk.client.cache.hits`` /
+  ``.misses`` and ``embedsdk.client.batch.size`` (inputs per request).
 
 Never a text, never the key: attributes hold counts, the model and the host.
 
@@ -146,12 +146,14 @@ class _Reporter:
             explicit_bucket_boundaries_advisory=SECONDS,
         )
         self._requests = meter.create_counter(
-            "embedsdk.client.requests", unit="{request}", description="Answers, by status"
+            "embedsdk.client.requests",
+            unit="{request}",
+            description="Requests, by status (error.type when no answer came)",
         )
         self._latency = meter.create_histogram(
             "embedsdk.client.request.duration",
             unit="s",
-            description="Seconds per answer",
+            description="Seconds per request, by status (error.type when no answer came)",
             explicit_bucket_boundaries_advisory=SECONDS,
         )
         self._refusals = meter.create_counter(
@@ -224,13 +226,15 @@ class _Reporter:
         common = target.common
         status = event.status or 0
         # No answer (a connection error, a timeout): its error's type, as OTel's HTTP spans do.
+        outcome: tuple[str, Any]
         if event.status is None:
             outcome = ("error.type", type(event.error).__name__)
         else:
             outcome = ("http.response.status_code", status)
-        self._requests.add(1, target.with_(*outcome))
-        if event.seconds is not None:
-            self._latency.record(event.seconds, common)
+        attributes = target.with_(*outcome)
+        self._requests.add(1, attributes)
+        if event.seconds is not None:  # by outcome: a timeout's wait is no answer's latency
+            self._latency.record(event.seconds, attributes)
         if status == 429:
             self._refusals.add(1, common)
         failed = event.status is None or status >= 400
@@ -240,7 +244,7 @@ class _Reporter:
         if span is None or event.seconds is None:
             return
         end = time.time_ns()
-        attributes = {
+        attributes = {  # the child span's
             "http.request.method": "POST",
             outcome[0]: outcome[1],
             "server.address": common["server.address"],
