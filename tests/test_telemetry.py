@@ -1,13 +1,15 @@
-"""OpenTelemetry (issue 24): ``embedsdk.telemetry`` reports each call as a span with a child
-per answer, and metrics after the GenAI conventions, read back through the SDK's in-memory
-span exporter and metric reader; against the simulated provider over HTTP.
+"""OpenTelemetry (issue 24): ``embedsdk.telemetry`` reports each call as a span with a child per
+failed request (or every one, or none, as asked), and metrics after the GenAI conventions,
+read back through the SDK's in-memory span exporter and metric reader; against the simulated
+provider over HTTP.
 
 Skipped where OpenTelemetry's SDK is not installed (``requirements/otel.txt``; the oldest
 dependencies' environment cannot take it).
 
 Private access: the pace gauge's clock (``telemetry._now``) is replaced by a fake one, so that
 what it averages over does not depend on how fast the machine runs the test; one test counts
-the send times the gauge keeps (its reporter's ``_pace``), which no public name shows.
+the send times the gauge keeps (its reporter's ``_pace``), which no public name shows; one
+parses the bench's ``--otel`` flag (``embedsdk._bench.cli``), the bench's own interface.
 """
 
 from __future__ import annotations
@@ -347,3 +349,17 @@ def test_a_cancelled_call_ends_its_span_without_an_error(otel: Otel) -> None:
     (call,) = otel.spans.get_finished_spans()
     assert call.status.status_code == StatusCode.UNSET
     assert dict(call.attributes or {})["embedsdk.cancelled"] is True
+
+
+def test_the_bench_reports_with_the_spans_asked_for() -> None:
+    import argparse
+
+    from embedsdk._bench.cli import add_bench_arguments
+
+    parser = argparse.ArgumentParser()
+    add_bench_arguments(parser)
+    assert parser.parse_args([]).otel is None
+    assert parser.parse_args(["--otel"]).otel == "failed"  # as instrument() does
+    assert parser.parse_args(["--otel", "all"]).otel == "all"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--otel", "some"])

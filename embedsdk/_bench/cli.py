@@ -131,10 +131,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--no-peers", action="store_true", help="leave out openai-python and langchain-openai")
     a(
         "--otel",
-        action="store_true",
+        nargs="?",
+        const="failed",
+        choices=("failed", "all", "none"),
+        metavar="SPANS",
         help="report every embedsdk client to OpenTelemetry while measuring (embedsdk.telemetry "
         "with the SDK, a batch span processor and in-memory exporter and reader): its cost, "
-        "against a run without (needs opentelemetry-sdk)",
+        "against a run without (needs opentelemetry-sdk); SPANS: which requests get a child "
+        "span, failed (the default), all or none",
     )
 
 
@@ -351,9 +355,10 @@ def run_bench(args: argparse.Namespace) -> int:
         "quick": bool(args.quick),
         "scenarios": {},
     }
-    if getattr(args, "otel", False):
-        _instrument()
-        payload["otel"] = True
+    spans = getattr(args, "otel", None)
+    if spans:
+        _instrument(spans)
+        payload["otel"] = spans
     with runner.SimPool() as args.sims:  # one simulator, started on first use
         for name in args.scenario:
             done = _run_scenario(name, args)
@@ -377,7 +382,7 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _instrument() -> None:
+def _instrument(request_spans: str = "failed") -> None:
     """embedsdk.telemetry on, as a service would run it: spans through a batch processor to an
     exporter (in memory here, so that no collector's cost blurs ours), metrics to a reader."""
     try:
@@ -395,7 +400,7 @@ def _instrument() -> None:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    telemetry.instrument(tracer_provider, meter_provider)
+    telemetry.instrument(tracer_provider, meter_provider, request_spans=request_spans)
 
 
 def _charts(results: dict[str, Any], stem: Path) -> list[Path]:
