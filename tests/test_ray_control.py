@@ -25,6 +25,7 @@ import pytest
 import embedsdk
 from embedsdk import RateController
 from embedsdk.ratecontrol import NARROWED, PAUSED, Follower, RateLeader, Syncer, Ticket, take_turn
+from embedsdk.ratecontrol._cluster import FIRST_ANSWER
 from embedsdk.testing import (
     SimulatedTransport,
     TimingNoise,
@@ -299,6 +300,25 @@ def test_a_follower_paces_at_its_share_and_takes_the_leaders_pause() -> None:
     assert not ctl.admit(second)  # booked before the pause
 
 
+def test_a_follower_sends_nothing_before_its_leaders_first_answer() -> None:
+    """Sent before the leader answers, a cluster's first requests would go blind: every
+    worker at once, none paced, the account's burst spent before the leader knows of it."""
+    clock = FakeClock()
+    leader = RateLeader(clock=clock)
+    follower = Follower(clock=clock)
+    ctl = follower.controller
+    waiting = ctl.reserve(10)
+    assert (waiting.why, waiting.booked) == ("leader", False)
+    clock.now += 1.5  # the leader is slow to start
+    assert ctl.reserve(10).why == "leader"
+    follower.apply(leader.sync("me", follower.report()))
+    ticket = ctl.reserve(10)
+    assert ticket.booked and ticket.at == clock.now  # it knows no limit yet: at once
+    late = Follower(clock=clock)  # a leader that never answers: the wait is bounded
+    clock.now += FIRST_ANSWER
+    assert late.controller.reserve(10).booked
+
+
 def test_a_follower_does_not_learn_alone() -> None:
     """Its 429 holds its requests until the leader answers; the pace is the leader's."""
     clock = FakeClock()
@@ -458,9 +478,10 @@ def test_the_syncer_goes_on_alone_when_the_leader_is_gone() -> None:
         return leader.sync("me", report)
 
     syncer = Syncer(follower, send)
-    ctl.reserve(10)
+    assert ctl.reserve(10).why == "leader"  # waiting for the leader's first answer
     assert syncer.sync_once()  # it had work, and failed quietly
     assert syncer.failures == 1 and ctl.learns  # it learns the limit alone meanwhile
+    assert ctl.reserve(10).why == "pace"  # and no longer waits for the leader
     gone = False
     syncer.sync_once()
     assert not ctl.learns  # the leader answers again: it follows it
@@ -483,8 +504,12 @@ def texts(n: int, tag: str = "") -> list[str]:
     return [f"cluster text {tag}{i}: the quick brown fox jumps over the dog" for i in range(n)]
 
 
-async def follow_leader(leader: RateLeader, name: str, follower: Follower) -> None:
-    """What the Syncer thread does, on the simulated loop: every 0.1 s, or at once on news."""
+async def follow_leader(
+    leader: RateLeader, name: str, follower: Follower, delay: float = 0.0
+) -> None:
+    """What the Syncer thread does, on the simulated loop: every 0.1 s, or at once on news;
+    the first answer after ``delay`` seconds (a Ray actor takes a while to start)."""
+    await asyncio.sleep(delay)
     news = asyncio.Event()
     follower.on_news = news.set
     while True:
@@ -505,6 +530,7 @@ def cluster_run(
     limits: dict[str, Any],
     shared: bool = True,
     noise: TimingNoise | None = LOADED,
+    leader_delay: float = 0.0,
     **options: Any,
 ) -> Log:
     """``workers`` clients, each with its own follower of one leader (or, ``shared=False``,
@@ -525,7 +551,9 @@ def cluster_run(
             if shared:
                 follower = Follower()
                 controller = follower.controller
-                tasks.append(asyncio.ensure_future(follow_leader(leader, f"w{w}", follower)))
+                tasks.append(
+                    asyncio.ensure_future(follow_leader(leader, f"w{w}", follower, leader_delay))
+                )
             else:
                 controller = RateController()
             client = embedsdk.AsyncEmbedder(
@@ -611,6 +639,24 @@ def test_workers_sharing_a_leader_reach_the_limit_with_few_429s(kind: str, worke
     assert refused(log, 0, 60) <= 0.05
     assert share(log, per_second, 10, 60) >= floor
     assert refused(log, 10, 60) <= 0.05
+
+
+@pytest.mark.usefixtures("real_waits")
+def test_workers_wait_for_a_leader_that_answers_late() -> None:
+    """A leader that first answers 3 s after the workers start (Ray starting its actor)
+    costs no more 429s than one that answers at once: before, each worker sent blind, and
+    four of five requests of the first 10 s were refused."""
+    limits = LIMITS["token bucket, 1 s of burst"]
+    late = cluster_run(8, 60.0, limits, leader_delay=3.0, max_concurrent=8)
+    prompt = cluster_run(8, 60.0, limits, max_concurrent=8)
+
+    def refusals(log: Log) -> int:
+        return sum(1 for t, s, _ in log if t < 10 and s == 429)
+
+    assert refusals(late) <= refusals(prompt) + 8  # a request a worker, at most
+    # The log counts from the first request, 3 s in: 57 s of work.
+    assert share(late, requests_per_second(limits), 0, 57) >= 0.9
+    assert refused(late, 0, 57) <= 0.05
 
 
 @pytest.mark.usefixtures("real_waits")

@@ -72,7 +72,8 @@ class Event:
     (``"request"``) or received (``"response"``); ``error``: why a request failed
     (``"response"``: no answer, an error answer, one that could not be decoded), the failure
     retried (``"retry"``), the one that ended the call (``"call_end"``), else ``None``;
-    ``reason``: why a pause (``"pause"`` after a 429, ``"slot"``, ``"probe"``, ``"pace"``) or
+    ``reason``: why a pause (``"pause"`` after a 429, ``"slot"``, ``"probe"``, ``"pace"``,
+    ``"leader"``: a Ray worker before its rate leader first answered) or
     a retry (the error's class name). Every ``"request"`` is followed by one ``"response"``.
     Never a text, never the key.
     """

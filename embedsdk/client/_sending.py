@@ -323,6 +323,7 @@ class Sender:
             "pause": f"every request paused {seconds:.1f} s after HTTP 429",
             "slot": "waiting for a request in flight to end",
             "probe": "one request probes the limit",
+            "leader": "waiting for the cluster's rate leader to answer",
         }.get(why, "requests held back by the learned pace")
         for bar in list(self.bars):
             bar.note(f"{wait}; {state}")

@@ -55,6 +55,9 @@ FORGET_AFTER = 60.0
 HOLD = 0.25
 #: A probe not answered within this many seconds goes to another worker.
 PROBE_TIMEOUT = 5.0
+#: A follower sends nothing until its leader first answers, this many seconds at most (the
+#: syncer's first failure ends the wait sooner: the worker then paces alone).
+FIRST_ANSWER = 30.0
 
 #: A follower's tuning: it starts with one request in flight (the workers' first requests
 #: all go at once, before any of them has heard of a limit).
@@ -190,6 +193,7 @@ class Follower:
 
     def __init__(self, clock: Callable[[], float] | None = None, tuning: Tuning = FOLLOWER) -> None:
         self.controller = RateController(clock=clock, tuning=tuning, learns=False, listener=self)
+        self.controller.await_pace(FIRST_ANSWER)  # until the leader's first answer
         self._lock = threading.Lock()
         self._tally = _Tally()
         self._known: Tag = UNKNOWN
@@ -349,6 +353,7 @@ class Syncer:
         except Exception as exc:
             self.failures += 1
             follower.controller.learns = True
+            follower.controller.await_pace(None)  # no leader to wait for: pace alone
             if self.failures == 1 or self.failures % 100 == 0:
                 logger.warning("rate leader not reachable (%s); pacing alone meanwhile", exc)
         else:

@@ -209,6 +209,9 @@ class RateController:
         self.epoch = 0
         self.strikes = 0  # refusals since the last success (the wall's length)
         self.cooldown_until = -math.inf
+        # Until then, every request waits for a pace told from elsewhere (a cluster's
+        # follower, before its leader's first answer): see await_pace().
+        self.awaiting_until = -math.inf
         self.rate_limited = 0  # 429s reported
         self.pauses = 0  # shared pauses started
         self.narrowed = 0  # concurrency refusals that narrowed the window
@@ -250,7 +253,9 @@ class RateController:
         ticket = Ticket(self.epoch, now, self.cost(estimate), estimate)
         with self._lock:
             ticket.epoch = self.epoch
-            if self.cooldown_until > now:
+            if self.awaiting_until > now:
+                ticket.at, ticket.why = self.awaiting_until, "leader"
+            elif self.cooldown_until > now:
                 ticket.at, ticket.why = self.cooldown_until, "pause"
             elif self._probing and self._probes_out >= self._probe_room:
                 ticket.at, ticket.why = now + self.tuning.probe_poll, "probe"
@@ -500,16 +505,34 @@ class RateController:
             for pace, rate in zip(self._paces, (requests, tokens)):
                 pace.follow(rate)
             voided: set[Callable[[], None]] = set()
+            if self.awaiting_until > -math.inf:  # the pace awaited has come: go by it
+                self.awaiting_until = -math.inf
+                voided, self._turn_waiters = self._turn_waiters, set()
             if pause is not None:
                 self._start_pause(self._clock() + max(0.0, pause))
                 self._probing = probing
                 self._next_free = -math.inf  # the new turn, not the last request, sets it
-                voided, self._turn_waiters = self._turn_waiters, set()
+                voided |= self._turn_waiters
+                self._turn_waiters = set()
             for pace in self._paces:
                 pace.phase = phase
         for wake in voided:  # turns booked on the old pace: book again now, not at them
             wake()
         self._wake()
+
+    def await_pace(self, seconds: float | None) -> None:
+        """Hold every request until :meth:`follow` brings a pace, ``seconds`` at most
+        (``None``: stop holding now). A cluster's follower starts so: requests sent before
+        the leader's first answer go blind, and a cluster of them, each learning nothing,
+        would spend the account's burst and meet 429s that teach the leader late."""
+        with self._lock:
+            if seconds is not None:
+                self.awaiting_until = self._clock() + seconds
+                return
+            self.awaiting_until = -math.inf
+            woken, self._turn_waiters = self._turn_waiters, set()
+        for wake in woken:
+            wake()
 
     # -- for logs, progress bars and benchmarks ----------------------------------------
 

@@ -92,8 +92,9 @@ async def take_turn(
 
     Before any limit is learned this returns at once. ``waiting(why, seconds)`` is told,
     once per turn, before a wait that brings this turn's waiting to :data:`VISIBLE_WAIT`
-    seconds or more (``why``: ``"pause"``, ``"pace"``, ``"slot"`` or ``"probe"``; ``seconds``:
-    the wait about to start). In testing mode (:func:`embedsdk.set_testing`) it never sleeps.
+    seconds or more (``why``: ``"pause"``, ``"pace"``, ``"slot"``, ``"probe"`` or
+    ``"leader"``; ``seconds``: the wait about to start). In testing mode
+    (:func:`embedsdk.set_testing`) it never sleeps.
     """
     held = 0.0
     told = waiting is None
