@@ -549,8 +549,8 @@ def test_every_request_event_is_followed_by_its_response_even_without_an_answer(
 
 
 def test_a_backoff_cut_short_counts_only_the_time_it_lasted() -> None:
-    """A request retried after 30 s (the server's Retry-After) whose call is cancelled at
-    once: it waited about nothing, not the 30 s it was going to (the waits are real here:
+    """A request retried after 30 s (the server's Retry-After) whose call is cancelled 0.05 s
+    into the wait: it waited that, not the 30 s it was going to (the waits are real here:
     the fixture turns testing mode back on after the test)."""
     embedsdk.set_testing(False)
 
@@ -572,11 +572,11 @@ def test_a_backoff_cut_short_counts_only_the_time_it_lasted() -> None:
         retries.append(event.seconds or 0.0)
         for task in asyncio.all_tasks():
             if task is not asyncio.current_task() and "embed" in repr(task.get_coro()):
-                task.cancel()
+                asyncio.get_running_loop().call_later(0.05, task.cancel)  # 0.05 s in
 
     usage = asyncio.run(main())
     assert retries and retries[0] >= 30  # the wait it was going to sleep
-    assert usage.retries == 1 and usage.waited_seconds < 30
+    assert usage.retries == 1 and 0.05 <= usage.waited_seconds < 30
 
 
 def test_a_backoff_slept_whole_is_counted_whole() -> None:
@@ -682,3 +682,36 @@ def test_ctrl_c_on_a_sync_call_credits_its_usage_before_it_returns(
     finally:
         del emb._portal.submit  # the real one again, to close
         emb.close()
+
+
+def test_a_cancelled_async_call_of_a_sync_client_is_credited_when_it_returns() -> None:
+    """``Embedder.embed_async`` runs on the client's loop thread: cancelling the caller waits
+    for that call to unwind, so its usage is counted when CancelledError arrives."""
+    gate = threading.Event()
+
+    async def slow(request: Request) -> Response:
+        gate.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not cancelled")
+
+    emb = Embedder(base_url="http://127.0.0.1:9/v1", transport=MockTransport(slow), cache=False)
+
+    async def main() -> Stats:
+        with track_usage() as usage:
+            task = asyncio.ensure_future(emb.embed_async(texts_for(2)))
+            await asyncio.get_running_loop().run_in_executor(None, gate.wait, 60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert usage.requests == 1  # already, not a moment later
+        return usage
+
+    try:
+        asyncio.run(main())
+    finally:
+        emb.close()
+
+
+def test_one_slot_in_flight_is_said_in_the_singular() -> None:
+    busy = Stats(requests=9, waited_seconds=1, busy_seconds=24)
+    assert held_back_by(busy, seconds=25.0, slots=1).startswith("latency: the one slot in flight")

@@ -39,7 +39,8 @@ def held_back_by(usage: Stats, seconds: float, slots: int) -> str:
         what = "the rate limit" if usage.rate_limited or usage.retries == 0 else "retries"
         return f"{what}: requests waited to go {waited:.0%} of the time"
     if busy >= LATENCY_BOUND:
-        return f"latency: all {slots} slots in flight {busy:.0%} of the time (--max-concurrent)"
+        slots_ = "the one slot" if slots <= 1 else f"all {slots} slots"
+        return f"latency: {slots_} in flight {busy:.0%} of the time (--max-concurrent)"
     idle = max(0.0, 1.0 - waited - busy)
     return f"the client: the slots sat idle {idle:.0%} of the time (input, cache, decoding)"
 

@@ -227,7 +227,12 @@ class Sender:
         # sleeping in testing mode: a count of refusals stands for it).
         clock = None if self.rate is None or is_testing() else self.rate.now
         budget = RetryBudget(self.options.max_retries, paced, clock)
-        outcome: Outcome = await self._retrying(_RequestState(texts, tokens, job, budget))
+        state = _RequestState(texts, tokens, job, budget)
+        try:
+            outcome: Outcome = await self._retrying(state)
+        finally:
+            if state.backoff_from is not None:  # cancelled in a backoff: what it lasted
+                job.count(waited_seconds=asyncio.get_running_loop().time() - state.backoff_from)
         return outcome
 
     async def _attempt(self, state: _RequestState) -> Outcome:

@@ -94,24 +94,43 @@ class LoopThread:
         # call_soon_threadsafe copies this thread's context, and the task is made in it.
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
+    def _start(
+        self, coro: Coroutine[Any, Any, T]
+    ) -> tuple[concurrent.futures.Future[T], threading.Event]:
+        """:meth:`submit` ``coro``, and an event set once it has ended there, however: a
+        cancelled future is done at once, while its task unwinds on the loop (credits its
+        usage, closes its bar) a moment later. A task cancelled before it began never sets
+        it: wait for it with a bound."""
+        over = threading.Event()
+        wrapped = _setting(over, coro)
+        try:
+            return self.submit(wrapped), over
+        except BaseException:
+            wrapped.close()  # never started: no "never awaited" warning, for either
+            coro.close()
+            raise
+
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop thread and wait; Ctrl-C cancels it there, and waits (a
         second at most) for it to unwind: its usage is credited, its bar closed, by then."""
-        over = threading.Event()
-        try:
-            future = self.submit(_setting(over, coro))
-        except BaseException:
-            coro.close()  # never started: no "never awaited" warning
-            raise
+        future, over = self._start(coro)
         try:
             return future.result()
         except BaseException:
             if not future.done():
-                # The future is done as soon as it is cancelled; the task inside the loop
-                # unwinds after that, which ``over`` tells (a task cancelled before it
-                # began never sets it: hence the bound).
-                future.cancel()
-                over.wait(timeout=1.0)
+                future.cancel()  # cancels the task inside the loop
+                over.wait(timeout=UNWIND)
+            raise
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` run on the loop thread, from another event loop; cancelling the
+        caller cancels it there, and waits (a second at most) for it to unwind, as
+        :meth:`call` does."""
+        future, over = self._start(coro)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            await asyncio.get_running_loop().run_in_executor(None, over.wait, UNWIND)
             raise
 
     def started_loop(self) -> asyncio.AbstractEventLoop | None:
@@ -131,6 +150,10 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
             thread.join(timeout=5)  # the thread closes its loop on its way out
+
+
+#: Seconds a cancelled call is given to unwind on the loop thread before the caller goes on.
+UNWIND = 1.0
 
 
 async def _setting(over: threading.Event, coro: Coroutine[Any, Any, T]) -> T:
@@ -376,7 +399,7 @@ class Embedder:
             errors=errors,
         )
         try:
-            return await asyncio.wrap_future(self._portal.submit(coro))
+            return await self._portal.run(coro)
         except asyncio.CancelledError:
             if self._closed:  # close() from another thread ended this call
                 raise ClientClosedError("the client was closed during this call") from None
