@@ -319,6 +319,32 @@ def test_a_follower_sends_nothing_before_its_leaders_first_answer() -> None:
     assert late.controller.reserve(10).booked
 
 
+@pytest.mark.usefixtures("real_waits")
+@pytest.mark.parametrize("lift", ["leader answers", "leader unreachable"])
+def test_a_request_waiting_for_the_leader_goes_as_soon_as_the_wait_is_lifted(lift: str) -> None:
+    """Lifted while the request is about to sleep (here from the callback that announces
+    its wait, as the syncer's thread may do at that moment): it goes then, not when the
+    30 s bound runs out."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        ctl = Follower().controller
+
+        def waiting(why: str, seconds: float) -> None:
+            assert why == "leader"
+            if lift == "leader answers":
+                ctl.follow(None, None, 0.0)
+            else:
+                ctl.await_pace(None)
+
+        start = loop.time()
+        await take_turn(ctl, 10, waiting)
+        return loop.time() - start
+
+    took, _ = run_in_virtual_time(main(), None)
+    assert took < 1.0
+
+
 def test_a_follower_does_not_learn_alone() -> None:
     """Its 429 holds its requests until the leader answers; the pace is the leader's."""
     clock = FakeClock()

@@ -686,12 +686,17 @@ def test_ctrl_c_on_a_sync_call_credits_its_usage_before_it_returns(
 
 def test_a_cancelled_async_call_of_a_sync_client_is_credited_when_it_returns() -> None:
     """``Embedder.embed_async`` runs on the client's loop thread: cancelling the caller waits
-    for that call to unwind, so its usage is counted when CancelledError arrives."""
+    for that call to unwind (here slowly: 0.2 s), so its usage is counted when CancelledError
+    arrives."""
     gate = threading.Event()
 
     async def slow(request: Request) -> Response:
         gate.set()
-        await asyncio.sleep(3600)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # a connection closing slowly
+            raise
         raise AssertionError("not cancelled")
 
     emb = Embedder(base_url="http://127.0.0.1:9/v1", transport=MockTransport(slow), cache=False)

@@ -11,6 +11,7 @@ or a :class:`~embedsdk.http.Failure` whose error never carries the API key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -231,8 +232,11 @@ class Sender:
         try:
             outcome: Outcome = await self._retrying(state)
         finally:
-            if state.backoff_from is not None:  # cancelled in a backoff: what it lasted
-                job.count(waited_seconds=asyncio.get_running_loop().time() - state.backoff_from)
+            # Cancelled in a backoff: what it lasted (no loop: closed by the collector).
+            if state.backoff_from is not None:
+                with contextlib.suppress(RuntimeError):
+                    lasted = asyncio.get_running_loop().time() - state.backoff_from
+                    job.count(waited_seconds=lasted)
         return outcome
 
     async def _attempt(self, state: _RequestState) -> Outcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import os
 import threading
 import weakref
@@ -130,7 +131,10 @@ class LoopThread:
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            await asyncio.get_running_loop().run_in_executor(None, over.wait, UNWIND)
+            if not over.is_set():
+                # No executor, or one shut down (a loop closing): go without waiting.
+                with contextlib.suppress(RuntimeError):
+                    await asyncio.get_running_loop().run_in_executor(None, over.wait, UNWIND)
             raise
 
     def started_loop(self) -> asyncio.AbstractEventLoop | None:

@@ -7,8 +7,11 @@ per account (in ``embedsdk.ray``, a named actor) holds the account's
 
 - The follower's ``controller`` is a whole ``RateController`` that the worker's client uses:
   it paces, pauses and keeps its window of requests in flight itself, so no request ever
-  waits for a call to the leader. It does not learn the pace (``learns=False``): a 429 only
-  holds its requests until the leader answers.
+  waits for a call to the leader, but for its first answer: until then the follower sends
+  nothing (``RateController.await_pace``; :data:`FIRST_ANSWER` seconds at most, and the
+  syncer's first failure ends the wait), since requests sent blind by every worker at once
+  would spend the account's burst before the leader knows of them. It does not learn the
+  pace (``learns=False``): a 429 only holds its requests until the leader answers.
 - The follower listens to its controller (its ``listener``) and tallies what it saw:
   successes, tokens, whether the pace held them back, and the 429s read as a rate limit,
   each with the leader's epoch it was booked in.
@@ -56,11 +59,12 @@ HOLD = 0.25
 #: A probe not answered within this many seconds goes to another worker.
 PROBE_TIMEOUT = 5.0
 #: A follower sends nothing until its leader first answers, this many seconds at most (the
-#: syncer's first failure ends the wait sooner: the worker then paces alone).
+#: syncer's first failure ends the wait sooner: the worker then paces alone; with Ray, the
+#: first call to the actor fails after its 10 s timeout).
 FIRST_ANSWER = 30.0
 
-#: A follower's tuning: it starts with one request in flight (the workers' first requests
-#: all go at once, before any of them has heard of a limit).
+#: A follower's tuning: it starts with one request in flight (once the leader first answers,
+#: the workers' first requests all go at once, before any of them has heard of a limit).
 FOLLOWER = dataclasses.replace(DEFAULT, start_window=1)
 #: The leader's: its walls last a report or two longer than one process's (the probe goes
 #: to a worker, its answer comes back with the worker's next report), so only one of

@@ -108,6 +108,7 @@ class Ticket:
         "probe",
         "sent",
         "tokens",
+        "voids",
         "why",
     )
 
@@ -121,7 +122,8 @@ class Ticket:
         self.in_flight = 0  # > 0 once admitted; 0 again once its outcome was reported
         self.probe = False  # it went alone, to see whether the limit has room again
         self.sent = 0.0
-        self.why = ""  # what it waits for: "pause", "probe", "slot" or "pace"
+        self.why = ""  # what it waits for: "pause", "probe", "slot", "pace" or "leader"
+        self.voids = 0  # the controller's count of voided turns when it was booked
 
     def __repr__(self) -> str:
         return f"<Ticket epoch={self.epoch} at={self.at:.3f} in_flight={self.in_flight}>"
@@ -183,6 +185,9 @@ class RateController:
         self._next_free = -math.inf  # the spacing between requests really sent (see admit)
         self._slot_waiters: list[Callable[[], None]] = []
         self._turn_waiters: set[Callable[[], None]] = set()
+        # Times the turns booked were voided (follow(), await_pace()): a turn booked before
+        # the last one waits for nothing (see wait_for_turn).
+        self._voids = 0
         self._probing = False  # after a pause: one request at a time until one succeeds
         self._probes_out = 0
         # Probes that may be out at once: one after a pause; while a window's allowance is
@@ -252,7 +257,7 @@ class RateController:
         now = self._clock()
         ticket = Ticket(self.epoch, now, self.cost(estimate), estimate)
         with self._lock:
-            ticket.epoch = self.epoch
+            ticket.epoch, ticket.voids = self.epoch, self._voids
             if self.awaiting_until > now:
                 ticket.at, ticket.why = self.awaiting_until, "leader"
             elif self.cooldown_until > now:
@@ -328,12 +333,17 @@ class RateController:
             self._slot_waiters.append(wake)
             return True
 
-    def wait_for_turn(self, wake: Callable[[], None]) -> None:
+    def wait_for_turn(self, wake: Callable[[], None], ticket: Ticket | None = None) -> bool:
         """Call ``wake`` (once, from any thread) if the turns booked so far are voided by a
-        pace taken from elsewhere (:meth:`follow` with a pause), whose turns may come
-        sooner than the one waited for; :meth:`forget_turn` when the turn came."""
+        pace taken from elsewhere (:meth:`follow` with a pause or after :meth:`await_pace`),
+        whose turns may come sooner than the one waited for; :meth:`forget_turn` when the
+        turn came. ``False`` (and no call): ``ticket``'s turn was voided already, between
+        its booking and now (another thread's :meth:`follow`): book again at once."""
         with self._lock:
+            if ticket is not None and ticket.voids != self._voids:
+                return False
             self._turn_waiters.add(wake)
+            return True
 
     def forget_turn(self, wake: Callable[[], None]) -> None:
         with self._lock:
@@ -508,12 +518,14 @@ class RateController:
             if self.awaiting_until > -math.inf:  # the pace awaited has come: go by it
                 self.awaiting_until = -math.inf
                 voided, self._turn_waiters = self._turn_waiters, set()
+                self._voids += 1
             if pause is not None:
                 self._start_pause(self._clock() + max(0.0, pause))
                 self._probing = probing
                 self._next_free = -math.inf  # the new turn, not the last request, sets it
                 voided |= self._turn_waiters
                 self._turn_waiters = set()
+                self._voids += 1
             for pace in self._paces:
                 pace.phase = phase
         for wake in voided:  # turns booked on the old pace: book again now, not at them
@@ -531,6 +543,7 @@ class RateController:
                 return
             self.awaiting_until = -math.inf
             woken, self._turn_waiters = self._turn_waiters, set()
+            self._voids += 1
         for wake in woken:
             wake()
 

@@ -134,8 +134,8 @@ class Tuning:
     start_window: int | None = _knob(
         None,
         "Requests in flight before the first success, one more per success (TCP's slow "
-        "start); None: no limit. A cluster's workers start with 1 (ray: their first "
-        "requests all go at once).",
+        "start); None: no limit. A cluster's workers start with 1 (ray: when the leader "
+        "first answers, their first requests all go at once).",
     )
     level_evidence: int = _knob(
         3,

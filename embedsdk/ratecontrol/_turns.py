@@ -112,11 +112,14 @@ async def take_turn(
                 if not told and held + delay >= VISIBLE_WAIT:
                     told = True
                     waiting(ticket.why, delay)  # type: ignore[misc]
+                voided = False
                 if ticket.why == "slot":
                     await _slot_freed(controller, delay)
                 else:
-                    await _turn_comes(controller, delay)
+                    voided = not await _turn_comes(controller, delay, ticket)
                 held += controller.now() - start
+                if voided:  # voided before the wait began: book again now
+                    break
             if not ticket.booked:
                 break
             if ticket.epoch == controller.epoch and controller.now() < ticket.at:
@@ -146,18 +149,22 @@ def _waker(
     return done, settle, wake
 
 
-async def _turn_comes(controller: RateController, delay: float) -> None:
+async def _turn_comes(controller: RateController, delay: float, ticket: Ticket) -> bool:
     """Sleep ``delay`` seconds, or less when the controller voids the turns booked (a
-    follower's new pace and pause: its turns may come sooner than the one booked)."""
+    follower's new pace and pause: its turns may come sooner than the one booked). ``False``
+    at once when ``ticket``'s turn was voided since it was booked, before this wait began
+    (another thread's ``follow``: its wake-up came before anyone waited for it)."""
     loop = asyncio.get_running_loop()
     due, settle, wake = _waker(loop)
+    if not controller.wait_for_turn(wake, ticket):
+        return False
     timer = loop.call_later(delay, settle)
-    controller.wait_for_turn(wake)
     try:
         await due
     finally:
         timer.cancel()
         controller.forget_turn(wake)
+    return True
 
 
 async def _slot_freed(controller: RateController, timeout: float) -> None:
