@@ -207,12 +207,16 @@ def fixed_window(period: float, allowance: int, start: float, latency: float = 0
     return server
 
 
-def token_bucket(per_second: float, start: float, latency: float = 0.001) -> Server:
-    """A server that takes ``per_second`` requests a second, a second's worth at once."""
-    state = {"level": per_second, "at": start}
+def token_bucket(
+    per_second: float, start: float, latency: float = 0.001, burst: float = 1.0
+) -> Server:
+    """A server that takes ``per_second`` requests a second, ``burst`` seconds' worth at
+    once (at least one request: 0 is nginx's ``limit_req`` without ``burst``)."""
+    room = max(1.0, per_second * burst)
+    state = {"level": room, "at": start}
 
     def server(now: float, flying: int) -> tuple[Status, float]:
-        state["level"] = min(per_second, state["level"] + (now - state["at"]) * per_second)
+        state["level"] = min(room, state["level"] + (now - state["at"]) * per_second)
         state["at"] = now
         if state["level"] < 1:
             return 429, latency
@@ -343,6 +347,22 @@ def test_a_first_wave_where_few_got_through_doubles_until_refused(
         ctl.on_rate_limited(turn(ctl, clock), message=message)
     use(ctl, clock, 3.0)
     assert rate(ctl) <= refused_at  # found: it no longer doubles
+
+
+def test_a_bucket_holding_one_request_is_found_from_when_its_room_came_back(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    """nginx's limit_req without burst, 10 a second: of 16 sent at once one gets through,
+    and the guess from it (one a second) is far too low. The probes after the refusal go
+    soon and further apart, and the first that gets through shows that room for a request
+    came back within a fifth of a second: the pace starts from there, not from one a
+    second doubling (which took 3 s at 1 a second)."""
+    log = serve(ctl, clock, token_bucket(10, clock.now, 0.05, burst=0), 10.0)
+    start = log[0][0]
+    ok = [t - start for t, s in log if s == 200]
+    assert sum(1 for t in ok if t < 3) >= 18  # was 3
+    assert sum(1 for t in ok if 3 <= t < 10) >= 0.85 * 70
+    assert sum(1 for _, s in log if s != 200) <= 16 + 4  # the first wave, and a few
 
 
 def test_a_first_wave_that_got_through_and_named_its_limit_does_not_double(

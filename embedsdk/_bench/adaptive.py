@@ -368,6 +368,7 @@ MECHANISMS = (
     "took_all",
     "deepest_cut",
     "discover_below",
+    "room_within",
     "beyond",
     "long_wall",
     "spend_period",

@@ -29,7 +29,9 @@ What moves the pace:
 - **The first guess**: what got through before the first refusal, spread over at least
   `assumed_burst` seconds (or the best second so far). When few requests got through
   (`discover_below`) or the refusal named no limit, the guess is rough and doubles every
-  `discover` seconds of use until it is refused.
+  `discover` seconds of use until it is refused. Its wall's probes then go from
+  `pause_min`, each further apart, and one that gets through within `room_within` seconds
+  of the last success raises it to a request per that gap: room came back that soon.
 - **A cut**, at the first refusal of a wall: to `backoff` of the rate the server took, the
   best `measure` seconds since the last cut, never more than the pace, never below
   `deepest_cut` of it. When few of the answers since the last cut were refusals
@@ -185,6 +187,7 @@ class RateController:
         self._next_free = -math.inf  # the spacing between requests really sent (see admit)
         self._slot_waiters: list[Callable[[], None]] = []
         self._turn_waiters: set[Callable[[], None]] = set()
+        self._voided: set[Callable[[], None]] = set()  # to wake: their turns were voided
         # Times the turns booked were voided (follow(), await_pace()): a turn booked before
         # the last one waits for nothing (see wait_for_turn).
         self._voids = 0
@@ -211,6 +214,7 @@ class RateController:
         self._guess_after: int | None = None  # guess the first pace once they answered
         self._guessed_at = math.nan  # when it was guessed (while no cut came after)
         self._named = False  # the last refusal said which limit ran out (RPM, TPM, ...)
+        self._last_ok = -math.inf  # when the last request that succeeded was sent
         self.epoch = 0
         self.strikes = 0  # refusals since the last success (the wall's length)
         self.cooldown_until = -math.inf
@@ -514,22 +518,16 @@ class RateController:
         with self._lock:
             for pace, rate in zip(self._paces, (requests, tokens)):
                 pace.follow(rate)
-            voided: set[Callable[[], None]] = set()
             if self.awaiting_until > -math.inf:  # the pace awaited has come: go by it
                 self.awaiting_until = -math.inf
-                voided, self._turn_waiters = self._turn_waiters, set()
-                self._voids += 1
+                self._void_turns()
             if pause is not None:
                 self._start_pause(self._clock() + max(0.0, pause))
                 self._probing = probing
                 self._next_free = -math.inf  # the new turn, not the last request, sets it
-                voided |= self._turn_waiters
-                self._turn_waiters = set()
-                self._voids += 1
+                self._void_turns()
             for pace in self._paces:
                 pace.phase = phase
-        for wake in voided:  # turns booked on the old pace: book again now, not at them
-            wake()
         self._wake()
 
     def await_pace(self, seconds: float | None) -> None:
@@ -542,10 +540,8 @@ class RateController:
                 self.awaiting_until = self._clock() + seconds
                 return
             self.awaiting_until = -math.inf
-            woken, self._turn_waiters = self._turn_waiters, set()
-            self._voids += 1
-        for wake in woken:
-            wake()
+            self._void_turns()
+        self._wake()
 
     # -- for logs, progress bars and benchmarks ----------------------------------------
 
@@ -590,8 +586,21 @@ class RateController:
                 self._before_pause -= 1
         return level
 
+    def _void_turns(self) -> None:
+        """The turns booked so far are void (a new pace may give sooner ones): their
+        waiters book again, woken by the next :meth:`_wake`."""
+        self._voided |= self._turn_waiters
+        self._turn_waiters = set()
+        self._voids += 1
+
     def _wake(self) -> None:
-        """Tell one worker waiting for a slot that one is free (outside the lock)."""
+        """Outside the lock: wake the waiters of voided turns (they book again now, not at
+        them), and tell one worker waiting for a slot that one is free."""
+        if self._voided:
+            with self._lock:
+                voided, self._voided = self._voided, set()
+            for woken in voided:
+                woken()
         if not self._slot_waiters:
             return
         with self._lock:
@@ -615,6 +624,8 @@ class RateController:
             self._cycle = (self._meter.first, 0.0, 0.0)
         if epoch == self.epoch and self.strikes:
             self._wall_ended(min(sent, now), requests, tokens)
+            self._room_came_back(now, min(sent, now), requests, tokens)
+        self._last_ok = max(self._last_ok, min(sent, now))
         self._meter.add(now, requests, tokens)
         if epoch < self.epoch and self._guessed_at == self._last_cut:
             self._guess(now)  # a success of the first wave, late (a cluster's report)
@@ -667,6 +678,10 @@ class RateController:
         self._refused_at = now
         pause = retry_after if retry_after is not None else self._pause(now, hint)
         self._start_pause(now + pause)
+        if self._rough():  # the probe goes as the pause ends, not a guessed interval later
+            self._next_free = -math.inf
+            for pace in self._paces:
+                pace.last = -math.inf
 
     def _settle(self, now: float) -> None:
         """Guess the first pace once the requests sent before the first pause answered."""
@@ -701,6 +716,39 @@ class RateController:
             if flag and rate > 0 and t.backoff * rate > (pace.rate or 0.0):
                 pace.set(t.backoff * rate, rate, mode)
         self._last_cut = self._guessed_at = now
+
+    def _rough(self) -> bool:
+        """Whether the pace is still the first guess, a rough one (it doubles until
+        refused: no cut came since), whose wall's probes measure when room comes back
+        (``tuning.room_within``)."""
+        return (
+            self.tuning.room_within > 0
+            and self._guessed_at == self._last_cut
+            and any(p.mode == DISCOVER and p.rate for p in self._paces)
+        )
+
+    def _room_came_back(self, now: float, sent: float, requests: float, tokens: float) -> None:
+        """A request sent at ``sent`` (of ``tokens``) got through after the first guess's
+        wall: the limit gave its room back within ``sent`` less when the last success went,
+        so the rate is at least one such request over that gap. A rough guess (a burst of
+        one or two let through) is raised to it and goes on doubling from there (b01, nginx
+        without burst: the limit refills a request in a tenth of a second where the guess
+        said one a second)."""
+        gap = sent - self._last_ok
+        if requests != 1 or not self._rough() or not 0.0 < gap < self.tuning.room_within:
+            return
+        raised = False
+        for pace, flag, amount in zip(self._paces, self._cut_what, (1.0, tokens)):
+            rate = self.tuning.backoff * amount / gap
+            if flag and pace.mode == DISCOVER and pace.rate and rate > pace.rate:
+                pace.set(rate, rate, DISCOVER)
+                pace.last = sent  # its next turn: one new interval after this request
+                raised = True
+        if raised:
+            gap = max(self._paces[0].interval(), self._paces[1].interval(tokens))
+            self._next_free = sent + gap * self.tuning.spacing
+            self._grown_at = now  # it doubles from now on
+            self._void_turns()
 
     def _cut(self, now: float, what: tuple[bool, bool]) -> None:
         """Multiplicative decrease of the exhausted pace(s), from what the server took."""
@@ -787,7 +835,10 @@ class RateController:
     def _pause(self, now: float, hint: RateLimitHeaders | None) -> float:
         """Seconds to pause when the server gave no ``Retry-After``."""
         t = self.tuning
-        first = max(t.pause_min, self._paces[0].interval())
+        # A rough first guess's interval says nothing of when room comes back: the probes
+        # start soon and go further apart, and the first that gets through measures it
+        # (see _room_came_back).
+        first = t.pause_min if self._rough() else max(t.pause_min, self._paces[0].interval())
         age = now - self._wall_since
         pause = min(first * 2.0 ** (self.strikes - 1), max(first, t.wall_late * age), t.pause_max)
         opens = self._window_opens(now, age)

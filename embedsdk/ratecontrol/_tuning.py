@@ -70,6 +70,14 @@ class Tuning:
         off=0,
     )
     discover: float = _knob(1.0, "Seconds of use per doubling while the pace discovers.")
+    room_within: float = _knob(
+        1.0,
+        "While the first pace is a rough guess, its wall's probes go from pause_min, further "
+        "apart each, and one through within this many seconds of the last success raises "
+        "the pace to a request per that gap (b01, c429; nginx without burst: a burst of one "
+        "guessed 1/s of 10/s). 0: never.",
+        off=0.0,
+    )
     regain: float = _knob(
         12.0,
         "After a cut the pace climbs back to the rate it was refused at within this many "
