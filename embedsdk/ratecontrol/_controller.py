@@ -680,8 +680,6 @@ class RateController:
         self._start_pause(now + pause)
         if self._rough():  # the probe goes as the pause ends, not a guessed interval later
             self._next_free = -math.inf
-            for pace in self._paces:
-                pace.last = -math.inf
 
     def _settle(self, now: float) -> None:
         """Guess the first pace once the requests sent before the first pause answered."""
