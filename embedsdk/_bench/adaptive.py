@@ -372,6 +372,7 @@ MECHANISMS = (
     "beyond",
     "long_wall",
     "spend_period",
+    "period_shrink",
     "window_periods",
 )
 #: A row got worse without a mechanism: a point less of the allowance, or half a point more

@@ -48,7 +48,11 @@ What moves the pace:
   pace becomes `after_wall` of what the whole cycle got through. Beyond what the last cycle
   took, probes look for more room: one, and one more out at once for each that got through
   (a window partly spent by an earlier run is found whole within a few round trips, so
-  the next cycle spent at once meets room that frees at once).
+  the next cycle spent at once meets room that frees at once). A cycle counts from the
+  success that began it. A probe planned for the opening that gets through at once says
+  only that the window was open by then, so the period is taken `period_shrink` shorter
+  (once a probe refused just before an opening gave it a floor, a quarter of the way down
+  to it): a period learned too long would start every cycle later than the window opens.
 - **Growth**, with the seconds the pace holds requests back: after a cut it climbs back to
   the rate it was refused at within `regain` seconds (or the longest wall seen), fast at
   first and slowly near it (TCP CUBIC), then `beyond` it.
@@ -206,8 +210,8 @@ class RateController:
         self._timescale = 0.0  # the longest wall seen, seconds: the limit's own period
         self._period: float | None = None  # a window's cycle, when it is spent at once
         self._planned = False  # the pause ends when the window should open again
-        self._planned_period = 0.0  # the period that said when
         self._allowance = (math.inf, math.inf)  # what its last cycle took: requests, tokens
+        self._period_floor = 0.0  # the period is at least this (see _next_period)
         self._sent = [0.0, 0.0]  # requests and tokens sent in this cycle
         self._grown_at = -math.inf
         self._before_pause = 0  # requests in flight booked before the current epoch
@@ -789,7 +793,7 @@ class RateController:
         # A wall of one refused probe is as long as the pace's interval made its pause, and
         # says nothing of a window (unless its pause ended when a window should open); nor
         # does the time a client sent nothing after it (the wall ended by then).
-        lasted = self.strikes >= 3 or self._planned
+        lasted = self.strikes >= 3 or self._planned or self._period is not None
         # The probe could have gone when the pause ended: a client idle after it (a call
         # cancelled, the next one later) does not make the wall longer.
         ended = max(self._refused_at, min(sent, self.cooldown_until))
@@ -798,8 +802,8 @@ class RateController:
             return
         self._timescale = max(self._timescale, ended - self._wall_since)
         # It ended between its last refusal and then; when the probe went as a window was
-        # planned to open, then. The next cycle counts from then: a sliding window frees
-        # its room as the burst that spent it grows a period old.
+        # planned to open, by then. A planned probe that got through at once says no more.
+        planned_once = self._planned and self.strikes == 1
         end = ended if self._planned else (self._refused_at + ended) / 2
         since, before = self._cycle[0], self._cycle[1:]
         totals = self._meter.totals()
@@ -810,25 +814,52 @@ class RateController:
             return
         spent_early = end - self._wall_since > (end - since) / 2
         if end - since >= self.tuning.spend_period and spent_early:
-            # Kept when the probe went as the period learned said (it goes a little late by
-            # design: learned from it, the period would creep by that much a cycle), and
-            # learned again otherwise.
-            if not self._planned or self._planned_period != self._period:
-                self._period = end - since
+            self._period = self._next_period(since, end, planned_once)
+            # The next cycle counts from when the success went: a sliding window frees its
+            # room a period after the burst that spent it, and a fixed one opens a period
+            # after it last opened, which was by then.
+            self._cycle = (ended, *totals)
             took = (totals[0] - before[0], totals[1] - before[1])
             # Spend what the last cycle took, then probes look for more (see admit).
             self._allowance = tuple(  # type: ignore[assignment]
                 t if flag else math.inf for t, flag in zip(took, self._cut_what)
             )
+            # Found by a probe rather than planned: the window was opening just then, and a
+            # sliding one frees its room as fast as the burst before spent it. The burst
+            # waits as a planned probe would have, so that it does not catch up with it.
+            wait = 0.0 if self._planned else self.tuning.opens_late * self._period
             for pace in self._paces:
                 pace.rate = None
+                pace.floor = max(pace.floor, ended + wait)
             return
-        self._period = None
+        self._period, self._period_floor = None, 0.0
         span = end - since
         rates = ((totals[0] - before[0]) / span, (totals[1] - before[1]) / span)
         for pace, flag, rate in zip(self._paces, self._cut_what, rates):
             if flag and rate > 0:
                 pace.set(self.tuning.after_wall * rate, rate, REGAIN, self._timescale)
+
+    def _next_period(self, since: float, end: float, planned_once: bool) -> float:
+        """A window's period, after a cycle from ``since`` (when the last one's success
+        went) to ``end`` (when this one's opened, about). Once it is known, a planned probe
+        that got through at once says only that the window was open by then: it may have
+        opened sooner, so the period is taken shorter (``tuning.period_shrink``, or a
+        quarter of the way to the floor), and a probe that goes too early finds the opening
+        again. Found so (a probe refused first), it is the cycle's length, and at least the
+        time to the wall's last refusal: the floor. A period never brought down would make
+        every cycle start later than the window opens (f10: 10.9 s learned for 10 s; a
+        sliding 13 s window: 16.9 s). The first cycle ran from the first request, which a
+        fixed window's opening preceded: it sets no floor."""
+        period, floor = self._period, self._period_floor
+        if period is None:
+            return end - since
+        if planned_once:
+            if not self.tuning.period_shrink:
+                return period
+            step = (period - floor) / 4 if floor > 0 else period * self.tuning.period_shrink
+            return max(floor, period - step)
+        self._period_floor = floor = self._refused_at - since
+        return max(floor, end - since)
 
     def _pause(self, now: float, hint: RateLimitHeaders | None) -> float:
         """Seconds to pause when the server gave no ``Retry-After``."""
@@ -876,8 +907,7 @@ class RateController:
         found = [pair for pair in opens if pair[0] > now + t.pause_min]
         if not found:
             return None
-        when, self._planned_period = min(found)
-        return when
+        return min(found)[0]
 
     def _start_pause(self, until: float) -> None:
         """Every worker waits until ``until``; bookings made before are void. After a first

@@ -122,6 +122,14 @@ class Tuning:
         "That probe goes this share of the period late: a burst that starts early catches "
         "up with a sliding window that frees its room as fast as it was spent (s10).",
     )
+    period_shrink: float = _knob(
+        0.05,
+        "After a planned probe that got through at once, a window's period is taken this "
+        "share shorter (the window may have opened earlier): too long a period starts each "
+        "cycle late (f10, sliding windows of other lengths); too short costs refused probes "
+        "(s10). 0: never.",
+        off=0.0,
+    )
     window_periods: tuple[float, ...] = _knob(
         (10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 3600.0),
         "The window periods probed for, seconds. (): none.",
