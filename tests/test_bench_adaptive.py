@@ -194,3 +194,21 @@ def test_every_contender_has_more_texts_than_it_can_send() -> None:
     texts cover that three times, so no contender runs out before it is stopped."""
     texts, _ = bench._texts(case("b60"), 25.0)
     assert len(texts) >= 3 * (600 + 25 * 10) * bench.BATCH
+
+
+def test_an_ablation_names_the_rows_each_mechanism_is_needed_for() -> None:
+    """A bucket of 0.1 s of burst without discover_below (then found only by growth), and a
+    sliding 11 s window over 300 s without period_shrink (a period learned too long is never
+    corrected): each row shows under the mechanism it needs, and not under the other."""
+    result = bench.run_ablations(
+        quiet=True,
+        cases=(case("b01"),),
+        others=(bench.OTHER_WINDOWS[0],),
+        mechanisms=("discover_below", "period_shrink"),
+    )
+    rows = {name: [r["case"] for r in found] for name, found in result["mechanisms"].items()}
+    assert "b01" in rows["discover_below"] and "b01" not in rows["period_shrink"]
+    assert "s11 over 300 s" in rows["period_shrink"]
+    text = bench.format_ablations(result)
+    assert "also s11 (windows the table has not) over 300 s" in text
+    assert "period_shrink: s11 over 300 s " in text
