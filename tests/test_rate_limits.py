@@ -394,6 +394,19 @@ def pinned_at_the_limit(noise: TimingNoise | None) -> Run:
     return Run(log)
 
 
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_a_sliding_window_on_a_busy_machine_is_spent_as_it_frees(seed: int) -> None:
+    """A machine much busier than this one (timers up to 20 ms late, 100 ms one time in
+    fifty): a burst that spends a window goes out unevenly, some requests a stall later
+    than their turn, and a sliding window frees its room as unevenly a period later. The
+    next burst follows the last one as the server saw it, and does not outrun the room
+    (measured: 100 % with 3.7-4.6 % refused on these seeds; with Tuning.follow_burst off,
+    up to 19 % refused; before it, each burst at once after a short wait, 70-96 %)."""
+    got = run("s10", noise=TimingNoise.harsh(seed))
+    assert share("s10", got) >= 0.95
+    assert got.refused_share(0, SECONDS) <= 0.05
+
+
 def test_the_noise_catches_a_pacer_that_relies_on_exact_timers() -> None:
     """In exact simulated time, requests spaced exactly at the limit all get through; with
     a loaded machine's timing they arrive a little early or late, and a bucket that holds a

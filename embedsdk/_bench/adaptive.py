@@ -372,6 +372,7 @@ MECHANISMS = (
     "beyond",
     "long_wall",
     "spend_period",
+    "follow_burst",
     "period_shrink",
     "window_periods",
 )

@@ -14,7 +14,7 @@ with no success between; a *cycle* runs from the end of one long wall to the end
 | paced | waits for its turn in the pace (2) | paused, when a rate limit refuses |
 | paused | waits for the pause every worker shares (3) | paced or probing (4), at its end |
 | probing | goes alone; the others wait | paced (5), or paused again for longer |
-| spending | goes at once, up to a window's allowance (6) | paused until its next cycle |
+| spending | goes as the last cycle's did, up to a window's allowance (6) | paused (7) |
 
 1. The first pace is guessed once the requests in flight have answered: a refusal comes back
    before a success.
@@ -22,7 +22,10 @@ with no success between; a *cycle* runs from the end of one long wall to the end
 3. The pause voids every turn booked before it.
 4. Probing once the wall lasts (a second refusal in a row), or before the first guess.
 5. After a long wall, at the rate of the whole cycle, or spending its window.
-6. What the window's last cycle took; beyond it, probes, one more for each that got through.
+6. What the window's last cycle took, no faster than its burst went as the server saw it;
+   beyond it, probes, one more for each that got through (one while a wall lasts).
+7. Until its next cycle once the allowance is out; before that (a sliding window freeing its
+   room more slowly than the burst went), as any wall.
 
 What moves the pace:
 
@@ -44,7 +47,9 @@ What moves the pace:
   `x-ratelimit-reset-*` caps it.
 - **A long wall** (`long_wall`, two refused probes or more) was a window's. When it ends,
   a window spent in the first half of a cycle of `spend_period` or more is spent at once in
-  each cycle (what the last one took), and probed when the next should begin; otherwise the
+  each cycle (what the last one took, its burst `opens_late` of the period after the request
+  that found the window open, each request no sooner than its match in the last burst:
+  `follow_burst`), and probed when the next should begin; otherwise the
   pace becomes `after_wall` of what the whole cycle got through. Beyond what the last cycle
   took, probes look for more room: one, and one more out at once for each that got through
   (a window partly spent by an earlier run is found whole within a few round trips, so
@@ -213,6 +218,14 @@ class RateController:
         self._allowance = (math.inf, math.inf)  # what its last cycle took: requests, tokens
         self._period_floor = 0.0  # the period is at least this (see _next_period)
         self._sent = [0.0, 0.0]  # requests and tokens sent in this cycle
+        # A window spent at once: when this cycle's first request went (the one that found
+        # it open), when its burst (the rest) began, when the burst's requests that got
+        # through went, and the last cycle's burst, from its start (see _replay).
+        self._opened = -math.inf
+        self._burst_from = math.inf
+        self._spread_now: list[float] = []
+        self._spread: list[float] = []
+        self._quickest = math.inf  # the quickest round trip of a request that got through
         self._grown_at = -math.inf
         self._before_pause = 0  # requests in flight booked before the current epoch
         self._guess_after: int | None = None  # guess the first pace once they answered
@@ -270,7 +283,7 @@ class RateController:
                 ticket.at, ticket.why = self.awaiting_until, "leader"
             elif self.cooldown_until > now:
                 ticket.at, ticket.why = self.cooldown_until, "pause"
-            elif self._probing and self._probes_out >= self._probe_room:
+            elif self._probing and self._probes_full():
                 ticket.at, ticket.why = now + self.tuning.probe_poll, "probe"
             elif self._full():
                 ticket.at, ticket.why = now + self.tuning.slot_poll, "slot"
@@ -315,14 +328,20 @@ class RateController:
                     # requests really sent, as a bucket holding one request counts it.
                     ticket.at = self._next_free
                     return False
+                at = self._replay()
+                if now < at:
+                    ticket.at = at
+                    return False
                 if self._period is not None and not self._probing and self._spent():
                     self._probing = True  # the window's allowance is out: one request looks
                 if self._probing:
-                    if self._probes_out >= self._probe_room:
+                    if self._probes_full():
                         return False
                     self._probes_out += 1
                     ticket.probe = True
             self._in_flight += 1
+            if self._sent[0] == 1 and self._period is not None:
+                self._burst_from = now
             self._sent[0] += 1
             self._sent[1] += ticket.tokens
             ticket.in_flight = self._in_flight
@@ -630,6 +649,13 @@ class RateController:
             self._wall_ended(min(sent, now), requests, tokens)
             self._room_came_back(now, min(sent, now), requests, tokens)
         self._last_ok = max(self._last_ok, min(sent, now))
+        if requests == 1:
+            self._quickest = min(self._quickest, now - sent)
+            if sent >= self._burst_from:
+                # When the server saw it, as far as the client can tell: a loop that stalled
+                # between the turn and the sending sent it later (then the answer came later
+                # than the quickest round trip allows).
+                self._spread_now.append(max(sent, now - self._quickest) - self._burst_from)
         self._meter.add(now, requests, tokens)
         if epoch < self.epoch and self._guessed_at == self._last_cut:
             self._guess(now)  # a success of the first wave, late (a cluster's report)
@@ -691,6 +717,27 @@ class RateController:
             self._guess(now)
             if not self.strikes:
                 self._probing, self._probes_out = False, 0
+
+    def _probes_full(self) -> bool:
+        """Whether no more probes may go out: one while a wall lasts, more while a window's
+        room is looked for (see _succeeded)."""
+        return self._probes_out >= (1 if self.strikes else self._probe_room)
+
+    def _replay(self) -> float:
+        """When the next request of a window's cycle may go. Its burst begins
+        ``opens_late`` of the period after the request that found the window open, and each
+        of its requests goes no sooner after the burst began than its match in the last
+        cycle's burst (``follow_burst``), as the server saw it: a sliding window frees its
+        room as the last burst spent it (on a busy loop, more slowly and unevenly than the
+        requests in flight allow), and a fixed one was spent that fast too."""
+        index = int(self._sent[0]) - 1  # in the burst
+        if self._period is None or index < 0:
+            return -math.inf
+        if index == 0:
+            return self._opened + self.tuning.opens_late * self._period
+        if index >= len(self._spread) or not self.tuning.follow_burst:
+            return -math.inf
+        return self._burst_from + self.tuning.follow_burst * self._spread[index]
 
     def _spent(self) -> bool:
         """Whether this cycle sent what the window's last cycle took."""
@@ -819,18 +866,16 @@ class RateController:
             # room a period after the burst that spent it, and a fixed one opens a period
             # after it last opened, which was by then.
             self._cycle = (ended, *totals)
+            self._spread, self._spread_now = sorted(self._spread_now), []
+            self._opened, self._burst_from = sent, math.inf
             took = (totals[0] - before[0], totals[1] - before[1])
             # Spend what the last cycle took, then probes look for more (see admit).
             self._allowance = tuple(  # type: ignore[assignment]
                 t if flag else math.inf for t, flag in zip(took, self._cut_what)
             )
-            # Found by a probe rather than planned: the window was opening just then, and a
-            # sliding one frees its room as fast as the burst before spent it. The burst
-            # waits as a planned probe would have, so that it does not catch up with it.
-            wait = 0.0 if self._planned else self.tuning.opens_late * self._period
             for pace in self._paces:
                 pace.rate = None
-                pace.floor = max(pace.floor, ended + wait)
+                pace.floor = max(pace.floor, ended)
             return
         self._period, self._period_floor = None, 0.0
         span = end - since
@@ -871,7 +916,10 @@ class RateController:
         age = now - self._wall_since
         pause = min(first * 2.0 ** (self.strikes - 1), max(first, t.wall_late * age), t.pause_max)
         opens = self._window_opens(now, age)
-        self._planned = opens is not None and (self.strikes == 1 or opens - now <= pause)
+        mid_burst = self._period is not None and self._sent[0] > 1 and not self._spent()
+        self._planned = opens is not None and (
+            (self.strikes == 1 and not mid_burst) or opens - now <= pause
+        )
         if opens is not None and self._planned:
             pause = opens - now
         if hint is not None:
