@@ -677,6 +677,22 @@ def test_a_long_window_spent_early_is_spent_at_once_in_later_cycles(
     assert sum(refused for _, refused, _ in later) <= len(later) + 6
 
 
+def test_a_limit_that_changes_kind_never_stops_the_client(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    """A window of 10 s for a minute, then a token bucket of 5 a second for two (another
+    gateway, or the account's plan), then the window again: the client keeps sending
+    throughout and meets the window's allowance every cycle once it is back. (Measured: a
+    probe refused by what read as a concurrency cap kept its place, and every request waited
+    for it: no request at all in the last two minutes.)"""
+    serve(ctl, clock, fixed_window(10.0, 100, clock.now, 0.1), 60.0)
+    bucket = serve(ctl, clock, token_bucket(5.0, clock.now, 0.1), 120.0)
+    assert sum(s == 200 for t, s in bucket if t >= bucket[0][0] + 60) > 0
+    start = clock.now
+    log = serve(ctl, clock, fixed_window(10.0, 100, start, 0.1), 120.0)
+    assert [ok for ok, _, _ in cycles(log, start, 10.0, 12)] == [100] * 12
+
+
 def test_a_long_window_is_met_every_cycle_for_twenty_minutes(
     ctl: RateController, clock: FakeClock
 ) -> None:

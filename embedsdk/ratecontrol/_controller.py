@@ -429,8 +429,7 @@ class RateController:
             if level:
                 self._levels.note(now, level, refused=True)
             if cap:
-                self._window.narrow(now, level)
-                self.narrowed += 1
+                self._narrow(now, level, ticket)
                 verdict = NARROWED
             else:
                 what = exhausted(message, hint)
@@ -452,14 +451,22 @@ class RateController:
             if level:
                 self._levels.note(now, level, refused=True)
             if self._levels.above(level):
-                self._window.narrow(now, level)
-                self.narrowed += 1
+                self._narrow(now, level, ticket)
                 verdict = NARROWED
             elif level and ticket.probe:
                 self._probes_out = max(0, self._probes_out - 1)
             self._settle(now)
         self._wake()
         return verdict
+
+    def _narrow(self, now: float, level: int, ticket: Ticket) -> None:
+        """A concurrency cap refused ``ticket``, sent at ``level``: narrow the window. A
+        probe's answer came back, whatever it says: its place is free (one held would stop
+        every request while probing)."""
+        self._window.narrow(now, level)
+        self.narrowed += 1
+        if ticket.probe:
+            self._probes_out = max(0, self._probes_out - 1)
 
     def on_error(self, ticket: Ticket) -> None:
         """Any other outcome (5xx, 413, no answer, cancelled): free its slot and the probe."""
@@ -878,6 +885,7 @@ class RateController:
                 pace.floor = max(pace.floor, ended)
             return
         self._period, self._period_floor = None, 0.0
+        self._spread, self._spread_now, self._burst_from = [], [], math.inf  # no burst to follow
         span = end - since
         rates = ((totals[0] - before[0]) / span, (totals[1] - before[1]) / span)
         for pace, flag, rate in zip(self._paces, self._cut_what, rates):
