@@ -44,7 +44,7 @@ def test_a_changed_docstring_is_caught_and_rewritten() -> None:
 
 
 def test_a_mechanism_can_be_turned_off_and_a_knob_without_one_cannot() -> None:
-    assert Tuning().off("took_all").took_all == 0.0
+    assert Tuning().off("beyond").beyond == 0.0
     assert Tuning().off("window_periods").window_periods == ()
     with pytest.raises(ValueError, match="no value that turns it off"):
         Tuning().off("backoff")

@@ -365,8 +365,6 @@ def run_simulated(
 
 #: The mechanisms the ablation turns off, one at a time (``Tuning.off``).
 MECHANISMS = (
-    "took_all",
-    "deepest_cut",
     "discover_below",
     "room_within",
     "beyond",

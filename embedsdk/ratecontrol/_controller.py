@@ -36,10 +36,7 @@ What moves the pace:
   `pause_min`, each further apart, and one that gets through within `room_within` seconds
   of the last success raises it to a request per that gap: room came back that soon.
 - **A cut**, at the first refusal of a wall: to `backoff` of the rate the server took, the
-  best `measure` seconds since the last cut, never more than the pace, never below
-  `deepest_cut` of it. When few of the answers since the last cut were refusals
-  (`took_all`), the server took what was sent and that rate measures the client: the cut is
-  then from the pace.
+  best `measure` seconds since the last cut, never more than the pace.
 - **Later refusals of the wall** change only the pause: it doubles, ending at most
   `wall_late` of the wall's age late and at most `pause_max`; once the wall is
   `window_probe` old, it ends when a window of one of `window_periods` opened by the
@@ -692,7 +689,6 @@ class RateController:
     ) -> None:
         """A rate limit refused a request booked in ``epoch``; ``what``: whether the
         requests and/or the tokens ran out."""
-        self._meter.refused(now)
         if epoch != self.epoch:  # an echo: in flight when the pause began
             if retry_after is not None:
                 self.cooldown_until = max(self.cooldown_until, now + retry_after)
@@ -813,11 +809,6 @@ class RateController:
         # after one would otherwise measure the pause, and cut a pace just cut far too deep.
         best = self._meter.best_rate(now, min(self._last_cut, now - t.measure))
         soon = now - self._last_cut < t.measure
-        # Few refusals among the answers: the server took nearly all that was sent, and what
-        # got through measures the client (a pace it had not reached yet), not the limit.
-        refused, answers = self._meter.refusals(now, self._last_cut)
-        if t.took_all > 0 and refused <= max(1.0, t.took_all * answers):
-            best = None
         for index, (pace, flag) in enumerate(zip(self._paces, what)):
             took = None if best is None else best[index]
             if not flag or (pace.rate is None and not took):
@@ -828,7 +819,6 @@ class RateController:
                 if took and pace.mode == DISCOVER:
                     took /= _ramp(t)  # the best second of a pace that was doubling
                 rate = pace.rate if not took else min(pace.rate, took)
-                rate = max(rate, t.deepest_cut * pace.rate / t.backoff)
                 # A pace never refused before was refused at about the limit (or by chance,
                 # below it), and a refusal soon after a cut measured the pause with it: climb
                 # back to where it was refused, not only to what got through.

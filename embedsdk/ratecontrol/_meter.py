@@ -1,4 +1,4 @@
-"""What the server took and refused, counted over time. Pure state."""
+"""What the server took, counted over time. Pure state."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from ._tuning import Tuning
 
 
 class Meter:
-    """Successes (requests, tokens) and rate-limit refusals in bins of ``tuning.bin`` seconds
-    over the last ``tuning.recent`` seconds, and the successes' totals since the start."""
+    """Successes (requests, tokens) in bins of ``tuning.bin`` seconds over the last
+    ``tuning.recent`` seconds, and their totals since the start."""
 
     __slots__ = ("bins", "first", "requests", "tokens", "tuning")
 
     def __init__(self, tuning: Tuning) -> None:
         self.tuning = tuning
-        # [bin, requests, tokens, refusals]
+        # [bin, requests, tokens]
         self.bins: collections.deque[list[float]] = collections.deque()
         self.requests = 0.0
         self.tokens = 0.0
@@ -35,10 +35,6 @@ class Meter:
         counts[1] += requests
         counts[2] += tokens
 
-    def refused(self, now: float) -> None:
-        """A rate limit refused a request at ``now`` (echoes too: the server refused them)."""
-        self._bin(now)[3] += 1
-
     def correct(self, tokens: float) -> None:
         """The last success counted ``tokens`` more real tokens than it was booked for."""
         self.tokens += tokens
@@ -52,7 +48,7 @@ class Meter:
         slot = math.floor(now / self.tuning.bin)
         bins = self.bins
         if not bins or bins[-1][0] != slot:
-            bins.append([slot, 0.0, 0.0, 0.0])
+            bins.append([slot, 0.0, 0.0])
         oldest = slot - self.tuning.recent / self.tuning.bin
         while bins and bins[0][0] <= oldest:
             bins.popleft()
@@ -61,13 +57,6 @@ class Meter:
     def _since(self, now: float, since: float) -> list[list[float]]:
         first = math.floor(max(since, now - self.tuning.recent) / self.tuning.bin)
         return [b for b in self.bins if b[0] >= first]
-
-    def refusals(self, now: float, since: float) -> tuple[float, float]:
-        """Rate-limit refusals, and answers in all, since ``since`` (within the last
-        ``tuning.recent`` seconds)."""
-        bins = self._since(now, since)
-        refused = sum(b[3] for b in bins)
-        return refused, refused + sum(b[1] for b in bins)
 
     def best_rate(self, now: float, since: float) -> tuple[float, float] | None:
         """Requests and tokens per second the server took at best over ``tuning.measure``

@@ -37,19 +37,6 @@ class Tuning:
         "The pace after a cut, as a share of the rate the server took. Higher meets the "
         "limit again sooner (more refusals on b1, f1); lower leaves more of it unused.",
     )
-    took_all: float = _knob(
-        0.05,
-        "When at most this share of the answers since the last cut (or one) were refusals, "
-        "the server took what was sent: the cut is from the pace, not from what got through, "
-        "which then measures the client (ray: workers not yet at their pace). 0: never.",
-        off=0.0,
-    )
-    deepest_cut: float = _knob(
-        0.5,
-        "The deepest one cut goes, as a share of the pace: a measurement spoiled by a pause "
-        "cannot throw the pace far down (f1 in real time: 30 s at 70 %). 0: no floor.",
-        off=0.0,
-    )
     assumed_burst: float = _knob(
         1.0,
         "Seconds of its rate a limit is assumed to let through at once, for the first pace "
@@ -62,7 +49,7 @@ class Tuning:
         "A cut starts from the best run of this many seconds the server took since the last "
         "cut. Longer averages out jitter (b01, f1); shorter reacts sooner.",
     )
-    recent: float = _knob(10.0, "Seconds of answers kept for measure and took_all.")
+    recent: float = _knob(10.0, "Seconds of answers kept for measure.")
     discover_below: int = _knob(
         4,
         "Fewer requests than this through before the first refusal (b01), or a refusal that "
@@ -192,9 +179,6 @@ class Tuning:
         for name in ("backoff", "after_wall", "spacing", "token_memory", "wall_late"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"Tuning.{name} must be in (0, 1]")
-        for name in ("took_all", "deepest_cut"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"Tuning.{name} must be in [0, 1]")
 
     def off(self, name: str) -> Tuning:
         """This tuning with the mechanism ``name`` turned off (for the bench's ablations)."""
