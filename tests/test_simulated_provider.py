@@ -288,6 +288,18 @@ def test_rpm_limit_answers_429(simulated_provider_factory: Factory, retry_after:
     assert stats["rate_limited"] == 1 and stats["status"] == {200: 2, 429: 1}
 
 
+def test_a_gateways_429_names_no_limit(simulated_provider_factory: Factory) -> None:
+    """``gateway_429``: refusals come as nginx's limit pages do (HTML, no limit named,
+    no Retry-After), whichever limit refused."""
+    sim = simulated_provider_factory(rpm=1, gateway_429=True, retry_after=True)
+    assert post(sim, body(["a"]))[0] == 200
+    status, headers, raw = post(sim, body(["a"]))
+    assert status == 429 and headers["content-type"].startswith("text/html")
+    assert b"429 Too Many Requests" in raw and b"RPM" not in raw
+    assert "retry-after" not in headers
+    assert sim.stats()["rate_limited"] == 1
+
+
 def test_rate_window_is_configurable(simulated_provider_factory: Factory) -> None:
     """``window`` is the period a per-minute limit counts over: 1 RPM over 120 s admits 2.
     (How each kind counts over time is tested with explicit times in test_simulated_limits.)

@@ -50,6 +50,7 @@ _FIELDS: dict[str, tuple[Any, str]] = {
     "tpm": (_optional(float), "tokens per sliding minute above which it answers 429"),
     "retry_after": (bool, "send Retry-After / retry-after-ms with a 429"),
     "ratelimit_headers": (bool, "send x-ratelimit-* headers"),
+    "gateway_429": (bool, "answer 429s as nginx's limit pages do: HTML naming no limit"),
     "fault_rate": (float, "probability that a request gets a fault (0)"),
     "faults": (_names, "comma-separated fault kinds to draw from"),
     "hang": (float, "seconds a 'hang' fault waits (30)"),

@@ -42,6 +42,9 @@ class SimConfig:
     max_in_flight: int | None = None  # requests answered at once; more -> in_flight_status
     in_flight_status: int = 429  # 429, or 503 as an overloaded server says it
     retry_after: bool = False  # send Retry-After (s) and retry-after-ms with a 429
+    # 429s as a gateway in front sends them (nginx's limit_req / limit_conn page): HTML that
+    # names no limit, whatever limit refused
+    gateway_429: bool = False
     ratelimit_headers: bool = False  # send x-ratelimit-* headers
     fault_rate: float = 0.0  # probability that a request gets a fault
     faults: tuple[str, ...] = (

@@ -33,6 +33,12 @@ MESSAGES = {
     "500": "Internal server error (simulated fault)",
     "503": "Model service overloaded. Please try again later.",
 }
+# nginx's page for limit_req_status / limit_conn_status 429: it names no limit.
+GATEWAY_429 = (
+    b"<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n"
+    b"<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 QUOTA_MESSAGE = (
     "You exceeded your current quota, please check your plan and billing details. (simulated)"
 )

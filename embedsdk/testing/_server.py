@@ -522,6 +522,8 @@ class SimServer:
         self, stats: Stats, message: str, wait: float, headers: dict[str, str]
     ) -> Answer:
         stats.rate_limited += 1
+        if self.config.gateway_429:
+            return _respond(stats, 429, _errors.GATEWAY_429, headers, "text/html")
         if self.config.retry_after:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
             headers["retry-after-ms"] = str(math.ceil(wait * 1000))
