@@ -381,6 +381,62 @@ def test_a_bucket_holding_one_request_is_found_from_when_its_room_came_back(
     assert sum(1 for _, s in log if s != 200) <= 16 + 4  # the first wave, and a few
 
 
+GATEWAY = "<html><head><title>429 Too Many Requests</title></head></html>"  # nginx's page
+
+
+@pytest.mark.parametrize("tuning", [Tuning(), Tuning().off("cap_probes")], ids=["on", "off"])
+def test_a_cap_behind_a_gateway_is_told_by_the_probes_of_the_first_wall(
+    clock: FakeClock, tuning: Tuning
+) -> None:
+    """nginx's limit_conn 4 in front of a server that answers in 0.2 s: of 16 sent at once
+    4 get through, and the 429s name no limit. The probes that go while those 4 are out
+    are refused too, with 5 in flight: a cap, which lets 4 through per round trip (20 a
+    second), not a rate limit of 4 a second doubling from there (which took seconds)."""
+    ctl = RateController(clock=clock, tuning=tuning)
+    log = serve(ctl, clock, cap(4, latency=0.2), 10.0, message=GATEWAY)
+    start = log[0][0]
+    ok = [t - start for t, s in log if s == 200]
+    early = sum(1 for t in ok if t < 3)  # of the 60 the cap allows in 3 s
+    if tuning.cap_probes:
+        assert early >= 0.85 * 60
+        assert ctl.snapshot()["window"] == 4
+    else:
+        assert early < 0.85 * 60  # the mechanism earns its place
+    assert sum(1 for _, s in log if s != 200) <= 2 * 16
+
+
+def refusing_at_once(server: Server) -> Server:
+    """``server``, but its refusals come back at once, as a gateway's do."""
+
+    def answer(now: float, flying: int) -> tuple[Status, float]:
+        status, after = server(now, flying)
+        return status, after if status == 200 else 0.0
+
+    return answer
+
+
+def test_a_slow_bucket_read_as_a_cap_costs_a_few_refusals() -> None:
+    """A bucket of 2 a second behind a gateway, whose server answers in half a second,
+    looks like a cap from the first wall: its probes are refused while the first requests
+    are out. The guess then sends what a cap would let through, meets refusals with fewer
+    in flight, and comes down to the bucket's rate: the misreading costs a few refusals
+    more than reading it as a rate limit at once, not the run."""
+    refused = []
+    for tuning in (Tuning(), Tuning().off("cap_probes")):
+        clock = FakeClock()
+        ctl = RateController(clock=clock, tuning=tuning)
+        bucket = refusing_at_once(token_bucket(2, clock.now, 0.5, burst=1.0))
+        log = serve(ctl, clock, bucket, 1.0, message=GATEWAY)
+        if tuning.cap_probes:
+            assert ctl.snapshot()["window"] == 2  # read as a cap of the 2 that got through
+        log += serve(ctl, clock, bucket, 39.0, message=GATEWAY)
+        start = log[0][0]
+        ok = [t - start for t, s in log if s == 200]
+        assert sum(1 for t in ok if 10 <= t < 40) >= 0.9 * 2 * 30
+        refused.append(sum(1 for _, s in log if s != 200))
+    assert refused[0] <= refused[1] + 4
+
+
 def test_a_first_wave_that_got_through_and_named_its_limit_does_not_double(
     ctl: RateController, clock: FakeClock
 ) -> None:

@@ -75,7 +75,8 @@ class Case:
     name: str
     limits: dict[str, Any]
     latency: float = LATENCY  # a cap's case answers slower: the cap, not the CPU, must bind
-    hinted: bool = False  # Retry-After or x-ratelimit-* on: contenders adaptive and plain
+    hinted: bool = False  # a variant (Retry-After, x-ratelimit-*, a gateway's 429): contenders
+    # adaptive and plain
 
     @property
     def told_target(self) -> bool:
@@ -130,6 +131,9 @@ CASES = (
     # x-ratelimit-* headers on every answer (a limiter's only).
     *(c.hint("ra", "Retry-After", retry_after=True) for c in (BUCKET, FIXED_1S, SLIDING_60S)),
     CAP_429.hint("ra", "Retry-After", retry_after=True),
+    # A gateway's 429 (nginx's page) names no limit: the cap must be told from a rate limit
+    # by how the requests in flight fare.
+    CAP_429.hint("gw", "a gateway's 429", gateway_429=True),
     *(c.hint("xr", "x-ratelimit-*", ratelimit_headers=True) for c in (BUCKET, ON_TOKENS)),
     *(c.hint("xr", "x-ratelimit-*", ratelimit_headers=True) for c in (FIXED_1S, SLIDING_60S)),
 )
@@ -373,6 +377,7 @@ MECHANISMS = (
     "follow_burst",
     "period_shrink",
     "window_periods",
+    "cap_probes",
 )
 #: A row got worse without a mechanism: a point less of the allowance, or half a point more
 #: of its requests refused, over the whole run.

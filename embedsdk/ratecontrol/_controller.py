@@ -35,6 +35,10 @@ What moves the pace:
   `discover` seconds of use until it is refused. Its wall's probes then go from
   `pause_min`, each further apart, and one that gets through within `room_within` seconds
   of the last success raises it to a request per that gap: room came back that soon.
+  When the refusals named no limit but `cap_probes` of the wall's probes were refused with
+  more requests in flight than had got through (those still out), the wall reads as a
+  cap's (nginx's `limit_conn`): the window narrows to what got through, and the guess
+  spreads it over the quickest round trip instead.
 - **A cut**, at the first refusal of a wall: to `backoff` of the rate the server took, the
   best `measure` seconds since the last cut, never more than the pace.
 - **Later refusals of the wall** change only the pause: it doubles, ending at most
@@ -65,7 +69,7 @@ A 429 is read as a concurrency cap rather than a rate limit when it says so, or 
 back on a request sent with more requests in flight than recent successes had shown
 (`level_evidence`): the window narrows to just below that level and nobody pauses. A 503
 that reads as a cap does the same; any other 503 changes nothing here. Before any level has
-been shown, a 429 that names no limit reads as a rate limit.
+been shown, a 429 that names no limit reads as a rate limit (but see the first guess).
 
 The user's `rpm` / `tpm` are hard ceilings in front (`_ceiling`): adaptation only ever goes
 below them. Token estimates are corrected by the running ratio of `usage.prompt_tokens` to
@@ -190,6 +194,7 @@ class RateController:
         self._levels = Levels(tuning)
         self._meter = Meter(tuning)
         self._in_flight = 0
+        self._probes_refused: list[int] = []  # in flight as each probe of a first wall went
         self._next_free = -math.inf  # the spacing between requests really sent (see admit)
         self._slot_waiters: list[Callable[[], None]] = []
         self._turn_waiters: set[Callable[[], None]] = set()
@@ -425,6 +430,8 @@ class RateController:
             cap = self._levels.is_cap(level, message, hint)
             if level:
                 self._levels.note(now, level, refused=True)
+                if ticket.probe and self._guess_after is not None:
+                    self._probes_refused.append(level)
             if cap:
                 self._narrow(now, level, ticket)
                 verdict = NARROWED
@@ -752,11 +759,17 @@ class RateController:
     def _guess(self, now: float) -> None:
         """The first pace of all, once every request sent before the first refusal has
         answered: what got through so far, as if the limit had let it through over at least
-        ``assumed_burst`` seconds, or the best second so far if higher."""
+        ``assumed_burst`` seconds, or the best second so far if higher; per round trip when
+        the wall reads as a concurrency cap's."""
         self._guess_after = None
         meter, t = self._meter, self.tuning
         first = meter.first if meter.first is not None else now
-        spread = [total / max(now - first, t.assumed_burst) for total in meter.totals()]
+        over = max(now - first, t.assumed_burst)
+        if self._reads_as_cap():
+            # That many in flight, each round trip (nginx's limit_conn).
+            self._window.narrow(now, int(meter.requests) + 1)
+            over = max(self._quickest, t.bin)
+        spread = [total / over for total in meter.totals()]
         best = meter.best_rate(now, first) if now - first >= t.measure else None
         # A burst of a few requests says little of the rate, and a refusal that does not
         # say it was a rate limit may have been a cap on requests in flight (they answer
@@ -768,6 +781,21 @@ class RateController:
             if flag and rate > 0 and t.backoff * rate > (pace.rate or 0.0):
                 pace.set(t.backoff * rate, rate, mode)
         self._last_cut = self._guessed_at = now
+
+    def _reads_as_cap(self) -> bool:
+        """Whether the first wall reads as a concurrency cap's, though its refusals named no
+        limit: two requests or more got through, and ``cap_probes`` of its probes were
+        refused, each sent with more requests in flight than that (the ones that got
+        through were still out). A rate limit refuses by time, not by how many are in
+        flight, but a slow one refuses such probes too: then the guess costs a round trip
+        of refusals, and the pace is cut as any."""
+        probes, self._probes_refused = self._probes_refused, []
+        through = self._meter.requests
+        return (
+            0 < self.tuning.cap_probes <= len(probes)
+            and not self._named
+            and 2 <= through < min(probes)
+        )
 
     def _rough(self) -> bool:
         """Whether the pace is still the first guess, a rough one (it doubles until

@@ -149,6 +149,14 @@ class Tuning:
         "start); None: no limit. A cluster's workers start with 1 (ray: when the leader "
         "first answers, their first requests all go at once).",
     )
+    cap_probes: int = _knob(
+        2,
+        "Probes of the first wall refused, each with more requests in flight than had got "
+        "through, that make refusals naming no limit read as a cap: the first pace is then "
+        "what got through per round trip, not per second (nginx limit_conn, c429+gw). "
+        "Fewer misreads a slow bucket (tok+gw with 1: a round trip of refusals). 0: never.",
+        off=0,
+    )
     level_evidence: int = _knob(
         3,
         "Successes at a number of requests in flight that show the server takes that many: "
