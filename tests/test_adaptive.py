@@ -437,6 +437,22 @@ def test_a_slow_bucket_read_as_a_cap_costs_a_few_refusals() -> None:
     assert refused[0] <= refused[1] + 4
 
 
+def test_a_turn_not_booked_is_looked_at_later_than_now(clock: FakeClock) -> None:
+    """A turn beyond the pace's horizon says when to look again: always later than now (a
+    sum that rounded gave "now", and a fake or paused clock then never moved on). This
+    run met it."""
+    ctl = RateController(clock=clock, tuning=Tuning().off("cap_probes"))
+    reserve = ctl.reserve
+
+    def checked(estimate: int) -> Ticket:
+        ticket = reserve(estimate)
+        assert ticket.booked or ticket.at > clock.now, ticket
+        return ticket
+
+    ctl.reserve = checked  # type: ignore[method-assign]
+    serve(ctl, clock, refusing_at_once(token_bucket(4, clock.now, 0.2)), 40.0, message=GATEWAY)
+
+
 def test_a_first_wave_that_got_through_and_named_its_limit_does_not_double(
     ctl: RateController, clock: FakeClock
 ) -> None:

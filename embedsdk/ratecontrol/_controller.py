@@ -304,7 +304,7 @@ class RateController:
         t = self.tuning
         gap = max(requests.interval(), tokens.interval(ticket.tokens))
         horizon = min(max(t.horizon, t.horizon_turns * gap), t.horizon_max)
-        if at > now + horizon:
+        if at - horizon > now:  # (not at > now + horizon: that may round to a look again now)
             # Look again then, or sooner: the pace may rise meanwhile.
             ticket.at = min(at - horizon, now + t.horizon_max)
             return
