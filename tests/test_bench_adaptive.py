@@ -33,6 +33,7 @@ def test_every_kind_the_issue_names_is_a_case() -> None:
     assert {"f1", "f10", "f60", "s1", "s10", "s60"} <= keys  # windows of 1, 10, 60 s
     assert {"c429", "c503"} <= keys  # caps answered by 429 or 503
     assert {"b1+ra", "b1+xr", "tok+xr", "s60+ra", "s60+xr"} <= keys  # with the hints
+    assert case("c429+gw").limits["gateway_429"]  # a cap whose 429 names nothing (nginx)
     assert len(keys) == len(bench.CASES)
     assert all(c.limits.get("phase", 0) > 0 for c in bench.CASES if c.key.startswith("f"))
 
@@ -212,3 +213,16 @@ def test_an_ablation_names_the_rows_each_mechanism_is_needed_for() -> None:
     text = bench.format_ablations(result)
     assert "also s11 (windows the table has not) over 300 s" in text
     assert "period_shrink: s11 over 300 s " in text
+
+
+def test_the_table_again_at_another_latency_answers_every_case_that_slowly() -> None:
+    """--latencies: a cap of 4 whose requests take 1 s allows 4 a second, where at its own
+    0.2 s it allows 20: the table's share is read against the slower allowance."""
+    tables = bench.run_latencies([1.0], quiet=True, cases=(case("c429"),), seconds=12.0)
+    (table,) = tables
+    assert table["settings"]["latency_s"] == 1.0 and table["settings"]["same_latency"]
+    rows = {r["client"]: r for r in table["rows"]}
+    # 4 per second, 12 s: about 48 requests of BATCH texts; a 0.2 s cap would allow 240
+    assert 0.5 <= rows["adaptive"]["whole"]["of_allowance"] <= 1.1
+    assert rows["adaptive"]["whole"]["requests"] <= 4 * 12 * 1.5
+    assert "latency 1000 ms (+ up to 10 ms) for every case, caps too" in bench.format_one(table)

@@ -367,6 +367,25 @@ def run_simulated(
     return {"settings": settings, "rows": rows, "verdicts": judge_all(cases, rows)}
 
 
+def run_latencies(
+    latencies: Sequence[float],
+    quiet: bool = False,
+    cases: Sequence[Case] = CASES,
+    seconds: float = SECONDS,
+) -> list[dict[str, Any]]:
+    """The simulated-time table once per server latency: every case's requests answered in
+    that many seconds (the table's own cases answer in 50 ms, 200 ms for a cap, which a
+    real provider's batches rarely do)."""
+    tables = []
+    for latency in latencies:
+        runner.log(f"adaptive, simulated time, every request answered in {latency:g} s", quiet)
+        moved = [dataclasses.replace(case, latency=latency) for case in cases]
+        table = run_simulated(quiet, moved, seconds)
+        table["settings"].update(latency_s=latency, same_latency=True)
+        tables.append(table)
+    return tables
+
+
 #: The mechanisms the ablation turns off, one at a time (``Tuning.off``).
 MECHANISMS = (
     "discover_below",
@@ -521,6 +540,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runner.log("adaptive: runs on the simulated provider only (--base-url ignored)", quiet)
     if getattr(args, "ablations", False):  # each mechanism off in turn, simulated time
         return {"ablations": run_ablations(quiet)}
+    if getattr(args, "latencies", None):  # the simulated table at other server latencies
+        return {"latencies": run_latencies(args.latencies, quiet)}
     return {
         "simulated": run_simulated(quiet),
         "real_time": run_real_time(bool(getattr(args, "quick", False)), quiet),
@@ -608,7 +629,9 @@ def format_one(table: dict[str, Any]) -> str:
         f"Adaptive rate control, {'simulated' if simulated else 'real'} time, whole runs of "
         f"{s['seconds']:.0f} s: every kind of limit, {s['in_flight']} in flight, batch "
         f"{s['batch_size']}, latency {s['latency_s'] * 1000:g} ms (+ up to "
-        f"{s['jitter_s'] * 1000:g} ms)" + (" (quick)" if s.get("quick") else "")
+        f"{s['jitter_s'] * 1000:g} ms)"
+        + (" for every case, caps too" if s.get("same_latency") else "")
+        + (" (quick)" if s.get("quick") else "")
     )
     took = f"  This table took {s['wall_s']:.0f} s ({s['cpu_s']:.0f} s of CPU in this process)."
     return f"{title}\n{report.table(headers, rows)}\n{NOTE}\n{_TIME_NOTES[simulated]}\n{took}"
@@ -639,6 +662,7 @@ _TIME_NOTES = {
 def format_table(result: dict[str, Any]) -> str:
     """The tables of :func:`run`'s result, printable."""
     parts = [format_one(result[k]) for k in ("simulated", "real_time") if k in result]
+    parts += [format_one(table) for table in result.get("latencies", ())]
     if "ablations" in result:
         parts.append(format_ablations(result["ablations"]))
     return "\n\n".join(parts)

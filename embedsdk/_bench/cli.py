@@ -54,6 +54,18 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _seconds_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds separated by commas, got {text!r}"
+        ) from None
+    if not values or min(values) <= 0 or max(values) > 60:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 60, got {text!r}")
+    return values
+
+
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -150,6 +162,14 @@ def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="adaptive scenario: turn each rate-control mechanism off in turn (simulated time) "
         "and show the cases that get worse without it, instead of the two tables",
+    )
+    a(
+        "--latencies",
+        type=_seconds_list,
+        metavar="SECONDS,...",
+        help="adaptive scenario: the simulated-time table again with every request of every "
+        "case answered in each of these many seconds (real servers take 0.2-1 s for a batch), "
+        "instead of the two tables",
     )
     a("--fast-texts", type=int, metavar="N", help="texts in the fast scenario (default: 20000)")
     a("--fast-latency", type=float, default=0.0, metavar="SECONDS", help="(default: 0)")
