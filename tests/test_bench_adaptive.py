@@ -8,6 +8,7 @@ Private access: the bench (``embedsdk._bench``) is the unit under test; its publ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from typing import Any
 
@@ -44,6 +45,11 @@ def test_what_each_limit_allows_over_the_whole_run_and_after_its_start() -> None
     assert bench.allowed(case("b1"), 0.0, 60.0, per_text) == (600 + 10) * bench.BATCH
     assert bench.allowed(case("b60"), 0.0, 60.0, per_text) == (600 + 600) * bench.BATCH
     assert bench.allowed(case("b60"), 10.0, 60.0, per_text) == 500 * bench.BATCH
+    # ...but no more than 16 in flight let through when each request takes a second
+    slow = dataclasses.replace(case("b60"), latency=1.0)
+    reach = bench.IN_FLIGHT * bench.BATCH / (1.0 + bench.JITTER / 2) * 60
+    assert reach < 1200 * bench.BATCH
+    assert bench.allowed(slow, 0.0, 60.0, per_text) == pytest.approx(reach)
     # a fixed window: every period the run touches, from its phase
     f60 = case("f60")  # phase 22 s: [0, 60) touches two periods
     assert bench.allowed(f60, 0.0, 60.0, per_text) == 2 * 600 * bench.BATCH

@@ -157,10 +157,15 @@ def allowed(case: Case, start: float, end: float, per_text: float) -> float:
     """Texts the case's limiter lets through in ``[start, end)`` seconds from the client's
     first request, to a client that sends exactly what it allows: a bucket's rate and, from
     the start, its burst; a window's allowance in every period the span touches (from the
-    start) or its rate (after it); a cap's requests in flight over the latency."""
+    start) or its rate (after it); a cap's requests in flight over the latency. Never more
+    than the client's own requests in flight let through at the case's latency (a minute's
+    burst of a bucket takes longer than a minute to spend when each request takes 1 s)."""
     limits, span = case.limits, end - start
+    reach = float(IN_FLIGHT * BATCH / (case.latency + JITTER / 2) * span)
     if limits.get("max_in_flight"):
-        return float(limits["max_in_flight"] * BATCH / (case.latency + JITTER / 2) * span)
+        return min(
+            reach, float(limits["max_in_flight"] * BATCH / (case.latency + JITTER / 2) * span)
+        )
     found = []
     for key, texts_per_unit in (("rpm", BATCH), ("tpm", 1 / per_text)):
         if not limits.get(key):
@@ -176,7 +181,7 @@ def allowed(case: Case, start: float, end: float, per_text: float) -> float:
             periods = math.ceil((span + limits.get("phase", 0.0)) / window - 1e-9)
             units = max(1, int(rate * window + 1e-9)) * periods
         found.append(float(units * texts_per_unit))
-    return min(found)
+    return min(reach, *found)
 
 
 def figures(
