@@ -437,6 +437,23 @@ def test_a_slow_bucket_read_as_a_cap_costs_a_few_refusals() -> None:
     assert refused[0] <= refused[1] + 4
 
 
+@pytest.mark.parametrize("tuning", [Tuning(), Tuning().off("recut")], ids=["on", "off"])
+def test_a_cut_is_seen_again_once_slow_answers_are_back(clock: FakeClock, tuning: Tuning) -> None:
+    """A sliding window of 10 a second in front of a server that answers in a second. A
+    refusal comes back at once, while the last second's requests are still out: a cut
+    measured then sees the pause before them (one got through), not the 10 a second they
+    went at. Seen again once they are back, the pace is cut from what they show."""
+    ctl = RateController(clock=clock, tuning=tuning)
+    log = serve(ctl, clock, refusing_at_once(sliding_window(1.0, 10, 1.0)), 40.0, message=SF_RPM)
+    start = log[0][0]
+    later = sum(1 for t, s in log if s == 200 and 10 <= t - start < 40)
+    if tuning.recut:
+        assert later >= 0.9 * 10 * 30
+        assert sum(1 for _, s in log if s != 200) <= 2 * 16
+    else:
+        assert later < 0.5 * 10 * 30  # the mechanism earns its place
+
+
 def test_a_turn_not_booked_is_looked_at_later_than_now(clock: FakeClock) -> None:
     """A turn beyond the pace's horizon says when to look again: always later than now (a
     sum that rounded gave "now", and a fake or paused clock then never moved on). This

@@ -402,6 +402,7 @@ MECHANISMS = (
     "period_shrink",
     "window_periods",
     "cap_probes",
+    "recut",
 )
 #: A row got worse without a mechanism: a point less of the allowance, or half a point more
 #: of its requests refused, over the whole run.

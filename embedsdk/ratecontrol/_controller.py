@@ -40,7 +40,9 @@ What moves the pace:
   cap's (nginx's `limit_conn`): the window narrows to what got through, and the guess
   spreads it over the quickest round trip instead.
 - **A cut**, at the first refusal of a wall: to `backoff` of the rate the server took, the
-  best `measure` seconds since the last cut, never more than the pace.
+  best `measure` seconds since the last cut, never more than the pace. Once the requests
+  then in flight have answered, it is seen again (`recut`): answers that take long had not
+  come back, and no cut stays deeper than `backoff` of the best second measured with them.
 - **Later refusals of the wall** change only the pause: it doubles, ending at most
   `wall_late` of the wall's age late and at most `pause_max`; once the wall is
   `window_probe` old, it ends when a window of one of `window_periods` opened by the
@@ -230,6 +232,8 @@ class RateController:
         self._quickest = math.inf  # the quickest round trip of a request that got through
         self._grown_at = -math.inf
         self._before_pause = 0  # requests in flight booked before the current epoch
+        # The last cut's time and the paces before it, until what was in flight answered
+        self._recut: tuple[float, tuple[tuple[float | None, str], ...]] | None = None
         self._guess_after: int | None = None  # guess the first pace once they answered
         self._guessed_at = math.nan  # when it was guessed (while no cut came after)
         self._named = False  # the last refusal said which limit ran out (RPM, TPM, ...)
@@ -722,11 +726,36 @@ class RateController:
             self._next_free = -math.inf
 
     def _settle(self, now: float) -> None:
-        """Guess the first pace once the requests sent before the first pause answered."""
-        if self._guess_after is not None and self._before_pause <= 0:
+        """Once the requests sent before the pause have answered: guess the first pace, or
+        see the last cut again."""
+        if self._before_pause > 0:
+            return
+        if self._guess_after is not None:
             self._guess(now)
             if not self.strikes:
                 self._probing, self._probes_out = False, 0
+        if self._recut is not None:
+            self._cut_again(now)
+
+    def _cut_again(self, now: float) -> None:
+        """A cut measured what the server took from the answers back by then. When answers
+        take long, those of the last second were not: it measured the pause before them,
+        and cut far too deep (a sliding 1 s window answering in 1 s: from 10 a second to
+        one). Once they are back: no deeper than ``backoff`` of the best second of it."""
+        at, before = self._recut or (now, ())
+        self._recut = None
+        t = self.tuning
+        best = self._meter.best_rate(now, at - t.measure) if t.recut else None
+        if best is None:
+            return
+        for pace, (old, mode), took in zip(self._paces, before, best):
+            if pace.rate is None or old is None or not took or pace.mode != REGAIN:
+                continue
+            if mode == DISCOVER:
+                took /= _ramp(t)  # as the cut did: the best second of a pace that doubled
+            rate = t.backoff * min(old, took)
+            if rate > pace.rate:
+                pace.set(rate, max(pace.ceiling, min(old, took)), REGAIN, self._timescale)
 
     def _probes_full(self) -> bool:
         """Whether no more probes may go out: one while a wall lasts, more while a window's
@@ -837,6 +866,7 @@ class RateController:
         # after one would otherwise measure the pause, and cut a pace just cut far too deep.
         best = self._meter.best_rate(now, min(self._last_cut, now - t.measure))
         soon = now - self._last_cut < t.measure
+        before = tuple((p.rate, p.mode) for p in self._paces)
         for index, (pace, flag) in enumerate(zip(self._paces, what)):
             took = None if best is None else best[index]
             if not flag or (pace.rate is None and not took):
@@ -854,6 +884,7 @@ class RateController:
             pace.set(t.backoff * rate, ceiling, REGAIN, self._timescale)
         self._cut_what = what
         self._last_cut = now
+        self._recut = (now, before)  # seen again once what is in flight has answered
 
     def _wall_ended(self, sent: float, requests: float, tokens: float) -> None:
         """A success, sent at ``sent``, ends the wall. One that lasted was a window's, spent

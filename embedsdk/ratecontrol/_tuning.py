@@ -149,6 +149,13 @@ class Tuning:
         "start); None: no limit. A cluster's workers start with 1 (ray: when the leader "
         "first answers, their first requests all go at once).",
     )
+    recut: float = _knob(
+        1.0,
+        "1: a cut is seen again once the requests in flight at it have answered, and raised "
+        "to backoff of the best second measured with them (answers that take 0.5-1 s: s1 at "
+        "1 s a request got a twentieth of its limit on the fake clock). 0: never.",
+        off=0.0,
+    )
     cap_probes: int = _knob(
         2,
         "Probes of the first wall refused, each with more requests in flight than had got "
