@@ -75,8 +75,8 @@ class Case:
     name: str
     limits: dict[str, Any]
     latency: float = LATENCY  # a cap's case answers slower: the cap, not the CPU, must bind
-    hinted: bool = False  # a variant (Retry-After, x-ratelimit-*, a gateway's 429): contenders
-    # adaptive and plain
+    # A variant (Retry-After, x-ratelimit-*, a gateway's 429): contenders adaptive and plain
+    hinted: bool = False
 
     @property
     def told_target(self) -> bool:
@@ -161,11 +161,10 @@ def allowed(case: Case, start: float, end: float, per_text: float) -> float:
     than the client's own requests in flight let through at the case's latency (a minute's
     burst of a bucket takes longer than a minute to spend when each request takes 1 s)."""
     limits, span = case.limits, end - start
-    reach = float(IN_FLIGHT * BATCH / (case.latency + JITTER / 2) * span)
+    in_flight = min(IN_FLIGHT, limits.get("max_in_flight") or IN_FLIGHT)
+    reach = float(in_flight * BATCH / (case.latency + JITTER / 2) * span)
     if limits.get("max_in_flight"):
-        return min(
-            reach, float(limits["max_in_flight"] * BATCH / (case.latency + JITTER / 2) * span)
-        )
+        return reach
     found = []
     for key, texts_per_unit in (("rpm", BATCH), ("tpm", 1 / per_text)):
         if not limits.get(key):

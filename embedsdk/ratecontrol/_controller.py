@@ -735,15 +735,18 @@ class RateController:
             if not self.strikes:
                 self._probing, self._probes_out = False, 0
         if self._recut is not None:
-            self._cut_again(now)
+            at, before = self._recut
+            self._recut = None
+            self._cut_again(now, at, before)
 
-    def _cut_again(self, now: float) -> None:
+    def _cut_again(
+        self, now: float, at: float, before: tuple[tuple[float | None, str], ...]
+    ) -> None:
         """A cut measured what the server took from the answers back by then. When answers
         take long, those of the last second were not: it measured the pause before them,
         and cut far too deep (a sliding 1 s window answering in 1 s: from 10 a second to
-        one). Once they are back: no deeper than ``backoff`` of the best second of it."""
-        at, before = self._recut or (now, ())
-        self._recut = None
+        one). Once they are back: no deeper than ``backoff`` of the best second of it (the
+        cut at ``at``, from the paces and modes ``before`` it)."""
         t = self.tuning
         best = self._meter.best_rate(now, at - t.measure) if t.recut else None
         if best is None:
@@ -794,7 +797,8 @@ class RateController:
         meter, t = self._meter, self.tuning
         first = meter.first if meter.first is not None else now
         over = max(now - first, t.assumed_burst)
-        if self._reads_as_cap():
+        probes, self._probes_refused = self._probes_refused, []
+        if self._reads_as_cap(probes):
             # That many in flight, each round trip (nginx's limit_conn).
             self._window.narrow(now, int(meter.requests) + 1)
             over = max(self._quickest, t.bin)
@@ -811,14 +815,14 @@ class RateController:
                 pace.set(t.backoff * rate, rate, mode)
         self._last_cut = self._guessed_at = now
 
-    def _reads_as_cap(self) -> bool:
+    def _reads_as_cap(self, probes: list[int]) -> bool:
         """Whether the first wall reads as a concurrency cap's, though its refusals named no
         limit: two requests or more got through, and ``cap_probes`` of its probes were
-        refused, each sent with more requests in flight than that (the ones that got
-        through were still out). A rate limit refuses by time, not by how many are in
-        flight, but a slow one refuses such probes too: then the guess costs a round trip
-        of refusals, and the pace is cut as any."""
-        probes, self._probes_refused = self._probes_refused, []
+        refused (``probes``: the requests in flight as each went), each sent with more
+        requests in flight than that (the ones that got through were still out). A rate
+        limit refuses by time, not by how many are in flight, but a slow one refuses such
+        probes too: then the guess costs a round trip of refusals, and the pace is cut as
+        any."""
         through = self._meter.requests
         return (
             0 < self.tuning.cap_probes <= len(probes)
