@@ -416,7 +416,7 @@ class RetryBudget:
     ) -> None:
         self.failures = max_retries
         self.lookups = min(DNS_RETRIES, max_retries)
-        self.rate_limits = 10 * max_retries if paced else 0
+        self.rate_limits = PATIENT_REFUSALS * max_retries if paced else 0
         self.patience = PATIENCE * max_retries
         self.clock = clock
         self.since: float | None = None  # the first controlled refusal
@@ -452,6 +452,8 @@ class RetryBudget:
 
 #: Seconds per retry a request refused by a rate limit keeps waiting (adaptive control).
 PATIENCE = 30.0
+#: Without a clock, refusals per retry that stand for :data:`PATIENCE` (about one every 3 s).
+PATIENT_REFUSALS = 10
 
 
 #: Retries of a request whose host name did not resolve.

@@ -106,6 +106,16 @@ PAUSED, NARROWED, NOTED = Verdict.PAUSED, Verdict.NARROWED, Verdict.NOTED
 
 #: A wait at least this long is worth an INFO line (and the bar's postfix), seconds.
 VISIBLE_WAIT = 3.0
+#: Bounds on real tokens per estimated token (``usage.prompt_tokens`` over the client's
+#: estimate): a ratio outside them is a server's odd count (a usage of 0, a whole batch's
+#: tokens on each input), not a reason to pace tokens 20 times slower or 4 times faster.
+TOKEN_RATIO = (0.05, 4.0)
+#: Refused probes after a wall's first refusal that make it a wall that lasted: one refused
+#: probe is as long as the pace's interval made its pause, and says nothing of a window.
+LASTING_PROBES = 2
+#: A window's period learned longer than its floor comes down by this share of the gap each
+#: cycle planned once (``Tuning.period_shrink`` is the step while no floor is known).
+FLOOR_STEP = 0.25
 
 
 class Ticket:
@@ -262,7 +272,8 @@ class RateController:
         """Real tokens per estimated token, from ``usage.prompt_tokens`` (1.0 until known)."""
         if self._estimated <= 0:
             return 1.0
-        return min(4.0, max(0.05, self._real / self._estimated))
+        low, high = TOKEN_RATIO
+        return min(high, max(low, self._real / self._estimated))
 
     def cost(self, estimate: int) -> float:
         """The corrected token cost of a request the client estimated at ``estimate``."""
@@ -683,8 +694,8 @@ class RateController:
             else:
                 self._probing = False
         if held:
-            # Growth counts the time the pace held requests back, at most a second at a
-            # time: an idle spell is no evidence that the limit has room.
+            # Growth counts the time the pace held requests back, at most ``measure``
+            # seconds at a time: an idle spell is no evidence that the limit has room.
             used = min(now - self._grown_at, self.tuning.measure)
             self._grown_at = now
             for pace in self._paces:
@@ -900,7 +911,7 @@ class RateController:
         # A wall of one refused probe is as long as the pace's interval made its pause, and
         # says nothing of a window (unless its pause ended when a window should open); nor
         # does the time a client sent nothing after it (the wall ended by then).
-        lasted = self.strikes >= 3 or self._planned or self._period is not None
+        lasted = self.strikes > LASTING_PROBES or self._planned or self._period is not None
         # The probe could have gone when the pause ended: a client idle after it (a call
         # cancelled, the next one later) does not make the wall longer.
         ended = max(self._refused_at, min(sent, self.cooldown_until))
@@ -962,7 +973,8 @@ class RateController:
         if planned_once:
             if not self.tuning.period_shrink:
                 return period
-            step = (period - floor) / 4 if floor > 0 else period * self.tuning.period_shrink
+            shrink = self.tuning.period_shrink
+            step = (period - floor) * FLOOR_STEP if floor > 0 else period * shrink
             return max(floor, period - step)
         self._period_floor = floor = self._refused_at - since
         return max(floor, end - since)

@@ -169,7 +169,9 @@ class Tuning:
         "Successes at a number of requests in flight that show the server takes that many: "
         "a 429 above the levels shown reads as a cap (c429, c503).",
     )
-    level_memory: float = _knob(10.0, "Seconds that evidence lasts (two halves).")
+    level_memory: float = _knob(
+        10.0, "Seconds a span of that evidence covers; the last one or two spans count."
+    )
     cap_probe: float = _knob(
         2.0,
         "After a cap refused a level, it is tried again after this many seconds, twice as "
