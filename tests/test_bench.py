@@ -189,6 +189,11 @@ def test_presets_scenarios_and_clients() -> None:
         _args("--scenario", "nope")
     with pytest.raises(SystemExit):
         _args("--clients", "nope")
+    assert _args("--scenario", "adaptive", "--seeds", "8").seeds == 8
+    with pytest.raises(SystemExit):
+        _args("--scenario", "adaptive", "--seeds", "0")
+    with pytest.raises(SystemExit):  # each replaces the adaptive tables: one at a time
+        _args("--scenario", "adaptive", "--seeds", "2", "--latencies", "0.5")
 
 
 def test_adaptive_scenario_is_skipped_when_its_module_is_missing(

@@ -119,6 +119,14 @@ def test_verdict_names_every_target_missed() -> None:
     close = rows(row("adaptive", 0.98, 0.02), row("plain", 0.995, 0.4), row("told", 0.99, 0.03))
     assert bench.judge(window, close)["met"] is True
     assert bench.judge(bucket, rows(row("plain", 1.0, 0.5)))["misses"][0] == "- < 90%"
+    # the same misses without their figures, to count over timing seeds
+    assert bench.judge(bucket, bad)["kinds"] == [
+        "< 90%",
+        "> 5% refused",
+        "refused in the first 10 s",
+        "below plain",
+        "told refused",
+    ]
 
 
 def test_where_a_told_limit_must_not_be_refused() -> None:
@@ -232,3 +240,47 @@ def test_the_table_again_at_another_latency_answers_every_case_that_slowly() -> 
     assert 0.5 <= rows["adaptive"]["whole"]["of_allowance"] <= 1.1
     assert rows["adaptive"]["whole"]["requests"] <= 4 * 12 * 1.5
     assert "latency 1000 ms (+ up to 10 ms) for every case, caps too" in bench.format_one(table)
+
+
+def test_the_spread_over_seeds_counts_the_seeds_each_target_was_missed_at() -> None:
+    """--seeds: a case met at one timing and missed at another shows as met at 1 of 2, with
+    the target it missed; each contender's shares are kept seed by seed."""
+
+    def table(share: float) -> dict[str, Any]:
+        found = [
+            {"case": "b01", **row("adaptive", share, 0.04)},
+            {"case": "b01", **row("plain", 0.6, 0.7)},
+        ]
+        return {"rows": found, "verdicts": bench.judge_all(bench.CASES, found)}
+
+    (entry,) = bench.spread([case("b01"), case("b1")], [table(0.91), table(0.88)])
+    assert entry["case"] == "b01" and entry["seeds"] == 2  # b1 has no rows: left out
+    assert entry["met"] == 1 and entry["misses"] == {"< 90%": 1}
+    assert entry["clients"]["adaptive"] == {"share": [0.91, 0.88], "refused": [0.04, 0.04]}
+    settings = bench._settings(["adaptive", "plain"], 60.0, "simulated")
+    settings.update(seeds=2, wall_s=3.0, cpu_s=2.0)
+    text = bench.format_table({"seeds": {"settings": settings, "cases": [entry]}})
+    assert text.startswith("Adaptive rate control, simulated time, at 2 timing seeds")
+    (line,) = [x for x in text.splitlines() if x.startswith("token bucket, 0.1 s burst")]
+    assert "89.5% [88.0-91.0] / 4.0%" in line and "60.0% [60.0-60.0] / 70.0%" in line
+    assert line.rstrip().endswith("1 of 2 (< 90% at 1)")
+
+
+def test_seed_0_is_the_tables_own_timing_and_another_seed_another() -> None:
+    """The table at seed 0 is the simulated table itself (its figures are what --seeds adds
+    to); seed 1 draws other timing noise, so the server sees other arrival times."""
+    cap = case("c429")
+    texts, _ = bench._texts(cap, 6.0)
+    own, _ = bench.simulated_timeline(cap, "adaptive", 6.0, texts)
+    again, _ = bench.simulated_timeline(cap, "adaptive", 6.0, texts, seed=0)
+    other, _ = bench.simulated_timeline(cap, "adaptive", 6.0, texts, seed=1)
+
+    def times(timeline: list[list[float]]) -> list[float]:  # from the first, to the microsecond
+        return [round(t - timeline[0][0], 6) for t, _, _ in timeline]
+
+    assert times(own) == times(again) and times(own) != times(other)
+    result = bench.run_seeds(2, quiet=True, cases=(cap,), seconds=6.0)
+    assert [t["settings"].get("seed", 0) for t in result["tables"]] == [0, 1]
+    assert result["settings"]["seeds"] == 2
+    (entry,) = result["cases"]
+    assert len(entry["clients"]["adaptive"]["share"]) == 2 and entry["seeds"] == 2

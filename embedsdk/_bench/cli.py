@@ -171,6 +171,14 @@ def _add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
         "case answered in each of these many seconds (real servers take 0.2-1 s for a batch), "
         "instead of the two tables",
     )
+    a(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="adaptive scenario: the simulated-time table at N timing seeds (0, the table's "
+        "own, first): each case's mean and range, and at how many seeds it meets its "
+        "targets, instead of the two tables",
+    )
     a("--fast-texts", type=int, metavar="N", help="texts in the fast scenario (default: 20000)")
     a("--fast-latency", type=float, default=0.0, metavar="SECONDS", help="(default: 0)")
     a("--cache-texts", type=int, metavar="N", help="texts in the cache scenario (default: 20000)")
@@ -271,6 +279,11 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     for name in (*counts, *others):
         if getattr(args, name) < 1:
             _usage(f"--{name.replace('_', '-')} must be at least 1")
+    if getattr(args, "seeds", None) is not None and args.seeds < 1:
+        _usage("--seeds must be at least 1")
+    instead = [f"--{n}" for n in ("ablations", "latencies", "seeds") if getattr(args, n, None)]
+    if len(instead) > 1:
+        _usage(f"{' and '.join(instead)} each replace the adaptive tables: give one of them")
     unknown = sorted(set(args.memory_formats) - {"npy", "jsonl", "parquet"})
     if unknown or not args.memory_formats:
         _usage(f"--memory-formats takes npy, jsonl, parquet, not {', '.join(unknown) or '-'}")
