@@ -194,6 +194,10 @@ def test_presets_scenarios_and_clients() -> None:
         _args("--scenario", "adaptive", "--seeds", "0")
     with pytest.raises(SystemExit):  # each replaces the adaptive tables: one at a time
         _args("--scenario", "adaptive", "--seeds", "2", "--latencies", "0.5")
+    with pytest.raises(SystemExit):  # not the tables --all measures for the docs
+        _args("--all", "--seeds", "2")
+    with pytest.raises(SystemExit):  # nothing would run them
+        _args("--latencies", "0.5")
 
 
 def test_adaptive_scenario_is_skipped_when_its_module_is_missing(

@@ -255,7 +255,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     scenarios = args.scenario or list(DEFAULT_SCENARIOS)
     if args.all:
         scenarios = ["all"]
-    if "all" in scenarios:
+    every = "all" in scenarios
+    if every:
         scenarios = list(SCENARIOS)
     scenarios = ["throughput" if s == "main" else s for s in scenarios]
     unknown = sorted(set(scenarios) - set(SCENARIOS))
@@ -284,6 +285,13 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     instead = [f"--{n}" for n in ("ablations", "latencies", "seeds") if getattr(args, n, None)]
     if len(instead) > 1:
         _usage(f"{' and '.join(instead)} each replace the adaptive tables: give one of them")
+    if instead and every:
+        _usage(
+            f"{instead[0]} replaces the adaptive tables that --all measures for the docs: "
+            "run it with --scenario adaptive"
+        )
+    if instead and "adaptive" not in args.scenario:
+        _usage(f"{instead[0]} is for the adaptive scenario: add --scenario adaptive")
     unknown = sorted(set(args.memory_formats) - {"npy", "jsonl", "parquet"})
     if unknown or not args.memory_formats:
         _usage(f"--memory-formats takes npy, jsonl, parquet, not {', '.join(unknown) or '-'}")
