@@ -160,6 +160,45 @@ def test_virtual_time_cancels_what_is_left_when_the_run_fails() -> None:
     assert cleaned == ["background"]
 
 
+def test_virtual_time_cleans_up_though_a_task_raises_the_interrupt_again() -> None:
+    """Ctrl-C lands in one task, which its callers see again as they are cancelled, and a
+    clean-up starts another task: the cancelling goes on in rounds until nothing is left
+    pending (closing the loop would destroy such tasks, with a warning for each)."""
+    cleaned: list[str] = []
+
+    async def forever(name: str) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append(name)
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None  # as a task holding the interrupt does
+
+    spawned: list[asyncio.Future[None]] = []
+
+    async def spawns_on_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            spawned.append(asyncio.ensure_future(forever("started by a clean-up")))
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(c) for c in (stubborn(), spawns_on_cancel())]
+        tasks.append(asyncio.ensure_future(forever("background")))
+        await asyncio.sleep(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_virtual_time(main())
+    assert "background" in cleaned
+    # cancelled in the next round (before its first step: it never ran), not left pending
+    assert [task.cancelled() for task in spawned] == [True]
+
+
 def test_virtual_time_still_waits_for_other_threads() -> None:
     async def off_loop() -> int:
         return await asyncio.get_running_loop().run_in_executor(None, sum, [1, 2, 3])

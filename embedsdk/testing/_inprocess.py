@@ -233,11 +233,21 @@ def run_in_virtual_time(
             loop.close()
 
 
+#: Rounds of cancelling the tasks left on a loop: their clean-up may start others, or raise
+#: the interrupt again from a task that had caught it.
+CANCEL_ROUNDS = 5
+
+
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel the tasks left on ``loop`` and let them finish (their ``finally`` blocks run):
     else closing it destroys them pending, with a warning for each."""
-    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for _ in range(CANCEL_ROUNDS):
+        tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        try:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        except (KeyboardInterrupt, SystemExit):
+            continue  # the interrupt, again: what is left is cancelled in the next round
