@@ -46,8 +46,10 @@ What moves the pace:
 - **Later refusals of the wall** change only the pause: it doubles, ending at most
   `wall_late` of the wall's age late and at most `pause_max`; once the wall is
   `window_probe` old, it ends when a window of one of `window_periods` opened by the
-  cycle's first request would open again. A `Retry-After` sets it; an announced
-  `x-ratelimit-reset-*` caps it.
+  cycle's first request would open again (a shorter period, while the wall is half to
+  twice its age and began within it of the cycle's start: a sliding 1 s window spent by
+  the first burst; a probe that finds it open ends the wall as a window's cycle). A
+  `Retry-After` sets it; an announced `x-ratelimit-reset-*` caps it.
 - **A long wall** (`long_wall`, two refused probes or more) was a window's. When it ends,
   a window spent in the first half of a cycle of `spend_period` or more is spent at once in
   each cycle (what the last one took, its burst `opens_late` of the period after the request
@@ -915,7 +917,13 @@ class RateController:
         # The probe could have gone when the pause ended: a client idle after it (a call
         # cancelled, the next one later) does not make the wall longer.
         ended = max(self._refused_at, min(sent, self.cooldown_until))
-        long = ended - self._wall_since >= self.tuning.long_wall and lasted
+        # A probe planned for a window's opening with no period learned yet (a short window
+        # spent by the cycle's first burst) measures the wall from the cycle's start: the
+        # window was shut since the burst, whose room it gives again.
+        began = self._wall_since
+        if self._planned and self._period is None and self._cycle is not None:
+            began = min(began, self._cycle[0])
+        long = ended - began >= self.tuning.long_wall and lasted
         if not long or self._cycle is None:
             return
         self._timescale = max(self._timescale, ended - self._wall_since)
@@ -1016,19 +1024,37 @@ class RateController:
         if self._cycle is None:
             return None
         since = self._cycle[0]
-        periods = list(t.window_periods) if age >= t.window_probe else []
+        began = self._wall_since - since
+        periods = [p for p in t.window_periods if self._looked_for(p, age, began)]
         if self._period is not None:
             periods.append(self._period)
         # Probed a little after it: a sliding window frees its room as fast as it was spent,
         # and a burst that starts early catches up with it.
-        opens = [
-            (since + period * math.ceil((now - since) / period) + t.opens_late * period, period)
-            for period in periods
-        ]
-        found = [pair for pair in opens if pair[0] > now + t.pause_min]
-        if not found:
-            return None
-        return min(found)[0]
+        found = []
+        for period in periods:
+            late = t.opens_late * period
+            if period < t.window_probe:
+                # A short window's opening comes round soon: probed as soon as a pause
+                # allows, not skipped for the next one.
+                at = since + period * math.ceil((now - since - late) / period) + late
+                found.append(max(at, now + t.pause_min))
+                continue
+            at = since + period * math.ceil((now - since) / period) + late
+            if at > now + t.pause_min:
+                found.append(at)
+        return min(found, default=None)
+
+    def _looked_for(self, period: float, age: float, began: float) -> bool:
+        """Whether a wall ``age`` seconds old, which began ``began`` seconds into its cycle,
+        may be a window of ``period`` that the cycle's first request opened. A period of
+        ``tuning.window_probe`` or more: once the wall is that old. A shorter one (a
+        sliding 1 s window spent by the first burst, s1): when the wall began within a
+        period of the cycle's start, from half a period of its age to two; before, the
+        pauses' own probes find a bucket's room, and after, it was no such window."""
+        t = self.tuning
+        if period >= t.window_probe:
+            return age >= t.window_probe
+        return 0.0 <= began < period and period / 2 <= age <= 2 * period
 
     def _start_pause(self, until: float) -> None:
         """Every worker waits until ``until``; bookings made before are void. After a first

@@ -127,8 +127,11 @@ class Tuning:
         off=0.0,
     )
     window_periods: tuple[float, ...] = _knob(
-        (10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 3600.0),
-        "The window periods probed for, seconds. (): none.",
+        (1.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 3600.0),
+        "The window periods probed for, seconds; one shorter than window_probe only while "
+        "the wall is half to twice its age and began within it of the cycle's start: the "
+        "first burst spent it (s1: a first wall ended by its opening, not guessed from "
+        "the probes around it). (): none.",
         off=(),
     )
     spacing: float = _knob(
