@@ -13,6 +13,7 @@ Modules, from the bottom up (each imports only those above it, and ``embedsdk.ht
 - ``_meter``: what the server took, counted over time;
 - ``_pace``: a pace (GCRA without burst) and how it grows between cuts;
 - ``_window``: requests in flight, and the evidence that tells a cap from a rate limit;
+- ``_openings``: a short fixed window, spent as each of its periods begins;
 - ``_controller``: :class:`RateController`, the state machine (its docstring has the table of
   states and transitions, and what moves the pace);
 - ``_turns``: the async side: waiting for a turn, reporting an answer, one controller per

@@ -69,7 +69,7 @@ FOLLOWER = dataclasses.replace(DEFAULT, start_window=1)
 #: The leader's: its walls last a report or two longer than one process's (the probe goes
 #: to a worker, its answer comes back with the worker's next report), so only one of
 #: several seconds is read as a window's.
-LEADER = dataclasses.replace(DEFAULT, long_wall=3.0)
+LEADER = dataclasses.replace(DEFAULT, long_wall=3.0, openings=0.0)
 
 #: A leader's epoch as followers know it: (the leader's incarnation, its epoch).
 Tag = tuple[str, int]

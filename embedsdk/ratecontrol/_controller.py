@@ -13,8 +13,9 @@ with no success between; a *cycle* runs from the end of one long wall to the end
 | free | goes at once | paused, when a rate limit refuses (1) |
 | paced | waits for its turn in the pace (2) | paused, when a rate limit refuses |
 | paused | waits for the pause every worker shares (3) | paced or probing (4), at its end |
-| probing | goes alone; the others wait | paced (5), or paused again for longer |
+| probing | goes alone; the others wait | paced (5), opening (8), or paused again for longer |
 | spending | goes as the last cycle's did, up to a window's allowance (6) | paused (7) |
+| opening | goes as a short fixed window opens, up to its allowance (8) | paced (9) |
 
 1. The first pace is guessed once the requests in flight have answered: a refusal comes back
    before a success.
@@ -26,6 +27,11 @@ with no success between; a *cycle* runs from the end of one long wall to the end
    beyond it, probes, one more for each that got through (one while a wall lasts).
 7. Until its next cycle once the allowance is out; before that (a sliding window freeing its
    room more slowly than the burst went), as any wall.
+8. After the first wall, when it read as a fixed window's of a short period (`openings`):
+   what the first burst got, sent as each period begins (`_openings`). One refusal in a
+   period that looked for more room changes nothing.
+9. When more are refused: at the rate it gave, cut as any first refusal (in its first
+   period, the pace before it).
 
 What moves the pace:
 
@@ -50,6 +56,14 @@ What moves the pace:
   twice its age and began within it of the cycle's start: a sliding 1 s window spent by
   the first burst; a probe that finds it open ends the wall as a window's cycle). A
   `Retry-After` sets it; an announced `x-ratelimit-reset-*` caps it.
+- **A short fixed window**: a first wall that lasted (two refused probes or more), began
+  as the cycle's first burst was refused and ended before a sliding window spent by that
+  burst could free any room (`pause_min` before one of the `window_periods` shorter than
+  `spend_period`) was a fixed window's opening: from then on its allowance goes as it opens,
+  each period (a paced run takes the windows at its two ends only in part, and meets the
+  window's edge each time it grows). Its first period sends two more for each that got
+  through (a bucket read as a window refuses the second); once in `spend_period` one more
+  goes half a period on, to look for room (a shorter window has it then).
 - **A long wall** (`long_wall`, two refused probes or more) was a window's. When it ends,
   a window spent in the first half of a cycle of `spend_period` or more is spent at once in
   each cycle (what the last one took, its burst `opens_late` of the period after the request
@@ -88,6 +102,7 @@ the client's estimate.
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import threading
 import time
@@ -97,6 +112,7 @@ from typing import Callable, Protocol
 from ..http import RateLimitHeaders, Verdict, parse_ratelimit_headers
 from ._hints import exhausted, says_per_minute
 from ._meter import Meter
+from ._openings import Openings
 from ._pace import DISCOVER, REGAIN, Pace
 from ._tuning import DEFAULT, Tuning
 from ._window import Levels, Window
@@ -131,6 +147,7 @@ class Ticket:
         "estimate",
         "held",
         "in_flight",
+        "opening",
         "probe",
         "sent",
         "tokens",
@@ -147,6 +164,7 @@ class Ticket:
         self.held = False  # the pace made it wait: the pace is what limits the throughput
         self.in_flight = 0  # > 0 once admitted; 0 again once its outcome was reported
         self.probe = False  # it went alone, to see whether the limit has room again
+        self.opening: int | None = None  # the cycle of a window's openings it went in
         self.sent = 0.0
         self.why = ""  # what it waits for: "pause", "probe", "slot", "pace" or "leader"
         self.voids = 0  # the controller's count of voided turns when it was booked
@@ -233,6 +251,8 @@ class RateController:
         self._planned = False  # the pause ends when the window should open again
         self._allowance = (math.inf, math.inf)  # what its last cycle took: requests, tokens
         self._period_floor = 0.0  # the period is at least this (see _next_period)
+        self._openings: Openings | None = None  # a short fixed window, spent as it opens
+        self._paces_before = self._paces  # as they were when it was found
         self._sent = [0.0, 0.0]  # requests and tokens sent in this cycle
         # A window spent at once: when this cycle's first request went (the one that found
         # it open), when its burst (the rest) began, when the burst's requests that got
@@ -351,6 +371,10 @@ class RateController:
                 if now < at:
                     ticket.at = at
                     return False
+                opens = None if self._openings is None else self._openings.turn(now)
+                if opens is not None:
+                    ticket.at = opens
+                    return False
                 if self._period is not None and not self._probing and self._spent():
                     self._probing = True  # the window's allowance is out: one request looks
                 if self._probing:
@@ -358,6 +382,8 @@ class RateController:
                         return False
                     self._probes_out += 1
                     ticket.probe = True
+            if self._openings is not None and not force:
+                ticket.opening = self._openings.go()
             self._in_flight += 1
             if self._sent[0] == 1 and self._period is not None:
                 self._burst_from = now
@@ -408,6 +434,8 @@ class RateController:
             if not level:
                 return
             now = self._clock()
+            if self._openings is not None and ticket.opening is not None:
+                self._openings.through(now, ticket.opening)
             self._succeeded(
                 now, ticket.epoch, 1, ticket.tokens, ticket.held, ticket.probe, ticket.sent
             )
@@ -455,7 +483,8 @@ class RateController:
             else:
                 what = exhausted(message, hint)
                 self._named = what != (True, True) or says_per_minute(message)
-                self._refused(now, ticket.epoch, retry_after, what, hint)
+                if not self._opening_holds(now, ticket):
+                    self._refused(now, ticket.epoch, retry_after, what, hint)
                 verdict = PAUSED
             self._settle(now)
         if self.listener is not None and verdict == PAUSED:
@@ -600,6 +629,8 @@ class RateController:
         """Learned limits (per minute, in flight; ``None``: not limited) and counters."""
         with self._lock:
             req, tok = (pace.rate for pace in self._paces)
+            if self._openings is not None:
+                req = self._openings.rate()
             return {
                 "rpm": None if req is None else round(req * 60, 1),
                 "tpm": None if tok is None else round(tok * 60),
@@ -737,6 +768,23 @@ class RateController:
         self._start_pause(now + pause)
         if self._rough():  # the probe goes as the pause ends, not a guessed interval later
             self._next_free = -math.inf
+
+    def _opening_holds(self, now: float, ticket: Ticket) -> bool:
+        """A rate limit refused ``ticket``: whether a short window spent at its openings
+        still holds (it was the request that looked for more room: it waits for the next
+        opening, and nothing else changes). A request of the allowance refused says it was
+        no such window: paced from now on, at its rate, which the refusal cuts."""
+        openings = self._openings
+        if openings is None or ticket.opening is None:
+            return False
+        if openings.refused(now, ticket.opening):
+            return True
+        self._openings = None
+        if openings.cycle == 0:  # as if it had not been tried
+            self._paces = self._paces_before
+        else:
+            self._paces[0].set(openings.rate(), openings.rate(), REGAIN, self._timescale)
+        return False
 
     def _settle(self, now: float) -> None:
         """Once the requests sent before the pause have answered: guess the first pace, or
@@ -923,6 +971,17 @@ class RateController:
         began = self._wall_since
         if self._planned and self._period is None and self._cycle is not None:
             began = min(began, self._cycle[0])
+        period = self._short_window(ended)
+        if period is not None:
+            # A fixed window's opening: spend it at each from now on (see _openings).
+            took = self._meter.requests - self._cycle[1]  # type: ignore[index]
+            self._openings = Openings(self.tuning, period, sent, int(took))
+            self._paces_before = (copy.copy(self._paces[0]), copy.copy(self._paces[1]))
+            self._cycle = (ended, *self._meter.totals())
+            for pace in self._paces:
+                pace.rate = None
+                pace.floor = max(pace.floor, ended)
+            return
         long = ended - began >= self.tuning.long_wall and lasted
         if not long or self._cycle is None:
             return
@@ -963,6 +1022,30 @@ class RateController:
         for pace, flag, rate in zip(self._paces, self._cut_what, rates):
             if flag and rate > 0:
                 pace.set(self.tuning.after_wall * rate, rate, REGAIN, self._timescale)
+
+    def _short_window(self, ended: float) -> float | None:
+        """The period of a fixed window the cycle's first burst spent, when its wall, which
+        ended at ``ended`` (the success's sending), reads as one: it lasted (probes
+        refused), requests were refused by rate (not tokens), a burst got through first (a
+        slow bucket's one or two say nothing of a window), and room came back before a
+        sliding window spent by the burst would have freed any (``tuning.pause_min``
+        before a period after the burst: more than the answers' jitter). ``None``: not
+        such a window, or windows are not spent at their openings."""
+        t = self.tuning
+        if not t.openings or self._openings is not None or self._period is not None:
+            return None
+        if self._cycle is None or self._rough() or self._cut_what != (True, False):
+            return None
+        if self.strikes <= LASTING_PROBES or self._planned:
+            return None
+        since, through = self._cycle[0], self._meter.requests - self._cycle[1]
+        if through < max(t.discover_below, 2):
+            return None
+        for period in t.window_periods:
+            short = period < t.spend_period and self._wall_since - since < period
+            if short and ended - since < period - t.pause_min:
+                return period
+        return None
 
     def _next_period(self, since: float, end: float, planned_once: bool) -> float:
         """A window's period, after a cycle from ``since`` (when the last one's success
@@ -1018,8 +1101,9 @@ class RateController:
 
     def _window_opens(self, now: float, age: float) -> float | None:
         """When the window should have room again: the next cycle of the period learned,
-        or, once the wall is old, when a window of one of the usual periods opened by the
-        cycle's first request would open again; ``None`` when neither applies."""
+        or when a window of one of the usual periods opened by the cycle's first request
+        would open again, for the periods the wall's age and start allow (_looked_for);
+        ``None`` when neither applies."""
         t = self.tuning
         if self._cycle is None:
             return None

@@ -93,6 +93,15 @@ class Tuning:
         "gets every window it touches (f60, s10). inf: always paced.",
         off=math.inf,
     )
+    openings: float = _knob(
+        1.0,
+        "1: a window of one of window_periods shorter than spend_period, whose first wall "
+        "ended before a sliding window could have freed room (pause_min before a period "
+        "after the first burst), is a fixed window's: spent at each opening, not paced "
+        "(f1: a paced run takes the two windows at its ends in part). 0: never (a "
+        "cluster's leader, whose followers go by a pace).",
+        off=0.0,
+    )
     pause_min: float = _knob(0.05, "The shortest pause after a refusal, seconds.")
     wall_late: float = _knob(
         0.5,
