@@ -36,6 +36,7 @@ from embedsdk.ratecontrol import (
     shared_controller,
 )
 from embedsdk.ratecontrol._hints import exhausted, says_concurrency, says_per_minute
+from embedsdk.ratecontrol._openings import Openings
 
 SF_TPM = "Request was rejected due to rate limiting. Details: TPM limit reached."
 SF_RPM = "Request was rejected due to rate limiting. Details: RPM limit reached."
@@ -819,6 +820,89 @@ def test_a_one_second_windows_first_wall_ends_when_it_opens_again(
     later = serve(ctl, clock, server, 10.0, message=SF_RPM)
     assert sum(s == 200 for _, s in later) >= 0.9 * 10 * 10
     assert sum(s != 200 for _, s in later) <= 2
+
+
+@pytest.mark.parametrize("left", [0.3, 0.63])
+def test_a_fixed_one_second_window_is_spent_as_each_second_begins(
+    ctl: RateController, clock: FakeClock, left: float
+) -> None:
+    """A fixed window of 10 a second, ``left`` seconds of its first second left when the
+    first burst spent it: after that wall, every second gives all 10, sent as it begins,
+    and the only refusals are the rare looks for more room. (Paced, some seconds gave 9:
+    the pace met the window's edge whenever it grew; 596-599 of the 610 here.)"""
+    start = clock.now
+    log = serve(ctl, clock, fixed_window(1.0, 10, start + left - 1.0, 0.05), 60.0, message=SF_RPM)
+    later = cycles(log, start + left, 1.0, 58)
+    assert [ok for ok, _, _ in later] == [10] * 58
+    assert all(last is not None and last < 0.5 for _, _, last in later)  # at once
+    assert sum(refused for _, refused, _ in later) <= 4
+    assert rate(ctl) == pytest.approx(10)
+
+
+def test_a_bucket_whose_first_wall_reads_as_a_fixed_windows_costs_no_more_than_a_pace(
+    clock: FakeClock,
+) -> None:
+    """A bucket of 3 a second and 2 s of burst: its first wall lasts, and room comes back
+    before a second, as a fixed window's would. The window's first period sends two
+    requests, not the rest of the allowance: the second is refused, and the pace goes on
+    as if no window had been tried (what a controller that never tries gets, within a
+    request and two refusals)."""
+
+    def run(tuning: Tuning) -> tuple[int, int]:
+        ctl = RateController(clock=FakeClock(), tuning=tuning)
+        server = token_bucket(3.0, ctl.now(), 0.05, burst=2.0)
+        log = serve(ctl, ctl._clock, server, 30.0, message=SF_RPM)  # type: ignore[arg-type]
+        ok = sum(status == 200 for _, status in log)
+        return ok, len(log) - ok
+
+    (ok, refused), (paced_ok, paced_refused) = run(Tuning()), run(Tuning(openings=0.0))
+    assert ok >= paced_ok - 1 and refused <= paced_refused + 2
+
+
+def test_a_fixed_window_shorter_than_a_second_is_found_by_the_looks_half_way(
+    ctl: RateController, clock: FakeClock
+) -> None:
+    """A fixed window of 5 per half second reads as one of a second at first (5 a second,
+    half of it); the looks for room half a period on find the other half, and the client
+    ends up taking nearly all of it (paced, it got 72 %)."""
+    start = clock.now
+    log = serve(ctl, clock, fixed_window(0.5, 5, start - 0.1, 0.05), 60.0, message=SF_RPM)
+    ok = sum(status == 200 for _, status in log)
+    assert ok >= 0.9 * 10 * 60
+    assert len(log) - ok <= 0.05 * len(log)
+
+
+def test_only_one_refusal_of_a_period_that_looked_for_room_leaves_the_window_as_it_is() -> None:
+    """The server counts a period's requests as they reach it, so the one refused in a
+    period that looked for more room may be any of them: one is the look's, a second says
+    the window is not what was learned; so does any in a period that did not look."""
+    tuning = Tuning(spend_period=5.0)
+    quiet = Openings(tuning, 1.0, 100.0, 10)
+    assert quiet.turn(101.01) is None
+    assert not quiet.refused(101.1, quiet.go())  # a period that did not look
+    looked = Openings(tuning, 1.0, 100.0, 10)
+    assert looked.turn(105.01) is None  # five seconds on, a period looks
+    cycle = looked.go()
+    assert looked.refused(105.1, cycle)  # the look's
+    assert not looked.refused(105.1, cycle)  # one more: not this window
+    assert looked.allowance == 10
+
+
+def test_a_look_for_room_that_gets_through_grows_the_allowance() -> None:
+    openings = Openings(Tuning(spend_period=5.0), 1.0, 100.0, 10)
+    now = 105.01
+    assert openings.turn(now) is None
+    cycle = openings.go()
+    for _ in range(9):
+        assert openings.turn(now) is None
+        openings.go()
+    assert openings.turn(now) == pytest.approx(105.5)  # the look goes half a period on
+    assert openings.turn(105.5) is None
+    openings.go()
+    assert openings.turn(105.5) == pytest.approx(106.01)
+    for _ in range(11):
+        openings.through(105.6, cycle)
+    assert openings.allowance == 11
 
 
 def test_an_idle_spell_after_a_wall_does_not_read_as_a_window(

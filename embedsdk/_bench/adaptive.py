@@ -449,6 +449,7 @@ MECHANISMS = (
     "follow_burst",
     "period_shrink",
     "window_periods",
+    "openings",
     "cap_probes",
     "recut",
 )
