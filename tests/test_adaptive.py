@@ -839,70 +839,142 @@ def test_a_fixed_one_second_window_is_spent_as_each_second_begins(
     assert rate(ctl) == pytest.approx(10)
 
 
+def tried(tuning: Tuning, server: Callable[[float], Server], seconds: float) -> tuple[Any, ...]:
+    """Successes and refusals of a controller of ``tuning`` serving ``server(start)`` for
+    ``seconds``, and whether it tried spending a window as it opens."""
+    clock = FakeClock()
+    ctl = RateController(clock=clock, tuning=tuning)
+    log = serve(ctl, clock, server(clock.now), seconds, message=SF_RPM)
+    ok = sum(status == 200 for _, status in log)
+    return ok, len(log) - ok, ctl._openings_tried
+
+
+@pytest.mark.parametrize(
+    ("per_second", "burst", "latency", "gateway"),
+    [(3.0, 2.0, 0.05, False), (10.0, 0.5, 0.6, True), (3.0, 2.0, 0.6, True)],
+)
 def test_a_bucket_whose_first_wall_reads_as_a_fixed_windows_costs_no_more_than_a_pace(
-    clock: FakeClock,
+    per_second: float, burst: float, latency: float, gateway: bool
 ) -> None:
-    """A bucket of 3 a second and 2 s of burst: its first wall lasts, and room comes back
-    before a second, as a fixed window's would. The window's first period sends two
-    requests, not the rest of the allowance: the second is refused, and the pace goes on
-    as if no window had been tried (what a controller that never tries gets, within a
-    request and two refusals)."""
+    """A bucket whose first wall lasts, with room back within a second, as a fixed
+    window's would be (also behind a gateway that refuses at once while successes take
+    0.6 s): until as many as the first burst got have got through, two requests go for
+    each that did, so the bucket refuses the second, and the paces go on as if no window
+    had been tried: what a controller that never tries gets, within two requests and
+    three refusals. (Slow answers once let the whole allowance go each second: 5 a second
+    of a bucket of 10, never refused.)"""
 
-    def run(tuning: Tuning) -> tuple[int, int]:
-        ctl = RateController(clock=FakeClock(), tuning=tuning)
-        server = token_bucket(3.0, ctl.now(), 0.05, burst=2.0)
-        log = serve(ctl, ctl._clock, server, 30.0, message=SF_RPM)  # type: ignore[arg-type]
-        ok = sum(status == 200 for _, status in log)
-        return ok, len(log) - ok
+    def server(start: float) -> Server:
+        bucket = token_bucket(per_second, start, latency, burst=burst)
+        return refusing_at_once(bucket) if gateway else bucket
 
-    (ok, refused), (paced_ok, paced_refused) = run(Tuning()), run(Tuning(openings=0.0))
-    assert ok >= paced_ok - 1 and refused <= paced_refused + 2
+    ok, refused, was_tried = tried(Tuning(), server, 30.0)
+    paced_ok, paced_refused, _ = tried(Tuning(openings=0.0), server, 30.0)
+    assert was_tried
+    assert ok >= paced_ok - 2 and refused <= paced_refused + 3
 
 
-def test_a_fixed_window_shorter_than_a_second_is_found_by_the_looks_half_way(
+def test_a_fixed_window_shorter_than_a_second_costs_no_more_than_a_pace() -> None:
+    """A fixed window of 5 per half second reads as one of a second (5 a second, half of
+    it): the looks for room grow it until a period's burst is refused, and the pace takes
+    over from the rate it gave: what a controller that never tries gets, or more."""
+
+    def server(start: float) -> Server:
+        return fixed_window(0.5, 5, start - 0.1, 0.05)
+
+    ok, refused, was_tried = tried(Tuning(), server, 60.0)
+    paced_ok, paced_refused, _ = tried(Tuning(openings=0.0), server, 60.0)
+    assert was_tried
+    assert ok >= paced_ok and refused <= paced_refused + 3
+
+
+def test_a_window_raised_later_is_found_by_the_looks() -> None:
+    """A fixed window of 10 a second spent as it opens, then raised to 15: the looks for
+    room (once in five seconds) grow the allowance a request a second once one gets
+    through; in the last 20 s of a minute, nearly all of the 15 a second. (A look whose
+    answer came after the next period began once stopped the looks for good.)"""
+    clock = FakeClock()
+    ctl = RateController(clock=clock)
+    start = clock.now
+    serve(ctl, clock, fixed_window(1.0, 10, start - 0.5, 0.05), 10.0, message=SF_RPM)
+    assert ctl.snapshot()["rpm"] == pytest.approx(600)  # spent as it opens, 10 a second
+    log = serve(ctl, clock, fixed_window(1.0, 15, start - 0.5, 0.7), 60.0, message=SF_RPM)
+    last = [status for sent, status in log if sent >= clock.now - 20.0]
+    assert sum(status == 200 for status in last) >= 0.9 * 15 * 20
+
+
+def test_a_pace_from_a_leader_ends_spending_a_window_as_it_opens(
     ctl: RateController, clock: FakeClock
 ) -> None:
-    """A fixed window of 5 per half second reads as one of a second at first (5 a second,
-    half of it); the looks for room half a period on find the other half, and the client
-    ends up taking nearly all of it (paced, it got 72 %)."""
+    """A cluster's follower that learned alone while its leader was away, and read a fixed
+    window: the leader's pace, when it comes, is what it goes by."""
     start = clock.now
-    log = serve(ctl, clock, fixed_window(0.5, 5, start - 0.1, 0.05), 60.0, message=SF_RPM)
-    ok = sum(status == 200 for _, status in log)
-    assert ok >= 0.9 * 10 * 60
-    assert len(log) - ok <= 0.05 * len(log)
+    serve(ctl, clock, fixed_window(1.0, 10, start - 0.5, 0.05), 5.0, message=SF_RPM)
+    assert ctl.snapshot()["rpm"] == pytest.approx(600)
+    ctl.follow(4.0, None)
+    assert rate(ctl) == pytest.approx(4.0)
+    ats = [turn(ctl, clock).at for _ in range(10)]
+    assert max(b - a for a, b in zip(ats, ats[1:])) == pytest.approx(0.25, rel=0.05)
+
+
+def test_a_leader_never_spends_a_window_as_it_opens_whatever_its_tuning() -> None:
+    """Its followers go by its pace: a leader spending a window as it opens would have
+    none to give them (every follower unpaced)."""
+    from embedsdk.ratecontrol import RateLeader
+
+    assert RateLeader(tuning=Tuning(regain=20.0)).controller.tuning.openings == 0
 
 
 def test_only_one_refusal_of_a_period_that_looked_for_room_leaves_the_window_as_it_is() -> None:
     """The server counts a period's requests as they reach it, so the one refused in a
     period that looked for more room may be any of them: one is the look's, a second says
-    the window is not what was learned; so does any in a period that did not look."""
+    the window is not what was learned; so does any in a period that did not look, and any
+    before the window was confirmed."""
     tuning = Tuning(spend_period=5.0)
-    quiet = Openings(tuning, 1.0, 100.0, 10)
+
+    def confirmed() -> Openings:
+        openings = Openings(tuning, 1.0, 100.0, 0.1, 2)
+        assert openings.turn(100.0) is None
+        openings.through(100.1, openings.go())
+        assert openings.confirmed
+        return openings
+
+    trial = Openings(tuning, 1.0, 100.0, 0.1, 10)
+    assert trial.turn(100.0) is None
+    assert not trial.refused(100.1, trial.go())  # before it was confirmed
+    quiet = confirmed()
     assert quiet.turn(101.01) is None
     assert not quiet.refused(101.1, quiet.go())  # a period that did not look
-    looked = Openings(tuning, 1.0, 100.0, 10)
+    looked = confirmed()
     assert looked.turn(105.01) is None  # five seconds on, a period looks
     cycle = looked.go()
     assert looked.refused(105.1, cycle)  # the look's
     assert not looked.refused(105.1, cycle)  # one more: not this window
-    assert looked.allowance == 10
+    assert looked.allowance == 2
 
 
-def test_a_look_for_room_that_gets_through_grows_the_allowance() -> None:
-    openings = Openings(Tuning(spend_period=5.0), 1.0, 100.0, 10)
-    now = 105.01
-    assert openings.turn(now) is None
+def test_a_period_sends_its_allowance_as_it_begins_and_a_look_half_way() -> None:
+    """Nothing in the band before a period begins (the opening fell in it); the look half
+    a period on; the allowance grows by one when the period that looked all got through."""
+    openings = Openings(Tuning(spend_period=5.0), 1.0, 100.0, 0.2, 1)
+    assert openings.confirmed
+    assert openings.turn(100.5) == pytest.approx(101.01)  # its one went; the next period
+    assert openings.turn(104.85) == pytest.approx(105.01)  # in the band before 105
+    assert openings.turn(104.5) is None  # before it
+    openings.go()
+    assert openings.turn(105.01) is None  # five seconds on: a period that looks
     cycle = openings.go()
-    for _ in range(9):
-        assert openings.turn(now) is None
-        openings.go()
-    assert openings.turn(now) == pytest.approx(105.5)  # the look goes half a period on
+    assert openings.turn(105.01) == pytest.approx(105.5)  # the look, half a period on
     assert openings.turn(105.5) is None
     openings.go()
     assert openings.turn(105.5) == pytest.approx(106.01)
-    for _ in range(11):
-        openings.through(105.6, cycle)
-    assert openings.allowance == 11
+    openings.through(105.6, cycle)
+    assert openings.allowance == 1  # one of two through: no more room yet
+    openings.through(105.6, cycle)
+    assert openings.allowance == 2
+    assert openings.turn(106.01) is None and openings.go() == 6
+    assert openings.turn(106.01) is None  # it looks again at once: two more
+    assert openings.go() == 6 and openings.turn(106.01) == pytest.approx(106.5)
 
 
 def test_an_idle_spell_after_a_wall_does_not_read_as_a_window(

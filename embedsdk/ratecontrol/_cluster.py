@@ -69,7 +69,7 @@ FOLLOWER = dataclasses.replace(DEFAULT, start_window=1)
 #: The leader's: its walls last a report or two longer than one process's (the probe goes
 #: to a worker, its answer comes back with the worker's next report), so only one of
 #: several seconds is read as a window's.
-LEADER = dataclasses.replace(DEFAULT, long_wall=3.0, openings=0.0)
+LEADER = dataclasses.replace(DEFAULT, long_wall=3.0)
 
 #: A leader's epoch as followers know it: (the leader's incarnation, its epoch).
 Tag = tuple[str, int]
@@ -91,6 +91,8 @@ class RateLeader:
 
     def __init__(self, clock: Callable[[], float] | None = None, tuning: Tuning = LEADER) -> None:
         self._clock = clock or time.monotonic
+        # Never spends a short window as it opens: its followers go by a pace.
+        tuning = dataclasses.replace(tuning, openings=0.0)
         self.controller = RateController(clock=self._clock, tuning=tuning)
         self.incarnation = uuid.uuid4().hex[:12]
         self._started = self._clock()

@@ -30,8 +30,8 @@ with no success between; a *cycle* runs from the end of one long wall to the end
 8. After the first wall, when it read as a fixed window's of a short period (`openings`):
    what the first burst got, sent as each period begins (`_openings`). One refusal in a
    period that looked for more room changes nothing.
-9. When more are refused: at the rate it gave, cut as any first refusal (in its first
-   period, the pace before it).
+9. When any other is refused: at the rate it gave, cut as any first refusal; before it was
+   confirmed (as many through as the first burst got), the paces it had before.
 
 What moves the pace:
 
@@ -61,9 +61,11 @@ What moves the pace:
   burst could free any room (`pause_min` before one of the `window_periods` shorter than
   `spend_period`) was a fixed window's opening: from then on its allowance goes as it opens,
   each period (a paced run takes the windows at its two ends only in part, and meets the
-  window's edge each time it grows). Its first period sends two more for each that got
-  through (a bucket read as a window refuses the second); once in `spend_period` one more
-  goes half a period on, to look for room (a shorter window has it then).
+  window's edge each time it grows). Until as many as the first burst got have got
+  through, two more go for each that did (a bucket read as a window refuses the second);
+  none goes just before a period begins, where the opening may fall. Once in
+  `spend_period` (twice as long after each refused, at most `look_max`) one more goes half
+  a period on, to look for room. A cluster's leader never does it.
 - **A long wall** (`long_wall`, two refused probes or more) was a window's. When it ends,
   a window spent in the first half of a cycle of `spend_period` or more is spent at once in
   each cycle (what the last one took, its burst `opens_late` of the period after the request
@@ -252,7 +254,13 @@ class RateController:
         self._allowance = (math.inf, math.inf)  # what its last cycle took: requests, tokens
         self._period_floor = 0.0  # the period is at least this (see _next_period)
         self._openings: Openings | None = None  # a short fixed window, spent as it opens
-        self._paces_before = self._paces  # as they were when it was found
+        self._openings_tried = False  # the first wall read as one (it is tried once)
+        # The paces and the cycle when it was found: until it is confirmed, a refusal
+        # takes them back, as if it had not been tried.
+        self._before_openings: (
+            tuple[tuple[Pace, Pace], tuple[float, float, float] | None] | None
+        ) = None
+        self._refused_sent = -math.inf  # when the last refused request went
         self._sent = [0.0, 0.0]  # requests and tokens sent in this cycle
         # A window spent at once: when this cycle's first request went (the one that found
         # it open), when its burst (the rest) began, when the burst's requests that got
@@ -382,7 +390,7 @@ class RateController:
                         return False
                     self._probes_out += 1
                     ticket.probe = True
-            if self._openings is not None and not force:
+            if self._openings is not None:
                 ticket.opening = self._openings.go()
             self._in_flight += 1
             if self._sent[0] == 1 and self._period is not None:
@@ -483,7 +491,9 @@ class RateController:
             else:
                 what = exhausted(message, hint)
                 self._named = what != (True, True) or says_per_minute(message)
-                if not self._opening_holds(now, ticket):
+                if ticket.epoch == self.epoch:
+                    self._refused_sent = ticket.sent
+                if not self._openings_hold(now, ticket, retry_after, what):
                     self._refused(now, ticket.epoch, retry_after, what, hint)
                 verdict = PAUSED
             self._settle(now)
@@ -596,6 +606,7 @@ class RateController:
         the pace apart (a cluster's workers take interleaved turns). The window and the
         token ratio stay this controller's."""
         with self._lock:
+            self._openings = None  # the pace decided elsewhere, not a window seen here
             for pace, rate in zip(self._paces, (requests, tokens)):
                 pace.follow(rate)
             if self.awaiting_until > -math.inf:  # the pace awaited has come: go by it
@@ -769,21 +780,38 @@ class RateController:
         if self._rough():  # the probe goes as the pause ends, not a guessed interval later
             self._next_free = -math.inf
 
-    def _opening_holds(self, now: float, ticket: Ticket) -> bool:
-        """A rate limit refused ``ticket``: whether a short window spent at its openings
-        still holds (it was the request that looked for more room: it waits for the next
-        opening, and nothing else changes). A request of the allowance refused says it was
-        no such window: paced from now on, at its rate, which the refusal cuts."""
+    def _openings_hold(
+        self, now: float, ticket: Ticket, retry_after: float | None, what: tuple[bool, bool]
+    ) -> bool:
+        """A rate limit refused ``ticket`` while a short fixed window is spent as it opens:
+        whether nothing more is to be done. It was a look for room (the requests' limit,
+        no wait past the next period's start): the window holds, and the request waits for
+        that start. Any other refusal says it is no such window: it is left (see
+        _leave_openings), and the refusal is taken as any (``False``) unless the window
+        was not confirmed yet."""
         openings = self._openings
-        if openings is None or ticket.opening is None:
+        if openings is None:
             return False
-        if openings.refused(now, ticket.opening):
+        fits = retry_after is None or now + retry_after <= openings.opens()
+        looked = ticket.opening is not None and what[0] and fits
+        if looked and openings.refused(now, ticket.opening):  # type: ignore[arg-type]
             return True
-        self._openings = None
-        if openings.cycle == 0:  # as if it had not been tried
-            self._paces = self._paces_before
-        else:
-            self._paces[0].set(openings.rate(), openings.rate(), REGAIN, self._timescale)
+        return self._leave_openings(now)
+
+    def _leave_openings(self, now: float) -> bool:
+        """Stop spending a short window as it opens. Before it was confirmed (a bucket that
+        refused the first period's second request): the paces and the cycle it had before,
+        as if it had not been tried (``True``: the refusal changes nothing more). Once
+        confirmed: paced at the rate it gave, which the refusal then cuts."""
+        openings, self._openings = self._openings, None
+        if openings is None:
+            return False
+        if not openings.confirmed and self._before_openings is not None:
+            self._paces, self._cycle = self._before_openings
+            self._grown_at = now  # the time it was tried held nothing back
+            self._recut = None  # nor does what got through then see the last cut again
+            return True
+        self._paces[0].set(openings.rate(), openings.rate(), REGAIN, self._timescale)
         return False
 
     def _settle(self, now: float) -> None:
@@ -973,14 +1001,14 @@ class RateController:
             began = min(began, self._cycle[0])
         period = self._short_window(ended)
         if period is not None:
-            # A fixed window's opening: spend it at each from now on (see _openings).
+            # A fixed window's opening: spend it as each period begins (see _openings).
+            self._openings_tried = True
             took = self._meter.requests - self._cycle[1]  # type: ignore[index]
-            self._openings = Openings(self.tuning, period, sent, int(took))
-            self._paces_before = (copy.copy(self._paces[0]), copy.copy(self._paces[1]))
+            band = sent - self._refused_sent  # it opened after the last refused request went
+            self._openings = Openings(self.tuning, period, sent, band, int(took))
+            self._before_openings = ((copy.copy(self._paces[0]), self._paces[1]), self._cycle)
             self._cycle = (ended, *self._meter.totals())
-            for pace in self._paces:
-                pace.rate = None
-                pace.floor = max(pace.floor, ended)
+            self._paces[0].rate = None
             return
         long = ended - began >= self.tuning.long_wall and lasted
         if not long or self._cycle is None:
@@ -1026,15 +1054,18 @@ class RateController:
     def _short_window(self, ended: float) -> float | None:
         """The period of a fixed window the cycle's first burst spent, when its wall, which
         ended at ``ended`` (the success's sending), reads as one: it lasted (probes
-        refused), requests were refused by rate (not tokens), a burst got through first (a
-        slow bucket's one or two say nothing of a window), and room came back before a
-        sliding window spent by the burst would have freed any (``tuning.pause_min``
-        before a period after the burst: more than the answers' jitter). ``None``: not
-        such a window, or windows are not spent at their openings."""
+        refused), its 429s named the requests' limit (not tokens, not none), a burst got
+        through first (a slow bucket's one or two say nothing of a window), and room came
+        back before a sliding window spent by the burst would have freed any
+        (``tuning.pause_min`` before a period after the burst: more than the answers'
+        jitter). ``None``: not such a window; or this controller does not learn (a
+        cluster's follower), or tried it once already, or does not spend windows so."""
         t = self.tuning
-        if not t.openings or self._openings is not None or self._period is not None:
+        if not t.openings or not self.learns or self._openings_tried or self._period is not None:
             return None
-        if self._cycle is None or self._rough() or self._cut_what != (True, False):
+        if self._cycle is None or self._guess_after is not None or self._rough():
+            return None
+        if self._cut_what != (True, False):
             return None
         if self.strikes <= LASTING_PROBES or self._planned:
             return None

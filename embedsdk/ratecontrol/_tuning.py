@@ -99,8 +99,14 @@ class Tuning:
         "ended before a sliding window could have freed room (pause_min before a period "
         "after the first burst), is a fixed window's: spent at each opening, not paced "
         "(f1: a paced run takes the two windows at its ends in part). 0: never (a "
-        "cluster's leader, whose followers go by a pace).",
+        "cluster's leader always: its followers go by a pace).",
         off=0.0,
+    )
+    look_max: float = _knob(
+        60.0,
+        "Such a window looks for more room once in spend_period seconds, twice as long "
+        "after each look refused, at most this many: fewer refusals (f1), a raised limit "
+        "found later.",
     )
     pause_min: float = _knob(0.05, "The shortest pause after a refusal, seconds.")
     wall_late: float = _knob(
